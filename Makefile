@@ -1,0 +1,78 @@
+# Pylee: the developer entry points. Run from the repository root.
+SHELL := bash
+.SHELLFLAGS := -eu -o pipefail -c
+
+GO        ?= go
+BUF       := tools/node_modules/.bin/buf
+GOMODCACHE = $(shell $(GO) env GOMODCACHE)
+# Every module of the workspace, so `go test` and `go vet` reach all of them.
+PKGS      := github.com/pyleeai/pylee/...
+GOOGLEAPIS_FILES := api/annotations.proto api/http.proto api/httpbody.proto api/client.proto \
+	api/field_behavior.proto api/resource.proto api/launch_stage.proto \
+	rpc/status.proto rpc/error_details.proto rpc/code.proto
+
+.PHONY: all tools third-party generate generate-proto generate-ent lint buf-lint buf-breaking vet test test-short build bench clean
+
+all: build
+
+## tools: installs the pinned non-Go tools (buf, googleapis protos) from tools/package-lock.json.
+tools: $(BUF)
+$(BUF): tools/package.json tools/package-lock.json
+	cd tools && npm install --no-audit --no-fund --loglevel=error
+	touch $(BUF)
+
+## third-party: copies the third-party protos we import into the git-ignored third_party/.
+third-party: tools
+	rm -rf third_party
+	mkdir -p third_party/googleapis/google/api third_party/googleapis/google/rpc
+	for f in $(GOOGLEAPIS_FILES); do cp tools/node_modules/google-proto-files/google/$$f third_party/googleapis/google/$$f; done
+	$(GO) mod download github.com/grpc-ecosystem/grpc-gateway/v2
+	gw=$$($(GO) list -m -f '{{.Dir}}' github.com/grpc-ecosystem/grpc-gateway/v2); \
+	  mkdir -p third_party/grpc-gateway/protoc-gen-openapiv2/options; \
+	  cp $$gw/protoc-gen-openapiv2/options/*.proto third_party/grpc-gateway/protoc-gen-openapiv2/options/
+	chmod -R u+w third_party
+
+## generate: rewrites gen/ (protobuf, gRPC, grpc-gateway, OpenAPI), ent code and docs.
+generate: generate-proto generate-ent
+
+generate-proto: third-party
+	rm -rf gen/go/pylee gen/openapi
+	$(BUF) generate --path proto/pylee
+
+generate-ent:
+	$(GO) generate ./services/...
+
+## lint: buf lint, gofmt and go vet.
+lint: buf-lint vet
+	@out=$$(gofmt -l $$(git ls-files '*.go' | grep -v '^gen/')); if [ -n "$$out" ]; then echo "gofmt needed:"; echo "$$out"; exit 1; fi
+
+buf-lint: third-party
+	$(BUF) lint proto
+
+## buf-breaking: compares proto/ with the main branch (built with the same third_party/).
+buf-breaking: third-party
+	@if git rev-parse --verify -q main >/dev/null && git cat-file -e main:proto 2>/dev/null; then \
+	  tmp=$$(mktemp -d); trap 'rm -rf $$tmp' EXIT; \
+	  git archive main proto buf.yaml | tar -x -C $$tmp; cp -r third_party $$tmp/; \
+	  (cd $$tmp && $(CURDIR)/$(BUF) build -o image.binpb); \
+	  $(BUF) breaking proto --against $$tmp/image.binpb; \
+	else echo "buf breaking: main has no proto/ yet"; fi
+
+vet:
+	$(GO) vet $(PKGS)
+
+## test: every test of every module, against SQLite and PostgreSQL.
+test:
+	$(GO) test -count=1 $(PKGS)
+
+build:
+	mkdir -p bin
+	$(GO) build -o bin/pylee ./cmd/pylee
+
+## bench: GetOrganization over gRPC and REST against one server; prints both rates and the ratio.
+bench:
+	$(GO) test -run '^$$' -bench . -benchmem -count 1 ./cmd/pylee/... ./kit/... | tee bench.txt
+	$(GO) run ./cmd/pylee/internal/benchratio < bench.txt
+
+clean:
+	rm -rf bin third_party bench.txt

@@ -1,0 +1,3 @@
+module github.com/pyleeai/pylee/cmd/pylee
+
+go 1.26

@@ -1,0 +1,142 @@
+package aip
+
+import (
+	"errors"
+	"strings"
+	"testing"
+
+	"google.golang.org/protobuf/types/known/fieldmaskpb"
+	"google.golang.org/protobuf/types/known/typepb"
+)
+
+func TestValidateID(t *testing.T) {
+	tests := []struct {
+		id string
+		ok bool
+	}{
+		{"acme", true}, {"a-1", true}, {"abc", true}, {strings.Repeat("a", 63), true},
+		{"ab", false}, {strings.Repeat("a", 64), false}, {"1abc", false}, {"-abc", false},
+		{"Acme", false}, {"ac_me", false}, {"ac.me", false}, {"acme/x", false}, {"", false}, {"acmé", false},
+	}
+	for _, tt := range tests {
+		if err := ValidateID(tt.id); (err == nil) != tt.ok {
+			t.Errorf("ValidateID(%q) = %v, want ok=%v", tt.id, err, tt.ok)
+		}
+	}
+}
+
+func TestPattern(t *testing.T) {
+	p := MustPattern("orgs/{org}/servers/{server}")
+	tests := []struct {
+		name string
+		want []string
+		ok   bool
+	}{
+		{"orgs/acme/servers/github", []string{"acme", "github"}, true},
+		{"orgs/acme/servers", nil, false},
+		{"orgs/acme/servers/github/x", nil, false},
+		{"orgs//servers/github", nil, false},
+		{"org/acme/servers/github", nil, false},
+		{"orgs/ACME/servers/github", nil, false},
+		{"", nil, false},
+	}
+	for _, tt := range tests {
+		got, err := p.Parse(tt.name)
+		if (err == nil) != tt.ok || strings.Join(got, ",") != strings.Join(tt.want, ",") {
+			t.Errorf("Parse(%q) = %v, %v; want %v ok=%v", tt.name, got, err, tt.want, tt.ok)
+		}
+	}
+	if got := p.Format("acme", "github"); got != "orgs/acme/servers/github" {
+		t.Errorf("Format = %q", got)
+	}
+	v := MustPattern("orgs/{org}/servers/{server}/versions/{version}")
+	if got, err := v.ParseLoose("orgs/acme/servers/gh/versions/1.2.0-rc.1+b5"); err != nil || got[2] != "1.2.0-rc.1+b5" {
+		t.Errorf("ParseLoose = %v, %v", got, err)
+	}
+}
+
+func TestPageTokens(t *testing.T) {
+	codec := NewPageTokens([]byte("key-1"))
+	q := Query("orgs", `display_name = "a"`)
+	tok := codec.Encode(q, "acme")
+	if cur, err := codec.Decode(q, tok); err != nil || cur != "acme" {
+		t.Fatalf("Decode = %q, %v", cur, err)
+	}
+	if cur, err := codec.Decode(q, ""); err != nil || cur != "" {
+		t.Fatalf("empty token = %q, %v", cur, err)
+	}
+	// Another query, another key, an edited token: all refused.
+	if _, err := codec.Decode(Query("orgs", ""), tok); !errors.Is(err, ErrBadPageToken) {
+		t.Errorf("other query: %v", err)
+	}
+	if _, err := NewPageTokens([]byte("key-2")).Decode(q, tok); !errors.Is(err, ErrBadPageToken) {
+		t.Errorf("other key: %v", err)
+	}
+	raw := []byte(tok)
+	raw[len(raw)/2] ^= 1
+	if _, err := codec.Decode(q, string(raw)); !errors.Is(err, ErrBadPageToken) {
+		t.Errorf("edited token: %v", err)
+	}
+	if Query("ab", "c")[0] == Query("a", "bc")[0] && string(Query("ab", "c")) == string(Query("a", "bc")) {
+		t.Error("query digest is ambiguous")
+	}
+}
+
+func TestPageSize(t *testing.T) {
+	for _, tt := range []struct {
+		in   int32
+		want int
+		ok   bool
+	}{{0, 50, true}, {10, 10, true}, {1000, 1000, true}, {5000, 1000, true}, {-1, 0, false}} {
+		got, err := PageSize(tt.in, 50, 1000)
+		if got != tt.want || (err == nil) != tt.ok {
+			t.Errorf("PageSize(%d) = %d, %v", tt.in, got, err)
+		}
+	}
+}
+
+func TestUpdatePaths(t *testing.T) {
+	// typepb.Field has top-level string fields name, type_url, json_name.
+	updatable := []string{"name", "json_name"}
+	msg := &typepb.Field{Name: "n"}
+	tests := []struct {
+		mask []string
+		want string
+		ok   bool
+	}{
+		{[]string{"name"}, "name", true},
+		{[]string{"*"}, "name,json_name", true},
+		{nil, "name", true},
+		{[]string{"type_url"}, "", false},
+		{[]string{"*", "name"}, "", false},
+		{[]string{"name", "name"}, "name", true},
+	}
+	for _, tt := range tests {
+		var mask *fieldmaskpb.FieldMask
+		if tt.mask != nil {
+			mask = &fieldmaskpb.FieldMask{Paths: tt.mask}
+		}
+		got, err := UpdatePaths(mask, msg, updatable)
+		if (err == nil) != tt.ok || strings.Join(got, ",") != tt.want {
+			t.Errorf("UpdatePaths(%v) = %v, %v", tt.mask, got, err)
+		}
+	}
+	if _, err := UpdatePaths(nil, &typepb.Field{}, updatable); err == nil {
+		t.Error("empty mask on an empty message must fail")
+	}
+	dst := &typepb.Field{Name: "old", JsonName: "old", TypeUrl: "keep"}
+	ApplyPaths(dst, &typepb.Field{Name: "new"}, []string{"name", "json_name"})
+	if dst.Name != "new" || dst.JsonName != "" || dst.TypeUrl != "keep" {
+		t.Errorf("ApplyPaths = %v", dst)
+	}
+}
+
+func TestETag(t *testing.T) {
+	a, b := ETag("orgs/acme", 1), ETag("orgs/acme", 2)
+	if a == b || a != ETag("orgs/acme", 1) || a == ETag("orgs/acmf", 1) {
+		t.Fatal("etags must be deterministic and differ by name and revision")
+	}
+	if !ETagMatches("", a) || !ETagMatches(a, a) || ETagMatches(b, a) {
+		t.Fatal("ETagMatches")
+	}
+}

@@ -1,0 +1,98 @@
+package auth
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/pyleeai/pylee/kit/config"
+	"github.com/pyleeai/pylee/kit/errs"
+)
+
+func TestNewAPIToken(t *testing.T) {
+	tok, hash, err := NewAPIToken()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !strings.HasPrefix(tok.Reveal(), TokenPrefix) || len(tok.Reveal()) != len(TokenPrefix)+52 {
+		t.Fatalf("token shape: %d chars", len(tok.Reveal()))
+	}
+	if string(hash) != string(HashToken(tok)) || len(hash) != 32 {
+		t.Fatal("hash mismatch")
+	}
+	tok2, _, _ := NewAPIToken()
+	if tok2.Reveal() == tok.Reveal() {
+		t.Fatal("tokens repeat")
+	}
+}
+
+func TestParseBearer(t *testing.T) {
+	for _, tt := range []struct {
+		h, want string
+		ok      bool
+	}{
+		{"Bearer pyl_x", "pyl_x", true}, {"bearer  pyl_x ", "pyl_x", true},
+		{"", "", false}, {"Bearer", "", false}, {"Bearer ", "", false}, {"Basic abc", "", false}, {"pyl_x", "", false},
+	} {
+		got, err := ParseBearer(tt.h)
+		if (err == nil) != tt.ok || got.Reveal() != tt.want {
+			t.Errorf("ParseBearer(%q) = %q, %v", tt.h, got.Reveal(), err)
+		}
+		if err != nil && !errors.Is(err, errs.ErrUnauthenticated) {
+			t.Errorf("error %v is not unauthenticated", err)
+		}
+	}
+}
+
+type countingAuthn struct {
+	calls int
+	valid map[string]Principal
+}
+
+func (c *countingAuthn) Authenticate(_ context.Context, cred config.Secret) (Principal, error) {
+	c.calls++
+	p, ok := c.valid[cred.Reveal()]
+	if !ok {
+		return Principal{}, fmt.Errorf("unknown token: %w", errs.ErrUnauthenticated)
+	}
+	return p, nil
+}
+
+func TestCache(t *testing.T) {
+	next := &countingAuthn{valid: map[string]Principal{"a": {Name: "users/a"}, "b": {Name: "users/b"}}}
+	c := NewCache(next, time.Second, 1)
+	now := time.Unix(0, 0)
+	c.now = func() time.Time { return now }
+	ctx := context.Background()
+	for i := 0; i < 3; i++ {
+		if p, err := c.Authenticate(ctx, config.NewSecret("a")); err != nil || p.Name != "users/a" {
+			t.Fatal(p, err)
+		}
+	}
+	if next.calls != 1 {
+		t.Fatalf("calls = %d, want 1", next.calls)
+	}
+	// Failures are not cached.
+	for i := 0; i < 2; i++ {
+		if _, err := c.Authenticate(ctx, config.NewSecret("x")); !errors.Is(err, errs.ErrUnauthenticated) {
+			t.Fatal(err)
+		}
+	}
+	if next.calls != 3 {
+		t.Fatalf("calls = %d, want 3", next.calls)
+	}
+	// Expiry: a revoked token stops working after the TTL.
+	delete(next.valid, "a")
+	now = now.Add(2 * time.Second)
+	if _, err := c.Authenticate(ctx, config.NewSecret("a")); err == nil {
+		t.Fatal("expired entry still answered")
+	}
+	// The bound on size holds.
+	_, _ = c.Authenticate(ctx, config.NewSecret("b"))
+	if len(c.entries) > 1 {
+		t.Fatalf("cache grew to %d", len(c.entries))
+	}
+}

@@ -1,0 +1,28 @@
+package server
+
+import "context"
+
+// callInfo is what the interceptors learn about a call, shared between them
+// through the context: recovery creates it, the others fill it in, the
+// access log and recovery read it.
+type callInfo struct {
+	requestID string
+	principal string
+}
+
+type callInfoKey struct{}
+
+func withCallInfo(ctx context.Context) (context.Context, *callInfo) {
+	ci := &callInfo{}
+	return context.WithValue(ctx, callInfoKey{}, ci), ci
+}
+
+func callInfoFrom(ctx context.Context) *callInfo {
+	if ci, ok := ctx.Value(callInfoKey{}).(*callInfo); ok {
+		return ci
+	}
+	return &callInfo{}
+}
+
+// RequestID returns the request id of the call ctx belongs to.
+func RequestID(ctx context.Context) string { return callInfoFrom(ctx).requestID }

@@ -1,0 +1,392 @@
+package server
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"runtime/debug"
+	"strings"
+	"time"
+
+	"github.com/google/uuid"
+	"github.com/prometheus/client_golang/prometheus"
+	"go.uber.org/zap"
+	"go.uber.org/zap/zapcore"
+	"google.golang.org/grpc"
+	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/metadata"
+	"google.golang.org/grpc/peer"
+	"google.golang.org/grpc/status"
+	"google.golang.org/protobuf/proto"
+
+	"github.com/pyleeai/pylee/kit/auth"
+	"github.com/pyleeai/pylee/kit/errs"
+)
+
+// Interceptor is one named step of the chain, for unary and streaming calls.
+type Interceptor struct {
+	Name   string
+	Unary  grpc.UnaryServerInterceptor
+	Stream grpc.StreamServerInterceptor
+}
+
+// RequestIDHeader carries the request id in gRPC metadata and HTTP headers.
+const RequestIDHeader = "x-request-id"
+
+// Chain returns the interceptors in the order they run: recovery, request
+// id, access log, metrics, status (domain errors to gRPC statuses),
+// authentication, validation. Recovery is outermost so a panic anywhere
+// becomes an Internal error; the log and metrics see the final status code;
+// authentication runs before validation so an anonymous caller learns
+// nothing from validation messages.
+func (s *Server) Chain() []Interceptor {
+	return []Interceptor{
+		{"recovery", s.recoveryUnary, s.recoveryStream},
+		{"request_id", requestIDUnary, requestIDStream},
+		{"access_log", s.logUnary, s.logStream},
+		{"metrics", s.metrics.unary, s.metrics.stream},
+		{"status", s.statusUnary, s.statusStream},
+		{"authentication", s.authUnary, s.authStream},
+		{"validation", s.validateUnary, s.validateStream},
+	}
+}
+
+// --- recovery ---------------------------------------------------------------
+
+func (s *Server) recovered(ctx context.Context, method string, r any) error {
+	ci := callInfoFrom(ctx)
+	s.log.Error("panic in handler", zap.String("method", method), zap.String("request_id", ci.requestID),
+		zap.String("panic", fmt.Sprint(r)), zap.ByteString("stack", debug.Stack()))
+	return errs.ToStatus(fmt.Errorf("panic: %v", r), ci.requestID).Err()
+}
+
+func (s *Server) recoveryUnary(ctx context.Context, req any, info *grpc.UnaryServerInfo, next grpc.UnaryHandler) (resp any, err error) {
+	ctx, _ = withCallInfo(ctx)
+	defer func() {
+		if r := recover(); r != nil {
+			resp, err = nil, s.recovered(ctx, info.FullMethod, r)
+		}
+	}()
+	return next(ctx, req)
+}
+
+func (s *Server) recoveryStream(srv any, ss grpc.ServerStream, info *grpc.StreamServerInfo, next grpc.StreamHandler) (err error) {
+	ctx, _ := withCallInfo(ss.Context())
+	defer func() {
+		if r := recover(); r != nil {
+			err = s.recovered(ctx, info.FullMethod, r)
+		}
+	}()
+	return next(srv, &wrappedStream{ServerStream: ss, ctx: ctx})
+}
+
+// --- request id -------------------------------------------------------------
+
+func requestID(ctx context.Context) string {
+	ci := callInfoFrom(ctx)
+	if md, ok := metadata.FromIncomingContext(ctx); ok {
+		if v := md.Get(RequestIDHeader); len(v) > 0 && validRequestID(v[0]) {
+			ci.requestID = v[0]
+		}
+	}
+	if ci.requestID == "" {
+		ci.requestID = newRequestID()
+	}
+	return ci.requestID
+}
+
+func newRequestID() string {
+	if id, err := uuid.NewV7(); err == nil {
+		return id.String()
+	}
+	return uuid.NewString()
+}
+
+func validRequestID(s string) bool {
+	if s == "" || len(s) > 128 {
+		return false
+	}
+	for _, c := range s {
+		if c < 0x21 || c > 0x7e {
+			return false
+		}
+	}
+	return true
+}
+
+func requestIDUnary(ctx context.Context, req any, _ *grpc.UnaryServerInfo, next grpc.UnaryHandler) (any, error) {
+	_ = grpc.SetHeader(ctx, metadata.Pairs(RequestIDHeader, requestID(ctx)))
+	return next(ctx, req)
+}
+
+func requestIDStream(srv any, ss grpc.ServerStream, _ *grpc.StreamServerInfo, next grpc.StreamHandler) error {
+	_ = ss.SetHeader(metadata.Pairs(RequestIDHeader, requestID(ss.Context())))
+	return next(srv, ss)
+}
+
+// --- access log -------------------------------------------------------------
+
+func (s *Server) logCall(ctx context.Context, method string, start time.Time, err error) {
+	code := status.Code(err)
+	ci := callInfoFrom(ctx)
+	lvl := zapcore.InfoLevel
+	switch code {
+	case codes.Internal, codes.Unknown, codes.DataLoss, codes.Unimplemented:
+		lvl = zapcore.ErrorLevel
+	}
+	if ce := s.log.Check(lvl, "grpc call"); ce != nil {
+		fields := []zap.Field{
+			zap.String("request_id", ci.requestID),
+			zap.String("method", method),
+			zap.String("code", code.String()),
+			zap.Duration("duration", time.Since(start)),
+		}
+		if ci.principal != "" {
+			fields = append(fields, zap.String("principal", ci.principal))
+		}
+		if p, ok := peer.FromContext(ctx); ok && p.Addr != nil {
+			fields = append(fields, zap.String("peer", p.Addr.String()))
+		}
+		if err != nil && code != codes.Internal {
+			// Messages of known errors are written for clients and hold no secrets.
+			fields = append(fields, zap.String("error", status.Convert(err).Message()))
+		}
+		ce.Write(fields...)
+	}
+}
+
+// errPanicked stands for a call whose handler panicked, so the log and the
+// metrics count it before recovery, further out, answers it.
+var errPanicked = status.Error(codes.Internal, "panic")
+
+// observePanic records a panic with record and panics on to recovery.
+func observePanic(record func(error)) {
+	if r := recover(); r != nil {
+		record(errPanicked)
+		panic(r)
+	}
+}
+
+func (s *Server) logUnary(ctx context.Context, req any, info *grpc.UnaryServerInfo, next grpc.UnaryHandler) (any, error) {
+	start := time.Now()
+	defer observePanic(func(err error) { s.logCall(ctx, info.FullMethod, start, err) })
+	resp, err := next(ctx, req)
+	s.logCall(ctx, info.FullMethod, start, err)
+	return resp, err
+}
+
+func (s *Server) logStream(srv any, ss grpc.ServerStream, info *grpc.StreamServerInfo, next grpc.StreamHandler) error {
+	start := time.Now()
+	defer observePanic(func(err error) { s.logCall(ss.Context(), info.FullMethod, start, err) })
+	err := next(srv, ss)
+	s.logCall(ss.Context(), info.FullMethod, start, err)
+	return err
+}
+
+// --- metrics ----------------------------------------------------------------
+
+type metrics struct {
+	requests *prometheus.CounterVec
+	duration *prometheus.HistogramVec
+}
+
+func newMetrics(reg prometheus.Registerer) *metrics {
+	m := &metrics{
+		requests: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "pylee_grpc_server_requests_total",
+			Help: "gRPC calls handled, by method and status code.",
+		}, []string{"method", "code"}),
+		duration: prometheus.NewHistogramVec(prometheus.HistogramOpts{
+			Name:    "pylee_grpc_server_request_duration_seconds",
+			Help:    "Time to handle a gRPC call, by method.",
+			Buckets: []float64{.0001, .00025, .0005, .001, .0025, .005, .01, .025, .05, .1, .25, .5, 1, 2.5, 5, 10},
+		}, []string{"method"}),
+	}
+	reg.MustRegister(m.requests, m.duration)
+	return m
+}
+
+func (m *metrics) observe(method string, start time.Time, err error) {
+	m.requests.WithLabelValues(method, status.Code(err).String()).Inc()
+	m.duration.WithLabelValues(method).Observe(time.Since(start).Seconds())
+}
+
+func (m *metrics) unary(ctx context.Context, req any, info *grpc.UnaryServerInfo, next grpc.UnaryHandler) (any, error) {
+	start := time.Now()
+	defer observePanic(func(err error) { m.observe(info.FullMethod, start, err) })
+	resp, err := next(ctx, req)
+	m.observe(info.FullMethod, start, err)
+	return resp, err
+}
+
+func (m *metrics) stream(srv any, ss grpc.ServerStream, info *grpc.StreamServerInfo, next grpc.StreamHandler) error {
+	start := time.Now()
+	defer observePanic(func(err error) { m.observe(info.FullMethod, start, err) })
+	err := next(srv, ss)
+	m.observe(info.FullMethod, start, err)
+	return err
+}
+
+// --- status -----------------------------------------------------------------
+
+func (s *Server) toStatus(ctx context.Context, method string, err error) error {
+	if err == nil {
+		return nil
+	}
+	ci := callInfoFrom(ctx)
+	if !errs.Known(err) {
+		// The one place an unexpected error's text is written down: the log,
+		// under the request id the client is given.
+		s.log.Error("internal error", zap.String("request_id", ci.requestID), zap.String("method", method), zap.Error(err))
+	}
+	if errors.Is(err, context.Canceled) {
+		return status.Error(codes.Canceled, "request canceled")
+	}
+	if errors.Is(err, context.DeadlineExceeded) {
+		return status.Error(codes.DeadlineExceeded, "deadline exceeded")
+	}
+	return errs.ToStatus(err, ci.requestID).Err()
+}
+
+func (s *Server) statusUnary(ctx context.Context, req any, info *grpc.UnaryServerInfo, next grpc.UnaryHandler) (any, error) {
+	resp, err := next(ctx, req)
+	if err != nil {
+		return nil, s.toStatus(ctx, info.FullMethod, err)
+	}
+	return resp, nil
+}
+
+func (s *Server) statusStream(srv any, ss grpc.ServerStream, info *grpc.StreamServerInfo, next grpc.StreamHandler) error {
+	return s.toStatus(ss.Context(), info.FullMethod, next(srv, ss))
+}
+
+// --- authentication and authorization -----------------------------------------
+
+func (s *Server) authenticate(ctx context.Context, method string) (context.Context, *Rule, error) {
+	rule, ok := s.rules[method]
+	if !ok {
+		if isInfrastructure(method) {
+			return ctx, nil, nil
+		}
+		// Deny by default: a method without a rule is never served.
+		return ctx, nil, fmt.Errorf("method %s declares no access rule: %w", method, errs.ErrPermissionDenied)
+	}
+	if rule.Public {
+		return ctx, nil, nil
+	}
+	md, _ := metadata.FromIncomingContext(ctx)
+	vals := md.Get("authorization")
+	if len(vals) == 0 {
+		return ctx, nil, fmt.Errorf("missing credential: send %q: %w", "authorization: Bearer <token>", errs.ErrUnauthenticated)
+	}
+	cred, err := auth.ParseBearer(vals[0])
+	if err != nil {
+		return ctx, nil, err
+	}
+	if s.authn == nil {
+		return ctx, nil, fmt.Errorf("this process cannot verify credentials: %w", errs.ErrUnauthenticated)
+	}
+	p, err := s.authn.Authenticate(ctx, cred)
+	if err != nil {
+		if errs.Known(err) {
+			return ctx, nil, err
+		}
+		return ctx, nil, fmt.Errorf("verify credential: %w", err)
+	}
+	callInfoFrom(ctx).principal = p.Name
+	return auth.WithPrincipal(ctx, p), &rule, nil
+}
+
+func (s *Server) authorize(ctx context.Context, rule *Rule, req any) error {
+	if rule == nil {
+		return nil
+	}
+	p, _ := auth.FromContext(ctx)
+	resource := ""
+	if rule.ResourceField != "" {
+		msg, ok := req.(proto.Message)
+		if !ok {
+			return fmt.Errorf("request is not a proto message")
+		}
+		resource = fieldString(msg, rule.ResourceField)
+	}
+	return s.authz.Authorize(ctx, p, rule.Permission, resource)
+}
+
+func (s *Server) authUnary(ctx context.Context, req any, info *grpc.UnaryServerInfo, next grpc.UnaryHandler) (any, error) {
+	ctx, rule, err := s.authenticate(ctx, info.FullMethod)
+	if err != nil {
+		return nil, err
+	}
+	if err := s.authorize(ctx, rule, req); err != nil {
+		return nil, err
+	}
+	return next(ctx, req)
+}
+
+func (s *Server) authStream(srv any, ss grpc.ServerStream, info *grpc.StreamServerInfo, next grpc.StreamHandler) error {
+	ctx, rule, err := s.authenticate(ss.Context(), info.FullMethod)
+	if err != nil {
+		return err
+	}
+	// The resource is in the first request message: authorize on receipt.
+	return next(srv, &wrappedStream{ServerStream: ss, ctx: ctx, onFirstRecv: func(m any) error {
+		return s.authorize(ctx, rule, m)
+	}})
+}
+
+func isInfrastructure(method string) bool {
+	return strings.HasPrefix(method, "/grpc.health.v1.") || strings.HasPrefix(method, "/grpc.reflection.")
+}
+
+// --- validation -------------------------------------------------------------
+
+// Validator checks a request before its handler runs and returns an error
+// naming the offending field (errs.Field / errs.Violations).
+type Validator func(req proto.Message) error
+
+func (s *Server) validate(method string, req any) error {
+	v, ok := s.validators[method]
+	if !ok {
+		return nil
+	}
+	msg, ok := req.(proto.Message)
+	if !ok {
+		return fmt.Errorf("request of %s is not a proto message", method)
+	}
+	return v(msg)
+}
+
+func (s *Server) validateUnary(ctx context.Context, req any, info *grpc.UnaryServerInfo, next grpc.UnaryHandler) (any, error) {
+	if err := s.validate(info.FullMethod, req); err != nil {
+		return nil, err
+	}
+	return next(ctx, req)
+}
+
+func (s *Server) validateStream(srv any, ss grpc.ServerStream, info *grpc.StreamServerInfo, next grpc.StreamHandler) error {
+	return next(srv, &wrappedStream{ServerStream: ss, ctx: ss.Context(), onFirstRecv: func(m any) error {
+		return s.validate(info.FullMethod, m)
+	}})
+}
+
+// wrappedStream replaces a stream's context and can check the first message.
+type wrappedStream struct {
+	grpc.ServerStream
+	ctx         context.Context
+	onFirstRecv func(any) error
+	received    bool
+}
+
+func (w *wrappedStream) Context() context.Context { return w.ctx }
+
+func (w *wrappedStream) RecvMsg(m any) error {
+	if err := w.ServerStream.RecvMsg(m); err != nil {
+		return err
+	}
+	if !w.received && w.onFirstRecv != nil {
+		w.received = true
+		return w.onFirstRecv(m)
+	}
+	return nil
+}

@@ -1,0 +1,100 @@
+package server
+
+import (
+	"fmt"
+	"sort"
+	"strings"
+
+	apiv1 "github.com/pyleeai/pylee/gen/go/pylee/api/v1"
+	"google.golang.org/grpc"
+	"google.golang.org/protobuf/proto"
+	"google.golang.org/protobuf/reflect/protoreflect"
+	"google.golang.org/protobuf/reflect/protoregistry"
+	"google.golang.org/protobuf/types/descriptorpb"
+)
+
+// Rule is the access rule an RPC declares with the (pylee.api.v1.auth)
+// method option.
+type Rule struct {
+	Permission    string
+	ResourceField string
+	Public        bool
+}
+
+// RulesOf reads the access rules of every method of the services registered
+// on srv, and fails naming every method that declares no rule, or no
+// validator in validators. Health and reflection are infrastructure and need
+// neither.
+func RulesOf(srv *grpc.Server, validators map[string]Validator) (map[string]Rule, error) {
+	rules := map[string]Rule{}
+	var missing []string
+	for svc, info := range srv.GetServiceInfo() {
+		for _, m := range info.Methods {
+			full := "/" + svc + "/" + m.Name
+			if isInfrastructure(full) {
+				continue
+			}
+			rule, ok := ruleOf(svc, m.Name)
+			if !ok {
+				missing = append(missing, full+" (no pylee.api.v1.auth option)")
+				continue
+			}
+			if _, ok := validators[full]; !ok {
+				missing = append(missing, full+" (no request validator)")
+			}
+			rules[full] = rule
+		}
+	}
+	if len(missing) > 0 {
+		sort.Strings(missing)
+		return nil, fmt.Errorf("unguarded RPCs: %s", strings.Join(missing, ", "))
+	}
+	return rules, nil
+}
+
+func ruleOf(service, method string) (Rule, bool) {
+	d, err := protoregistry.GlobalFiles.FindDescriptorByName(protoreflect.FullName(service))
+	if err != nil {
+		return Rule{}, false
+	}
+	sd, ok := d.(protoreflect.ServiceDescriptor)
+	if !ok {
+		return Rule{}, false
+	}
+	md := sd.Methods().ByName(protoreflect.Name(method))
+	if md == nil {
+		return Rule{}, false
+	}
+	opts, ok := md.Options().(*descriptorpb.MethodOptions)
+	if !ok || opts == nil || !proto.HasExtension(opts, apiv1.E_Auth) {
+		return Rule{}, false
+	}
+	r := proto.GetExtension(opts, apiv1.E_Auth).(*apiv1.AuthRule)
+	if !r.GetPublic() && r.GetPermission() == "" {
+		return Rule{}, false
+	}
+	return Rule{Permission: r.GetPermission(), ResourceField: r.GetResourceField(), Public: r.GetPublic()}, true
+}
+
+// fieldString reads a string field of msg by dotted path; "" if absent.
+func fieldString(msg proto.Message, path string) string {
+	m := msg.ProtoReflect()
+	parts := strings.Split(path, ".")
+	for i, p := range parts {
+		fd := m.Descriptor().Fields().ByName(protoreflect.Name(p))
+		if fd == nil {
+			return ""
+		}
+		if i == len(parts)-1 {
+			if fd.Kind() != protoreflect.StringKind {
+				return ""
+			}
+			return m.Get(fd).String()
+		}
+		if fd.Message() == nil || !m.Has(fd) {
+			return ""
+		}
+		m = m.Get(fd).Message()
+	}
+	return ""
+}

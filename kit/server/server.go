@@ -1,0 +1,258 @@
+package server
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"net"
+	"net/http"
+	"sync"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/collectors"
+	"github.com/prometheus/client_golang/prometheus/promhttp"
+	"go.uber.org/zap"
+	"google.golang.org/grpc"
+	"google.golang.org/grpc/health"
+	healthpb "google.golang.org/grpc/health/grpc_health_v1"
+	"google.golang.org/grpc/reflection"
+
+	"github.com/pyleeai/pylee/kit/auth"
+)
+
+// Config configures the listeners and the shutdown of a process.
+type Config struct {
+	// GRPCAddr and HTTPAddr are listen addresses; port 0 picks a free port.
+	GRPCAddr string
+	HTTPAddr string
+	// ShutdownTimeout bounds the graceful part of shutdown; calls still
+	// running after it are cut off.
+	ShutdownTimeout time.Duration
+	// MaxRecvBytes bounds a gRPC request message (default 4 MiB).
+	MaxRecvBytes int
+}
+
+// Server is one process's gRPC and HTTP servers.
+type Server struct {
+	cfg        Config
+	log        *zap.Logger
+	grpc       *grpc.Server
+	mux        *http.ServeMux
+	health     *health.Server
+	registry   *prometheus.Registry
+	metrics    *metrics
+	validators map[string]Validator
+	rules      map[string]Rule
+	authn      auth.Authenticator
+	authz      auth.Authorizer
+
+	grpcLis, httpLis net.Listener
+	httpSrv          *http.Server
+
+	mu       sync.Mutex
+	cleanups []cleanup
+}
+
+type cleanup struct {
+	name string
+	fn   func(context.Context) error
+}
+
+// New returns a server; register services and handlers, then Listen and Run.
+func New(cfg Config, log *zap.Logger) *Server {
+	if cfg.ShutdownTimeout <= 0 {
+		cfg.ShutdownTimeout = 15 * time.Second
+	}
+	if cfg.MaxRecvBytes <= 0 {
+		cfg.MaxRecvBytes = 4 << 20
+	}
+	reg := prometheus.NewRegistry()
+	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
+	s := &Server{
+		cfg:        cfg,
+		log:        log,
+		mux:        http.NewServeMux(),
+		health:     health.NewServer(),
+		registry:   reg,
+		metrics:    newMetrics(reg),
+		validators: map[string]Validator{},
+		authz:      auth.AllowAuthenticated{},
+	}
+	var unary []grpc.UnaryServerInterceptor
+	var stream []grpc.StreamServerInterceptor
+	for _, ic := range s.Chain() {
+		unary = append(unary, ic.Unary)
+		stream = append(stream, ic.Stream)
+	}
+	s.grpc = grpc.NewServer(
+		grpc.ChainUnaryInterceptor(unary...),
+		grpc.ChainStreamInterceptor(stream...),
+		grpc.MaxRecvMsgSize(cfg.MaxRecvBytes),
+	)
+	healthpb.RegisterHealthServer(s.grpc, s.health)
+	reflection.Register(s.grpc)
+	s.mux.Handle("GET /metrics", promhttp.HandlerFor(reg, promhttp.HandlerOpts{Registry: reg}))
+	s.mux.HandleFunc("GET /healthz", func(w http.ResponseWriter, _ *http.Request) { _, _ = w.Write([]byte("ok\n")) })
+	s.mux.HandleFunc("GET /readyz", s.ready)
+	return s
+}
+
+// SetAuth sets how callers are authenticated and authorized. Without an
+// authenticator every call that needs a credential is refused.
+func (s *Server) SetAuth(authn auth.Authenticator, authz auth.Authorizer) {
+	s.authn = authn
+	if authz != nil {
+		s.authz = authz
+	}
+}
+
+// RegisterService registers a gRPC service and the validators of its
+// requests, keyed by full method name (`/pylee.orgs.v1.OrgsService/GetOrganization`).
+func (s *Server) RegisterService(desc *grpc.ServiceDesc, impl any, validators map[string]Validator) {
+	s.grpc.RegisterService(desc, impl)
+	for m, v := range validators {
+		s.validators[m] = v
+	}
+	s.health.SetServingStatus(desc.ServiceName, healthpb.HealthCheckResponse_NOT_SERVING)
+}
+
+// GRPC returns the gRPC server, e.g. for tests that enumerate its services.
+func (s *Server) GRPC() *grpc.Server { return s.grpc }
+
+// Handle registers an HTTP handler on the HTTP server.
+func (s *Server) Handle(pattern string, h http.Handler) { s.mux.Handle(pattern, h) }
+
+// Registry is the Prometheus registry served at /metrics.
+func (s *Server) Registry() *prometheus.Registry { return s.registry }
+
+// AddCleanup registers fn to run at shutdown; cleanups run in reverse order
+// of registration, each under the shutdown deadline.
+func (s *Server) AddCleanup(name string, fn func(context.Context) error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.cleanups = append(s.cleanups, cleanup{name, fn})
+}
+
+// Listen binds both listeners, so their addresses are known (port 0) before
+// anything dials them.
+func (s *Server) Listen() error {
+	var err error
+	if s.grpcLis, err = net.Listen("tcp", s.cfg.GRPCAddr); err != nil {
+		return fmt.Errorf("listen grpc on %s: %w", s.cfg.GRPCAddr, err)
+	}
+	if s.httpLis, err = net.Listen("tcp", s.cfg.HTTPAddr); err != nil {
+		s.grpcLis.Close()
+		return fmt.Errorf("listen http on %s: %w", s.cfg.HTTPAddr, err)
+	}
+	return nil
+}
+
+// GRPCAddr is the bound gRPC address (after Listen).
+func (s *Server) GRPCAddr() string { return s.grpcLis.Addr().String() }
+
+// HTTPAddr is the bound HTTP address (after Listen).
+func (s *Server) HTTPAddr() string { return s.httpLis.Addr().String() }
+
+func (s *Server) ready(w http.ResponseWriter, r *http.Request) {
+	resp, err := s.health.Check(r.Context(), &healthpb.HealthCheckRequest{})
+	if err != nil || resp.GetStatus() != healthpb.HealthCheckResponse_SERVING {
+		http.Error(w, "not ready", http.StatusServiceUnavailable)
+		return
+	}
+	_, _ = w.Write([]byte("ready\n"))
+}
+
+// Run serves until ctx is done, then shuts down: health turns NOT_SERVING,
+// both servers drain for at most ShutdownTimeout, then stop hard; cleanups
+// run last, in reverse. It refuses to start if any RPC is unguarded.
+func (s *Server) Run(ctx context.Context) error {
+	if s.grpcLis == nil {
+		if err := s.Listen(); err != nil {
+			return err
+		}
+	}
+	rules, err := RulesOf(s.grpc, s.validators)
+	if err != nil {
+		s.closeListeners()
+		return err
+	}
+	s.rules = rules
+	s.httpSrv = &http.Server{
+		Handler:           s.mux,
+		ReadHeaderTimeout: 10 * time.Second,
+		IdleTimeout:       2 * time.Minute,
+		ErrorLog:          zap.NewStdLog(s.log.Named("http")),
+	}
+	errc := make(chan error, 2)
+	go func() { errc <- s.grpc.Serve(s.grpcLis) }()
+	go func() {
+		if err := s.httpSrv.Serve(s.httpLis); !errors.Is(err, http.ErrServerClosed) {
+			errc <- err
+			return
+		}
+		errc <- nil
+	}()
+	for name := range s.grpc.GetServiceInfo() {
+		s.health.SetServingStatus(name, healthpb.HealthCheckResponse_SERVING)
+	}
+	s.health.SetServingStatus("", healthpb.HealthCheckResponse_SERVING)
+
+	var serveErr error
+	select {
+	case <-ctx.Done():
+	case serveErr = <-errc:
+		s.log.Error("server stopped unexpectedly", zap.Error(serveErr))
+	}
+	s.shutdown()
+	return serveErr
+}
+
+func (s *Server) closeListeners() {
+	s.grpcLis.Close()
+	s.httpLis.Close()
+}
+
+func (s *Server) shutdown() {
+	s.log.Info("shutting down", zap.Duration("grace", s.cfg.ShutdownTimeout))
+	s.health.Shutdown()
+	ctx, cancel := context.WithTimeout(context.Background(), s.cfg.ShutdownTimeout)
+	defer cancel()
+
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		var wg sync.WaitGroup
+		wg.Add(2)
+		go func() { defer wg.Done(); s.grpc.GracefulStop() }()
+		go func() { defer wg.Done(); _ = s.httpSrv.Shutdown(ctx) }()
+		wg.Wait()
+	}()
+	select {
+	case <-done:
+	case <-ctx.Done():
+		s.log.Warn("grace period over, stopping hard")
+		s.grpc.Stop()
+		_ = s.httpSrv.Close()
+		// Handlers see their context canceled; one that ignores it cannot be
+		// waited for forever.
+		select {
+		case <-done:
+		case <-time.After(5 * time.Second):
+			s.log.Error("handlers still running after hard stop")
+		}
+	}
+
+	cctx, ccancel := context.WithTimeout(context.Background(), s.cfg.ShutdownTimeout)
+	defer ccancel()
+	s.mu.Lock()
+	cleanups := s.cleanups
+	s.mu.Unlock()
+	for i := len(cleanups) - 1; i >= 0; i-- {
+		c := cleanups[i]
+		if err := c.fn(cctx); err != nil {
+			s.log.Error("cleanup failed", zap.String("cleanup", c.name), zap.Error(err))
+		}
+	}
+	s.log.Info("stopped")
+}

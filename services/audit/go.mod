@@ -1,0 +1,3 @@
+module github.com/pyleeai/pylee/services/audit
+
+go 1.26

@@ -1,0 +1,3 @@
+module github.com/pyleeai/pylee/services/gateway
+
+go 1.26

@@ -1,0 +1,3 @@
+module github.com/pyleeai/pylee/services/orgs
+
+go 1.26
