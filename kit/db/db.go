@@ -14,7 +14,7 @@ import (
 
 	"entgo.io/ent/dialect"
 	_ "github.com/jackc/pgx/v5/stdlib" // registers "pgx"
-	_ "modernc.org/sqlite"            // registers "sqlite"
+	_ "modernc.org/sqlite"             // registers "sqlite"
 )
 
 // DB is an open database and the ent dialect that speaks it.

@@ -329,4 +329,3 @@ func TestHardStopAfterGrace(t *testing.T) {
 	h.conn.Close()
 	h.cancel = nil
 }
-
