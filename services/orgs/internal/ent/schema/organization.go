@@ -1,0 +1,39 @@
+// Package schema holds the ent schema of the orgs service's database.
+package schema
+
+import (
+	"entgo.io/ent"
+	"entgo.io/ent/dialect"
+	"entgo.io/ent/schema/field"
+	"entgo.io/ent/schema/index"
+)
+
+// Organization is the tenant. Its id is the client-chosen slug of
+// `orgs/{org}`.
+type Organization struct {
+	ent.Schema
+}
+
+// Fields of Organization.
+func (Organization) Fields() []ent.Field {
+	return []ent.Field{
+		field.String("id").MinLen(3).MaxLen(63).Immutable(),
+		field.String("display_name").Default("").MaxLen(200),
+		field.String("description").Default("").MaxLen(1000),
+		field.Text("overview").Default(""),
+		field.Time("create_time").Immutable(),
+		field.Time("update_time"),
+		// revision counts changes; the etag is derived from it.
+		field.Int64("revision").Default(1),
+		// create_request_id makes Create idempotent (AIP-155).
+		field.String("create_request_id").Optional().Nillable().Immutable().MaxLen(128).
+			SchemaType(map[string]string{dialect.Postgres: "varchar(128)"}),
+	}
+}
+
+// Indexes of Organization.
+func (Organization) Indexes() []ent.Index {
+	return []ent.Index{
+		index.Fields("create_request_id").Unique(),
+	}
+}

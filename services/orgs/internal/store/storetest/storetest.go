@@ -1,0 +1,275 @@
+// Package storetest is the conformance suite every orgs Store must pass; it
+// runs against SQLite and PostgreSQL.
+package storetest
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/pyleeai/pylee/kit/errs"
+	"github.com/pyleeai/pylee/services/orgs/internal/store"
+)
+
+// Run runs the suite; newStore returns a store over an empty database.
+func Run(t *testing.T, newStore func(t *testing.T) store.Store) {
+	tests := []struct {
+		name string
+		fn   func(t *testing.T, s store.Store)
+	}{
+		{"CreateGet", testCreateGet},
+		{"CreateDuplicate", testCreateDuplicate},
+		{"CreateRequestID", testCreateRequestID},
+		{"GetMissing", testGetMissing},
+		{"ListPagesAndFilters", testList},
+		{"Update", testUpdate},
+		{"UpdateConcurrent", testUpdateConcurrent},
+		{"Delete", testDelete},
+		{"APITokens", testAPITokens},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			s := newStore(t)
+			t.Cleanup(func() { s.Close() })
+			tt.fn(t, s)
+		})
+	}
+}
+
+func mustCreate(t *testing.T, s store.Store, id, display string) store.Organization {
+	t.Helper()
+	o, err := s.CreateOrganization(context.Background(), store.Organization{ID: id, DisplayName: display}, "")
+	if err != nil {
+		t.Fatalf("create %s: %v", id, err)
+	}
+	return o
+}
+
+func testCreateGet(t *testing.T, s store.Store) {
+	ctx := context.Background()
+	before := time.Now().Add(-time.Second)
+	in := store.Organization{ID: "acme", DisplayName: "Acme", Description: "d", Overview: "# Acme\n\nMarkdown."}
+	got, err := s.CreateOrganization(ctx, in, "")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got.Revision != 1 || got.CreateTime.Before(before) || !got.UpdateTime.Equal(got.CreateTime) {
+		t.Fatalf("created = %+v", got)
+	}
+	again, err := s.GetOrganization(ctx, "acme")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if again != got || again.Overview != in.Overview || again.Description != "d" {
+		t.Fatalf("get = %+v, want %+v", again, got)
+	}
+}
+
+func testCreateDuplicate(t *testing.T, s store.Store) {
+	mustCreate(t, s, "acme", "Acme")
+	_, err := s.CreateOrganization(context.Background(), store.Organization{ID: "acme", DisplayName: "Other"}, "")
+	if !errors.Is(err, errs.ErrAlreadyExists) {
+		t.Fatalf("err = %v, want ErrAlreadyExists", err)
+	}
+	got, _ := s.GetOrganization(context.Background(), "acme")
+	if got.DisplayName != "Acme" {
+		t.Fatal("duplicate create changed the organization")
+	}
+}
+
+func testCreateRequestID(t *testing.T, s store.Store) {
+	ctx := context.Background()
+	first, err := s.CreateOrganization(ctx, store.Organization{ID: "acme", DisplayName: "A"}, "req-1")
+	if err != nil {
+		t.Fatal(err)
+	}
+	retry, err := s.CreateOrganization(ctx, store.Organization{ID: "acme", DisplayName: "A"}, "req-1")
+	if err != nil || retry != first {
+		t.Fatalf("retry = %+v, %v; want the first", retry, err)
+	}
+	_, err = s.CreateOrganization(ctx, store.Organization{ID: "other", DisplayName: "O"}, "req-1")
+	if !errors.Is(err, errs.ErrRequestIDReused) {
+		t.Fatalf("reuse = %v", err)
+	}
+	if _, err := s.GetOrganization(ctx, "other"); !errors.Is(err, errs.ErrNotFound) {
+		t.Fatal("reused request id created an organization")
+	}
+	// A new request id for a taken id is a plain duplicate.
+	if _, err := s.CreateOrganization(ctx, store.Organization{ID: "acme"}, "req-2"); !errors.Is(err, errs.ErrAlreadyExists) {
+		t.Fatalf("err = %v", err)
+	}
+}
+
+func testGetMissing(t *testing.T, s store.Store) {
+	if _, err := s.GetOrganization(context.Background(), "nope"); !errors.Is(err, errs.ErrNotFound) {
+		t.Fatalf("err = %v", err)
+	}
+}
+
+func testList(t *testing.T, s store.Store) {
+	ctx := context.Background()
+	for i, name := range []string{"Delta Corp", "alpha inc", "Charlie", "Bravo ALPHA", "echo"} {
+		mustCreate(t, s, fmt.Sprintf("org-%c", 'e'-i), name)
+	}
+	var ids []string
+	after := ""
+	for pages := 0; ; pages++ {
+		page, err := s.ListOrganizations(ctx, store.OrganizationQuery{After: after, Limit: 2})
+		if err != nil {
+			t.Fatal(err)
+		}
+		if len(page) == 0 {
+			if pages != 3 {
+				t.Fatalf("pages = %d", pages)
+			}
+			break
+		}
+		for _, o := range page {
+			ids = append(ids, o.ID)
+		}
+		after = page[len(page)-1].ID
+	}
+	if fmt.Sprint(ids) != "[org-a org-b org-c org-d org-e]" {
+		t.Fatalf("ids = %v", ids)
+	}
+	contains, err := s.ListOrganizations(ctx, store.OrganizationQuery{Limit: 10, DisplayNameContains: "alpha"})
+	if err != nil || len(contains) != 2 || contains[0].ID != "org-b" || contains[1].ID != "org-d" {
+		t.Fatalf("contains = %+v, %v", contains, err)
+	}
+	exact := "Charlie"
+	eq, err := s.ListOrganizations(ctx, store.OrganizationQuery{Limit: 10, DisplayNameEquals: &exact})
+	if err != nil || len(eq) != 1 || eq[0].ID != "org-c" {
+		t.Fatalf("equals = %+v, %v", eq, err)
+	}
+	if _, err := s.ListOrganizations(ctx, store.OrganizationQuery{}); err == nil {
+		t.Fatal("zero limit accepted")
+	}
+}
+
+func testUpdate(t *testing.T, s store.Store) {
+	ctx := context.Background()
+	o, err := s.CreateOrganization(ctx, store.Organization{ID: "acme", DisplayName: "Acme", Description: "keep"}, "")
+	if err != nil {
+		t.Fatal(err)
+	}
+	time.Sleep(2 * time.Millisecond)
+	up, err := s.UpdateOrganization(ctx, store.Organization{ID: "acme", DisplayName: "Acme Inc", Description: "ignored"},
+		[]string{store.FieldDisplayName}, o.Revision)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if up.DisplayName != "Acme Inc" || up.Description != "keep" || up.Revision != 2 || !up.UpdateTime.After(o.UpdateTime) || !up.CreateTime.Equal(o.CreateTime) {
+		t.Fatalf("updated = %+v", up)
+	}
+	// A stale revision changes nothing.
+	_, err = s.UpdateOrganization(ctx, store.Organization{ID: "acme", DisplayName: "Stale"}, []string{store.FieldDisplayName}, o.Revision)
+	if !errors.Is(err, errs.ErrEtagMismatch) {
+		t.Fatalf("stale = %v", err)
+	}
+	got, _ := s.GetOrganization(ctx, "acme")
+	if got.DisplayName != "Acme Inc" || got.Revision != 2 {
+		t.Fatalf("after stale update: %+v", got)
+	}
+	// Revision 0 means unconditional.
+	if up, err := s.UpdateOrganization(ctx, store.Organization{ID: "acme", Overview: "x"}, []string{store.FieldOverview}, 0); err != nil || up.Revision != 3 {
+		t.Fatalf("unconditional = %+v, %v", up, err)
+	}
+	if _, err := s.UpdateOrganization(ctx, store.Organization{ID: "nope"}, []string{store.FieldOverview}, 0); !errors.Is(err, errs.ErrNotFound) {
+		t.Fatalf("missing = %v", err)
+	}
+	if _, err := s.UpdateOrganization(ctx, store.Organization{ID: "acme"}, []string{"id"}, 0); !errors.Is(err, errs.ErrInvalidArgument) {
+		t.Fatalf("bad field = %v", err)
+	}
+}
+
+func testUpdateConcurrent(t *testing.T, s store.Store) {
+	ctx := context.Background()
+	o := mustCreate(t, s, "acme", "Acme")
+	const n = 8
+	var wg sync.WaitGroup
+	results := make(chan error, n)
+	for i := 0; i < n; i++ {
+		wg.Add(1)
+		go func(i int) {
+			defer wg.Done()
+			_, err := s.UpdateOrganization(ctx, store.Organization{ID: "acme", DisplayName: fmt.Sprint(i)}, []string{store.FieldDisplayName}, o.Revision)
+			results <- err
+		}(i)
+	}
+	wg.Wait()
+	close(results)
+	var ok, mismatch int
+	for err := range results {
+		switch {
+		case err == nil:
+			ok++
+		case errors.Is(err, errs.ErrEtagMismatch):
+			mismatch++
+		default:
+			t.Errorf("unexpected error: %v", err)
+		}
+	}
+	if ok != 1 || mismatch != n-1 {
+		t.Fatalf("ok=%d mismatch=%d, want exactly one winner", ok, mismatch)
+	}
+	if got, _ := s.GetOrganization(ctx, "acme"); got.Revision != 2 {
+		t.Fatalf("revision = %d, want 2", got.Revision)
+	}
+}
+
+func testDelete(t *testing.T, s store.Store) {
+	ctx := context.Background()
+	o := mustCreate(t, s, "acme", "Acme")
+	if err := s.DeleteOrganization(ctx, "acme", o.Revision+1); !errors.Is(err, errs.ErrEtagMismatch) {
+		t.Fatalf("stale delete = %v", err)
+	}
+	if err := s.DeleteOrganization(ctx, "acme", o.Revision); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := s.GetOrganization(ctx, "acme"); !errors.Is(err, errs.ErrNotFound) {
+		t.Fatalf("after delete: %v", err)
+	}
+	if err := s.DeleteOrganization(ctx, "acme", 0); !errors.Is(err, errs.ErrNotFound) {
+		t.Fatalf("second delete = %v", err)
+	}
+	// The id is free again.
+	mustCreate(t, s, "acme", "Again")
+}
+
+func testAPITokens(t *testing.T, s store.Store) {
+	ctx := context.Background()
+	if n, err := s.CountAPITokens(ctx); err != nil || n != 0 {
+		t.Fatalf("count = %d, %v", n, err)
+	}
+	created := time.Now().UTC().Truncate(time.Millisecond)
+	tok := store.APIToken{ID: "t1", Hash: []byte("0123456789abcdef0123456789abcdef"), Principal: "users/admin", DisplayName: "bootstrap", CreateTime: created}
+	if err := s.CreateAPIToken(ctx, tok); err != nil {
+		t.Fatal(err)
+	}
+	dup := tok
+	dup.ID = "t2"
+	if err := s.CreateAPIToken(ctx, dup); !errors.Is(err, errs.ErrAlreadyExists) {
+		t.Fatalf("duplicate hash = %v", err)
+	}
+	got, err := s.APITokenByHash(ctx, tok.Hash)
+	if err != nil || got.ID != "t1" || got.Principal != "users/admin" || !got.CreateTime.Equal(created) || got.LastUseTime != nil {
+		t.Fatalf("by hash = %+v, %v", got, err)
+	}
+	if _, err := s.APITokenByHash(ctx, []byte("other")); !errors.Is(err, errs.ErrNotFound) {
+		t.Fatalf("unknown hash = %v", err)
+	}
+	used := created.Add(time.Minute)
+	if err := s.TouchAPIToken(ctx, "t1", used); err != nil {
+		t.Fatal(err)
+	}
+	got, _ = s.APITokenByHash(ctx, tok.Hash)
+	if got.LastUseTime == nil || !got.LastUseTime.Equal(used) {
+		t.Fatalf("last use = %v", got.LastUseTime)
+	}
+	if n, _ := s.CountAPITokens(ctx); n != 1 {
+		t.Fatalf("count = %d", n)
+	}
+}

@@ -1,0 +1,169 @@
+package orgs
+
+import (
+	"context"
+	"fmt"
+
+	orgsv1 "github.com/pyleeai/pylee/gen/go/pylee/orgs/v1"
+	"github.com/pyleeai/pylee/kit/aip"
+	"github.com/pyleeai/pylee/kit/errs"
+	"github.com/pyleeai/pylee/kit/server"
+	"github.com/pyleeai/pylee/services/orgs/internal/store"
+	"google.golang.org/protobuf/proto"
+	"google.golang.org/protobuf/types/known/emptypb"
+	"google.golang.org/protobuf/types/known/timestamppb"
+)
+
+// Page sizes of ListOrganizations (AIP-158).
+const (
+	defaultPageSize = 50
+	maxPageSize     = 1000
+)
+
+// OrgName is the pattern of an organization's name.
+var OrgName = aip.MustPattern("orgs/{org}")
+
+// updatable are the fields UpdateOrganization may change.
+var updatable = []string{store.FieldDisplayName, store.FieldDescription, store.FieldOverview}
+
+// Service implements pylee.orgs.v1.OrgsService.
+type Service struct {
+	orgsv1.UnimplementedOrgsServiceServer
+	store  store.Store
+	tokens *aip.PageTokens
+}
+
+// New returns the service over st; pageTokens signs list page tokens.
+func New(st store.Store, pageTokens *aip.PageTokens) *Service {
+	return &Service{store: st, tokens: pageTokens}
+}
+
+// Register registers the service and its validators on srv.
+func (s *Service) Register(srv *server.Server) {
+	srv.RegisterService(&orgsv1.OrgsService_ServiceDesc, s, Validators())
+}
+
+func toProto(o store.Organization) *orgsv1.Organization {
+	name := OrgName.Format(o.ID)
+	return &orgsv1.Organization{
+		Name:        name,
+		DisplayName: o.DisplayName,
+		Description: o.Description,
+		Overview:    o.Overview,
+		CreateTime:  timestamppb.New(o.CreateTime),
+		UpdateTime:  timestamppb.New(o.UpdateTime),
+		Etag:        aip.ETag(name, o.Revision),
+	}
+}
+
+// orgID returns the id of a name that validation has already checked.
+func orgID(name string) string {
+	ids, _ := OrgName.Parse(name)
+	if len(ids) == 0 {
+		return ""
+	}
+	return ids[0]
+}
+
+// CreateOrganization implements OrgsService.
+func (s *Service) CreateOrganization(ctx context.Context, req *orgsv1.CreateOrganizationRequest) (*orgsv1.Organization, error) {
+	o := req.GetOrganization()
+	created, err := s.store.CreateOrganization(ctx, store.Organization{
+		ID:          req.GetOrganizationId(),
+		DisplayName: o.GetDisplayName(),
+		Description: o.GetDescription(),
+		Overview:    o.GetOverview(),
+	}, req.GetRequestId())
+	if err != nil {
+		return nil, err
+	}
+	return toProto(created), nil
+}
+
+// GetOrganization implements OrgsService.
+func (s *Service) GetOrganization(ctx context.Context, req *orgsv1.GetOrganizationRequest) (*orgsv1.Organization, error) {
+	o, err := s.store.GetOrganization(ctx, orgID(req.GetName()))
+	if err != nil {
+		return nil, err
+	}
+	return toProto(o), nil
+}
+
+// ListOrganizations implements OrgsService.
+func (s *Service) ListOrganizations(ctx context.Context, req *orgsv1.ListOrganizationsRequest) (*orgsv1.ListOrganizationsResponse, error) {
+	size, _ := aip.PageSize(req.GetPageSize(), defaultPageSize, maxPageSize)
+	filter, _ := parseFilter(req.GetFilter())
+	query := aip.Query("pylee.orgs.v1.ListOrganizations", req.GetFilter())
+	after, err := s.tokens.Decode(query, req.GetPageToken())
+	if err != nil {
+		return nil, errs.Field("page_token", "%v", err)
+	}
+	q := store.OrganizationQuery{After: after, Limit: size + 1}
+	filter.apply(&q)
+	rows, err := s.store.ListOrganizations(ctx, q)
+	if err != nil {
+		return nil, err
+	}
+	resp := &orgsv1.ListOrganizationsResponse{}
+	if len(rows) > size {
+		rows = rows[:size]
+		resp.NextPageToken = s.tokens.Encode(query, rows[len(rows)-1].ID)
+	}
+	for _, o := range rows {
+		resp.Organizations = append(resp.Organizations, toProto(o))
+	}
+	return resp, nil
+}
+
+// UpdateOrganization implements OrgsService.
+func (s *Service) UpdateOrganization(ctx context.Context, req *orgsv1.UpdateOrganizationRequest) (*orgsv1.Organization, error) {
+	in := req.GetOrganization()
+	paths, _ := aip.UpdatePaths(req.GetUpdateMask(), in, updatable)
+	id := orgID(in.GetName())
+	expect, err := s.expectedRevision(ctx, id, in.GetName(), in.GetEtag())
+	if err != nil {
+		return nil, err
+	}
+	up, err := s.store.UpdateOrganization(ctx, store.Organization{
+		ID:          id,
+		DisplayName: in.GetDisplayName(),
+		Description: in.GetDescription(),
+		Overview:    in.GetOverview(),
+	}, paths, expect)
+	if err != nil {
+		return nil, err
+	}
+	return toProto(up), nil
+}
+
+// DeleteOrganization implements OrgsService.
+func (s *Service) DeleteOrganization(ctx context.Context, req *orgsv1.DeleteOrganizationRequest) (*emptypb.Empty, error) {
+	id := orgID(req.GetName())
+	expect, err := s.expectedRevision(ctx, id, req.GetName(), req.GetEtag())
+	if err != nil {
+		return nil, err
+	}
+	if err := s.store.DeleteOrganization(ctx, id, expect); err != nil {
+		return nil, err
+	}
+	return &emptypb.Empty{}, nil
+}
+
+// expectedRevision turns a client's etag into the revision the store must
+// still hold: 0 (no check) without an etag, ErrEtagMismatch if the etag is
+// not the current one. The store re-checks atomically.
+func (s *Service) expectedRevision(ctx context.Context, id, name, etag string) (int64, error) {
+	if etag == "" {
+		return 0, nil
+	}
+	cur, err := s.store.GetOrganization(ctx, id)
+	if err != nil {
+		return 0, err
+	}
+	if !aip.ETagMatches(etag, aip.ETag(name, cur.Revision)) {
+		return 0, fmt.Errorf("organization %q: %w", name, errs.ErrEtagMismatch)
+	}
+	return cur.Revision, nil
+}
+
+var _ proto.Message = (*orgsv1.Organization)(nil)
