@@ -52,6 +52,16 @@ func RulesOf(srv *grpc.Server, validators map[string]Validator) (map[string]Rule
 	return rules, nil
 }
 
+// RuleFor returns the access rule a full method name
+// (`/pylee.orgs.v1.OrgsService/GetOrganization`) declares.
+func RuleFor(fullMethod string) (Rule, bool) {
+	svc, method, ok := strings.Cut(strings.TrimPrefix(fullMethod, "/"), "/")
+	if !ok {
+		return Rule{}, false
+	}
+	return ruleOf(svc, method)
+}
+
 func ruleOf(service, method string) (Rule, bool) {
 	d, err := protoregistry.GlobalFiles.FindDescriptorByName(protoreflect.FullName(service))
 	if err != nil {

@@ -175,6 +175,7 @@ func (s *Server) Run(ctx context.Context) error {
 	rules, err := RulesOf(s.grpc, s.validators)
 	if err != nil {
 		s.closeListeners()
+		s.RunCleanups(ctx)
 		return err
 	}
 	s.rules = rules
@@ -206,6 +207,29 @@ func (s *Server) Run(ctx context.Context) error {
 	}
 	s.shutdown()
 	return serveErr
+}
+
+// AbortListen releases the listeners of a server that will not Run, e.g.
+// when building the process failed after Listen.
+func (s *Server) AbortListen() {
+	if s.grpcLis != nil {
+		s.closeListeners()
+	}
+}
+
+// RunCleanups runs the registered cleanups in reverse order; Run does this at
+// shutdown, a caller that gives up before Run does it itself.
+func (s *Server) RunCleanups(ctx context.Context) {
+	s.mu.Lock()
+	cleanups := s.cleanups
+	s.cleanups = nil
+	s.mu.Unlock()
+	for i := len(cleanups) - 1; i >= 0; i-- {
+		c := cleanups[i]
+		if err := c.fn(ctx); err != nil {
+			s.log.Error("cleanup failed", zap.String("cleanup", c.name), zap.Error(err))
+		}
+	}
 }
 
 func (s *Server) closeListeners() {
@@ -245,14 +269,6 @@ func (s *Server) shutdown() {
 
 	cctx, ccancel := context.WithTimeout(context.Background(), s.cfg.ShutdownTimeout)
 	defer ccancel()
-	s.mu.Lock()
-	cleanups := s.cleanups
-	s.mu.Unlock()
-	for i := len(cleanups) - 1; i >= 0; i-- {
-		c := cleanups[i]
-		if err := c.fn(cctx); err != nil {
-			s.log.Error("cleanup failed", zap.String("cleanup", c.name), zap.Error(err))
-		}
-	}
+	s.RunCleanups(cctx)
 	s.log.Info("stopped")
 }

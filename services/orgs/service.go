@@ -167,3 +167,13 @@ func (s *Service) expectedRevision(ctx context.Context, id, name, etag string) (
 }
 
 var _ proto.Message = (*orgsv1.Organization)(nil)
+
+// OpenStore opens the orgs database at url (a SQLite path or postgres://)
+// and migrates it.
+func OpenStore(ctx context.Context, url string) (store.Store, error) {
+	return store.Open(ctx, url)
+}
+
+// MigrateStore migrates the orgs database at url; tests use it to prepare
+// template databases.
+func MigrateStore(ctx context.Context, url string) error { return store.Migrate(ctx, url) }

@@ -1,0 +1,105 @@
+// Package cli holds the commands of the pylee binary.
+package cli
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"os"
+	"path/filepath"
+	"strings"
+
+	"github.com/spf13/cobra"
+
+	"github.com/pyleeai/pylee/cmd/pylee/internal/app"
+	"github.com/pyleeai/pylee/cmd/pylee/internal/client"
+	"github.com/pyleeai/pylee/kit/config"
+)
+
+// Version is set at build time with -ldflags "-X …/cli.Version=v1.2.3".
+var Version = "dev"
+
+// globals are the flags every client command shares.
+type globals struct {
+	apiURL string
+	token  config.Secret
+	output string
+	stdout io.Writer
+	stderr io.Writer
+}
+
+// NewRoot returns the pylee command tree writing to stdout and stderr.
+func NewRoot(stdout, stderr io.Writer) *cobra.Command {
+	g := &globals{stdout: stdout, stderr: stderr}
+	root := &cobra.Command{
+		Use:           "pylee",
+		Short:         "Pylee runs MCP servers for an organization: registries, access, secrets, deployments, audit and the MCP gateway.",
+		SilenceUsage:  true,
+		SilenceErrors: true,
+		PersistentPreRunE: func(cmd *cobra.Command, _ []string) error {
+			if err := config.BindEnv(cmd.Flags()); err != nil {
+				return err
+			}
+			return nil
+		},
+	}
+	root.SetOut(stdout)
+	root.SetErr(stderr)
+	pf := root.PersistentFlags()
+	pf.StringVar(&g.apiURL, "api-url", "http://localhost:8080", "URL of the Pylee REST API (env PYLEE_API_URL)")
+	pf.Var(config.SecretValue{S: &g.token}, "token", "API token (env PYLEE_TOKEN; default: the admin token in $PYLEE_DATA_DIR)")
+	pf.StringVarP(&g.output, "output", "o", "table", "output format: table, json or yaml")
+	root.AddCommand(newUpCmd(g), newServeCmd(g), newOrgCmd(g), newVersionCmd(g))
+	return root
+}
+
+// Execute runs the command line and returns the process exit code.
+func Execute(ctx context.Context, args []string, stdout, stderr io.Writer) int {
+	root := NewRoot(stdout, stderr)
+	root.SetArgs(args)
+	if err := root.ExecuteContext(ctx); err != nil {
+		fmt.Fprintln(stderr, "Error:", oneLine(err))
+		return 1
+	}
+	return 0
+}
+
+func oneLine(err error) string {
+	return strings.Join(strings.Fields(err.Error()), " ")
+}
+
+// client returns an API client, falling back to the bootstrap admin token of
+// a local `pylee up` when no token is given.
+func (g *globals) client() (*client.Client, error) {
+	switch g.output {
+	case "table", "json", "yaml":
+	default:
+		return nil, fmt.Errorf("--output %q: want table, json or yaml", g.output)
+	}
+	tok := g.token
+	if tok.IsZero() {
+		dir := os.Getenv("PYLEE_DATA_DIR")
+		if dir == "" {
+			dir = defaultDataDir
+		}
+		if b, err := os.ReadFile(app.TokenFile(dir)); err == nil {
+			tok = config.NewSecret(strings.TrimSpace(string(b)))
+		} else if !errors.Is(err, os.ErrNotExist) {
+			return nil, fmt.Errorf("read %s: %w", filepath.Clean(app.TokenFile(dir)), err)
+		}
+	}
+	return client.New(g.apiURL, tok)
+}
+
+func newVersionCmd(g *globals) *cobra.Command {
+	return &cobra.Command{
+		Use:   "version",
+		Short: "Print the version of pylee",
+		Args:  cobra.NoArgs,
+		RunE: func(*cobra.Command, []string) error {
+			fmt.Fprintf(g.stdout, "pylee %s\n", Version)
+			return nil
+		},
+	}
+}

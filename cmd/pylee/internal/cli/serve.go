@@ -1,0 +1,122 @@
+package cli
+
+import (
+	"context"
+	"fmt"
+	"os/signal"
+	"strings"
+	"syscall"
+	"time"
+
+	"github.com/spf13/cobra"
+	"go.uber.org/zap"
+
+	"github.com/pyleeai/pylee/cmd/pylee/internal/app"
+	"github.com/pyleeai/pylee/kit/config"
+	"github.com/pyleeai/pylee/kit/log"
+)
+
+const defaultDataDir = ".pylee"
+
+type serveFlags struct {
+	cfg       app.Config
+	targets   string
+	logFormat string
+	logLevel  string
+}
+
+func (f *serveFlags) register(cmd *cobra.Command, logFormat string) {
+	fs := cmd.Flags()
+	fs.StringVar(&f.cfg.HTTPAddr, "http-addr", ":8080", "HTTP listen address: REST API, metrics, health (port 0 picks a free port)")
+	fs.StringVar(&f.cfg.GRPCAddr, "grpc-addr", ":9090", "gRPC listen address (port 0 picks a free port)")
+	fs.StringVar(&f.cfg.DataDir, "data-dir", defaultDataDir, "data directory: SQLite files, keys, the admin token (env PYLEE_DATA_DIR)")
+	fs.StringVar(&f.cfg.DatabaseURL, "database-url", "", "postgres://… to use PostgreSQL instead of SQLite files in the data directory")
+	fs.StringVar(&f.cfg.OrgsAddr, "orgs-addr", "", "gRPC address of the orgs service when this process does not run it")
+	fs.Var(config.SecretValue{S: &f.cfg.PageTokenKey}, "page-token-key", "key that signs list page tokens; replicas must share it (default: kept in the data directory)")
+	fs.Int64Var(&f.cfg.MaxBodyBytes, "max-body-bytes", 1<<20, "largest REST request body; larger ones get 413")
+	fs.DurationVar(&f.cfg.ShutdownTimeout, "shutdown-timeout", 15*time.Second, "grace period for calls in flight at shutdown")
+	fs.DurationVar(&f.cfg.AuthCacheTTL, "auth-cache-ttl", 10*time.Second, "how long a verified token is trusted without asking the store again")
+	fs.StringVar(&f.logFormat, "log-format", logFormat, "log format: console or json")
+	fs.StringVar(&f.logLevel, "log-level", "info", "log level: debug, info, warn or error")
+}
+
+func newUpCmd(g *globals) *cobra.Command {
+	f := &serveFlags{}
+	cmd := &cobra.Command{
+		Use:   "up",
+		Short: "Run every Pylee service and the gateway in one process on embedded defaults",
+		Long: "Runs every service in one process: REST on --http-addr, gRPC on --grpc-addr, SQLite files and\n" +
+			"the admin token in the data directory. The way to start Pylee on a laptop.",
+		Args: cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			f.cfg.Targets = []string{"all"}
+			return run(cmd.Context(), g, f, true)
+		},
+	}
+	f.register(cmd, "console")
+	return cmd
+}
+
+func newServeCmd(g *globals) *cobra.Command {
+	f := &serveFlags{}
+	cmd := &cobra.Command{
+		Use:   "serve --target=orgs,gateway",
+		Short: "Run a chosen set of Pylee services (production layout: one target per deployment)",
+		Args:  cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			f.cfg.Targets = strings.Split(f.targets, ",")
+			return run(cmd.Context(), g, f, false)
+		},
+	}
+	f.register(cmd, "json")
+	cmd.Flags().StringVar(&f.targets, "target", "", "comma-separated targets: all, "+strings.Join(app.Targets, ", "))
+	_ = cmd.MarkFlagRequired("target")
+	return cmd
+}
+
+func run(ctx context.Context, g *globals, f *serveFlags, banner bool) error {
+	logger, err := log.New(f.logFormat, f.logLevel)
+	if err != nil {
+		return err
+	}
+	defer func() { _ = logger.Sync() }()
+	ctx, stop := signal.NotifyContext(ctx, syscall.SIGINT, syscall.SIGTERM)
+	defer stop()
+	a, err := app.New(ctx, f.cfg, logger)
+	if err != nil {
+		return err
+	}
+	logger.Info("pylee started", zap.Strings("targets", a.Targets()),
+		zap.String("http", a.HTTPAddr()), zap.String("grpc", a.GRPCAddr()), zap.String("data_dir", a.DataDir()))
+	if banner {
+		printBanner(g, a, f.cfg.DatabaseURL != "")
+	}
+	return a.Run(ctx)
+}
+
+func printBanner(g *globals, a *app.App, postgres bool) {
+	store := "SQLite files in the data directory"
+	if postgres {
+		store = "PostgreSQL (--database-url)"
+	}
+	tokenNote := "existing"
+	if a.TokenCreated {
+		tokenNote = "created now; keep it safe"
+	}
+	host := a.HTTPAddr()
+	if strings.HasPrefix(host, "[::]:") || strings.HasPrefix(host, "0.0.0.0:") {
+		host = "localhost:" + host[strings.LastIndex(host, ":")+1:]
+	}
+	fmt.Fprintf(g.stdout, `Pylee is up.
+  REST API:     http://%s/v1
+  gRPC:         %s
+  Data:         %s (%s)
+  Admin token:  %s (%s)
+
+Try:
+  export PYLEE_TOKEN=$(cat %s)
+  curl -H "Authorization: Bearer $PYLEE_TOKEN" http://%s/v1/orgs
+
+Stop with Ctrl-C.
+`, host, a.GRPCAddr(), a.DataDir(), store, app.TokenFile(a.DataDir()), tokenNote, app.TokenFile(a.DataDir()), host)
+}

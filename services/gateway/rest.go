@@ -1,0 +1,141 @@
+package gateway
+
+import (
+	"bytes"
+	"context"
+	"fmt"
+	"io"
+	"net/http"
+	"net/textproto"
+	"strings"
+
+	"github.com/grpc-ecosystem/grpc-gateway/v2/runtime"
+	"google.golang.org/grpc"
+	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/status"
+	"google.golang.org/protobuf/encoding/protojson"
+
+	orgsv1 "github.com/pyleeai/pylee/gen/go/pylee/orgs/v1"
+	"github.com/pyleeai/pylee/kit/server"
+)
+
+// DefaultMaxBodyBytes bounds a REST request body unless configured.
+const DefaultMaxBodyBytes = 1 << 20
+
+// Backends are the gRPC connections to the services the REST facade fronts.
+// They are dialled by address, so the same code serves `pylee up` (its own
+// loopback listener) and a split deployment.
+type Backends struct {
+	Orgs *grpc.ClientConn
+}
+
+// RESTConfig configures the REST facade.
+type RESTConfig struct {
+	// MaxBodyBytes bounds request bodies; larger ones get 413.
+	MaxBodyBytes int64
+}
+
+var jsonMarshaler = &runtime.JSONPb{
+	MarshalOptions: protojson.MarshalOptions{EmitUnpopulated: true},
+	// Unknown fields are an error, so a misspelt field is not silently lost.
+	UnmarshalOptions: protojson.UnmarshalOptions{DiscardUnknown: false},
+}
+
+// NewREST returns the handler of `/v1/...`: grpc-gateway's mapping of every
+// service's google.api.http rules onto its gRPC API. The Authorization and
+// X-Request-Id headers travel to the services as gRPC metadata; errors come
+// back as JSON `{"code", "message", "details"}` with the HTTP status of the
+// gRPC code.
+func NewREST(ctx context.Context, b Backends, cfg RESTConfig) (http.Handler, error) {
+	if cfg.MaxBodyBytes <= 0 {
+		cfg.MaxBodyBytes = DefaultMaxBodyBytes
+	}
+	mux := runtime.NewServeMux(
+		runtime.WithMarshalerOption(runtime.MIMEWildcard, jsonMarshaler),
+		runtime.WithIncomingHeaderMatcher(incomingHeader),
+		runtime.WithOutgoingHeaderMatcher(outgoingHeader),
+		runtime.WithErrorHandler(errorHandler),
+	)
+	if b.Orgs == nil {
+		return nil, fmt.Errorf("rest: no connection to the orgs service")
+	}
+	if err := orgsv1.RegisterOrgsServiceHandler(ctx, mux, b.Orgs); err != nil {
+		return nil, fmt.Errorf("rest: register orgs: %w", err)
+	}
+	return limitBody(mux, cfg.MaxBodyBytes), nil
+}
+
+func incomingHeader(key string) (string, bool) {
+	if strings.EqualFold(key, server.RequestIDHeader) {
+		return server.RequestIDHeader, true
+	}
+	return runtime.DefaultHeaderMatcher(key)
+}
+
+func outgoingHeader(key string) (string, bool) {
+	if key == server.RequestIDHeader {
+		return textproto.CanonicalMIMEHeaderKey(key), true
+	}
+	return "", false
+}
+
+// errorHandler is grpc-gateway's JSON error answer with a standard
+// WWW-Authenticate challenge on 401 (the default puts the error message
+// there).
+func errorHandler(ctx context.Context, mux *runtime.ServeMux, m runtime.Marshaler, w http.ResponseWriter, r *http.Request, err error) {
+	runtime.DefaultHTTPErrorHandler(ctx, mux, m, &challengeWriter{ResponseWriter: w}, r, err)
+}
+
+type challengeWriter struct{ http.ResponseWriter }
+
+func (c *challengeWriter) WriteHeader(code int) {
+	if code == http.StatusUnauthorized {
+		c.Header().Set("WWW-Authenticate", `Bearer realm="pylee"`)
+	}
+	c.ResponseWriter.WriteHeader(code)
+}
+
+// limitBody answers 413 for a body over max bytes, before anything reads it.
+// Bodies are small JSON documents, so reading one whole first costs little
+// and catches chunked bodies that announce no length.
+func limitBody(next http.Handler, max int64) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if r.Body == nil || r.Body == http.NoBody {
+			next.ServeHTTP(w, r)
+			return
+		}
+		if r.ContentLength > max {
+			tooLarge(w, max)
+			return
+		}
+		body, err := io.ReadAll(io.LimitReader(r.Body, max+1))
+		r.Body.Close()
+		if err != nil {
+			writeStatus(w, http.StatusBadRequest, status.New(codes.InvalidArgument, "could not read the request body"))
+			return
+		}
+		if int64(len(body)) > max {
+			tooLarge(w, max)
+			return
+		}
+		r.Body = io.NopCloser(bytes.NewReader(body))
+		r.ContentLength = int64(len(body))
+		next.ServeHTTP(w, r)
+	})
+}
+
+func tooLarge(w http.ResponseWriter, max int64) {
+	writeStatus(w, http.StatusRequestEntityTooLarge,
+		status.New(codes.ResourceExhausted, fmt.Sprintf("request body exceeds the limit of %d bytes", max)))
+}
+
+// writeStatus writes st in the same JSON shape grpc-gateway uses for errors.
+func writeStatus(w http.ResponseWriter, httpStatus int, st *status.Status) {
+	buf, err := protojson.Marshal(st.Proto())
+	if err != nil {
+		buf = []byte(`{"code":13,"message":"internal error"}`)
+	}
+	w.Header().Set("Content-Type", "application/json")
+	w.WriteHeader(httpStatus)
+	_, _ = w.Write(buf)
+}
