@@ -71,7 +71,7 @@ build:
 
 ## bench: GetOrganization over gRPC and REST against one server; prints both rates and the ratio.
 bench:
-	$(GO) test -run '^$$' -bench . -benchmem -count 1 ./cmd/pylee/... ./kit/... | tee bench.txt
+	$(GO) test -run '^$$' -bench GetOrganization -benchmem -benchtime 3s -count 1 ./cmd/pylee/ | tee bench.txt
 	$(GO) run ./cmd/pylee/internal/benchratio < bench.txt
 
 clean:
