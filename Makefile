@@ -11,7 +11,7 @@ GOOGLEAPIS_FILES := api/annotations.proto api/http.proto api/httpbody.proto api/
 	api/field_behavior.proto api/resource.proto api/launch_stage.proto \
 	rpc/status.proto rpc/error_details.proto rpc/code.proto
 
-.PHONY: all tools third-party generate generate-proto generate-ent lint buf-lint buf-breaking vet test test-short build bench clean
+.PHONY: all tools third-party generate generate-proto generate-ent lint buf-lint buf-breaking vet test fuzz build bench clean
 
 all: build
 
@@ -40,7 +40,7 @@ generate-proto: third-party
 	$(BUF) generate --path proto/pylee
 
 generate-ent:
-	$(GO) generate ./services/...
+	$(GO) generate github.com/pyleeai/pylee/services/...
 
 ## lint: buf lint, gofmt and go vet.
 lint: buf-lint vet
@@ -61,9 +61,18 @@ buf-breaking: third-party
 vet:
 	$(GO) vet $(PKGS)
 
-## test: every test of every module, against SQLite and PostgreSQL.
+## test: every test of every module, against SQLite and PostgreSQL
+## (PostgreSQL on 127.0.0.1:5432 or PYLEE_TEST_POSTGRES_URL; skipped with a
+## message when absent, a failure when CI=true).
+TESTFLAGS ?=
 test:
-	$(GO) test -count=1 $(PKGS)
+	$(GO) test -count=1 -timeout 20m $(TESTFLAGS) $(PKGS)
+
+## fuzz: runs every fuzz target for FUZZTIME each.
+FUZZTIME ?= 10s
+fuzz:
+	$(GO) test -run '^$$' -fuzz '^FuzzPatternParse$$' -fuzztime $(FUZZTIME) ./kit/aip/
+	$(GO) test -run '^$$' -fuzz '^FuzzPageTokenDecode$$' -fuzztime $(FUZZTIME) ./kit/aip/
 
 build:
 	mkdir -p bin
