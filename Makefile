@@ -54,8 +54,8 @@ buf-breaking: third-party
 	@if git rev-parse --verify -q main >/dev/null && git cat-file -e main:proto 2>/dev/null; then \
 	  tmp=$$(mktemp -d); trap 'rm -rf $$tmp' EXIT; \
 	  git archive main proto buf.yaml | tar -x -C $$tmp; cp -r third_party $$tmp/; \
-	  (cd $$tmp && $(CURDIR)/$(BUF) build -o image.binpb); \
-	  $(BUF) breaking proto --against $$tmp/image.binpb; \
+	  (cd $$tmp && $(CURDIR)/$(BUF) build proto -o image.binpb); \
+	  $(BUF) breaking proto --exclude-imports --against $$tmp/image.binpb; \
 	else echo "buf breaking: main has no proto/ yet"; fi
 
 vet:
