@@ -96,3 +96,32 @@ func TestCache(t *testing.T) {
 		t.Fatalf("cache grew to %d", len(c.entries))
 	}
 }
+
+func TestServiceTokenMultiFoundation(t *testing.T) {
+	ctx := context.Background()
+	svc := ServiceToken{Token: config.NewSecret("pyl_service")}
+	users := &countingAuthn{valid: map[string]Principal{"pyl_user": {Name: "users/u", Kind: KindUser}}}
+	m := Multi{svc, users}
+	if p, err := m.Authenticate(ctx, config.NewSecret("pyl_service")); err != nil || p.Kind != KindService {
+		t.Fatalf("service = %v, %v", p, err)
+	}
+	if p, err := m.Authenticate(ctx, config.NewSecret("pyl_user")); err != nil || p.Name != "users/u" {
+		t.Fatalf("user = %v, %v", p, err)
+	}
+	if _, err := m.Authenticate(ctx, config.NewSecret("pyl_other")); !errors.Is(err, errs.ErrUnauthenticated) {
+		t.Fatalf("other = %v", err)
+	}
+	if _, err := (ServiceToken{}).Authenticate(ctx, config.NewSecret("")); err == nil {
+		t.Fatal("empty service token accepted")
+	}
+	f := Foundation{ServiceOnly: ServiceOnlyPermissions}
+	if err := f.Authorize(ctx, Principal{Kind: KindUser}, "audit.append", ""); !errors.Is(err, errs.ErrPermissionDenied) {
+		t.Fatalf("user append = %v", err)
+	}
+	if err := f.Authorize(ctx, ServicePrincipal, "audit.append", ""); err != nil {
+		t.Fatal(err)
+	}
+	if err := f.Authorize(ctx, Principal{Kind: KindUser}, "orgs.get", "orgs/a"); err != nil {
+		t.Fatal(err)
+	}
+}

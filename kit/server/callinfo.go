@@ -6,8 +6,10 @@ import "context"
 // through the context: recovery creates it, the others fill it in, the
 // access log and recovery read it.
 type callInfo struct {
-	requestID string
-	principal string
+	requestID     string
+	principal     string
+	clientAddress string
+	userAgent     string
 }
 
 type callInfoKey struct{}
@@ -26,3 +28,16 @@ func callInfoFrom(ctx context.Context) *callInfo {
 
 // RequestID returns the request id of the call ctx belongs to.
 func RequestID(ctx context.Context) string { return callInfoFrom(ctx).requestID }
+
+// CallMeta is what is known about the client of a call.
+type CallMeta struct {
+	RequestID     string
+	ClientAddress string
+	UserAgent     string
+}
+
+// CallMetaFrom returns the client facts of the call ctx belongs to.
+func CallMetaFrom(ctx context.Context) CallMeta {
+	ci := callInfoFrom(ctx)
+	return CallMeta{RequestID: ci.requestID, ClientAddress: ci.clientAddress, UserAgent: ci.userAgent}
+}

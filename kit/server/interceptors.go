@@ -84,10 +84,20 @@ func (s *Server) recoveryStream(srv any, ss grpc.ServerStream, info *grpc.Stream
 
 func requestID(ctx context.Context) string {
 	ci := callInfoFrom(ctx)
-	if md, ok := metadata.FromIncomingContext(ctx); ok {
-		if v := md.Get(RequestIDHeader); len(v) > 0 && validRequestID(v[0]) {
-			ci.requestID = v[0]
-		}
+	md, _ := metadata.FromIncomingContext(ctx)
+	if v := md.Get(RequestIDHeader); len(v) > 0 && validRequestID(v[0]) {
+		ci.requestID = v[0]
+	}
+	// The REST gateway forwards the HTTP client's address and user agent.
+	if v := md.Get("x-forwarded-for"); len(v) > 0 {
+		ci.clientAddress = strings.TrimSpace(strings.Split(v[0], ",")[0])
+	} else if p, ok := peer.FromContext(ctx); ok && p.Addr != nil {
+		ci.clientAddress = p.Addr.String()
+	}
+	if v := md.Get("grpcgateway-user-agent"); len(v) > 0 {
+		ci.userAgent = v[0]
+	} else if v := md.Get("user-agent"); len(v) > 0 {
+		ci.userAgent = v[0]
 	}
 	if ci.requestID == "" {
 		ci.requestID = newRequestID()
@@ -314,19 +324,50 @@ func (s *Server) authorize(ctx context.Context, rule *Rule, req any) error {
 }
 
 func (s *Server) authUnary(ctx context.Context, req any, info *grpc.UnaryServerInfo, next grpc.UnaryHandler) (any, error) {
-	ctx, rule, err := s.authenticate(ctx, info.FullMethod)
+	authCtx, rule, err := s.authenticate(ctx, info.FullMethod)
 	if err != nil {
+		s.recordDenied(ctx, info.FullMethod, req, err)
 		return nil, err
 	}
-	if err := s.authorize(ctx, rule, req); err != nil {
+	if err := s.authorize(authCtx, rule, req); err != nil {
+		s.recordDenied(authCtx, info.FullMethod, req, err)
 		return nil, err
 	}
-	return next(ctx, req)
+	return next(authCtx, req)
+}
+
+// Denied describes a call refused by authentication or authorization, for
+// the audit log. It never holds the presented credential.
+type Denied struct {
+	Method     string
+	Permission string
+	// Resource is the resource the call named, when its rule says where.
+	Resource string
+	Reason   string
+}
+
+// DeniedRecorder records refused calls; it runs on the request path, so it
+// must be quick and must not fail the call.
+type DeniedRecorder func(ctx context.Context, d Denied)
+
+func (s *Server) recordDenied(ctx context.Context, method string, req any, err error) {
+	if s.denied == nil || !(errors.Is(err, errs.ErrUnauthenticated) || errors.Is(err, errs.ErrPermissionDenied)) {
+		return
+	}
+	d := Denied{Method: method, Reason: err.Error()}
+	if rule, ok := s.rules[method]; ok {
+		d.Permission = rule.Permission
+		if msg, ok := req.(proto.Message); ok && rule.ResourceField != "" {
+			d.Resource = fieldString(msg, rule.ResourceField)
+		}
+	}
+	s.denied(ctx, d)
 }
 
 func (s *Server) authStream(srv any, ss grpc.ServerStream, info *grpc.StreamServerInfo, next grpc.StreamHandler) error {
 	ctx, rule, err := s.authenticate(ss.Context(), info.FullMethod)
 	if err != nil {
+		s.recordDenied(ss.Context(), info.FullMethod, nil, err)
 		return err
 	}
 	// The resource is in the first request message: authorize on receipt.

@@ -46,6 +46,7 @@ type Server struct {
 	rules      map[string]Rule
 	authn      auth.Authenticator
 	authz      auth.Authorizer
+	denied     DeniedRecorder
 
 	grpcLis, httpLis net.Listener
 	httpSrv          *http.Server
@@ -106,6 +107,9 @@ func (s *Server) SetAuth(authn auth.Authenticator, authz auth.Authorizer) {
 		s.authz = authz
 	}
 }
+
+// SetDeniedRecorder sets where refused calls are recorded.
+func (s *Server) SetDeniedRecorder(r DeniedRecorder) { s.denied = r }
 
 // RegisterService registers a gRPC service and the validators of its
 // requests, keyed by full method name (`/pylee.orgs.v1.OrgsService/GetOrganization`).

@@ -1,6 +1,7 @@
 // Package audit is the audit service of Pylee: the append-only, hash-chained audit log, usage and budgets.
-// It has no RPCs yet; the pylee binary lists it as a target so deployments
-// can be laid out now.
+// Services record events in their own database's outbox (kit/outbox); a
+// relay delivers them here, where each organization's events form a hash
+// chain with signed checkpoints (kit/auditlog).
 package audit
 
 // Target is the name of this service in `pylee serve --target`.

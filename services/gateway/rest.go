@@ -15,6 +15,7 @@ import (
 	"google.golang.org/grpc/status"
 	"google.golang.org/protobuf/encoding/protojson"
 
+	auditv1 "github.com/pyleeai/pylee/gen/go/pylee/audit/v1"
 	orgsv1 "github.com/pyleeai/pylee/gen/go/pylee/orgs/v1"
 	"github.com/pyleeai/pylee/kit/server"
 )
@@ -27,6 +28,8 @@ const DefaultMaxBodyBytes = 1 << 20
 // loopback listener) and a split deployment.
 type Backends struct {
 	Orgs *grpc.ClientConn
+	// Audit is nil when no audit service is reachable.
+	Audit *grpc.ClientConn
 }
 
 // RESTConfig configures the REST facade.
@@ -62,7 +65,14 @@ func NewREST(ctx context.Context, b Backends, cfg RESTConfig) (http.Handler, err
 	if err := orgsv1.RegisterOrgsServiceHandler(ctx, mux, b.Orgs); err != nil {
 		return nil, fmt.Errorf("rest: register orgs: %w", err)
 	}
-	return limitBody(mux, cfg.MaxBodyBytes), nil
+	var h http.Handler = mux
+	if b.Audit != nil {
+		if err := auditv1.RegisterAuditServiceHandler(ctx, mux, b.Audit); err != nil {
+			return nil, fmt.Errorf("rest: register audit: %w", err)
+		}
+		h = withExport(mux, auditv1.NewAuditServiceClient(b.Audit))
+	}
+	return limitBody(h, cfg.MaxBodyBytes), nil
 }
 
 func incomingHeader(key string) (string, bool) {

@@ -3,15 +3,23 @@ package orgs
 import (
 	"context"
 	"fmt"
+	"strings"
 
 	orgsv1 "github.com/pyleeai/pylee/gen/go/pylee/orgs/v1"
 	"github.com/pyleeai/pylee/kit/aip"
 	"github.com/pyleeai/pylee/kit/errs"
+	"github.com/pyleeai/pylee/kit/outbox"
 	"github.com/pyleeai/pylee/kit/server"
 	"github.com/pyleeai/pylee/services/orgs/internal/store"
-	"google.golang.org/protobuf/proto"
 	"google.golang.org/protobuf/types/known/emptypb"
 	"google.golang.org/protobuf/types/known/timestamppb"
+)
+
+// Audit actions of the orgs service.
+const (
+	ActionCreate = "orgs.organization.create"
+	ActionUpdate = "orgs.organization.update"
+	ActionDelete = "orgs.organization.delete"
 )
 
 // Page sizes of ListOrganizations (AIP-158).
@@ -31,11 +39,18 @@ type Service struct {
 	orgsv1.UnimplementedOrgsServiceServer
 	store  store.Store
 	tokens *aip.PageTokens
+	// written is called after every committed change, to wake the outbox
+	// relay.
+	written func()
 }
 
-// New returns the service over st; pageTokens signs list page tokens.
-func New(st store.Store, pageTokens *aip.PageTokens) *Service {
-	return &Service{store: st, tokens: pageTokens}
+// New returns the service over st; pageTokens signs list page tokens;
+// written (may be nil) is called after each committed change.
+func New(st store.Store, pageTokens *aip.PageTokens, written func()) *Service {
+	if written == nil {
+		written = func() {}
+	}
+	return &Service{store: st, tokens: pageTokens, written: written}
 }
 
 // Register registers the service and its validators on srv.
@@ -68,15 +83,18 @@ func orgID(name string) string {
 // CreateOrganization implements OrgsService.
 func (s *Service) CreateOrganization(ctx context.Context, req *orgsv1.CreateOrganizationRequest) (*orgsv1.Organization, error) {
 	o := req.GetOrganization()
+	id := req.GetOrganizationId()
+	ev := outbox.NewEvent(ctx, id, ActionCreate, OrgName.Format(id))
 	created, err := s.store.CreateOrganization(ctx, store.Organization{
-		ID:          req.GetOrganizationId(),
+		ID:          id,
 		DisplayName: o.GetDisplayName(),
 		Description: o.GetDescription(),
 		Overview:    o.GetOverview(),
-	}, req.GetRequestId())
+	}, req.GetRequestId(), ev)
 	if err != nil {
 		return nil, err
 	}
+	s.written()
 	return toProto(created), nil
 }
 
@@ -124,15 +142,18 @@ func (s *Service) UpdateOrganization(ctx context.Context, req *orgsv1.UpdateOrga
 	if err != nil {
 		return nil, err
 	}
+	ev := outbox.NewEvent(ctx, id, ActionUpdate, in.GetName())
+	ev.Metadata = map[string]string{"update_mask": strings.Join(paths, ",")}
 	up, err := s.store.UpdateOrganization(ctx, store.Organization{
 		ID:          id,
 		DisplayName: in.GetDisplayName(),
 		Description: in.GetDescription(),
 		Overview:    in.GetOverview(),
-	}, paths, expect)
+	}, paths, expect, ev)
 	if err != nil {
 		return nil, err
 	}
+	s.written()
 	return toProto(up), nil
 }
 
@@ -143,9 +164,10 @@ func (s *Service) DeleteOrganization(ctx context.Context, req *orgsv1.DeleteOrga
 	if err != nil {
 		return nil, err
 	}
-	if err := s.store.DeleteOrganization(ctx, id, expect); err != nil {
+	if err := s.store.DeleteOrganization(ctx, id, expect, outbox.NewEvent(ctx, id, ActionDelete, req.GetName())); err != nil {
 		return nil, err
 	}
+	s.written()
 	return &emptypb.Empty{}, nil
 }
 
@@ -165,8 +187,6 @@ func (s *Service) expectedRevision(ctx context.Context, id, name, etag string) (
 	}
 	return cur.Revision, nil
 }
-
-var _ proto.Message = (*orgsv1.Organization)(nil)
 
 // OpenStore opens the orgs database at url (a SQLite path or postgres://)
 // and migrates it.

@@ -56,7 +56,7 @@ func startOrgs(t *testing.T, dbURL string) (orgsv1.OrgsServiceClient, string) {
 	raw, _ := os.ReadFile(tokenFile)
 	srv := server.New(server.Config{GRPCAddr: "127.0.0.1:0", HTTPAddr: "127.0.0.1:0"}, zap.NewNop())
 	srv.SetAuth(orgs.NewTokenAuthenticator(st), auth.AllowAuthenticated{})
-	orgs.New(st, aip.NewPageTokens([]byte("test-key"))).Register(srv)
+	orgs.New(st, aip.NewPageTokens([]byte("test-key")), nil).Register(srv)
 	srv.AddCleanup("store", func(context.Context) error { return st.Close() })
 	if err := srv.Listen(); err != nil {
 		t.Fatal(err)

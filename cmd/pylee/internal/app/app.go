@@ -6,6 +6,8 @@ package app
 import (
 	"context"
 	"crypto/rand"
+	"database/sql"
+	"encoding/hex"
 	"errors"
 	"fmt"
 	"os"
@@ -13,15 +15,18 @@ import (
 	"slices"
 	"sort"
 	"strings"
+	"sync"
 	"time"
 
 	"go.uber.org/zap"
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/credentials/insecure"
 
+	auditv1 "github.com/pyleeai/pylee/gen/go/pylee/audit/v1"
 	"github.com/pyleeai/pylee/kit/aip"
 	"github.com/pyleeai/pylee/kit/auth"
 	"github.com/pyleeai/pylee/kit/config"
+	"github.com/pyleeai/pylee/kit/outbox"
 	"github.com/pyleeai/pylee/kit/server"
 	"github.com/pyleeai/pylee/services/audit"
 	"github.com/pyleeai/pylee/services/deploy"
@@ -53,6 +58,21 @@ type Config struct {
 	ShutdownTimeout time.Duration
 	// AuthCacheTTL bounds how long a revoked token keeps working.
 	AuthCacheTTL time.Duration
+	// AuditAddr is the gRPC address of the audit service when this process
+	// does not run it; empty means this process's own listener.
+	AuditAddr string
+	// ServiceToken is the credential targets use with each other; every
+	// target of an installation must share it. Empty means one kept in
+	// DataDir.
+	ServiceToken config.Secret
+	// AuditSigningKey is the base64 Ed25519 seed that signs audit
+	// checkpoints. Empty means one kept in DataDir.
+	AuditSigningKey config.Secret
+	// CheckpointInterval bounds the time between audit checkpoints.
+	CheckpointInterval time.Duration
+	// RelayPoll is how often the audit relay looks for undelivered events
+	// when not woken by a write.
+	RelayPoll time.Duration
 }
 
 // Targets lists every target in start order: services before the edge.
@@ -63,10 +83,17 @@ func TokenFile(dataDir string) string { return filepath.Join(dataDir, "admin.tok
 
 // App is a running process.
 type App struct {
-	cfg     Config
-	log     *zap.Logger
-	srv     *server.Server
-	targets []string
+	cfg      Config
+	log      *zap.Logger
+	srv      *server.Server
+	targets  []string
+	conns    map[string]*grpc.ClientConn
+	authn    auth.Multi
+	svcToken config.Secret
+
+	bgFuncs  []func(context.Context)
+	bgCancel context.CancelFunc
+	bgDone   sync.WaitGroup
 	// TokenCreated is true when this start created the bootstrap token.
 	TokenCreated bool
 }
@@ -118,7 +145,10 @@ func New(ctx context.Context, cfg Config, log *zap.Logger) (*App, error) {
 	if cfg.AuthCacheTTL <= 0 {
 		cfg.AuthCacheTTL = 10 * time.Second
 	}
-	a := &App{cfg: cfg, log: log, targets: targets}
+	if cfg.CheckpointInterval <= 0 {
+		cfg.CheckpointInterval = audit.CheckpointInterval
+	}
+	a := &App{cfg: cfg, log: log, targets: targets, conns: map[string]*grpc.ClientConn{}}
 	a.srv = server.New(server.Config{
 		GRPCAddr: cfg.GRPCAddr, HTTPAddr: cfg.HTTPAddr, ShutdownTimeout: cfg.ShutdownTimeout,
 	}, log)
@@ -131,14 +161,59 @@ func New(ctx context.Context, cfg Config, log *zap.Logger) (*App, error) {
 			a.srv.AbortListen()
 		}
 	}()
+	if a.svcToken, err = a.secretFile(cfg.ServiceToken, "service.token"); err != nil {
+		return nil, err
+	}
+	a.authn = auth.Multi{auth.ServiceToken{Token: a.svcToken}}
+	a.srv.AddCleanup("grpc connections", func(context.Context) error {
+		for _, c := range a.conns {
+			c.Close()
+		}
+		return nil
+	})
 	for _, t := range targets {
 		if err := a.initTarget(ctx, t); err != nil {
 			a.srv.RunCleanups(ctx)
 			return nil, fmt.Errorf("%s: %w", t, err)
 		}
 	}
+	a.srv.SetAuth(a.authn, auth.Foundation{ServiceOnly: auth.ServiceOnlyPermissions})
+	// Registered last, so it runs first at shutdown: background work stops
+	// before the stores it uses are closed.
+	a.srv.AddCleanup("background", func(context.Context) error {
+		if a.bgCancel != nil {
+			a.bgCancel()
+		}
+		a.bgDone.Wait()
+		return nil
+	})
 	ok = true
 	return a, nil
+}
+
+// background registers fn to run from Run until shutdown.
+func (a *App) background(fn func(context.Context)) { a.bgFuncs = append(a.bgFuncs, fn) }
+
+// dial returns the (shared) client connection to addr.
+func (a *App) dial(addr string) (*grpc.ClientConn, error) {
+	if c, ok := a.conns[addr]; ok {
+		return c, nil
+	}
+	c, err := grpc.NewClient(addr, grpc.WithTransportCredentials(insecure.NewCredentials()))
+	if err != nil {
+		return nil, fmt.Errorf("dial %s: %w", addr, err)
+	}
+	a.conns[addr] = c
+	return c, nil
+}
+
+// serviceAddr is where this process reaches target: itself when it runs
+// it, else the configured address ("" when neither).
+func (a *App) serviceAddr(target, configured string) string {
+	if a.has(target) {
+		return a.srv.GRPCAddr()
+	}
+	return configured
 }
 
 func (a *App) has(t string) bool { return slices.Contains(a.targets, t) }
@@ -149,7 +224,9 @@ func (a *App) initTarget(ctx context.Context, t string) error {
 		return a.initOrgs(ctx)
 	case gateway.Target:
 		return a.initGateway(ctx)
-	case registry.Target, secrets.Target, deploy.Target, audit.Target:
+	case audit.Target:
+		return a.initAudit(ctx)
+	case registry.Target, secrets.Target, deploy.Target:
 		a.log.Debug("target has no RPCs yet", zap.String("target", t))
 		return nil
 	}
@@ -179,25 +256,69 @@ func (a *App) initOrgs(ctx context.Context) error {
 	if err != nil {
 		return err
 	}
-	orgs.New(st, aip.NewPageTokens(key)).Register(a.srv)
-	a.srv.SetAuth(auth.NewCache(orgs.NewTokenAuthenticator(st), a.cfg.AuthCacheTTL, 10_000), auth.AllowAuthenticated{})
+	relay, err := a.auditRelay(st.OutboxDB())
+	if err != nil {
+		return err
+	}
+	orgs.New(st, aip.NewPageTokens(key), relay.Notify).Register(a.srv)
+	a.srv.SetDeniedRecorder(orgs.DeniedRecorder(st, relay.Notify, a.log))
+	a.authn = append(a.authn, auth.NewCache(orgs.NewTokenAuthenticator(st), a.cfg.AuthCacheTTL, 10_000))
+	return nil
+}
+
+// auditRelay starts (from Run) the relay that delivers a service's outbox
+// to the audit service.
+func (a *App) auditRelay(db *sql.DB, dialect string) (*outbox.Relay, error) {
+	addr := a.serviceAddr(audit.Target, a.cfg.AuditAddr)
+	if addr == "" {
+		return nil, errors.New("the audit service is neither a target of this process nor given by --audit-addr")
+	}
+	conn, err := a.dial(addr)
+	if err != nil {
+		return nil, err
+	}
+	sink := outbox.AuditSink{Client: auditv1.NewAuditServiceClient(conn), Token: a.svcToken}
+	relay := outbox.NewRelay(db, dialect, sink, outbox.RelayConfig{Poll: a.cfg.RelayPoll}, a.log.Named("relay"))
+	a.background(relay.Run)
+	return relay, nil
+}
+
+func (a *App) initAudit(ctx context.Context) error {
+	st, err := audit.OpenStore(ctx, a.databaseURL(audit.Target))
+	if err != nil {
+		return err
+	}
+	a.srv.AddCleanup("audit store", func(context.Context) error { return st.Close() })
+	key, err := audit.LoadOrCreateKey(a.cfg.AuditSigningKey.Reveal(), filepath.Join(a.cfg.DataDir, "audit-signing.key"))
+	if err != nil {
+		return err
+	}
+	pageKey, err := a.pageTokenKey()
+	if err != nil {
+		return err
+	}
+	svc := audit.New(st, key, aip.NewPageTokens(pageKey), a.log.Named("audit"))
+	svc.Register(a.srv)
+	a.background(func(ctx context.Context) { svc.RunCheckpointer(ctx, a.cfg.CheckpointInterval) })
 	return nil
 }
 
 func (a *App) initGateway(ctx context.Context) error {
-	addr := a.cfg.OrgsAddr
+	addr := a.serviceAddr(orgs.Target, a.cfg.OrgsAddr)
 	if addr == "" {
-		if !a.has(orgs.Target) {
-			return errors.New("the orgs service is neither a target of this process nor given by --orgs-addr")
+		return errors.New("the orgs service is neither a target of this process nor given by --orgs-addr")
+	}
+	var b gateway.Backends
+	var err error
+	if b.Orgs, err = a.dial(addr); err != nil {
+		return err
+	}
+	if addr := a.serviceAddr(audit.Target, a.cfg.AuditAddr); addr != "" {
+		if b.Audit, err = a.dial(addr); err != nil {
+			return err
 		}
-		addr = a.srv.GRPCAddr()
 	}
-	conn, err := grpc.NewClient(addr, grpc.WithTransportCredentials(insecure.NewCredentials()))
-	if err != nil {
-		return fmt.Errorf("dial orgs at %s: %w", addr, err)
-	}
-	a.srv.AddCleanup("orgs connection", func(context.Context) error { return conn.Close() })
-	rest, err := gateway.NewREST(ctx, gateway.Backends{Orgs: conn}, gateway.RESTConfig{MaxBodyBytes: a.cfg.MaxBodyBytes})
+	rest, err := gateway.NewREST(ctx, b, gateway.RESTConfig{MaxBodyBytes: a.cfg.MaxBodyBytes})
 	if err != nil {
 		return err
 	}
@@ -207,21 +328,29 @@ func (a *App) initGateway(ctx context.Context) error {
 
 // pageTokenKey is the configured key, or one kept in the data directory.
 func (a *App) pageTokenKey() ([]byte, error) {
-	if !a.cfg.PageTokenKey.IsZero() {
-		return []byte(a.cfg.PageTokenKey.Reveal()), nil
+	k, err := a.secretFile(a.cfg.PageTokenKey, "page-token.key")
+	return []byte(k.Reveal()), err
+}
+
+// secretFile returns configured when set, else the secret kept in the data
+// directory's file name, created (random, mode 0600) on first use.
+func (a *App) secretFile(configured config.Secret, name string) (config.Secret, error) {
+	if !configured.IsZero() {
+		return configured, nil
 	}
-	path := filepath.Join(a.cfg.DataDir, "page-token.key")
-	if b, err := os.ReadFile(path); err == nil && len(b) >= 32 {
-		return b, nil
+	path := filepath.Join(a.cfg.DataDir, name)
+	if b, err := os.ReadFile(path); err == nil && len(strings.TrimSpace(string(b))) >= 32 {
+		return config.NewSecret(strings.TrimSpace(string(b))), nil
 	}
-	key := make([]byte, 32)
-	if _, err := rand.Read(key); err != nil {
-		return nil, err
+	raw := make([]byte, 32)
+	if _, err := rand.Read(raw); err != nil {
+		return config.Secret{}, err
 	}
-	if err := os.WriteFile(path, key, 0o600); err != nil {
-		return nil, fmt.Errorf("page token key: %w", err)
+	v := "pyl_" + hex.EncodeToString(raw)
+	if err := os.WriteFile(path, []byte(v+"\n"), 0o600); err != nil {
+		return config.Secret{}, fmt.Errorf("%s: %w", name, err)
 	}
-	return key, nil
+	return config.NewSecret(v), nil
 }
 
 // GRPCAddr is the bound gRPC address.
@@ -239,8 +368,20 @@ func (a *App) Server() *server.Server { return a.srv }
 // DataDir is the absolute data directory.
 func (a *App) DataDir() string { return a.cfg.DataDir }
 
-// Run serves until ctx is done and then shuts down cleanly.
-func (a *App) Run(ctx context.Context) error { return a.srv.Run(ctx) }
+// Run starts the background work, serves until ctx is done and then shuts
+// down cleanly.
+func (a *App) Run(ctx context.Context) error {
+	bg, cancel := context.WithCancel(context.Background())
+	a.bgCancel = cancel
+	for _, fn := range a.bgFuncs {
+		a.bgDone.Add(1)
+		go func() {
+			defer a.bgDone.Done()
+			fn(bg)
+		}()
+	}
+	return a.srv.Run(ctx)
+}
 
 // Services lists the gRPC services this process serves, sorted.
 func (a *App) Services() []string {

@@ -14,6 +14,7 @@ import (
 	"entgo.io/ent/dialect/sql/sqlgraph"
 	"github.com/pyleeai/pylee/services/orgs/internal/ent/apitoken"
 	"github.com/pyleeai/pylee/services/orgs/internal/ent/organization"
+	"github.com/pyleeai/pylee/services/orgs/internal/ent/outboxevent"
 )
 
 // ent aliases to avoid import conflicts in user's code.
@@ -76,6 +77,7 @@ func checkColumn(t, c string) error {
 		columnCheck = sql.NewColumnCheck(map[string]func(string) bool{
 			apitoken.Table:     apitoken.ValidColumn,
 			organization.Table: organization.ValidColumn,
+			outboxevent.Table:  outboxevent.ValidColumn,
 		})
 	})
 	return columnCheck(t, c)

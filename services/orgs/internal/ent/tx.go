@@ -18,6 +18,8 @@ type Tx struct {
 	APIToken *APITokenClient
 	// Organization is the client for interacting with the Organization builders.
 	Organization *OrganizationClient
+	// OutboxEvent is the client for interacting with the OutboxEvent builders.
+	OutboxEvent *OutboxEventClient
 
 	// lazily loaded.
 	client     *Client
@@ -151,6 +153,7 @@ func (tx *Tx) Client() *Client {
 func (tx *Tx) init() {
 	tx.APIToken = NewAPITokenClient(tx.config)
 	tx.Organization = NewOrganizationClient(tx.config)
+	tx.OutboxEvent = NewOutboxEventClient(tx.config)
 }
 
 // txDriver wraps the given dialect.Tx with a nop dialect.Driver implementation.

@@ -2,14 +2,17 @@ package store
 
 import (
 	"context"
+	"database/sql"
 	"fmt"
 	"time"
 
 	"entgo.io/ent/dialect"
 	entsql "entgo.io/ent/dialect/sql"
 
+	auditv1 "github.com/pyleeai/pylee/gen/go/pylee/audit/v1"
 	"github.com/pyleeai/pylee/kit/db"
 	"github.com/pyleeai/pylee/kit/errs"
+	"github.com/pyleeai/pylee/kit/outbox"
 	"github.com/pyleeai/pylee/services/orgs/internal/ent"
 	"github.com/pyleeai/pylee/services/orgs/internal/ent/apitoken"
 	"github.com/pyleeai/pylee/services/orgs/internal/ent/organization"
@@ -22,6 +25,7 @@ const Schema = "orgs"
 // EntStore is the Store on ent.
 type EntStore struct {
 	client  *ent.Client
+	db      *db.DB
 	dialect string
 	now     func() time.Time
 }
@@ -38,7 +42,7 @@ func Open(ctx context.Context, url string) (*EntStore, error) {
 		client.Close()
 		return nil, fmt.Errorf("migrate orgs database: %w", err)
 	}
-	return &EntStore{client: client, dialect: d.Dialect, now: now}, nil
+	return &EntStore{client: client, db: d, dialect: d.Dialect, now: now}, nil
 }
 
 // Migrate brings the database at url to the current schema; tests use it to
@@ -79,7 +83,7 @@ func (s *EntStore) withTx(ctx context.Context, fn func(tx *ent.Tx) error) error 
 }
 
 // CreateOrganization implements Store.
-func (s *EntStore) CreateOrganization(ctx context.Context, org Organization, requestID string) (Organization, error) {
+func (s *EntStore) CreateOrganization(ctx context.Context, org Organization, requestID string, ev *auditv1.Event) (Organization, error) {
 	var out Organization
 	err := s.withTx(ctx, func(tx *ent.Tx) error {
 		if requestID != "" {
@@ -109,7 +113,10 @@ func (s *EntStore) CreateOrganization(ctx context.Context, org Organization, req
 			return err
 		}
 		out = toOrganization(created)
-		return nil
+		if ev != nil {
+			ev.Changes = append(ev.Changes, changes(Organization{}, out, updatableFields)...)
+		}
+		return writeOutbox(ctx, tx, ev)
 	})
 	return out, err
 }
@@ -153,13 +160,14 @@ func (s *EntStore) ListOrganizations(ctx context.Context, q OrganizationQuery) (
 }
 
 // UpdateOrganization implements Store.
-func (s *EntStore) UpdateOrganization(ctx context.Context, org Organization, fields []string, expectRevision int64) (Organization, error) {
+func (s *EntStore) UpdateOrganization(ctx context.Context, org Organization, fields []string, expectRevision int64, ev *auditv1.Event) (Organization, error) {
 	var out Organization
 	err := s.withTx(ctx, func(tx *ent.Tx) error {
-		cur, err := s.lockedRevision(ctx, tx, org.ID, expectRevision)
+		before, err := s.locked(ctx, tx, org.ID, expectRevision)
 		if err != nil {
 			return err
 		}
+		cur := before.Revision
 		u := tx.Organization.UpdateOneID(org.ID).Where(organization.Revision(cur)).
 			SetRevision(cur + 1).SetUpdateTime(s.now())
 		for _, f := range fields {
@@ -183,47 +191,96 @@ func (s *EntStore) UpdateOrganization(ctx context.Context, org Organization, fie
 			return err
 		}
 		out = toOrganization(updated)
-		return nil
+		if ev != nil {
+			ev.Changes = append(ev.Changes, changes(before, out, fields)...)
+		}
+		return writeOutbox(ctx, tx, ev)
 	})
 	return out, err
 }
 
-// lockedRevision reads the current revision of org id (locking the row on
-// PostgreSQL; SQLite's immediate transactions already serialize writers) and
-// checks it against expect.
-func (s *EntStore) lockedRevision(ctx context.Context, tx *ent.Tx, id string, expect int64) (int64, error) {
-	q := tx.Organization.Query().Where(organization.ID(id)).Select(organization.FieldRevision)
+// locked reads organization id (locking the row on PostgreSQL; SQLite's
+// immediate transactions already serialize writers) and checks its revision
+// against expect.
+func (s *EntStore) locked(ctx context.Context, tx *ent.Tx, id string, expect int64) (Organization, error) {
+	q := tx.Organization.Query().Where(organization.ID(id))
 	if s.dialect == dialect.Postgres {
 		q.ForUpdate()
 	}
 	cur, err := q.Only(ctx)
 	if ent.IsNotFound(err) {
-		return 0, fmt.Errorf("organization %q: %w", id, errs.ErrNotFound)
+		return Organization{}, fmt.Errorf("organization %q: %w", id, errs.ErrNotFound)
 	}
 	if err != nil {
-		return 0, err
+		return Organization{}, err
 	}
 	if expect != 0 && cur.Revision != expect {
-		return 0, fmt.Errorf("organization %q changed meanwhile: %w", id, errs.ErrEtagMismatch)
+		return Organization{}, fmt.Errorf("organization %q changed meanwhile: %w", id, errs.ErrEtagMismatch)
 	}
-	return cur.Revision, nil
+	return toOrganization(cur), nil
 }
 
+var updatableFields = []string{FieldDisplayName, FieldDescription, FieldOverview}
+
+// changes lists the named fields whose value differs between a and b.
+func changes(a, b Organization, fields []string) []*auditv1.FieldChange {
+	var out []*auditv1.FieldChange
+	for _, f := range fields {
+		var av, bv string
+		switch f {
+		case FieldDisplayName:
+			av, bv = a.DisplayName, b.DisplayName
+		case FieldDescription:
+			av, bv = a.Description, b.Description
+		case FieldOverview:
+			av, bv = a.Overview, b.Overview
+		}
+		if av != bv {
+			out = append(out, outbox.Change(f, av, bv))
+		}
+	}
+	return out
+}
+
+// writeOutbox adds ev (if any) to the outbox inside tx.
+func writeOutbox(ctx context.Context, tx *ent.Tx, ev *auditv1.Event) error {
+	if ev == nil {
+		return nil
+	}
+	rec, err := outbox.NewRecord(ev)
+	if err != nil {
+		return err
+	}
+	return tx.OutboxEvent.Create().SetEventID(rec.EventID).SetOrganization(rec.Organization).
+		SetPayload(rec.Payload).SetCreateTime(rec.CreateTime).Exec(ctx)
+}
+
+// RecordEvent implements Store.
+func (s *EntStore) RecordEvent(ctx context.Context, ev *auditv1.Event) error {
+	return s.withTx(ctx, func(tx *ent.Tx) error { return writeOutbox(ctx, tx, ev) })
+}
+
+// OutboxDB implements Store.
+func (s *EntStore) OutboxDB() (*sql.DB, string) { return s.db.DB, s.dialect }
+
 // DeleteOrganization implements Store.
-func (s *EntStore) DeleteOrganization(ctx context.Context, id string, expectRevision int64) error {
+func (s *EntStore) DeleteOrganization(ctx context.Context, id string, expectRevision int64, ev *auditv1.Event) error {
 	return s.withTx(ctx, func(tx *ent.Tx) error {
-		cur, err := s.lockedRevision(ctx, tx, id, expectRevision)
+		before, err := s.locked(ctx, tx, id, expectRevision)
 		if err != nil {
 			return err
 		}
-		n, err := tx.Organization.Delete().Where(organization.ID(id), organization.Revision(cur)).Exec(ctx)
+		n, err := tx.Organization.Delete().Where(organization.ID(id), organization.Revision(before.Revision)).Exec(ctx)
 		if err != nil {
 			return err
 		}
 		if n == 0 {
 			return fmt.Errorf("organization %q: %w", id, errs.ErrEtagMismatch)
 		}
-		return nil
+		if ev != nil {
+			ev.Changes = append(ev.Changes, changes(before, Organization{}, updatableFields)...)
+		}
+		return writeOutbox(ctx, tx, ev)
 	})
 }
 

@@ -4,7 +4,10 @@ package store
 
 import (
 	"context"
+	"database/sql"
 	"time"
+
+	auditv1 "github.com/pyleeai/pylee/gen/go/pylee/audit/v1"
 )
 
 // Organization is the stored form of an organization.
@@ -59,7 +62,12 @@ type Store interface {
 	// org.ID is taken. When requestID is not empty and was used before, it
 	// must return the organization created then if org.ID is the same, and
 	// ErrRequestIDReused otherwise, creating nothing.
-	CreateOrganization(ctx context.Context, org Organization, requestID string) (Organization, error)
+	//
+	// Every change method takes the audit event of the change (nil: none);
+	// the store adds the changed fields with their old and new values and
+	// writes it to the outbox in the change's transaction. A retry that
+	// changes nothing records nothing.
+	CreateOrganization(ctx context.Context, org Organization, requestID string, ev *auditv1.Event) (Organization, error)
 	// GetOrganization must return ErrNotFound if there is no organization id.
 	GetOrganization(ctx context.Context, id string) (Organization, error)
 	// ListOrganizations returns the organizations matching q, ordered by id,
@@ -70,11 +78,16 @@ type Store interface {
 	// It must return ErrNotFound if there is none, and ErrEtagMismatch if
 	// expectRevision is not zero and not the stored revision, changing
 	// nothing; the check and the change are atomic.
-	UpdateOrganization(ctx context.Context, org Organization, fields []string, expectRevision int64) (Organization, error)
+	UpdateOrganization(ctx context.Context, org Organization, fields []string, expectRevision int64, ev *auditv1.Event) (Organization, error)
 	// DeleteOrganization deletes organization id. It must return ErrNotFound
 	// if there is none and ErrEtagMismatch if expectRevision is not zero and
 	// not the stored revision.
-	DeleteOrganization(ctx context.Context, id string, expectRevision int64) error
+	DeleteOrganization(ctx context.Context, id string, expectRevision int64, ev *auditv1.Event) error
+	// RecordEvent writes an event that goes with no change (a refused
+	// request) to the outbox.
+	RecordEvent(ctx context.Context, ev *auditv1.Event) error
+	// OutboxDB is the database holding the outbox, for the relay.
+	OutboxDB() (*sql.DB, string)
 
 	// CreateAPIToken stores t. It must return ErrAlreadyExists if its id or
 	// hash is taken.

@@ -3,6 +3,7 @@
 package migrate
 
 import (
+	"entgo.io/ent/dialect/entsql"
 	"entgo.io/ent/dialect/sql/schema"
 	"entgo.io/ent/schema/field"
 )
@@ -48,12 +49,38 @@ var (
 			},
 		},
 	}
+	// AuditOutboxColumns holds the columns for the "audit_outbox" table.
+	AuditOutboxColumns = []*schema.Column{
+		{Name: "id", Type: field.TypeInt, Increment: true},
+		{Name: "event_id", Type: field.TypeString, Unique: true},
+		{Name: "organization", Type: field.TypeString},
+		{Name: "payload", Type: field.TypeBytes},
+		{Name: "create_time", Type: field.TypeTime},
+		{Name: "delivered_time", Type: field.TypeTime, Nullable: true},
+	}
+	// AuditOutboxTable holds the schema information for the "audit_outbox" table.
+	AuditOutboxTable = &schema.Table{
+		Name:       "audit_outbox",
+		Columns:    AuditOutboxColumns,
+		PrimaryKey: []*schema.Column{AuditOutboxColumns[0]},
+		Indexes: []*schema.Index{
+			{
+				Name:    "outboxevent_delivered_time",
+				Unique:  false,
+				Columns: []*schema.Column{AuditOutboxColumns[5]},
+			},
+		},
+	}
 	// Tables holds all the tables in the schema.
 	Tables = []*schema.Table{
 		APITokensTable,
 		OrganizationsTable,
+		AuditOutboxTable,
 	}
 )
 
 func init() {
+	AuditOutboxTable.Annotation = &entsql.Annotation{
+		Table: "audit_outbox",
+	}
 }

@@ -10,6 +10,10 @@ import (
 	"testing"
 	"time"
 
+	"google.golang.org/protobuf/proto"
+
+	auditv1 "github.com/pyleeai/pylee/gen/go/pylee/audit/v1"
+
 	"github.com/pyleeai/pylee/kit/errs"
 	"github.com/pyleeai/pylee/services/orgs/internal/store"
 )
@@ -29,6 +33,7 @@ func Run(t *testing.T, newStore func(t *testing.T) store.Store) {
 		{"UpdateConcurrent", testUpdateConcurrent},
 		{"Delete", testDelete},
 		{"APITokens", testAPITokens},
+		{"OutboxInTheSameTransaction", testOutbox},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -41,7 +46,7 @@ func Run(t *testing.T, newStore func(t *testing.T) store.Store) {
 
 func mustCreate(t *testing.T, s store.Store, id, display string) store.Organization {
 	t.Helper()
-	o, err := s.CreateOrganization(context.Background(), store.Organization{ID: id, DisplayName: display}, "")
+	o, err := s.CreateOrganization(context.Background(), store.Organization{ID: id, DisplayName: display}, "", nil)
 	if err != nil {
 		t.Fatalf("create %s: %v", id, err)
 	}
@@ -52,7 +57,7 @@ func testCreateGet(t *testing.T, s store.Store) {
 	ctx := context.Background()
 	before := time.Now().Add(-time.Second)
 	in := store.Organization{ID: "acme", DisplayName: "Acme", Description: "d", Overview: "# Acme\n\nMarkdown."}
-	got, err := s.CreateOrganization(ctx, in, "")
+	got, err := s.CreateOrganization(ctx, in, "", nil)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -70,7 +75,7 @@ func testCreateGet(t *testing.T, s store.Store) {
 
 func testCreateDuplicate(t *testing.T, s store.Store) {
 	mustCreate(t, s, "acme", "Acme")
-	_, err := s.CreateOrganization(context.Background(), store.Organization{ID: "acme", DisplayName: "Other"}, "")
+	_, err := s.CreateOrganization(context.Background(), store.Organization{ID: "acme", DisplayName: "Other"}, "", nil)
 	if !errors.Is(err, errs.ErrAlreadyExists) {
 		t.Fatalf("err = %v, want ErrAlreadyExists", err)
 	}
@@ -82,15 +87,15 @@ func testCreateDuplicate(t *testing.T, s store.Store) {
 
 func testCreateRequestID(t *testing.T, s store.Store) {
 	ctx := context.Background()
-	first, err := s.CreateOrganization(ctx, store.Organization{ID: "acme", DisplayName: "A"}, "req-1")
+	first, err := s.CreateOrganization(ctx, store.Organization{ID: "acme", DisplayName: "A"}, "req-1", nil)
 	if err != nil {
 		t.Fatal(err)
 	}
-	retry, err := s.CreateOrganization(ctx, store.Organization{ID: "acme", DisplayName: "A"}, "req-1")
+	retry, err := s.CreateOrganization(ctx, store.Organization{ID: "acme", DisplayName: "A"}, "req-1", nil)
 	if err != nil || retry != first {
 		t.Fatalf("retry = %+v, %v; want the first", retry, err)
 	}
-	_, err = s.CreateOrganization(ctx, store.Organization{ID: "other", DisplayName: "O"}, "req-1")
+	_, err = s.CreateOrganization(ctx, store.Organization{ID: "other", DisplayName: "O"}, "req-1", nil)
 	if !errors.Is(err, errs.ErrRequestIDReused) {
 		t.Fatalf("reuse = %v", err)
 	}
@@ -98,7 +103,7 @@ func testCreateRequestID(t *testing.T, s store.Store) {
 		t.Fatal("reused request id created an organization")
 	}
 	// A new request id for a taken id is a plain duplicate.
-	if _, err := s.CreateOrganization(ctx, store.Organization{ID: "acme"}, "req-2"); !errors.Is(err, errs.ErrAlreadyExists) {
+	if _, err := s.CreateOrganization(ctx, store.Organization{ID: "acme"}, "req-2", nil); !errors.Is(err, errs.ErrAlreadyExists) {
 		t.Fatalf("err = %v", err)
 	}
 }
@@ -151,13 +156,13 @@ func testList(t *testing.T, s store.Store) {
 
 func testUpdate(t *testing.T, s store.Store) {
 	ctx := context.Background()
-	o, err := s.CreateOrganization(ctx, store.Organization{ID: "acme", DisplayName: "Acme", Description: "keep"}, "")
+	o, err := s.CreateOrganization(ctx, store.Organization{ID: "acme", DisplayName: "Acme", Description: "keep"}, "", nil)
 	if err != nil {
 		t.Fatal(err)
 	}
 	time.Sleep(2 * time.Millisecond)
 	up, err := s.UpdateOrganization(ctx, store.Organization{ID: "acme", DisplayName: "Acme Inc", Description: "ignored"},
-		[]string{store.FieldDisplayName}, o.Revision)
+		[]string{store.FieldDisplayName}, o.Revision, nil)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -165,7 +170,7 @@ func testUpdate(t *testing.T, s store.Store) {
 		t.Fatalf("updated = %+v", up)
 	}
 	// A stale revision changes nothing.
-	_, err = s.UpdateOrganization(ctx, store.Organization{ID: "acme", DisplayName: "Stale"}, []string{store.FieldDisplayName}, o.Revision)
+	_, err = s.UpdateOrganization(ctx, store.Organization{ID: "acme", DisplayName: "Stale"}, []string{store.FieldDisplayName}, o.Revision, nil)
 	if !errors.Is(err, errs.ErrEtagMismatch) {
 		t.Fatalf("stale = %v", err)
 	}
@@ -174,13 +179,13 @@ func testUpdate(t *testing.T, s store.Store) {
 		t.Fatalf("after stale update: %+v", got)
 	}
 	// Revision 0 means unconditional.
-	if up, err := s.UpdateOrganization(ctx, store.Organization{ID: "acme", Overview: "x"}, []string{store.FieldOverview}, 0); err != nil || up.Revision != 3 {
+	if up, err := s.UpdateOrganization(ctx, store.Organization{ID: "acme", Overview: "x"}, []string{store.FieldOverview}, 0, nil); err != nil || up.Revision != 3 {
 		t.Fatalf("unconditional = %+v, %v", up, err)
 	}
-	if _, err := s.UpdateOrganization(ctx, store.Organization{ID: "nope"}, []string{store.FieldOverview}, 0); !errors.Is(err, errs.ErrNotFound) {
+	if _, err := s.UpdateOrganization(ctx, store.Organization{ID: "nope"}, []string{store.FieldOverview}, 0, nil); !errors.Is(err, errs.ErrNotFound) {
 		t.Fatalf("missing = %v", err)
 	}
-	if _, err := s.UpdateOrganization(ctx, store.Organization{ID: "acme"}, []string{"id"}, 0); !errors.Is(err, errs.ErrInvalidArgument) {
+	if _, err := s.UpdateOrganization(ctx, store.Organization{ID: "acme"}, []string{"id"}, 0, nil); !errors.Is(err, errs.ErrInvalidArgument) {
 		t.Fatalf("bad field = %v", err)
 	}
 }
@@ -195,7 +200,7 @@ func testUpdateConcurrent(t *testing.T, s store.Store) {
 		wg.Add(1)
 		go func(i int) {
 			defer wg.Done()
-			_, err := s.UpdateOrganization(ctx, store.Organization{ID: "acme", DisplayName: fmt.Sprint(i)}, []string{store.FieldDisplayName}, o.Revision)
+			_, err := s.UpdateOrganization(ctx, store.Organization{ID: "acme", DisplayName: fmt.Sprint(i)}, []string{store.FieldDisplayName}, o.Revision, nil)
 			results <- err
 		}(i)
 	}
@@ -223,16 +228,16 @@ func testUpdateConcurrent(t *testing.T, s store.Store) {
 func testDelete(t *testing.T, s store.Store) {
 	ctx := context.Background()
 	o := mustCreate(t, s, "acme", "Acme")
-	if err := s.DeleteOrganization(ctx, "acme", o.Revision+1); !errors.Is(err, errs.ErrEtagMismatch) {
+	if err := s.DeleteOrganization(ctx, "acme", o.Revision+1, nil); !errors.Is(err, errs.ErrEtagMismatch) {
 		t.Fatalf("stale delete = %v", err)
 	}
-	if err := s.DeleteOrganization(ctx, "acme", o.Revision); err != nil {
+	if err := s.DeleteOrganization(ctx, "acme", o.Revision, nil); err != nil {
 		t.Fatal(err)
 	}
 	if _, err := s.GetOrganization(ctx, "acme"); !errors.Is(err, errs.ErrNotFound) {
 		t.Fatalf("after delete: %v", err)
 	}
-	if err := s.DeleteOrganization(ctx, "acme", 0); !errors.Is(err, errs.ErrNotFound) {
+	if err := s.DeleteOrganization(ctx, "acme", 0, nil); !errors.Is(err, errs.ErrNotFound) {
 		t.Fatalf("second delete = %v", err)
 	}
 	// The id is free again.
@@ -271,5 +276,84 @@ func testAPITokens(t *testing.T, s store.Store) {
 	}
 	if n, _ := s.CountAPITokens(ctx); n != 1 {
 		t.Fatalf("count = %d", n)
+	}
+}
+
+// outboxEvents reads the events waiting in the store's outbox, in order.
+func outboxEvents(t *testing.T, s store.Store) []*auditv1.Event {
+	t.Helper()
+	db, _ := s.OutboxDB()
+	rows, err := db.Query("SELECT payload FROM audit_outbox ORDER BY id")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer rows.Close()
+	var out []*auditv1.Event
+	for rows.Next() {
+		var b []byte
+		if err := rows.Scan(&b); err != nil {
+			t.Fatal(err)
+		}
+		ev := &auditv1.Event{}
+		if err := proto.Unmarshal(b, ev); err != nil {
+			t.Fatal(err)
+		}
+		out = append(out, ev)
+	}
+	return out
+}
+
+func newEvent(id, action string) *auditv1.Event {
+	return &auditv1.Event{Id: id, Organization: "acme", Action: action, Resource: "orgs/acme", Outcome: "ok"}
+}
+
+func testOutbox(t *testing.T, s store.Store) {
+	ctx := context.Background()
+	o, err := s.CreateOrganization(ctx, store.Organization{ID: "acme", DisplayName: "Acme"}, "req", newEvent("e1", "orgs.organization.create"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	// Failed or idempotent operations record nothing.
+	if _, err := s.CreateOrganization(ctx, store.Organization{ID: "acme"}, "req", newEvent("e-retry", "orgs.organization.create")); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := s.CreateOrganization(ctx, store.Organization{ID: "acme"}, "", newEvent("e-dup", "orgs.organization.create")); !errors.Is(err, errs.ErrAlreadyExists) {
+		t.Fatal(err)
+	}
+	if _, err := s.UpdateOrganization(ctx, store.Organization{ID: "acme", DisplayName: "X"}, []string{store.FieldDisplayName}, o.Revision+5, newEvent("e-stale", "orgs.organization.update")); !errors.Is(err, errs.ErrEtagMismatch) {
+		t.Fatal(err)
+	}
+	if _, err := s.UpdateOrganization(ctx, store.Organization{ID: "acme", DisplayName: "Acme Inc", Description: "same"}, []string{store.FieldDisplayName, store.FieldDescription}, 0, newEvent("e2", "orgs.organization.update")); err != nil {
+		t.Fatal(err)
+	}
+	if err := s.DeleteOrganization(ctx, "acme", 0, newEvent("e3", "orgs.organization.delete")); err != nil {
+		t.Fatal(err)
+	}
+	if err := s.RecordEvent(ctx, &auditv1.Event{Id: "e4", Organization: "-", Action: "orgs.organization.list", Outcome: "denied"}); err != nil {
+		t.Fatal(err)
+	}
+	evs := outboxEvents(t, s)
+	var ids []string
+	for _, ev := range evs {
+		ids = append(ids, ev.Id)
+	}
+	if fmt.Sprint(ids) != "[e1 e2 e3 e4]" {
+		t.Fatalf("outbox = %v, want [e1 e2 e3 e4]", ids)
+	}
+	changes := func(ev *auditv1.Event) string {
+		var parts []string
+		for _, c := range ev.Changes {
+			parts = append(parts, fmt.Sprintf("%s:%q->%q", c.Field, c.OldValue, c.NewValue))
+		}
+		return fmt.Sprint(parts)
+	}
+	if got := changes(evs[0]); got != `[display_name:""->"Acme"]` {
+		t.Errorf("create changes = %s", got)
+	}
+	if got := changes(evs[1]); got != `[display_name:"Acme"->"Acme Inc" description:""->"same"]` {
+		t.Errorf("update changes = %s", got)
+	}
+	if got := changes(evs[2]); got != `[display_name:"Acme Inc"->"" description:"same"->""]` {
+		t.Errorf("delete changes = %s", got)
 	}
 }

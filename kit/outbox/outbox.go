@@ -1,0 +1,104 @@
+// Package outbox is the transactional outbox every Pylee service records its
+// audit events with: the event is written into the service's own database in
+// the same transaction as the change (so no acknowledged change lacks its
+// event), and a Relay delivers pending rows to the audit service, with the
+// event id as the idempotency key, until they are acknowledged.
+package outbox
+
+import (
+	"context"
+	"fmt"
+	"time"
+
+	"entgo.io/ent"
+	"entgo.io/ent/dialect/entsql"
+	"entgo.io/ent/schema"
+	"entgo.io/ent/schema/field"
+	"entgo.io/ent/schema/index"
+	"github.com/google/uuid"
+	"google.golang.org/protobuf/proto"
+	"google.golang.org/protobuf/types/known/timestamppb"
+
+	auditv1 "github.com/pyleeai/pylee/gen/go/pylee/audit/v1"
+	"github.com/pyleeai/pylee/kit/auditlog"
+	"github.com/pyleeai/pylee/kit/auth"
+	"github.com/pyleeai/pylee/kit/server"
+)
+
+// Table is the outbox table of every service.
+const Table = "audit_outbox"
+
+// Fields are the ent fields of a service's outbox schema; the ent id is an
+// auto-increment integer that orders delivery.
+func Fields() []ent.Field {
+	return []ent.Field{
+		field.String("event_id").Unique().Immutable(),
+		field.String("organization").Immutable(),
+		field.Bytes("payload").Immutable(),
+		field.Time("create_time").Immutable(),
+		field.Time("delivered_time").Optional().Nillable(),
+	}
+}
+
+// Indexes are the ent indexes of the outbox schema.
+func Indexes() []ent.Index {
+	return []ent.Index{index.Fields("delivered_time")}
+}
+
+// Annotations name the table.
+func Annotations() []schema.Annotation {
+	return []schema.Annotation{entsql.Annotation{Table: Table}}
+}
+
+// Record is one outbox row to insert through the service's ent transaction.
+type Record struct {
+	EventID      string
+	Organization string
+	Payload      []byte
+	CreateTime   time.Time
+}
+
+// NewRecord encodes ev for the outbox.
+func NewRecord(ev *auditv1.Event) (Record, error) {
+	b, err := proto.Marshal(ev)
+	if err != nil {
+		return Record{}, fmt.Errorf("encode audit event: %w", err)
+	}
+	return Record{EventID: ev.GetId(), Organization: ev.GetOrganization(), Payload: b, CreateTime: time.Now().UTC()}, nil
+}
+
+// NewEvent starts the event of a call: a new time-ordered id, the time,
+// the actor from the authenticated principal, and the request id, client
+// address and user agent of the call.
+func NewEvent(ctx context.Context, org, action, resource string) *auditv1.Event {
+	id, err := uuid.NewV7()
+	if err != nil {
+		id = uuid.New()
+	}
+	ev := &auditv1.Event{
+		Id: id.String(), Organization: org, EventTime: timestamppb.Now(),
+		Action: action, Resource: resource, Outcome: auditlog.OutcomeOK,
+		Actor: &auditv1.Actor{Kind: "anonymous"},
+	}
+	if p, ok := auth.FromContext(ctx); ok {
+		ev.Actor = &auditv1.Actor{Principal: p.Name, Kind: string(p.Kind), DisplayName: p.DisplayName}
+	}
+	m := server.CallMetaFrom(ctx)
+	ev.RequestId, ev.ClientAddress, ev.UserAgent = m.RequestID, m.ClientAddress, m.UserAgent
+	return ev
+}
+
+// MaxValue bounds a recorded old or new value; longer ones are cut.
+const MaxValue = 4096
+
+// Change returns a field change with both values cut to MaxValue.
+func Change(field, oldValue, newValue string) *auditv1.FieldChange {
+	return &auditv1.FieldChange{Field: field, OldValue: cut(oldValue), NewValue: cut(newValue)}
+}
+
+func cut(s string) string {
+	if len(s) <= MaxValue {
+		return s
+	}
+	return s[:MaxValue] + "…(truncated)"
+}

@@ -1,0 +1,296 @@
+package audit
+
+import (
+	"context"
+	"crypto/ed25519"
+	"fmt"
+	"strconv"
+	"sync"
+	"time"
+
+	"go.uber.org/zap"
+	"google.golang.org/grpc"
+	"google.golang.org/protobuf/types/known/timestamppb"
+
+	auditv1 "github.com/pyleeai/pylee/gen/go/pylee/audit/v1"
+	"github.com/pyleeai/pylee/kit/aip"
+	"github.com/pyleeai/pylee/kit/auditlog"
+	"github.com/pyleeai/pylee/kit/errs"
+	"github.com/pyleeai/pylee/kit/server"
+	"github.com/pyleeai/pylee/services/audit/internal/store"
+)
+
+// Checkpoint cadence: at least every CheckpointEvery events or
+// CheckpointInterval, whichever comes first.
+const (
+	CheckpointEvery    = 1000
+	CheckpointInterval = 10 * time.Second
+)
+
+const (
+	defaultPageSize = 50
+	maxPageSize     = 1000
+	maxAppendBatch  = 1000
+)
+
+// Service implements pylee.audit.v1.AuditService.
+type Service struct {
+	auditv1.UnimplementedAuditServiceServer
+	store  *store.Store
+	key    ed25519.PrivateKey
+	tokens *aip.PageTokens
+	log    *zap.Logger
+	now    func() time.Time
+
+	cpMu sync.Mutex // one checkpoint at a time per process
+}
+
+// Store is the audit store.
+type Store = store.Store
+
+// OpenStore opens and migrates the audit database at url.
+func OpenStore(ctx context.Context, url string) (*Store, error) { return store.Open(ctx, url) }
+
+// MigrateStore migrates the audit database at url (for test templates).
+func MigrateStore(ctx context.Context, url string) error { return store.Migrate(ctx, url) }
+
+// New returns the service; key signs checkpoints.
+func New(st *Store, key ed25519.PrivateKey, pageTokens *aip.PageTokens, log *zap.Logger) *Service {
+	return &Service{store: st, key: key, tokens: pageTokens, log: log, now: func() time.Time { return time.Now().UTC() }}
+}
+
+// Register registers the service and its validators on srv.
+func (s *Service) Register(srv *server.Server) {
+	srv.RegisterService(&auditv1.AuditService_ServiceDesc, s, Validators())
+}
+
+// AppendEvents implements AuditService.
+func (s *Service) AppendEvents(ctx context.Context, req *auditv1.AppendEventsRequest) (*auditv1.AppendEventsResponse, error) {
+	appended, dups, err := s.store.Append(ctx, req.GetEvents())
+	if err != nil {
+		return nil, err
+	}
+	if appended > 0 {
+		s.checkpointIfDue(ctx, req.GetEvents())
+	}
+	return &auditv1.AppendEventsResponse{Appended: int32(appended), Duplicates: int32(dups)}, nil
+}
+
+// checkpointIfDue signs a checkpoint for every organization of events whose
+// head is CheckpointEvery or more past its last checkpoint.
+func (s *Service) checkpointIfDue(ctx context.Context, events []*auditv1.Event) {
+	orgs := map[string]bool{}
+	for _, ev := range events {
+		orgs[ev.GetOrganization()] = true
+	}
+	for org := range orgs {
+		seq, _, cpSeq, err := s.store.Head(ctx, org)
+		if err == nil && seq-cpSeq >= CheckpointEvery {
+			if _, err := s.Checkpoint(ctx, org); err != nil {
+				s.log.Error("checkpoint", zap.String("organization", org), zap.Error(err))
+			}
+		}
+	}
+}
+
+// Checkpoint signs and stores a checkpoint at org's current head, unless
+// the latest checkpoint is already there, and returns it.
+func (s *Service) Checkpoint(ctx context.Context, org string) (*auditv1.Checkpoint, error) {
+	s.cpMu.Lock()
+	defer s.cpMu.Unlock()
+	seq, hash, cpSeq, err := s.store.Head(ctx, org)
+	if err != nil {
+		return nil, err
+	}
+	if seq == 0 {
+		return nil, fmt.Errorf("organization %q has no events: %w", org, errs.ErrNotFound)
+	}
+	if cpSeq == seq {
+		return s.store.LatestCheckpoint(ctx, org)
+	}
+	cp := &auditv1.Checkpoint{Organization: org, Sequence: seq, Hash: hash,
+		CreateTime: timestamppb.New(s.now().Truncate(time.Microsecond))}
+	auditlog.Sign(s.key, cp)
+	if err := s.store.PutCheckpoint(ctx, cp); err != nil {
+		return nil, err
+	}
+	return cp, nil
+}
+
+// RunCheckpointer signs a checkpoint for every organization with events
+// past its last checkpoint every interval, until ctx ends.
+func (s *Service) RunCheckpointer(ctx context.Context, interval time.Duration) {
+	t := time.NewTicker(interval)
+	defer t.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-t.C:
+			orgs, err := s.store.OrganizationsBehindCheckpoint(ctx)
+			if err != nil {
+				if ctx.Err() == nil {
+					s.log.Error("checkpointer", zap.Error(err))
+				}
+				continue
+			}
+			for _, org := range orgs {
+				if _, err := s.Checkpoint(ctx, org); err != nil && ctx.Err() == nil {
+					s.log.Error("checkpoint", zap.String("organization", org), zap.Error(err))
+				}
+			}
+		}
+	}
+}
+
+// ListEvents implements AuditService.
+func (s *Service) ListEvents(ctx context.Context, req *auditv1.ListEventsRequest) (*auditv1.ListEventsResponse, error) {
+	org := parentOrg(req.GetParent())
+	size, _ := aip.PageSize(req.GetPageSize(), defaultPageSize, maxPageSize)
+	f, _ := parseEventFilter(req.GetFilter())
+	query := aip.Query("pylee.audit.v1.ListEvents", req.GetParent(), req.GetFilter())
+	cursor, err := s.tokens.Decode(query, req.GetPageToken())
+	if err != nil {
+		return nil, errs.Field("page_token", "%v", err)
+	}
+	q := f.query
+	q.Organization, q.Limit = org, size+1
+	if cursor != "" {
+		if q.Before, err = strconv.ParseInt(cursor, 10, 64); err != nil {
+			return nil, errs.Field("page_token", "is malformed")
+		}
+	}
+	rows, err := s.store.ListEvents(ctx, q)
+	if err != nil {
+		return nil, err
+	}
+	resp := &auditv1.ListEventsResponse{}
+	if len(rows) > size {
+		rows = rows[:size]
+		resp.NextPageToken = s.tokens.Encode(query, strconv.FormatInt(rows[len(rows)-1].GetSequence(), 10))
+	}
+	resp.Events = rows
+	return resp, nil
+}
+
+// GetEvent implements AuditService.
+func (s *Service) GetEvent(ctx context.Context, req *auditv1.GetEventRequest) (*auditv1.Event, error) {
+	ids, _ := eventName.ParseLoose(req.GetName())
+	return s.store.GetEvent(ctx, ids[0], ids[1])
+}
+
+// ExportEvents implements AuditService: the whole chain, oldest first, each
+// stored checkpoint after the event it covers, ending with a checkpoint
+// signed at the head.
+func (s *Service) ExportEvents(req *auditv1.ExportEventsRequest, stream grpc.ServerStreamingServer[auditv1.ExportRecord]) error {
+	ctx := stream.Context()
+	org := parentOrg(req.GetParent())
+	head, err := s.Checkpoint(ctx, org)
+	if err != nil {
+		return err
+	}
+	cps, err := s.store.Checkpoints(ctx, org, 1, head.GetSequence())
+	if err != nil {
+		return err
+	}
+	i := 0
+	return s.store.ScanChain(ctx, org, 1, head.GetSequence(), func(ev *auditv1.Event) error {
+		if err := stream.Send(&auditv1.ExportRecord{Record: &auditv1.ExportRecord_Event{Event: ev}}); err != nil {
+			return err
+		}
+		for i < len(cps) && cps[i].GetSequence() <= ev.GetSequence() {
+			if cps[i].GetSequence() == ev.GetSequence() {
+				if err := stream.Send(&auditv1.ExportRecord{Record: &auditv1.ExportRecord_Checkpoint{Checkpoint: cps[i]}}); err != nil {
+					return err
+				}
+			}
+			i++
+		}
+		return nil
+	})
+}
+
+// VerifyLog implements AuditService.
+func (s *Service) VerifyLog(ctx context.Context, req *auditv1.VerifyLogRequest) (*auditv1.VerifyLogResponse, error) {
+	org := parentOrg(req.GetParent())
+	start := max(req.GetStartSequence(), 1)
+	prev := auditlog.ZeroHash
+	if start > 1 {
+		// The range starts after an event taken on trust: the one before it.
+		var before *auditv1.Event
+		err := s.store.ScanChain(ctx, org, start-1, start-1, func(ev *auditv1.Event) error { before = ev; return nil })
+		if err != nil {
+			return nil, err
+		}
+		if before == nil {
+			return nil, errs.Field("start_sequence", "is past the end of the chain")
+		}
+		prev = before.GetHash()
+	}
+	cps, err := s.store.Checkpoints(ctx, org, start, req.GetEndSequence())
+	if err != nil {
+		return nil, err
+	}
+	pub := s.key.Public().(ed25519.PublicKey)
+	resp := &auditv1.VerifyLogResponse{Ok: true, VerifyTime: timestamppb.New(s.now())}
+	chain := auditlog.NewChain(org, start, prev)
+	ci := 0
+	fail := func(seq int64, id, reason string) {
+		resp.Ok, resp.FirstBadSequence, resp.Reason = false, seq, reason
+		if id != "" {
+			resp.FirstBadEvent = auditlog.EventName(org, id)
+		}
+	}
+	errStop := fmt.Errorf("stop")
+	err = s.store.ScanChain(ctx, org, start, req.GetEndSequence(), func(ev *auditv1.Event) error {
+		if err := chain.Next(ev); err != nil {
+			bad := err.(*auditlog.BadEventError)
+			fail(bad.Sequence, ev.GetId(), bad.Reason)
+			return errStop
+		}
+		resp.Checked++
+		for ci < len(cps) && cps[ci].GetSequence() <= ev.GetSequence() {
+			cp := cps[ci]
+			ci++
+			if cp.GetSequence() != ev.GetSequence() {
+				continue
+			}
+			if err := auditlog.VerifyCheckpoint(pub, cp); err != nil {
+				fail(ev.GetSequence(), ev.GetId(), err.Error())
+				return errStop
+			}
+			if cp.GetHash() != ev.GetHash() {
+				fail(ev.GetSequence(), ev.GetId(), "does not match the signed checkpoint at its sequence")
+				return errStop
+			}
+			resp.Checkpoint = cp
+		}
+		return nil
+	})
+	if err != nil && err != errStop {
+		return nil, err
+	}
+	if resp.Ok {
+		// A checkpoint past the last stored event means events were removed.
+		if seq, _ := chain.Head(); ci < len(cps) && cps[len(cps)-1].GetSequence() > seq {
+			fail(seq+1, "", fmt.Sprintf("the chain ends at %d but a checkpoint covers %d: events were removed", seq, cps[len(cps)-1].GetSequence()))
+		}
+		if headSeq, _, _, err := s.store.Head(ctx, org); err == nil && req.GetEndSequence() == 0 && headSeq != resp.Checked+start-1 && resp.Ok {
+			seq, _ := chain.Head()
+			fail(seq+1, "", fmt.Sprintf("the chain head says %d events but %d are stored", headSeq, seq))
+		}
+	}
+	return resp, nil
+}
+
+// GetCheckpoint implements AuditService.
+func (s *Service) GetCheckpoint(ctx context.Context, req *auditv1.GetCheckpointRequest) (*auditv1.Checkpoint, error) {
+	return s.store.LatestCheckpoint(ctx, parentOrg(req.GetParent()))
+}
+
+// GetPublicKey implements AuditService.
+func (s *Service) GetPublicKey(context.Context, *auditv1.GetPublicKeyRequest) (*auditv1.GetPublicKeyResponse, error) {
+	return &auditv1.GetPublicKeyResponse{
+		PublicKey: auditlog.EncodePublicKey(s.key.Public().(ed25519.PublicKey)), Algorithm: "ed25519",
+	}, nil
+}

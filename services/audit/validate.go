@@ -1,0 +1,227 @@
+package audit
+
+import (
+	"fmt"
+	"strings"
+	"time"
+
+	"github.com/google/uuid"
+	"google.golang.org/protobuf/proto"
+
+	auditv1 "github.com/pyleeai/pylee/gen/go/pylee/audit/v1"
+	"github.com/pyleeai/pylee/kit/aip"
+	"github.com/pyleeai/pylee/kit/auditlog"
+	"github.com/pyleeai/pylee/kit/errs"
+	"github.com/pyleeai/pylee/kit/server"
+	"github.com/pyleeai/pylee/services/audit/internal/store"
+)
+
+var (
+	orgName   = aip.MustPattern("orgs/{org}")
+	eventName = aip.MustPattern("orgs/{org}/events/{event}")
+)
+
+// Validators returns the request validator of every RPC.
+func Validators() map[string]server.Validator {
+	return map[string]server.Validator{
+		auditv1.AuditService_AppendEvents_FullMethodName: func(m proto.Message) error {
+			return validateAppendEvents(m.(*auditv1.AppendEventsRequest))
+		},
+		auditv1.AuditService_ListEvents_FullMethodName: func(m proto.Message) error {
+			req := m.(*auditv1.ListEventsRequest)
+			var v errs.Violations
+			checkParent(&v, req.GetParent())
+			if _, err := aip.PageSize(req.GetPageSize(), defaultPageSize, maxPageSize); err != nil {
+				v.Check("page_size", err)
+			}
+			if _, err := parseEventFilter(req.GetFilter()); err != nil {
+				v.Check("filter", err)
+			}
+			return v.Err()
+		},
+		auditv1.AuditService_GetEvent_FullMethodName: func(m proto.Message) error {
+			var v errs.Violations
+			name := m.(*auditv1.GetEventRequest).GetName()
+			if ids, err := eventName.ParseLoose(name); err != nil {
+				v.Check("name", err)
+			} else if err := checkOrgID(ids[0]); err != nil {
+				v.Check("name", err)
+			}
+			return v.Err()
+		},
+		auditv1.AuditService_ExportEvents_FullMethodName: func(m proto.Message) error {
+			var v errs.Violations
+			checkParent(&v, m.(*auditv1.ExportEventsRequest).GetParent())
+			return v.Err()
+		},
+		auditv1.AuditService_VerifyLog_FullMethodName: func(m proto.Message) error {
+			req := m.(*auditv1.VerifyLogRequest)
+			var v errs.Violations
+			checkParent(&v, req.GetParent())
+			if req.GetStartSequence() < 0 {
+				v.Add("start_sequence", "must not be negative")
+			}
+			if req.GetEndSequence() < 0 || (req.GetEndSequence() > 0 && req.GetEndSequence() < req.GetStartSequence()) {
+				v.Add("end_sequence", "must be 0 (the head) or at least start_sequence")
+			}
+			return v.Err()
+		},
+		auditv1.AuditService_GetCheckpoint_FullMethodName: func(m proto.Message) error {
+			var v errs.Violations
+			checkParent(&v, m.(*auditv1.GetCheckpointRequest).GetParent())
+			return v.Err()
+		},
+		auditv1.AuditService_GetPublicKey_FullMethodName: func(proto.Message) error { return nil },
+	}
+}
+
+func checkOrgID(id string) error {
+	if id == auditlog.NoOrg {
+		return nil
+	}
+	return aip.ValidateID(id)
+}
+
+func checkParent(v *errs.Violations, parent string) {
+	ids, err := orgName.ParseLoose(parent)
+	if err == nil {
+		err = checkOrgID(ids[0])
+	}
+	if parent == "" {
+		v.Add("parent", "is required")
+	} else if err != nil {
+		v.Check("parent", err)
+	}
+}
+
+// parentOrg is the org id of a validated parent.
+func parentOrg(parent string) string {
+	ids, _ := orgName.ParseLoose(parent)
+	if len(ids) == 0 {
+		return ""
+	}
+	return ids[0]
+}
+
+func validateAppendEvents(req *auditv1.AppendEventsRequest) error {
+	var v errs.Violations
+	if len(req.GetEvents()) == 0 {
+		v.Add("events", "is required")
+	}
+	if len(req.GetEvents()) > maxAppendBatch {
+		v.Add("events", "must hold at most %d events", maxAppendBatch)
+	}
+	for i, ev := range req.GetEvents() {
+		f := fmt.Sprintf("events[%d].", i)
+		if _, err := uuid.Parse(ev.GetId()); err != nil {
+			v.Add(f+"id", "must be a UUID")
+		}
+		if err := checkOrgID(ev.GetOrganization()); err != nil {
+			v.Check(f+"organization", err)
+		}
+		if parts := strings.Split(ev.GetAction(), "."); len(parts) != 3 || parts[0] == "" || parts[1] == "" || parts[2] == "" {
+			v.Add(f+"action", "must be <service>.<resource>.<verb>")
+		}
+		switch ev.GetOutcome() {
+		case auditlog.OutcomeOK, auditlog.OutcomeDenied, auditlog.OutcomeError:
+		default:
+			v.Add(f+"outcome", "must be ok, denied or error")
+		}
+		if ev.GetEventTime() == nil || !ev.GetEventTime().IsValid() {
+			v.Add(f+"event_time", "is required")
+		}
+		if ev.GetSequence() != 0 || ev.GetHash() != "" || ev.GetPreviousHash() != "" {
+			v.Add(f+"sequence", "sequence, previous_hash and hash are set by the audit service")
+		}
+	}
+	return v.Err()
+}
+
+// eventFilter is a parsed ListEvents filter.
+type eventFilter struct{ query store.EventQuery }
+
+// parseEventFilter reads a conjunction of `field op "value"` terms joined by
+// AND: actor =, action : (prefix), resource : (prefix), outcome =,
+// event_time >= and event_time < (RFC 3339).
+func parseEventFilter(s string) (eventFilter, error) {
+	var f eventFilter
+	s = strings.TrimSpace(s)
+	if s == "" {
+		return f, nil
+	}
+	for _, term := range splitAnd(s) {
+		field, op, val, err := parseTerm(term)
+		if err != nil {
+			return f, err
+		}
+		switch {
+		case field == "actor" && op == "=":
+			f.query.Actor = val
+		case field == "action" && (op == ":" || op == "="):
+			f.query.ActionPrefix = val
+		case field == "resource" && (op == ":" || op == "="):
+			f.query.ResourcePrefix = val
+		case field == "outcome" && op == "=":
+			if val != auditlog.OutcomeOK && val != auditlog.OutcomeDenied && val != auditlog.OutcomeError {
+				return f, fmt.Errorf("outcome must be ok, denied or error")
+			}
+			f.query.Outcome = val
+		case field == "event_time" && (op == ">=" || op == "<"):
+			t, err := time.Parse(time.RFC3339Nano, val)
+			if err != nil {
+				return f, fmt.Errorf("event_time must be an RFC 3339 time, got %q", val)
+			}
+			if op == ">=" {
+				f.query.After = t
+			} else {
+				f.query.Until = t
+			}
+		default:
+			return f, fmt.Errorf("unsupported term %q: use actor =, action :, resource :, outcome =, event_time >= or event_time <", term)
+		}
+	}
+	return f, nil
+}
+
+// splitAnd splits on AND outside quotes.
+func splitAnd(s string) []string {
+	var terms []string
+	inQuote, start := false, 0
+	for i := 0; i < len(s); i++ {
+		switch {
+		case s[i] == '\\' && inQuote:
+			i++
+		case s[i] == '"':
+			inQuote = !inQuote
+		case !inQuote && strings.HasPrefix(s[i:], " AND "):
+			terms = append(terms, strings.TrimSpace(s[start:i]))
+			start = i + len(" AND ")
+			i = start - 1
+		}
+	}
+	return append(terms, strings.TrimSpace(s[start:]))
+}
+
+func parseTerm(term string) (field, op, val string, err error) {
+	i := strings.IndexAny(term, "=:<>")
+	if i <= 0 {
+		return "", "", "", fmt.Errorf("term %q must be `field op \"value\"`", term)
+	}
+	field = strings.TrimSpace(term[:i])
+	rest := term[i:]
+	for _, o := range []string{">=", "<", "=", ":"} {
+		if strings.HasPrefix(rest, o) {
+			op, rest = o, rest[len(o):]
+			break
+		}
+	}
+	if op == "" {
+		return "", "", "", fmt.Errorf("unsupported operator in %q", term)
+	}
+	lit := strings.TrimSpace(rest)
+	if len(lit) < 2 || lit[0] != '"' || lit[len(lit)-1] != '"' {
+		return "", "", "", fmt.Errorf("value in %q must be a double-quoted string", term)
+	}
+	val = strings.ReplaceAll(lit[1:len(lit)-1], `\"`, `"`)
+	return field, op, val, nil
+}
