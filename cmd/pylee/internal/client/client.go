@@ -132,3 +132,30 @@ func unwrapURLError(err error) error {
 	}
 	return err
 }
+
+// Download GETs path?query and copies a successful body to w, returning the
+// bytes written.
+func (c *Client) Download(ctx context.Context, path string, query url.Values, w io.Writer) (int64, error) {
+	u := c.base + path
+	if len(query) > 0 {
+		u += "?" + query.Encode()
+	}
+	req, err := http.NewRequestWithContext(ctx, http.MethodGet, u, nil)
+	if err != nil {
+		return 0, err
+	}
+	if !c.token.IsZero() {
+		req.Header.Set("Authorization", "Bearer "+c.token.Reveal())
+	}
+	// Downloads may be long: no overall timeout, only the caller's context.
+	resp, err := (&http.Client{}).Do(req)
+	if err != nil {
+		return 0, fmt.Errorf("cannot reach the Pylee API at %s: %w", c.base, unwrapURLError(err))
+	}
+	defer resp.Body.Close()
+	if resp.StatusCode >= 300 {
+		raw, _ := io.ReadAll(io.LimitReader(resp.Body, 1<<20))
+		return 0, decodeError(resp.StatusCode, raw)
+	}
+	return io.Copy(w, resp.Body)
+}
