@@ -26,6 +26,7 @@ import (
 	"github.com/pyleeai/pylee/cmd/pylee/internal/cli"
 	orgsv1 "github.com/pyleeai/pylee/gen/go/pylee/orgs/v1"
 	"github.com/pyleeai/pylee/kit/dbtest"
+	"github.com/pyleeai/pylee/services/audit"
 	"github.com/pyleeai/pylee/services/orgs"
 )
 
@@ -66,6 +67,7 @@ type upInstance struct {
 	grpc    string
 	dataDir string
 	token   string
+	logs    *syncBuffer // what pylee up wrote to stderr
 }
 
 var (
@@ -80,7 +82,7 @@ func startUp(t testing.TB, extra ...string) *upInstance {
 	t.Helper()
 	dataDir := filepath.Join(t.TempDir(), "data")
 	args := append([]string{"up", "--http-addr", "127.0.0.1:0", "--grpc-addr", "127.0.0.1:0",
-		"--data-dir", dataDir, "--log-level", "warn", "--max-body-bytes", "65536"}, extra...)
+		"--data-dir", dataDir, "--log-level", "warn", "--max-body-bytes", "65536", "--relay-poll", "50ms"}, extra...)
 	ctx, cancel := context.WithCancel(context.Background())
 	out, errOut := &syncBuffer{}, &syncBuffer{}
 	done := make(chan int, 1)
@@ -104,7 +106,7 @@ func startUp(t testing.TB, extra ...string) *upInstance {
 			if err != nil {
 				t.Fatalf("admin token: %v", err)
 			}
-			return &upInstance{rest: m[1], grpc: g[1], dataDir: dataDir, token: strings.TrimSpace(string(tok))}
+			return &upInstance{rest: m[1], grpc: g[1], dataDir: dataDir, token: strings.TrimSpace(string(tok)), logs: errOut}
 		}
 		select {
 		case code := <-done:
@@ -153,12 +155,23 @@ func TestUpEndToEndSQLite(t *testing.T) {
 	testREST(t, u)
 	testGRPC(t, u)
 	testCLI(t, u)
+	testAudit(t, u)
 }
 
 func TestUpEndToEndPostgres(t *testing.T) {
-	u := startUp(t, "--database-url", dbtest.PostgresURL(t, "e2e", orgs.MigrateStore))
+	u := startUp(t, "--database-url", dbtest.PostgresURL(t, "e2e", migrateAll))
 	testREST(t, u)
 	testGRPC(t, u)
+	testAudit(t, u)
+}
+
+// migrateAll prepares a template database for a `pylee up` sharing one
+// PostgreSQL database between its services.
+func migrateAll(ctx context.Context, url string) error {
+	if err := orgs.MigrateStore(ctx, url); err != nil {
+		return err
+	}
+	return audit.MigrateStore(ctx, url)
 }
 
 func testREST(t *testing.T, u *upInstance) {
@@ -349,4 +362,19 @@ func TestTokenFileWrittenOnceWithMode0600(t *testing.T) {
 	if !strings.HasPrefix(u.token, "pyl_") {
 		t.Fatal("token lacks pyl_ prefix")
 	}
+}
+
+var httpClient = &http.Client{Timeout: 30 * time.Second}
+
+func mustRequest(t *testing.T, method, url, body string) *http.Request {
+	t.Helper()
+	var rd io.Reader
+	if body != "" {
+		rd = strings.NewReader(body)
+	}
+	req, err := http.NewRequest(method, url, rd)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return req
 }

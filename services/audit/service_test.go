@@ -317,7 +317,7 @@ func TestTamperInDatabase(t *testing.T) {
 					if _, err := e.svc.Checkpoint(context.Background(), "acme"); err != nil { // checkpoint at 4
 						t.Fatal(err)
 					}
-					appendN(t, e, "acme", 4) // 5..8
+					appendN(t, e, "acme", 4)                                                  // 5..8
 					if _, err := e.svc.Checkpoint(context.Background(), "acme"); err != nil { // checkpoint at 8
 						t.Fatal(err)
 					}

@@ -103,3 +103,11 @@ func newVersionCmd(g *globals) *cobra.Command {
 		},
 	}
 }
+
+// ExecuteCapture runs args and returns what they printed and the exit code;
+// for tests.
+func ExecuteCapture(args []string) (string, string, int) {
+	var out, errOut strings.Builder
+	code := Execute(context.Background(), args, &out, &errOut)
+	return out.String(), errOut.String(), code
+}

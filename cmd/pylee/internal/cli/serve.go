@@ -80,7 +80,7 @@ func newServeCmd(g *globals) *cobra.Command {
 }
 
 func run(ctx context.Context, g *globals, f *serveFlags, banner bool) error {
-	logger, err := log.New(f.logFormat, f.logLevel)
+	logger, err := log.NewTo(g.stderr, f.logFormat, f.logLevel)
 	if err != nil {
 		return err
 	}
