@@ -33,6 +33,9 @@ import (
 func TestMain(m *testing.M) {
 	code := m.Run()
 	dbtest.DropTemplates()
+	if binPath != "" {
+		os.RemoveAll(filepath.Dir(binPath))
+	}
 	if code == 0 {
 		if err := goleak.Find(); err != nil {
 			fmt.Fprintln(os.Stderr, "goleak:", err)
