@@ -28,11 +28,12 @@ import (
 // Table is the outbox table of every service.
 const Table = "audit_outbox"
 
-// Fields are the ent fields of a service's outbox schema; the ent id is an
-// auto-increment integer that orders delivery.
+// Fields are the ent fields of a service's outbox schema. The id is the
+// event id, a UUIDv7: time-ordered, so it also orders delivery, and no
+// separate sequence has to be maintained on the write path.
 func Fields() []ent.Field {
 	return []ent.Field{
-		field.String("event_id").Unique().Immutable(),
+		field.String("id").Immutable(),
 		field.String("organization").Immutable(),
 		field.Bytes("payload").Immutable(),
 		field.Time("create_time").Immutable(),
@@ -40,9 +41,11 @@ func Fields() []ent.Field {
 	}
 }
 
-// Indexes are the ent indexes of the outbox schema.
+// Indexes are the ent indexes of the outbox schema: a partial index of the
+// pending rows, which is all the relay reads; delivered rows leave it.
 func Indexes() []ent.Index {
-	return []ent.Index{index.Fields("delivered_time")}
+	return []ent.Index{index.Fields("id").StorageKey("audit_outbox_pending").
+		Annotations(entsql.IndexWhere("delivered_time IS NULL"))}
 }
 
 // Annotations name the table.

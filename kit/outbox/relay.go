@@ -134,7 +134,7 @@ func (r *Relay) DeliverOnce(ctx context.Context) (int, error) {
 	var ids []any
 	var events []*auditv1.Event
 	for rows.Next() {
-		var id int64
+		var id string
 		var payload []byte
 		if err := rows.Scan(&id, &payload); err != nil {
 			rows.Close()
@@ -143,7 +143,7 @@ func (r *Relay) DeliverOnce(ctx context.Context) (int, error) {
 		ev := &auditv1.Event{}
 		if err := proto.Unmarshal(payload, ev); err != nil {
 			rows.Close()
-			return 0, fmt.Errorf("outbox row %d: %w", id, err)
+			return 0, fmt.Errorf("outbox row %s: %w", id, err)
 		}
 		ids = append(ids, id)
 		events = append(events, ev)

@@ -545,7 +545,7 @@ func (c *OutboxEventClient) UpdateOne(_m *OutboxEvent) *OutboxEventUpdateOne {
 }
 
 // UpdateOneID returns an update builder for the given id.
-func (c *OutboxEventClient) UpdateOneID(id int) *OutboxEventUpdateOne {
+func (c *OutboxEventClient) UpdateOneID(id string) *OutboxEventUpdateOne {
 	mutation := newOutboxEventMutation(c.config, OpUpdateOne, withOutboxEventID(id))
 	return &OutboxEventUpdateOne{config: c.config, hooks: c.Hooks(), mutation: mutation}
 }
@@ -562,7 +562,7 @@ func (c *OutboxEventClient) DeleteOne(_m *OutboxEvent) *OutboxEventDeleteOne {
 }
 
 // DeleteOneID returns a builder for deleting the given entity by its id.
-func (c *OutboxEventClient) DeleteOneID(id int) *OutboxEventDeleteOne {
+func (c *OutboxEventClient) DeleteOneID(id string) *OutboxEventDeleteOne {
 	builder := c.Delete().Where(outboxevent.ID(id))
 	builder.mutation.id = &id
 	builder.mutation.op = OpDeleteOne
@@ -579,12 +579,12 @@ func (c *OutboxEventClient) Query() *OutboxEventQuery {
 }
 
 // Get returns a OutboxEvent entity by its id.
-func (c *OutboxEventClient) Get(ctx context.Context, id int) (*OutboxEvent, error) {
+func (c *OutboxEventClient) Get(ctx context.Context, id string) (*OutboxEvent, error) {
 	return c.Query().Where(outboxevent.ID(id)).Only(ctx)
 }
 
 // GetX is like Get, but panics if an error occurs.
-func (c *OutboxEventClient) GetX(ctx context.Context, id int) *OutboxEvent {
+func (c *OutboxEventClient) GetX(ctx context.Context, id string) *OutboxEvent {
 	obj, err := c.Get(ctx, id)
 	if err != nil {
 		panic(err)

@@ -1393,8 +1393,7 @@ type OutboxEventMutation struct {
 	config
 	op             Op
 	typ            string
-	id             *int
-	event_id       *string
+	id             *string
 	organization   *string
 	payload        *[]byte
 	create_time    *time.Time
@@ -1425,7 +1424,7 @@ func newOutboxEventMutation(c config, op Op, opts ...outboxeventOption) *OutboxE
 }
 
 // withOutboxEventID sets the ID field of the mutation.
-func withOutboxEventID(id int) outboxeventOption {
+func withOutboxEventID(id string) outboxeventOption {
 	return func(m *OutboxEventMutation) {
 		var (
 			err   error
@@ -1475,9 +1474,15 @@ func (m OutboxEventMutation) Tx() (*Tx, error) {
 	return tx, nil
 }
 
+// SetID sets the value of the id field. Note that this
+// operation is only accepted on creation of OutboxEvent entities.
+func (m *OutboxEventMutation) SetID(id string) {
+	m.id = &id
+}
+
 // ID returns the ID value in the mutation. Note that the ID is only available
 // if it was provided to the builder or after it was returned from the database.
-func (m *OutboxEventMutation) ID() (id int, exists bool) {
+func (m *OutboxEventMutation) ID() (id string, exists bool) {
 	if m.id == nil {
 		return
 	}
@@ -1488,12 +1493,12 @@ func (m *OutboxEventMutation) ID() (id int, exists bool) {
 // That means, if the mutation is applied within a transaction with an isolation level such
 // as sql.LevelSerializable, the returned ids match the ids of the rows that will be updated
 // or updated by the mutation.
-func (m *OutboxEventMutation) IDs(ctx context.Context) ([]int, error) {
+func (m *OutboxEventMutation) IDs(ctx context.Context) ([]string, error) {
 	switch {
 	case m.op.Is(OpUpdateOne | OpDeleteOne):
 		id, exists := m.ID()
 		if exists {
-			return []int{id}, nil
+			return []string{id}, nil
 		}
 		fallthrough
 	case m.op.Is(OpUpdate | OpDelete):
@@ -1501,42 +1506,6 @@ func (m *OutboxEventMutation) IDs(ctx context.Context) ([]int, error) {
 	default:
 		return nil, fmt.Errorf("IDs is not allowed on %s operations", m.op)
 	}
-}
-
-// SetEventID sets the "event_id" field.
-func (m *OutboxEventMutation) SetEventID(s string) {
-	m.event_id = &s
-}
-
-// EventID returns the value of the "event_id" field in the mutation.
-func (m *OutboxEventMutation) EventID() (r string, exists bool) {
-	v := m.event_id
-	if v == nil {
-		return
-	}
-	return *v, true
-}
-
-// OldEventID returns the old "event_id" field's value of the OutboxEvent entity.
-// If the OutboxEvent object wasn't provided to the builder, the object is fetched from the database.
-// An error is returned if the mutation operation is not UpdateOne, or the database query fails.
-func (m *OutboxEventMutation) OldEventID(ctx context.Context) (v string, err error) {
-	if !m.op.Is(OpUpdateOne) {
-		return v, errors.New("OldEventID is only allowed on UpdateOne operations")
-	}
-	if m.id == nil || m.oldValue == nil {
-		return v, errors.New("OldEventID requires an ID field in the mutation")
-	}
-	oldValue, err := m.oldValue(ctx)
-	if err != nil {
-		return v, fmt.Errorf("querying old value for OldEventID: %w", err)
-	}
-	return oldValue.EventID, nil
-}
-
-// ResetEventID resets all changes to the "event_id" field.
-func (m *OutboxEventMutation) ResetEventID() {
-	m.event_id = nil
 }
 
 // SetOrganization sets the "organization" field.
@@ -1730,10 +1699,7 @@ func (m *OutboxEventMutation) Type() string {
 // order to get all numeric fields that were incremented/decremented, call
 // AddedFields().
 func (m *OutboxEventMutation) Fields() []string {
-	fields := make([]string, 0, 5)
-	if m.event_id != nil {
-		fields = append(fields, outboxevent.FieldEventID)
-	}
+	fields := make([]string, 0, 4)
 	if m.organization != nil {
 		fields = append(fields, outboxevent.FieldOrganization)
 	}
@@ -1754,8 +1720,6 @@ func (m *OutboxEventMutation) Fields() []string {
 // schema.
 func (m *OutboxEventMutation) Field(name string) (ent.Value, bool) {
 	switch name {
-	case outboxevent.FieldEventID:
-		return m.EventID()
 	case outboxevent.FieldOrganization:
 		return m.Organization()
 	case outboxevent.FieldPayload:
@@ -1773,8 +1737,6 @@ func (m *OutboxEventMutation) Field(name string) (ent.Value, bool) {
 // database failed.
 func (m *OutboxEventMutation) OldField(ctx context.Context, name string) (ent.Value, error) {
 	switch name {
-	case outboxevent.FieldEventID:
-		return m.OldEventID(ctx)
 	case outboxevent.FieldOrganization:
 		return m.OldOrganization(ctx)
 	case outboxevent.FieldPayload:
@@ -1792,13 +1754,6 @@ func (m *OutboxEventMutation) OldField(ctx context.Context, name string) (ent.Va
 // type.
 func (m *OutboxEventMutation) SetField(name string, value ent.Value) error {
 	switch name {
-	case outboxevent.FieldEventID:
-		v, ok := value.(string)
-		if !ok {
-			return fmt.Errorf("unexpected type %T for field %s", value, name)
-		}
-		m.SetEventID(v)
-		return nil
 	case outboxevent.FieldOrganization:
 		v, ok := value.(string)
 		if !ok {
@@ -1885,9 +1840,6 @@ func (m *OutboxEventMutation) ClearField(name string) error {
 // It returns an error if the field is not defined in the schema.
 func (m *OutboxEventMutation) ResetField(name string) error {
 	switch name {
-	case outboxevent.FieldEventID:
-		m.ResetEventID()
-		return nil
 	case outboxevent.FieldOrganization:
 		m.ResetOrganization()
 		return nil

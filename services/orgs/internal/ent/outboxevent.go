@@ -16,9 +16,7 @@ import (
 type OutboxEvent struct {
 	config `json:"-"`
 	// ID of the ent.
-	ID int `json:"id,omitempty"`
-	// EventID holds the value of the "event_id" field.
-	EventID string `json:"event_id,omitempty"`
+	ID string `json:"id,omitempty"`
 	// Organization holds the value of the "organization" field.
 	Organization string `json:"organization,omitempty"`
 	// Payload holds the value of the "payload" field.
@@ -37,9 +35,7 @@ func (*OutboxEvent) scanValues(columns []string) ([]any, error) {
 		switch columns[i] {
 		case outboxevent.FieldPayload:
 			values[i] = new([]byte)
-		case outboxevent.FieldID:
-			values[i] = new(sql.NullInt64)
-		case outboxevent.FieldEventID, outboxevent.FieldOrganization:
+		case outboxevent.FieldID, outboxevent.FieldOrganization:
 			values[i] = new(sql.NullString)
 		case outboxevent.FieldCreateTime, outboxevent.FieldDeliveredTime:
 			values[i] = new(sql.NullTime)
@@ -59,16 +55,10 @@ func (_m *OutboxEvent) assignValues(columns []string, values []any) error {
 	for i := range columns {
 		switch columns[i] {
 		case outboxevent.FieldID:
-			value, ok := values[i].(*sql.NullInt64)
-			if !ok {
-				return fmt.Errorf("unexpected type %T for field id", value)
-			}
-			_m.ID = int(value.Int64)
-		case outboxevent.FieldEventID:
 			if value, ok := values[i].(*sql.NullString); !ok {
-				return fmt.Errorf("unexpected type %T for field event_id", values[i])
+				return fmt.Errorf("unexpected type %T for field id", values[i])
 			} else if value.Valid {
-				_m.EventID = value.String
+				_m.ID = value.String
 			}
 		case outboxevent.FieldOrganization:
 			if value, ok := values[i].(*sql.NullString); !ok {
@@ -131,9 +121,6 @@ func (_m *OutboxEvent) String() string {
 	var builder strings.Builder
 	builder.WriteString("OutboxEvent(")
 	builder.WriteString(fmt.Sprintf("id=%v, ", _m.ID))
-	builder.WriteString("event_id=")
-	builder.WriteString(_m.EventID)
-	builder.WriteString(", ")
 	builder.WriteString("organization=")
 	builder.WriteString(_m.Organization)
 	builder.WriteString(", ")

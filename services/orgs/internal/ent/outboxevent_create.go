@@ -20,12 +20,6 @@ type OutboxEventCreate struct {
 	hooks    []Hook
 }
 
-// SetEventID sets the "event_id" field.
-func (_c *OutboxEventCreate) SetEventID(v string) *OutboxEventCreate {
-	_c.mutation.SetEventID(v)
-	return _c
-}
-
 // SetOrganization sets the "organization" field.
 func (_c *OutboxEventCreate) SetOrganization(v string) *OutboxEventCreate {
 	_c.mutation.SetOrganization(v)
@@ -55,6 +49,12 @@ func (_c *OutboxEventCreate) SetNillableDeliveredTime(v *time.Time) *OutboxEvent
 	if v != nil {
 		_c.SetDeliveredTime(*v)
 	}
+	return _c
+}
+
+// SetID sets the "id" field.
+func (_c *OutboxEventCreate) SetID(v string) *OutboxEventCreate {
+	_c.mutation.SetID(v)
 	return _c
 }
 
@@ -92,9 +92,6 @@ func (_c *OutboxEventCreate) ExecX(ctx context.Context) {
 
 // check runs all checks and user-defined validators on the builder.
 func (_c *OutboxEventCreate) check() error {
-	if _, ok := _c.mutation.EventID(); !ok {
-		return &ValidationError{Name: "event_id", err: errors.New(`ent: missing required field "OutboxEvent.event_id"`)}
-	}
 	if _, ok := _c.mutation.Organization(); !ok {
 		return &ValidationError{Name: "organization", err: errors.New(`ent: missing required field "OutboxEvent.organization"`)}
 	}
@@ -118,8 +115,13 @@ func (_c *OutboxEventCreate) sqlSave(ctx context.Context) (*OutboxEvent, error) 
 		}
 		return nil, err
 	}
-	id := _spec.ID.Value.(int64)
-	_node.ID = int(id)
+	if _spec.ID.Value != nil {
+		if id, ok := _spec.ID.Value.(string); ok {
+			_node.ID = id
+		} else {
+			return nil, fmt.Errorf("unexpected OutboxEvent.ID type: %T", _spec.ID.Value)
+		}
+	}
 	_c.mutation.id = &_node.ID
 	_c.mutation.done = true
 	return _node, nil
@@ -128,11 +130,11 @@ func (_c *OutboxEventCreate) sqlSave(ctx context.Context) (*OutboxEvent, error) 
 func (_c *OutboxEventCreate) createSpec() (*OutboxEvent, *sqlgraph.CreateSpec) {
 	var (
 		_node = &OutboxEvent{config: _c.config}
-		_spec = sqlgraph.NewCreateSpec(outboxevent.Table, sqlgraph.NewFieldSpec(outboxevent.FieldID, field.TypeInt))
+		_spec = sqlgraph.NewCreateSpec(outboxevent.Table, sqlgraph.NewFieldSpec(outboxevent.FieldID, field.TypeString))
 	)
-	if value, ok := _c.mutation.EventID(); ok {
-		_spec.SetField(outboxevent.FieldEventID, field.TypeString, value)
-		_node.EventID = value
+	if id, ok := _c.mutation.ID(); ok {
+		_node.ID = id
+		_spec.ID.Value = id
 	}
 	if value, ok := _c.mutation.Organization(); ok {
 		_spec.SetField(outboxevent.FieldOrganization, field.TypeString, value)
@@ -197,10 +199,6 @@ func (_c *OutboxEventCreateBulk) Save(ctx context.Context) ([]*OutboxEvent, erro
 					return nil, err
 				}
 				mutation.id = &nodes[i].ID
-				if specs[i].ID.Value != nil {
-					id := specs[i].ID.Value.(int64)
-					nodes[i].ID = int(id)
-				}
 				mutation.done = true
 				return nodes[i], nil
 			})

@@ -84,8 +84,8 @@ func (_q *OutboxEventQuery) FirstX(ctx context.Context) *OutboxEvent {
 
 // FirstID returns the first OutboxEvent ID from the query.
 // Returns a *NotFoundError when no OutboxEvent ID was found.
-func (_q *OutboxEventQuery) FirstID(ctx context.Context) (id int, err error) {
-	var ids []int
+func (_q *OutboxEventQuery) FirstID(ctx context.Context) (id string, err error) {
+	var ids []string
 	if ids, err = _q.Limit(1).IDs(setContextOp(ctx, _q.ctx, ent.OpQueryFirstID)); err != nil {
 		return
 	}
@@ -97,7 +97,7 @@ func (_q *OutboxEventQuery) FirstID(ctx context.Context) (id int, err error) {
 }
 
 // FirstIDX is like FirstID, but panics if an error occurs.
-func (_q *OutboxEventQuery) FirstIDX(ctx context.Context) int {
+func (_q *OutboxEventQuery) FirstIDX(ctx context.Context) string {
 	id, err := _q.FirstID(ctx)
 	if err != nil && !IsNotFound(err) {
 		panic(err)
@@ -135,8 +135,8 @@ func (_q *OutboxEventQuery) OnlyX(ctx context.Context) *OutboxEvent {
 // OnlyID is like Only, but returns the only OutboxEvent ID in the query.
 // Returns a *NotSingularError when more than one OutboxEvent ID is found.
 // Returns a *NotFoundError when no entities are found.
-func (_q *OutboxEventQuery) OnlyID(ctx context.Context) (id int, err error) {
-	var ids []int
+func (_q *OutboxEventQuery) OnlyID(ctx context.Context) (id string, err error) {
+	var ids []string
 	if ids, err = _q.Limit(2).IDs(setContextOp(ctx, _q.ctx, ent.OpQueryOnlyID)); err != nil {
 		return
 	}
@@ -152,7 +152,7 @@ func (_q *OutboxEventQuery) OnlyID(ctx context.Context) (id int, err error) {
 }
 
 // OnlyIDX is like OnlyID, but panics if an error occurs.
-func (_q *OutboxEventQuery) OnlyIDX(ctx context.Context) int {
+func (_q *OutboxEventQuery) OnlyIDX(ctx context.Context) string {
 	id, err := _q.OnlyID(ctx)
 	if err != nil {
 		panic(err)
@@ -180,7 +180,7 @@ func (_q *OutboxEventQuery) AllX(ctx context.Context) []*OutboxEvent {
 }
 
 // IDs executes the query and returns a list of OutboxEvent IDs.
-func (_q *OutboxEventQuery) IDs(ctx context.Context) (ids []int, err error) {
+func (_q *OutboxEventQuery) IDs(ctx context.Context) (ids []string, err error) {
 	if _q.ctx.Unique == nil && _q.path != nil {
 		_q.Unique(true)
 	}
@@ -192,7 +192,7 @@ func (_q *OutboxEventQuery) IDs(ctx context.Context) (ids []int, err error) {
 }
 
 // IDsX is like IDs, but panics if an error occurs.
-func (_q *OutboxEventQuery) IDsX(ctx context.Context) []int {
+func (_q *OutboxEventQuery) IDsX(ctx context.Context) []string {
 	ids, err := _q.IDs(ctx)
 	if err != nil {
 		panic(err)
@@ -264,12 +264,12 @@ func (_q *OutboxEventQuery) Clone() *OutboxEventQuery {
 // Example:
 //
 //	var v []struct {
-//		EventID string `json:"event_id,omitempty"`
+//		Organization string `json:"organization,omitempty"`
 //		Count int `json:"count,omitempty"`
 //	}
 //
 //	client.OutboxEvent.Query().
-//		GroupBy(outboxevent.FieldEventID).
+//		GroupBy(outboxevent.FieldOrganization).
 //		Aggregate(ent.Count()).
 //		Scan(ctx, &v)
 func (_q *OutboxEventQuery) GroupBy(field string, fields ...string) *OutboxEventGroupBy {
@@ -287,11 +287,11 @@ func (_q *OutboxEventQuery) GroupBy(field string, fields ...string) *OutboxEvent
 // Example:
 //
 //	var v []struct {
-//		EventID string `json:"event_id,omitempty"`
+//		Organization string `json:"organization,omitempty"`
 //	}
 //
 //	client.OutboxEvent.Query().
-//		Select(outboxevent.FieldEventID).
+//		Select(outboxevent.FieldOrganization).
 //		Scan(ctx, &v)
 func (_q *OutboxEventQuery) Select(fields ...string) *OutboxEventSelect {
 	_q.ctx.Fields = append(_q.ctx.Fields, fields...)
@@ -373,7 +373,7 @@ func (_q *OutboxEventQuery) sqlCount(ctx context.Context) (int, error) {
 }
 
 func (_q *OutboxEventQuery) querySpec() *sqlgraph.QuerySpec {
-	_spec := sqlgraph.NewQuerySpec(outboxevent.Table, outboxevent.Columns, sqlgraph.NewFieldSpec(outboxevent.FieldID, field.TypeInt))
+	_spec := sqlgraph.NewQuerySpec(outboxevent.Table, outboxevent.Columns, sqlgraph.NewFieldSpec(outboxevent.FieldID, field.TypeString))
 	_spec.From = _q.sql
 	if unique := _q.ctx.Unique; unique != nil {
 		_spec.Unique = *unique

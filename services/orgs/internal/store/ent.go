@@ -251,7 +251,7 @@ func writeOutbox(ctx context.Context, tx *ent.Tx, ev *auditv1.Event) error {
 	if err != nil {
 		return err
 	}
-	return tx.OutboxEvent.Create().SetEventID(rec.EventID).SetOrganization(rec.Organization).
+	return tx.OutboxEvent.Create().SetID(rec.EventID).SetOrganization(rec.Organization).
 		SetPayload(rec.Payload).SetCreateTime(rec.CreateTime).Exec(ctx)
 }
 

@@ -51,8 +51,7 @@ var (
 	}
 	// AuditOutboxColumns holds the columns for the "audit_outbox" table.
 	AuditOutboxColumns = []*schema.Column{
-		{Name: "id", Type: field.TypeInt, Increment: true},
-		{Name: "event_id", Type: field.TypeString, Unique: true},
+		{Name: "id", Type: field.TypeString},
 		{Name: "organization", Type: field.TypeString},
 		{Name: "payload", Type: field.TypeBytes},
 		{Name: "create_time", Type: field.TypeTime},
@@ -65,9 +64,12 @@ var (
 		PrimaryKey: []*schema.Column{AuditOutboxColumns[0]},
 		Indexes: []*schema.Index{
 			{
-				Name:    "outboxevent_delivered_time",
+				Name:    "audit_outbox_pending",
 				Unique:  false,
-				Columns: []*schema.Column{AuditOutboxColumns[5]},
+				Columns: []*schema.Column{AuditOutboxColumns[0]},
+				Annotation: &entsql.IndexAnnotation{
+					Where: "delivered_time IS NULL",
+				},
 			},
 		},
 	}

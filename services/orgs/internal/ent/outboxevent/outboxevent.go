@@ -11,8 +11,6 @@ const (
 	Label = "outbox_event"
 	// FieldID holds the string denoting the id field in the database.
 	FieldID = "id"
-	// FieldEventID holds the string denoting the event_id field in the database.
-	FieldEventID = "event_id"
 	// FieldOrganization holds the string denoting the organization field in the database.
 	FieldOrganization = "organization"
 	// FieldPayload holds the string denoting the payload field in the database.
@@ -28,7 +26,6 @@ const (
 // Columns holds all SQL columns for outboxevent fields.
 var Columns = []string{
 	FieldID,
-	FieldEventID,
 	FieldOrganization,
 	FieldPayload,
 	FieldCreateTime,
@@ -51,11 +48,6 @@ type OrderOption func(*sql.Selector)
 // ByID orders the results by the id field.
 func ByID(opts ...sql.OrderTermOption) OrderOption {
 	return sql.OrderByField(FieldID, opts...).ToFunc()
-}
-
-// ByEventID orders the results by the event_id field.
-func ByEventID(opts ...sql.OrderTermOption) OrderOption {
-	return sql.OrderByField(FieldEventID, opts...).ToFunc()
 }
 
 // ByOrganization orders the results by the organization field.

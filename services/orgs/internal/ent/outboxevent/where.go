@@ -10,53 +10,58 @@ import (
 )
 
 // ID filters vertices based on their ID field.
-func ID(id int) predicate.OutboxEvent {
+func ID(id string) predicate.OutboxEvent {
 	return predicate.OutboxEvent(sql.FieldEQ(FieldID, id))
 }
 
 // IDEQ applies the EQ predicate on the ID field.
-func IDEQ(id int) predicate.OutboxEvent {
+func IDEQ(id string) predicate.OutboxEvent {
 	return predicate.OutboxEvent(sql.FieldEQ(FieldID, id))
 }
 
 // IDNEQ applies the NEQ predicate on the ID field.
-func IDNEQ(id int) predicate.OutboxEvent {
+func IDNEQ(id string) predicate.OutboxEvent {
 	return predicate.OutboxEvent(sql.FieldNEQ(FieldID, id))
 }
 
 // IDIn applies the In predicate on the ID field.
-func IDIn(ids ...int) predicate.OutboxEvent {
+func IDIn(ids ...string) predicate.OutboxEvent {
 	return predicate.OutboxEvent(sql.FieldIn(FieldID, ids...))
 }
 
 // IDNotIn applies the NotIn predicate on the ID field.
-func IDNotIn(ids ...int) predicate.OutboxEvent {
+func IDNotIn(ids ...string) predicate.OutboxEvent {
 	return predicate.OutboxEvent(sql.FieldNotIn(FieldID, ids...))
 }
 
 // IDGT applies the GT predicate on the ID field.
-func IDGT(id int) predicate.OutboxEvent {
+func IDGT(id string) predicate.OutboxEvent {
 	return predicate.OutboxEvent(sql.FieldGT(FieldID, id))
 }
 
 // IDGTE applies the GTE predicate on the ID field.
-func IDGTE(id int) predicate.OutboxEvent {
+func IDGTE(id string) predicate.OutboxEvent {
 	return predicate.OutboxEvent(sql.FieldGTE(FieldID, id))
 }
 
 // IDLT applies the LT predicate on the ID field.
-func IDLT(id int) predicate.OutboxEvent {
+func IDLT(id string) predicate.OutboxEvent {
 	return predicate.OutboxEvent(sql.FieldLT(FieldID, id))
 }
 
 // IDLTE applies the LTE predicate on the ID field.
-func IDLTE(id int) predicate.OutboxEvent {
+func IDLTE(id string) predicate.OutboxEvent {
 	return predicate.OutboxEvent(sql.FieldLTE(FieldID, id))
 }
 
-// EventID applies equality check predicate on the "event_id" field. It's identical to EventIDEQ.
-func EventID(v string) predicate.OutboxEvent {
-	return predicate.OutboxEvent(sql.FieldEQ(FieldEventID, v))
+// IDEqualFold applies the EqualFold predicate on the ID field.
+func IDEqualFold(id string) predicate.OutboxEvent {
+	return predicate.OutboxEvent(sql.FieldEqualFold(FieldID, id))
+}
+
+// IDContainsFold applies the ContainsFold predicate on the ID field.
+func IDContainsFold(id string) predicate.OutboxEvent {
+	return predicate.OutboxEvent(sql.FieldContainsFold(FieldID, id))
 }
 
 // Organization applies equality check predicate on the "organization" field. It's identical to OrganizationEQ.
@@ -77,71 +82,6 @@ func CreateTime(v time.Time) predicate.OutboxEvent {
 // DeliveredTime applies equality check predicate on the "delivered_time" field. It's identical to DeliveredTimeEQ.
 func DeliveredTime(v time.Time) predicate.OutboxEvent {
 	return predicate.OutboxEvent(sql.FieldEQ(FieldDeliveredTime, v))
-}
-
-// EventIDEQ applies the EQ predicate on the "event_id" field.
-func EventIDEQ(v string) predicate.OutboxEvent {
-	return predicate.OutboxEvent(sql.FieldEQ(FieldEventID, v))
-}
-
-// EventIDNEQ applies the NEQ predicate on the "event_id" field.
-func EventIDNEQ(v string) predicate.OutboxEvent {
-	return predicate.OutboxEvent(sql.FieldNEQ(FieldEventID, v))
-}
-
-// EventIDIn applies the In predicate on the "event_id" field.
-func EventIDIn(vs ...string) predicate.OutboxEvent {
-	return predicate.OutboxEvent(sql.FieldIn(FieldEventID, vs...))
-}
-
-// EventIDNotIn applies the NotIn predicate on the "event_id" field.
-func EventIDNotIn(vs ...string) predicate.OutboxEvent {
-	return predicate.OutboxEvent(sql.FieldNotIn(FieldEventID, vs...))
-}
-
-// EventIDGT applies the GT predicate on the "event_id" field.
-func EventIDGT(v string) predicate.OutboxEvent {
-	return predicate.OutboxEvent(sql.FieldGT(FieldEventID, v))
-}
-
-// EventIDGTE applies the GTE predicate on the "event_id" field.
-func EventIDGTE(v string) predicate.OutboxEvent {
-	return predicate.OutboxEvent(sql.FieldGTE(FieldEventID, v))
-}
-
-// EventIDLT applies the LT predicate on the "event_id" field.
-func EventIDLT(v string) predicate.OutboxEvent {
-	return predicate.OutboxEvent(sql.FieldLT(FieldEventID, v))
-}
-
-// EventIDLTE applies the LTE predicate on the "event_id" field.
-func EventIDLTE(v string) predicate.OutboxEvent {
-	return predicate.OutboxEvent(sql.FieldLTE(FieldEventID, v))
-}
-
-// EventIDContains applies the Contains predicate on the "event_id" field.
-func EventIDContains(v string) predicate.OutboxEvent {
-	return predicate.OutboxEvent(sql.FieldContains(FieldEventID, v))
-}
-
-// EventIDHasPrefix applies the HasPrefix predicate on the "event_id" field.
-func EventIDHasPrefix(v string) predicate.OutboxEvent {
-	return predicate.OutboxEvent(sql.FieldHasPrefix(FieldEventID, v))
-}
-
-// EventIDHasSuffix applies the HasSuffix predicate on the "event_id" field.
-func EventIDHasSuffix(v string) predicate.OutboxEvent {
-	return predicate.OutboxEvent(sql.FieldHasSuffix(FieldEventID, v))
-}
-
-// EventIDEqualFold applies the EqualFold predicate on the "event_id" field.
-func EventIDEqualFold(v string) predicate.OutboxEvent {
-	return predicate.OutboxEvent(sql.FieldEqualFold(FieldEventID, v))
-}
-
-// EventIDContainsFold applies the ContainsFold predicate on the "event_id" field.
-func EventIDContainsFold(v string) predicate.OutboxEvent {
-	return predicate.OutboxEvent(sql.FieldContainsFold(FieldEventID, v))
 }
 
 // OrganizationEQ applies the EQ predicate on the "organization" field.

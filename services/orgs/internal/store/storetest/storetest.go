@@ -283,7 +283,7 @@ func testAPITokens(t *testing.T, s store.Store) {
 func outboxEvents(t *testing.T, s store.Store) []*auditv1.Event {
 	t.Helper()
 	db, _ := s.OutboxDB()
-	rows, err := db.Query("SELECT payload FROM audit_outbox ORDER BY id")
+	rows, err := db.Query("SELECT payload FROM audit_outbox ORDER BY create_time, id")
 	if err != nil {
 		t.Fatal(err)
 	}
