@@ -140,7 +140,7 @@ func TestSplitAuditDownAndRelayKilled(t *testing.T) {
 	common := []string{"--service-token", "pyl_split_test_service_token_0123456789", "--page-token-key",
 		"split-test-page-token-key-0123456789", "--log-format", "json", "--log-level", "warn", "--relay-poll", "50ms"}
 	auditArgs := append([]string{"serve", "--target=audit", "--grpc-addr", auditGRPC, "--http-addr", auditHTTP,
-		"--data-dir", filepath.Join(dir, "audit")}, common...)
+		"--data-dir", filepath.Join(dir, "audit"), "--orgs-addr", orgsGRPC}, common...)
 	orgsArgs := append([]string{"serve", "--target=orgs,gateway", "--grpc-addr", orgsGRPC, "--http-addr", orgsHTTP,
 		"--data-dir", filepath.Join(dir, "orgs"), "--audit-addr", auditGRPC}, common...)
 	auditProc := startProc(t, auditHTTP, filepath.Join(dir, "audit.log"), auditArgs...)
@@ -273,6 +273,16 @@ func TestSplitAuditDownAndRelayKilled(t *testing.T) {
 	orgsProc.start()
 	waitAll(1 + 2*perOrg)
 	check(1 + 2*perOrg)
+
+	// Users reach the audit process through the gateway of the other one;
+	// it verifies their token through the orgs service.
+	evs := u.waitEvents(t, orgIDs[0], 1+2*perOrg)
+	if evs[0]["action"] != "orgs.organization.create" {
+		t.Fatalf("first event through the gateway = %v", evs[0])
+	}
+	if r := u.do(t, "GET", "/v1/orgs/"+orgIDs[0]+"/events", "pyl_wrong", nil); r.status != 401 {
+		t.Fatalf("wrong token through the gateway: %d", r.status)
+	}
 	orgsProc.stop()
 	auditProc.stop()
 }

@@ -7,6 +7,7 @@ import (
 
 	orgsv1 "github.com/pyleeai/pylee/gen/go/pylee/orgs/v1"
 	"github.com/pyleeai/pylee/kit/aip"
+	"github.com/pyleeai/pylee/kit/config"
 	"github.com/pyleeai/pylee/kit/errs"
 	"github.com/pyleeai/pylee/kit/outbox"
 	"github.com/pyleeai/pylee/kit/server"
@@ -42,6 +43,7 @@ type Service struct {
 	// written is called after every committed change, to wake the outbox
 	// relay.
 	written func()
+	authn   *TokenAuthenticator
 }
 
 // New returns the service over st; pageTokens signs list page tokens;
@@ -50,7 +52,7 @@ func New(st store.Store, pageTokens *aip.PageTokens, written func()) *Service {
 	if written == nil {
 		written = func() {}
 	}
-	return &Service{store: st, tokens: pageTokens, written: written}
+	return &Service{store: st, tokens: pageTokens, written: written, authn: NewTokenAuthenticator(st)}
 }
 
 // Register registers the service and its validators on srv.
@@ -197,3 +199,12 @@ func OpenStore(ctx context.Context, url string) (store.Store, error) {
 // MigrateStore migrates the orgs database at url; tests use it to prepare
 // template databases.
 func MigrateStore(ctx context.Context, url string) error { return store.Migrate(ctx, url) }
+
+// VerifyToken implements OrgsService.
+func (s *Service) VerifyToken(ctx context.Context, req *orgsv1.VerifyTokenRequest) (*orgsv1.VerifyTokenResponse, error) {
+	p, err := s.authn.Authenticate(ctx, config.NewSecret(req.GetToken()))
+	if err != nil {
+		return nil, err
+	}
+	return &orgsv1.VerifyTokenResponse{Principal: p.Name, Kind: string(p.Kind), DisplayName: p.DisplayName}, nil
+}

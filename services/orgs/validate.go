@@ -38,6 +38,12 @@ func Validators() map[string]server.Validator {
 		orgsv1.OrgsService_UpdateOrganization_FullMethodName: func(m proto.Message) error {
 			return validateUpdateOrganization(m.(*orgsv1.UpdateOrganizationRequest))
 		},
+		orgsv1.OrgsService_VerifyToken_FullMethodName: func(m proto.Message) error {
+			if m.(*orgsv1.VerifyTokenRequest).GetToken() == "" {
+				return errs.Field("token", "is required")
+			}
+			return nil
+		},
 		orgsv1.OrgsService_DeleteOrganization_FullMethodName: func(m proto.Message) error {
 			return validateDeleteOrganization(m.(*orgsv1.DeleteOrganizationRequest))
 		},

@@ -23,6 +23,7 @@ import (
 	"google.golang.org/grpc/credentials/insecure"
 
 	auditv1 "github.com/pyleeai/pylee/gen/go/pylee/audit/v1"
+	orgsv1 "github.com/pyleeai/pylee/gen/go/pylee/orgs/v1"
 	"github.com/pyleeai/pylee/kit/aip"
 	"github.com/pyleeai/pylee/kit/auth"
 	"github.com/pyleeai/pylee/kit/config"
@@ -176,6 +177,14 @@ func New(ctx context.Context, cfg Config, log *zap.Logger) (*App, error) {
 			a.srv.RunCleanups(ctx)
 			return nil, fmt.Errorf("%s: %w", t, err)
 		}
+	}
+	if !a.has(orgs.Target) && a.cfg.OrgsAddr != "" {
+		conn, err := a.dial(a.cfg.OrgsAddr)
+		if err != nil {
+			return nil, err
+		}
+		remote := remoteTokens{client: orgsv1.NewOrgsServiceClient(conn), serviceToken: a.svcToken}
+		a.authn = append(a.authn, auth.NewCache(remote, cfg.AuthCacheTTL, 10_000))
 	}
 	a.srv.SetAuth(a.authn, auth.Foundation{ServiceOnly: auth.ServiceOnlyPermissions})
 	// Registered last, so it runs first at shutdown: background work stops

@@ -373,6 +373,116 @@ func (x *DeleteOrganizationRequest) GetEtag() string {
 	return ""
 }
 
+// The request of VerifyToken.
+type VerifyTokenRequest struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// The presented API token.
+	Token         string `protobuf:"bytes,1,opt,name=token,proto3" json:"token,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *VerifyTokenRequest) Reset() {
+	*x = VerifyTokenRequest{}
+	mi := &file_pylee_orgs_v1_orgs_service_proto_msgTypes[6]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *VerifyTokenRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*VerifyTokenRequest) ProtoMessage() {}
+
+func (x *VerifyTokenRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_pylee_orgs_v1_orgs_service_proto_msgTypes[6]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use VerifyTokenRequest.ProtoReflect.Descriptor instead.
+func (*VerifyTokenRequest) Descriptor() ([]byte, []int) {
+	return file_pylee_orgs_v1_orgs_service_proto_rawDescGZIP(), []int{6}
+}
+
+func (x *VerifyTokenRequest) GetToken() string {
+	if x != nil {
+		return x.Token
+	}
+	return ""
+}
+
+// The response of VerifyToken: the token's principal.
+type VerifyTokenResponse struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// The principal's resource name, e.g. `users/admin`.
+	Principal string `protobuf:"bytes,1,opt,name=principal,proto3" json:"principal,omitempty"`
+	// `user`, `service-account` or `service`.
+	Kind string `protobuf:"bytes,2,opt,name=kind,proto3" json:"kind,omitempty"`
+	// A human-readable name.
+	DisplayName   string `protobuf:"bytes,3,opt,name=display_name,json=displayName,proto3" json:"display_name,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *VerifyTokenResponse) Reset() {
+	*x = VerifyTokenResponse{}
+	mi := &file_pylee_orgs_v1_orgs_service_proto_msgTypes[7]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *VerifyTokenResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*VerifyTokenResponse) ProtoMessage() {}
+
+func (x *VerifyTokenResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_pylee_orgs_v1_orgs_service_proto_msgTypes[7]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use VerifyTokenResponse.ProtoReflect.Descriptor instead.
+func (*VerifyTokenResponse) Descriptor() ([]byte, []int) {
+	return file_pylee_orgs_v1_orgs_service_proto_rawDescGZIP(), []int{7}
+}
+
+func (x *VerifyTokenResponse) GetPrincipal() string {
+	if x != nil {
+		return x.Principal
+	}
+	return ""
+}
+
+func (x *VerifyTokenResponse) GetKind() string {
+	if x != nil {
+		return x.Kind
+	}
+	return ""
+}
+
+func (x *VerifyTokenResponse) GetDisplayName() string {
+	if x != nil {
+		return x.DisplayName
+	}
+	return ""
+}
+
 var File_pylee_orgs_v1_orgs_service_proto protoreflect.FileDescriptor
 
 const file_pylee_orgs_v1_orgs_service_proto_rawDesc = "" +
@@ -399,7 +509,13 @@ const file_pylee_orgs_v1_orgs_service_proto_rawDesc = "" +
 	"updateMask\"H\n" +
 	"\x19DeleteOrganizationRequest\x12\x17\n" +
 	"\x04name\x18\x01 \x01(\tB\x03\xe0A\x02R\x04name\x12\x12\n" +
-	"\x04etag\x18\x02 \x01(\tR\x04etag2\xb8\x06\n" +
+	"\x04etag\x18\x02 \x01(\tR\x04etag\"/\n" +
+	"\x12VerifyTokenRequest\x12\x19\n" +
+	"\x05token\x18\x01 \x01(\tB\x03\xe0A\x02R\x05token\"j\n" +
+	"\x13VerifyTokenResponse\x12\x1c\n" +
+	"\tprincipal\x18\x01 \x01(\tR\tprincipal\x12\x12\n" +
+	"\x04kind\x18\x02 \x01(\tR\x04kind\x12!\n" +
+	"\fdisplay_name\x18\x03 \x01(\tR\vdisplayName2\xc0\a\n" +
 	"\vOrgsService\x12\xab\x01\n" +
 	"\x12CreateOrganization\x12(.pylee.orgs.v1.CreateOrganizationRequest\x1a\x1b.pylee.orgs.v1.Organization\"N\xdaA\x1corganization,organization_id\xca\xf3\x18\r\n" +
 	"\vorgs.create\x82\xd3\xe4\x93\x02\x18:\forganization\"\b/v1/orgs\x12\x8b\x01\n" +
@@ -409,7 +525,9 @@ const file_pylee_orgs_v1_orgs_service_proto_rawDesc = "" +
 	"\torgs.list\x82\xd3\xe4\x93\x02\n" +
 	"\x12\b/v1/orgs\x12\xd0\x01\n" +
 	"\x12UpdateOrganization\x12(.pylee.orgs.v1.UpdateOrganizationRequest\x1a\x1b.pylee.orgs.v1.Organization\"s\xdaA\x18organization,update_mask\xca\xf3\x18 \n" +
-	"\vorgs.update\x12\x11organization.name\x82\xd3\xe4\x93\x02.:\forganization2\x1e/v1/{organization.name=orgs/*}\x12\x8f\x01\n" +
+	"\vorgs.update\x12\x11organization.name\x82\xd3\xe4\x93\x02.:\forganization2\x1e/v1/{organization.name=orgs/*}\x12\x85\x01\n" +
+	"\vVerifyToken\x12!.pylee.orgs.v1.VerifyTokenRequest\x1a\".pylee.orgs.v1.VerifyTokenResponse\"/\xca\xf3\x18\x0f\n" +
+	"\rtokens.verify\x82\xd3\xe4\x93\x02\x16:\x01*\"\x11/v1/tokens:verify\x12\x8f\x01\n" +
 	"\x12DeleteOrganization\x12(.pylee.orgs.v1.DeleteOrganizationRequest\x1a\x16.google.protobuf.Empty\"7\xdaA\x04name\xca\xf3\x18\x13\n" +
 	"\vorgs.delete\x12\x04name\x82\xd3\xe4\x93\x02\x13*\x11/v1/{name=orgs/*}B\x90\x02\x92A\xd6\x01\x12l\n" +
 	"\tPylee API\x12[The REST facade of Pylee's gRPC services. Every call needs `Authorization: Bearer <token>`.2\x02v1ZX\n" +
@@ -431,7 +549,7 @@ func file_pylee_orgs_v1_orgs_service_proto_rawDescGZIP() []byte {
 	return file_pylee_orgs_v1_orgs_service_proto_rawDescData
 }
 
-var file_pylee_orgs_v1_orgs_service_proto_msgTypes = make([]protoimpl.MessageInfo, 6)
+var file_pylee_orgs_v1_orgs_service_proto_msgTypes = make([]protoimpl.MessageInfo, 8)
 var file_pylee_orgs_v1_orgs_service_proto_goTypes = []any{
 	(*CreateOrganizationRequest)(nil), // 0: pylee.orgs.v1.CreateOrganizationRequest
 	(*GetOrganizationRequest)(nil),    // 1: pylee.orgs.v1.GetOrganizationRequest
@@ -439,30 +557,34 @@ var file_pylee_orgs_v1_orgs_service_proto_goTypes = []any{
 	(*ListOrganizationsResponse)(nil), // 3: pylee.orgs.v1.ListOrganizationsResponse
 	(*UpdateOrganizationRequest)(nil), // 4: pylee.orgs.v1.UpdateOrganizationRequest
 	(*DeleteOrganizationRequest)(nil), // 5: pylee.orgs.v1.DeleteOrganizationRequest
-	(*Organization)(nil),              // 6: pylee.orgs.v1.Organization
-	(*fieldmaskpb.FieldMask)(nil),     // 7: google.protobuf.FieldMask
-	(*emptypb.Empty)(nil),             // 8: google.protobuf.Empty
+	(*VerifyTokenRequest)(nil),        // 6: pylee.orgs.v1.VerifyTokenRequest
+	(*VerifyTokenResponse)(nil),       // 7: pylee.orgs.v1.VerifyTokenResponse
+	(*Organization)(nil),              // 8: pylee.orgs.v1.Organization
+	(*fieldmaskpb.FieldMask)(nil),     // 9: google.protobuf.FieldMask
+	(*emptypb.Empty)(nil),             // 10: google.protobuf.Empty
 }
 var file_pylee_orgs_v1_orgs_service_proto_depIdxs = []int32{
-	6, // 0: pylee.orgs.v1.CreateOrganizationRequest.organization:type_name -> pylee.orgs.v1.Organization
-	6, // 1: pylee.orgs.v1.ListOrganizationsResponse.organizations:type_name -> pylee.orgs.v1.Organization
-	6, // 2: pylee.orgs.v1.UpdateOrganizationRequest.organization:type_name -> pylee.orgs.v1.Organization
-	7, // 3: pylee.orgs.v1.UpdateOrganizationRequest.update_mask:type_name -> google.protobuf.FieldMask
-	0, // 4: pylee.orgs.v1.OrgsService.CreateOrganization:input_type -> pylee.orgs.v1.CreateOrganizationRequest
-	1, // 5: pylee.orgs.v1.OrgsService.GetOrganization:input_type -> pylee.orgs.v1.GetOrganizationRequest
-	2, // 6: pylee.orgs.v1.OrgsService.ListOrganizations:input_type -> pylee.orgs.v1.ListOrganizationsRequest
-	4, // 7: pylee.orgs.v1.OrgsService.UpdateOrganization:input_type -> pylee.orgs.v1.UpdateOrganizationRequest
-	5, // 8: pylee.orgs.v1.OrgsService.DeleteOrganization:input_type -> pylee.orgs.v1.DeleteOrganizationRequest
-	6, // 9: pylee.orgs.v1.OrgsService.CreateOrganization:output_type -> pylee.orgs.v1.Organization
-	6, // 10: pylee.orgs.v1.OrgsService.GetOrganization:output_type -> pylee.orgs.v1.Organization
-	3, // 11: pylee.orgs.v1.OrgsService.ListOrganizations:output_type -> pylee.orgs.v1.ListOrganizationsResponse
-	6, // 12: pylee.orgs.v1.OrgsService.UpdateOrganization:output_type -> pylee.orgs.v1.Organization
-	8, // 13: pylee.orgs.v1.OrgsService.DeleteOrganization:output_type -> google.protobuf.Empty
-	9, // [9:14] is the sub-list for method output_type
-	4, // [4:9] is the sub-list for method input_type
-	4, // [4:4] is the sub-list for extension type_name
-	4, // [4:4] is the sub-list for extension extendee
-	0, // [0:4] is the sub-list for field type_name
+	8,  // 0: pylee.orgs.v1.CreateOrganizationRequest.organization:type_name -> pylee.orgs.v1.Organization
+	8,  // 1: pylee.orgs.v1.ListOrganizationsResponse.organizations:type_name -> pylee.orgs.v1.Organization
+	8,  // 2: pylee.orgs.v1.UpdateOrganizationRequest.organization:type_name -> pylee.orgs.v1.Organization
+	9,  // 3: pylee.orgs.v1.UpdateOrganizationRequest.update_mask:type_name -> google.protobuf.FieldMask
+	0,  // 4: pylee.orgs.v1.OrgsService.CreateOrganization:input_type -> pylee.orgs.v1.CreateOrganizationRequest
+	1,  // 5: pylee.orgs.v1.OrgsService.GetOrganization:input_type -> pylee.orgs.v1.GetOrganizationRequest
+	2,  // 6: pylee.orgs.v1.OrgsService.ListOrganizations:input_type -> pylee.orgs.v1.ListOrganizationsRequest
+	4,  // 7: pylee.orgs.v1.OrgsService.UpdateOrganization:input_type -> pylee.orgs.v1.UpdateOrganizationRequest
+	6,  // 8: pylee.orgs.v1.OrgsService.VerifyToken:input_type -> pylee.orgs.v1.VerifyTokenRequest
+	5,  // 9: pylee.orgs.v1.OrgsService.DeleteOrganization:input_type -> pylee.orgs.v1.DeleteOrganizationRequest
+	8,  // 10: pylee.orgs.v1.OrgsService.CreateOrganization:output_type -> pylee.orgs.v1.Organization
+	8,  // 11: pylee.orgs.v1.OrgsService.GetOrganization:output_type -> pylee.orgs.v1.Organization
+	3,  // 12: pylee.orgs.v1.OrgsService.ListOrganizations:output_type -> pylee.orgs.v1.ListOrganizationsResponse
+	8,  // 13: pylee.orgs.v1.OrgsService.UpdateOrganization:output_type -> pylee.orgs.v1.Organization
+	7,  // 14: pylee.orgs.v1.OrgsService.VerifyToken:output_type -> pylee.orgs.v1.VerifyTokenResponse
+	10, // 15: pylee.orgs.v1.OrgsService.DeleteOrganization:output_type -> google.protobuf.Empty
+	10, // [10:16] is the sub-list for method output_type
+	4,  // [4:10] is the sub-list for method input_type
+	4,  // [4:4] is the sub-list for extension type_name
+	4,  // [4:4] is the sub-list for extension extendee
+	0,  // [0:4] is the sub-list for field type_name
 }
 
 func init() { file_pylee_orgs_v1_orgs_service_proto_init() }
@@ -477,7 +599,7 @@ func file_pylee_orgs_v1_orgs_service_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_pylee_orgs_v1_orgs_service_proto_rawDesc), len(file_pylee_orgs_v1_orgs_service_proto_rawDesc)),
 			NumEnums:      0,
-			NumMessages:   6,
+			NumMessages:   8,
 			NumExtensions: 0,
 			NumServices:   1,
 		},

@@ -24,6 +24,7 @@ const (
 	OrgsService_GetOrganization_FullMethodName    = "/pylee.orgs.v1.OrgsService/GetOrganization"
 	OrgsService_ListOrganizations_FullMethodName  = "/pylee.orgs.v1.OrgsService/ListOrganizations"
 	OrgsService_UpdateOrganization_FullMethodName = "/pylee.orgs.v1.OrgsService/UpdateOrganization"
+	OrgsService_VerifyToken_FullMethodName        = "/pylee.orgs.v1.OrgsService/VerifyToken"
 	OrgsService_DeleteOrganization_FullMethodName = "/pylee.orgs.v1.OrgsService/DeleteOrganization"
 )
 
@@ -42,6 +43,10 @@ type OrgsServiceClient interface {
 	ListOrganizations(ctx context.Context, in *ListOrganizationsRequest, opts ...grpc.CallOption) (*ListOrganizationsResponse, error)
 	// Updates the fields of an organization named in `update_mask`.
 	UpdateOrganization(ctx context.Context, in *UpdateOrganizationRequest, opts ...grpc.CallOption) (*Organization, error)
+	// Verifies an API token on behalf of another service and returns whose it
+	// is. Service identities only: this is how a target that does not hold the
+	// token store authenticates callers.
+	VerifyToken(ctx context.Context, in *VerifyTokenRequest, opts ...grpc.CallOption) (*VerifyTokenResponse, error)
 	// Deletes an organization.
 	DeleteOrganization(ctx context.Context, in *DeleteOrganizationRequest, opts ...grpc.CallOption) (*emptypb.Empty, error)
 }
@@ -94,6 +99,16 @@ func (c *orgsServiceClient) UpdateOrganization(ctx context.Context, in *UpdateOr
 	return out, nil
 }
 
+func (c *orgsServiceClient) VerifyToken(ctx context.Context, in *VerifyTokenRequest, opts ...grpc.CallOption) (*VerifyTokenResponse, error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	out := new(VerifyTokenResponse)
+	err := c.cc.Invoke(ctx, OrgsService_VerifyToken_FullMethodName, in, out, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
 func (c *orgsServiceClient) DeleteOrganization(ctx context.Context, in *DeleteOrganizationRequest, opts ...grpc.CallOption) (*emptypb.Empty, error) {
 	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
 	out := new(emptypb.Empty)
@@ -119,6 +134,10 @@ type OrgsServiceServer interface {
 	ListOrganizations(context.Context, *ListOrganizationsRequest) (*ListOrganizationsResponse, error)
 	// Updates the fields of an organization named in `update_mask`.
 	UpdateOrganization(context.Context, *UpdateOrganizationRequest) (*Organization, error)
+	// Verifies an API token on behalf of another service and returns whose it
+	// is. Service identities only: this is how a target that does not hold the
+	// token store authenticates callers.
+	VerifyToken(context.Context, *VerifyTokenRequest) (*VerifyTokenResponse, error)
 	// Deletes an organization.
 	DeleteOrganization(context.Context, *DeleteOrganizationRequest) (*emptypb.Empty, error)
 	mustEmbedUnimplementedOrgsServiceServer()
@@ -142,6 +161,9 @@ func (UnimplementedOrgsServiceServer) ListOrganizations(context.Context, *ListOr
 }
 func (UnimplementedOrgsServiceServer) UpdateOrganization(context.Context, *UpdateOrganizationRequest) (*Organization, error) {
 	return nil, status.Error(codes.Unimplemented, "method UpdateOrganization not implemented")
+}
+func (UnimplementedOrgsServiceServer) VerifyToken(context.Context, *VerifyTokenRequest) (*VerifyTokenResponse, error) {
+	return nil, status.Error(codes.Unimplemented, "method VerifyToken not implemented")
 }
 func (UnimplementedOrgsServiceServer) DeleteOrganization(context.Context, *DeleteOrganizationRequest) (*emptypb.Empty, error) {
 	return nil, status.Error(codes.Unimplemented, "method DeleteOrganization not implemented")
@@ -239,6 +261,24 @@ func _OrgsService_UpdateOrganization_Handler(srv interface{}, ctx context.Contex
 	return interceptor(ctx, in, info, handler)
 }
 
+func _OrgsService_VerifyToken_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
+	in := new(VerifyTokenRequest)
+	if err := dec(in); err != nil {
+		return nil, err
+	}
+	if interceptor == nil {
+		return srv.(OrgsServiceServer).VerifyToken(ctx, in)
+	}
+	info := &grpc.UnaryServerInfo{
+		Server:     srv,
+		FullMethod: OrgsService_VerifyToken_FullMethodName,
+	}
+	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
+		return srv.(OrgsServiceServer).VerifyToken(ctx, req.(*VerifyTokenRequest))
+	}
+	return interceptor(ctx, in, info, handler)
+}
+
 func _OrgsService_DeleteOrganization_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
 	in := new(DeleteOrganizationRequest)
 	if err := dec(in); err != nil {
@@ -279,6 +319,10 @@ var OrgsService_ServiceDesc = grpc.ServiceDesc{
 		{
 			MethodName: "UpdateOrganization",
 			Handler:    _OrgsService_UpdateOrganization_Handler,
+		},
+		{
+			MethodName: "VerifyToken",
+			Handler:    _OrgsService_VerifyToken_Handler,
 		},
 		{
 			MethodName: "DeleteOrganization",
