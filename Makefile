@@ -78,9 +78,12 @@ build:
 	mkdir -p bin
 	$(GO) build -o bin/pylee ./cmd/pylee
 
-## bench: GetOrganization over gRPC and REST against one server; prints both rates and the ratio.
+## bench: GetOrganization over gRPC and REST against one server, durable audit
+## appends, and org writes with the outbox on and off; prints rates and ratios.
 bench:
 	$(GO) test -run '^$$' -bench GetOrganization -benchmem -benchtime 3s -count 1 ./cmd/pylee/ | tee bench.txt
+	$(GO) test -run '^$$' -bench Append -benchtime 2s -count 1 ./services/audit/ | tee -a bench.txt
+	$(GO) test -run '^$$' -bench UpdateOrganization -benchtime 2s -count 1 ./services/orgs/internal/store/ | tee -a bench.txt
 	$(GO) run ./cmd/pylee/internal/benchratio < bench.txt
 
 clean:

@@ -1,6 +1,7 @@
 // Command benchratio reads `go test -bench` output on stdin and prints the
-// rate of each GetOrganization path and REST ÷ gRPC, measured in one run
-// against one server.
+// rates and the ratios Pylee tracks, each pair measured in the same run:
+// GetOrganization over REST ÷ gRPC, audit appends batched ÷ one by one, and
+// org writes with the audit outbox ÷ without.
 package main
 
 import (
@@ -11,24 +12,41 @@ import (
 	"strconv"
 )
 
-var line = regexp.MustCompile(`^BenchmarkGetOrganization/(grpc|rest)(?:-\d+)?\s+\d+\s+([\d.]+) ns/op.*?\s([\d.]+) req/s`)
+var line = regexp.MustCompile(`^Benchmark(\S+?)(?:-\d+)?\s+\d+\s+[\d.]+ ns/op.*?\s([\d.]+) (req/s|events/s|writes/s)`)
 
 func main() {
 	rates := map[string]float64{}
+	units := map[string]string{}
+	var order []string
 	sc := bufio.NewScanner(os.Stdin)
 	for sc.Scan() {
 		if m := line.FindStringSubmatch(sc.Text()); m != nil {
-			r, _ := strconv.ParseFloat(m[3], 64)
-			rates[m[1]] = r
+			r, _ := strconv.ParseFloat(m[2], 64)
+			if _, ok := rates[m[1]]; !ok {
+				order = append(order, m[1])
+			}
+			rates[m[1]], units[m[1]] = r, m[3]
 		}
 	}
-	grpcRate, restRate := rates["grpc"], rates["rest"]
-	if grpcRate == 0 || restRate == 0 {
-		fmt.Fprintln(os.Stderr, "benchratio: no GetOrganization results for both grpc and rest in the input")
+	if len(order) == 0 {
+		fmt.Fprintln(os.Stderr, "benchratio: no benchmark rates in the input")
 		os.Exit(1)
 	}
-	fmt.Printf("\nGetOrganization, one pylee up, 8 concurrent callers per core:\n")
-	fmt.Printf("  gRPC  %10.0f req/s\n", grpcRate)
-	fmt.Printf("  REST  %10.0f req/s\n", restRate)
-	fmt.Printf("  REST / gRPC = %.2f (goal >= 0.50)\n", restRate/grpcRate)
+	fmt.Println("\nRates:")
+	for _, name := range order {
+		fmt.Printf("  %-50s %10.0f %s\n", name, rates[name], units[name])
+	}
+	fmt.Println("\nRatios (same run):")
+	ratio := func(label, num, den, goal string) {
+		a, b := rates[num], rates[den]
+		if a == 0 || b == 0 {
+			return
+		}
+		fmt.Printf("  %-50s %6.2f %s\n", label, a/b, goal)
+	}
+	ratio("GetOrganization REST / gRPC", "GetOrganization/rest", "GetOrganization/grpc", "(goal >= 0.50)")
+	for _, db := range []string{"sqlite", "postgres"} {
+		ratio("audit append batch100 / batch1, "+db, "Append/"+db+"/batch100", "Append/"+db+"/batch1", "")
+		ratio("org writes outbox on / off, "+db, "UpdateOrganization/"+db+"/outbox-on", "UpdateOrganization/"+db+"/outbox-off", "(goal >= 0.90)")
+	}
 }
