@@ -283,6 +283,11 @@ func TestSplitAuditDownAndRelayKilled(t *testing.T) {
 	if r := u.do(t, "GET", "/v1/orgs/"+orgIDs[0]+"/events", "pyl_wrong", nil); r.status != 401 {
 		t.Fatalf("wrong token through the gateway: %d", r.status)
 	}
+	// The audit process recorded that refusal in the org's own log.
+	evs = u.waitEvents(t, orgIDs[0], 2+2*perOrg)
+	if last := evs[len(evs)-1]; last["outcome"] != "denied" || last["action"] != "audit.event.list" {
+		t.Fatalf("refusal at the audit target = %v", last)
+	}
 	orgsProc.stop()
 	auditProc.stop()
 }

@@ -6,6 +6,7 @@ package auditlog
 
 import (
 	"crypto/ed25519"
+	"crypto/hmac"
 	"crypto/sha256"
 	"encoding/base64"
 	"encoding/binary"
@@ -197,4 +198,13 @@ func ParsePublicKey(s string) (ed25519.PublicKey, error) {
 		return nil, errors.New("public key must be the base64 of 32 bytes (as `pylee audit public-key` prints it)")
 	}
 	return ed25519.PublicKey(b), nil
+}
+
+// Fingerprint is the most of a secret value an event may hold: an
+// HMAC-SHA256 under a per-deployment key, so equal values can be recognised
+// across events without the value being recoverable.
+func Fingerprint(key []byte, value string) string {
+	m := hmac.New(sha256.New, key)
+	m.Write([]byte(value))
+	return "hmac-sha256:" + hex.EncodeToString(m.Sum(nil)[:16])
 }

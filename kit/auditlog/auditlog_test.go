@@ -174,3 +174,10 @@ func TestParsePublicKey(t *testing.T) {
 		t.Fatal("short key accepted")
 	}
 }
+
+func TestFingerprint(t *testing.T) {
+	a, b := Fingerprint([]byte("k1"), "s3cret"), Fingerprint([]byte("k2"), "s3cret")
+	if a == b || a != Fingerprint([]byte("k1"), "s3cret") || strings.Contains(a, "s3cret") || !strings.HasPrefix(a, "hmac-sha256:") {
+		t.Fatalf("fingerprints %s %s", a, b)
+	}
+}

@@ -16,6 +16,7 @@ import (
 	"github.com/pyleeai/pylee/kit/aip"
 	"github.com/pyleeai/pylee/kit/auditlog"
 	"github.com/pyleeai/pylee/kit/errs"
+	"github.com/pyleeai/pylee/kit/outbox"
 	"github.com/pyleeai/pylee/kit/server"
 	"github.com/pyleeai/pylee/services/audit/internal/store"
 )
@@ -293,4 +294,16 @@ func (s *Service) GetPublicKey(context.Context, *auditv1.GetPublicKeyRequest) (*
 	return &auditv1.GetPublicKeyResponse{
 		PublicKey: auditlog.EncodePublicKey(s.key.Public().(ed25519.PublicKey)), Algorithm: "ed25519",
 	}, nil
+}
+
+// DeniedRecorder appends calls refused by this process straight to the log,
+// for a process that runs the audit service without the orgs service (whose
+// outbox otherwise records them).
+func (s *Service) DeniedRecorder() server.DeniedRecorder {
+	return func(ctx context.Context, d server.Denied) {
+		ev := outbox.DeniedEvent(ctx, d)
+		if _, _, err := s.store.Append(ctx, []*auditv1.Event{ev}); err != nil {
+			s.log.Error("record denied event", zap.String("request_id", ev.GetRequestId()), zap.Error(err))
+		}
+	}
 }

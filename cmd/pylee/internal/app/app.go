@@ -308,6 +308,10 @@ func (a *App) initAudit(ctx context.Context) error {
 	}
 	svc := audit.New(st, key, aip.NewPageTokens(pageKey), a.log.Named("audit"))
 	svc.Register(a.srv)
+	if !a.has(orgs.Target) {
+		// Without the orgs outbox in this process, refusals go straight to the log.
+		a.srv.SetDeniedRecorder(svc.DeniedRecorder())
+	}
 	a.background(func(ctx context.Context) { svc.RunCheckpointer(ctx, a.cfg.CheckpointInterval) })
 	return nil
 }
