@@ -16,9 +16,7 @@ import (
 	"github.com/google/uuid"
 	"go.uber.org/goleak"
 	"go.uber.org/zap"
-	"google.golang.org/grpc"
 	"google.golang.org/grpc/codes"
-	"google.golang.org/grpc/credentials/insecure"
 	"google.golang.org/grpc/metadata"
 	"google.golang.org/grpc/status"
 	"google.golang.org/protobuf/types/known/timestamppb"
@@ -30,6 +28,7 @@ import (
 	"github.com/pyleeai/pylee/kit/config"
 	"github.com/pyleeai/pylee/kit/dbtest"
 	"github.com/pyleeai/pylee/kit/server"
+	"github.com/pyleeai/pylee/kit/server/servertest"
 	"github.com/pyleeai/pylee/services/audit"
 )
 
@@ -64,27 +63,11 @@ func start(t *testing.T, dbURL string) *env {
 	}
 	_, key, _ := ed25519.GenerateKey(rand.Reader)
 	svc := audit.New(st, key, aip.NewPageTokens([]byte("k")), zap.NewNop())
-	srv := server.New(server.Config{GRPCAddr: "127.0.0.1:0", HTTPAddr: "127.0.0.1:0"}, zap.NewNop())
+	srv := server.New(servertest.Config(), zap.NewNop())
 	srv.SetAuth(auth.Multi{auth.ServiceToken{Token: config.NewSecret(serviceToken)}, userAuthn{}}, auth.Foundation{ServiceOnly: auth.ServiceOnlyPermissions})
 	svc.Register(srv)
 	srv.AddCleanup("store", func(context.Context) error { return st.Close() })
-	if err := srv.Listen(); err != nil {
-		t.Fatal(err)
-	}
-	runCtx, cancel := context.WithCancel(ctx)
-	done := make(chan error, 1)
-	go func() { done <- srv.Run(runCtx) }()
-	conn, err := grpc.NewClient(srv.GRPCAddr(), grpc.WithTransportCredentials(insecure.NewCredentials()))
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() {
-		conn.Close()
-		cancel()
-		if err := <-done; err != nil {
-			t.Error(err)
-		}
-	})
+	conn := servertest.Start(t, srv)
 	return &env{client: auditv1.NewAuditServiceClient(conn), store: st, svc: svc, key: key,
 		ctx: metadata.AppendToOutgoingContext(ctx, "authorization", "Bearer "+serviceToken)}
 }

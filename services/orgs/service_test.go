@@ -11,9 +11,7 @@ import (
 
 	"go.uber.org/goleak"
 	"go.uber.org/zap"
-	"google.golang.org/grpc"
 	"google.golang.org/grpc/codes"
-	"google.golang.org/grpc/credentials/insecure"
 	"google.golang.org/grpc/metadata"
 	"google.golang.org/grpc/status"
 	"google.golang.org/protobuf/types/known/fieldmaskpb"
@@ -24,6 +22,7 @@ import (
 	"github.com/pyleeai/pylee/kit/config"
 	"github.com/pyleeai/pylee/kit/dbtest"
 	"github.com/pyleeai/pylee/kit/server"
+	"github.com/pyleeai/pylee/kit/server/servertest"
 	"github.com/pyleeai/pylee/services/orgs"
 	"github.com/pyleeai/pylee/services/orgs/internal/store"
 )
@@ -54,27 +53,11 @@ func startOrgs(t *testing.T, dbURL string) (orgsv1.OrgsServiceClient, string) {
 		t.Fatalf("bootstrap = %v, %v", created, err)
 	}
 	raw, _ := os.ReadFile(tokenFile)
-	srv := server.New(server.Config{GRPCAddr: "127.0.0.1:0", HTTPAddr: "127.0.0.1:0"}, zap.NewNop())
+	srv := server.New(servertest.Config(), zap.NewNop())
 	srv.SetAuth(orgs.NewTokenAuthenticator(st), auth.AllowAuthenticated{})
 	orgs.New(st, aip.NewPageTokens([]byte("test-key")), nil).Register(srv)
 	srv.AddCleanup("store", func(context.Context) error { return st.Close() })
-	if err := srv.Listen(); err != nil {
-		t.Fatal(err)
-	}
-	runCtx, cancel := context.WithCancel(ctx)
-	done := make(chan error, 1)
-	go func() { done <- srv.Run(runCtx) }()
-	conn, err := grpc.NewClient(srv.GRPCAddr(), grpc.WithTransportCredentials(insecure.NewCredentials()))
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() {
-		conn.Close()
-		cancel()
-		if err := <-done; err != nil {
-			t.Error(err)
-		}
-	})
+	conn := servertest.Start(t, srv)
 	return orgsv1.NewOrgsServiceClient(conn), strings.TrimSpace(string(raw))
 }
 

@@ -14,6 +14,7 @@ import (
 
 	"github.com/spf13/cobra"
 
+	"github.com/pyleeai/pylee/cmd/pylee/internal/client"
 	auditv1 "github.com/pyleeai/pylee/gen/go/pylee/audit/v1"
 	"github.com/pyleeai/pylee/kit/auditlog"
 )
@@ -111,6 +112,23 @@ func (g *globals) printEvents(resp *auditv1.ListEventsResponse, header bool) err
 	})
 }
 
+// auditQuery returns a client and the list query of the filter flags.
+func (g *globals) auditQuery(f *auditFilter) (*client.Client, url.Values, error) {
+	c, err := g.client()
+	if err != nil {
+		return nil, nil, err
+	}
+	filter, err := f.expr()
+	if err != nil {
+		return nil, nil, err
+	}
+	q := url.Values{}
+	if filter != "" {
+		q.Set("filter", filter)
+	}
+	return c, q, nil
+}
+
 func newAuditListCmd(g *globals) *cobra.Command {
 	var org, pageToken string
 	var pageSize int32
@@ -120,17 +138,9 @@ func newAuditListCmd(g *globals) *cobra.Command {
 		Short: "List an organization's audit events, newest first",
 		Args:  cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
-			c, err := g.client()
+			c, q, err := g.auditQuery(&f)
 			if err != nil {
 				return err
-			}
-			filter, err := f.expr()
-			if err != nil {
-				return err
-			}
-			q := url.Values{}
-			if filter != "" {
-				q.Set("filter", filter)
 			}
 			if pageSize > 0 {
 				q.Set("page_size", strconv.Itoa(int(pageSize)))
@@ -161,22 +171,15 @@ func newAuditTailCmd(g *globals) *cobra.Command {
 		Short: "Follow an organization's new audit events until interrupted",
 		Args:  cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
-			c, err := g.client()
+			c, q, err := g.auditQuery(&f)
 			if err != nil {
 				return err
 			}
-			filter, err := f.expr()
-			if err != nil {
-				return err
-			}
+			q.Set("page_size", "100")
 			ctx := cmd.Context()
 			var last int64 = -1
 			header := true
 			for {
-				q := url.Values{"page_size": {"100"}}
-				if filter != "" {
-					q.Set("filter", filter)
-				}
 				resp := &auditv1.ListEventsResponse{}
 				if err := c.Do(ctx, http.MethodGet, eventsPath(org), q, nil, resp); err != nil {
 					if ctx.Err() != nil {
