@@ -119,6 +119,15 @@ func testAudit(t *testing.T, u *upInstance) {
 	if out, _, code := u.cli("audit", "list", "--org", "acme", "--action", "orgs.organization.upd"); code != 0 || strings.Count(out, "orgs.organization.update") != 1 || strings.Contains(out, "create") {
 		t.Fatalf("audit list: %d %s", code, out)
 	}
+	// tail prints what is there, oldest first, then follows until stopped.
+	ctx, cancel := context.WithTimeout(context.Background(), 1500*time.Millisecond)
+	defer cancel()
+	var tailOut, tailErr bytes.Buffer
+	code = cli.Execute(ctx, []string{"--api-url", u.rest, "--token", u.token, "audit", "tail", "--org", "acme", "--interval", "100ms"}, &tailOut, &tailErr)
+	out := tailOut.String()
+	if code != 0 || strings.Count(out, "SEQ") != 1 || strings.Index(out, "create") > strings.Index(out, "delete") || strings.Count(out, "orgs.organization.") != 3 {
+		t.Fatalf("audit tail: %d %q %s", code, out, tailErr.String())
+	}
 }
 
 // TestNoSecretAnywhere plants a canary as the credential on every channel a
