@@ -330,7 +330,12 @@ func (s *Server) authUnary(ctx context.Context, req any, info *grpc.UnaryServerI
 		return nil, err
 	}
 	if err := s.authorize(authCtx, rule, req); err != nil {
-		s.recordDenied(authCtx, info.FullMethod, req, err)
+		// A NOT_FOUND here hides another tenant's resource: still a refusal.
+		if errors.Is(err, errs.ErrNotFound) {
+			s.recordDenied(authCtx, info.FullMethod, req, fmt.Errorf("%w (answered as not found)", errs.ErrPermissionDenied))
+		} else {
+			s.recordDenied(authCtx, info.FullMethod, req, err)
+		}
 		return nil, err
 	}
 	return next(authCtx, req)

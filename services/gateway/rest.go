@@ -65,6 +65,9 @@ func NewREST(ctx context.Context, b Backends, cfg RESTConfig) (http.Handler, err
 	if err := orgsv1.RegisterOrgsServiceHandler(ctx, mux, b.Orgs); err != nil {
 		return nil, fmt.Errorf("rest: register orgs: %w", err)
 	}
+	if err := orgsv1.RegisterAccessServiceHandler(ctx, mux, b.Orgs); err != nil {
+		return nil, fmt.Errorf("rest: register access: %w", err)
+	}
 	var h http.Handler = mux
 	if b.Audit != nil {
 		if err := auditv1.RegisterAuditServiceHandler(ctx, mux, b.Audit); err != nil {

@@ -7,12 +7,14 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
+	"strings"
 	"time"
 
 	"github.com/google/uuid"
 	"github.com/pyleeai/pylee/kit/auth"
 	"github.com/pyleeai/pylee/kit/config"
 	"github.com/pyleeai/pylee/kit/errs"
+	"github.com/pyleeai/pylee/services/orgs/internal/access"
 	"github.com/pyleeai/pylee/services/orgs/internal/store"
 )
 
@@ -57,7 +59,11 @@ func (a *TokenAuthenticator) Authenticate(ctx context.Context, cred config.Secre
 		// Best effort: a failed write must not fail the call.
 		_ = a.store.TouchAPIToken(ctx, t.ID, now.UTC())
 	}
-	return auth.Principal{Name: t.Principal, Kind: auth.KindUser, DisplayName: t.DisplayName}, nil
+	kind := auth.KindUser
+	if strings.Contains(t.Principal, "/serviceAccounts/") {
+		kind = auth.KindServiceAccount
+	}
+	return auth.Principal{Name: t.Principal, Kind: kind, DisplayName: t.DisplayName}, nil
 }
 
 // Bootstrap creates the bootstrap admin token on a first start, when the
@@ -78,10 +84,18 @@ func Bootstrap(ctx context.Context, st store.Store, path string) (bool, error) {
 	if err := writeTokenFile(path, tok); err != nil {
 		return false, err
 	}
+	// The bootstrap admin owns the installation: every organization, and
+	// creating them.
+	_, err = st.CreateBinding(ctx, store.Binding{Name: "bindings/bootstrap", Resource: "", Organization: "",
+		Role: access.RoleInstallationOwner.Name, Principal: BootstrapPrincipal, Creator: BootstrapPrincipal}, nil)
+	if err != nil && !errors.Is(err, errs.ErrAlreadyExists) {
+		_ = os.Remove(path)
+		return false, fmt.Errorf("bind bootstrap admin: %w", err)
+	}
 	err = st.CreateAPIToken(ctx, store.APIToken{
 		ID: uuid.NewString(), Hash: hash, Principal: BootstrapPrincipal,
 		DisplayName: "bootstrap admin token", CreateTime: time.Now().UTC().Truncate(time.Microsecond),
-	})
+	}, nil)
 	if err != nil {
 		_ = os.Remove(path)
 		return false, fmt.Errorf("store bootstrap token: %w", err)

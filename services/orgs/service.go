@@ -7,6 +7,7 @@ import (
 
 	orgsv1 "github.com/pyleeai/pylee/gen/go/pylee/orgs/v1"
 	"github.com/pyleeai/pylee/kit/aip"
+	"github.com/pyleeai/pylee/kit/auth"
 	"github.com/pyleeai/pylee/kit/config"
 	"github.com/pyleeai/pylee/kit/errs"
 	"github.com/pyleeai/pylee/kit/outbox"
@@ -44,15 +45,17 @@ type Service struct {
 	// relay.
 	written func()
 	authn   *TokenAuthenticator
+	engine  *Engine
 }
 
-// New returns the service over st; pageTokens signs list page tokens;
-// written (may be nil) is called after each committed change.
-func New(st store.Store, pageTokens *aip.PageTokens, written func()) *Service {
+// New returns the service over st; engine decides what callers may see;
+// pageTokens signs list page tokens; written (may be nil) is called after
+// each committed change.
+func New(st store.Store, engine *Engine, pageTokens *aip.PageTokens, written func()) *Service {
 	if written == nil {
 		written = func() {}
 	}
-	return &Service{store: st, tokens: pageTokens, written: written, authn: NewTokenAuthenticator(st)}
+	return &Service{store: st, engine: engine, tokens: pageTokens, written: written, authn: NewTokenAuthenticator(st)}
 }
 
 // Register registers the service and its validators on srv.
@@ -87,15 +90,21 @@ func (s *Service) CreateOrganization(ctx context.Context, req *orgsv1.CreateOrga
 	o := req.GetOrganization()
 	id := req.GetOrganizationId()
 	ev := outbox.NewEvent(ctx, id, ActionCreate, OrgName.Format(id))
-	created, err := s.store.CreateOrganization(ctx, store.Organization{
+	org := store.Organization{
 		ID:          id,
 		DisplayName: o.GetDisplayName(),
 		Description: o.GetDescription(),
 		Overview:    o.GetOverview(),
-	}, req.GetRequestId(), ev)
+	}
+	// The creator owns the new organization, so it always has an owner.
+	if p, ok := auth.FromContext(ctx); ok && p.Kind != auth.KindService {
+		org.Owner = p.Name
+	}
+	created, err := s.store.CreateOrganization(ctx, org, req.GetRequestId(), ev)
 	if err != nil {
 		return nil, err
 	}
+	s.engine.Invalidate()
 	s.written()
 	return toProto(created), nil
 }
@@ -129,7 +138,16 @@ func (s *Service) ListOrganizations(ctx context.Context, req *orgsv1.ListOrganiz
 		rows = rows[:size]
 		resp.NextPageToken = s.tokens.Encode(query, rows[len(rows)-1].ID)
 	}
+	p, _ := auth.FromContext(ctx)
 	for _, o := range rows {
+		// Only what the caller may see; a page may hold fewer than page_size.
+		if p.Kind != auth.KindService {
+			if d, _, err := s.engine.Decide(ctx, p.Name, "orgs.get", OrgName.Format(o.ID)); err != nil {
+				return nil, err
+			} else if !d.Allowed {
+				continue
+			}
+		}
 		resp.Organizations = append(resp.Organizations, toProto(o))
 	}
 	return resp, nil
@@ -169,6 +187,7 @@ func (s *Service) DeleteOrganization(ctx context.Context, req *orgsv1.DeleteOrga
 	if err := s.store.DeleteOrganization(ctx, id, expect, outbox.NewEvent(ctx, id, ActionDelete, req.GetName())); err != nil {
 		return nil, err
 	}
+	s.engine.Invalidate()
 	s.written()
 	return &emptypb.Empty{}, nil
 }

@@ -54,8 +54,9 @@ func startOrgs(t *testing.T, dbURL string) (orgsv1.OrgsServiceClient, string) {
 	}
 	raw, _ := os.ReadFile(tokenFile)
 	srv := server.New(servertest.Config(), zap.NewNop())
-	srv.SetAuth(orgs.NewTokenAuthenticator(st), auth.AllowAuthenticated{})
-	orgs.New(st, aip.NewPageTokens([]byte("test-key")), nil).Register(srv)
+	engine := orgs.NewEngine(st)
+	srv.SetAuth(orgs.NewTokenAuthenticator(st), engine)
+	orgs.New(st, engine, aip.NewPageTokens([]byte("test-key")), nil).Register(srv)
 	srv.AddCleanup("store", func(context.Context) error { return st.Close() })
 	conn := servertest.Start(t, srv)
 	return orgsv1.NewOrgsServiceClient(conn), strings.TrimSpace(string(raw))
@@ -233,7 +234,7 @@ func TestExpiredToken(t *testing.T) {
 	defer st.Close()
 	tok, hash, _ := auth.NewAPIToken()
 	past := time.Now().Add(-time.Hour)
-	if err := st.CreateAPIToken(ctx, store.APIToken{ID: "t", Hash: hash, Principal: "users/x", CreateTime: past.Add(-time.Hour), ExpireTime: &past}); err != nil {
+	if err := st.CreateAPIToken(ctx, store.APIToken{ID: "t", Hash: hash, Principal: "users/x", CreateTime: past.Add(-time.Hour), ExpireTime: &past}, nil); err != nil {
 		t.Fatal(err)
 	}
 	_, err = orgs.NewTokenAuthenticator(st).Authenticate(ctx, tok)

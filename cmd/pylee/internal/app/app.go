@@ -90,6 +90,7 @@ type App struct {
 	targets  []string
 	conns    map[string]*grpc.ClientConn
 	authn    auth.Multi
+	authz    auth.Authorizer
 	svcToken config.Secret
 
 	bgFuncs  []func(context.Context)
@@ -185,8 +186,13 @@ func New(ctx context.Context, cfg Config, log *zap.Logger) (*App, error) {
 		}
 		remote := remoteTokens{client: orgsv1.NewOrgsServiceClient(conn), serviceToken: a.svcToken}
 		a.authn = append(a.authn, auth.NewCache(remote, cfg.AuthCacheTTL, 10_000))
+		a.authz = newRemoteAuthorizer(orgsv1.NewAccessServiceClient(conn), a.svcToken)
 	}
-	a.srv.SetAuth(a.authn, auth.Foundation{ServiceOnly: auth.ServiceOnlyPermissions})
+	if a.authz == nil {
+		// No decision source: only service identities get through.
+		a.authz = serviceOnly{}
+	}
+	a.srv.SetAuth(a.authn, a.authz)
 	// Registered last, so it runs first at shutdown: background work stops
 	// before the stores it uses are closed.
 	a.srv.AddCleanup("background", func(context.Context) error {
@@ -269,8 +275,12 @@ func (a *App) initOrgs(ctx context.Context) error {
 	if err != nil {
 		return err
 	}
-	orgs.New(st, aip.NewPageTokens(key), relay.Notify).Register(a.srv)
+	engine := orgs.NewEngine(st)
+	pageTokens := aip.NewPageTokens(key)
+	orgs.New(st, engine, pageTokens, relay.Notify).Register(a.srv)
+	orgs.NewAccessService(st, engine, pageTokens, relay.Notify).Register(a.srv)
 	a.srv.SetDeniedRecorder(orgs.DeniedRecorder(st, relay.Notify, a.log))
+	a.authz = engine
 	a.authn = append(a.authn, auth.NewCache(orgs.NewTokenAuthenticator(st), a.cfg.AuthCacheTTL, 10_000))
 	return nil
 }

@@ -3,6 +3,8 @@ package app
 import (
 	"context"
 	"fmt"
+	"sync"
+	"time"
 
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/metadata"
@@ -12,6 +14,7 @@ import (
 	"github.com/pyleeai/pylee/kit/auth"
 	"github.com/pyleeai/pylee/kit/config"
 	"github.com/pyleeai/pylee/kit/errs"
+	"github.com/pyleeai/pylee/services/orgs"
 )
 
 // remoteTokens verifies API tokens through the orgs service, for a process
@@ -34,4 +37,67 @@ func (r remoteTokens) Authenticate(ctx context.Context, cred config.Secret) (aut
 	default:
 		return auth.Principal{}, fmt.Errorf("verify token with the orgs service: %w", errs.ErrUnavailable)
 	}
+}
+
+// remoteAuthorizer asks the orgs service's Check for a process that does
+// not run it, caching answers for orgs.DecisionTTL: the bound on how stale
+// a decision may be.
+type remoteAuthorizer struct {
+	client       orgsv1.AccessServiceClient
+	serviceToken config.Secret
+	mu           sync.Mutex
+	cache        map[[3]string]remoteAnswer
+}
+
+type remoteAnswer struct {
+	allowed bool
+	expires time.Time
+}
+
+func newRemoteAuthorizer(c orgsv1.AccessServiceClient, tok config.Secret) *remoteAuthorizer {
+	return &remoteAuthorizer{client: c, serviceToken: tok, cache: map[[3]string]remoteAnswer{}}
+}
+
+// Authorize implements auth.Authorizer.
+func (r *remoteAuthorizer) Authorize(ctx context.Context, p auth.Principal, permission, resource string) error {
+	if p.Kind == auth.KindService {
+		return nil
+	}
+	if auth.ServiceOnlyPermissions[permission] {
+		return fmt.Errorf("%s is for service identities only: %w", permission, errs.ErrPermissionDenied)
+	}
+	key := [3]string{p.Name, permission, resource}
+	now := time.Now()
+	r.mu.Lock()
+	a, ok := r.cache[key]
+	r.mu.Unlock()
+	if !ok || now.After(a.expires) {
+		cctx := metadata.AppendToOutgoingContext(ctx, "authorization", "Bearer "+r.serviceToken.Reveal())
+		resp, err := r.client.Check(cctx, &orgsv1.CheckRequest{Principal: p.Name, Permission: permission, Resource: resource})
+		if err != nil {
+			return fmt.Errorf("check access with the orgs service: %w", errs.ErrUnavailable)
+		}
+		a = remoteAnswer{allowed: resp.GetAllowed(), expires: now.Add(orgs.DecisionTTL)}
+		r.mu.Lock()
+		if len(r.cache) > 100_000 {
+			r.cache = map[[3]string]remoteAnswer{}
+		}
+		r.cache[key] = a
+		r.mu.Unlock()
+	}
+	if !a.allowed {
+		return fmt.Errorf("%s lacks %s on %q: %w", p.Name, permission, resource, errs.ErrPermissionDenied)
+	}
+	return nil
+}
+
+// serviceOnly lets service identities through and nobody else: the
+// authorizer of a process with no source of access decisions.
+type serviceOnly struct{}
+
+func (serviceOnly) Authorize(_ context.Context, p auth.Principal, permission, _ string) error {
+	if p.Kind == auth.KindService {
+		return nil
+	}
+	return fmt.Errorf("%s: this process cannot decide access for users (give --orgs-addr): %w", permission, errs.ErrPermissionDenied)
 }

@@ -13,8 +13,14 @@ import (
 	"entgo.io/ent/dialect/sql"
 	"entgo.io/ent/dialect/sql/sqlgraph"
 	"github.com/pyleeai/pylee/services/orgs/internal/ent/apitoken"
+	"github.com/pyleeai/pylee/services/orgs/internal/ent/binding"
+	"github.com/pyleeai/pylee/services/orgs/internal/ent/customrole"
 	"github.com/pyleeai/pylee/services/orgs/internal/ent/organization"
 	"github.com/pyleeai/pylee/services/orgs/internal/ent/outboxevent"
+	"github.com/pyleeai/pylee/services/orgs/internal/ent/serviceaccount"
+	"github.com/pyleeai/pylee/services/orgs/internal/ent/team"
+	"github.com/pyleeai/pylee/services/orgs/internal/ent/teammember"
+	"github.com/pyleeai/pylee/services/orgs/internal/ent/user"
 )
 
 // ent aliases to avoid import conflicts in user's code.
@@ -75,9 +81,15 @@ var (
 func checkColumn(t, c string) error {
 	initCheck.Do(func() {
 		columnCheck = sql.NewColumnCheck(map[string]func(string) bool{
-			apitoken.Table:     apitoken.ValidColumn,
-			organization.Table: organization.ValidColumn,
-			outboxevent.Table:  outboxevent.ValidColumn,
+			apitoken.Table:       apitoken.ValidColumn,
+			binding.Table:        binding.ValidColumn,
+			customrole.Table:     customrole.ValidColumn,
+			organization.Table:   organization.ValidColumn,
+			outboxevent.Table:    outboxevent.ValidColumn,
+			serviceaccount.Table: serviceaccount.ValidColumn,
+			team.Table:           team.ValidColumn,
+			teammember.Table:     teammember.ValidColumn,
+			user.Table:           user.ValidColumn,
 		})
 	})
 	return columnCheck(t, c)

@@ -4,8 +4,13 @@ package ent
 
 import (
 	"github.com/pyleeai/pylee/services/orgs/internal/ent/apitoken"
+	"github.com/pyleeai/pylee/services/orgs/internal/ent/binding"
+	"github.com/pyleeai/pylee/services/orgs/internal/ent/customrole"
 	"github.com/pyleeai/pylee/services/orgs/internal/ent/organization"
 	"github.com/pyleeai/pylee/services/orgs/internal/ent/schema"
+	"github.com/pyleeai/pylee/services/orgs/internal/ent/serviceaccount"
+	"github.com/pyleeai/pylee/services/orgs/internal/ent/team"
+	"github.com/pyleeai/pylee/services/orgs/internal/ent/user"
 )
 
 // The init function reads all schema descriptors with runtime code
@@ -18,6 +23,22 @@ func init() {
 	apitokenDescDisplayName := apitokenFields[3].Descriptor()
 	// apitoken.DefaultDisplayName holds the default value on creation for the display_name field.
 	apitoken.DefaultDisplayName = apitokenDescDisplayName.Default.(string)
+	bindingFields := schema.Binding{}.Fields()
+	_ = bindingFields
+	// bindingDescCreator is the schema descriptor for creator field.
+	bindingDescCreator := bindingFields[5].Descriptor()
+	// binding.DefaultCreator holds the default value on creation for the creator field.
+	binding.DefaultCreator = bindingDescCreator.Default.(string)
+	customroleFields := schema.CustomRole{}.Fields()
+	_ = customroleFields
+	// customroleDescTitle is the schema descriptor for title field.
+	customroleDescTitle := customroleFields[2].Descriptor()
+	// customrole.DefaultTitle holds the default value on creation for the title field.
+	customrole.DefaultTitle = customroleDescTitle.Default.(string)
+	// customroleDescDescription is the schema descriptor for description field.
+	customroleDescDescription := customroleFields[3].Descriptor()
+	// customrole.DefaultDescription holds the default value on creation for the description field.
+	customrole.DefaultDescription = customroleDescDescription.Default.(string)
 	organizationFields := schema.Organization{}.Fields()
 	_ = organizationFields
 	// organizationDescDisplayName is the schema descriptor for display_name field.
@@ -62,4 +83,26 @@ func init() {
 			return nil
 		}
 	}()
+	serviceaccountFields := schema.ServiceAccount{}.Fields()
+	_ = serviceaccountFields
+	// serviceaccountDescDisplayName is the schema descriptor for display_name field.
+	serviceaccountDescDisplayName := serviceaccountFields[2].Descriptor()
+	// serviceaccount.DefaultDisplayName holds the default value on creation for the display_name field.
+	serviceaccount.DefaultDisplayName = serviceaccountDescDisplayName.Default.(string)
+	// serviceaccountDescDescription is the schema descriptor for description field.
+	serviceaccountDescDescription := serviceaccountFields[3].Descriptor()
+	// serviceaccount.DefaultDescription holds the default value on creation for the description field.
+	serviceaccount.DefaultDescription = serviceaccountDescDescription.Default.(string)
+	teamFields := schema.Team{}.Fields()
+	_ = teamFields
+	// teamDescDisplayName is the schema descriptor for display_name field.
+	teamDescDisplayName := teamFields[2].Descriptor()
+	// team.DefaultDisplayName holds the default value on creation for the display_name field.
+	team.DefaultDisplayName = teamDescDisplayName.Default.(string)
+	userFields := schema.User{}.Fields()
+	_ = userFields
+	// userDescDisplayName is the schema descriptor for display_name field.
+	userDescDisplayName := userFields[2].Descriptor()
+	// user.DefaultDisplayName holds the default value on creation for the display_name field.
+	user.DefaultDisplayName = userDescDisplayName.Default.(string)
 }

@@ -9,13 +9,19 @@ import (
 	"entgo.io/ent/dialect"
 	entsql "entgo.io/ent/dialect/sql"
 
+	"github.com/google/uuid"
 	auditv1 "github.com/pyleeai/pylee/gen/go/pylee/audit/v1"
 	"github.com/pyleeai/pylee/kit/db"
 	"github.com/pyleeai/pylee/kit/errs"
 	"github.com/pyleeai/pylee/kit/outbox"
 	"github.com/pyleeai/pylee/services/orgs/internal/ent"
 	"github.com/pyleeai/pylee/services/orgs/internal/ent/apitoken"
+	"github.com/pyleeai/pylee/services/orgs/internal/ent/binding"
+	"github.com/pyleeai/pylee/services/orgs/internal/ent/customrole"
 	"github.com/pyleeai/pylee/services/orgs/internal/ent/organization"
+	"github.com/pyleeai/pylee/services/orgs/internal/ent/serviceaccount"
+	"github.com/pyleeai/pylee/services/orgs/internal/ent/team"
+	"github.com/pyleeai/pylee/services/orgs/internal/ent/teammember"
 )
 
 // Schema is the PostgreSQL schema of the orgs service when it shares a
@@ -113,8 +119,19 @@ func (s *EntStore) CreateOrganization(ctx context.Context, org Organization, req
 			return err
 		}
 		out = toOrganization(created)
+		if org.Owner != "" {
+			name := "orgs/" + org.ID
+			if err := tx.Binding.Create().SetID(name + "/bindings/" + uuid.NewString()[:8]).SetResource(name).
+				SetOrganization(org.ID).SetRole(OwnerRole).SetPrincipal(org.Owner).SetCreator(org.Owner).
+				SetCreateTime(s.now()).Exec(ctx); err != nil {
+				return err
+			}
+		}
 		if ev != nil {
 			ev.Changes = append(ev.Changes, changes(Organization{}, out, updatableFields)...)
+			if org.Owner != "" {
+				ev.Metadata = map[string]string{"owner": org.Owner}
+			}
 		}
 		return writeOutbox(ctx, tx, ev)
 	})
@@ -277,6 +294,25 @@ func (s *EntStore) DeleteOrganization(ctx context.Context, id string, expectRevi
 		if n == 0 {
 			return fmt.Errorf("organization %q: %w", id, errs.ErrEtagMismatch)
 		}
+		// Everything of the organization's access goes with it.
+		if _, err := tx.Binding.Delete().Where(binding.Organization(id)).Exec(ctx); err != nil {
+			return err
+		}
+		if _, err := tx.ServiceAccount.Delete().Where(serviceaccount.Organization(id)).Exec(ctx); err != nil {
+			return err
+		}
+		if _, err := tx.APIToken.Delete().Where(apitoken.PrincipalHasPrefix("orgs/" + id + "/")).Exec(ctx); err != nil {
+			return err
+		}
+		if _, err := tx.TeamMember.Delete().Where(teammember.TeamHasPrefix("orgs/" + id + "/")).Exec(ctx); err != nil {
+			return err
+		}
+		if _, err := tx.Team.Delete().Where(team.Organization(id)).Exec(ctx); err != nil {
+			return err
+		}
+		if _, err := tx.CustomRole.Delete().Where(customrole.Organization(id)).Exec(ctx); err != nil {
+			return err
+		}
 		if ev != nil {
 			ev.Changes = append(ev.Changes, changes(before, Organization{}, updatableFields)...)
 		}
@@ -285,13 +321,18 @@ func (s *EntStore) DeleteOrganization(ctx context.Context, id string, expectRevi
 }
 
 // CreateAPIToken implements Store.
-func (s *EntStore) CreateAPIToken(ctx context.Context, t APIToken) error {
-	_, err := s.client.APIToken.Create().SetID(t.ID).SetTokenHash(t.Hash).SetPrincipal(t.Principal).
-		SetDisplayName(t.DisplayName).SetCreateTime(t.CreateTime).SetNillableExpireTime(t.ExpireTime).Save(ctx)
-	if ent.IsConstraintError(err) {
-		return fmt.Errorf("api token %q: %w", t.ID, errs.ErrAlreadyExists)
-	}
-	return err
+func (s *EntStore) CreateAPIToken(ctx context.Context, t APIToken, ev *auditv1.Event) error {
+	return s.withTx(ctx, func(tx *ent.Tx) error {
+		_, err := tx.APIToken.Create().SetID(t.ID).SetTokenHash(t.Hash).SetPrincipal(t.Principal).
+			SetDisplayName(t.DisplayName).SetCreateTime(t.CreateTime).SetNillableExpireTime(t.ExpireTime).Save(ctx)
+		if ent.IsConstraintError(err) {
+			return fmt.Errorf("api token %q: %w", t.ID, errs.ErrAlreadyExists)
+		}
+		if err != nil {
+			return err
+		}
+		return writeOutbox(ctx, tx, ev)
+	})
 }
 
 // APITokenByHash implements Store.

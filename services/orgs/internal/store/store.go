@@ -20,6 +20,9 @@ type Organization struct {
 	UpdateTime  time.Time
 	// Revision starts at 1 and grows by one with every update.
 	Revision int64
+	// Owner, on create only, is bound to roles/owner on the new
+	// organization in the same transaction.
+	Owner string
 }
 
 // Updatable fields of an organization, by their proto names.
@@ -91,13 +94,15 @@ type Store interface {
 
 	// CreateAPIToken stores t. It must return ErrAlreadyExists if its id or
 	// hash is taken.
-	CreateAPIToken(ctx context.Context, t APIToken) error
+	CreateAPIToken(ctx context.Context, t APIToken, ev *auditv1.Event) error
 	// APITokenByHash must return ErrNotFound if no token has that hash.
 	APITokenByHash(ctx context.Context, hash []byte) (APIToken, error)
 	// CountAPITokens counts the stored tokens.
 	CountAPITokens(ctx context.Context) (int, error)
 	// TouchAPIToken records that token id was used at t.
 	TouchAPIToken(ctx context.Context, id string, t time.Time) error
+
+	AccessStore
 
 	// Close releases the database.
 	Close() error

@@ -25,6 +25,61 @@ var (
 		Columns:    APITokensColumns,
 		PrimaryKey: []*schema.Column{APITokensColumns[0]},
 	}
+	// BindingsColumns holds the columns for the "bindings" table.
+	BindingsColumns = []*schema.Column{
+		{Name: "id", Type: field.TypeString},
+		{Name: "resource", Type: field.TypeString},
+		{Name: "organization", Type: field.TypeString},
+		{Name: "role", Type: field.TypeString},
+		{Name: "principal", Type: field.TypeString},
+		{Name: "creator", Type: field.TypeString, Default: ""},
+		{Name: "create_time", Type: field.TypeTime},
+	}
+	// BindingsTable holds the schema information for the "bindings" table.
+	BindingsTable = &schema.Table{
+		Name:       "bindings",
+		Columns:    BindingsColumns,
+		PrimaryKey: []*schema.Column{BindingsColumns[0]},
+		Indexes: []*schema.Index{
+			{
+				Name:    "binding_resource_role_principal",
+				Unique:  true,
+				Columns: []*schema.Column{BindingsColumns[1], BindingsColumns[3], BindingsColumns[4]},
+			},
+			{
+				Name:    "binding_principal",
+				Unique:  false,
+				Columns: []*schema.Column{BindingsColumns[4]},
+			},
+			{
+				Name:    "binding_organization",
+				Unique:  false,
+				Columns: []*schema.Column{BindingsColumns[2]},
+			},
+		},
+	}
+	// CustomRolesColumns holds the columns for the "custom_roles" table.
+	CustomRolesColumns = []*schema.Column{
+		{Name: "id", Type: field.TypeString},
+		{Name: "organization", Type: field.TypeString},
+		{Name: "title", Type: field.TypeString, Default: ""},
+		{Name: "description", Type: field.TypeString, Default: ""},
+		{Name: "permissions", Type: field.TypeJSON},
+		{Name: "create_time", Type: field.TypeTime},
+	}
+	// CustomRolesTable holds the schema information for the "custom_roles" table.
+	CustomRolesTable = &schema.Table{
+		Name:       "custom_roles",
+		Columns:    CustomRolesColumns,
+		PrimaryKey: []*schema.Column{CustomRolesColumns[0]},
+		Indexes: []*schema.Index{
+			{
+				Name:    "customrole_organization",
+				Unique:  false,
+				Columns: []*schema.Column{CustomRolesColumns[1]},
+			},
+		},
+	}
 	// OrganizationsColumns holds the columns for the "organizations" table.
 	OrganizationsColumns = []*schema.Column{
 		{Name: "id", Type: field.TypeString, Size: 63},
@@ -73,11 +128,95 @@ var (
 			},
 		},
 	}
+	// ServiceAccountsColumns holds the columns for the "service_accounts" table.
+	ServiceAccountsColumns = []*schema.Column{
+		{Name: "id", Type: field.TypeString},
+		{Name: "organization", Type: field.TypeString},
+		{Name: "display_name", Type: field.TypeString, Default: ""},
+		{Name: "description", Type: field.TypeString, Default: ""},
+		{Name: "create_time", Type: field.TypeTime},
+	}
+	// ServiceAccountsTable holds the schema information for the "service_accounts" table.
+	ServiceAccountsTable = &schema.Table{
+		Name:       "service_accounts",
+		Columns:    ServiceAccountsColumns,
+		PrimaryKey: []*schema.Column{ServiceAccountsColumns[0]},
+		Indexes: []*schema.Index{
+			{
+				Name:    "serviceaccount_organization",
+				Unique:  false,
+				Columns: []*schema.Column{ServiceAccountsColumns[1]},
+			},
+		},
+	}
+	// TeamsColumns holds the columns for the "teams" table.
+	TeamsColumns = []*schema.Column{
+		{Name: "id", Type: field.TypeString},
+		{Name: "organization", Type: field.TypeString},
+		{Name: "display_name", Type: field.TypeString, Default: ""},
+		{Name: "create_time", Type: field.TypeTime},
+	}
+	// TeamsTable holds the schema information for the "teams" table.
+	TeamsTable = &schema.Table{
+		Name:       "teams",
+		Columns:    TeamsColumns,
+		PrimaryKey: []*schema.Column{TeamsColumns[0]},
+		Indexes: []*schema.Index{
+			{
+				Name:    "team_organization",
+				Unique:  false,
+				Columns: []*schema.Column{TeamsColumns[1]},
+			},
+		},
+	}
+	// TeamMembersColumns holds the columns for the "team_members" table.
+	TeamMembersColumns = []*schema.Column{
+		{Name: "id", Type: field.TypeInt, Increment: true},
+		{Name: "team", Type: field.TypeString},
+		{Name: "member", Type: field.TypeString},
+	}
+	// TeamMembersTable holds the schema information for the "team_members" table.
+	TeamMembersTable = &schema.Table{
+		Name:       "team_members",
+		Columns:    TeamMembersColumns,
+		PrimaryKey: []*schema.Column{TeamMembersColumns[0]},
+		Indexes: []*schema.Index{
+			{
+				Name:    "teammember_team_member",
+				Unique:  true,
+				Columns: []*schema.Column{TeamMembersColumns[1], TeamMembersColumns[2]},
+			},
+			{
+				Name:    "teammember_member",
+				Unique:  false,
+				Columns: []*schema.Column{TeamMembersColumns[2]},
+			},
+		},
+	}
+	// UsersColumns holds the columns for the "users" table.
+	UsersColumns = []*schema.Column{
+		{Name: "id", Type: field.TypeString},
+		{Name: "email", Type: field.TypeString, Unique: true, Nullable: true},
+		{Name: "display_name", Type: field.TypeString, Default: ""},
+		{Name: "create_time", Type: field.TypeTime},
+	}
+	// UsersTable holds the schema information for the "users" table.
+	UsersTable = &schema.Table{
+		Name:       "users",
+		Columns:    UsersColumns,
+		PrimaryKey: []*schema.Column{UsersColumns[0]},
+	}
 	// Tables holds all the tables in the schema.
 	Tables = []*schema.Table{
 		APITokensTable,
+		BindingsTable,
+		CustomRolesTable,
 		OrganizationsTable,
 		AuditOutboxTable,
+		ServiceAccountsTable,
+		TeamsTable,
+		TeamMembersTable,
+		UsersTable,
 	}
 )
 

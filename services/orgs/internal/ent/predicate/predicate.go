@@ -9,8 +9,26 @@ import (
 // APIToken is the predicate function for apitoken builders.
 type APIToken func(*sql.Selector)
 
+// Binding is the predicate function for binding builders.
+type Binding func(*sql.Selector)
+
+// CustomRole is the predicate function for customrole builders.
+type CustomRole func(*sql.Selector)
+
 // Organization is the predicate function for organization builders.
 type Organization func(*sql.Selector)
 
 // OutboxEvent is the predicate function for outboxevent builders.
 type OutboxEvent func(*sql.Selector)
+
+// ServiceAccount is the predicate function for serviceaccount builders.
+type ServiceAccount func(*sql.Selector)
+
+// Team is the predicate function for team builders.
+type Team func(*sql.Selector)
+
+// TeamMember is the predicate function for teammember builders.
+type TeamMember func(*sql.Selector)
+
+// User is the predicate function for user builders.
+type User func(*sql.Selector)

@@ -251,12 +251,12 @@ func testAPITokens(t *testing.T, s store.Store) {
 	}
 	created := time.Now().UTC().Truncate(time.Millisecond)
 	tok := store.APIToken{ID: "t1", Hash: []byte("0123456789abcdef0123456789abcdef"), Principal: "users/admin", DisplayName: "bootstrap", CreateTime: created}
-	if err := s.CreateAPIToken(ctx, tok); err != nil {
+	if err := s.CreateAPIToken(ctx, tok, nil); err != nil {
 		t.Fatal(err)
 	}
 	dup := tok
 	dup.ID = "t2"
-	if err := s.CreateAPIToken(ctx, dup); !errors.Is(err, errs.ErrAlreadyExists) {
+	if err := s.CreateAPIToken(ctx, dup, nil); !errors.Is(err, errs.ErrAlreadyExists) {
 		t.Fatalf("duplicate hash = %v", err)
 	}
 	got, err := s.APITokenByHash(ctx, tok.Hash)

@@ -1,0 +1,156 @@
+package orgs
+
+import (
+	"context"
+	"fmt"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/pyleeai/pylee/kit/auth"
+	"github.com/pyleeai/pylee/kit/errs"
+	"github.com/pyleeai/pylee/services/orgs/internal/access"
+	"github.com/pyleeai/pylee/services/orgs/internal/store"
+)
+
+// DecisionTTL bounds how stale a cached access decision may be: a binding
+// or team change made through another replica takes effect within it.
+// Changes made through this process drop the cache at once.
+const DecisionTTL = 2 * time.Second
+
+// Engine answers access decisions from the bindings in the orgs store. It
+// is the process's auth.Authorizer when the orgs service runs in it.
+type Engine struct {
+	store store.Store
+	ttl   time.Duration
+
+	generation atomic.Uint64 // bumped by every local access change
+	mu         sync.Mutex
+	cache      map[decisionKey]cachedDecision
+}
+
+type decisionKey struct{ principal, permission, resource string }
+
+type cachedDecision struct {
+	d          access.Decision
+	member     bool
+	generation uint64
+	expires    time.Time
+}
+
+// NewEngine returns an engine over st.
+func NewEngine(st store.Store) *Engine {
+	return &Engine{store: st, ttl: DecisionTTL, cache: map[decisionKey]cachedDecision{}}
+}
+
+// Invalidate drops every cached decision; called after each access change.
+func (e *Engine) Invalidate() {
+	e.generation.Add(1)
+	e.mu.Lock()
+	e.cache = map[decisionKey]cachedDecision{}
+	e.mu.Unlock()
+}
+
+// roles looks up a role by name: built-in, or custom from the store.
+func (e *Engine) roles(ctx context.Context) access.RoleLookup {
+	return func(name string) (access.Role, bool) {
+		if r, ok := access.BuiltinRole(name); ok {
+			return r, true
+		}
+		cr, err := e.store.GetRole(ctx, name)
+		if err != nil {
+			return access.Role{}, false
+		}
+		perms := map[string]bool{}
+		for _, p := range cr.Permissions {
+			perms[p] = true
+		}
+		return access.Role{Name: cr.Name, Permissions: perms}, true
+	}
+}
+
+// principals is p and the teams it belongs to.
+func (e *Engine) principals(ctx context.Context, p string) ([]string, error) {
+	teams, err := e.store.TeamsOf(ctx, p)
+	if err != nil {
+		return nil, err
+	}
+	return append([]string{p}, teams...), nil
+}
+
+// Decide answers whether principal holds permission on resource, and
+// whether it is a member of the resource's organization at all (any
+// binding there or on the installation).
+func (e *Engine) Decide(ctx context.Context, principal, permission, resource string) (access.Decision, bool, error) {
+	key := decisionKey{principal, permission, resource}
+	gen := e.generation.Load()
+	now := time.Now()
+	e.mu.Lock()
+	c, ok := e.cache[key]
+	e.mu.Unlock()
+	if ok && c.generation == gen && now.Before(c.expires) {
+		return c.d, c.member, nil
+	}
+	ps, err := e.principals(ctx, principal)
+	if err != nil {
+		return access.Decision{}, false, err
+	}
+	bindings, err := e.store.BindingsFor(ctx, ps, access.Ancestors(resource))
+	if err != nil {
+		return access.Decision{}, false, err
+	}
+	ab := make([]access.Binding, len(bindings))
+	for i, b := range bindings {
+		ab[i] = access.Binding{Name: b.Name, Resource: b.Resource, Role: b.Role, Principal: b.Principal}
+	}
+	d := access.Decide(ps, permission, resource, ab, e.roles(ctx))
+	member := true
+	if org := access.OrgOf(resource); org != "" && !d.Allowed {
+		member = len(bindings) > 0
+		if !member {
+			if member, err = e.store.HasBindingIn(ctx, ps, org); err != nil {
+				return access.Decision{}, false, err
+			}
+		}
+	}
+	e.mu.Lock()
+	if len(e.cache) > 100_000 {
+		e.cache = map[decisionKey]cachedDecision{}
+	}
+	e.cache[key] = cachedDecision{d: d, member: member, generation: gen, expires: now.Add(e.ttl)}
+	e.mu.Unlock()
+	return d, member, nil
+}
+
+// Authorize implements auth.Authorizer. Service identities hold every
+// permission. A caller who is not a member of the resource's organization
+// gets NOT_FOUND, so another tenant's resources do not even show they exist.
+func (e *Engine) Authorize(ctx context.Context, p auth.Principal, permission, resource string) error {
+	if p.Kind == auth.KindService {
+		return nil
+	}
+	if auth.ServiceOnlyPermissions[permission] {
+		return fmt.Errorf("%s is for service identities only: %w", permission, errs.ErrPermissionDenied)
+	}
+	// A principal's own identity and tokens.
+	if isSelf(p.Name, resource) && (permission == "tokens.create" || permission == "tokens.list" || permission == "tokens.revoke") {
+		return nil
+	}
+	d, member, err := e.Decide(ctx, p.Name, permission, resource)
+	if err != nil {
+		return err
+	}
+	if d.Allowed {
+		return nil
+	}
+	if !member {
+		return fmt.Errorf("%q: %w", resource, errs.ErrNotFound)
+	}
+	return fmt.Errorf("%s lacks %s on %q: %w", p.Name, permission, resource, errs.ErrPermissionDenied)
+}
+
+// isSelf reports whether resource is the principal or below it.
+func isSelf(principal, resource string) bool {
+	return resource == principal || len(resource) > len(principal) && resource[:len(principal)+1] == principal+"/" ||
+		resource == "users/me" || len(resource) > 9 && resource[:9] == "users/me/"
+}

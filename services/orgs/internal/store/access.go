@@ -1,0 +1,526 @@
+package store
+
+import (
+	"context"
+	"fmt"
+	"time"
+
+	auditv1 "github.com/pyleeai/pylee/gen/go/pylee/audit/v1"
+	"github.com/pyleeai/pylee/kit/errs"
+	"github.com/pyleeai/pylee/services/orgs/internal/ent"
+	"github.com/pyleeai/pylee/services/orgs/internal/ent/apitoken"
+	"github.com/pyleeai/pylee/services/orgs/internal/ent/binding"
+	"github.com/pyleeai/pylee/services/orgs/internal/ent/customrole"
+	"github.com/pyleeai/pylee/services/orgs/internal/ent/serviceaccount"
+	"github.com/pyleeai/pylee/services/orgs/internal/ent/team"
+	"github.com/pyleeai/pylee/services/orgs/internal/ent/teammember"
+)
+
+// ServiceAccount is a stored service account.
+type ServiceAccount struct {
+	Name, Organization, DisplayName, Description string
+	CreateTime                                   time.Time
+}
+
+// Binding is a stored role binding.
+type Binding struct {
+	Name, Resource, Organization, Role, Principal, Creator string
+	CreateTime                                             time.Time
+}
+
+// Team is a stored team with its members.
+type Team struct {
+	Name, Organization, DisplayName string
+	Members                         []string
+	CreateTime                      time.Time
+}
+
+// CustomRole is a stored custom role.
+type CustomRole struct {
+	Name, Organization, Title, Description string
+	Permissions                            []string
+	CreateTime                             time.Time
+}
+
+// OwnerRole is the role an organization must always have one holder of.
+const OwnerRole = "roles/owner"
+
+// AccessStore persists principals, bindings, teams and roles. Every change
+// takes its audit event (nil: none), written in the same transaction.
+type AccessStore interface {
+	// CreateServiceAccount must return ErrAlreadyExists if the name is taken.
+	CreateServiceAccount(ctx context.Context, sa ServiceAccount, ev *auditv1.Event) (ServiceAccount, error)
+	// GetServiceAccount must return ErrNotFound if there is none.
+	GetServiceAccount(ctx context.Context, name string) (ServiceAccount, error)
+	// ListServiceAccounts returns org's service accounts with names after
+	// after, ordered by name, at most limit.
+	ListServiceAccounts(ctx context.Context, org, after string, limit int) ([]ServiceAccount, error)
+	// DeleteServiceAccount deletes it with its tokens, bindings and team
+	// memberships; ErrNotFound if there is none.
+	DeleteServiceAccount(ctx context.Context, name string, ev *auditv1.Event) error
+
+	// ListAPITokens returns principal's tokens, oldest first.
+	ListAPITokens(ctx context.Context, principal string) ([]APIToken, error)
+	// DeleteAPIToken revokes token id of principal; ErrNotFound if none.
+	DeleteAPIToken(ctx context.Context, principal, id string, ev *auditv1.Event) error
+
+	// CreateBinding must return ErrAlreadyExists if the same role is bound
+	// to the same principal on the same resource.
+	CreateBinding(ctx context.Context, b Binding, ev *auditv1.Event) (Binding, error)
+	// ListBindings returns the bindings on resource itself.
+	ListBindings(ctx context.Context, resource string) ([]Binding, error)
+	// DeleteBinding must return ErrNotFound if there is none, and
+	// ErrFailedPrecondition, changing nothing, if it is the last owner
+	// binding of an organization.
+	DeleteBinding(ctx context.Context, name string, ev *auditv1.Event) error
+	// BindingsFor returns the bindings of any of principals on any of
+	// resources.
+	BindingsFor(ctx context.Context, principals, resources []string) ([]Binding, error)
+	// HasBindingIn reports whether any of principals holds any binding in
+	// organization org (its membership).
+	HasBindingIn(ctx context.Context, principals []string, org string) (bool, error)
+
+	// TeamsOf returns the teams principal is a member of.
+	TeamsOf(ctx context.Context, principal string) ([]string, error)
+	// CreateTeam must return ErrAlreadyExists if the name is taken.
+	CreateTeam(ctx context.Context, t Team, ev *auditv1.Event) (Team, error)
+	// GetTeam must return ErrNotFound if there is none.
+	GetTeam(ctx context.Context, name string) (Team, error)
+	// ListTeams returns org's teams by name.
+	ListTeams(ctx context.Context, org string) ([]Team, error)
+	// DeleteTeam deletes it with its memberships and bindings.
+	DeleteTeam(ctx context.Context, name string, ev *auditv1.Event) error
+	// AddTeamMember adds member (idempotent) and returns the team.
+	AddTeamMember(ctx context.Context, team, member string, ev *auditv1.Event) (Team, error)
+	// RemoveTeamMember removes member; ErrNotFound if it is not one.
+	RemoveTeamMember(ctx context.Context, team, member string, ev *auditv1.Event) (Team, error)
+
+	// CreateRole must return ErrAlreadyExists if the name is taken.
+	CreateRole(ctx context.Context, r CustomRole, ev *auditv1.Event) (CustomRole, error)
+	// GetRole must return ErrNotFound if there is none.
+	GetRole(ctx context.Context, name string) (CustomRole, error)
+	// ListRoles returns org's custom roles by name.
+	ListRoles(ctx context.Context, org string) ([]CustomRole, error)
+	// DeleteRole must return ErrFailedPrecondition while a binding uses it.
+	DeleteRole(ctx context.Context, name string, ev *auditv1.Event) error
+}
+
+func toSA(s *ent.ServiceAccount) ServiceAccount {
+	return ServiceAccount{Name: s.ID, Organization: s.Organization, DisplayName: s.DisplayName, Description: s.Description, CreateTime: s.CreateTime.UTC()}
+}
+
+func toBinding(b *ent.Binding) Binding {
+	return Binding{Name: b.ID, Resource: b.Resource, Organization: b.Organization, Role: b.Role, Principal: b.Principal, Creator: b.Creator, CreateTime: b.CreateTime.UTC()}
+}
+
+func toToken(t *ent.APIToken) APIToken {
+	return APIToken{ID: t.ID, Hash: t.TokenHash, Principal: t.Principal, DisplayName: t.DisplayName,
+		CreateTime: t.CreateTime.UTC(), ExpireTime: t.ExpireTime, LastUseTime: t.LastUseTime}
+}
+
+func notFound(kind, name string) error { return fmt.Errorf("%s %q: %w", kind, name, errs.ErrNotFound) }
+
+// CreateServiceAccount implements AccessStore.
+func (s *EntStore) CreateServiceAccount(ctx context.Context, sa ServiceAccount, ev *auditv1.Event) (ServiceAccount, error) {
+	var out ServiceAccount
+	err := s.withTx(ctx, func(tx *ent.Tx) error {
+		if _, err := tx.Organization.Get(ctx, sa.Organization); ent.IsNotFound(err) {
+			return notFound("organization", "orgs/"+sa.Organization)
+		}
+		created, err := tx.ServiceAccount.Create().SetID(sa.Name).SetOrganization(sa.Organization).
+			SetDisplayName(sa.DisplayName).SetDescription(sa.Description).SetCreateTime(s.now()).Save(ctx)
+		if ent.IsConstraintError(err) {
+			return fmt.Errorf("service account %q: %w", sa.Name, errs.ErrAlreadyExists)
+		}
+		if err != nil {
+			return err
+		}
+		out = toSA(created)
+		return writeOutbox(ctx, tx, ev)
+	})
+	return out, err
+}
+
+// GetServiceAccount implements AccessStore.
+func (s *EntStore) GetServiceAccount(ctx context.Context, name string) (ServiceAccount, error) {
+	sa, err := s.client.ServiceAccount.Get(ctx, name)
+	if ent.IsNotFound(err) {
+		return ServiceAccount{}, notFound("service account", name)
+	}
+	if err != nil {
+		return ServiceAccount{}, err
+	}
+	return toSA(sa), nil
+}
+
+// ListServiceAccounts implements AccessStore.
+func (s *EntStore) ListServiceAccounts(ctx context.Context, org, after string, limit int) ([]ServiceAccount, error) {
+	q := s.client.ServiceAccount.Query().Where(serviceaccount.Organization(org)).Order(ent.Asc(serviceaccount.FieldID)).Limit(limit)
+	if after != "" {
+		q.Where(serviceaccount.IDGT(after))
+	}
+	rows, err := q.All(ctx)
+	if err != nil {
+		return nil, err
+	}
+	out := make([]ServiceAccount, len(rows))
+	for i, r := range rows {
+		out[i] = toSA(r)
+	}
+	return out, nil
+}
+
+// DeleteServiceAccount implements AccessStore.
+func (s *EntStore) DeleteServiceAccount(ctx context.Context, name string, ev *auditv1.Event) error {
+	return s.withTx(ctx, func(tx *ent.Tx) error {
+		n, err := tx.ServiceAccount.Delete().Where(serviceaccount.ID(name)).Exec(ctx)
+		if err != nil {
+			return err
+		}
+		if n == 0 {
+			return notFound("service account", name)
+		}
+		if err := deletePrincipal(ctx, tx, name); err != nil {
+			return err
+		}
+		return writeOutbox(ctx, tx, ev)
+	})
+}
+
+// deletePrincipal removes a principal's tokens, bindings and memberships.
+func deletePrincipal(ctx context.Context, tx *ent.Tx, name string) error {
+	if _, err := tx.APIToken.Delete().Where(apitoken.Principal(name)).Exec(ctx); err != nil {
+		return err
+	}
+	if _, err := tx.Binding.Delete().Where(binding.Principal(name)).Exec(ctx); err != nil {
+		return err
+	}
+	_, err := tx.TeamMember.Delete().Where(teammember.Member(name)).Exec(ctx)
+	return err
+}
+
+// ListAPITokens implements AccessStore.
+func (s *EntStore) ListAPITokens(ctx context.Context, principal string) ([]APIToken, error) {
+	rows, err := s.client.APIToken.Query().Where(apitoken.Principal(principal)).Order(ent.Asc(apitoken.FieldCreateTime)).All(ctx)
+	if err != nil {
+		return nil, err
+	}
+	out := make([]APIToken, len(rows))
+	for i, r := range rows {
+		out[i] = toToken(r)
+	}
+	return out, nil
+}
+
+// DeleteAPIToken implements AccessStore.
+func (s *EntStore) DeleteAPIToken(ctx context.Context, principal, id string, ev *auditv1.Event) error {
+	return s.withTx(ctx, func(tx *ent.Tx) error {
+		n, err := tx.APIToken.Delete().Where(apitoken.ID(id), apitoken.Principal(principal)).Exec(ctx)
+		if err != nil {
+			return err
+		}
+		if n == 0 {
+			return notFound("token", principal+"/tokens/"+id)
+		}
+		return writeOutbox(ctx, tx, ev)
+	})
+}
+
+// CreateBinding implements AccessStore.
+func (s *EntStore) CreateBinding(ctx context.Context, b Binding, ev *auditv1.Event) (Binding, error) {
+	var out Binding
+	err := s.withTx(ctx, func(tx *ent.Tx) error {
+		created, err := tx.Binding.Create().SetID(b.Name).SetResource(b.Resource).SetOrganization(b.Organization).
+			SetRole(b.Role).SetPrincipal(b.Principal).SetCreator(b.Creator).SetCreateTime(s.now()).Save(ctx)
+		if ent.IsConstraintError(err) {
+			return fmt.Errorf("%s is already bound to %s on %q: %w", b.Role, b.Principal, b.Resource, errs.ErrAlreadyExists)
+		}
+		if err != nil {
+			return err
+		}
+		out = toBinding(created)
+		return writeOutbox(ctx, tx, ev)
+	})
+	return out, err
+}
+
+// ListBindings implements AccessStore.
+func (s *EntStore) ListBindings(ctx context.Context, resource string) ([]Binding, error) {
+	rows, err := s.client.Binding.Query().Where(binding.Resource(resource)).Order(ent.Asc(binding.FieldCreateTime), ent.Asc(binding.FieldID)).All(ctx)
+	if err != nil {
+		return nil, err
+	}
+	out := make([]Binding, len(rows))
+	for i, r := range rows {
+		out[i] = toBinding(r)
+	}
+	return out, nil
+}
+
+// DeleteBinding implements AccessStore.
+func (s *EntStore) DeleteBinding(ctx context.Context, name string, ev *auditv1.Event) error {
+	return s.withTx(ctx, func(tx *ent.Tx) error {
+		b, err := tx.Binding.Get(ctx, name)
+		if ent.IsNotFound(err) {
+			return notFound("binding", name)
+		}
+		if err != nil {
+			return err
+		}
+		if b.Role == OwnerRole && b.Resource == "orgs/"+b.Organization {
+			owners, err := tx.Binding.Query().Where(binding.Resource(b.Resource), binding.Role(OwnerRole)).Count(ctx)
+			if err != nil {
+				return err
+			}
+			if owners <= 1 {
+				return fmt.Errorf("%s is the last owner of %s; grant owner to someone else first: %w", b.Principal, b.Resource, errs.ErrFailedPrecondition)
+			}
+		}
+		if err := tx.Binding.DeleteOneID(name).Exec(ctx); err != nil {
+			return err
+		}
+		if ev != nil {
+			ev.Metadata = map[string]string{"role": b.Role, "principal": b.Principal}
+		}
+		return writeOutbox(ctx, tx, ev)
+	})
+}
+
+// BindingsFor implements AccessStore.
+func (s *EntStore) BindingsFor(ctx context.Context, principals, resources []string) ([]Binding, error) {
+	rows, err := s.client.Binding.Query().Where(binding.PrincipalIn(principals...), binding.ResourceIn(resources...)).All(ctx)
+	if err != nil {
+		return nil, err
+	}
+	out := make([]Binding, len(rows))
+	for i, r := range rows {
+		out[i] = toBinding(r)
+	}
+	return out, nil
+}
+
+// HasBindingIn implements AccessStore.
+func (s *EntStore) HasBindingIn(ctx context.Context, principals []string, org string) (bool, error) {
+	return s.client.Binding.Query().Where(binding.PrincipalIn(principals...), binding.Organization(org)).Exist(ctx)
+}
+
+// TeamsOf implements AccessStore.
+func (s *EntStore) TeamsOf(ctx context.Context, principal string) ([]string, error) {
+	rows, err := s.client.TeamMember.Query().Where(teammember.Member(principal)).All(ctx)
+	if err != nil {
+		return nil, err
+	}
+	out := make([]string, len(rows))
+	for i, r := range rows {
+		out[i] = r.Team
+	}
+	return out, nil
+}
+
+func (s *EntStore) teamWithMembers(ctx context.Context, c *ent.Client, t *ent.Team) (Team, error) {
+	ms, err := c.TeamMember.Query().Where(teammember.Team(t.ID)).Order(ent.Asc(teammember.FieldMember)).All(ctx)
+	if err != nil {
+		return Team{}, err
+	}
+	out := Team{Name: t.ID, Organization: t.Organization, DisplayName: t.DisplayName, CreateTime: t.CreateTime.UTC(), Members: []string{}}
+	for _, m := range ms {
+		out.Members = append(out.Members, m.Member)
+	}
+	return out, nil
+}
+
+// CreateTeam implements AccessStore.
+func (s *EntStore) CreateTeam(ctx context.Context, t Team, ev *auditv1.Event) (Team, error) {
+	var out Team
+	err := s.withTx(ctx, func(tx *ent.Tx) error {
+		if _, err := tx.Organization.Get(ctx, t.Organization); ent.IsNotFound(err) {
+			return notFound("organization", "orgs/"+t.Organization)
+		}
+		created, err := tx.Team.Create().SetID(t.Name).SetOrganization(t.Organization).SetDisplayName(t.DisplayName).SetCreateTime(s.now()).Save(ctx)
+		if ent.IsConstraintError(err) {
+			return fmt.Errorf("team %q: %w", t.Name, errs.ErrAlreadyExists)
+		}
+		if err != nil {
+			return err
+		}
+		out = Team{Name: created.ID, Organization: created.Organization, DisplayName: created.DisplayName, CreateTime: created.CreateTime.UTC(), Members: []string{}}
+		return writeOutbox(ctx, tx, ev)
+	})
+	return out, err
+}
+
+// GetTeam implements AccessStore.
+func (s *EntStore) GetTeam(ctx context.Context, name string) (Team, error) {
+	t, err := s.client.Team.Get(ctx, name)
+	if ent.IsNotFound(err) {
+		return Team{}, notFound("team", name)
+	}
+	if err != nil {
+		return Team{}, err
+	}
+	return s.teamWithMembers(ctx, s.client, t)
+}
+
+// ListTeams implements AccessStore.
+func (s *EntStore) ListTeams(ctx context.Context, org string) ([]Team, error) {
+	rows, err := s.client.Team.Query().Where(team.Organization(org)).Order(ent.Asc(team.FieldID)).All(ctx)
+	if err != nil {
+		return nil, err
+	}
+	out := make([]Team, 0, len(rows))
+	for _, r := range rows {
+		t, err := s.teamWithMembers(ctx, s.client, r)
+		if err != nil {
+			return nil, err
+		}
+		out = append(out, t)
+	}
+	return out, nil
+}
+
+// DeleteTeam implements AccessStore.
+func (s *EntStore) DeleteTeam(ctx context.Context, name string, ev *auditv1.Event) error {
+	return s.withTx(ctx, func(tx *ent.Tx) error {
+		n, err := tx.Team.Delete().Where(team.ID(name)).Exec(ctx)
+		if err != nil {
+			return err
+		}
+		if n == 0 {
+			return notFound("team", name)
+		}
+		if _, err := tx.TeamMember.Delete().Where(teammember.Team(name)).Exec(ctx); err != nil {
+			return err
+		}
+		if _, err := tx.Binding.Delete().Where(binding.Principal(name)).Exec(ctx); err != nil {
+			return err
+		}
+		return writeOutbox(ctx, tx, ev)
+	})
+}
+
+// AddTeamMember implements AccessStore.
+func (s *EntStore) AddTeamMember(ctx context.Context, teamName, member string, ev *auditv1.Event) (Team, error) {
+	var out Team
+	err := s.withTx(ctx, func(tx *ent.Tx) error {
+		t, err := tx.Team.Get(ctx, teamName)
+		if ent.IsNotFound(err) {
+			return notFound("team", teamName)
+		}
+		if err != nil {
+			return err
+		}
+		exists, err := tx.TeamMember.Query().Where(teammember.Team(teamName), teammember.Member(member)).Exist(ctx)
+		if err != nil {
+			return err
+		}
+		if !exists {
+			if err := tx.TeamMember.Create().SetTeam(teamName).SetMember(member).Exec(ctx); err != nil {
+				return err
+			}
+			if err := writeOutbox(ctx, tx, ev); err != nil {
+				return err
+			}
+		}
+		out, err = s.teamWithMembers(ctx, tx.Client(), t)
+		return err
+	})
+	return out, err
+}
+
+// RemoveTeamMember implements AccessStore.
+func (s *EntStore) RemoveTeamMember(ctx context.Context, teamName, member string, ev *auditv1.Event) (Team, error) {
+	var out Team
+	err := s.withTx(ctx, func(tx *ent.Tx) error {
+		t, err := tx.Team.Get(ctx, teamName)
+		if ent.IsNotFound(err) {
+			return notFound("team", teamName)
+		}
+		if err != nil {
+			return err
+		}
+		n, err := tx.TeamMember.Delete().Where(teammember.Team(teamName), teammember.Member(member)).Exec(ctx)
+		if err != nil {
+			return err
+		}
+		if n == 0 {
+			return fmt.Errorf("%s is not a member of %s: %w", member, teamName, errs.ErrNotFound)
+		}
+		if err := writeOutbox(ctx, tx, ev); err != nil {
+			return err
+		}
+		out, err = s.teamWithMembers(ctx, tx.Client(), t)
+		return err
+	})
+	return out, err
+}
+
+func toRole(r *ent.CustomRole) CustomRole {
+	return CustomRole{Name: r.ID, Organization: r.Organization, Title: r.Title, Description: r.Description, Permissions: r.Permissions, CreateTime: r.CreateTime.UTC()}
+}
+
+// CreateRole implements AccessStore.
+func (s *EntStore) CreateRole(ctx context.Context, r CustomRole, ev *auditv1.Event) (CustomRole, error) {
+	var out CustomRole
+	err := s.withTx(ctx, func(tx *ent.Tx) error {
+		if _, err := tx.Organization.Get(ctx, r.Organization); ent.IsNotFound(err) {
+			return notFound("organization", "orgs/"+r.Organization)
+		}
+		created, err := tx.CustomRole.Create().SetID(r.Name).SetOrganization(r.Organization).SetTitle(r.Title).
+			SetDescription(r.Description).SetPermissions(r.Permissions).SetCreateTime(s.now()).Save(ctx)
+		if ent.IsConstraintError(err) {
+			return fmt.Errorf("role %q: %w", r.Name, errs.ErrAlreadyExists)
+		}
+		if err != nil {
+			return err
+		}
+		out = toRole(created)
+		return writeOutbox(ctx, tx, ev)
+	})
+	return out, err
+}
+
+// GetRole implements AccessStore.
+func (s *EntStore) GetRole(ctx context.Context, name string) (CustomRole, error) {
+	r, err := s.client.CustomRole.Get(ctx, name)
+	if ent.IsNotFound(err) {
+		return CustomRole{}, notFound("role", name)
+	}
+	if err != nil {
+		return CustomRole{}, err
+	}
+	return toRole(r), nil
+}
+
+// ListRoles implements AccessStore.
+func (s *EntStore) ListRoles(ctx context.Context, org string) ([]CustomRole, error) {
+	rows, err := s.client.CustomRole.Query().Where(customrole.Organization(org)).Order(ent.Asc(customrole.FieldID)).All(ctx)
+	if err != nil {
+		return nil, err
+	}
+	out := make([]CustomRole, len(rows))
+	for i, r := range rows {
+		out[i] = toRole(r)
+	}
+	return out, nil
+}
+
+// DeleteRole implements AccessStore.
+func (s *EntStore) DeleteRole(ctx context.Context, name string, ev *auditv1.Event) error {
+	return s.withTx(ctx, func(tx *ent.Tx) error {
+		used, err := tx.Binding.Query().Where(binding.Role(name)).Exist(ctx)
+		if err != nil {
+			return err
+		}
+		if used {
+			return fmt.Errorf("role %q is still bound; delete its bindings first: %w", name, errs.ErrFailedPrecondition)
+		}
+		n, err := tx.CustomRole.Delete().Where(customrole.ID(name)).Exec(ctx)
+		if err != nil {
+			return err
+		}
+		if n == 0 {
+			return notFound("role", name)
+		}
+		return writeOutbox(ctx, tx, ev)
+	})
+}
