@@ -20,7 +20,7 @@ func FuzzPatternParse(f *testing.F) {
 			t.Fatalf("Format(Parse(%q)) = %q", name, got)
 		}
 		for _, v := range vals {
-			if ValidateID(v) != nil || strings.Contains(v, "/") {
+			if ValidateSegmentID(v) != nil || strings.Contains(v, "/") {
 				t.Fatalf("Parse(%q) accepted id %q", name, v)
 			}
 		}

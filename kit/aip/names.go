@@ -23,6 +23,26 @@ func ValidateID(id string) error {
 	return nil
 }
 
+// ValidateSegmentID checks an id inside a resource name: 1 to 63
+// characters of lowercase letters, digits and hyphens, starting with a
+// letter. Collections may ask more of ids clients choose (organizations:
+// ValidateID).
+func ValidateSegmentID(id string) error {
+	if len(id) < 1 || len(id) > 63 {
+		return fmt.Errorf("must be 1 to 63 characters, got %d", len(id))
+	}
+	if id[0] < 'a' || id[0] > 'z' {
+		return fmt.Errorf("must start with a lowercase letter")
+	}
+	for i := 0; i < len(id); i++ {
+		c := id[i]
+		if !(c >= 'a' && c <= 'z' || c >= '0' && c <= '9' || c == '-') {
+			return fmt.Errorf("may contain only lowercase letters, digits and hyphens, found %q at position %d", c, i)
+		}
+	}
+	return nil
+}
+
 // Pattern is a resource name pattern such as `orgs/{org}/servers/{server}`:
 // collection literals alternate with variables.
 type Pattern struct {
@@ -59,11 +79,9 @@ func MustPattern(p string) Pattern {
 func (p Pattern) String() string { return p.raw }
 
 // Parse matches name against the pattern and returns the variables' values
-// in order. Every value must be a valid id (see ValidateID) or, for the last
-// segment only, any non-empty segment when lenient is needed by the caller
-// (use ParseLoose).
+// in order. Every value must be a valid segment id (ValidateSegmentID).
 func (p Pattern) Parse(name string) ([]string, error) {
-	return p.parse(name, ValidateID)
+	return p.parse(name, ValidateSegmentID)
 }
 
 // ParseLoose is Parse without the id rules: values need only be non-empty

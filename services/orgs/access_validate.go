@@ -31,7 +31,7 @@ func checkBindable(v *errs.Violations, field, name string) {
 			return
 		}
 	}
-	if ids, err := toolPattern.ParseLoose(name); err == nil && aip.ValidateID(ids[0]) == nil && aip.ValidateID(ids[1]) == nil && validToolName(ids[2]) {
+	if ids, err := toolPattern.ParseLoose(name); err == nil && aip.ValidateSegmentID(ids[0]) == nil && aip.ValidateSegmentID(ids[1]) == nil && validToolName(ids[2]) {
 		return
 	}
 	v.Add(field, "must be orgs/{org}, orgs/{org}/registries/{r}, orgs/{org}/servers/{s} or orgs/{org}/servers/{s}/tools/{t}")
@@ -98,7 +98,7 @@ func AccessValidators() map[string]server.Validator {
 		orgsv1.AccessService_CreateServiceAccount_FullMethodName: one(func(v *errs.Violations, m proto.Message) {
 			r := m.(*orgsv1.CreateServiceAccountRequest)
 			checkPattern(v, "parent", r.GetParent(), OrgName)
-			v.Check("service_account_id", aip.ValidateID(r.GetServiceAccountId()))
+			v.Check("service_account_id", aip.ValidateSegmentID(r.GetServiceAccountId()))
 			if len(r.GetServiceAccount().GetDisplayName()) > maxDisplayName {
 				v.Add("service_account.display_name", "must be at most %d characters", maxDisplayName)
 			}
@@ -165,7 +165,7 @@ func AccessValidators() map[string]server.Validator {
 		orgsv1.AccessService_CreateRole_FullMethodName: one(func(v *errs.Violations, m proto.Message) {
 			r := m.(*orgsv1.CreateRoleRequest)
 			checkPattern(v, "parent", r.GetParent(), OrgName)
-			v.Check("role_id", aip.ValidateID(r.GetRoleId()))
+			v.Check("role_id", aip.ValidateSegmentID(r.GetRoleId()))
 			if len(r.GetRole().GetPermissions()) == 0 {
 				v.Add("role.permissions", "is required")
 			}
@@ -181,7 +181,7 @@ func AccessValidators() map[string]server.Validator {
 		orgsv1.AccessService_CreateTeam_FullMethodName: one(func(v *errs.Violations, m proto.Message) {
 			r := m.(*orgsv1.CreateTeamRequest)
 			checkPattern(v, "parent", r.GetParent(), OrgName)
-			v.Check("team_id", aip.ValidateID(r.GetTeamId()))
+			v.Check("team_id", aip.ValidateSegmentID(r.GetTeamId()))
 		}),
 		orgsv1.AccessService_ListTeams_FullMethodName: one(func(v *errs.Violations, m proto.Message) {
 			checkPattern(v, "parent", m.(*orgsv1.ListTeamsRequest).GetParent(), OrgName)

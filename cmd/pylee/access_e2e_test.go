@@ -1,0 +1,155 @@
+package main
+
+import (
+	"strings"
+	"testing"
+	"time"
+)
+
+func (u *upInstance) expect(t *testing.T, method, path, token, body string, status int) restResp {
+	t.Helper()
+	var r restResp
+	if body == "" {
+		r = u.do(t, method, path, token, nil)
+	} else {
+		r = u.do(t, method, path, token, strings.NewReader(body))
+	}
+	if r.status != status {
+		t.Fatalf("%s %s: %d, want %d: %v", method, path, r.status, status, r.body)
+	}
+	return r
+}
+
+// saToken creates service account id in org with role on resource and
+// returns its token.
+func (u *upInstance) saToken(t *testing.T, org, id, role, resource string) string {
+	t.Helper()
+	u.expect(t, "POST", "/v1/orgs/"+org+"/serviceAccounts?service_account_id="+id, u.token, `{"displayName":"`+id+`"}`, 200)
+	r := u.expect(t, "POST", "/v1/orgs/"+org+"/serviceAccounts/"+id+"/tokens", u.token, `{}`, 200)
+	secret, _ := r.body["secret"].(string)
+	if !strings.HasPrefix(secret, "pyl_") {
+		t.Fatalf("token secret = %q", secret)
+	}
+	if role != "" {
+		u.expect(t, "POST", "/v1/"+resource+"/bindings", u.token, `{"role":"`+role+`","principal":"orgs/`+org+`/serviceAccounts/`+id+`"}`, 200)
+	}
+	return secret
+}
+
+func TestAccessEndToEnd(t *testing.T) {
+	u := startUp(t, "--auth-cache-ttl", "300ms")
+	for _, org := range []string{"acme", "globex"} {
+		u.expect(t, "POST", "/v1/orgs?organization_id="+org, u.token, `{"displayName":"`+org+`"}`, 200)
+	}
+	// whoami
+	if r := u.expect(t, "GET", "/v1/users/me", u.token, "", 200); r.body["name"] != "users/admin" {
+		t.Fatalf("whoami = %v", r.body)
+	}
+
+	ci := u.saToken(t, "acme", "ci", "roles/user", "orgs/acme")
+	if r := u.expect(t, "GET", "/v1/users/me", ci, "", 200); r.body["name"] != "orgs/acme/serviceAccounts/ci" || r.body["kind"] != "service-account" {
+		t.Fatalf("whoami as ci = %v", r.body)
+	}
+	// A user can read its org, not change it, and cannot see another org.
+	u.expect(t, "GET", "/v1/orgs/acme", ci, "", 200)
+	u.expect(t, "PATCH", "/v1/orgs/acme?update_mask=display_name", ci, `{"displayName":"x"}`, 403)
+	if r := u.expect(t, "GET", "/v1/orgs/globex", ci, "", 404); strings.Contains(r.body["message"].(string), "globex\"") && r.body["displayName"] != nil {
+		t.Fatalf("other org leaked: %v", r.body)
+	}
+	u.expect(t, "GET", "/v1/orgs/globex/events", ci, "", 404)
+	r := u.expect(t, "GET", "/v1/orgs", ci, "", 200)
+	if orgs, _ := r.body["organizations"].([]any); len(orgs) != 1 || orgs[0].(map[string]any)["name"] != "orgs/acme" {
+		t.Fatalf("ci lists %v", r.body)
+	}
+	// A user cannot grant anything.
+	u.expect(t, "POST", "/v1/orgs/acme/bindings", ci, `{"role":"roles/user","principal":"users/someone"}`, 403)
+	// A user cannot create organizations (installation level).
+	u.expect(t, "POST", "/v1/orgs?organization_id=mine", ci, `{}`, 403)
+
+	// Bindings on a registry, a server and one tool.
+	for _, res := range []string{"orgs/acme/registries/prod", "orgs/acme/servers/github", "orgs/acme/servers/github/tools/create_issue"} {
+		u.expect(t, "POST", "/v1/"+res+"/bindings", u.token, `{"role":"roles/developer","principal":"orgs/acme/serviceAccounts/ci"}`, 200)
+		if r := u.expect(t, "GET", "/v1/"+res+"/bindings", u.token, "", 200); len(r.body["bindings"].([]any)) != 1 {
+			t.Fatalf("bindings on %s = %v", res, r.body)
+		}
+	}
+	// Cross-tenant principals are refused.
+	u.expect(t, "POST", "/v1/orgs/acme/bindings", u.token, `{"role":"roles/user","principal":"orgs/globex/serviceAccounts/x"}`, 400)
+
+	// Escalation: an admin cannot grant owner (it lacks orgs.delete), nor
+	// make itself owner; nobody removes the last owner.
+	admin := u.saToken(t, "acme", "ops", "roles/admin", "orgs/acme")
+	u.expect(t, "POST", "/v1/orgs/acme/bindings", admin, `{"role":"roles/owner","principal":"orgs/acme/serviceAccounts/ops"}`, 403)
+	u.expect(t, "POST", "/v1/orgs/acme/bindings", admin, `{"role":"roles/owner","principal":"users/friend"}`, 403)
+	u.expect(t, "POST", "/v1/orgs/acme/bindings", admin, `{"role":"roles/developer","principal":"users/friend"}`, 200)
+	owners := u.expect(t, "GET", "/v1/orgs/acme/bindings", u.token, "", 200)
+	var ownerBinding string
+	for _, b := range owners.body["bindings"].([]any) {
+		if m := b.(map[string]any); m["role"] == "roles/owner" {
+			ownerBinding = m["name"].(string)
+		}
+	}
+	if ownerBinding == "" {
+		t.Fatal("the creator is not owner of the new organization")
+	}
+	u.expect(t, "DELETE", "/v1/"+ownerBinding, u.token, "", 400)
+
+	// Custom roles: only with permissions the creator holds.
+	u.expect(t, "POST", "/v1/orgs/acme/roles?role_id=reader", admin, `{"title":"Reader","permissions":["orgs.get","audit.read"]}`, 200)
+	u.expect(t, "POST", "/v1/orgs/acme/roles?role_id=deleter", admin, `{"permissions":["orgs.delete"]}`, 403)
+	u.expect(t, "POST", "/v1/orgs/acme/roles?role_id=bad", u.token, `{"permissions":["no.such"]}`, 400)
+
+	// Teams are principals.
+	u.expect(t, "POST", "/v1/orgs/acme/teams?team_id=auditors", u.token, `{"displayName":"Auditors"}`, 200)
+	aud := u.saToken(t, "acme", "aud", "", "")
+	u.expect(t, "GET", "/v1/orgs/acme/events", aud, "", 404) // not a member yet
+	u.expect(t, "POST", "/v1/orgs/acme/teams/auditors:addMember", u.token, `{"member":"orgs/acme/serviceAccounts/aud"}`, 200)
+	u.expect(t, "POST", "/v1/orgs/acme/bindings", u.token, `{"role":"orgs/acme/roles/reader","principal":"orgs/acme/teams/auditors"}`, 200)
+	u.expect(t, "GET", "/v1/orgs/acme/events", aud, "", 200)
+	u.expect(t, "PATCH", "/v1/orgs/acme?update_mask=display_name", aud, `{"displayName":"x"}`, 403)
+
+	// Binding removal takes effect at once (local change); token revocation
+	// within the authentication cache bound (300ms here).
+	var ciBinding string
+	for _, b := range u.expect(t, "GET", "/v1/orgs/acme/bindings", u.token, "", 200).body["bindings"].([]any) {
+		if m := b.(map[string]any); m["principal"] == "orgs/acme/serviceAccounts/ci" {
+			ciBinding = m["name"].(string)
+		}
+	}
+	u.expect(t, "DELETE", "/v1/"+ciBinding, u.token, "", 200)
+	u.expect(t, "GET", "/v1/orgs/acme", ci, "", 403) // still a member through its server bindings
+
+	toks := u.expect(t, "GET", "/v1/orgs/acme/serviceAccounts/aud/tokens", u.token, "", 200)
+	list := toks.body["tokens"].([]any)
+	if len(list) != 1 || list[0].(map[string]any)["secret"] != "" {
+		t.Fatalf("token list = %v", toks.body)
+	}
+	u.expect(t, "DELETE", "/v1/"+list[0].(map[string]any)["name"].(string), u.token, "", 200)
+	revoked := time.Now()
+	for u.do(t, "GET", "/v1/orgs/acme/events", aud, nil).status != 401 {
+		if time.Since(revoked) > 2*time.Second {
+			t.Fatal("revoked token still works after 2s (bound: 300ms)")
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+	t.Logf("revoked token refused after %v (bound 300ms)", time.Since(revoked).Round(time.Millisecond))
+
+	// Every change is in the audit log with its actor.
+	evs := u.waitEvents(t, "acme", 10)
+	seen := map[string]string{}
+	for _, e := range evs {
+		seen[e["action"].(string)] = e["actor"].(map[string]any)["principal"].(string)
+	}
+	for action, actor := range map[string]string{
+		"orgs.serviceAccount.create": "users/admin", "orgs.token.create": "users/admin", "orgs.binding.create": "users/admin",
+		"orgs.role.create": "orgs/acme/serviceAccounts/ops", "orgs.team.create": "users/admin",
+		"orgs.team.addMember": "users/admin", "orgs.binding.delete": "users/admin", "orgs.token.revoke": "users/admin",
+	} {
+		if seen[action] == "" {
+			t.Errorf("no %s event", action)
+		}
+		if action == "orgs.role.create" && seen[action] != actor {
+			t.Errorf("%s by %s, want %s", action, seen[action], actor)
+		}
+	}
+}
