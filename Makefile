@@ -11,7 +11,7 @@ GOOGLEAPIS_FILES := api/annotations.proto api/http.proto api/httpbody.proto api/
 	api/field_behavior.proto api/resource.proto api/launch_stage.proto \
 	rpc/status.proto rpc/error_details.proto rpc/code.proto
 
-.PHONY: all tools third-party generate generate-proto generate-ent lint buf-lint buf-breaking vet test fuzz build bench clean
+.PHONY: all tools third-party generate generate-proto generate-ent generate-docs lint buf-lint buf-breaking vet test fuzz build bench clean
 
 all: build
 
@@ -33,7 +33,10 @@ third-party: tools
 	chmod -R u+w third_party
 
 ## generate: rewrites gen/ (protobuf, gRPC, grpc-gateway, OpenAPI), ent code and docs.
-generate: generate-proto generate-ent
+generate: generate-proto generate-ent generate-docs
+
+generate-docs:
+	$(GO) run ./services/orgs/internal/access/permdoc > docs/permissions.md
 
 generate-proto: third-party
 	rm -rf gen/go/pylee gen/openapi
