@@ -1,9 +1,13 @@
 package main
 
 import (
+	"context"
+	"encoding/json"
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/pyleeai/pylee/cmd/pylee/internal/cli"
 )
 
 func (u *upInstance) expect(t *testing.T, method, path, token, body string, status int) restResp {
@@ -151,5 +155,53 @@ func TestAccessEndToEnd(t *testing.T) {
 		if action == "orgs.role.create" && seen[action] != actor {
 			t.Errorf("%s by %s, want %s", action, seen[action], actor)
 		}
+	}
+}
+
+func TestAccessCLI(t *testing.T) {
+	u := startUp(t)
+	t.Setenv("PYLEE_CONFIG_DIR", t.TempDir())
+	run := func(args ...string) string {
+		t.Helper()
+		var out, errOut strings.Builder
+		if code := cli.Execute(context.Background(), args, &out, &errOut); code != 0 {
+			t.Fatalf("pylee %v: %s", args, errOut.String())
+		}
+		return out.String()
+	}
+	// login saves a context; later commands need neither --api-url nor --token.
+	if out := run("login", "--api-url", u.rest, "--token", u.token); !strings.Contains(out, "as users/admin") {
+		t.Fatalf("login: %s", out)
+	}
+	if out := run("whoami"); !strings.Contains(out, "users/admin") {
+		t.Fatalf("whoami: %s", out)
+	}
+	run("org", "create", "acme")
+	run("service-account", "create", "ci", "--org", "acme")
+	out := run("token", "create", "--org", "acme", "--service-account", "ci", "-o", "json")
+	var tok map[string]any
+	if err := json.Unmarshal([]byte(out), &tok); err != nil || !strings.HasPrefix(tok["secret"].(string), "pyl_") {
+		t.Fatalf("token create: %s", out)
+	}
+	run("binding", "create", "orgs/acme/servers/github", "--role", "roles/user", "--principal", "orgs/acme/serviceAccounts/ci")
+	if out := run("binding", "list", "orgs/acme/servers/github"); !strings.Contains(out, "orgs/acme/serviceAccounts/ci") {
+		t.Fatalf("binding list: %s", out)
+	}
+	run("team", "create", "platform", "--org", "acme")
+	run("team", "add-member", "platform", "users/jane", "--org", "acme")
+	if out := run("team", "list", "--org", "acme"); !strings.Contains(out, "users/jane") {
+		t.Fatalf("team list: %s", out)
+	}
+	run("role", "create", "reader", "--org", "acme", "--permission", "orgs.get,audit.read")
+	if out := run("role", "list", "--org", "acme"); !strings.Contains(out, "orgs/acme/roles/reader") || !strings.Contains(out, "roles/owner") {
+		t.Fatalf("role list: %s", out)
+	}
+	// The service account's own token, via the environment, wins over the context.
+	t.Setenv("PYLEE_TOKEN", tok["secret"].(string))
+	if out := run("whoami"); !strings.Contains(out, "orgs/acme/serviceAccounts/ci") {
+		t.Fatalf("whoami as ci: %s", out)
+	}
+	if out := run("token", "list", "--org", "acme", "--service-account", "ci"); strings.Contains(out, "pyl_") {
+		t.Fatalf("token list shows a secret: %s", out)
 	}
 }

@@ -31,7 +31,14 @@ import (
 )
 
 func TestMain(m *testing.M) {
+	// Never read or write the developer's own CLI configuration.
+	cfgDir, err := os.MkdirTemp("", "pylee-config-")
+	if err != nil {
+		panic(err)
+	}
+	os.Setenv("PYLEE_CONFIG_DIR", cfgDir)
 	code := m.Run()
+	os.RemoveAll(cfgDir)
 	dbtest.DropTemplates()
 	if binPath != "" {
 		os.RemoveAll(filepath.Dir(binPath))

@@ -41,7 +41,10 @@ func NewRoot(stdout, stderr io.Writer) *cobra.Command {
 			if err := config.BindEnv(cmd.Flags()); err != nil {
 				return err
 			}
-			return nil
+			if cmd.Name() == "login" {
+				return nil
+			}
+			return g.applyContext(cmd.Flags().Changed("api-url"), cmd.Flags().Changed("token"))
 		},
 	}
 	root.SetOut(stdout)
@@ -50,7 +53,9 @@ func NewRoot(stdout, stderr io.Writer) *cobra.Command {
 	pf.StringVar(&g.apiURL, "api-url", "http://localhost:8080", "URL of the Pylee REST API (env PYLEE_API_URL)")
 	pf.Var(config.SecretValue{S: &g.token}, "token", "API token (env PYLEE_TOKEN; default: the admin token in $PYLEE_DATA_DIR)")
 	pf.StringVarP(&g.output, "output", "o", "table", "output format: table, json or yaml")
-	root.AddCommand(newUpCmd(g), newServeCmd(g), newOrgCmd(g), newAuditCmd(g), newVersionCmd(g))
+	root.AddCommand(newUpCmd(g), newServeCmd(g), newOrgCmd(g), newAuditCmd(g), newVersionCmd(g),
+		newLoginCmd(g), newContextCmd(g), newWhoamiCmd(g), newServiceAccountCmd(g), newTokenCmd(g), newBindingCmd(g),
+		newTeamCmd(g), newRoleCmd(g))
 	return root
 }
 
