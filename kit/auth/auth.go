@@ -33,6 +33,9 @@ type Principal struct {
 	Name        string
 	Kind        Kind
 	DisplayName string
+	// Groups are teams (`orgs/{org}/teams/{team}`) the credential itself
+	// says the principal belongs to, e.g. from an OIDC groups claim.
+	Groups []string
 }
 
 // Authenticator turns a presented credential into a principal. It returns an

@@ -225,7 +225,7 @@ func (s *AccessService) CreateBinding(ctx context.Context, req *orgsv1.CreateBin
 	p := caller(ctx)
 	if p.Kind != auth.KindService {
 		for _, perm := range role.Sorted() {
-			d, _, err := s.engine.Decide(ctx, p.Name, perm, parent)
+			d, _, err := s.engine.Decide(ctx, p.Name, p.Groups, perm, parent)
 			if err != nil {
 				return nil, err
 			}
@@ -332,7 +332,7 @@ func (s *AccessService) CreateRole(ctx context.Context, req *orgsv1.CreateRoleRe
 	perms := dedupe(req.GetRole().GetPermissions())
 	if p.Kind != auth.KindService {
 		for _, perm := range perms {
-			d, _, err := s.engine.Decide(ctx, p.Name, perm, parent)
+			d, _, err := s.engine.Decide(ctx, p.Name, p.Groups, perm, parent)
 			if err != nil {
 				return nil, err
 			}
@@ -460,7 +460,11 @@ func (s *AccessService) check(ctx context.Context, principal string, c *orgsv1.C
 	if principal == p.Name && p.Kind == auth.KindService {
 		return &orgsv1.CheckResponse{Allowed: true}, nil
 	}
-	d, _, err := s.engine.Decide(ctx, principal, c.GetPermission(), c.GetResource())
+	var groups []string
+	if principal == p.Name {
+		groups = p.Groups
+	}
+	d, _, err := s.engine.Decide(ctx, principal, groups, c.GetPermission(), c.GetResource())
 	if err != nil {
 		return nil, err
 	}

@@ -3,6 +3,7 @@ package orgs
 import (
 	"context"
 	"fmt"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -29,7 +30,7 @@ type Engine struct {
 	cache      map[decisionKey]cachedDecision
 }
 
-type decisionKey struct{ principal, permission, resource string }
+type decisionKey struct{ principal, groups, permission, resource string }
 
 type cachedDecision struct {
 	d          access.Decision
@@ -69,20 +70,21 @@ func (e *Engine) roles(ctx context.Context) access.RoleLookup {
 	}
 }
 
-// principals is p and the teams it belongs to.
-func (e *Engine) principals(ctx context.Context, p string) ([]string, error) {
+// principals is p, the teams it belongs to, and the teams its credential
+// names (groups).
+func (e *Engine) principals(ctx context.Context, p string, groups []string) ([]string, error) {
 	teams, err := e.store.TeamsOf(ctx, p)
 	if err != nil {
 		return nil, err
 	}
-	return append([]string{p}, teams...), nil
+	return append(append([]string{p}, teams...), groups...), nil
 }
 
 // Decide answers whether principal holds permission on resource, and
 // whether it is a member of the resource's organization at all (any
 // binding there or on the installation).
-func (e *Engine) Decide(ctx context.Context, principal, permission, resource string) (access.Decision, bool, error) {
-	key := decisionKey{principal, permission, resource}
+func (e *Engine) Decide(ctx context.Context, principal string, groups []string, permission, resource string) (access.Decision, bool, error) {
+	key := decisionKey{principal, strings.Join(groups, ","), permission, resource}
 	gen := e.generation.Load()
 	now := time.Now()
 	e.mu.Lock()
@@ -91,7 +93,7 @@ func (e *Engine) Decide(ctx context.Context, principal, permission, resource str
 	if ok && c.generation == gen && now.Before(c.expires) {
 		return c.d, c.member, nil
 	}
-	ps, err := e.principals(ctx, principal)
+	ps, err := e.principals(ctx, principal, groups)
 	if err != nil {
 		return access.Decision{}, false, err
 	}
@@ -136,7 +138,7 @@ func (e *Engine) Authorize(ctx context.Context, p auth.Principal, permission, re
 	if isSelf(p.Name, resource) && (permission == "tokens.create" || permission == "tokens.list" || permission == "tokens.revoke") {
 		return nil
 	}
-	d, member, err := e.Decide(ctx, p.Name, permission, resource)
+	d, member, err := e.Decide(ctx, p.Name, p.Groups, permission, resource)
 	if err != nil {
 		return err
 	}

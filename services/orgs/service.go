@@ -142,7 +142,7 @@ func (s *Service) ListOrganizations(ctx context.Context, req *orgsv1.ListOrganiz
 	for _, o := range rows {
 		// Only what the caller may see; a page may hold fewer than page_size.
 		if p.Kind != auth.KindService {
-			if d, _, err := s.engine.Decide(ctx, p.Name, "orgs.get", OrgName.Format(o.ID)); err != nil {
+			if d, _, err := s.engine.Decide(ctx, p.Name, p.Groups, "orgs.get", OrgName.Format(o.ID)); err != nil {
 				return nil, err
 			} else if !d.Allowed {
 				continue

@@ -74,6 +74,9 @@ type Config struct {
 	// RelayPoll is how often the audit relay looks for undelivered events
 	// when not woken by a write.
 	RelayPoll time.Duration
+	// OIDC, when its Issuer is set, accepts JWTs of that identity provider
+	// installation-wide.
+	OIDC auth.OIDCConfig
 }
 
 // Targets lists every target in start order: services before the edge.
@@ -167,6 +170,12 @@ func New(ctx context.Context, cfg Config, log *zap.Logger) (*App, error) {
 		return nil, err
 	}
 	a.authn = auth.Multi{auth.ServiceToken{Token: a.svcToken}}
+	if cfg.OIDC.Issuer != "" {
+		if cfg.OIDC.Audience == "" {
+			return nil, errors.New("--oidc-audience is required with --oidc-issuer")
+		}
+		a.authn = append(a.authn, auth.NewOIDC(cfg.OIDC))
+	}
 	a.srv.AddCleanup("grpc connections", func(context.Context) error {
 		for _, c := range a.conns {
 			c.Close()

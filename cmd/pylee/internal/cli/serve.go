@@ -41,6 +41,10 @@ func (f *serveFlags) register(cmd *cobra.Command, logFormat string) {
 	fs.Var(config.SecretValue{S: &f.cfg.AuditSigningKey}, "audit-signing-key", "base64 Ed25519 seed signing audit checkpoints (default: kept in the data directory)")
 	fs.DurationVar(&f.cfg.CheckpointInterval, "checkpoint-interval", 10*time.Second, "longest time between signed audit checkpoints")
 	fs.DurationVar(&f.cfg.RelayPoll, "relay-poll", time.Second, "how often the audit relay looks for undelivered events")
+	fs.StringVar(&f.cfg.OIDC.Issuer, "oidc-issuer", "", "accept JWTs from this OIDC issuer (installation-wide)")
+	fs.StringVar(&f.cfg.OIDC.Audience, "oidc-audience", "", "the audience JWTs must carry")
+	fs.StringVar(&f.cfg.OIDC.JWKSURL, "oidc-jwks-url", "", "JWKS URL (default: from the issuer's discovery document)")
+	fs.StringVar(&f.cfg.OIDC.GroupsClaim, "oidc-groups-claim", "groups", "claim whose `org/team` values make the user a member of those teams")
 	fs.StringVar(&f.logFormat, "log-format", logFormat, "log format: console or json")
 	fs.StringVar(&f.logLevel, "log-level", "info", "log level: debug, info, warn or error")
 }

@@ -1,0 +1,52 @@
+package main
+
+import (
+	"crypto/rand"
+	"crypto/rsa"
+	"encoding/json"
+	"net/http"
+	"net/http/httptest"
+	"testing"
+	"time"
+
+	"github.com/go-jose/go-jose/v4"
+)
+
+// TestOIDCEndToEnd: a JWT from an identity provider on loopback
+// authenticates a user whose groups claim makes it a member of a team that
+// holds a role.
+func TestOIDCEndToEnd(t *testing.T) {
+	key, err := rsa.GenerateKey(rand.Reader, 2048)
+	if err != nil {
+		t.Fatal(err)
+	}
+	jwks := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, _ *http.Request) {
+		_ = json.NewEncoder(w).Encode(jose.JSONWebKeySet{Keys: []jose.JSONWebKey{{Key: &key.PublicKey, KeyID: "k1", Algorithm: "RS256", Use: "sig"}}})
+	}))
+	defer jwks.Close()
+	const issuer = "https://idp.acme.test"
+	jwt := func(groups []string, exp time.Duration) string {
+		signer, _ := jose.NewSigner(jose.SigningKey{Algorithm: jose.RS256, Key: key}, (&jose.SignerOptions{}).WithHeader("kid", "k1"))
+		payload, _ := json.Marshal(map[string]any{"iss": issuer, "aud": "pylee", "sub": "42", "email": "jane@acme.test",
+			"name": "Jane", "groups": groups, "exp": time.Now().Add(exp).Unix(), "iat": time.Now().Unix()})
+		obj, _ := signer.Sign(payload)
+		s, _ := obj.CompactSerialize()
+		return s
+	}
+	u := startUp(t, "--oidc-issuer", issuer, "--oidc-audience", "pylee", "--oidc-jwks-url", jwks.URL)
+	u.expect(t, "POST", "/v1/orgs?organization_id=acme", u.token, `{}`, 200)
+	u.expect(t, "POST", "/v1/orgs/acme/teams?team_id=platform", u.token, `{}`, 200)
+	u.expect(t, "POST", "/v1/orgs/acme/bindings", u.token, `{"role":"roles/user","principal":"orgs/acme/teams/platform"}`, 200)
+
+	member := jwt([]string{"acme/platform"}, time.Hour)
+	if r := u.expect(t, "GET", "/v1/users/me", member, "", 200); r.body["name"] != "users/jane@acme.test" {
+		t.Fatalf("whoami = %v", r.body)
+	}
+	u.expect(t, "GET", "/v1/orgs/acme", member, "", 200)
+	u.expect(t, "PATCH", "/v1/orgs/acme?update_mask=display_name", member, `{"displayName":"x"}`, 403)
+	u.expect(t, "GET", "/v1/orgs/acme", jwt(nil, time.Hour), "", 404)
+	u.expect(t, "GET", "/v1/orgs/acme", jwt([]string{"acme/platform"}, -time.Minute*10), "", 401)
+	// A binding on the user's own name works too.
+	u.expect(t, "POST", "/v1/orgs/acme/bindings", u.token, `{"role":"roles/auditor","principal":"users/jane@acme.test"}`, 200)
+	u.expect(t, "GET", "/v1/orgs/acme/events", jwt(nil, time.Hour), "", 200)
+}
