@@ -87,6 +87,7 @@ bench:
 	$(GO) test -run '^$$' -bench GetOrganization -benchmem -benchtime 3s -count 1 ./cmd/pylee/ | tee bench.txt
 	$(GO) test -run '^$$' -bench Append -benchtime 2s -count 1 ./services/audit/ | tee -a bench.txt
 	$(GO) test -run '^$$' -bench UpdateOrganization -benchtime 2s -count 1 ./services/orgs/internal/store/ | tee -a bench.txt
+	$(GO) test -run '^$$' -bench 'Check|GetOrganizationAuthz' -benchtime 2s -count 1 ./services/orgs/ | tee -a bench.txt
 	$(GO) run ./cmd/pylee/internal/benchratio < bench.txt
 
 clean:

@@ -12,7 +12,7 @@ import (
 	"strconv"
 )
 
-var line = regexp.MustCompile(`^Benchmark(\S+?)(?:-\d+)?\s+\d+\s+[\d.]+ ns/op.*?\s([\d.]+) (req/s|events/s|writes/s)`)
+var line = regexp.MustCompile(`^Benchmark(\S+?)(?:-\d+)?\s+\d+\s+[\d.]+ ns/op.*?\s([\d.]+) (req/s|events/s|writes/s|checks/s)`)
 
 func main() {
 	rates := map[string]float64{}
@@ -45,6 +45,7 @@ func main() {
 		fmt.Printf("  %-50s %6.2f %s\n", label, a/b, goal)
 	}
 	ratio("GetOrganization REST / gRPC", "GetOrganization/rest", "GetOrganization/grpc", "(goal >= 0.50)")
+	ratio("GetOrganization authorization on / off", "GetOrganizationAuthz/authz-on", "GetOrganizationAuthz/authz-off", "(goal >= 0.95)")
 	for _, db := range []string{"sqlite", "postgres"} {
 		ratio("audit append batch100 / batch1, "+db, "Append/"+db+"/batch100", "Append/"+db+"/batch1", "")
 		ratio("org writes outbox on / off, "+db, "UpdateOrganization/"+db+"/outbox-on", "UpdateOrganization/"+db+"/outbox-off", "(goal >= 0.90)")
