@@ -5,6 +5,8 @@ import (
 	"fmt"
 	"time"
 
+	"entgo.io/ent/dialect"
+
 	auditv1 "github.com/pyleeai/pylee/gen/go/pylee/audit/v1"
 	"github.com/pyleeai/pylee/kit/errs"
 	"github.com/pyleeai/pylee/services/orgs/internal/ent"
@@ -268,11 +270,18 @@ func (s *EntStore) DeleteBinding(ctx context.Context, name string, ev *auditv1.E
 			return err
 		}
 		if b.Role == OwnerRole && b.Resource == "orgs/"+b.Organization {
-			owners, err := tx.Binding.Query().Where(binding.Resource(b.Resource), binding.Role(OwnerRole)).Count(ctx)
+			// Lock the owner rows (PostgreSQL; SQLite's immediate
+			// transactions serialize writers), so two owners removed at once
+			// cannot both see the other still there.
+			q := tx.Binding.Query().Where(binding.Resource(b.Resource), binding.Role(OwnerRole))
+			if s.dialect == dialect.Postgres {
+				q.ForUpdate()
+			}
+			owners, err := q.IDs(ctx)
 			if err != nil {
 				return err
 			}
-			if owners <= 1 {
+			if len(owners) <= 1 {
 				return fmt.Errorf("%s is the last owner of %s; grant owner to someone else first: %w", b.Principal, b.Resource, errs.ErrFailedPrecondition)
 			}
 		}

@@ -34,6 +34,10 @@ func Run(t *testing.T, newStore func(t *testing.T) store.Store) {
 		{"Delete", testDelete},
 		{"APITokens", testAPITokens},
 		{"OutboxInTheSameTransaction", testOutbox},
+		{"Bindings", testBindings},
+		{"LastOwnerUnderConcurrency", testLastOwnerConcurrent},
+		{"TeamsAndRoles", testTeamsAndRoles},
+		{"ServiceAccountCascade", testServiceAccountCascade},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -355,5 +359,167 @@ func testOutbox(t *testing.T, s store.Store) {
 	}
 	if got := changes(evs[2]); got != `[display_name:"Acme Inc"->"" description:"same"->""]` {
 		t.Errorf("delete changes = %s", got)
+	}
+}
+
+func bind(t *testing.T, s store.Store, res, role, principal string) store.Binding {
+	t.Helper()
+	b, err := s.CreateBinding(context.Background(), store.Binding{Name: fmt.Sprintf("%s/bindings/%s-%s", res, role[6:], principal[len(principal)-2:]),
+		Resource: res, Organization: "acme", Role: role, Principal: principal}, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return b
+}
+
+func testBindings(t *testing.T, s store.Store) {
+	ctx := context.Background()
+	mustCreate(t, s, "acme", "Acme")
+	owner := bind(t, s, "orgs/acme", "roles/owner", "users/u1")
+	bind(t, s, "orgs/acme/servers/gh", "roles/user", "users/u2")
+	bind(t, s, "orgs/acme/servers/gh/tools/t1", "roles/developer", "orgs/acme/teams/dev")
+	if _, err := s.CreateBinding(ctx, store.Binding{Name: "orgs/acme/bindings/again", Resource: "orgs/acme", Organization: "acme",
+		Role: "roles/owner", Principal: "users/u1"}, nil); !errors.Is(err, errs.ErrAlreadyExists) {
+		t.Fatalf("duplicate binding = %v", err)
+	}
+	got, err := s.BindingsFor(ctx, []string{"users/u2", "orgs/acme/teams/dev"}, []string{"orgs/acme/servers/gh/tools/t1", "orgs/acme/servers/gh", "orgs/acme", ""})
+	if err != nil || len(got) != 2 {
+		t.Fatalf("BindingsFor = %v, %v", got, err)
+	}
+	if in, _ := s.HasBindingIn(ctx, []string{"users/u2"}, "acme"); !in {
+		t.Fatal("u2 is a member of acme")
+	}
+	if in, _ := s.HasBindingIn(ctx, []string{"users/u3"}, "acme"); in {
+		t.Fatal("u3 is not a member of acme")
+	}
+	if l, _ := s.ListBindings(ctx, "orgs/acme"); len(l) != 1 || l[0].Name != owner.Name {
+		t.Fatalf("ListBindings = %v", l)
+	}
+	// The last owner stays.
+	if err := s.DeleteBinding(ctx, owner.Name, nil); !errors.Is(err, errs.ErrFailedPrecondition) {
+		t.Fatalf("delete last owner = %v", err)
+	}
+	second := bind(t, s, "orgs/acme", "roles/owner", "users/u9")
+	if err := s.DeleteBinding(ctx, owner.Name, nil); err != nil {
+		t.Fatal(err)
+	}
+	if err := s.DeleteBinding(ctx, second.Name, nil); !errors.Is(err, errs.ErrFailedPrecondition) {
+		t.Fatalf("delete the new last owner = %v", err)
+	}
+	if err := s.DeleteBinding(ctx, "orgs/acme/bindings/nope", nil); !errors.Is(err, errs.ErrNotFound) {
+		t.Fatalf("delete missing = %v", err)
+	}
+}
+
+// testLastOwnerConcurrent removes every owner at once, several times: all
+// but one removal may succeed, so the organization keeps an owner.
+func testLastOwnerConcurrent(t *testing.T, s store.Store) {
+	ctx := context.Background()
+	for round := 0; round < 5; round++ {
+		org := fmt.Sprintf("org-%d", round)
+		if _, err := s.CreateOrganization(ctx, store.Organization{ID: org}, "", nil); err != nil {
+			t.Fatal(err)
+		}
+		var names []string
+		for i := 0; i < 4; i++ {
+			b, err := s.CreateBinding(ctx, store.Binding{Name: fmt.Sprintf("orgs/%s/bindings/o%d", org, i), Resource: "orgs/" + org,
+				Organization: org, Role: "roles/owner", Principal: fmt.Sprintf("users/o%d", i)}, nil)
+			if err != nil {
+				t.Fatal(err)
+			}
+			names = append(names, b.Name)
+		}
+		var wg sync.WaitGroup
+		start := make(chan struct{})
+		for _, name := range names {
+			wg.Add(1)
+			go func(name string) {
+				defer wg.Done()
+				<-start
+				_ = s.DeleteBinding(ctx, name, nil)
+			}(name)
+		}
+		close(start)
+		wg.Wait()
+		if left, _ := s.ListBindings(ctx, "orgs/"+org); len(left) != 1 {
+			t.Fatalf("round %d: owners left = %d, want exactly 1", round, len(left))
+		}
+	}
+}
+
+func testTeamsAndRoles(t *testing.T, s store.Store) {
+	ctx := context.Background()
+	mustCreate(t, s, "acme", "Acme")
+	if _, err := s.CreateTeam(ctx, store.Team{Name: "orgs/acme/teams/dev", Organization: "acme"}, nil); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := s.CreateTeam(ctx, store.Team{Name: "orgs/acme/teams/dev", Organization: "acme"}, nil); !errors.Is(err, errs.ErrAlreadyExists) {
+		t.Fatalf("duplicate team = %v", err)
+	}
+	if _, err := s.CreateTeam(ctx, store.Team{Name: "orgs/nope/teams/dev", Organization: "nope"}, nil); !errors.Is(err, errs.ErrNotFound) {
+		t.Fatalf("team in missing org = %v", err)
+	}
+	for i := 0; i < 2; i++ { // adding twice is idempotent
+		if tm, err := s.AddTeamMember(ctx, "orgs/acme/teams/dev", "users/u1", nil); err != nil || len(tm.Members) != 1 {
+			t.Fatalf("add = %v, %v", tm, err)
+		}
+	}
+	if teams, _ := s.TeamsOf(ctx, "users/u1"); len(teams) != 1 || teams[0] != "orgs/acme/teams/dev" {
+		t.Fatalf("TeamsOf = %v", teams)
+	}
+	bind(t, s, "orgs/acme", "roles/user", "orgs/acme/teams/dev")
+	if _, err := s.CreateRole(ctx, store.CustomRole{Name: "orgs/acme/roles/reader", Organization: "acme", Permissions: []string{"orgs.get"}}, nil); err != nil {
+		t.Fatal(err)
+	}
+	bind(t, s, "orgs/acme", "orgs/acme/roles/reader", "users/u7")
+	if err := s.DeleteRole(ctx, "orgs/acme/roles/reader", nil); !errors.Is(err, errs.ErrFailedPrecondition) {
+		t.Fatalf("delete bound role = %v", err)
+	}
+	if r, err := s.GetRole(ctx, "orgs/acme/roles/reader"); err != nil || len(r.Permissions) != 1 {
+		t.Fatalf("GetRole = %v, %v", r, err)
+	}
+	if _, err := s.RemoveTeamMember(ctx, "orgs/acme/teams/dev", "users/zz", nil); !errors.Is(err, errs.ErrNotFound) {
+		t.Fatalf("remove non-member = %v", err)
+	}
+	// Deleting the team takes its memberships and bindings with it.
+	if err := s.DeleteTeam(ctx, "orgs/acme/teams/dev", nil); err != nil {
+		t.Fatal(err)
+	}
+	if teams, _ := s.TeamsOf(ctx, "users/u1"); len(teams) != 0 {
+		t.Fatalf("memberships left: %v", teams)
+	}
+	if got, _ := s.BindingsFor(ctx, []string{"orgs/acme/teams/dev"}, []string{"orgs/acme"}); len(got) != 0 {
+		t.Fatalf("bindings left: %v", got)
+	}
+}
+
+func testServiceAccountCascade(t *testing.T, s store.Store) {
+	ctx := context.Background()
+	mustCreate(t, s, "acme", "Acme")
+	sa := "orgs/acme/serviceAccounts/ci"
+	if _, err := s.CreateServiceAccount(ctx, store.ServiceAccount{Name: sa, Organization: "acme"}, nil); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := s.CreateServiceAccount(ctx, store.ServiceAccount{Name: sa, Organization: "acme"}, nil); !errors.Is(err, errs.ErrAlreadyExists) {
+		t.Fatalf("duplicate = %v", err)
+	}
+	if err := s.CreateAPIToken(ctx, store.APIToken{ID: "t1", Hash: []byte("h1-0123456789abcdef0123456789abcd"), Principal: sa, CreateTime: time.Now().UTC()}, nil); err != nil {
+		t.Fatal(err)
+	}
+	bind(t, s, "orgs/acme", "roles/user", sa)
+	if list, _ := s.ListServiceAccounts(ctx, "acme", "", 10); len(list) != 1 {
+		t.Fatalf("list = %v", list)
+	}
+	if err := s.DeleteServiceAccount(ctx, sa, nil); err != nil {
+		t.Fatal(err)
+	}
+	if toks, _ := s.ListAPITokens(ctx, sa); len(toks) != 0 {
+		t.Fatalf("tokens left: %v", toks)
+	}
+	if in, _ := s.HasBindingIn(ctx, []string{sa}, "acme"); in {
+		t.Fatal("bindings left")
+	}
+	if err := s.DeleteServiceAccount(ctx, sa, nil); !errors.Is(err, errs.ErrNotFound) {
+		t.Fatalf("second delete = %v", err)
 	}
 }
