@@ -3,6 +3,7 @@ package main
 import (
 	"context"
 	"encoding/json"
+	"fmt"
 	"strings"
 	"testing"
 	"time"
@@ -196,6 +197,18 @@ func TestAccessCLI(t *testing.T) {
 	if out := run("role", "list", "--org", "acme"); !strings.Contains(out, "orgs/acme/roles/reader") || !strings.Contains(out, "roles/owner") {
 		t.Fatalf("role list: %s", out)
 	}
+	out = run("invite", "create", "ann@acme.test", "--org", "acme", "--role", "roles/user", "-o", "json")
+	var inv map[string]any
+	if err := json.Unmarshal([]byte(out), &inv); err != nil || !strings.HasPrefix(inv["token"].(string), "pyli_") {
+		t.Fatalf("invite create: %s", out)
+	}
+	if out := run("invite", "accept", inv["token"].(string), "--token", "", "-o", "json"); !strings.Contains(out, "users/ann@acme.test") {
+		t.Fatalf("invite accept: %s", out)
+	}
+	if out := run("member", "list", "--org", "acme"); !strings.Contains(out, "users/ann@acme.test") {
+		t.Fatalf("member list: %s", out)
+	}
+	run("member", "remove", "ann@acme.test", "--org", "acme")
 	// The service account's own token, via the environment, wins over the context.
 	t.Setenv("PYLEE_TOKEN", tok["secret"].(string))
 	if out := run("whoami"); !strings.Contains(out, "orgs/acme/serviceAccounts/ci") {
@@ -203,5 +216,64 @@ func TestAccessCLI(t *testing.T) {
 	}
 	if out := run("token", "list", "--org", "acme", "--service-account", "ci"); strings.Contains(out, "pyl_") {
 		t.Fatalf("token list shows a secret: %s", out)
+	}
+}
+
+func TestInvitationsAndMembers(t *testing.T) {
+	u := startUp(t)
+	u.expect(t, "POST", "/v1/orgs?organization_id=acme", u.token, `{}`, 200)
+	r := u.expect(t, "POST", "/v1/orgs/acme/invitations", u.token, `{"email":"jane@acme.test","role":"roles/developer"}`, 200)
+	invite, _ := r.body["token"].(string)
+	if !strings.HasPrefix(invite, "pyli_") || r.body["state"] != "pending" {
+		t.Fatalf("invitation = %v", r.body)
+	}
+	if r := u.expect(t, "GET", "/v1/orgs/acme/invitations", u.token, "", 200); strings.Contains(fmt.Sprint(r.body), invite) {
+		t.Fatal("list shows the invitation token")
+	}
+	// Accepted without a credential: the invited user is created with a token.
+	r = u.expect(t, "POST", "/v1/invitations:accept", "", `{"token":"`+invite+`"}`, 200)
+	jane, _ := r.body["token"].(map[string]any)["secret"].(string)
+	if r.body["user"].(map[string]any)["name"] != "users/jane@acme.test" || !strings.HasPrefix(jane, "pyl_") {
+		t.Fatalf("accept = %v", r.body)
+	}
+	u.expect(t, "POST", "/v1/invitations:accept", "", `{"token":"`+invite+`"}`, 401) // once only
+	if r := u.expect(t, "GET", "/v1/users/me", jane, "", 200); r.body["name"] != "users/jane@acme.test" {
+		t.Fatalf("whoami = %v", r.body)
+	}
+	u.expect(t, "GET", "/v1/orgs/acme", jane, "", 200)
+	members := u.expect(t, "GET", "/v1/orgs/acme/members", u.token, "", 200)
+	if !strings.Contains(fmt.Sprint(members.body), "users/jane@acme.test") || !strings.Contains(fmt.Sprint(members.body), "roles/developer on orgs/acme") {
+		t.Fatalf("members = %v", members.body)
+	}
+	// A developer cannot invite (no invitations.create), nor as owner.
+	u.expect(t, "POST", "/v1/orgs/acme/invitations", jane, `{"email":"x@acme.test","role":"roles/user"}`, 403)
+	// Revoked and expired invitations do not work; an authenticated caller joins as itself.
+	r = u.expect(t, "POST", "/v1/orgs/acme/invitations", u.token, `{"email":"bob@acme.test","role":"roles/user"}`, 200)
+	u.expect(t, "POST", "/v1/"+r.body["name"].(string)+":revoke", u.token, `{}`, 200)
+	u.expect(t, "POST", "/v1/invitations:accept", "", `{"token":"`+r.body["token"].(string)+`"}`, 401)
+	exp := time.Now().Add(1200 * time.Millisecond).UTC().Format(time.RFC3339Nano)
+	r = u.expect(t, "POST", "/v1/orgs/acme/invitations", u.token, `{"email":"eve@acme.test","role":"roles/user","expireTime":"`+exp+`"}`, 200)
+	time.Sleep(1300 * time.Millisecond)
+	u.expect(t, "POST", "/v1/invitations:accept", "", `{"token":"`+r.body["token"].(string)+`"}`, 401)
+	u.expect(t, "POST", "/v1/orgs?organization_id=globex", u.token, `{}`, 200)
+	r = u.expect(t, "POST", "/v1/orgs/globex/invitations", u.token, `{"email":"jane@acme.test","role":"roles/auditor"}`, 200)
+	if r := u.expect(t, "POST", "/v1/invitations:accept", jane, `{"token":"`+r.body["token"].(string)+`"}`, 200); r.body["token"] != nil {
+		t.Fatalf("an authenticated accept minted a token: %v", r.body)
+	}
+	u.expect(t, "GET", "/v1/orgs/globex/events", jane, "", 200)
+	// Removing the member removes its access; the last owner stays.
+	u.expect(t, "DELETE", "/v1/orgs/acme/members/jane@acme.test", u.token, "", 200)
+	u.expect(t, "GET", "/v1/orgs/acme", jane, "", 404)
+	u.expect(t, "DELETE", "/v1/orgs/acme/members/admin", u.token, "", 400)
+	// ListAllowed: the tools a principal may invoke.
+	u.expect(t, "POST", "/v1/orgs/acme/servers/gh/tools/read/bindings", u.token, `{"role":"roles/user","principal":"users/kim"}`, 200)
+	// Only services may ask about others; a user asks about itself.
+	u.expect(t, "POST", "/v1/access:listAllowed", u.token, `{"principal":"users/kim","permission":"tools.invoke","resources":["orgs/acme/servers/gh/tools/read"]}`, 403)
+	kimInvite := u.expect(t, "POST", "/v1/orgs/acme/invitations", u.token, `{"email":"kim@acme.test","role":"roles/auditor"}`, 200).body["token"].(string)
+	kim := u.expect(t, "POST", "/v1/invitations:accept", "", `{"token":"`+kimInvite+`"}`, 200).body["token"].(map[string]any)["secret"].(string)
+	u.expect(t, "POST", "/v1/orgs/acme/servers/gh/tools/read/bindings", u.token, `{"role":"roles/user","principal":"users/kim@acme.test"}`, 200)
+	r = u.expect(t, "POST", "/v1/access:listAllowed", kim, `{"permission":"tools.invoke","resources":["orgs/acme/servers/gh/tools/read","orgs/acme/servers/gh/tools/write"]}`, 200)
+	if got := fmt.Sprint(r.body["resources"]); got != "[orgs/acme/servers/gh/tools/read]" {
+		t.Fatalf("ListAllowed = %s", got)
 	}
 }

@@ -281,12 +281,12 @@ func (s *Server) authenticate(ctx context.Context, method string) (context.Conte
 		// Deny by default: a method without a rule is never served.
 		return ctx, nil, fmt.Errorf("method %s declares no access rule: %w", method, errs.ErrPermissionDenied)
 	}
-	if rule.Public {
-		return ctx, nil, nil
-	}
 	md, _ := metadata.FromIncomingContext(ctx)
 	vals := md.Get("authorization")
 	if len(vals) == 0 {
+		if rule.Public {
+			return ctx, nil, nil
+		}
 		return ctx, nil, fmt.Errorf("missing credential: send %q: %w", "authorization: Bearer <token>", errs.ErrUnauthenticated)
 	}
 	cred, err := auth.ParseBearer(vals[0])
@@ -304,6 +304,10 @@ func (s *Server) authenticate(ctx context.Context, method string) (context.Conte
 		return ctx, nil, fmt.Errorf("verify credential: %w", err)
 	}
 	callInfoFrom(ctx).principal = p.Name
+	if rule.Public {
+		// A public RPC called with a valid credential learns who called.
+		return auth.WithPrincipal(ctx, p), nil, nil
+	}
 	return auth.WithPrincipal(ctx, p), &rule, nil
 }
 

@@ -2,6 +2,7 @@ package orgs
 
 import (
 	"fmt"
+	"net/mail"
 	"strings"
 	"time"
 
@@ -16,12 +17,14 @@ import (
 )
 
 var (
-	saName      = aip.MustPattern("orgs/{org}/serviceAccounts/{service_account}")
-	teamName    = aip.MustPattern("orgs/{org}/teams/{team}")
-	roleName    = aip.MustPattern("orgs/{org}/roles/{role}")
-	userName    = aip.MustPattern("users/{user}")
-	bindingOn   = []aip.Pattern{OrgName, aip.MustPattern("orgs/{org}/registries/{registry}"), aip.MustPattern("orgs/{org}/servers/{server}")}
-	toolPattern = aip.MustPattern("orgs/{org}/servers/{server}/tools/{tool}")
+	saName         = aip.MustPattern("orgs/{org}/serviceAccounts/{service_account}")
+	teamName       = aip.MustPattern("orgs/{org}/teams/{team}")
+	roleName       = aip.MustPattern("orgs/{org}/roles/{role}")
+	userName       = aip.MustPattern("users/{user}")
+	bindingOn      = []aip.Pattern{OrgName, aip.MustPattern("orgs/{org}/registries/{registry}"), aip.MustPattern("orgs/{org}/servers/{server}")}
+	toolPattern    = aip.MustPattern("orgs/{org}/servers/{server}/tools/{tool}")
+	memberName     = aip.MustPattern("orgs/{org}/members/{user}")
+	invitationName = aip.MustPattern("orgs/{org}/invitations/{invitation}")
 )
 
 // checkBindable checks a resource that can hold bindings.
@@ -198,6 +201,54 @@ func AccessValidators() map[string]server.Validator {
 			r := m.(*orgsv1.RemoveTeamMemberRequest)
 			checkPattern(v, "team", r.GetTeam(), teamName)
 			checkMember(v, r.GetMember())
+		}),
+		orgsv1.AccessService_ListMembers_FullMethodName: one(func(v *errs.Violations, m proto.Message) {
+			checkPattern(v, "parent", m.(*orgsv1.ListMembersRequest).GetParent(), OrgName)
+		}),
+		orgsv1.AccessService_DeleteMember_FullMethodName: one(func(v *errs.Violations, m proto.Message) {
+			name := m.(*orgsv1.DeleteMemberRequest).GetName()
+			ids, err := memberName.ParseLoose(name)
+			if err != nil || aip.ValidateID(ids[0]) != nil || !validUserID(ids[1]) {
+				v.Add("name", "must be orgs/{org}/members/{user}")
+			}
+		}),
+		orgsv1.AccessService_CreateInvitation_FullMethodName: one(func(v *errs.Violations, m proto.Message) {
+			r := m.(*orgsv1.CreateInvitationRequest)
+			checkPattern(v, "parent", r.GetParent(), OrgName)
+			if r.GetInvitation() == nil {
+				v.Add("invitation", "is required")
+				return
+			}
+			if a, err := mail.ParseAddress(r.GetInvitation().GetEmail()); err != nil || a.Address != r.GetInvitation().GetEmail() || strings.ContainsAny(a.Address, "/ ") {
+				v.Add("invitation.email", "must be a plain email address")
+			}
+			if r.GetInvitation().GetRole() == "" {
+				v.Add("invitation.role", "is required")
+			}
+			if et := r.GetInvitation().GetExpireTime(); et != nil && (!et.IsValid() || et.AsTime().Before(timeNow())) {
+				v.Add("invitation.expire_time", "must be in the future")
+			}
+		}),
+		orgsv1.AccessService_ListInvitations_FullMethodName: one(func(v *errs.Violations, m proto.Message) {
+			checkPattern(v, "parent", m.(*orgsv1.ListInvitationsRequest).GetParent(), OrgName)
+		}),
+		orgsv1.AccessService_RevokeInvitation_FullMethodName: one(func(v *errs.Violations, m proto.Message) {
+			name := m.(*orgsv1.RevokeInvitationRequest).GetName()
+			if ids, err := invitationName.ParseLoose(name); err != nil || aip.ValidateID(ids[0]) != nil {
+				v.Add("name", "must be orgs/{org}/invitations/{id}")
+			}
+		}),
+		orgsv1.AccessService_AcceptInvitation_FullMethodName: one(func(v *errs.Violations, m proto.Message) {
+			if tok := m.(*orgsv1.AcceptInvitationRequest).GetToken(); !strings.HasPrefix(tok, invitationPrefix) || len(tok) > 200 {
+				v.Add("token", "must be an invitation token (pyli_…)")
+			}
+		}),
+		orgsv1.AccessService_ListAllowed_FullMethodName: one(func(v *errs.Violations, m proto.Message) {
+			r := m.(*orgsv1.ListAllowedRequest)
+			checkCheck(v, "", &orgsv1.CheckRequest{Permission: r.GetPermission()})
+			if len(r.GetResources()) == 0 || len(r.GetResources()) > 1000 {
+				v.Add("resources", "must hold 1 to 1000 resources")
+			}
 		}),
 		orgsv1.AccessService_Check_FullMethodName: one(func(v *errs.Violations, m proto.Message) {
 			checkCheck(v, "", m.(*orgsv1.CheckRequest))

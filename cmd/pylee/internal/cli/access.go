@@ -269,3 +269,86 @@ func timeParse(s string) (*timestamppb.Timestamp, error) {
 	}
 	return timestamppb.New(t), nil
 }
+
+func newMemberCmd(g *globals) *cobra.Command {
+	cmd := &cobra.Command{Use: "member", Short: "List and remove an organization's members"}
+	var org string
+	list := &cobra.Command{
+		Use: "list --org ORG", Short: "List members and their roles", Args: cobra.NoArgs,
+		RunE: func(c *cobra.Command, _ []string) error {
+			resp := &orgsv1.ListMembersResponse{}
+			return g.call(c, http.MethodGet, "/v1/"+orgPathOf(org)+"/members", nil, nil, resp, func(w *tabwriter.Writer) {
+				row(w, "PRINCIPAL", "ROLES")
+				for _, m := range resp.Members {
+					row(w, m.Principal, strings.Join(m.Roles, "; "))
+				}
+			})
+		},
+	}
+	remove := &cobra.Command{
+		Use: "remove USER --org ORG", Short: "Remove a user (all its roles) from the organization", Args: cobra.ExactArgs(1),
+		RunE: func(c *cobra.Command, args []string) error {
+			return g.call(c, http.MethodDelete, "/v1/"+orgPathOf(org)+"/members/"+strings.TrimPrefix(args[0], "users/"), nil, nil, nil,
+				func(w *tabwriter.Writer) { row(w, "removed") })
+		},
+	}
+	for _, c := range []*cobra.Command{list, remove} {
+		orgFlag(c, &org)
+		cmd.AddCommand(c)
+	}
+	return cmd
+}
+
+func newInviteCmd(g *globals) *cobra.Command {
+	cmd := &cobra.Command{Use: "invite", Short: "Invite people to an organization"}
+	var org, role string
+	create := &cobra.Command{
+		Use: "create EMAIL --org ORG --role ROLE", Short: "Invite by email; prints the one-time invitation token", Args: cobra.ExactArgs(1),
+		RunE: func(c *cobra.Command, args []string) error {
+			inv := &orgsv1.Invitation{}
+			return g.call(c, http.MethodPost, "/v1/"+orgPathOf(org)+"/invitations", nil, &orgsv1.Invitation{Email: args[0], Role: role}, inv,
+				func(w *tabwriter.Writer) {
+					row(w, "NAME", "EMAIL", "ROLE", "EXPIRES", "TOKEN (shown once)")
+					row(w, inv.Name, inv.Email, inv.Role, fmtTime(inv.ExpireTime), inv.Token)
+				})
+		},
+	}
+	create.Flags().StringVar(&role, "role", "roles/user", "role granted on acceptance")
+	list := &cobra.Command{
+		Use: "list --org ORG", Short: "List invitations", Args: cobra.NoArgs,
+		RunE: func(c *cobra.Command, _ []string) error {
+			resp := &orgsv1.ListInvitationsResponse{}
+			return g.call(c, http.MethodGet, "/v1/"+orgPathOf(org)+"/invitations", nil, nil, resp, func(w *tabwriter.Writer) {
+				row(w, "NAME", "EMAIL", "ROLE", "STATE", "EXPIRES")
+				for _, i := range resp.Invitations {
+					row(w, i.Name, i.Email, i.Role, i.State, fmtTime(i.ExpireTime))
+				}
+			})
+		},
+	}
+	revoke := &cobra.Command{
+		Use: "revoke ID --org ORG", Short: "Revoke a pending invitation", Args: cobra.ExactArgs(1),
+		RunE: func(c *cobra.Command, args []string) error {
+			inv := &orgsv1.Invitation{}
+			return g.call(c, http.MethodPost, "/v1/"+orgPathOf(org)+"/invitations/"+args[0]+":revoke", nil, &emptypb.Empty{}, inv,
+				func(w *tabwriter.Writer) { row(w, "NAME", "STATE"); row(w, inv.Name, inv.State) })
+		},
+	}
+	for _, c := range []*cobra.Command{create, list, revoke} {
+		orgFlag(c, &org)
+		cmd.AddCommand(c)
+	}
+	accept := &cobra.Command{
+		Use: "accept TOKEN", Short: "Accept an invitation (without a login, you get an API token, once)", Args: cobra.ExactArgs(1),
+		RunE: func(c *cobra.Command, args []string) error {
+			resp := &orgsv1.AcceptInvitationResponse{}
+			return g.call(c, http.MethodPost, "/v1/invitations:accept", nil, &orgsv1.AcceptInvitationRequest{Token: args[0]}, resp,
+				func(w *tabwriter.Writer) {
+					row(w, "USER", "ORGANIZATION", "API TOKEN (shown once)")
+					row(w, resp.User.GetName(), resp.Organization, resp.Token.GetSecret())
+				})
+		},
+	}
+	cmd.AddCommand(accept)
+	return cmd
+}

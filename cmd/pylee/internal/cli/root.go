@@ -55,7 +55,7 @@ func NewRoot(stdout, stderr io.Writer) *cobra.Command {
 	pf.StringVarP(&g.output, "output", "o", "table", "output format: table, json or yaml")
 	root.AddCommand(newUpCmd(g), newServeCmd(g), newOrgCmd(g), newAuditCmd(g), newVersionCmd(g),
 		newLoginCmd(g), newContextCmd(g), newWhoamiCmd(g), newServiceAccountCmd(g), newTokenCmd(g), newBindingCmd(g),
-		newTeamCmd(g), newRoleCmd(g))
+		newTeamCmd(g), newRoleCmd(g), newMemberCmd(g), newInviteCmd(g))
 	return root
 }
 

@@ -15,6 +15,7 @@ import (
 	"github.com/pyleeai/pylee/services/orgs/internal/ent/apitoken"
 	"github.com/pyleeai/pylee/services/orgs/internal/ent/binding"
 	"github.com/pyleeai/pylee/services/orgs/internal/ent/customrole"
+	"github.com/pyleeai/pylee/services/orgs/internal/ent/invitation"
 	"github.com/pyleeai/pylee/services/orgs/internal/ent/organization"
 	"github.com/pyleeai/pylee/services/orgs/internal/ent/outboxevent"
 	"github.com/pyleeai/pylee/services/orgs/internal/ent/serviceaccount"
@@ -84,6 +85,7 @@ func checkColumn(t, c string) error {
 			apitoken.Table:       apitoken.ValidColumn,
 			binding.Table:        binding.ValidColumn,
 			customrole.Table:     customrole.ValidColumn,
+			invitation.Table:     invitation.ValidColumn,
 			organization.Table:   organization.ValidColumn,
 			outboxevent.Table:    outboxevent.ValidColumn,
 			serviceaccount.Table: serviceaccount.ValidColumn,

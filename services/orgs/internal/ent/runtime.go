@@ -6,6 +6,7 @@ import (
 	"github.com/pyleeai/pylee/services/orgs/internal/ent/apitoken"
 	"github.com/pyleeai/pylee/services/orgs/internal/ent/binding"
 	"github.com/pyleeai/pylee/services/orgs/internal/ent/customrole"
+	"github.com/pyleeai/pylee/services/orgs/internal/ent/invitation"
 	"github.com/pyleeai/pylee/services/orgs/internal/ent/organization"
 	"github.com/pyleeai/pylee/services/orgs/internal/ent/schema"
 	"github.com/pyleeai/pylee/services/orgs/internal/ent/serviceaccount"
@@ -39,6 +40,16 @@ func init() {
 	customroleDescDescription := customroleFields[3].Descriptor()
 	// customrole.DefaultDescription holds the default value on creation for the description field.
 	customrole.DefaultDescription = customroleDescDescription.Default.(string)
+	invitationFields := schema.Invitation{}.Fields()
+	_ = invitationFields
+	// invitationDescState is the schema descriptor for state field.
+	invitationDescState := invitationFields[6].Descriptor()
+	// invitation.DefaultState holds the default value on creation for the state field.
+	invitation.DefaultState = invitationDescState.Default.(string)
+	// invitationDescAcceptedBy is the schema descriptor for accepted_by field.
+	invitationDescAcceptedBy := invitationFields[8].Descriptor()
+	// invitation.DefaultAcceptedBy holds the default value on creation for the accepted_by field.
+	invitation.DefaultAcceptedBy = invitationDescAcceptedBy.Default.(string)
 	organizationFields := schema.Organization{}.Fields()
 	_ = organizationFields
 	// organizationDescDisplayName is the schema descriptor for display_name field.

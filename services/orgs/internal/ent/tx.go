@@ -20,6 +20,8 @@ type Tx struct {
 	Binding *BindingClient
 	// CustomRole is the client for interacting with the CustomRole builders.
 	CustomRole *CustomRoleClient
+	// Invitation is the client for interacting with the Invitation builders.
+	Invitation *InvitationClient
 	// Organization is the client for interacting with the Organization builders.
 	Organization *OrganizationClient
 	// OutboxEvent is the client for interacting with the OutboxEvent builders.
@@ -166,6 +168,7 @@ func (tx *Tx) init() {
 	tx.APIToken = NewAPITokenClient(tx.config)
 	tx.Binding = NewBindingClient(tx.config)
 	tx.CustomRole = NewCustomRoleClient(tx.config)
+	tx.Invitation = NewInvitationClient(tx.config)
 	tx.Organization = NewOrganizationClient(tx.config)
 	tx.OutboxEvent = NewOutboxEventClient(tx.config)
 	tx.ServiceAccount = NewServiceAccountClient(tx.config)

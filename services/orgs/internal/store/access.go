@@ -3,9 +3,11 @@ package store
 import (
 	"context"
 	"fmt"
+	"strings"
 	"time"
 
 	"entgo.io/ent/dialect"
+	"github.com/google/uuid"
 
 	auditv1 "github.com/pyleeai/pylee/gen/go/pylee/audit/v1"
 	"github.com/pyleeai/pylee/kit/errs"
@@ -13,9 +15,11 @@ import (
 	"github.com/pyleeai/pylee/services/orgs/internal/ent/apitoken"
 	"github.com/pyleeai/pylee/services/orgs/internal/ent/binding"
 	"github.com/pyleeai/pylee/services/orgs/internal/ent/customrole"
+	"github.com/pyleeai/pylee/services/orgs/internal/ent/invitation"
 	"github.com/pyleeai/pylee/services/orgs/internal/ent/serviceaccount"
 	"github.com/pyleeai/pylee/services/orgs/internal/ent/team"
 	"github.com/pyleeai/pylee/services/orgs/internal/ent/teammember"
+	"github.com/pyleeai/pylee/services/orgs/internal/ent/user"
 )
 
 // ServiceAccount is a stored service account.
@@ -105,6 +109,15 @@ type AccessStore interface {
 	ListRoles(ctx context.Context, org string) ([]CustomRole, error)
 	// DeleteRole must return ErrFailedPrecondition while a binding uses it.
 	DeleteRole(ctx context.Context, name string, ev *auditv1.Event) error
+
+	CreateInvitation(ctx context.Context, inv Invitation, ev *auditv1.Event) (Invitation, error)
+	ListInvitations(ctx context.Context, org string) ([]Invitation, error)
+	RevokeInvitation(ctx context.Context, name string, ev *auditv1.Event) (Invitation, error)
+	// AcceptInvitation: see EntStore.AcceptInvitation; tok, when not nil,
+	// is a new API token for principal created in the same transaction.
+	AcceptInvitation(ctx context.Context, hash []byte, principal, displayName string, now time.Time, tok *APIToken, ev *auditv1.Event) (Invitation, error)
+	MemberBindings(ctx context.Context, org string) ([]Binding, error)
+	DeleteMember(ctx context.Context, org, principal string, ev *auditv1.Event) error
 }
 
 func toSA(s *ent.ServiceAccount) ServiceAccount {
@@ -529,6 +542,198 @@ func (s *EntStore) DeleteRole(ctx context.Context, name string, ev *auditv1.Even
 		}
 		if n == 0 {
 			return notFound("role", name)
+		}
+		return writeOutbox(ctx, tx, ev)
+	})
+}
+
+// Invitation is a stored invitation.
+type Invitation struct {
+	Name, Organization, Email, Role, State, Inviter, AcceptedBy string
+	Hash                                                        []byte
+	ExpireTime, CreateTime                                      time.Time
+}
+
+// Invitation states.
+const (
+	InvitationPending  = "pending"
+	InvitationAccepted = "accepted"
+	InvitationRevoked  = "revoked"
+)
+
+func toInvitation(i *ent.Invitation) Invitation {
+	return Invitation{Name: i.ID, Organization: i.Organization, Email: i.Email, Role: i.Role, State: i.State,
+		Inviter: i.Inviter, AcceptedBy: i.AcceptedBy, Hash: i.TokenHash, ExpireTime: i.ExpireTime.UTC(), CreateTime: i.CreateTime.UTC()}
+}
+
+// CreateInvitation stores a pending invitation.
+func (s *EntStore) CreateInvitation(ctx context.Context, inv Invitation, ev *auditv1.Event) (Invitation, error) {
+	var out Invitation
+	err := s.withTx(ctx, func(tx *ent.Tx) error {
+		if _, err := tx.Organization.Get(ctx, inv.Organization); ent.IsNotFound(err) {
+			return notFound("organization", "orgs/"+inv.Organization)
+		}
+		created, err := tx.Invitation.Create().SetID(inv.Name).SetOrganization(inv.Organization).SetEmail(inv.Email).
+			SetRole(inv.Role).SetTokenHash(inv.Hash).SetExpireTime(inv.ExpireTime).SetInviter(inv.Inviter).
+			SetCreateTime(s.now()).Save(ctx)
+		if err != nil {
+			return err
+		}
+		out = toInvitation(created)
+		return writeOutbox(ctx, tx, ev)
+	})
+	return out, err
+}
+
+// ListInvitations returns org's invitations, newest first.
+func (s *EntStore) ListInvitations(ctx context.Context, org string) ([]Invitation, error) {
+	rows, err := s.client.Invitation.Query().Where(invitation.Organization(org)).Order(ent.Desc(invitation.FieldCreateTime)).All(ctx)
+	if err != nil {
+		return nil, err
+	}
+	out := make([]Invitation, len(rows))
+	for i, r := range rows {
+		out[i] = toInvitation(r)
+	}
+	return out, nil
+}
+
+// RevokeInvitation revokes a pending invitation; ErrNotFound if none,
+// ErrFailedPrecondition if it is no longer pending.
+func (s *EntStore) RevokeInvitation(ctx context.Context, name string, ev *auditv1.Event) (Invitation, error) {
+	var out Invitation
+	err := s.withTx(ctx, func(tx *ent.Tx) error {
+		n, err := tx.Invitation.Update().Where(invitation.ID(name), invitation.State(InvitationPending)).SetState(InvitationRevoked).Save(ctx)
+		if err != nil {
+			return err
+		}
+		inv, err := tx.Invitation.Get(ctx, name)
+		if ent.IsNotFound(err) {
+			return notFound("invitation", name)
+		}
+		if err != nil {
+			return err
+		}
+		if n == 0 {
+			return fmt.Errorf("invitation %q is %s: %w", name, inv.State, errs.ErrFailedPrecondition)
+		}
+		out = toInvitation(inv)
+		return writeOutbox(ctx, tx, ev)
+	})
+	return out, err
+}
+
+// AcceptInvitation consumes the pending, unexpired invitation whose token
+// hashes to hash: it binds its role on the organization to principal (""
+// means the invited user, users/{email}),
+// records the user, and marks the invitation accepted, all at once; a token
+// works once. It returns ErrUnauthenticated for an unknown, used, revoked or
+// expired token (one answer for all: the token is a credential).
+func (s *EntStore) AcceptInvitation(ctx context.Context, hash []byte, principal, displayName string, now time.Time, tok *APIToken, ev *auditv1.Event) (Invitation, error) {
+	var out Invitation
+	err := s.withTx(ctx, func(tx *ent.Tx) error {
+		bad := fmt.Errorf("the invitation token is not valid (unknown, used, revoked or expired): %w", errs.ErrUnauthenticated)
+		inv, err := tx.Invitation.Query().Where(invitation.TokenHash(hash)).Only(ctx)
+		if ent.IsNotFound(err) {
+			return bad
+		}
+		if err != nil {
+			return err
+		}
+		if inv.State != InvitationPending || !now.Before(inv.ExpireTime) {
+			return bad
+		}
+		if principal == "" {
+			// An unauthenticated acceptance: the invited user joins.
+			principal = "users/" + inv.Email
+			if ev != nil {
+				ev.Actor = &auditv1.Actor{Principal: principal, Kind: "user"}
+			}
+		}
+		n, err := tx.Invitation.Update().Where(invitation.ID(inv.ID), invitation.State(InvitationPending)).
+			SetState(InvitationAccepted).SetAcceptedBy(principal).Save(ctx)
+		if err != nil {
+			return err
+		}
+		if n == 0 {
+			return bad // accepted concurrently
+		}
+		if strings.HasPrefix(principal, "users/") {
+			id := strings.TrimPrefix(principal, "users/")
+			exists, err := tx.User.Query().Where(user.ID(id)).Exist(ctx)
+			if err != nil {
+				return err
+			}
+			if !exists {
+				if err := tx.User.Create().SetID(id).SetEmail(inv.Email).SetDisplayName(displayName).SetCreateTime(now).Exec(ctx); err != nil && !ent.IsConstraintError(err) {
+					return err
+				}
+			}
+		}
+		resource := "orgs/" + inv.Organization
+		err = tx.Binding.Create().SetID(resource + "/bindings/" + uuid.NewString()[:8]).SetResource(resource).
+			SetOrganization(inv.Organization).SetRole(inv.Role).SetPrincipal(principal).SetCreator(inv.Inviter).
+			SetCreateTime(s.now()).Exec(ctx)
+		if err != nil && !ent.IsConstraintError(err) { // already holds the role: fine
+			return err
+		}
+		if tok != nil {
+			if err := tx.APIToken.Create().SetID(tok.ID).SetTokenHash(tok.Hash).SetPrincipal(principal).
+				SetDisplayName(tok.DisplayName).SetCreateTime(tok.CreateTime).Exec(ctx); err != nil {
+				return err
+			}
+		}
+		out = toInvitation(inv)
+		out.State, out.AcceptedBy = InvitationAccepted, principal
+		if ev != nil {
+			ev.Organization, ev.Resource = inv.Organization, inv.ID
+			ev.Metadata = map[string]string{"role": inv.Role, "principal": principal}
+		}
+		return writeOutbox(ctx, tx, ev)
+	})
+	return out, err
+}
+
+// MemberBindings returns every binding in org.
+func (s *EntStore) MemberBindings(ctx context.Context, org string) ([]Binding, error) {
+	rows, err := s.client.Binding.Query().Where(binding.Organization(org)).Order(ent.Asc(binding.FieldPrincipal), ent.Asc(binding.FieldResource)).All(ctx)
+	if err != nil {
+		return nil, err
+	}
+	out := make([]Binding, len(rows))
+	for i, r := range rows {
+		out[i] = toBinding(r)
+	}
+	return out, nil
+}
+
+// DeleteMember removes every binding of principal in org; ErrNotFound if
+// it holds none, ErrFailedPrecondition if it is the last owner.
+func (s *EntStore) DeleteMember(ctx context.Context, org, principal string, ev *auditv1.Event) error {
+	return s.withTx(ctx, func(tx *ent.Tx) error {
+		q := tx.Binding.Query().Where(binding.Resource("orgs/"+org), binding.Role(OwnerRole))
+		if s.dialect == dialect.Postgres {
+			q.ForUpdate()
+		}
+		owners, err := q.All(ctx)
+		if err != nil {
+			return err
+		}
+		others := 0
+		for _, o := range owners {
+			if o.Principal != principal {
+				others++
+			}
+		}
+		if len(owners) > 0 && others == 0 {
+			return fmt.Errorf("%s is the last owner of orgs/%s: %w", principal, org, errs.ErrFailedPrecondition)
+		}
+		n, err := tx.Binding.Delete().Where(binding.Organization(org), binding.Principal(principal)).Exec(ctx)
+		if err != nil {
+			return err
+		}
+		if n == 0 {
+			return fmt.Errorf("%s is not a member of orgs/%s: %w", principal, org, errs.ErrNotFound)
 		}
 		return writeOutbox(ctx, tx, ev)
 	})

@@ -501,6 +501,171 @@ func (x *User) GetKind() string {
 	return ""
 }
 
+// A member of an organization: a principal holding at least one role there.
+type Member struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// The principal: `users/{id}`, `orgs/{org}/teams/{team}` or
+	// `orgs/{org}/serviceAccounts/{sa}`.
+	Principal string `protobuf:"bytes,1,opt,name=principal,proto3" json:"principal,omitempty"`
+	// Its roles, each as `role on resource`.
+	Roles         []string `protobuf:"bytes,2,rep,name=roles,proto3" json:"roles,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *Member) Reset() {
+	*x = Member{}
+	mi := &file_pylee_orgs_v1_access_proto_msgTypes[6]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *Member) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*Member) ProtoMessage() {}
+
+func (x *Member) ProtoReflect() protoreflect.Message {
+	mi := &file_pylee_orgs_v1_access_proto_msgTypes[6]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use Member.ProtoReflect.Descriptor instead.
+func (*Member) Descriptor() ([]byte, []int) {
+	return file_pylee_orgs_v1_access_proto_rawDescGZIP(), []int{6}
+}
+
+func (x *Member) GetPrincipal() string {
+	if x != nil {
+		return x.Principal
+	}
+	return ""
+}
+
+func (x *Member) GetRoles() []string {
+	if x != nil {
+		return x.Roles
+	}
+	return nil
+}
+
+// An invitation to join an organization with a role.
+type Invitation struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// `orgs/{org}/invitations/{id}`.
+	Name string `protobuf:"bytes,1,opt,name=name,proto3" json:"name,omitempty"`
+	// Who is invited.
+	Email string `protobuf:"bytes,2,opt,name=email,proto3" json:"email,omitempty"`
+	// The role granted on the organization on acceptance.
+	Role string `protobuf:"bytes,3,opt,name=role,proto3" json:"role,omitempty"`
+	// When the invitation stops working (default: 7 days after creation).
+	ExpireTime *timestamppb.Timestamp `protobuf:"bytes,4,opt,name=expire_time,json=expireTime,proto3" json:"expire_time,omitempty"`
+	// `pending`, `accepted` or `revoked`.
+	State string `protobuf:"bytes,5,opt,name=state,proto3" json:"state,omitempty"`
+	// Who invited.
+	Inviter string `protobuf:"bytes,6,opt,name=inviter,proto3" json:"inviter,omitempty"`
+	// The one-time invitation token: only in the response of CreateInvitation.
+	Token string `protobuf:"bytes,7,opt,name=token,proto3" json:"token,omitempty"`
+	// When it was created.
+	CreateTime    *timestamppb.Timestamp `protobuf:"bytes,8,opt,name=create_time,json=createTime,proto3" json:"create_time,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *Invitation) Reset() {
+	*x = Invitation{}
+	mi := &file_pylee_orgs_v1_access_proto_msgTypes[7]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *Invitation) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*Invitation) ProtoMessage() {}
+
+func (x *Invitation) ProtoReflect() protoreflect.Message {
+	mi := &file_pylee_orgs_v1_access_proto_msgTypes[7]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use Invitation.ProtoReflect.Descriptor instead.
+func (*Invitation) Descriptor() ([]byte, []int) {
+	return file_pylee_orgs_v1_access_proto_rawDescGZIP(), []int{7}
+}
+
+func (x *Invitation) GetName() string {
+	if x != nil {
+		return x.Name
+	}
+	return ""
+}
+
+func (x *Invitation) GetEmail() string {
+	if x != nil {
+		return x.Email
+	}
+	return ""
+}
+
+func (x *Invitation) GetRole() string {
+	if x != nil {
+		return x.Role
+	}
+	return ""
+}
+
+func (x *Invitation) GetExpireTime() *timestamppb.Timestamp {
+	if x != nil {
+		return x.ExpireTime
+	}
+	return nil
+}
+
+func (x *Invitation) GetState() string {
+	if x != nil {
+		return x.State
+	}
+	return ""
+}
+
+func (x *Invitation) GetInviter() string {
+	if x != nil {
+		return x.Inviter
+	}
+	return ""
+}
+
+func (x *Invitation) GetToken() string {
+	if x != nil {
+		return x.Token
+	}
+	return ""
+}
+
+func (x *Invitation) GetCreateTime() *timestamppb.Timestamp {
+	if x != nil {
+		return x.CreateTime
+	}
+	return nil
+}
+
 var File_pylee_orgs_v1_access_proto protoreflect.FileDescriptor
 
 const file_pylee_orgs_v1_access_proto_rawDesc = "" +
@@ -547,7 +712,24 @@ const file_pylee_orgs_v1_access_proto_rawDesc = "" +
 	"\x04name\x18\x01 \x01(\tB\x03\xe0A\bR\x04name\x12\x14\n" +
 	"\x05email\x18\x02 \x01(\tR\x05email\x12!\n" +
 	"\fdisplay_name\x18\x03 \x01(\tR\vdisplayName\x12\x12\n" +
-	"\x04kind\x18\x04 \x01(\tR\x04kindB6Z4github.com/pyleeai/pylee/gen/go/pylee/orgs/v1;orgsv1b\x06proto3"
+	"\x04kind\x18\x04 \x01(\tR\x04kind\"<\n" +
+	"\x06Member\x12\x1c\n" +
+	"\tprincipal\x18\x01 \x01(\tR\tprincipal\x12\x14\n" +
+	"\x05roles\x18\x02 \x03(\tR\x05roles\"\x85\x03\n" +
+	"\n" +
+	"Invitation\x12\x17\n" +
+	"\x04name\x18\x01 \x01(\tB\x03\xe0A\bR\x04name\x12\x19\n" +
+	"\x05email\x18\x02 \x01(\tB\x03\xe0A\x02R\x05email\x12\x17\n" +
+	"\x04role\x18\x03 \x01(\tB\x03\xe0A\x02R\x04role\x12;\n" +
+	"\vexpire_time\x18\x04 \x01(\v2\x1a.google.protobuf.TimestampR\n" +
+	"expireTime\x12\x19\n" +
+	"\x05state\x18\x05 \x01(\tB\x03\xe0A\x03R\x05state\x12\x1d\n" +
+	"\ainviter\x18\x06 \x01(\tB\x03\xe0A\x03R\ainviter\x12\x19\n" +
+	"\x05token\x18\a \x01(\tB\x03\xe0A\x03R\x05token\x12@\n" +
+	"\vcreate_time\x18\b \x01(\v2\x1a.google.protobuf.TimestampB\x03\xe0A\x03R\n" +
+	"createTime:V\xeaAS\n" +
+	"\x13pylee.ai/Invitation\x12#orgs/{org}/invitations/{invitation}*\vinvitations2\n" +
+	"invitationB6Z4github.com/pyleeai/pylee/gen/go/pylee/orgs/v1;orgsv1b\x06proto3"
 
 var (
 	file_pylee_orgs_v1_access_proto_rawDescOnce sync.Once
@@ -561,7 +743,7 @@ func file_pylee_orgs_v1_access_proto_rawDescGZIP() []byte {
 	return file_pylee_orgs_v1_access_proto_rawDescData
 }
 
-var file_pylee_orgs_v1_access_proto_msgTypes = make([]protoimpl.MessageInfo, 6)
+var file_pylee_orgs_v1_access_proto_msgTypes = make([]protoimpl.MessageInfo, 8)
 var file_pylee_orgs_v1_access_proto_goTypes = []any{
 	(*ServiceAccount)(nil),        // 0: pylee.orgs.v1.ServiceAccount
 	(*Token)(nil),                 // 1: pylee.orgs.v1.Token
@@ -569,20 +751,24 @@ var file_pylee_orgs_v1_access_proto_goTypes = []any{
 	(*Role)(nil),                  // 3: pylee.orgs.v1.Role
 	(*Team)(nil),                  // 4: pylee.orgs.v1.Team
 	(*User)(nil),                  // 5: pylee.orgs.v1.User
-	(*timestamppb.Timestamp)(nil), // 6: google.protobuf.Timestamp
+	(*Member)(nil),                // 6: pylee.orgs.v1.Member
+	(*Invitation)(nil),            // 7: pylee.orgs.v1.Invitation
+	(*timestamppb.Timestamp)(nil), // 8: google.protobuf.Timestamp
 }
 var file_pylee_orgs_v1_access_proto_depIdxs = []int32{
-	6, // 0: pylee.orgs.v1.ServiceAccount.create_time:type_name -> google.protobuf.Timestamp
-	6, // 1: pylee.orgs.v1.Token.create_time:type_name -> google.protobuf.Timestamp
-	6, // 2: pylee.orgs.v1.Token.expire_time:type_name -> google.protobuf.Timestamp
-	6, // 3: pylee.orgs.v1.Token.last_use_time:type_name -> google.protobuf.Timestamp
-	6, // 4: pylee.orgs.v1.Binding.create_time:type_name -> google.protobuf.Timestamp
-	6, // 5: pylee.orgs.v1.Team.create_time:type_name -> google.protobuf.Timestamp
-	6, // [6:6] is the sub-list for method output_type
-	6, // [6:6] is the sub-list for method input_type
-	6, // [6:6] is the sub-list for extension type_name
-	6, // [6:6] is the sub-list for extension extendee
-	0, // [0:6] is the sub-list for field type_name
+	8, // 0: pylee.orgs.v1.ServiceAccount.create_time:type_name -> google.protobuf.Timestamp
+	8, // 1: pylee.orgs.v1.Token.create_time:type_name -> google.protobuf.Timestamp
+	8, // 2: pylee.orgs.v1.Token.expire_time:type_name -> google.protobuf.Timestamp
+	8, // 3: pylee.orgs.v1.Token.last_use_time:type_name -> google.protobuf.Timestamp
+	8, // 4: pylee.orgs.v1.Binding.create_time:type_name -> google.protobuf.Timestamp
+	8, // 5: pylee.orgs.v1.Team.create_time:type_name -> google.protobuf.Timestamp
+	8, // 6: pylee.orgs.v1.Invitation.expire_time:type_name -> google.protobuf.Timestamp
+	8, // 7: pylee.orgs.v1.Invitation.create_time:type_name -> google.protobuf.Timestamp
+	8, // [8:8] is the sub-list for method output_type
+	8, // [8:8] is the sub-list for method input_type
+	8, // [8:8] is the sub-list for extension type_name
+	8, // [8:8] is the sub-list for extension extendee
+	0, // [0:8] is the sub-list for field type_name
 }
 
 func init() { file_pylee_orgs_v1_access_proto_init() }
@@ -596,7 +782,7 @@ func file_pylee_orgs_v1_access_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_pylee_orgs_v1_access_proto_rawDesc), len(file_pylee_orgs_v1_access_proto_rawDesc)),
 			NumEnums:      0,
-			NumMessages:   6,
+			NumMessages:   8,
 			NumExtensions: 0,
 			NumServices:   0,
 		},

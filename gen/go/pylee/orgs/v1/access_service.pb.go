@@ -1458,6 +1458,557 @@ func (x *BatchCheckResponse) GetResults() []*CheckResponse {
 	return nil
 }
 
+// The request of ListMembers.
+type ListMembersRequest struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// `orgs/{org}`.
+	Parent        string `protobuf:"bytes,1,opt,name=parent,proto3" json:"parent,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *ListMembersRequest) Reset() {
+	*x = ListMembersRequest{}
+	mi := &file_pylee_orgs_v1_access_service_proto_msgTypes[28]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *ListMembersRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*ListMembersRequest) ProtoMessage() {}
+
+func (x *ListMembersRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_pylee_orgs_v1_access_service_proto_msgTypes[28]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use ListMembersRequest.ProtoReflect.Descriptor instead.
+func (*ListMembersRequest) Descriptor() ([]byte, []int) {
+	return file_pylee_orgs_v1_access_service_proto_rawDescGZIP(), []int{28}
+}
+
+func (x *ListMembersRequest) GetParent() string {
+	if x != nil {
+		return x.Parent
+	}
+	return ""
+}
+
+// The response of ListMembers.
+type ListMembersResponse struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// The members.
+	Members       []*Member `protobuf:"bytes,1,rep,name=members,proto3" json:"members,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *ListMembersResponse) Reset() {
+	*x = ListMembersResponse{}
+	mi := &file_pylee_orgs_v1_access_service_proto_msgTypes[29]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *ListMembersResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*ListMembersResponse) ProtoMessage() {}
+
+func (x *ListMembersResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_pylee_orgs_v1_access_service_proto_msgTypes[29]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use ListMembersResponse.ProtoReflect.Descriptor instead.
+func (*ListMembersResponse) Descriptor() ([]byte, []int) {
+	return file_pylee_orgs_v1_access_service_proto_rawDescGZIP(), []int{29}
+}
+
+func (x *ListMembersResponse) GetMembers() []*Member {
+	if x != nil {
+		return x.Members
+	}
+	return nil
+}
+
+// The request of DeleteMember.
+type DeleteMemberRequest struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// `orgs/{org}/members/{user}`.
+	Name          string `protobuf:"bytes,1,opt,name=name,proto3" json:"name,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *DeleteMemberRequest) Reset() {
+	*x = DeleteMemberRequest{}
+	mi := &file_pylee_orgs_v1_access_service_proto_msgTypes[30]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *DeleteMemberRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*DeleteMemberRequest) ProtoMessage() {}
+
+func (x *DeleteMemberRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_pylee_orgs_v1_access_service_proto_msgTypes[30]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use DeleteMemberRequest.ProtoReflect.Descriptor instead.
+func (*DeleteMemberRequest) Descriptor() ([]byte, []int) {
+	return file_pylee_orgs_v1_access_service_proto_rawDescGZIP(), []int{30}
+}
+
+func (x *DeleteMemberRequest) GetName() string {
+	if x != nil {
+		return x.Name
+	}
+	return ""
+}
+
+// The request of CreateInvitation.
+type CreateInvitationRequest struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// `orgs/{org}`.
+	Parent string `protobuf:"bytes,1,opt,name=parent,proto3" json:"parent,omitempty"`
+	// The invitation: email and role.
+	Invitation    *Invitation `protobuf:"bytes,2,opt,name=invitation,proto3" json:"invitation,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *CreateInvitationRequest) Reset() {
+	*x = CreateInvitationRequest{}
+	mi := &file_pylee_orgs_v1_access_service_proto_msgTypes[31]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *CreateInvitationRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*CreateInvitationRequest) ProtoMessage() {}
+
+func (x *CreateInvitationRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_pylee_orgs_v1_access_service_proto_msgTypes[31]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use CreateInvitationRequest.ProtoReflect.Descriptor instead.
+func (*CreateInvitationRequest) Descriptor() ([]byte, []int) {
+	return file_pylee_orgs_v1_access_service_proto_rawDescGZIP(), []int{31}
+}
+
+func (x *CreateInvitationRequest) GetParent() string {
+	if x != nil {
+		return x.Parent
+	}
+	return ""
+}
+
+func (x *CreateInvitationRequest) GetInvitation() *Invitation {
+	if x != nil {
+		return x.Invitation
+	}
+	return nil
+}
+
+// The request of ListInvitations.
+type ListInvitationsRequest struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// `orgs/{org}`.
+	Parent        string `protobuf:"bytes,1,opt,name=parent,proto3" json:"parent,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *ListInvitationsRequest) Reset() {
+	*x = ListInvitationsRequest{}
+	mi := &file_pylee_orgs_v1_access_service_proto_msgTypes[32]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *ListInvitationsRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*ListInvitationsRequest) ProtoMessage() {}
+
+func (x *ListInvitationsRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_pylee_orgs_v1_access_service_proto_msgTypes[32]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use ListInvitationsRequest.ProtoReflect.Descriptor instead.
+func (*ListInvitationsRequest) Descriptor() ([]byte, []int) {
+	return file_pylee_orgs_v1_access_service_proto_rawDescGZIP(), []int{32}
+}
+
+func (x *ListInvitationsRequest) GetParent() string {
+	if x != nil {
+		return x.Parent
+	}
+	return ""
+}
+
+// The response of ListInvitations.
+type ListInvitationsResponse struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// The invitations, newest first.
+	Invitations   []*Invitation `protobuf:"bytes,1,rep,name=invitations,proto3" json:"invitations,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *ListInvitationsResponse) Reset() {
+	*x = ListInvitationsResponse{}
+	mi := &file_pylee_orgs_v1_access_service_proto_msgTypes[33]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *ListInvitationsResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*ListInvitationsResponse) ProtoMessage() {}
+
+func (x *ListInvitationsResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_pylee_orgs_v1_access_service_proto_msgTypes[33]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use ListInvitationsResponse.ProtoReflect.Descriptor instead.
+func (*ListInvitationsResponse) Descriptor() ([]byte, []int) {
+	return file_pylee_orgs_v1_access_service_proto_rawDescGZIP(), []int{33}
+}
+
+func (x *ListInvitationsResponse) GetInvitations() []*Invitation {
+	if x != nil {
+		return x.Invitations
+	}
+	return nil
+}
+
+// The request of RevokeInvitation.
+type RevokeInvitationRequest struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// `orgs/{org}/invitations/{id}`.
+	Name          string `protobuf:"bytes,1,opt,name=name,proto3" json:"name,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *RevokeInvitationRequest) Reset() {
+	*x = RevokeInvitationRequest{}
+	mi := &file_pylee_orgs_v1_access_service_proto_msgTypes[34]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *RevokeInvitationRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*RevokeInvitationRequest) ProtoMessage() {}
+
+func (x *RevokeInvitationRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_pylee_orgs_v1_access_service_proto_msgTypes[34]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use RevokeInvitationRequest.ProtoReflect.Descriptor instead.
+func (*RevokeInvitationRequest) Descriptor() ([]byte, []int) {
+	return file_pylee_orgs_v1_access_service_proto_rawDescGZIP(), []int{34}
+}
+
+func (x *RevokeInvitationRequest) GetName() string {
+	if x != nil {
+		return x.Name
+	}
+	return ""
+}
+
+// The request of AcceptInvitation.
+type AcceptInvitationRequest struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// The one-time invitation token.
+	Token         string `protobuf:"bytes,1,opt,name=token,proto3" json:"token,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *AcceptInvitationRequest) Reset() {
+	*x = AcceptInvitationRequest{}
+	mi := &file_pylee_orgs_v1_access_service_proto_msgTypes[35]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *AcceptInvitationRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*AcceptInvitationRequest) ProtoMessage() {}
+
+func (x *AcceptInvitationRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_pylee_orgs_v1_access_service_proto_msgTypes[35]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use AcceptInvitationRequest.ProtoReflect.Descriptor instead.
+func (*AcceptInvitationRequest) Descriptor() ([]byte, []int) {
+	return file_pylee_orgs_v1_access_service_proto_rawDescGZIP(), []int{35}
+}
+
+func (x *AcceptInvitationRequest) GetToken() string {
+	if x != nil {
+		return x.Token
+	}
+	return ""
+}
+
+// The response of AcceptInvitation.
+type AcceptInvitationResponse struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// The member as whom the invitation was accepted.
+	User *User `protobuf:"bytes,1,opt,name=user,proto3" json:"user,omitempty"`
+	// The organization joined.
+	Organization string `protobuf:"bytes,2,opt,name=organization,proto3" json:"organization,omitempty"`
+	// A new API token for the user, when the caller was not authenticated.
+	Token         *Token `protobuf:"bytes,3,opt,name=token,proto3" json:"token,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *AcceptInvitationResponse) Reset() {
+	*x = AcceptInvitationResponse{}
+	mi := &file_pylee_orgs_v1_access_service_proto_msgTypes[36]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *AcceptInvitationResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*AcceptInvitationResponse) ProtoMessage() {}
+
+func (x *AcceptInvitationResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_pylee_orgs_v1_access_service_proto_msgTypes[36]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use AcceptInvitationResponse.ProtoReflect.Descriptor instead.
+func (*AcceptInvitationResponse) Descriptor() ([]byte, []int) {
+	return file_pylee_orgs_v1_access_service_proto_rawDescGZIP(), []int{36}
+}
+
+func (x *AcceptInvitationResponse) GetUser() *User {
+	if x != nil {
+		return x.User
+	}
+	return nil
+}
+
+func (x *AcceptInvitationResponse) GetOrganization() string {
+	if x != nil {
+		return x.Organization
+	}
+	return ""
+}
+
+func (x *AcceptInvitationResponse) GetToken() *Token {
+	if x != nil {
+		return x.Token
+	}
+	return nil
+}
+
+// The request of ListAllowed.
+type ListAllowedRequest struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// The principal; empty means the caller.
+	Principal string `protobuf:"bytes,1,opt,name=principal,proto3" json:"principal,omitempty"`
+	// The permission.
+	Permission string `protobuf:"bytes,2,opt,name=permission,proto3" json:"permission,omitempty"`
+	// The candidate resources.
+	Resources     []string `protobuf:"bytes,3,rep,name=resources,proto3" json:"resources,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *ListAllowedRequest) Reset() {
+	*x = ListAllowedRequest{}
+	mi := &file_pylee_orgs_v1_access_service_proto_msgTypes[37]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *ListAllowedRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*ListAllowedRequest) ProtoMessage() {}
+
+func (x *ListAllowedRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_pylee_orgs_v1_access_service_proto_msgTypes[37]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use ListAllowedRequest.ProtoReflect.Descriptor instead.
+func (*ListAllowedRequest) Descriptor() ([]byte, []int) {
+	return file_pylee_orgs_v1_access_service_proto_rawDescGZIP(), []int{37}
+}
+
+func (x *ListAllowedRequest) GetPrincipal() string {
+	if x != nil {
+		return x.Principal
+	}
+	return ""
+}
+
+func (x *ListAllowedRequest) GetPermission() string {
+	if x != nil {
+		return x.Permission
+	}
+	return ""
+}
+
+func (x *ListAllowedRequest) GetResources() []string {
+	if x != nil {
+		return x.Resources
+	}
+	return nil
+}
+
+// The response of ListAllowed.
+type ListAllowedResponse struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// The candidates on which the permission is held, in request order.
+	Resources     []string `protobuf:"bytes,1,rep,name=resources,proto3" json:"resources,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *ListAllowedResponse) Reset() {
+	*x = ListAllowedResponse{}
+	mi := &file_pylee_orgs_v1_access_service_proto_msgTypes[38]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *ListAllowedResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*ListAllowedResponse) ProtoMessage() {}
+
+func (x *ListAllowedResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_pylee_orgs_v1_access_service_proto_msgTypes[38]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use ListAllowedResponse.ProtoReflect.Descriptor instead.
+func (*ListAllowedResponse) Descriptor() ([]byte, []int) {
+	return file_pylee_orgs_v1_access_service_proto_rawDescGZIP(), []int{38}
+}
+
+func (x *ListAllowedResponse) GetResources() []string {
+	if x != nil {
+		return x.Resources
+	}
+	return nil
+}
+
 var File_pylee_orgs_v1_access_service_proto protoreflect.FileDescriptor
 
 const file_pylee_orgs_v1_access_service_proto_rawDesc = "" +
@@ -1537,7 +2088,38 @@ const file_pylee_orgs_v1_access_service_proto_rawDesc = "" +
 	"\tprincipal\x18\x01 \x01(\tR\tprincipal\x128\n" +
 	"\x06checks\x18\x02 \x03(\v2\x1b.pylee.orgs.v1.CheckRequestB\x03\xe0A\x02R\x06checks\"L\n" +
 	"\x12BatchCheckResponse\x126\n" +
-	"\aresults\x18\x01 \x03(\v2\x1c.pylee.orgs.v1.CheckResponseR\aresults2\xfa\x1c\n" +
+	"\aresults\x18\x01 \x03(\v2\x1c.pylee.orgs.v1.CheckResponseR\aresults\"1\n" +
+	"\x12ListMembersRequest\x12\x1b\n" +
+	"\x06parent\x18\x01 \x01(\tB\x03\xe0A\x02R\x06parent\"F\n" +
+	"\x13ListMembersResponse\x12/\n" +
+	"\amembers\x18\x01 \x03(\v2\x15.pylee.orgs.v1.MemberR\amembers\".\n" +
+	"\x13DeleteMemberRequest\x12\x17\n" +
+	"\x04name\x18\x01 \x01(\tB\x03\xe0A\x02R\x04name\"v\n" +
+	"\x17CreateInvitationRequest\x12\x1b\n" +
+	"\x06parent\x18\x01 \x01(\tB\x03\xe0A\x02R\x06parent\x12>\n" +
+	"\n" +
+	"invitation\x18\x02 \x01(\v2\x19.pylee.orgs.v1.InvitationB\x03\xe0A\x02R\n" +
+	"invitation\"5\n" +
+	"\x16ListInvitationsRequest\x12\x1b\n" +
+	"\x06parent\x18\x01 \x01(\tB\x03\xe0A\x02R\x06parent\"V\n" +
+	"\x17ListInvitationsResponse\x12;\n" +
+	"\vinvitations\x18\x01 \x03(\v2\x19.pylee.orgs.v1.InvitationR\vinvitations\"2\n" +
+	"\x17RevokeInvitationRequest\x12\x17\n" +
+	"\x04name\x18\x01 \x01(\tB\x03\xe0A\x02R\x04name\"4\n" +
+	"\x17AcceptInvitationRequest\x12\x19\n" +
+	"\x05token\x18\x01 \x01(\tB\x03\xe0A\x02R\x05token\"\x93\x01\n" +
+	"\x18AcceptInvitationResponse\x12'\n" +
+	"\x04user\x18\x01 \x01(\v2\x13.pylee.orgs.v1.UserR\x04user\x12\"\n" +
+	"\forganization\x18\x02 \x01(\tR\forganization\x12*\n" +
+	"\x05token\x18\x03 \x01(\v2\x14.pylee.orgs.v1.TokenR\x05token\"z\n" +
+	"\x12ListAllowedRequest\x12\x1c\n" +
+	"\tprincipal\x18\x01 \x01(\tR\tprincipal\x12#\n" +
+	"\n" +
+	"permission\x18\x02 \x01(\tB\x03\xe0A\x02R\n" +
+	"permission\x12!\n" +
+	"\tresources\x18\x03 \x03(\tB\x03\xe0A\x02R\tresources\"3\n" +
+	"\x13ListAllowedResponse\x12\x1c\n" +
+	"\tresources\x18\x01 \x03(\tR\tresources2\xb8%\n" +
 	"\rAccessService\x12p\n" +
 	"\x0eGetCurrentUser\x12$.pylee.orgs.v1.GetCurrentUserRequest\x1a\x13.pylee.orgs.v1.User\"#\xca\xf3\x18\v\n" +
 	"\tusers.get\x82\xd3\xe4\x93\x02\x0e\x12\f/v1/users/me\x12\xc3\x01\n" +
@@ -1581,7 +2163,21 @@ const file_pylee_orgs_v1_access_service_proto_rawDesc = "" +
 	"\rAddTeamMember\x12#.pylee.orgs.v1.AddTeamMemberRequest\x1a\x13.pylee.orgs.v1.Team\"F\xca\xf3\x18\x14\n" +
 	"\fteams.update\x12\x04team\x82\xd3\xe4\x93\x02(:\x01*\"#/v1/{team=orgs/*/teams/*}:addMember\x12\x9a\x01\n" +
 	"\x10RemoveTeamMember\x12&.pylee.orgs.v1.RemoveTeamMemberRequest\x1a\x13.pylee.orgs.v1.Team\"I\xca\xf3\x18\x14\n" +
-	"\fteams.update\x12\x04team\x82\xd3\xe4\x93\x02+:\x01*\"&/v1/{team=orgs/*/teams/*}:removeMember\x12q\n" +
+	"\fteams.update\x12\x04team\x82\xd3\xe4\x93\x02+:\x01*\"&/v1/{team=orgs/*/teams/*}:removeMember\x12\x93\x01\n" +
+	"\vListMembers\x12!.pylee.orgs.v1.ListMembersRequest\x1a\".pylee.orgs.v1.ListMembersResponse\"=\xca\xf3\x18\x16\n" +
+	"\fmembers.list\x12\x06parent\x82\xd3\xe4\x93\x02\x1d\x12\x1b/v1/{parent=orgs/*}/members\x12\x8a\x01\n" +
+	"\fDeleteMember\x12\".pylee.orgs.v1.DeleteMemberRequest\x1a\x16.google.protobuf.Empty\">\xca\xf3\x18\x17\n" +
+	"\x0fbindings.delete\x12\x04name\x82\xd3\xe4\x93\x02\x1d*\x1b/v1/{name=orgs/*/members/*}\x12\xaa\x01\n" +
+	"\x10CreateInvitation\x12&.pylee.orgs.v1.CreateInvitationRequest\x1a\x19.pylee.orgs.v1.Invitation\"S\xca\xf3\x18\x1c\n" +
+	"\x12invitations.create\x12\x06parent\x82\xd3\xe4\x93\x02-:\n" +
+	"invitation\"\x1f/v1/{parent=orgs/*}/invitations\x12\xa7\x01\n" +
+	"\x0fListInvitations\x12%.pylee.orgs.v1.ListInvitationsRequest\x1a&.pylee.orgs.v1.ListInvitationsResponse\"E\xca\xf3\x18\x1a\n" +
+	"\x10invitations.list\x12\x06parent\x82\xd3\xe4\x93\x02!\x12\x1f/v1/{parent=orgs/*}/invitations\x12\xa6\x01\n" +
+	"\x10RevokeInvitation\x12&.pylee.orgs.v1.RevokeInvitationRequest\x1a\x19.pylee.orgs.v1.Invitation\"O\xca\xf3\x18\x1a\n" +
+	"\x12invitations.revoke\x12\x04name\x82\xd3\xe4\x93\x02+:\x01*\"&/v1/{name=orgs/*/invitations/*}:revoke\x12\x8c\x01\n" +
+	"\x10AcceptInvitation\x12&.pylee.orgs.v1.AcceptInvitationRequest\x1a'.pylee.orgs.v1.AcceptInvitationResponse\"'\xca\xf3\x18\x02\x18\x01\x82\xd3\xe4\x93\x02\x1b:\x01*\"\x16/v1/invitations:accept\x12\x89\x01\n" +
+	"\vListAllowed\x12!.pylee.orgs.v1.ListAllowedRequest\x1a\".pylee.orgs.v1.ListAllowedResponse\"3\xca\xf3\x18\x0e\n" +
+	"\faccess.check\x82\xd3\xe4\x93\x02\x1b:\x01*\"\x16/v1/access:listAllowed\x12q\n" +
 	"\x05Check\x12\x1b.pylee.orgs.v1.CheckRequest\x1a\x1c.pylee.orgs.v1.CheckResponse\"-\xca\xf3\x18\x0e\n" +
 	"\faccess.check\x82\xd3\xe4\x93\x02\x15:\x01*\"\x10/v1/access:check\x12\x85\x01\n" +
 	"\n" +
@@ -1600,7 +2196,7 @@ func file_pylee_orgs_v1_access_service_proto_rawDescGZIP() []byte {
 	return file_pylee_orgs_v1_access_service_proto_rawDescData
 }
 
-var file_pylee_orgs_v1_access_service_proto_msgTypes = make([]protoimpl.MessageInfo, 28)
+var file_pylee_orgs_v1_access_service_proto_msgTypes = make([]protoimpl.MessageInfo, 39)
 var file_pylee_orgs_v1_access_service_proto_goTypes = []any{
 	(*GetCurrentUserRequest)(nil),       // 0: pylee.orgs.v1.GetCurrentUserRequest
 	(*CreateServiceAccountRequest)(nil), // 1: pylee.orgs.v1.CreateServiceAccountRequest
@@ -1630,74 +2226,106 @@ var file_pylee_orgs_v1_access_service_proto_goTypes = []any{
 	(*CheckResponse)(nil),               // 25: pylee.orgs.v1.CheckResponse
 	(*BatchCheckRequest)(nil),           // 26: pylee.orgs.v1.BatchCheckRequest
 	(*BatchCheckResponse)(nil),          // 27: pylee.orgs.v1.BatchCheckResponse
-	(*ServiceAccount)(nil),              // 28: pylee.orgs.v1.ServiceAccount
-	(*Token)(nil),                       // 29: pylee.orgs.v1.Token
-	(*Binding)(nil),                     // 30: pylee.orgs.v1.Binding
-	(*Role)(nil),                        // 31: pylee.orgs.v1.Role
-	(*Team)(nil),                        // 32: pylee.orgs.v1.Team
-	(*User)(nil),                        // 33: pylee.orgs.v1.User
-	(*emptypb.Empty)(nil),               // 34: google.protobuf.Empty
+	(*ListMembersRequest)(nil),          // 28: pylee.orgs.v1.ListMembersRequest
+	(*ListMembersResponse)(nil),         // 29: pylee.orgs.v1.ListMembersResponse
+	(*DeleteMemberRequest)(nil),         // 30: pylee.orgs.v1.DeleteMemberRequest
+	(*CreateInvitationRequest)(nil),     // 31: pylee.orgs.v1.CreateInvitationRequest
+	(*ListInvitationsRequest)(nil),      // 32: pylee.orgs.v1.ListInvitationsRequest
+	(*ListInvitationsResponse)(nil),     // 33: pylee.orgs.v1.ListInvitationsResponse
+	(*RevokeInvitationRequest)(nil),     // 34: pylee.orgs.v1.RevokeInvitationRequest
+	(*AcceptInvitationRequest)(nil),     // 35: pylee.orgs.v1.AcceptInvitationRequest
+	(*AcceptInvitationResponse)(nil),    // 36: pylee.orgs.v1.AcceptInvitationResponse
+	(*ListAllowedRequest)(nil),          // 37: pylee.orgs.v1.ListAllowedRequest
+	(*ListAllowedResponse)(nil),         // 38: pylee.orgs.v1.ListAllowedResponse
+	(*ServiceAccount)(nil),              // 39: pylee.orgs.v1.ServiceAccount
+	(*Token)(nil),                       // 40: pylee.orgs.v1.Token
+	(*Binding)(nil),                     // 41: pylee.orgs.v1.Binding
+	(*Role)(nil),                        // 42: pylee.orgs.v1.Role
+	(*Team)(nil),                        // 43: pylee.orgs.v1.Team
+	(*Member)(nil),                      // 44: pylee.orgs.v1.Member
+	(*Invitation)(nil),                  // 45: pylee.orgs.v1.Invitation
+	(*User)(nil),                        // 46: pylee.orgs.v1.User
+	(*emptypb.Empty)(nil),               // 47: google.protobuf.Empty
 }
 var file_pylee_orgs_v1_access_service_proto_depIdxs = []int32{
-	28, // 0: pylee.orgs.v1.CreateServiceAccountRequest.service_account:type_name -> pylee.orgs.v1.ServiceAccount
-	28, // 1: pylee.orgs.v1.ListServiceAccountsResponse.service_accounts:type_name -> pylee.orgs.v1.ServiceAccount
-	29, // 2: pylee.orgs.v1.CreateTokenRequest.token:type_name -> pylee.orgs.v1.Token
-	29, // 3: pylee.orgs.v1.ListTokensResponse.tokens:type_name -> pylee.orgs.v1.Token
-	30, // 4: pylee.orgs.v1.CreateBindingRequest.binding:type_name -> pylee.orgs.v1.Binding
-	30, // 5: pylee.orgs.v1.ListBindingsResponse.bindings:type_name -> pylee.orgs.v1.Binding
-	31, // 6: pylee.orgs.v1.ListRolesResponse.roles:type_name -> pylee.orgs.v1.Role
-	31, // 7: pylee.orgs.v1.CreateRoleRequest.role:type_name -> pylee.orgs.v1.Role
-	32, // 8: pylee.orgs.v1.CreateTeamRequest.team:type_name -> pylee.orgs.v1.Team
-	32, // 9: pylee.orgs.v1.ListTeamsResponse.teams:type_name -> pylee.orgs.v1.Team
+	39, // 0: pylee.orgs.v1.CreateServiceAccountRequest.service_account:type_name -> pylee.orgs.v1.ServiceAccount
+	39, // 1: pylee.orgs.v1.ListServiceAccountsResponse.service_accounts:type_name -> pylee.orgs.v1.ServiceAccount
+	40, // 2: pylee.orgs.v1.CreateTokenRequest.token:type_name -> pylee.orgs.v1.Token
+	40, // 3: pylee.orgs.v1.ListTokensResponse.tokens:type_name -> pylee.orgs.v1.Token
+	41, // 4: pylee.orgs.v1.CreateBindingRequest.binding:type_name -> pylee.orgs.v1.Binding
+	41, // 5: pylee.orgs.v1.ListBindingsResponse.bindings:type_name -> pylee.orgs.v1.Binding
+	42, // 6: pylee.orgs.v1.ListRolesResponse.roles:type_name -> pylee.orgs.v1.Role
+	42, // 7: pylee.orgs.v1.CreateRoleRequest.role:type_name -> pylee.orgs.v1.Role
+	43, // 8: pylee.orgs.v1.CreateTeamRequest.team:type_name -> pylee.orgs.v1.Team
+	43, // 9: pylee.orgs.v1.ListTeamsResponse.teams:type_name -> pylee.orgs.v1.Team
 	24, // 10: pylee.orgs.v1.BatchCheckRequest.checks:type_name -> pylee.orgs.v1.CheckRequest
 	25, // 11: pylee.orgs.v1.BatchCheckResponse.results:type_name -> pylee.orgs.v1.CheckResponse
-	0,  // 12: pylee.orgs.v1.AccessService.GetCurrentUser:input_type -> pylee.orgs.v1.GetCurrentUserRequest
-	1,  // 13: pylee.orgs.v1.AccessService.CreateServiceAccount:input_type -> pylee.orgs.v1.CreateServiceAccountRequest
-	2,  // 14: pylee.orgs.v1.AccessService.GetServiceAccount:input_type -> pylee.orgs.v1.GetServiceAccountRequest
-	3,  // 15: pylee.orgs.v1.AccessService.ListServiceAccounts:input_type -> pylee.orgs.v1.ListServiceAccountsRequest
-	5,  // 16: pylee.orgs.v1.AccessService.DeleteServiceAccount:input_type -> pylee.orgs.v1.DeleteServiceAccountRequest
-	6,  // 17: pylee.orgs.v1.AccessService.CreateToken:input_type -> pylee.orgs.v1.CreateTokenRequest
-	7,  // 18: pylee.orgs.v1.AccessService.ListTokens:input_type -> pylee.orgs.v1.ListTokensRequest
-	9,  // 19: pylee.orgs.v1.AccessService.DeleteToken:input_type -> pylee.orgs.v1.DeleteTokenRequest
-	10, // 20: pylee.orgs.v1.AccessService.CreateBinding:input_type -> pylee.orgs.v1.CreateBindingRequest
-	11, // 21: pylee.orgs.v1.AccessService.ListBindings:input_type -> pylee.orgs.v1.ListBindingsRequest
-	13, // 22: pylee.orgs.v1.AccessService.DeleteBinding:input_type -> pylee.orgs.v1.DeleteBindingRequest
-	14, // 23: pylee.orgs.v1.AccessService.ListRoles:input_type -> pylee.orgs.v1.ListRolesRequest
-	16, // 24: pylee.orgs.v1.AccessService.CreateRole:input_type -> pylee.orgs.v1.CreateRoleRequest
-	17, // 25: pylee.orgs.v1.AccessService.DeleteRole:input_type -> pylee.orgs.v1.DeleteRoleRequest
-	18, // 26: pylee.orgs.v1.AccessService.CreateTeam:input_type -> pylee.orgs.v1.CreateTeamRequest
-	19, // 27: pylee.orgs.v1.AccessService.ListTeams:input_type -> pylee.orgs.v1.ListTeamsRequest
-	21, // 28: pylee.orgs.v1.AccessService.DeleteTeam:input_type -> pylee.orgs.v1.DeleteTeamRequest
-	22, // 29: pylee.orgs.v1.AccessService.AddTeamMember:input_type -> pylee.orgs.v1.AddTeamMemberRequest
-	23, // 30: pylee.orgs.v1.AccessService.RemoveTeamMember:input_type -> pylee.orgs.v1.RemoveTeamMemberRequest
-	24, // 31: pylee.orgs.v1.AccessService.Check:input_type -> pylee.orgs.v1.CheckRequest
-	26, // 32: pylee.orgs.v1.AccessService.BatchCheck:input_type -> pylee.orgs.v1.BatchCheckRequest
-	33, // 33: pylee.orgs.v1.AccessService.GetCurrentUser:output_type -> pylee.orgs.v1.User
-	28, // 34: pylee.orgs.v1.AccessService.CreateServiceAccount:output_type -> pylee.orgs.v1.ServiceAccount
-	28, // 35: pylee.orgs.v1.AccessService.GetServiceAccount:output_type -> pylee.orgs.v1.ServiceAccount
-	4,  // 36: pylee.orgs.v1.AccessService.ListServiceAccounts:output_type -> pylee.orgs.v1.ListServiceAccountsResponse
-	34, // 37: pylee.orgs.v1.AccessService.DeleteServiceAccount:output_type -> google.protobuf.Empty
-	29, // 38: pylee.orgs.v1.AccessService.CreateToken:output_type -> pylee.orgs.v1.Token
-	8,  // 39: pylee.orgs.v1.AccessService.ListTokens:output_type -> pylee.orgs.v1.ListTokensResponse
-	34, // 40: pylee.orgs.v1.AccessService.DeleteToken:output_type -> google.protobuf.Empty
-	30, // 41: pylee.orgs.v1.AccessService.CreateBinding:output_type -> pylee.orgs.v1.Binding
-	12, // 42: pylee.orgs.v1.AccessService.ListBindings:output_type -> pylee.orgs.v1.ListBindingsResponse
-	34, // 43: pylee.orgs.v1.AccessService.DeleteBinding:output_type -> google.protobuf.Empty
-	15, // 44: pylee.orgs.v1.AccessService.ListRoles:output_type -> pylee.orgs.v1.ListRolesResponse
-	31, // 45: pylee.orgs.v1.AccessService.CreateRole:output_type -> pylee.orgs.v1.Role
-	34, // 46: pylee.orgs.v1.AccessService.DeleteRole:output_type -> google.protobuf.Empty
-	32, // 47: pylee.orgs.v1.AccessService.CreateTeam:output_type -> pylee.orgs.v1.Team
-	20, // 48: pylee.orgs.v1.AccessService.ListTeams:output_type -> pylee.orgs.v1.ListTeamsResponse
-	34, // 49: pylee.orgs.v1.AccessService.DeleteTeam:output_type -> google.protobuf.Empty
-	32, // 50: pylee.orgs.v1.AccessService.AddTeamMember:output_type -> pylee.orgs.v1.Team
-	32, // 51: pylee.orgs.v1.AccessService.RemoveTeamMember:output_type -> pylee.orgs.v1.Team
-	25, // 52: pylee.orgs.v1.AccessService.Check:output_type -> pylee.orgs.v1.CheckResponse
-	27, // 53: pylee.orgs.v1.AccessService.BatchCheck:output_type -> pylee.orgs.v1.BatchCheckResponse
-	33, // [33:54] is the sub-list for method output_type
-	12, // [12:33] is the sub-list for method input_type
-	12, // [12:12] is the sub-list for extension type_name
-	12, // [12:12] is the sub-list for extension extendee
-	0,  // [0:12] is the sub-list for field type_name
+	44, // 12: pylee.orgs.v1.ListMembersResponse.members:type_name -> pylee.orgs.v1.Member
+	45, // 13: pylee.orgs.v1.CreateInvitationRequest.invitation:type_name -> pylee.orgs.v1.Invitation
+	45, // 14: pylee.orgs.v1.ListInvitationsResponse.invitations:type_name -> pylee.orgs.v1.Invitation
+	46, // 15: pylee.orgs.v1.AcceptInvitationResponse.user:type_name -> pylee.orgs.v1.User
+	40, // 16: pylee.orgs.v1.AcceptInvitationResponse.token:type_name -> pylee.orgs.v1.Token
+	0,  // 17: pylee.orgs.v1.AccessService.GetCurrentUser:input_type -> pylee.orgs.v1.GetCurrentUserRequest
+	1,  // 18: pylee.orgs.v1.AccessService.CreateServiceAccount:input_type -> pylee.orgs.v1.CreateServiceAccountRequest
+	2,  // 19: pylee.orgs.v1.AccessService.GetServiceAccount:input_type -> pylee.orgs.v1.GetServiceAccountRequest
+	3,  // 20: pylee.orgs.v1.AccessService.ListServiceAccounts:input_type -> pylee.orgs.v1.ListServiceAccountsRequest
+	5,  // 21: pylee.orgs.v1.AccessService.DeleteServiceAccount:input_type -> pylee.orgs.v1.DeleteServiceAccountRequest
+	6,  // 22: pylee.orgs.v1.AccessService.CreateToken:input_type -> pylee.orgs.v1.CreateTokenRequest
+	7,  // 23: pylee.orgs.v1.AccessService.ListTokens:input_type -> pylee.orgs.v1.ListTokensRequest
+	9,  // 24: pylee.orgs.v1.AccessService.DeleteToken:input_type -> pylee.orgs.v1.DeleteTokenRequest
+	10, // 25: pylee.orgs.v1.AccessService.CreateBinding:input_type -> pylee.orgs.v1.CreateBindingRequest
+	11, // 26: pylee.orgs.v1.AccessService.ListBindings:input_type -> pylee.orgs.v1.ListBindingsRequest
+	13, // 27: pylee.orgs.v1.AccessService.DeleteBinding:input_type -> pylee.orgs.v1.DeleteBindingRequest
+	14, // 28: pylee.orgs.v1.AccessService.ListRoles:input_type -> pylee.orgs.v1.ListRolesRequest
+	16, // 29: pylee.orgs.v1.AccessService.CreateRole:input_type -> pylee.orgs.v1.CreateRoleRequest
+	17, // 30: pylee.orgs.v1.AccessService.DeleteRole:input_type -> pylee.orgs.v1.DeleteRoleRequest
+	18, // 31: pylee.orgs.v1.AccessService.CreateTeam:input_type -> pylee.orgs.v1.CreateTeamRequest
+	19, // 32: pylee.orgs.v1.AccessService.ListTeams:input_type -> pylee.orgs.v1.ListTeamsRequest
+	21, // 33: pylee.orgs.v1.AccessService.DeleteTeam:input_type -> pylee.orgs.v1.DeleteTeamRequest
+	22, // 34: pylee.orgs.v1.AccessService.AddTeamMember:input_type -> pylee.orgs.v1.AddTeamMemberRequest
+	23, // 35: pylee.orgs.v1.AccessService.RemoveTeamMember:input_type -> pylee.orgs.v1.RemoveTeamMemberRequest
+	28, // 36: pylee.orgs.v1.AccessService.ListMembers:input_type -> pylee.orgs.v1.ListMembersRequest
+	30, // 37: pylee.orgs.v1.AccessService.DeleteMember:input_type -> pylee.orgs.v1.DeleteMemberRequest
+	31, // 38: pylee.orgs.v1.AccessService.CreateInvitation:input_type -> pylee.orgs.v1.CreateInvitationRequest
+	32, // 39: pylee.orgs.v1.AccessService.ListInvitations:input_type -> pylee.orgs.v1.ListInvitationsRequest
+	34, // 40: pylee.orgs.v1.AccessService.RevokeInvitation:input_type -> pylee.orgs.v1.RevokeInvitationRequest
+	35, // 41: pylee.orgs.v1.AccessService.AcceptInvitation:input_type -> pylee.orgs.v1.AcceptInvitationRequest
+	37, // 42: pylee.orgs.v1.AccessService.ListAllowed:input_type -> pylee.orgs.v1.ListAllowedRequest
+	24, // 43: pylee.orgs.v1.AccessService.Check:input_type -> pylee.orgs.v1.CheckRequest
+	26, // 44: pylee.orgs.v1.AccessService.BatchCheck:input_type -> pylee.orgs.v1.BatchCheckRequest
+	46, // 45: pylee.orgs.v1.AccessService.GetCurrentUser:output_type -> pylee.orgs.v1.User
+	39, // 46: pylee.orgs.v1.AccessService.CreateServiceAccount:output_type -> pylee.orgs.v1.ServiceAccount
+	39, // 47: pylee.orgs.v1.AccessService.GetServiceAccount:output_type -> pylee.orgs.v1.ServiceAccount
+	4,  // 48: pylee.orgs.v1.AccessService.ListServiceAccounts:output_type -> pylee.orgs.v1.ListServiceAccountsResponse
+	47, // 49: pylee.orgs.v1.AccessService.DeleteServiceAccount:output_type -> google.protobuf.Empty
+	40, // 50: pylee.orgs.v1.AccessService.CreateToken:output_type -> pylee.orgs.v1.Token
+	8,  // 51: pylee.orgs.v1.AccessService.ListTokens:output_type -> pylee.orgs.v1.ListTokensResponse
+	47, // 52: pylee.orgs.v1.AccessService.DeleteToken:output_type -> google.protobuf.Empty
+	41, // 53: pylee.orgs.v1.AccessService.CreateBinding:output_type -> pylee.orgs.v1.Binding
+	12, // 54: pylee.orgs.v1.AccessService.ListBindings:output_type -> pylee.orgs.v1.ListBindingsResponse
+	47, // 55: pylee.orgs.v1.AccessService.DeleteBinding:output_type -> google.protobuf.Empty
+	15, // 56: pylee.orgs.v1.AccessService.ListRoles:output_type -> pylee.orgs.v1.ListRolesResponse
+	42, // 57: pylee.orgs.v1.AccessService.CreateRole:output_type -> pylee.orgs.v1.Role
+	47, // 58: pylee.orgs.v1.AccessService.DeleteRole:output_type -> google.protobuf.Empty
+	43, // 59: pylee.orgs.v1.AccessService.CreateTeam:output_type -> pylee.orgs.v1.Team
+	20, // 60: pylee.orgs.v1.AccessService.ListTeams:output_type -> pylee.orgs.v1.ListTeamsResponse
+	47, // 61: pylee.orgs.v1.AccessService.DeleteTeam:output_type -> google.protobuf.Empty
+	43, // 62: pylee.orgs.v1.AccessService.AddTeamMember:output_type -> pylee.orgs.v1.Team
+	43, // 63: pylee.orgs.v1.AccessService.RemoveTeamMember:output_type -> pylee.orgs.v1.Team
+	29, // 64: pylee.orgs.v1.AccessService.ListMembers:output_type -> pylee.orgs.v1.ListMembersResponse
+	47, // 65: pylee.orgs.v1.AccessService.DeleteMember:output_type -> google.protobuf.Empty
+	45, // 66: pylee.orgs.v1.AccessService.CreateInvitation:output_type -> pylee.orgs.v1.Invitation
+	33, // 67: pylee.orgs.v1.AccessService.ListInvitations:output_type -> pylee.orgs.v1.ListInvitationsResponse
+	45, // 68: pylee.orgs.v1.AccessService.RevokeInvitation:output_type -> pylee.orgs.v1.Invitation
+	36, // 69: pylee.orgs.v1.AccessService.AcceptInvitation:output_type -> pylee.orgs.v1.AcceptInvitationResponse
+	38, // 70: pylee.orgs.v1.AccessService.ListAllowed:output_type -> pylee.orgs.v1.ListAllowedResponse
+	25, // 71: pylee.orgs.v1.AccessService.Check:output_type -> pylee.orgs.v1.CheckResponse
+	27, // 72: pylee.orgs.v1.AccessService.BatchCheck:output_type -> pylee.orgs.v1.BatchCheckResponse
+	45, // [45:73] is the sub-list for method output_type
+	17, // [17:45] is the sub-list for method input_type
+	17, // [17:17] is the sub-list for extension type_name
+	17, // [17:17] is the sub-list for extension extendee
+	0,  // [0:17] is the sub-list for field type_name
 }
 
 func init() { file_pylee_orgs_v1_access_service_proto_init() }
@@ -1712,7 +2340,7 @@ func file_pylee_orgs_v1_access_service_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_pylee_orgs_v1_access_service_proto_rawDesc), len(file_pylee_orgs_v1_access_service_proto_rawDesc)),
 			NumEnums:      0,
-			NumMessages:   28,
+			NumMessages:   39,
 			NumExtensions: 0,
 			NumServices:   1,
 		},

@@ -39,6 +39,13 @@ const (
 	AccessService_DeleteTeam_FullMethodName           = "/pylee.orgs.v1.AccessService/DeleteTeam"
 	AccessService_AddTeamMember_FullMethodName        = "/pylee.orgs.v1.AccessService/AddTeamMember"
 	AccessService_RemoveTeamMember_FullMethodName     = "/pylee.orgs.v1.AccessService/RemoveTeamMember"
+	AccessService_ListMembers_FullMethodName          = "/pylee.orgs.v1.AccessService/ListMembers"
+	AccessService_DeleteMember_FullMethodName         = "/pylee.orgs.v1.AccessService/DeleteMember"
+	AccessService_CreateInvitation_FullMethodName     = "/pylee.orgs.v1.AccessService/CreateInvitation"
+	AccessService_ListInvitations_FullMethodName      = "/pylee.orgs.v1.AccessService/ListInvitations"
+	AccessService_RevokeInvitation_FullMethodName     = "/pylee.orgs.v1.AccessService/RevokeInvitation"
+	AccessService_AcceptInvitation_FullMethodName     = "/pylee.orgs.v1.AccessService/AcceptInvitation"
+	AccessService_ListAllowed_FullMethodName          = "/pylee.orgs.v1.AccessService/ListAllowed"
 	AccessService_Check_FullMethodName                = "/pylee.orgs.v1.AccessService/Check"
 	AccessService_BatchCheck_FullMethodName           = "/pylee.orgs.v1.AccessService/BatchCheck"
 )
@@ -90,6 +97,24 @@ type AccessServiceClient interface {
 	AddTeamMember(ctx context.Context, in *AddTeamMemberRequest, opts ...grpc.CallOption) (*Team, error)
 	// Removes a member from a team.
 	RemoveTeamMember(ctx context.Context, in *RemoveTeamMemberRequest, opts ...grpc.CallOption) (*Team, error)
+	// Lists the members of an organization with their roles.
+	ListMembers(ctx context.Context, in *ListMembersRequest, opts ...grpc.CallOption) (*ListMembersResponse, error)
+	// Removes a user from an organization: all its bindings there. The last
+	// owner cannot be removed.
+	DeleteMember(ctx context.Context, in *DeleteMemberRequest, opts ...grpc.CallOption) (*emptypb.Empty, error)
+	// Invites someone by email; the response carries a one-time token.
+	CreateInvitation(ctx context.Context, in *CreateInvitationRequest, opts ...grpc.CallOption) (*Invitation, error)
+	// Lists an organization's invitations (never their tokens).
+	ListInvitations(ctx context.Context, in *ListInvitationsRequest, opts ...grpc.CallOption) (*ListInvitationsResponse, error)
+	// Revokes a pending invitation.
+	RevokeInvitation(ctx context.Context, in *RevokeInvitationRequest, opts ...grpc.CallOption) (*Invitation, error)
+	// Accepts an invitation with its one-time token. The token is the
+	// credential: an authenticated caller joins as itself; otherwise the
+	// invited user is created and receives an API token, once.
+	AcceptInvitation(ctx context.Context, in *AcceptInvitationRequest, opts ...grpc.CallOption) (*AcceptInvitationResponse, error)
+	// Returns the resources among candidates on which a principal holds a
+	// permission, e.g. the tools of a server it may invoke.
+	ListAllowed(ctx context.Context, in *ListAllowedRequest, opts ...grpc.CallOption) (*ListAllowedResponse, error)
 	// Answers whether a principal holds a permission on a resource, and which
 	// binding grants it. Callers other than services may ask only about
 	// themselves.
@@ -296,6 +321,76 @@ func (c *accessServiceClient) RemoveTeamMember(ctx context.Context, in *RemoveTe
 	return out, nil
 }
 
+func (c *accessServiceClient) ListMembers(ctx context.Context, in *ListMembersRequest, opts ...grpc.CallOption) (*ListMembersResponse, error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	out := new(ListMembersResponse)
+	err := c.cc.Invoke(ctx, AccessService_ListMembers_FullMethodName, in, out, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
+func (c *accessServiceClient) DeleteMember(ctx context.Context, in *DeleteMemberRequest, opts ...grpc.CallOption) (*emptypb.Empty, error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	out := new(emptypb.Empty)
+	err := c.cc.Invoke(ctx, AccessService_DeleteMember_FullMethodName, in, out, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
+func (c *accessServiceClient) CreateInvitation(ctx context.Context, in *CreateInvitationRequest, opts ...grpc.CallOption) (*Invitation, error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	out := new(Invitation)
+	err := c.cc.Invoke(ctx, AccessService_CreateInvitation_FullMethodName, in, out, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
+func (c *accessServiceClient) ListInvitations(ctx context.Context, in *ListInvitationsRequest, opts ...grpc.CallOption) (*ListInvitationsResponse, error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	out := new(ListInvitationsResponse)
+	err := c.cc.Invoke(ctx, AccessService_ListInvitations_FullMethodName, in, out, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
+func (c *accessServiceClient) RevokeInvitation(ctx context.Context, in *RevokeInvitationRequest, opts ...grpc.CallOption) (*Invitation, error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	out := new(Invitation)
+	err := c.cc.Invoke(ctx, AccessService_RevokeInvitation_FullMethodName, in, out, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
+func (c *accessServiceClient) AcceptInvitation(ctx context.Context, in *AcceptInvitationRequest, opts ...grpc.CallOption) (*AcceptInvitationResponse, error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	out := new(AcceptInvitationResponse)
+	err := c.cc.Invoke(ctx, AccessService_AcceptInvitation_FullMethodName, in, out, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
+func (c *accessServiceClient) ListAllowed(ctx context.Context, in *ListAllowedRequest, opts ...grpc.CallOption) (*ListAllowedResponse, error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	out := new(ListAllowedResponse)
+	err := c.cc.Invoke(ctx, AccessService_ListAllowed_FullMethodName, in, out, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
 func (c *accessServiceClient) Check(ctx context.Context, in *CheckRequest, opts ...grpc.CallOption) (*CheckResponse, error) {
 	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
 	out := new(CheckResponse)
@@ -363,6 +458,24 @@ type AccessServiceServer interface {
 	AddTeamMember(context.Context, *AddTeamMemberRequest) (*Team, error)
 	// Removes a member from a team.
 	RemoveTeamMember(context.Context, *RemoveTeamMemberRequest) (*Team, error)
+	// Lists the members of an organization with their roles.
+	ListMembers(context.Context, *ListMembersRequest) (*ListMembersResponse, error)
+	// Removes a user from an organization: all its bindings there. The last
+	// owner cannot be removed.
+	DeleteMember(context.Context, *DeleteMemberRequest) (*emptypb.Empty, error)
+	// Invites someone by email; the response carries a one-time token.
+	CreateInvitation(context.Context, *CreateInvitationRequest) (*Invitation, error)
+	// Lists an organization's invitations (never their tokens).
+	ListInvitations(context.Context, *ListInvitationsRequest) (*ListInvitationsResponse, error)
+	// Revokes a pending invitation.
+	RevokeInvitation(context.Context, *RevokeInvitationRequest) (*Invitation, error)
+	// Accepts an invitation with its one-time token. The token is the
+	// credential: an authenticated caller joins as itself; otherwise the
+	// invited user is created and receives an API token, once.
+	AcceptInvitation(context.Context, *AcceptInvitationRequest) (*AcceptInvitationResponse, error)
+	// Returns the resources among candidates on which a principal holds a
+	// permission, e.g. the tools of a server it may invoke.
+	ListAllowed(context.Context, *ListAllowedRequest) (*ListAllowedResponse, error)
 	// Answers whether a principal holds a permission on a resource, and which
 	// binding grants it. Callers other than services may ask only about
 	// themselves.
@@ -435,6 +548,27 @@ func (UnimplementedAccessServiceServer) AddTeamMember(context.Context, *AddTeamM
 }
 func (UnimplementedAccessServiceServer) RemoveTeamMember(context.Context, *RemoveTeamMemberRequest) (*Team, error) {
 	return nil, status.Error(codes.Unimplemented, "method RemoveTeamMember not implemented")
+}
+func (UnimplementedAccessServiceServer) ListMembers(context.Context, *ListMembersRequest) (*ListMembersResponse, error) {
+	return nil, status.Error(codes.Unimplemented, "method ListMembers not implemented")
+}
+func (UnimplementedAccessServiceServer) DeleteMember(context.Context, *DeleteMemberRequest) (*emptypb.Empty, error) {
+	return nil, status.Error(codes.Unimplemented, "method DeleteMember not implemented")
+}
+func (UnimplementedAccessServiceServer) CreateInvitation(context.Context, *CreateInvitationRequest) (*Invitation, error) {
+	return nil, status.Error(codes.Unimplemented, "method CreateInvitation not implemented")
+}
+func (UnimplementedAccessServiceServer) ListInvitations(context.Context, *ListInvitationsRequest) (*ListInvitationsResponse, error) {
+	return nil, status.Error(codes.Unimplemented, "method ListInvitations not implemented")
+}
+func (UnimplementedAccessServiceServer) RevokeInvitation(context.Context, *RevokeInvitationRequest) (*Invitation, error) {
+	return nil, status.Error(codes.Unimplemented, "method RevokeInvitation not implemented")
+}
+func (UnimplementedAccessServiceServer) AcceptInvitation(context.Context, *AcceptInvitationRequest) (*AcceptInvitationResponse, error) {
+	return nil, status.Error(codes.Unimplemented, "method AcceptInvitation not implemented")
+}
+func (UnimplementedAccessServiceServer) ListAllowed(context.Context, *ListAllowedRequest) (*ListAllowedResponse, error) {
+	return nil, status.Error(codes.Unimplemented, "method ListAllowed not implemented")
 }
 func (UnimplementedAccessServiceServer) Check(context.Context, *CheckRequest) (*CheckResponse, error) {
 	return nil, status.Error(codes.Unimplemented, "method Check not implemented")
@@ -805,6 +939,132 @@ func _AccessService_RemoveTeamMember_Handler(srv interface{}, ctx context.Contex
 	return interceptor(ctx, in, info, handler)
 }
 
+func _AccessService_ListMembers_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
+	in := new(ListMembersRequest)
+	if err := dec(in); err != nil {
+		return nil, err
+	}
+	if interceptor == nil {
+		return srv.(AccessServiceServer).ListMembers(ctx, in)
+	}
+	info := &grpc.UnaryServerInfo{
+		Server:     srv,
+		FullMethod: AccessService_ListMembers_FullMethodName,
+	}
+	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
+		return srv.(AccessServiceServer).ListMembers(ctx, req.(*ListMembersRequest))
+	}
+	return interceptor(ctx, in, info, handler)
+}
+
+func _AccessService_DeleteMember_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
+	in := new(DeleteMemberRequest)
+	if err := dec(in); err != nil {
+		return nil, err
+	}
+	if interceptor == nil {
+		return srv.(AccessServiceServer).DeleteMember(ctx, in)
+	}
+	info := &grpc.UnaryServerInfo{
+		Server:     srv,
+		FullMethod: AccessService_DeleteMember_FullMethodName,
+	}
+	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
+		return srv.(AccessServiceServer).DeleteMember(ctx, req.(*DeleteMemberRequest))
+	}
+	return interceptor(ctx, in, info, handler)
+}
+
+func _AccessService_CreateInvitation_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
+	in := new(CreateInvitationRequest)
+	if err := dec(in); err != nil {
+		return nil, err
+	}
+	if interceptor == nil {
+		return srv.(AccessServiceServer).CreateInvitation(ctx, in)
+	}
+	info := &grpc.UnaryServerInfo{
+		Server:     srv,
+		FullMethod: AccessService_CreateInvitation_FullMethodName,
+	}
+	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
+		return srv.(AccessServiceServer).CreateInvitation(ctx, req.(*CreateInvitationRequest))
+	}
+	return interceptor(ctx, in, info, handler)
+}
+
+func _AccessService_ListInvitations_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
+	in := new(ListInvitationsRequest)
+	if err := dec(in); err != nil {
+		return nil, err
+	}
+	if interceptor == nil {
+		return srv.(AccessServiceServer).ListInvitations(ctx, in)
+	}
+	info := &grpc.UnaryServerInfo{
+		Server:     srv,
+		FullMethod: AccessService_ListInvitations_FullMethodName,
+	}
+	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
+		return srv.(AccessServiceServer).ListInvitations(ctx, req.(*ListInvitationsRequest))
+	}
+	return interceptor(ctx, in, info, handler)
+}
+
+func _AccessService_RevokeInvitation_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
+	in := new(RevokeInvitationRequest)
+	if err := dec(in); err != nil {
+		return nil, err
+	}
+	if interceptor == nil {
+		return srv.(AccessServiceServer).RevokeInvitation(ctx, in)
+	}
+	info := &grpc.UnaryServerInfo{
+		Server:     srv,
+		FullMethod: AccessService_RevokeInvitation_FullMethodName,
+	}
+	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
+		return srv.(AccessServiceServer).RevokeInvitation(ctx, req.(*RevokeInvitationRequest))
+	}
+	return interceptor(ctx, in, info, handler)
+}
+
+func _AccessService_AcceptInvitation_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
+	in := new(AcceptInvitationRequest)
+	if err := dec(in); err != nil {
+		return nil, err
+	}
+	if interceptor == nil {
+		return srv.(AccessServiceServer).AcceptInvitation(ctx, in)
+	}
+	info := &grpc.UnaryServerInfo{
+		Server:     srv,
+		FullMethod: AccessService_AcceptInvitation_FullMethodName,
+	}
+	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
+		return srv.(AccessServiceServer).AcceptInvitation(ctx, req.(*AcceptInvitationRequest))
+	}
+	return interceptor(ctx, in, info, handler)
+}
+
+func _AccessService_ListAllowed_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
+	in := new(ListAllowedRequest)
+	if err := dec(in); err != nil {
+		return nil, err
+	}
+	if interceptor == nil {
+		return srv.(AccessServiceServer).ListAllowed(ctx, in)
+	}
+	info := &grpc.UnaryServerInfo{
+		Server:     srv,
+		FullMethod: AccessService_ListAllowed_FullMethodName,
+	}
+	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
+		return srv.(AccessServiceServer).ListAllowed(ctx, req.(*ListAllowedRequest))
+	}
+	return interceptor(ctx, in, info, handler)
+}
+
 func _AccessService_Check_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
 	in := new(CheckRequest)
 	if err := dec(in); err != nil {
@@ -923,6 +1183,34 @@ var AccessService_ServiceDesc = grpc.ServiceDesc{
 		{
 			MethodName: "RemoveTeamMember",
 			Handler:    _AccessService_RemoveTeamMember_Handler,
+		},
+		{
+			MethodName: "ListMembers",
+			Handler:    _AccessService_ListMembers_Handler,
+		},
+		{
+			MethodName: "DeleteMember",
+			Handler:    _AccessService_DeleteMember_Handler,
+		},
+		{
+			MethodName: "CreateInvitation",
+			Handler:    _AccessService_CreateInvitation_Handler,
+		},
+		{
+			MethodName: "ListInvitations",
+			Handler:    _AccessService_ListInvitations_Handler,
+		},
+		{
+			MethodName: "RevokeInvitation",
+			Handler:    _AccessService_RevokeInvitation_Handler,
+		},
+		{
+			MethodName: "AcceptInvitation",
+			Handler:    _AccessService_AcceptInvitation_Handler,
+		},
+		{
+			MethodName: "ListAllowed",
+			Handler:    _AccessService_ListAllowed_Handler,
 		},
 		{
 			MethodName: "Check",

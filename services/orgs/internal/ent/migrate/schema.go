@@ -80,6 +80,32 @@ var (
 			},
 		},
 	}
+	// InvitationsColumns holds the columns for the "invitations" table.
+	InvitationsColumns = []*schema.Column{
+		{Name: "id", Type: field.TypeString},
+		{Name: "organization", Type: field.TypeString},
+		{Name: "email", Type: field.TypeString},
+		{Name: "role", Type: field.TypeString},
+		{Name: "token_hash", Type: field.TypeBytes, Unique: true},
+		{Name: "expire_time", Type: field.TypeTime},
+		{Name: "state", Type: field.TypeString, Default: "pending"},
+		{Name: "inviter", Type: field.TypeString},
+		{Name: "accepted_by", Type: field.TypeString, Default: ""},
+		{Name: "create_time", Type: field.TypeTime},
+	}
+	// InvitationsTable holds the schema information for the "invitations" table.
+	InvitationsTable = &schema.Table{
+		Name:       "invitations",
+		Columns:    InvitationsColumns,
+		PrimaryKey: []*schema.Column{InvitationsColumns[0]},
+		Indexes: []*schema.Index{
+			{
+				Name:    "invitation_organization",
+				Unique:  false,
+				Columns: []*schema.Column{InvitationsColumns[1]},
+			},
+		},
+	}
 	// OrganizationsColumns holds the columns for the "organizations" table.
 	OrganizationsColumns = []*schema.Column{
 		{Name: "id", Type: field.TypeString, Size: 63},
@@ -211,6 +237,7 @@ var (
 		APITokensTable,
 		BindingsTable,
 		CustomRolesTable,
+		InvitationsTable,
 		OrganizationsTable,
 		AuditOutboxTable,
 		ServiceAccountsTable,

@@ -15,6 +15,9 @@ type Binding func(*sql.Selector)
 // CustomRole is the predicate function for customrole builders.
 type CustomRole func(*sql.Selector)
 
+// Invitation is the predicate function for invitation builders.
+type Invitation func(*sql.Selector)
+
 // Organization is the predicate function for organization builders.
 type Organization func(*sql.Selector)
 

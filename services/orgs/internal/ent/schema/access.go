@@ -110,3 +110,26 @@ func (CustomRole) Fields() []ent.Field {
 
 // Indexes of CustomRole.
 func (CustomRole) Indexes() []ent.Index { return []ent.Index{index.Fields("organization")} }
+
+// Invitation invites an email address to an organization with a role; its
+// one-time token is stored only as a hash.
+type Invitation struct{ ent.Schema }
+
+// Fields of Invitation. The id is the resource name.
+func (Invitation) Fields() []ent.Field {
+	return []ent.Field{
+		field.String("id").Immutable(), // orgs/{org}/invitations/{id}
+		field.String("organization").Immutable(),
+		field.String("email").Immutable(),
+		field.String("role").Immutable(),
+		field.Bytes("token_hash").Unique().Immutable().Sensitive(),
+		field.Time("expire_time").Immutable(),
+		field.String("state").Default("pending"),
+		field.String("inviter").Immutable(),
+		field.String("accepted_by").Default(""),
+		field.Time("create_time").Immutable(),
+	}
+}
+
+// Indexes of Invitation.
+func (Invitation) Indexes() []ent.Index { return []ent.Index{index.Fields("organization")} }
