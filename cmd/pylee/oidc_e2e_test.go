@@ -49,4 +49,13 @@ func TestOIDCEndToEnd(t *testing.T) {
 	// A binding on the user's own name works too.
 	u.expect(t, "POST", "/v1/orgs/acme/bindings", u.token, `{"role":"roles/auditor","principal":"users/jane@acme.test"}`, 200)
 	u.expect(t, "GET", "/v1/orgs/acme/events", jwt(nil, time.Hour), "", 200)
+	// The first sign-in created the user, audited in the installation log.
+	evs := u.waitEvents(t, "-", 1)
+	found := false
+	for _, e := range evs {
+		found = found || (e["action"] == "orgs.user.create" && e["resource"] == "users/jane@acme.test")
+	}
+	if !found {
+		t.Fatalf("no orgs.user.create event: %v", evs)
+	}
 }

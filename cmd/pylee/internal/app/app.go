@@ -94,6 +94,7 @@ type App struct {
 	conns    map[string]*grpc.ClientConn
 	authn    auth.Multi
 	authz    auth.Authorizer
+	oidc     auth.Authenticator
 	svcToken config.Secret
 
 	bgFuncs  []func(context.Context)
@@ -174,7 +175,8 @@ func New(ctx context.Context, cfg Config, log *zap.Logger) (*App, error) {
 		if cfg.OIDC.Audience == "" {
 			return nil, errors.New("--oidc-audience is required with --oidc-issuer")
 		}
-		a.authn = append(a.authn, auth.NewOIDC(cfg.OIDC))
+		a.oidc = auth.NewOIDC(cfg.OIDC)
+		a.authn = append(a.authn, a.oidc)
 	}
 	a.srv.AddCleanup("grpc connections", func(context.Context) error {
 		for _, c := range a.conns {
@@ -290,6 +292,14 @@ func (a *App) initOrgs(ctx context.Context) error {
 	orgs.NewAccessService(st, engine, pageTokens, relay.Notify).Register(a.srv)
 	a.srv.SetDeniedRecorder(orgs.DeniedRecorder(st, relay.Notify, a.log))
 	a.authz = engine
+	if a.oidc != nil {
+		// First sign-ins through the identity provider create their users.
+		for i, au := range a.authn {
+			if au == a.oidc {
+				a.authn[i] = orgs.RecordSignIns(a.oidc, st, relay.Notify, a.log)
+			}
+		}
+	}
 	a.authn = append(a.authn, auth.NewCache(orgs.NewTokenAuthenticator(st), a.cfg.AuthCacheTTL, 10_000))
 	return nil
 }

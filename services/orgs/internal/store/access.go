@@ -118,6 +118,10 @@ type AccessStore interface {
 	AcceptInvitation(ctx context.Context, hash []byte, principal, displayName string, now time.Time, tok *APIToken, ev *auditv1.Event) (Invitation, error)
 	MemberBindings(ctx context.Context, org string) ([]Binding, error)
 	DeleteMember(ctx context.Context, org, principal string, ev *auditv1.Event) error
+	// EnsureUser records a user on first sign-in; idempotent.
+	EnsureUser(ctx context.Context, u User, ev *auditv1.Event) (bool, error)
+	// GetUser must return ErrNotFound if there is none.
+	GetUser(ctx context.Context, id string) (User, error)
 }
 
 func toSA(s *ent.ServiceAccount) ServiceAccount {
@@ -737,4 +741,51 @@ func (s *EntStore) DeleteMember(ctx context.Context, org, principal string, ev *
 		}
 		return writeOutbox(ctx, tx, ev)
 	})
+}
+
+// User is a stored user.
+type User struct {
+	ID, Email, DisplayName string
+	CreateTime             time.Time
+}
+
+// EnsureUser records user id on its first sign-in; later calls change
+// nothing. It returns whether the user was created.
+func (s *EntStore) EnsureUser(ctx context.Context, u User, ev *auditv1.Event) (bool, error) {
+	created := false
+	err := s.withTx(ctx, func(tx *ent.Tx) error {
+		exists, err := tx.User.Query().Where(user.ID(u.ID)).Exist(ctx)
+		if err != nil || exists {
+			return err
+		}
+		c := tx.User.Create().SetID(u.ID).SetDisplayName(u.DisplayName).SetCreateTime(s.now())
+		if u.Email != "" {
+			c.SetEmail(u.Email)
+		}
+		if err := c.Exec(ctx); err != nil {
+			if ent.IsConstraintError(err) {
+				return nil // created concurrently, or the email belongs to another id
+			}
+			return err
+		}
+		created = true
+		return writeOutbox(ctx, tx, ev)
+	})
+	return created, err
+}
+
+// GetUser returns user id, or ErrNotFound.
+func (s *EntStore) GetUser(ctx context.Context, id string) (User, error) {
+	u, err := s.client.User.Get(ctx, id)
+	if ent.IsNotFound(err) {
+		return User{}, notFound("user", "users/"+id)
+	}
+	if err != nil {
+		return User{}, err
+	}
+	out := User{ID: u.ID, DisplayName: u.DisplayName, CreateTime: u.CreateTime.UTC()}
+	if u.Email != nil {
+		out.Email = *u.Email
+	}
+	return out, nil
 }

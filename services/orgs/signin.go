@@ -1,0 +1,65 @@
+package orgs
+
+import (
+	"context"
+	"strings"
+	"sync"
+
+	"go.uber.org/zap"
+
+	"github.com/pyleeai/pylee/kit/auth"
+	"github.com/pyleeai/pylee/kit/config"
+	"github.com/pyleeai/pylee/kit/outbox"
+	"github.com/pyleeai/pylee/services/orgs/internal/store"
+)
+
+// RecordSignIns wraps an authenticator of external identities (OIDC) so
+// that a user's first sign-in creates its user record (and an audit
+// event). Users already seen by this process are not looked up again.
+func RecordSignIns(next auth.Authenticator, st store.Store, written func(), log *zap.Logger) auth.Authenticator {
+	return &signIns{next: next, store: st, written: written, log: log, seen: map[string]bool{}}
+}
+
+type signIns struct {
+	next    auth.Authenticator
+	store   store.Store
+	written func()
+	log     *zap.Logger
+	mu      sync.Mutex
+	seen    map[string]bool
+}
+
+func (s *signIns) Authenticate(ctx context.Context, cred config.Secret) (auth.Principal, error) {
+	p, err := s.next.Authenticate(ctx, cred)
+	if err != nil || p.Kind != auth.KindUser || !strings.HasPrefix(p.Name, "users/") {
+		return p, err
+	}
+	s.mu.Lock()
+	seen := s.seen[p.Name]
+	s.mu.Unlock()
+	if seen {
+		return p, nil
+	}
+	id := strings.TrimPrefix(p.Name, "users/")
+	email := ""
+	if strings.Contains(id, "@") {
+		email = id
+	}
+	ev := outbox.NewEvent(auth.WithPrincipal(ctx, p), "-", "orgs.user.create", p.Name)
+	created, err := s.store.EnsureUser(ctx, store.User{ID: id, Email: email, DisplayName: p.DisplayName}, ev)
+	if err != nil {
+		// Signing in must not fail because the record could not be written.
+		s.log.Warn("record first sign-in", zap.String("user", p.Name), zap.Error(err))
+		return p, nil
+	}
+	if created && s.written != nil {
+		s.written()
+	}
+	s.mu.Lock()
+	if len(s.seen) > 100_000 {
+		s.seen = map[string]bool{}
+	}
+	s.seen[p.Name] = true
+	s.mu.Unlock()
+	return p, nil
+}
