@@ -59,3 +59,51 @@ func TestOIDCEndToEnd(t *testing.T) {
 		t.Fatalf("no orgs.user.create event: %v", evs)
 	}
 }
+
+// TestOrgOIDC: an organization's own identity provider authenticates users
+// for that organization only.
+func TestOrgOIDC(t *testing.T) {
+	key, err := rsa.GenerateKey(rand.Reader, 2048)
+	if err != nil {
+		t.Fatal(err)
+	}
+	jwks := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, _ *http.Request) {
+		_ = json.NewEncoder(w).Encode(jose.JSONWebKeySet{Keys: []jose.JSONWebKey{{Key: &key.PublicKey, KeyID: "g1", Algorithm: "RS256", Use: "sig"}}})
+	}))
+	defer jwks.Close()
+	issuer := "http://localhost/globex-idp"
+	jwt := func(email string, groups []string) string {
+		signer, _ := jose.NewSigner(jose.SigningKey{Algorithm: jose.RS256, Key: key}, (&jose.SignerOptions{}).WithHeader("kid", "g1"))
+		payload, _ := json.Marshal(map[string]any{"iss": issuer, "aud": "pylee-globex", "sub": email, "email": email,
+			"groups": groups, "exp": time.Now().Add(time.Hour).Unix(), "iat": time.Now().Unix()})
+		obj, _ := signer.Sign(payload)
+		s, _ := obj.CompactSerialize()
+		return s
+	}
+	u := startUp(t)
+	u.expect(t, "POST", "/v1/orgs?organization_id=acme", u.token, `{}`, 200)
+	u.expect(t, "POST", "/v1/orgs?organization_id=globex", u.token, `{}`, 200)
+	// Before the organization names its IdP, its tokens mean nothing.
+	u.expect(t, "GET", "/v1/users/me", jwt("bob@globex.test", nil), "", 401)
+	u.expect(t, "PATCH", "/v1/orgs/globex?update_mask=oidc", u.token,
+		`{"oidc":{"issuer":"`+issuer+`","audience":"pylee-globex","jwksUri":"`+jwks.URL+`"}}`, 200)
+	u.expect(t, "PATCH", "/v1/orgs/acme?update_mask=oidc", u.token, `{"oidc":{"issuer":"ftp://x","audience":"a"}}`, 400)
+	u.expect(t, "POST", "/v1/orgs/globex/teams?team_id=platform", u.token, `{}`, 200)
+	u.expect(t, "POST", "/v1/orgs/globex/bindings", u.token, `{"role":"roles/user","principal":"orgs/globex/teams/platform"}`, 200)
+	// Even a binding in another organization does not reach across.
+	u.expect(t, "POST", "/v1/orgs/acme/bindings", u.token, `{"role":"roles/owner","principal":"users/bob@globex.test"}`, 200)
+
+	bob := jwt("bob@globex.test", []string{"platform", "acme/admins"})
+	if r := u.expect(t, "GET", "/v1/users/me", bob, "", 200); r.body["name"] != "users/bob@globex.test" {
+		t.Fatalf("whoami = %v", r.body)
+	}
+	u.expect(t, "GET", "/v1/orgs/globex", bob, "", 200)
+	u.expect(t, "GET", "/v1/orgs/acme", bob, "", 404)
+	u.expect(t, "POST", "/v1/orgs?organization_id=bobs", bob, `{}`, 403)
+	r := u.expect(t, "GET", "/v1/orgs", bob, "", 200)
+	if orgs, _ := r.body["organizations"].([]any); len(orgs) != 1 || orgs[0].(map[string]any)["name"] != "orgs/globex" {
+		t.Fatalf("bob lists %v", r.body)
+	}
+	// Without the team group, no role in globex.
+	u.expect(t, "GET", "/v1/orgs/globex", jwt("carol@globex.test", nil), "", 404)
+}

@@ -36,6 +36,18 @@ type Principal struct {
 	// Groups are teams (`orgs/{org}/teams/{team}`) the credential itself
 	// says the principal belongs to, e.g. from an OIDC groups claim.
 	Groups []string
+	// Org, when set, limits the credential to one organization: it came
+	// from that organization's own identity provider.
+	Org string
+}
+
+// OutsideOrg reports whether resource is beyond what p's credential may
+// reach: p is limited to one organization and resource is not in it.
+func (p Principal) OutsideOrg(resource string) bool {
+	if p.Org == "" {
+		return false
+	}
+	return resource != "orgs/"+p.Org && !strings.HasPrefix(resource, "orgs/"+p.Org+"/")
 }
 
 // Authenticator turns a presented credential into a principal. It returns an

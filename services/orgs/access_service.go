@@ -460,6 +460,9 @@ func (s *AccessService) check(ctx context.Context, principal string, c *orgsv1.C
 	if principal == p.Name && p.Kind == auth.KindService {
 		return &orgsv1.CheckResponse{Allowed: true}, nil
 	}
+	if principal == p.Name && p.OutsideOrg(c.GetResource()) {
+		return &orgsv1.CheckResponse{}, nil
+	}
 	var groups []string
 	if principal == p.Name {
 		groups = p.Groups

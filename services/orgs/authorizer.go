@@ -134,6 +134,14 @@ func (e *Engine) Authorize(ctx context.Context, p auth.Principal, permission, re
 	if auth.ServiceOnlyPermissions[permission] {
 		return fmt.Errorf("%s is for service identities only: %w", permission, errs.ErrPermissionDenied)
 	}
+	// A credential from an organization's own identity provider reaches
+	// that organization only.
+	if p.OutsideOrg(resource) && !access.SelfPermissions[permission] && !isSelf(p.Name, resource) {
+		if access.OrgOf(resource) != "" {
+			return fmt.Errorf("%q: %w", resource, errs.ErrNotFound)
+		}
+		return fmt.Errorf("this credential is limited to orgs/%s: %w", p.Org, errs.ErrPermissionDenied)
+	}
 	// A principal's own identity and tokens.
 	if isSelf(p.Name, resource) && (permission == "tokens.create" || permission == "tokens.list" || permission == "tokens.revoke") {
 		return nil

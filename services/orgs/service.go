@@ -34,7 +34,7 @@ const (
 var OrgName = aip.MustPattern("orgs/{org}")
 
 // updatable are the fields UpdateOrganization may change.
-var updatable = []string{store.FieldDisplayName, store.FieldDescription, store.FieldOverview}
+var updatable = []string{store.FieldDisplayName, store.FieldDescription, store.FieldOverview, store.FieldOIDC}
 
 // Service implements pylee.orgs.v1.OrgsService.
 type Service struct {
@@ -73,7 +73,22 @@ func toProto(o store.Organization) *orgsv1.Organization {
 		CreateTime:  timestamppb.New(o.CreateTime),
 		UpdateTime:  timestamppb.New(o.UpdateTime),
 		Etag:        aip.ETag(name, o.Revision),
+		Oidc:        oidcProto(o.OIDC),
 	}
+}
+
+func oidcProto(m map[string]string) *orgsv1.OidcConfig {
+	if m["issuer"] == "" {
+		return nil
+	}
+	return &orgsv1.OidcConfig{Issuer: m["issuer"], Audience: m["audience"], JwksUri: m["jwks_uri"], GroupsClaim: m["groups_claim"]}
+}
+
+func oidcMap(c *orgsv1.OidcConfig) map[string]string {
+	if c.GetIssuer() == "" {
+		return nil
+	}
+	return map[string]string{"issuer": c.GetIssuer(), "audience": c.GetAudience(), "jwks_uri": c.GetJwksUri(), "groups_claim": c.GetGroupsClaim()}
 }
 
 // orgID returns the id of a name that validation has already checked.
@@ -95,6 +110,7 @@ func (s *Service) CreateOrganization(ctx context.Context, req *orgsv1.CreateOrga
 		DisplayName: o.GetDisplayName(),
 		Description: o.GetDescription(),
 		Overview:    o.GetOverview(),
+		OIDC:        oidcMap(o.GetOidc()),
 	}
 	// The creator owns the new organization, so it always has an owner.
 	if p, ok := auth.FromContext(ctx); ok && p.Kind != auth.KindService {
@@ -141,6 +157,9 @@ func (s *Service) ListOrganizations(ctx context.Context, req *orgsv1.ListOrganiz
 	p, _ := auth.FromContext(ctx)
 	for _, o := range rows {
 		// Only what the caller may see; a page may hold fewer than page_size.
+		if p.OutsideOrg(OrgName.Format(o.ID)) {
+			continue
+		}
 		if p.Kind != auth.KindService {
 			if d, _, err := s.engine.Decide(ctx, p.Name, p.Groups, "orgs.get", OrgName.Format(o.ID)); err != nil {
 				return nil, err
@@ -169,6 +188,7 @@ func (s *Service) UpdateOrganization(ctx context.Context, req *orgsv1.UpdateOrga
 		DisplayName: in.GetDisplayName(),
 		Description: in.GetDescription(),
 		Overview:    in.GetOverview(),
+		OIDC:        oidcMap(in.GetOidc()),
 	}, paths, expect, ev)
 	if err != nil {
 		return nil, err

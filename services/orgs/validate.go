@@ -2,6 +2,7 @@ package orgs
 
 import (
 	"fmt"
+	"net/url"
 	"strconv"
 	"strings"
 	"unicode/utf8"
@@ -130,6 +131,10 @@ func checkOrganizationFields(v *errs.Violations, o *orgsv1.Organization, fields 
 		case store.FieldOverview:
 			val, max = o.GetOverview(), maxOverview
 		}
+		if f == store.FieldOIDC {
+			checkOIDC(v, o.GetOidc())
+			continue
+		}
 		if n := utf8.RuneCountInString(val); n > max {
 			v.Add("organization."+f, "must be at most %d characters, got %d", max, n)
 		}
@@ -174,4 +179,33 @@ func parseFilter(s string) (orgFilter, error) {
 		return orgFilter{}, fmt.Errorf(`value of ":" must not be empty`)
 	}
 	return orgFilter{contains: val}, nil
+}
+
+// checkOIDC checks an identity provider configuration; an empty issuer
+// means none.
+func checkOIDC(v *errs.Violations, c *orgsv1.OidcConfig) {
+	if c.GetIssuer() == "" {
+		return
+	}
+	if !secureURL(c.GetIssuer()) {
+		v.Add("organization.oidc.issuer", "must be an https URL (http only for localhost)")
+	}
+	if c.GetAudience() == "" || len(c.GetAudience()) > 255 {
+		v.Add("organization.oidc.audience", "is required with an issuer (at most 255 characters)")
+	}
+	if c.GetJwksUri() != "" && !secureURL(c.GetJwksUri()) {
+		v.Add("organization.oidc.jwks_uri", "must be an https URL (http only for localhost)")
+	}
+	if len(c.GetGroupsClaim()) > 64 {
+		v.Add("organization.oidc.groups_claim", "must be at most 64 characters")
+	}
+}
+
+func secureURL(raw string) bool {
+	u, err := url.Parse(raw)
+	if err != nil || u.Host == "" {
+		return false
+	}
+	host := u.Hostname()
+	return u.Scheme == "https" || u.Scheme == "http" && (host == "localhost" || host == "127.0.0.1" || host == "::1")
 }

@@ -292,6 +292,8 @@ func (a *App) initOrgs(ctx context.Context) error {
 	orgs.NewAccessService(st, engine, pageTokens, relay.Notify).Register(a.srv)
 	a.srv.SetDeniedRecorder(orgs.DeniedRecorder(st, relay.Notify, a.log))
 	a.authz = engine
+	// Organizations' own identity providers.
+	a.authn = append(a.authn, orgs.RecordSignIns(orgs.NewOrgOIDC(st), st, relay.Notify, a.log))
 	if a.oidc != nil {
 		// First sign-ins through the identity provider create their users.
 		for i, au := range a.authn {

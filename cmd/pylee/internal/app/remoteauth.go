@@ -66,6 +66,9 @@ func (r *remoteAuthorizer) Authorize(ctx context.Context, p auth.Principal, perm
 	if auth.ServiceOnlyPermissions[permission] {
 		return fmt.Errorf("%s is for service identities only: %w", permission, errs.ErrPermissionDenied)
 	}
+	if p.OutsideOrg(resource) {
+		return fmt.Errorf("this credential is limited to orgs/%s: %w", p.Org, errs.ErrPermissionDenied)
+	}
 	key := [3]string{p.Name, permission, resource}
 	now := time.Now()
 	r.mu.Lock()

@@ -2631,6 +2631,8 @@ type OrganizationMutation struct {
 	update_time       *time.Time
 	revision          *int64
 	addrevision       *int64
+	oidc              *map[string]string
+	oidc_issuer       *string
 	create_request_id *string
 	clearedFields     map[string]struct{}
 	done              bool
@@ -2978,6 +2980,91 @@ func (m *OrganizationMutation) ResetRevision() {
 	m.addrevision = nil
 }
 
+// SetOidc sets the "oidc" field.
+func (m *OrganizationMutation) SetOidc(value map[string]string) {
+	m.oidc = &value
+}
+
+// Oidc returns the value of the "oidc" field in the mutation.
+func (m *OrganizationMutation) Oidc() (r map[string]string, exists bool) {
+	v := m.oidc
+	if v == nil {
+		return
+	}
+	return *v, true
+}
+
+// OldOidc returns the old "oidc" field's value of the Organization entity.
+// If the Organization object wasn't provided to the builder, the object is fetched from the database.
+// An error is returned if the mutation operation is not UpdateOne, or the database query fails.
+func (m *OrganizationMutation) OldOidc(ctx context.Context) (v map[string]string, err error) {
+	if !m.op.Is(OpUpdateOne) {
+		return v, errors.New("OldOidc is only allowed on UpdateOne operations")
+	}
+	if m.id == nil || m.oldValue == nil {
+		return v, errors.New("OldOidc requires an ID field in the mutation")
+	}
+	oldValue, err := m.oldValue(ctx)
+	if err != nil {
+		return v, fmt.Errorf("querying old value for OldOidc: %w", err)
+	}
+	return oldValue.Oidc, nil
+}
+
+// ClearOidc clears the value of the "oidc" field.
+func (m *OrganizationMutation) ClearOidc() {
+	m.oidc = nil
+	m.clearedFields[organization.FieldOidc] = struct{}{}
+}
+
+// OidcCleared returns if the "oidc" field was cleared in this mutation.
+func (m *OrganizationMutation) OidcCleared() bool {
+	_, ok := m.clearedFields[organization.FieldOidc]
+	return ok
+}
+
+// ResetOidc resets all changes to the "oidc" field.
+func (m *OrganizationMutation) ResetOidc() {
+	m.oidc = nil
+	delete(m.clearedFields, organization.FieldOidc)
+}
+
+// SetOidcIssuer sets the "oidc_issuer" field.
+func (m *OrganizationMutation) SetOidcIssuer(s string) {
+	m.oidc_issuer = &s
+}
+
+// OidcIssuer returns the value of the "oidc_issuer" field in the mutation.
+func (m *OrganizationMutation) OidcIssuer() (r string, exists bool) {
+	v := m.oidc_issuer
+	if v == nil {
+		return
+	}
+	return *v, true
+}
+
+// OldOidcIssuer returns the old "oidc_issuer" field's value of the Organization entity.
+// If the Organization object wasn't provided to the builder, the object is fetched from the database.
+// An error is returned if the mutation operation is not UpdateOne, or the database query fails.
+func (m *OrganizationMutation) OldOidcIssuer(ctx context.Context) (v string, err error) {
+	if !m.op.Is(OpUpdateOne) {
+		return v, errors.New("OldOidcIssuer is only allowed on UpdateOne operations")
+	}
+	if m.id == nil || m.oldValue == nil {
+		return v, errors.New("OldOidcIssuer requires an ID field in the mutation")
+	}
+	oldValue, err := m.oldValue(ctx)
+	if err != nil {
+		return v, fmt.Errorf("querying old value for OldOidcIssuer: %w", err)
+	}
+	return oldValue.OidcIssuer, nil
+}
+
+// ResetOidcIssuer resets all changes to the "oidc_issuer" field.
+func (m *OrganizationMutation) ResetOidcIssuer() {
+	m.oidc_issuer = nil
+}
+
 // SetCreateRequestID sets the "create_request_id" field.
 func (m *OrganizationMutation) SetCreateRequestID(s string) {
 	m.create_request_id = &s
@@ -3061,7 +3148,7 @@ func (m *OrganizationMutation) Type() string {
 // order to get all numeric fields that were incremented/decremented, call
 // AddedFields().
 func (m *OrganizationMutation) Fields() []string {
-	fields := make([]string, 0, 7)
+	fields := make([]string, 0, 9)
 	if m.display_name != nil {
 		fields = append(fields, organization.FieldDisplayName)
 	}
@@ -3079,6 +3166,12 @@ func (m *OrganizationMutation) Fields() []string {
 	}
 	if m.revision != nil {
 		fields = append(fields, organization.FieldRevision)
+	}
+	if m.oidc != nil {
+		fields = append(fields, organization.FieldOidc)
+	}
+	if m.oidc_issuer != nil {
+		fields = append(fields, organization.FieldOidcIssuer)
 	}
 	if m.create_request_id != nil {
 		fields = append(fields, organization.FieldCreateRequestID)
@@ -3103,6 +3196,10 @@ func (m *OrganizationMutation) Field(name string) (ent.Value, bool) {
 		return m.UpdateTime()
 	case organization.FieldRevision:
 		return m.Revision()
+	case organization.FieldOidc:
+		return m.Oidc()
+	case organization.FieldOidcIssuer:
+		return m.OidcIssuer()
 	case organization.FieldCreateRequestID:
 		return m.CreateRequestID()
 	}
@@ -3126,6 +3223,10 @@ func (m *OrganizationMutation) OldField(ctx context.Context, name string) (ent.V
 		return m.OldUpdateTime(ctx)
 	case organization.FieldRevision:
 		return m.OldRevision(ctx)
+	case organization.FieldOidc:
+		return m.OldOidc(ctx)
+	case organization.FieldOidcIssuer:
+		return m.OldOidcIssuer(ctx)
 	case organization.FieldCreateRequestID:
 		return m.OldCreateRequestID(ctx)
 	}
@@ -3179,6 +3280,20 @@ func (m *OrganizationMutation) SetField(name string, value ent.Value) error {
 		}
 		m.SetRevision(v)
 		return nil
+	case organization.FieldOidc:
+		v, ok := value.(map[string]string)
+		if !ok {
+			return fmt.Errorf("unexpected type %T for field %s", value, name)
+		}
+		m.SetOidc(v)
+		return nil
+	case organization.FieldOidcIssuer:
+		v, ok := value.(string)
+		if !ok {
+			return fmt.Errorf("unexpected type %T for field %s", value, name)
+		}
+		m.SetOidcIssuer(v)
+		return nil
 	case organization.FieldCreateRequestID:
 		v, ok := value.(string)
 		if !ok {
@@ -3231,6 +3346,9 @@ func (m *OrganizationMutation) AddField(name string, value ent.Value) error {
 // mutation.
 func (m *OrganizationMutation) ClearedFields() []string {
 	var fields []string
+	if m.FieldCleared(organization.FieldOidc) {
+		fields = append(fields, organization.FieldOidc)
+	}
 	if m.FieldCleared(organization.FieldCreateRequestID) {
 		fields = append(fields, organization.FieldCreateRequestID)
 	}
@@ -3248,6 +3366,9 @@ func (m *OrganizationMutation) FieldCleared(name string) bool {
 // error if the field is not defined in the schema.
 func (m *OrganizationMutation) ClearField(name string) error {
 	switch name {
+	case organization.FieldOidc:
+		m.ClearOidc()
+		return nil
 	case organization.FieldCreateRequestID:
 		m.ClearCreateRequestID()
 		return nil
@@ -3276,6 +3397,12 @@ func (m *OrganizationMutation) ResetField(name string) error {
 		return nil
 	case organization.FieldRevision:
 		m.ResetRevision()
+		return nil
+	case organization.FieldOidc:
+		m.ResetOidc()
+		return nil
+	case organization.FieldOidcIssuer:
+		m.ResetOidcIssuer()
 		return nil
 	case organization.FieldCreateRequestID:
 		m.ResetCreateRequestID()

@@ -3,6 +3,7 @@
 package ent
 
 import (
+	"encoding/json"
 	"fmt"
 	"strings"
 	"time"
@@ -29,6 +30,10 @@ type Organization struct {
 	UpdateTime time.Time `json:"update_time,omitempty"`
 	// Revision holds the value of the "revision" field.
 	Revision int64 `json:"revision,omitempty"`
+	// Oidc holds the value of the "oidc" field.
+	Oidc map[string]string `json:"oidc,omitempty"`
+	// OidcIssuer holds the value of the "oidc_issuer" field.
+	OidcIssuer string `json:"oidc_issuer,omitempty"`
 	// CreateRequestID holds the value of the "create_request_id" field.
 	CreateRequestID *string `json:"create_request_id,omitempty"`
 	selectValues    sql.SelectValues
@@ -39,9 +44,11 @@ func (*Organization) scanValues(columns []string) ([]any, error) {
 	values := make([]any, len(columns))
 	for i := range columns {
 		switch columns[i] {
+		case organization.FieldOidc:
+			values[i] = new([]byte)
 		case organization.FieldRevision:
 			values[i] = new(sql.NullInt64)
-		case organization.FieldID, organization.FieldDisplayName, organization.FieldDescription, organization.FieldOverview, organization.FieldCreateRequestID:
+		case organization.FieldID, organization.FieldDisplayName, organization.FieldDescription, organization.FieldOverview, organization.FieldOidcIssuer, organization.FieldCreateRequestID:
 			values[i] = new(sql.NullString)
 		case organization.FieldCreateTime, organization.FieldUpdateTime:
 			values[i] = new(sql.NullTime)
@@ -101,6 +108,20 @@ func (_m *Organization) assignValues(columns []string, values []any) error {
 				return fmt.Errorf("unexpected type %T for field revision", values[i])
 			} else if value.Valid {
 				_m.Revision = value.Int64
+			}
+		case organization.FieldOidc:
+			if value, ok := values[i].(*[]byte); !ok {
+				return fmt.Errorf("unexpected type %T for field oidc", values[i])
+			} else if value != nil && len(*value) > 0 {
+				if err := json.Unmarshal(*value, &_m.Oidc); err != nil {
+					return fmt.Errorf("unmarshal field oidc: %w", err)
+				}
+			}
+		case organization.FieldOidcIssuer:
+			if value, ok := values[i].(*sql.NullString); !ok {
+				return fmt.Errorf("unexpected type %T for field oidc_issuer", values[i])
+			} else if value.Valid {
+				_m.OidcIssuer = value.String
 			}
 		case organization.FieldCreateRequestID:
 			if value, ok := values[i].(*sql.NullString); !ok {
@@ -162,6 +183,12 @@ func (_m *Organization) String() string {
 	builder.WriteString(", ")
 	builder.WriteString("revision=")
 	builder.WriteString(fmt.Sprintf("%v", _m.Revision))
+	builder.WriteString(", ")
+	builder.WriteString("oidc=")
+	builder.WriteString(fmt.Sprintf("%v", _m.Oidc))
+	builder.WriteString(", ")
+	builder.WriteString("oidc_issuer=")
+	builder.WriteString(_m.OidcIssuer)
 	builder.WriteString(", ")
 	if v := _m.CreateRequestID; v != nil {
 		builder.WriteString("create_request_id=")

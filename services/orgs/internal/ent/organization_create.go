@@ -88,6 +88,26 @@ func (_c *OrganizationCreate) SetNillableRevision(v *int64) *OrganizationCreate 
 	return _c
 }
 
+// SetOidc sets the "oidc" field.
+func (_c *OrganizationCreate) SetOidc(v map[string]string) *OrganizationCreate {
+	_c.mutation.SetOidc(v)
+	return _c
+}
+
+// SetOidcIssuer sets the "oidc_issuer" field.
+func (_c *OrganizationCreate) SetOidcIssuer(v string) *OrganizationCreate {
+	_c.mutation.SetOidcIssuer(v)
+	return _c
+}
+
+// SetNillableOidcIssuer sets the "oidc_issuer" field if the given value is not nil.
+func (_c *OrganizationCreate) SetNillableOidcIssuer(v *string) *OrganizationCreate {
+	if v != nil {
+		_c.SetOidcIssuer(*v)
+	}
+	return _c
+}
+
 // SetCreateRequestID sets the "create_request_id" field.
 func (_c *OrganizationCreate) SetCreateRequestID(v string) *OrganizationCreate {
 	_c.mutation.SetCreateRequestID(v)
@@ -159,6 +179,10 @@ func (_c *OrganizationCreate) defaults() {
 		v := organization.DefaultRevision
 		_c.mutation.SetRevision(v)
 	}
+	if _, ok := _c.mutation.OidcIssuer(); !ok {
+		v := organization.DefaultOidcIssuer
+		_c.mutation.SetOidcIssuer(v)
+	}
 }
 
 // check runs all checks and user-defined validators on the builder.
@@ -190,6 +214,9 @@ func (_c *OrganizationCreate) check() error {
 	}
 	if _, ok := _c.mutation.Revision(); !ok {
 		return &ValidationError{Name: "revision", err: errors.New(`ent: missing required field "Organization.revision"`)}
+	}
+	if _, ok := _c.mutation.OidcIssuer(); !ok {
+		return &ValidationError{Name: "oidc_issuer", err: errors.New(`ent: missing required field "Organization.oidc_issuer"`)}
 	}
 	if v, ok := _c.mutation.CreateRequestID(); ok {
 		if err := organization.CreateRequestIDValidator(v); err != nil {
@@ -259,6 +286,14 @@ func (_c *OrganizationCreate) createSpec() (*Organization, *sqlgraph.CreateSpec)
 	if value, ok := _c.mutation.Revision(); ok {
 		_spec.SetField(organization.FieldRevision, field.TypeInt64, value)
 		_node.Revision = value
+	}
+	if value, ok := _c.mutation.Oidc(); ok {
+		_spec.SetField(organization.FieldOidc, field.TypeJSON, value)
+		_node.Oidc = value
+	}
+	if value, ok := _c.mutation.OidcIssuer(); ok {
+		_spec.SetField(organization.FieldOidcIssuer, field.TypeString, value)
+		_node.OidcIssuer = value
 	}
 	if value, ok := _c.mutation.CreateRequestID(); ok {
 		_spec.SetField(organization.FieldCreateRequestID, field.TypeString, value)

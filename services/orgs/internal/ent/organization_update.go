@@ -105,6 +105,32 @@ func (_u *OrganizationUpdate) AddRevision(v int64) *OrganizationUpdate {
 	return _u
 }
 
+// SetOidc sets the "oidc" field.
+func (_u *OrganizationUpdate) SetOidc(v map[string]string) *OrganizationUpdate {
+	_u.mutation.SetOidc(v)
+	return _u
+}
+
+// ClearOidc clears the value of the "oidc" field.
+func (_u *OrganizationUpdate) ClearOidc() *OrganizationUpdate {
+	_u.mutation.ClearOidc()
+	return _u
+}
+
+// SetOidcIssuer sets the "oidc_issuer" field.
+func (_u *OrganizationUpdate) SetOidcIssuer(v string) *OrganizationUpdate {
+	_u.mutation.SetOidcIssuer(v)
+	return _u
+}
+
+// SetNillableOidcIssuer sets the "oidc_issuer" field if the given value is not nil.
+func (_u *OrganizationUpdate) SetNillableOidcIssuer(v *string) *OrganizationUpdate {
+	if v != nil {
+		_u.SetOidcIssuer(*v)
+	}
+	return _u
+}
+
 // Mutation returns the OrganizationMutation object of the builder.
 func (_u *OrganizationUpdate) Mutation() *OrganizationMutation {
 	return _u.mutation
@@ -181,6 +207,15 @@ func (_u *OrganizationUpdate) sqlSave(ctx context.Context) (_node int, err error
 	}
 	if value, ok := _u.mutation.AddedRevision(); ok {
 		_spec.AddField(organization.FieldRevision, field.TypeInt64, value)
+	}
+	if value, ok := _u.mutation.Oidc(); ok {
+		_spec.SetField(organization.FieldOidc, field.TypeJSON, value)
+	}
+	if _u.mutation.OidcCleared() {
+		_spec.ClearField(organization.FieldOidc, field.TypeJSON)
+	}
+	if value, ok := _u.mutation.OidcIssuer(); ok {
+		_spec.SetField(organization.FieldOidcIssuer, field.TypeString, value)
 	}
 	if _u.mutation.CreateRequestIDCleared() {
 		_spec.ClearField(organization.FieldCreateRequestID, field.TypeString)
@@ -279,6 +314,32 @@ func (_u *OrganizationUpdateOne) SetNillableRevision(v *int64) *OrganizationUpda
 // AddRevision adds value to the "revision" field.
 func (_u *OrganizationUpdateOne) AddRevision(v int64) *OrganizationUpdateOne {
 	_u.mutation.AddRevision(v)
+	return _u
+}
+
+// SetOidc sets the "oidc" field.
+func (_u *OrganizationUpdateOne) SetOidc(v map[string]string) *OrganizationUpdateOne {
+	_u.mutation.SetOidc(v)
+	return _u
+}
+
+// ClearOidc clears the value of the "oidc" field.
+func (_u *OrganizationUpdateOne) ClearOidc() *OrganizationUpdateOne {
+	_u.mutation.ClearOidc()
+	return _u
+}
+
+// SetOidcIssuer sets the "oidc_issuer" field.
+func (_u *OrganizationUpdateOne) SetOidcIssuer(v string) *OrganizationUpdateOne {
+	_u.mutation.SetOidcIssuer(v)
+	return _u
+}
+
+// SetNillableOidcIssuer sets the "oidc_issuer" field if the given value is not nil.
+func (_u *OrganizationUpdateOne) SetNillableOidcIssuer(v *string) *OrganizationUpdateOne {
+	if v != nil {
+		_u.SetOidcIssuer(*v)
+	}
 	return _u
 }
 
@@ -388,6 +449,15 @@ func (_u *OrganizationUpdateOne) sqlSave(ctx context.Context) (_node *Organizati
 	}
 	if value, ok := _u.mutation.AddedRevision(); ok {
 		_spec.AddField(organization.FieldRevision, field.TypeInt64, value)
+	}
+	if value, ok := _u.mutation.Oidc(); ok {
+		_spec.SetField(organization.FieldOidc, field.TypeJSON, value)
+	}
+	if _u.mutation.OidcCleared() {
+		_spec.ClearField(organization.FieldOidc, field.TypeJSON)
+	}
+	if value, ok := _u.mutation.OidcIssuer(); ok {
+		_spec.SetField(organization.FieldOidcIssuer, field.TypeString, value)
 	}
 	if _u.mutation.CreateRequestIDCleared() {
 		_spec.ClearField(organization.FieldCreateRequestID, field.TypeString)

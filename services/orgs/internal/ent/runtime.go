@@ -72,8 +72,12 @@ func init() {
 	organizationDescRevision := organizationFields[6].Descriptor()
 	// organization.DefaultRevision holds the default value on creation for the revision field.
 	organization.DefaultRevision = organizationDescRevision.Default.(int64)
+	// organizationDescOidcIssuer is the schema descriptor for oidc_issuer field.
+	organizationDescOidcIssuer := organizationFields[8].Descriptor()
+	// organization.DefaultOidcIssuer holds the default value on creation for the oidc_issuer field.
+	organization.DefaultOidcIssuer = organizationDescOidcIssuer.Default.(string)
 	// organizationDescCreateRequestID is the schema descriptor for create_request_id field.
-	organizationDescCreateRequestID := organizationFields[7].Descriptor()
+	organizationDescCreateRequestID := organizationFields[9].Descriptor()
 	// organization.CreateRequestIDValidator is a validator for the "create_request_id" field. It is called by the builders before save.
 	organization.CreateRequestIDValidator = organizationDescCreateRequestID.Validators[0].(func(string) error)
 	// organizationDescID is the schema descriptor for id field.

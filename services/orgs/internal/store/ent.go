@@ -69,7 +69,7 @@ func (s *EntStore) Close() error { return s.client.Close() }
 func toOrganization(o *ent.Organization) Organization {
 	return Organization{
 		ID: o.ID, DisplayName: o.DisplayName, Description: o.Description, Overview: o.Overview,
-		CreateTime: o.CreateTime.UTC(), UpdateTime: o.UpdateTime.UTC(), Revision: o.Revision,
+		CreateTime: o.CreateTime.UTC(), UpdateTime: o.UpdateTime.UTC(), Revision: o.Revision, OIDC: o.Oidc,
 	}
 }
 
@@ -107,7 +107,7 @@ func (s *EntStore) CreateOrganization(ctx context.Context, org Organization, req
 		t := s.now()
 		c := tx.Organization.Create().SetID(org.ID).SetDisplayName(org.DisplayName).
 			SetDescription(org.Description).SetOverview(org.Overview).
-			SetCreateTime(t).SetUpdateTime(t).SetRevision(1)
+			SetCreateTime(t).SetUpdateTime(t).SetRevision(1).SetOidc(org.OIDC).SetOidcIssuer(org.OIDC["issuer"])
 		if requestID != "" {
 			c.SetCreateRequestID(requestID)
 		}
@@ -195,6 +195,8 @@ func (s *EntStore) UpdateOrganization(ctx context.Context, org Organization, fie
 				u.SetDescription(org.Description)
 			case FieldOverview:
 				u.SetOverview(org.Overview)
+			case FieldOIDC:
+				u.SetOidc(org.OIDC).SetOidcIssuer(org.OIDC["issuer"])
 			default:
 				return fmt.Errorf("field %q is not updatable: %w", f, errs.ErrInvalidArgument)
 			}
@@ -237,7 +239,7 @@ func (s *EntStore) locked(ctx context.Context, tx *ent.Tx, id string, expect int
 	return toOrganization(cur), nil
 }
 
-var updatableFields = []string{FieldDisplayName, FieldDescription, FieldOverview}
+var updatableFields = []string{FieldDisplayName, FieldDescription, FieldOverview, FieldOIDC}
 
 // changes lists the named fields whose value differs between a and b.
 func changes(a, b Organization, fields []string) []*auditv1.FieldChange {
@@ -251,12 +253,34 @@ func changes(a, b Organization, fields []string) []*auditv1.FieldChange {
 			av, bv = a.Description, b.Description
 		case FieldOverview:
 			av, bv = a.Overview, b.Overview
+		case FieldOIDC:
+			av, bv = oidcString(a.OIDC), oidcString(b.OIDC)
 		}
 		if av != bv {
 			out = append(out, outbox.Change(f, av, bv))
 		}
 	}
 	return out
+}
+
+func oidcString(m map[string]string) string {
+	if len(m) == 0 || m["issuer"] == "" {
+		return ""
+	}
+	return fmt.Sprintf("issuer=%s audience=%s jwks_uri=%s groups_claim=%s", m["issuer"], m["audience"], m["jwks_uri"], m["groups_claim"])
+}
+
+// OrganizationsByIssuer implements Store.
+func (s *EntStore) OrganizationsByIssuer(ctx context.Context, iss string) ([]Organization, error) {
+	rows, err := s.client.Organization.Query().Where(organization.OidcIssuer(iss)).All(ctx)
+	if err != nil {
+		return nil, err
+	}
+	out := make([]Organization, len(rows))
+	for i, r := range rows {
+		out[i] = toOrganization(r)
+	}
+	return out, nil
 }
 
 // writeOutbox adds ev (if any) to the outbox inside tx.

@@ -23,6 +23,9 @@ type Organization struct {
 	// Owner, on create only, is bound to roles/owner on the new
 	// organization in the same transaction.
 	Owner string
+	// OIDC is the organization's identity provider: keys issuer, audience,
+	// jwks_uri, groups_claim; empty for none.
+	OIDC map[string]string
 }
 
 // Updatable fields of an organization, by their proto names.
@@ -30,6 +33,7 @@ const (
 	FieldDisplayName = "display_name"
 	FieldDescription = "description"
 	FieldOverview    = "overview"
+	FieldOIDC        = "oidc"
 )
 
 // OrganizationQuery selects a page of organizations.
@@ -95,6 +99,9 @@ type Store interface {
 	// CreateAPIToken stores t. It must return ErrAlreadyExists if its id or
 	// hash is taken.
 	CreateAPIToken(ctx context.Context, t APIToken, ev *auditv1.Event) error
+	// OrganizationsByIssuer returns the organizations whose identity
+	// provider has issuer iss.
+	OrganizationsByIssuer(ctx context.Context, iss string) ([]Organization, error)
 	// APITokenByHash must return ErrNotFound if no token has that hash.
 	APITokenByHash(ctx context.Context, hash []byte) (APIToken, error)
 	// CountAPITokens counts the stored tokens.

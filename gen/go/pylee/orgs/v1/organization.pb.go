@@ -42,7 +42,10 @@ type Organization struct {
 	UpdateTime *timestamppb.Timestamp `protobuf:"bytes,6,opt,name=update_time,json=updateTime,proto3" json:"update_time,omitempty"`
 	// A checksum of the current state. Send it back on update or delete to
 	// make the change only if nobody changed the organization meanwhile.
-	Etag          string `protobuf:"bytes,7,opt,name=etag,proto3" json:"etag,omitempty"`
+	Etag string `protobuf:"bytes,7,opt,name=etag,proto3" json:"etag,omitempty"`
+	// The organization's own identity provider, if any. JWTs it issues
+	// authenticate users for this organization only.
+	Oidc          *OidcConfig `protobuf:"bytes,8,opt,name=oidc,proto3" json:"oidc,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -126,11 +129,92 @@ func (x *Organization) GetEtag() string {
 	return ""
 }
 
+func (x *Organization) GetOidc() *OidcConfig {
+	if x != nil {
+		return x.Oidc
+	}
+	return nil
+}
+
+// An OpenID Connect identity provider.
+type OidcConfig struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// The issuer (`iss`), an https URL (http only for localhost).
+	Issuer string `protobuf:"bytes,1,opt,name=issuer,proto3" json:"issuer,omitempty"`
+	// The audience (`aud`) tokens must carry.
+	Audience string `protobuf:"bytes,2,opt,name=audience,proto3" json:"audience,omitempty"`
+	// Where the signing keys are; empty means the issuer's discovery document.
+	JwksUri string `protobuf:"bytes,3,opt,name=jwks_uri,json=jwksUri,proto3" json:"jwks_uri,omitempty"`
+	// The claim listing groups; values `{team}` or `{org}/{team}` name this
+	// organization's teams. Default `groups`.
+	GroupsClaim   string `protobuf:"bytes,4,opt,name=groups_claim,json=groupsClaim,proto3" json:"groups_claim,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *OidcConfig) Reset() {
+	*x = OidcConfig{}
+	mi := &file_pylee_orgs_v1_organization_proto_msgTypes[1]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *OidcConfig) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*OidcConfig) ProtoMessage() {}
+
+func (x *OidcConfig) ProtoReflect() protoreflect.Message {
+	mi := &file_pylee_orgs_v1_organization_proto_msgTypes[1]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use OidcConfig.ProtoReflect.Descriptor instead.
+func (*OidcConfig) Descriptor() ([]byte, []int) {
+	return file_pylee_orgs_v1_organization_proto_rawDescGZIP(), []int{1}
+}
+
+func (x *OidcConfig) GetIssuer() string {
+	if x != nil {
+		return x.Issuer
+	}
+	return ""
+}
+
+func (x *OidcConfig) GetAudience() string {
+	if x != nil {
+		return x.Audience
+	}
+	return ""
+}
+
+func (x *OidcConfig) GetJwksUri() string {
+	if x != nil {
+		return x.JwksUri
+	}
+	return ""
+}
+
+func (x *OidcConfig) GetGroupsClaim() string {
+	if x != nil {
+		return x.GroupsClaim
+	}
+	return ""
+}
+
 var File_pylee_orgs_v1_organization_proto protoreflect.FileDescriptor
 
 const file_pylee_orgs_v1_organization_proto_rawDesc = "" +
 	"\n" +
-	" pylee/orgs/v1/organization.proto\x12\rpylee.orgs.v1\x1a\x1fgoogle/api/field_behavior.proto\x1a\x19google/api/resource.proto\x1a\x1fgoogle/protobuf/timestamp.proto\"\xe5\x02\n" +
+	" pylee/orgs/v1/organization.proto\x12\rpylee.orgs.v1\x1a\x1fgoogle/api/field_behavior.proto\x1a\x19google/api/resource.proto\x1a\x1fgoogle/protobuf/timestamp.proto\"\x94\x03\n" +
 	"\fOrganization\x12\x17\n" +
 	"\x04name\x18\x01 \x01(\tB\x03\xe0A\bR\x04name\x12!\n" +
 	"\fdisplay_name\x18\x02 \x01(\tR\vdisplayName\x12 \n" +
@@ -140,9 +224,16 @@ const file_pylee_orgs_v1_organization_proto_rawDesc = "" +
 	"createTime\x12@\n" +
 	"\vupdate_time\x18\x06 \x01(\v2\x1a.google.protobuf.TimestampB\x03\xe0A\x03R\n" +
 	"updateTime\x12\x12\n" +
-	"\x04etag\x18\a \x01(\tR\x04etag:C\xeaA@\n" +
+	"\x04etag\x18\a \x01(\tR\x04etag\x12-\n" +
+	"\x04oidc\x18\b \x01(\v2\x19.pylee.orgs.v1.OidcConfigR\x04oidc:C\xeaA@\n" +
 	"\x15pylee.ai/Organization\x12\n" +
-	"orgs/{org}*\rorganizations2\forganizationB6Z4github.com/pyleeai/pylee/gen/go/pylee/orgs/v1;orgsv1b\x06proto3"
+	"orgs/{org}*\rorganizations2\forganization\"~\n" +
+	"\n" +
+	"OidcConfig\x12\x16\n" +
+	"\x06issuer\x18\x01 \x01(\tR\x06issuer\x12\x1a\n" +
+	"\baudience\x18\x02 \x01(\tR\baudience\x12\x19\n" +
+	"\bjwks_uri\x18\x03 \x01(\tR\ajwksUri\x12!\n" +
+	"\fgroups_claim\x18\x04 \x01(\tR\vgroupsClaimB6Z4github.com/pyleeai/pylee/gen/go/pylee/orgs/v1;orgsv1b\x06proto3"
 
 var (
 	file_pylee_orgs_v1_organization_proto_rawDescOnce sync.Once
@@ -156,19 +247,21 @@ func file_pylee_orgs_v1_organization_proto_rawDescGZIP() []byte {
 	return file_pylee_orgs_v1_organization_proto_rawDescData
 }
 
-var file_pylee_orgs_v1_organization_proto_msgTypes = make([]protoimpl.MessageInfo, 1)
+var file_pylee_orgs_v1_organization_proto_msgTypes = make([]protoimpl.MessageInfo, 2)
 var file_pylee_orgs_v1_organization_proto_goTypes = []any{
 	(*Organization)(nil),          // 0: pylee.orgs.v1.Organization
-	(*timestamppb.Timestamp)(nil), // 1: google.protobuf.Timestamp
+	(*OidcConfig)(nil),            // 1: pylee.orgs.v1.OidcConfig
+	(*timestamppb.Timestamp)(nil), // 2: google.protobuf.Timestamp
 }
 var file_pylee_orgs_v1_organization_proto_depIdxs = []int32{
-	1, // 0: pylee.orgs.v1.Organization.create_time:type_name -> google.protobuf.Timestamp
-	1, // 1: pylee.orgs.v1.Organization.update_time:type_name -> google.protobuf.Timestamp
-	2, // [2:2] is the sub-list for method output_type
-	2, // [2:2] is the sub-list for method input_type
-	2, // [2:2] is the sub-list for extension type_name
-	2, // [2:2] is the sub-list for extension extendee
-	0, // [0:2] is the sub-list for field type_name
+	2, // 0: pylee.orgs.v1.Organization.create_time:type_name -> google.protobuf.Timestamp
+	2, // 1: pylee.orgs.v1.Organization.update_time:type_name -> google.protobuf.Timestamp
+	1, // 2: pylee.orgs.v1.Organization.oidc:type_name -> pylee.orgs.v1.OidcConfig
+	3, // [3:3] is the sub-list for method output_type
+	3, // [3:3] is the sub-list for method input_type
+	3, // [3:3] is the sub-list for extension type_name
+	3, // [3:3] is the sub-list for extension extendee
+	0, // [0:3] is the sub-list for field type_name
 }
 
 func init() { file_pylee_orgs_v1_organization_proto_init() }
@@ -182,7 +275,7 @@ func file_pylee_orgs_v1_organization_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_pylee_orgs_v1_organization_proto_rawDesc), len(file_pylee_orgs_v1_organization_proto_rawDesc)),
 			NumEnums:      0,
-			NumMessages:   1,
+			NumMessages:   2,
 			NumExtensions: 0,
 			NumServices:   0,
 		},

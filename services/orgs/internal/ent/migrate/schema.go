@@ -115,6 +115,8 @@ var (
 		{Name: "create_time", Type: field.TypeTime},
 		{Name: "update_time", Type: field.TypeTime},
 		{Name: "revision", Type: field.TypeInt64, Default: 1},
+		{Name: "oidc", Type: field.TypeJSON, Nullable: true},
+		{Name: "oidc_issuer", Type: field.TypeString, Default: ""},
 		{Name: "create_request_id", Type: field.TypeString, Nullable: true, Size: 128, SchemaType: map[string]string{"postgres": "varchar(128)"}},
 	}
 	// OrganizationsTable holds the schema information for the "organizations" table.
@@ -126,7 +128,12 @@ var (
 			{
 				Name:    "organization_create_request_id",
 				Unique:  true,
-				Columns: []*schema.Column{OrganizationsColumns[7]},
+				Columns: []*schema.Column{OrganizationsColumns[9]},
+			},
+			{
+				Name:    "organization_oidc_issuer",
+				Unique:  false,
+				Columns: []*schema.Column{OrganizationsColumns[8]},
 			},
 		},
 	}

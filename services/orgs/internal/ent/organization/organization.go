@@ -23,6 +23,10 @@ const (
 	FieldUpdateTime = "update_time"
 	// FieldRevision holds the string denoting the revision field in the database.
 	FieldRevision = "revision"
+	// FieldOidc holds the string denoting the oidc field in the database.
+	FieldOidc = "oidc"
+	// FieldOidcIssuer holds the string denoting the oidc_issuer field in the database.
+	FieldOidcIssuer = "oidc_issuer"
 	// FieldCreateRequestID holds the string denoting the create_request_id field in the database.
 	FieldCreateRequestID = "create_request_id"
 	// Table holds the table name of the organization in the database.
@@ -38,6 +42,8 @@ var Columns = []string{
 	FieldCreateTime,
 	FieldUpdateTime,
 	FieldRevision,
+	FieldOidc,
+	FieldOidcIssuer,
 	FieldCreateRequestID,
 }
 
@@ -64,6 +70,8 @@ var (
 	DefaultOverview string
 	// DefaultRevision holds the default value on creation for the "revision" field.
 	DefaultRevision int64
+	// DefaultOidcIssuer holds the default value on creation for the "oidc_issuer" field.
+	DefaultOidcIssuer string
 	// CreateRequestIDValidator is a validator for the "create_request_id" field. It is called by the builders before save.
 	CreateRequestIDValidator func(string) error
 	// IDValidator is a validator for the "id" field. It is called by the builders before save.
@@ -106,6 +114,11 @@ func ByUpdateTime(opts ...sql.OrderTermOption) OrderOption {
 // ByRevision orders the results by the revision field.
 func ByRevision(opts ...sql.OrderTermOption) OrderOption {
 	return sql.OrderByField(FieldRevision, opts...).ToFunc()
+}
+
+// ByOidcIssuer orders the results by the oidc_issuer field.
+func ByOidcIssuer(opts ...sql.OrderTermOption) OrderOption {
+	return sql.OrderByField(FieldOidcIssuer, opts...).ToFunc()
 }
 
 // ByCreateRequestID orders the results by the create_request_id field.

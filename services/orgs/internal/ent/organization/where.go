@@ -94,6 +94,11 @@ func Revision(v int64) predicate.Organization {
 	return predicate.Organization(sql.FieldEQ(FieldRevision, v))
 }
 
+// OidcIssuer applies equality check predicate on the "oidc_issuer" field. It's identical to OidcIssuerEQ.
+func OidcIssuer(v string) predicate.Organization {
+	return predicate.Organization(sql.FieldEQ(FieldOidcIssuer, v))
+}
+
 // CreateRequestID applies equality check predicate on the "create_request_id" field. It's identical to CreateRequestIDEQ.
 func CreateRequestID(v string) predicate.Organization {
 	return predicate.Organization(sql.FieldEQ(FieldCreateRequestID, v))
@@ -412,6 +417,81 @@ func RevisionLT(v int64) predicate.Organization {
 // RevisionLTE applies the LTE predicate on the "revision" field.
 func RevisionLTE(v int64) predicate.Organization {
 	return predicate.Organization(sql.FieldLTE(FieldRevision, v))
+}
+
+// OidcIsNil applies the IsNil predicate on the "oidc" field.
+func OidcIsNil() predicate.Organization {
+	return predicate.Organization(sql.FieldIsNull(FieldOidc))
+}
+
+// OidcNotNil applies the NotNil predicate on the "oidc" field.
+func OidcNotNil() predicate.Organization {
+	return predicate.Organization(sql.FieldNotNull(FieldOidc))
+}
+
+// OidcIssuerEQ applies the EQ predicate on the "oidc_issuer" field.
+func OidcIssuerEQ(v string) predicate.Organization {
+	return predicate.Organization(sql.FieldEQ(FieldOidcIssuer, v))
+}
+
+// OidcIssuerNEQ applies the NEQ predicate on the "oidc_issuer" field.
+func OidcIssuerNEQ(v string) predicate.Organization {
+	return predicate.Organization(sql.FieldNEQ(FieldOidcIssuer, v))
+}
+
+// OidcIssuerIn applies the In predicate on the "oidc_issuer" field.
+func OidcIssuerIn(vs ...string) predicate.Organization {
+	return predicate.Organization(sql.FieldIn(FieldOidcIssuer, vs...))
+}
+
+// OidcIssuerNotIn applies the NotIn predicate on the "oidc_issuer" field.
+func OidcIssuerNotIn(vs ...string) predicate.Organization {
+	return predicate.Organization(sql.FieldNotIn(FieldOidcIssuer, vs...))
+}
+
+// OidcIssuerGT applies the GT predicate on the "oidc_issuer" field.
+func OidcIssuerGT(v string) predicate.Organization {
+	return predicate.Organization(sql.FieldGT(FieldOidcIssuer, v))
+}
+
+// OidcIssuerGTE applies the GTE predicate on the "oidc_issuer" field.
+func OidcIssuerGTE(v string) predicate.Organization {
+	return predicate.Organization(sql.FieldGTE(FieldOidcIssuer, v))
+}
+
+// OidcIssuerLT applies the LT predicate on the "oidc_issuer" field.
+func OidcIssuerLT(v string) predicate.Organization {
+	return predicate.Organization(sql.FieldLT(FieldOidcIssuer, v))
+}
+
+// OidcIssuerLTE applies the LTE predicate on the "oidc_issuer" field.
+func OidcIssuerLTE(v string) predicate.Organization {
+	return predicate.Organization(sql.FieldLTE(FieldOidcIssuer, v))
+}
+
+// OidcIssuerContains applies the Contains predicate on the "oidc_issuer" field.
+func OidcIssuerContains(v string) predicate.Organization {
+	return predicate.Organization(sql.FieldContains(FieldOidcIssuer, v))
+}
+
+// OidcIssuerHasPrefix applies the HasPrefix predicate on the "oidc_issuer" field.
+func OidcIssuerHasPrefix(v string) predicate.Organization {
+	return predicate.Organization(sql.FieldHasPrefix(FieldOidcIssuer, v))
+}
+
+// OidcIssuerHasSuffix applies the HasSuffix predicate on the "oidc_issuer" field.
+func OidcIssuerHasSuffix(v string) predicate.Organization {
+	return predicate.Organization(sql.FieldHasSuffix(FieldOidcIssuer, v))
+}
+
+// OidcIssuerEqualFold applies the EqualFold predicate on the "oidc_issuer" field.
+func OidcIssuerEqualFold(v string) predicate.Organization {
+	return predicate.Organization(sql.FieldEqualFold(FieldOidcIssuer, v))
+}
+
+// OidcIssuerContainsFold applies the ContainsFold predicate on the "oidc_issuer" field.
+func OidcIssuerContainsFold(v string) predicate.Organization {
+	return predicate.Organization(sql.FieldContainsFold(FieldOidcIssuer, v))
 }
 
 // CreateRequestIDEQ applies the EQ predicate on the "create_request_id" field.

@@ -25,6 +25,10 @@ func (Organization) Fields() []ent.Field {
 		field.Time("update_time"),
 		// revision counts changes; the etag is derived from it.
 		field.Int64("revision").Default(1),
+		// oidc is the organization's identity provider (issuer, audience,
+		// jwks_uri, groups_claim); oidc_issuer is indexed to route JWTs.
+		field.JSON("oidc", map[string]string{}).Optional(),
+		field.String("oidc_issuer").Default(""),
 		// create_request_id makes Create idempotent (AIP-155).
 		field.String("create_request_id").Optional().Nillable().Immutable().MaxLen(128).
 			SchemaType(map[string]string{dialect.Postgres: "varchar(128)"}),
@@ -35,5 +39,6 @@ func (Organization) Fields() []ent.Field {
 func (Organization) Indexes() []ent.Index {
 	return []ent.Index{
 		index.Fields("create_request_id").Unique(),
+		index.Fields("oidc_issuer"),
 	}
 }

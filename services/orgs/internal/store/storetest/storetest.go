@@ -6,6 +6,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"reflect"
 	"sync"
 	"testing"
 	"time"
@@ -72,7 +73,7 @@ func testCreateGet(t *testing.T, s store.Store) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if again != got || again.Overview != in.Overview || again.Description != "d" {
+	if !reflect.DeepEqual(again, got) || again.Overview != in.Overview || again.Description != "d" {
 		t.Fatalf("get = %+v, want %+v", again, got)
 	}
 }
@@ -96,7 +97,7 @@ func testCreateRequestID(t *testing.T, s store.Store) {
 		t.Fatal(err)
 	}
 	retry, err := s.CreateOrganization(ctx, store.Organization{ID: "acme", DisplayName: "A"}, "req-1", nil)
-	if err != nil || retry != first {
+	if err != nil || !reflect.DeepEqual(retry, first) {
 		t.Fatalf("retry = %+v, %v; want the first", retry, err)
 	}
 	_, err = s.CreateOrganization(ctx, store.Organization{ID: "other", DisplayName: "O"}, "req-1", nil)
