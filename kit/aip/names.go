@@ -5,22 +5,14 @@ import (
 	"strings"
 )
 
-// ValidateID checks a resource id chosen by a client: 3 to 63 characters of
-// lowercase letters, digits and hyphens, starting with a letter.
+// ValidateID checks a resource id chosen by a client for a top-level
+// collection such as organizations: 3 to 63 characters of lowercase
+// letters, digits and hyphens, starting with a letter.
 func ValidateID(id string) error {
 	if len(id) < 3 || len(id) > 63 {
 		return fmt.Errorf("must be 3 to 63 characters, got %d", len(id))
 	}
-	if id[0] < 'a' || id[0] > 'z' {
-		return fmt.Errorf("must start with a lowercase letter")
-	}
-	for i := 0; i < len(id); i++ {
-		c := id[i]
-		if !(c >= 'a' && c <= 'z' || c >= '0' && c <= '9' || c == '-') {
-			return fmt.Errorf("may contain only lowercase letters, digits and hyphens, found %q at position %d", c, i)
-		}
-	}
-	return nil
+	return ValidateSegmentID(id)
 }
 
 // ValidateSegmentID checks an id inside a resource name: 1 to 63

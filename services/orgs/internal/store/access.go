@@ -139,6 +139,19 @@ func toToken(t *ent.APIToken) APIToken {
 
 func notFound(kind, name string) error { return fmt.Errorf("%s %q: %w", kind, name, errs.ErrNotFound) }
 
+// one maps an ent lookup of one row to the store's form, with ErrNotFound
+// naming kind and name.
+func one[E, T any](e *E, err error, kind, name string, conv func(*E) T) (T, error) {
+	var zero T
+	if ent.IsNotFound(err) {
+		return zero, notFound(kind, name)
+	}
+	if err != nil {
+		return zero, err
+	}
+	return conv(e), nil
+}
+
 // CreateServiceAccount implements AccessStore.
 func (s *EntStore) CreateServiceAccount(ctx context.Context, sa ServiceAccount, ev *auditv1.Event) (ServiceAccount, error) {
 	var out ServiceAccount
@@ -163,13 +176,7 @@ func (s *EntStore) CreateServiceAccount(ctx context.Context, sa ServiceAccount, 
 // GetServiceAccount implements AccessStore.
 func (s *EntStore) GetServiceAccount(ctx context.Context, name string) (ServiceAccount, error) {
 	sa, err := s.client.ServiceAccount.Get(ctx, name)
-	if ent.IsNotFound(err) {
-		return ServiceAccount{}, notFound("service account", name)
-	}
-	if err != nil {
-		return ServiceAccount{}, err
-	}
-	return toSA(sa), nil
+	return one(sa, err, "service account", name, toSA)
 }
 
 // ListServiceAccounts implements AccessStore.
@@ -508,13 +515,7 @@ func (s *EntStore) CreateRole(ctx context.Context, r CustomRole, ev *auditv1.Eve
 // GetRole implements AccessStore.
 func (s *EntStore) GetRole(ctx context.Context, name string) (CustomRole, error) {
 	r, err := s.client.CustomRole.Get(ctx, name)
-	if ent.IsNotFound(err) {
-		return CustomRole{}, notFound("role", name)
-	}
-	if err != nil {
-		return CustomRole{}, err
-	}
-	return toRole(r), nil
+	return one(r, err, "role", name, toRole)
 }
 
 // ListRoles implements AccessStore.

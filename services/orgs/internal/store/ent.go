@@ -141,13 +141,7 @@ func (s *EntStore) CreateOrganization(ctx context.Context, org Organization, req
 // GetOrganization implements Store.
 func (s *EntStore) GetOrganization(ctx context.Context, id string) (Organization, error) {
 	o, err := s.client.Organization.Get(ctx, id)
-	if ent.IsNotFound(err) {
-		return Organization{}, fmt.Errorf("organization %q: %w", id, errs.ErrNotFound)
-	}
-	if err != nil {
-		return Organization{}, err
-	}
-	return toOrganization(o), nil
+	return one(o, err, "organization", id, toOrganization)
 }
 
 // ListOrganizations implements Store.
