@@ -288,6 +288,11 @@ func TestSplitAuditDownAndRelayKilled(t *testing.T) {
 	if last := evs[len(evs)-1]; last["outcome"] != "denied" || last["action"] != "audit.event.list" {
 		t.Fatalf("refusal at the audit target = %v", last)
 	}
+	// Decisions there come from the orgs service: a member without
+	// audit.read is refused, a non-member does not learn the org exists.
+	ci := u.saToken(t, orgIDs[0], "ci", "roles/user", "orgs/"+orgIDs[0])
+	u.expect(t, "GET", "/v1/orgs/"+orgIDs[0]+"/events", ci, "", 403)
+	u.expect(t, "GET", "/v1/orgs/"+orgIDs[1]+"/events", ci, "", 404)
 	orgsProc.stop()
 	auditProc.stop()
 }

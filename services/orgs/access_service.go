@@ -458,7 +458,7 @@ func (s *AccessService) check(ctx context.Context, principal string, c *orgsv1.C
 		return nil, fmt.Errorf("only services may check another principal's access: %w", errs.ErrPermissionDenied)
 	}
 	if principal == p.Name && p.Kind == auth.KindService {
-		return &orgsv1.CheckResponse{Allowed: true}, nil
+		return &orgsv1.CheckResponse{Allowed: true, Member: true}, nil
 	}
 	if principal == p.Name && p.OutsideOrg(c.GetResource()) {
 		return &orgsv1.CheckResponse{}, nil
@@ -467,11 +467,11 @@ func (s *AccessService) check(ctx context.Context, principal string, c *orgsv1.C
 	if principal == p.Name {
 		groups = p.Groups
 	}
-	d, _, err := s.engine.Decide(ctx, principal, groups, c.GetPermission(), c.GetResource())
+	d, member, err := s.engine.Decide(ctx, principal, groups, c.GetPermission(), c.GetResource())
 	if err != nil {
 		return nil, err
 	}
-	return &orgsv1.CheckResponse{Allowed: d.Allowed, Binding: d.Binding}, nil
+	return &orgsv1.CheckResponse{Allowed: d.Allowed, Binding: d.Binding, Member: member || d.Allowed}, nil
 }
 
 // Check implements AccessService.

@@ -50,8 +50,8 @@ type remoteAuthorizer struct {
 }
 
 type remoteAnswer struct {
-	allowed bool
-	expires time.Time
+	allowed, member bool
+	expires         time.Time
 }
 
 func newRemoteAuthorizer(c orgsv1.AccessServiceClient, tok config.Secret) *remoteAuthorizer {
@@ -80,7 +80,7 @@ func (r *remoteAuthorizer) Authorize(ctx context.Context, p auth.Principal, perm
 		if err != nil {
 			return fmt.Errorf("check access with the orgs service: %w", errs.ErrUnavailable)
 		}
-		a = remoteAnswer{allowed: resp.GetAllowed(), expires: now.Add(orgs.DecisionTTL)}
+		a = remoteAnswer{allowed: resp.GetAllowed(), member: resp.GetMember(), expires: now.Add(orgs.DecisionTTL)}
 		r.mu.Lock()
 		if len(r.cache) > 100_000 {
 			r.cache = map[[3]string]remoteAnswer{}
@@ -89,6 +89,9 @@ func (r *remoteAuthorizer) Authorize(ctx context.Context, p auth.Principal, perm
 		r.mu.Unlock()
 	}
 	if !a.allowed {
+		if !a.member {
+			return fmt.Errorf("%q: %w", resource, errs.ErrNotFound)
+		}
 		return fmt.Errorf("%s lacks %s on %q: %w", p.Name, permission, resource, errs.ErrPermissionDenied)
 	}
 	return nil

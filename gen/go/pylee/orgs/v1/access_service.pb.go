@@ -1308,7 +1308,11 @@ type CheckResponse struct {
 	// True when allowed.
 	Allowed bool `protobuf:"varint,1,opt,name=allowed,proto3" json:"allowed,omitempty"`
 	// The binding that allows it.
-	Binding       string `protobuf:"bytes,2,opt,name=binding,proto3" json:"binding,omitempty"`
+	Binding string `protobuf:"bytes,2,opt,name=binding,proto3" json:"binding,omitempty"`
+	// Whether the principal holds any role in the resource's organization
+	// (or the installation). A caller that is not a member is answered
+	// NOT_FOUND, as if the resource did not exist.
+	Member        bool `protobuf:"varint,3,opt,name=member,proto3" json:"member,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -1355,6 +1359,13 @@ func (x *CheckResponse) GetBinding() string {
 		return x.Binding
 	}
 	return ""
+}
+
+func (x *CheckResponse) GetMember() bool {
+	if x != nil {
+		return x.Member
+	}
+	return false
 }
 
 // The request of BatchCheck.
@@ -2080,10 +2091,11 @@ const file_pylee_orgs_v1_access_service_proto_rawDesc = "" +
 	"\n" +
 	"permission\x18\x02 \x01(\tB\x03\xe0A\x02R\n" +
 	"permission\x12\x1a\n" +
-	"\bresource\x18\x03 \x01(\tR\bresource\"C\n" +
+	"\bresource\x18\x03 \x01(\tR\bresource\"[\n" +
 	"\rCheckResponse\x12\x18\n" +
 	"\aallowed\x18\x01 \x01(\bR\aallowed\x12\x18\n" +
-	"\abinding\x18\x02 \x01(\tR\abinding\"k\n" +
+	"\abinding\x18\x02 \x01(\tR\abinding\x12\x16\n" +
+	"\x06member\x18\x03 \x01(\bR\x06member\"k\n" +
 	"\x11BatchCheckRequest\x12\x1c\n" +
 	"\tprincipal\x18\x01 \x01(\tR\tprincipal\x128\n" +
 	"\x06checks\x18\x02 \x03(\v2\x1b.pylee.orgs.v1.CheckRequestB\x03\xe0A\x02R\x06checks\"L\n" +
