@@ -68,7 +68,8 @@ func (t *PageTokens) Decode(query []byte, token string) (string, error) {
 	if strings.ContainsAny(token, "=+/") {
 		return "", ErrBadPageToken
 	}
-	raw, err := base64.RawURLEncoding.DecodeString(token)
+	// Strict: a token has one encoding, so no other string decodes to it.
+	raw, err := base64.RawURLEncoding.Strict().DecodeString(token)
 	if err != nil || len(raw) < 1+digestLen+macLen || raw[0] != pageTokenVersion {
 		return "", ErrBadPageToken
 	}
