@@ -76,6 +76,11 @@ FUZZTIME ?= 10s
 fuzz:
 	$(GO) test -run '^$$' -fuzz '^FuzzPatternParse$$' -fuzztime $(FUZZTIME) ./kit/aip/
 	$(GO) test -run '^$$' -fuzz '^FuzzPageTokenDecode$$' -fuzztime $(FUZZTIME) ./kit/aip/
+	$(GO) test -run '^$$' -fuzz '^FuzzParseBearer$$' -fuzztime $(FUZZTIME) ./kit/auth/
+	$(GO) test -run '^$$' -fuzz '^FuzzUnverifiedIssuer$$' -fuzztime $(FUZZTIME) ./kit/auth/
+	$(GO) test -run '^$$' -fuzz '^FuzzVerifyExport$$' -fuzztime $(FUZZTIME) ./kit/auditlog/
+	$(GO) test -run '^$$' -fuzz '^FuzzParseFilter$$' -fuzztime $(FUZZTIME) ./services/orgs/
+	$(GO) test -run '^$$' -fuzz '^FuzzParseEventFilter$$' -fuzztime $(FUZZTIME) ./services/audit/
 
 build:
 	mkdir -p bin
