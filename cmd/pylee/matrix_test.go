@@ -106,8 +106,22 @@ var matrixTargets = map[string]func(org string, m protoreflect.Message){
 		l := m.Mutable(m.Descriptor().Fields().ByName("resources")).List()
 		l.Append(protoreflect.ValueOfString("orgs/" + org))
 	},
-	"pylee.audit.v1.AuditService/AppendEvents": func(string, protoreflect.Message) {},
-	"pylee.audit.v1.AuditService/ListEvents":   func(org string, m protoreflect.Message) { set(m, "parent", "orgs/"+org) },
+	"pylee.registry.v1.RegistryService/CreateServer": func(org string, m protoreflect.Message) {
+		set(m, "parent", "orgs/"+org)
+		set(m, "server_id", "made")
+		v := m.Mutable(m.Descriptor().Fields().ByName("server")).Message()
+		set(v, "server_name", "com.example/made")
+	},
+	"pylee.registry.v1.RegistryService/GetServer":   func(org string, m protoreflect.Message) { set(m, "name", "orgs/"+org+"/servers/nope") },
+	"pylee.registry.v1.RegistryService/ListServers": func(org string, m protoreflect.Message) { set(m, "parent", "orgs/"+org) },
+	"pylee.registry.v1.RegistryService/UpdateServer": func(org string, m protoreflect.Message) {
+		v := m.Mutable(m.Descriptor().Fields().ByName("server")).Message()
+		set(v, "name", "orgs/"+org+"/servers/nope")
+		set(v, "title", "x")
+	},
+	"pylee.registry.v1.RegistryService/DeleteServer": func(org string, m protoreflect.Message) { set(m, "name", "orgs/"+org+"/servers/nope") },
+	"pylee.audit.v1.AuditService/AppendEvents":       func(string, protoreflect.Message) {},
+	"pylee.audit.v1.AuditService/ListEvents":         func(org string, m protoreflect.Message) { set(m, "parent", "orgs/"+org) },
 	"pylee.audit.v1.AuditService/GetEvent": func(org string, m protoreflect.Message) {
 		set(m, "name", "orgs/"+org+"/events/01a20000-0000-7000-8000-000000000000")
 	},
@@ -166,7 +180,7 @@ func TestAccessMatrix(t *testing.T) {
 
 	// Every RPC the process serves, from the registered descriptors.
 	var methods []protoreflect.MethodDescriptor
-	for _, svc := range []string{"pylee.orgs.v1.OrgsService", "pylee.orgs.v1.AccessService", "pylee.audit.v1.AuditService"} {
+	for _, svc := range []string{"pylee.orgs.v1.OrgsService", "pylee.orgs.v1.AccessService", "pylee.audit.v1.AuditService", "pylee.registry.v1.RegistryService"} {
 		d, err := protoregistry.GlobalFiles.FindDescriptorByName(protoreflect.FullName(svc))
 		if err != nil {
 			t.Fatal(err)

@@ -17,6 +17,7 @@ import (
 
 	auditv1 "github.com/pyleeai/pylee/gen/go/pylee/audit/v1"
 	orgsv1 "github.com/pyleeai/pylee/gen/go/pylee/orgs/v1"
+	registryv1 "github.com/pyleeai/pylee/gen/go/pylee/registry/v1"
 	"github.com/pyleeai/pylee/kit/server"
 )
 
@@ -30,6 +31,8 @@ type Backends struct {
 	Orgs *grpc.ClientConn
 	// Audit is nil when no audit service is reachable.
 	Audit *grpc.ClientConn
+	// Registry is nil when no registry service is reachable.
+	Registry *grpc.ClientConn
 }
 
 // RESTConfig configures the REST facade.
@@ -67,6 +70,11 @@ func NewREST(ctx context.Context, b Backends, cfg RESTConfig) (http.Handler, err
 	}
 	if err := orgsv1.RegisterAccessServiceHandler(ctx, mux, b.Orgs); err != nil {
 		return nil, fmt.Errorf("rest: register access: %w", err)
+	}
+	if b.Registry != nil {
+		if err := registryv1.RegisterRegistryServiceHandler(ctx, mux, b.Registry); err != nil {
+			return nil, fmt.Errorf("rest: register registry: %w", err)
+		}
 	}
 	var h http.Handler = mux
 	if b.Audit != nil {

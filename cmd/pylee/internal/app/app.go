@@ -62,6 +62,9 @@ type Config struct {
 	// AuditAddr is the gRPC address of the audit service when this process
 	// does not run it; empty means this process's own listener.
 	AuditAddr string
+	// RegistryAddr is the gRPC address of the registry service for a
+	// gateway that does not run it.
+	RegistryAddr string
 	// ServiceToken is the credential targets use with each other; every
 	// target of an installation must share it. Empty means one kept in
 	// DataDir.
@@ -252,7 +255,9 @@ func (a *App) initTarget(ctx context.Context, t string) error {
 		return a.initGateway(ctx)
 	case audit.Target:
 		return a.initAudit(ctx)
-	case registry.Target, secrets.Target, deploy.Target:
+	case registry.Target:
+		return a.initRegistry(ctx)
+	case secrets.Target, deploy.Target:
 		a.log.Debug("target has no RPCs yet", zap.String("target", t))
 		return nil
 	}
@@ -323,6 +328,24 @@ func (a *App) auditRelay(db *sql.DB, dialect string) (*outbox.Relay, error) {
 	return relay, nil
 }
 
+func (a *App) initRegistry(ctx context.Context) error {
+	st, err := registry.OpenStore(ctx, a.databaseURL(registry.Target))
+	if err != nil {
+		return err
+	}
+	a.srv.AddCleanup("registry store", func(context.Context) error { return st.Close() })
+	key, err := a.pageTokenKey()
+	if err != nil {
+		return err
+	}
+	relay, err := a.auditRelay(st.OutboxDB())
+	if err != nil {
+		return err
+	}
+	registry.New(st, aip.NewPageTokens(key), relay.Notify).Register(a.srv)
+	return nil
+}
+
 func (a *App) initAudit(ctx context.Context) error {
 	st, err := audit.OpenStore(ctx, a.databaseURL(audit.Target))
 	if err != nil {
@@ -359,6 +382,11 @@ func (a *App) initGateway(ctx context.Context) error {
 	}
 	if addr := a.serviceAddr(audit.Target, a.cfg.AuditAddr); addr != "" {
 		if b.Audit, err = a.dial(addr); err != nil {
+			return err
+		}
+	}
+	if addr := a.serviceAddr(registry.Target, a.cfg.RegistryAddr); addr != "" {
+		if b.Registry, err = a.dial(addr); err != nil {
 			return err
 		}
 	}

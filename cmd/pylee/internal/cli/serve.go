@@ -36,6 +36,7 @@ func (f *serveFlags) register(cmd *cobra.Command, logFormat string) {
 	fs.Int64Var(&f.cfg.MaxBodyBytes, "max-body-bytes", 1<<20, "largest REST request body; larger ones get 413")
 	fs.DurationVar(&f.cfg.ShutdownTimeout, "shutdown-timeout", 15*time.Second, "grace period for calls in flight at shutdown")
 	fs.DurationVar(&f.cfg.AuthCacheTTL, "auth-cache-ttl", 10*time.Second, "how long a verified token is trusted without asking the store again")
+	fs.StringVar(&f.cfg.RegistryAddr, "registry-addr", "", "gRPC address of the registry service for a gateway that does not run it")
 	fs.StringVar(&f.cfg.AuditAddr, "audit-addr", "", "gRPC address of the audit service when this process does not run it")
 	fs.Var(config.SecretValue{S: &f.cfg.ServiceToken}, "service-token", "credential the targets of one installation share (default: kept in the data directory)")
 	fs.Var(config.SecretValue{S: &f.cfg.AuditSigningKey}, "audit-signing-key", "base64 Ed25519 seed signing audit checkpoints (default: kept in the data directory)")

@@ -1,0 +1,288 @@
+// Package store is the persistence of the registry service on ent
+// (SQLite or PostgreSQL), with the audit outbox.
+package store
+
+import (
+	"context"
+	"database/sql"
+	"fmt"
+	"sort"
+	"strings"
+	"time"
+
+	"entgo.io/ent/dialect"
+	entsql "entgo.io/ent/dialect/sql"
+
+	auditv1 "github.com/pyleeai/pylee/gen/go/pylee/audit/v1"
+	"github.com/pyleeai/pylee/kit/db"
+	"github.com/pyleeai/pylee/kit/errs"
+	"github.com/pyleeai/pylee/kit/outbox"
+	"github.com/pyleeai/pylee/services/registry/internal/ent"
+	"github.com/pyleeai/pylee/services/registry/internal/ent/predicate"
+	entserver "github.com/pyleeai/pylee/services/registry/internal/ent/server"
+)
+
+// Schema is the PostgreSQL schema of the registry service.
+const Schema = "registry"
+
+// Server is a stored server.
+type Server struct {
+	Name, Organization, ServerName, Title, Description, WebsiteURL string
+	Repository                                                     map[string]string
+	Icons                                                          []map[string]any
+	CreateTime, UpdateTime                                         time.Time
+	Revision                                                       int64
+}
+
+// Updatable fields of a server, by their proto names.
+var Updatable = []string{"title", "description", "repository", "website_url", "icons"}
+
+// ServerQuery selects a page of an organization's servers.
+type ServerQuery struct {
+	Organization string
+	After        string // the last name of the previous page
+	Limit        int
+	Search       string // case-insensitive, in server name, title, description
+}
+
+// Store keeps the registry's data. Changes take their audit event (nil:
+// none), written to the outbox in the same transaction.
+type Store struct {
+	client  *ent.Client
+	db      *db.DB
+	dialect string
+	now     func() time.Time
+}
+
+// Open opens and migrates the registry database at url.
+func Open(ctx context.Context, url string) (*Store, error) {
+	d, err := db.Open(ctx, url, Schema)
+	if err != nil {
+		return nil, err
+	}
+	client := ent.NewClient(ent.Driver(entsql.OpenDB(d.Dialect, d.DB)))
+	if err := client.Schema.Create(ctx); err != nil {
+		client.Close()
+		return nil, fmt.Errorf("migrate registry database: %w", err)
+	}
+	return &Store{client: client, db: d, dialect: d.Dialect, now: func() time.Time { return time.Now().UTC().Truncate(time.Microsecond) }}, nil
+}
+
+// Migrate migrates the database at url (for test templates).
+func Migrate(ctx context.Context, url string) error {
+	s, err := Open(ctx, url)
+	if err != nil {
+		return err
+	}
+	return s.Close()
+}
+
+// Close closes the database.
+func (s *Store) Close() error { return s.client.Close() }
+
+// OutboxDB is the database holding the outbox, for the relay.
+func (s *Store) OutboxDB() (*sql.DB, string) { return s.db.DB, s.dialect }
+
+func (s *Store) withTx(ctx context.Context, fn func(tx *ent.Tx) error) error {
+	tx, err := s.client.Tx(ctx)
+	if err != nil {
+		return fmt.Errorf("begin: %w", err)
+	}
+	if err := fn(tx); err != nil {
+		_ = tx.Rollback()
+		return err
+	}
+	return tx.Commit()
+}
+
+func writeOutbox(ctx context.Context, tx *ent.Tx, ev *auditv1.Event) error {
+	if ev == nil {
+		return nil
+	}
+	rec, err := outbox.NewRecord(ev)
+	if err != nil {
+		return err
+	}
+	return tx.OutboxEvent.Create().SetID(rec.EventID).SetOrganization(rec.Organization).
+		SetPayload(rec.Payload).SetCreateTime(rec.CreateTime).Exec(ctx)
+}
+
+func toServer(e *ent.Server) Server {
+	return Server{Name: e.ID, Organization: e.Organization, ServerName: e.ServerName, Title: e.Title, Description: e.Description,
+		WebsiteURL: e.WebsiteURL, Repository: e.Repository, Icons: e.Icons, CreateTime: e.CreateTime.UTC(), UpdateTime: e.UpdateTime.UTC(),
+		Revision: e.Revision}
+}
+
+// CreateServer stores srv with revision 1. It returns ErrAlreadyExists if
+// the name or, in the organization, the server name is taken. A repeated
+// requestID returns the server it created if the name matches, else
+// ErrRequestIDReused.
+func (s *Store) CreateServer(ctx context.Context, srv Server, requestID string, ev *auditv1.Event) (Server, error) {
+	var out Server
+	err := s.withTx(ctx, func(tx *ent.Tx) error {
+		if requestID != "" {
+			prev, err := tx.Server.Query().Where(entserver.CreateRequestID(requestID)).Only(ctx)
+			switch {
+			case err == nil && prev.ID == srv.Name:
+				out = toServer(prev)
+				return nil
+			case err == nil:
+				return fmt.Errorf("request_id %q created %q: %w", requestID, prev.ID, errs.ErrRequestIDReused)
+			case !ent.IsNotFound(err):
+				return err
+			}
+		}
+		t := s.now()
+		c := tx.Server.Create().SetID(srv.Name).SetOrganization(srv.Organization).SetServerName(srv.ServerName).
+			SetTitle(srv.Title).SetDescription(srv.Description).SetRepository(srv.Repository).SetWebsiteURL(srv.WebsiteURL).
+			SetIcons(srv.Icons).SetCreateTime(t).SetUpdateTime(t)
+		if requestID != "" {
+			c.SetCreateRequestID(requestID)
+		}
+		created, err := c.Save(ctx)
+		if ent.IsConstraintError(err) {
+			return fmt.Errorf("server %q or server name %q: %w", srv.Name, srv.ServerName, errs.ErrAlreadyExists)
+		}
+		if err != nil {
+			return err
+		}
+		out = toServer(created)
+		return writeOutbox(ctx, tx, ev)
+	})
+	return out, err
+}
+
+// GetServer returns server name, or ErrNotFound.
+func (s *Store) GetServer(ctx context.Context, name string) (Server, error) {
+	e, err := s.client.Server.Get(ctx, name)
+	if ent.IsNotFound(err) {
+		return Server{}, fmt.Errorf("server %q: %w", name, errs.ErrNotFound)
+	}
+	if err != nil {
+		return Server{}, err
+	}
+	return toServer(e), nil
+}
+
+// ListServers returns the servers matching q, ordered by name.
+func (s *Store) ListServers(ctx context.Context, q ServerQuery) ([]Server, error) {
+	preds := []predicate.Server{entserver.Organization(q.Organization)}
+	if q.After != "" {
+		preds = append(preds, entserver.IDGT(q.After))
+	}
+	if q.Search != "" {
+		preds = append(preds, entserver.Or(entserver.ServerNameContainsFold(q.Search), entserver.TitleContainsFold(q.Search),
+			entserver.DescriptionContainsFold(q.Search)))
+	}
+	rows, err := s.client.Server.Query().Where(preds...).Order(ent.Asc(entserver.FieldID)).Limit(q.Limit).All(ctx)
+	if err != nil {
+		return nil, err
+	}
+	out := make([]Server, len(rows))
+	for i, r := range rows {
+		out[i] = toServer(r)
+	}
+	return out, nil
+}
+
+// locked reads server name, row-locked on PostgreSQL, checking its
+// revision against expect (0: any).
+func (s *Store) locked(ctx context.Context, tx *ent.Tx, name string, expect int64) (*ent.Server, error) {
+	q := tx.Server.Query().Where(entserver.ID(name))
+	if s.dialect == dialect.Postgres {
+		q.ForUpdate()
+	}
+	cur, err := q.Only(ctx)
+	if ent.IsNotFound(err) {
+		return nil, fmt.Errorf("server %q: %w", name, errs.ErrNotFound)
+	}
+	if err != nil {
+		return nil, err
+	}
+	if expect != 0 && cur.Revision != expect {
+		return nil, fmt.Errorf("server %q changed meanwhile: %w", name, errs.ErrEtagMismatch)
+	}
+	return cur, nil
+}
+
+// UpdateServer sets the named fields of srv on the stored server; the
+// revision check and the change are atomic.
+func (s *Store) UpdateServer(ctx context.Context, srv Server, fields []string, expect int64, ev *auditv1.Event) (Server, error) {
+	var out Server
+	err := s.withTx(ctx, func(tx *ent.Tx) error {
+		cur, err := s.locked(ctx, tx, srv.Name, expect)
+		if err != nil {
+			return err
+		}
+		before := toServer(cur)
+		u := tx.Server.UpdateOneID(srv.Name).Where(entserver.Revision(cur.Revision)).SetRevision(cur.Revision + 1).SetUpdateTime(s.now())
+		sort.Strings(fields)
+		for _, f := range fields {
+			switch f {
+			case "title":
+				u.SetTitle(srv.Title)
+			case "description":
+				u.SetDescription(srv.Description)
+			case "repository":
+				u.SetRepository(srv.Repository)
+			case "website_url":
+				u.SetWebsiteURL(srv.WebsiteURL)
+			case "icons":
+				u.SetIcons(srv.Icons)
+			default:
+				return fmt.Errorf("field %q is not updatable: %w", f, errs.ErrInvalidArgument)
+			}
+		}
+		updated, err := u.Save(ctx)
+		if err != nil {
+			return err
+		}
+		out = toServer(updated)
+		if ev != nil {
+			for _, f := range fields {
+				if o, n := fieldString(before, f), fieldString(out, f); o != n {
+					ev.Changes = append(ev.Changes, outbox.Change(f, o, n))
+				}
+			}
+		}
+		return writeOutbox(ctx, tx, ev)
+	})
+	return out, err
+}
+
+func fieldString(s Server, f string) string {
+	switch f {
+	case "title":
+		return s.Title
+	case "description":
+		return s.Description
+	case "repository":
+		if len(s.Repository) == 0 {
+			return ""
+		}
+		return fmt.Sprintf("%s %s %s", s.Repository["url"], s.Repository["source"], s.Repository["subfolder"])
+	case "website_url":
+		return s.WebsiteURL
+	case "icons":
+		var srcs []string
+		for _, i := range s.Icons {
+			srcs = append(srcs, fmt.Sprint(i["src"]))
+		}
+		return strings.Join(srcs, " ")
+	}
+	return ""
+}
+
+// DeleteServer deletes server name (revision checked when expect is set).
+func (s *Store) DeleteServer(ctx context.Context, name string, expect int64, ev *auditv1.Event) error {
+	return s.withTx(ctx, func(tx *ent.Tx) error {
+		cur, err := s.locked(ctx, tx, name, expect)
+		if err != nil {
+			return err
+		}
+		if err := tx.Server.DeleteOneID(cur.ID).Exec(ctx); err != nil {
+			return err
+		}
+		return writeOutbox(ctx, tx, ev)
+	})
+}

@@ -1,0 +1,296 @@
+package registry
+
+import (
+	"context"
+	"fmt"
+	"regexp"
+	"strings"
+
+	"google.golang.org/protobuf/proto"
+	"google.golang.org/protobuf/types/known/emptypb"
+	"google.golang.org/protobuf/types/known/timestamppb"
+
+	registryv1 "github.com/pyleeai/pylee/gen/go/pylee/registry/v1"
+	"github.com/pyleeai/pylee/kit/aip"
+	"github.com/pyleeai/pylee/kit/errs"
+	"github.com/pyleeai/pylee/kit/outbox"
+	"github.com/pyleeai/pylee/kit/server"
+	"github.com/pyleeai/pylee/services/registry/internal/store"
+)
+
+const (
+	defaultPageSize = 50
+	maxPageSize     = 1000
+)
+
+var (
+	orgName    = aip.MustPattern("orgs/{org}")
+	serverName = aip.MustPattern("orgs/{org}/servers/{server}")
+	// officialName is the official MCP registry's server name format:
+	// a reverse-DNS namespace, a slash, a name.
+	officialName = regexp.MustCompile(`^[a-zA-Z0-9.-]+/[a-zA-Z0-9._-]+$`)
+)
+
+// Store is the registry store.
+type Store = store.Store
+
+// OpenStore opens and migrates the registry database at url.
+func OpenStore(ctx context.Context, url string) (*Store, error) { return store.Open(ctx, url) }
+
+// MigrateStore migrates the registry database at url (for test templates).
+func MigrateStore(ctx context.Context, url string) error { return store.Migrate(ctx, url) }
+
+// Service implements pylee.registry.v1.RegistryService.
+type Service struct {
+	registryv1.UnimplementedRegistryServiceServer
+	store   *store.Store
+	tokens  *aip.PageTokens
+	written func()
+}
+
+// New returns the service; written (may be nil) runs after each change.
+func New(st *store.Store, pageTokens *aip.PageTokens, written func()) *Service {
+	if written == nil {
+		written = func() {}
+	}
+	return &Service{store: st, tokens: pageTokens, written: written}
+}
+
+// Register registers the service and its validators on srv.
+func (s *Service) Register(srv *server.Server) {
+	srv.RegisterService(&registryv1.RegistryService_ServiceDesc, s, Validators())
+}
+
+func orgOf(name string) string {
+	id, _, _ := strings.Cut(strings.TrimPrefix(name, "orgs/"), "/")
+	return id
+}
+
+func toProto(v store.Server) *registryv1.Server {
+	out := &registryv1.Server{Name: v.Name, ServerName: v.ServerName, Title: v.Title, Description: v.Description,
+		WebsiteUrl: v.WebsiteURL, CreateTime: timestamppb.New(v.CreateTime), UpdateTime: timestamppb.New(v.UpdateTime),
+		Etag: aip.ETag(v.Name, v.Revision)}
+	if len(v.Repository) > 0 {
+		out.Repository = &registryv1.Repository{Url: v.Repository["url"], Source: v.Repository["source"], Subfolder: v.Repository["subfolder"]}
+	}
+	for _, i := range v.Icons {
+		icon := &registryv1.Icon{Src: fmt.Sprint(i["src"]), MimeType: fmt.Sprint(i["mime_type"])}
+		if sizes, ok := i["sizes"].([]any); ok {
+			for _, sz := range sizes {
+				icon.Sizes = append(icon.Sizes, fmt.Sprint(sz))
+			}
+		}
+		out.Icons = append(out.Icons, icon)
+	}
+	return out
+}
+
+func fromProto(p *registryv1.Server) store.Server {
+	out := store.Server{Title: p.GetTitle(), Description: p.GetDescription(), WebsiteURL: p.GetWebsiteUrl(), ServerName: p.GetServerName()}
+	if r := p.GetRepository(); r != nil && (r.GetUrl() != "" || r.GetSource() != "" || r.GetSubfolder() != "") {
+		out.Repository = map[string]string{"url": r.GetUrl(), "source": r.GetSource(), "subfolder": r.GetSubfolder()}
+	}
+	for _, i := range p.GetIcons() {
+		sizes := make([]any, len(i.GetSizes()))
+		for k, sz := range i.GetSizes() {
+			sizes[k] = sz
+		}
+		out.Icons = append(out.Icons, map[string]any{"src": i.GetSrc(), "mime_type": i.GetMimeType(), "sizes": sizes})
+	}
+	return out
+}
+
+// CreateServer implements RegistryService.
+func (s *Service) CreateServer(ctx context.Context, req *registryv1.CreateServerRequest) (*registryv1.Server, error) {
+	v := fromProto(req.GetServer())
+	v.Name = req.GetParent() + "/servers/" + req.GetServerId()
+	v.Organization = orgOf(req.GetParent())
+	ev := outbox.NewEvent(ctx, v.Organization, "registry.server.create", v.Name)
+	ev.Metadata = map[string]string{"server_name": v.ServerName}
+	created, err := s.store.CreateServer(ctx, v, req.GetRequestId(), ev)
+	if err != nil {
+		return nil, err
+	}
+	s.written()
+	return toProto(created), nil
+}
+
+// GetServer implements RegistryService.
+func (s *Service) GetServer(ctx context.Context, req *registryv1.GetServerRequest) (*registryv1.Server, error) {
+	v, err := s.store.GetServer(ctx, req.GetName())
+	if err != nil {
+		return nil, err
+	}
+	return toProto(v), nil
+}
+
+// ListServers implements RegistryService.
+func (s *Service) ListServers(ctx context.Context, req *registryv1.ListServersRequest) (*registryv1.ListServersResponse, error) {
+	size, _ := aip.PageSize(req.GetPageSize(), defaultPageSize, maxPageSize)
+	query := aip.Query("pylee.registry.v1.ListServers", req.GetParent(), req.GetSearch())
+	after, err := s.tokens.Decode(query, req.GetPageToken())
+	if err != nil {
+		return nil, errs.Field("page_token", "%v", err)
+	}
+	rows, err := s.store.ListServers(ctx, store.ServerQuery{Organization: orgOf(req.GetParent()), After: after, Limit: size + 1, Search: req.GetSearch()})
+	if err != nil {
+		return nil, err
+	}
+	resp := &registryv1.ListServersResponse{}
+	if len(rows) > size {
+		rows = rows[:size]
+		resp.NextPageToken = s.tokens.Encode(query, rows[len(rows)-1].Name)
+	}
+	for _, r := range rows {
+		resp.Servers = append(resp.Servers, toProto(r))
+	}
+	return resp, nil
+}
+
+// expectedRevision turns an etag into the revision the store must hold.
+func (s *Service) expectedRevision(ctx context.Context, name, etag string) (int64, error) {
+	if etag == "" {
+		return 0, nil
+	}
+	cur, err := s.store.GetServer(ctx, name)
+	if err != nil {
+		return 0, err
+	}
+	if !aip.ETagMatches(etag, aip.ETag(name, cur.Revision)) {
+		return 0, fmt.Errorf("server %q: %w", name, errs.ErrEtagMismatch)
+	}
+	return cur.Revision, nil
+}
+
+// UpdateServer implements RegistryService.
+func (s *Service) UpdateServer(ctx context.Context, req *registryv1.UpdateServerRequest) (*registryv1.Server, error) {
+	in := req.GetServer()
+	paths, _ := aip.UpdatePaths(req.GetUpdateMask(), in, store.Updatable)
+	expect, err := s.expectedRevision(ctx, in.GetName(), in.GetEtag())
+	if err != nil {
+		return nil, err
+	}
+	v := fromProto(in)
+	v.Name = in.GetName()
+	ev := outbox.NewEvent(ctx, orgOf(v.Name), "registry.server.update", v.Name)
+	ev.Metadata = map[string]string{"update_mask": strings.Join(paths, ",")}
+	up, err := s.store.UpdateServer(ctx, v, paths, expect, ev)
+	if err != nil {
+		return nil, err
+	}
+	s.written()
+	return toProto(up), nil
+}
+
+// DeleteServer implements RegistryService.
+func (s *Service) DeleteServer(ctx context.Context, req *registryv1.DeleteServerRequest) (*emptypb.Empty, error) {
+	expect, err := s.expectedRevision(ctx, req.GetName(), req.GetEtag())
+	if err != nil {
+		return nil, err
+	}
+	if err := s.store.DeleteServer(ctx, req.GetName(), expect, outbox.NewEvent(ctx, orgOf(req.GetName()), "registry.server.delete", req.GetName())); err != nil {
+		return nil, err
+	}
+	s.written()
+	return &emptypb.Empty{}, nil
+}
+
+// Validators returns the request validator of every RPC.
+func Validators() map[string]server.Validator {
+	return map[string]server.Validator{
+		registryv1.RegistryService_CreateServer_FullMethodName: func(m proto.Message) error {
+			r := m.(*registryv1.CreateServerRequest)
+			var v errs.Violations
+			checkName(&v, "parent", r.GetParent(), orgName)
+			v.Check("server_id", aip.ValidateSegmentID(r.GetServerId()))
+			if r.GetServer() == nil {
+				v.Add("server", "is required")
+				return v.Err()
+			}
+			if n := r.GetServer().GetServerName(); len(n) < 3 || len(n) > 200 || !officialName.MatchString(n) {
+				v.Add("server.server_name", "must be a reverse-DNS namespace, a slash and a name, e.g. com.acme/github (3 to 200 characters)")
+			}
+			checkFields(&v, r.GetServer(), store.Updatable)
+			if len(r.GetRequestId()) > 128 {
+				v.Add("request_id", "must be at most 128 characters")
+			}
+			return v.Err()
+		},
+		registryv1.RegistryService_GetServer_FullMethodName: func(m proto.Message) error {
+			var v errs.Violations
+			checkName(&v, "name", m.(*registryv1.GetServerRequest).GetName(), serverName)
+			return v.Err()
+		},
+		registryv1.RegistryService_ListServers_FullMethodName: func(m proto.Message) error {
+			r := m.(*registryv1.ListServersRequest)
+			var v errs.Violations
+			checkName(&v, "parent", r.GetParent(), orgName)
+			if _, err := aip.PageSize(r.GetPageSize(), defaultPageSize, maxPageSize); err != nil {
+				v.Check("page_size", err)
+			}
+			if len(r.GetSearch()) > 200 {
+				v.Add("search", "must be at most 200 characters")
+			}
+			return v.Err()
+		},
+		registryv1.RegistryService_UpdateServer_FullMethodName: func(m proto.Message) error {
+			r := m.(*registryv1.UpdateServerRequest)
+			var v errs.Violations
+			if r.GetServer() == nil {
+				v.Add("server", "is required")
+				return v.Err()
+			}
+			checkName(&v, "server.name", r.GetServer().GetName(), serverName)
+			paths, err := aip.UpdatePaths(r.GetUpdateMask(), r.GetServer(), store.Updatable)
+			if err != nil {
+				v.Check("update_mask", err)
+			} else {
+				checkFields(&v, r.GetServer(), paths)
+			}
+			return v.Err()
+		},
+		registryv1.RegistryService_DeleteServer_FullMethodName: func(m proto.Message) error {
+			var v errs.Violations
+			checkName(&v, "name", m.(*registryv1.DeleteServerRequest).GetName(), serverName)
+			return v.Err()
+		},
+	}
+}
+
+func checkName(v *errs.Violations, field, name string, p aip.Pattern) {
+	if name == "" {
+		v.Add(field, "is required")
+	} else if _, err := p.Parse(name); err != nil {
+		v.Check(field, err)
+	}
+}
+
+// checkFields checks the named fields of a server.
+func checkFields(v *errs.Violations, s *registryv1.Server, fields []string) {
+	for _, f := range fields {
+		switch f {
+		case "title":
+			if len(s.GetTitle()) > 200 {
+				v.Add("server.title", "must be at most 200 characters")
+			}
+		case "description":
+			if len(s.GetDescription()) > 2000 {
+				v.Add("server.description", "must be at most 2000 characters")
+			}
+		case "repository":
+			if u := s.GetRepository().GetUrl(); u != "" && !strings.HasPrefix(u, "https://") && !strings.HasPrefix(u, "http://") {
+				v.Add("server.repository.url", "must be an http(s) URL")
+			}
+		case "website_url":
+			if u := s.GetWebsiteUrl(); u != "" && !strings.HasPrefix(u, "https://") && !strings.HasPrefix(u, "http://") {
+				v.Add("server.website_url", "must be an http(s) URL")
+			}
+		case "icons":
+			for i, icon := range s.GetIcons() {
+				if !strings.HasPrefix(icon.GetSrc(), "https://") {
+					v.Add(fmt.Sprintf("server.icons[%d].src", i), "must be an https URL")
+				}
+			}
+		}
+	}
+}
