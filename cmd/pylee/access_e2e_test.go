@@ -4,6 +4,7 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
+	"os"
 	"strings"
 	"testing"
 	"time"
@@ -70,6 +71,11 @@ func TestAccessEndToEnd(t *testing.T) {
 	u.expect(t, "POST", "/v1/orgs/acme/bindings", ci, `{"role":"roles/user","principal":"users/someone"}`, 403)
 	// A user cannot create organizations (installation level).
 	u.expect(t, "POST", "/v1/orgs?organization_id=mine", ci, `{}`, 403)
+	// A service account cannot mint more tokens for itself; a user can.
+	u.expect(t, "POST", "/v1/users/me/tokens", ci, `{}`, 403)
+	if r := u.expect(t, "POST", "/v1/users/me/tokens", u.token, `{"displayName":"laptop"}`, 200); !strings.HasPrefix(r.body["name"].(string), "users/admin/tokens/") {
+		t.Fatalf("personal token = %v", r.body)
+	}
 
 	// Bindings on a registry, a server and one tool.
 	for _, res := range []string{"orgs/acme/registries/prod", "orgs/acme/servers/github", "orgs/acme/servers/github/tools/create_issue"} {
@@ -214,8 +220,14 @@ func TestAccessCLI(t *testing.T) {
 	if out := run("whoami"); !strings.Contains(out, "orgs/acme/serviceAccounts/ci") {
 		t.Fatalf("whoami as ci: %s", out)
 	}
-	if out := run("token", "list", "--org", "acme", "--service-account", "ci"); strings.Contains(out, "pyl_") {
-		t.Fatalf("token list shows a secret: %s", out)
+	// A service account does not manage its own tokens.
+	var out2, errOut2 strings.Builder
+	if code := cli.Execute(context.Background(), []string{"token", "list", "--org", "acme", "--service-account", "ci"}, &out2, &errOut2); code == 0 || !strings.Contains(errOut2.String(), "PERMISSION_DENIED") {
+		t.Fatalf("ci listing its tokens: %d %s", code, errOut2.String())
+	}
+	os.Unsetenv("PYLEE_TOKEN")
+	if out := run("token", "list", "--org", "acme", "--service-account", "ci"); strings.Contains(out, "pyl_") || !strings.Contains(out, "orgs/acme/serviceAccounts/ci/tokens/") {
+		t.Fatalf("token list: %s", out)
 	}
 }
 

@@ -100,6 +100,8 @@ func TestOrgOIDC(t *testing.T) {
 	u.expect(t, "GET", "/v1/orgs/globex", bob, "", 200)
 	u.expect(t, "GET", "/v1/orgs/acme", bob, "", 404)
 	u.expect(t, "POST", "/v1/orgs?organization_id=bobs", bob, `{}`, 403)
+	// Nor can it mint an API token, which would outlive the limit.
+	u.expect(t, "POST", "/v1/users/me/tokens", bob, `{}`, 403)
 	r := u.expect(t, "GET", "/v1/orgs", bob, "", 200)
 	if orgs, _ := r.body["organizations"].([]any); len(orgs) != 1 || orgs[0].(map[string]any)["name"] != "orgs/globex" {
 		t.Fatalf("bob lists %v", r.body)

@@ -134,17 +134,22 @@ func (e *Engine) Authorize(ctx context.Context, p auth.Principal, permission, re
 	if auth.ServiceOnlyPermissions[permission] {
 		return fmt.Errorf("%s is for service identities only: %w", permission, errs.ErrPermissionDenied)
 	}
+	// A user's own tokens (personal access tokens). Not for service
+	// accounts (a leaked token must not mint more) nor for credentials
+	// limited to one organization (a token would outlive that limit).
+	if isSelf(p.Name, resource) && strings.HasPrefix(permission, "tokens.") {
+		if p.Kind == auth.KindUser && p.Org == "" {
+			return nil
+		}
+		return fmt.Errorf("%s cannot manage its own tokens with this credential: %w", p.Name, errs.ErrPermissionDenied)
+	}
 	// A credential from an organization's own identity provider reaches
 	// that organization only.
-	if p.OutsideOrg(resource) && !access.SelfPermissions[permission] && !isSelf(p.Name, resource) {
+	if p.OutsideOrg(resource) && !access.SelfPermissions[permission] {
 		if access.OrgOf(resource) != "" {
 			return fmt.Errorf("%q: %w", resource, errs.ErrNotFound)
 		}
 		return fmt.Errorf("this credential is limited to orgs/%s: %w", p.Org, errs.ErrPermissionDenied)
-	}
-	// A principal's own identity and tokens.
-	if isSelf(p.Name, resource) && (permission == "tokens.create" || permission == "tokens.list" || permission == "tokens.revoke") {
-		return nil
 	}
 	d, member, err := e.Decide(ctx, p.Name, p.Groups, permission, resource)
 	if err != nil {
