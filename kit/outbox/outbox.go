@@ -7,10 +7,12 @@ package outbox
 
 import (
 	"context"
+	"database/sql"
 	"fmt"
 	"time"
 
 	"entgo.io/ent"
+	"entgo.io/ent/dialect"
 	"entgo.io/ent/dialect/entsql"
 	"entgo.io/ent/schema"
 	"entgo.io/ent/schema/field"
@@ -104,4 +106,30 @@ func cut(s string) string {
 		return s
 	}
 	return s[:MaxValue] + "…(truncated)"
+}
+
+// Execer runs a statement; an ent transaction generated with the
+// sql/execquery feature is one, so Insert joins the change's transaction.
+type Execer interface {
+	ExecContext(ctx context.Context, query string, args ...any) (sql.Result, error)
+}
+
+// Insert writes ev (if not nil) to the outbox through ex, the transaction
+// of the change it records.
+func Insert(ctx context.Context, ex Execer, dialectName string, ev *auditv1.Event) error {
+	if ev == nil {
+		return nil
+	}
+	rec, err := NewRecord(ev)
+	if err != nil {
+		return err
+	}
+	q := "INSERT INTO " + Table + " (id, organization, payload, create_time) VALUES (?, ?, ?, ?)"
+	if dialectName == dialect.Postgres {
+		q = "INSERT INTO " + Table + " (id, organization, payload, create_time) VALUES ($1, $2, $3, $4)"
+	}
+	if _, err := ex.ExecContext(ctx, q, rec.EventID, rec.Organization, rec.Payload, rec.CreateTime); err != nil {
+		return fmt.Errorf("write audit event to the outbox: %w", err)
+	}
+	return nil
 }

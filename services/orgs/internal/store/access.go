@@ -168,7 +168,7 @@ func (s *EntStore) CreateServiceAccount(ctx context.Context, sa ServiceAccount, 
 			return err
 		}
 		out = toSA(created)
-		return writeOutbox(ctx, tx, ev)
+		return s.writeOutbox(ctx, tx, ev)
 	})
 	return out, err
 }
@@ -209,7 +209,7 @@ func (s *EntStore) DeleteServiceAccount(ctx context.Context, name string, ev *au
 		if err := deletePrincipal(ctx, tx, name); err != nil {
 			return err
 		}
-		return writeOutbox(ctx, tx, ev)
+		return s.writeOutbox(ctx, tx, ev)
 	})
 }
 
@@ -248,7 +248,7 @@ func (s *EntStore) DeleteAPIToken(ctx context.Context, principal, id string, ev 
 		if n == 0 {
 			return notFound("token", principal+"/tokens/"+id)
 		}
-		return writeOutbox(ctx, tx, ev)
+		return s.writeOutbox(ctx, tx, ev)
 	})
 }
 
@@ -265,7 +265,7 @@ func (s *EntStore) CreateBinding(ctx context.Context, b Binding, ev *auditv1.Eve
 			return err
 		}
 		out = toBinding(created)
-		return writeOutbox(ctx, tx, ev)
+		return s.writeOutbox(ctx, tx, ev)
 	})
 	return out, err
 }
@@ -315,7 +315,7 @@ func (s *EntStore) DeleteBinding(ctx context.Context, name string, ev *auditv1.E
 		if ev != nil {
 			ev.Metadata = map[string]string{"role": b.Role, "principal": b.Principal}
 		}
-		return writeOutbox(ctx, tx, ev)
+		return s.writeOutbox(ctx, tx, ev)
 	})
 }
 
@@ -377,7 +377,7 @@ func (s *EntStore) CreateTeam(ctx context.Context, t Team, ev *auditv1.Event) (T
 			return err
 		}
 		out = Team{Name: created.ID, Organization: created.Organization, DisplayName: created.DisplayName, CreateTime: created.CreateTime.UTC(), Members: []string{}}
-		return writeOutbox(ctx, tx, ev)
+		return s.writeOutbox(ctx, tx, ev)
 	})
 	return out, err
 }
@@ -427,7 +427,7 @@ func (s *EntStore) DeleteTeam(ctx context.Context, name string, ev *auditv1.Even
 		if _, err := tx.Binding.Delete().Where(binding.Principal(name)).Exec(ctx); err != nil {
 			return err
 		}
-		return writeOutbox(ctx, tx, ev)
+		return s.writeOutbox(ctx, tx, ev)
 	})
 }
 
@@ -450,7 +450,7 @@ func (s *EntStore) AddTeamMember(ctx context.Context, teamName, member string, e
 			if err := tx.TeamMember.Create().SetTeam(teamName).SetMember(member).Exec(ctx); err != nil {
 				return err
 			}
-			if err := writeOutbox(ctx, tx, ev); err != nil {
+			if err := s.writeOutbox(ctx, tx, ev); err != nil {
 				return err
 			}
 		}
@@ -478,7 +478,7 @@ func (s *EntStore) RemoveTeamMember(ctx context.Context, teamName, member string
 		if n == 0 {
 			return fmt.Errorf("%s is not a member of %s: %w", member, teamName, errs.ErrNotFound)
 		}
-		if err := writeOutbox(ctx, tx, ev); err != nil {
+		if err := s.writeOutbox(ctx, tx, ev); err != nil {
 			return err
 		}
 		out, err = s.teamWithMembers(ctx, tx.Client(), t)
@@ -507,7 +507,7 @@ func (s *EntStore) CreateRole(ctx context.Context, r CustomRole, ev *auditv1.Eve
 			return err
 		}
 		out = toRole(created)
-		return writeOutbox(ctx, tx, ev)
+		return s.writeOutbox(ctx, tx, ev)
 	})
 	return out, err
 }
@@ -548,7 +548,7 @@ func (s *EntStore) DeleteRole(ctx context.Context, name string, ev *auditv1.Even
 		if n == 0 {
 			return notFound("role", name)
 		}
-		return writeOutbox(ctx, tx, ev)
+		return s.writeOutbox(ctx, tx, ev)
 	})
 }
 
@@ -585,7 +585,7 @@ func (s *EntStore) CreateInvitation(ctx context.Context, inv Invitation, ev *aud
 			return err
 		}
 		out = toInvitation(created)
-		return writeOutbox(ctx, tx, ev)
+		return s.writeOutbox(ctx, tx, ev)
 	})
 	return out, err
 }
@@ -623,7 +623,7 @@ func (s *EntStore) RevokeInvitation(ctx context.Context, name string, ev *auditv
 			return fmt.Errorf("invitation %q is %s: %w", name, inv.State, errs.ErrFailedPrecondition)
 		}
 		out = toInvitation(inv)
-		return writeOutbox(ctx, tx, ev)
+		return s.writeOutbox(ctx, tx, ev)
 	})
 	return out, err
 }
@@ -694,7 +694,7 @@ func (s *EntStore) AcceptInvitation(ctx context.Context, hash []byte, principal,
 			ev.Organization, ev.Resource = inv.Organization, inv.ID
 			ev.Metadata = map[string]string{"role": inv.Role, "principal": principal}
 		}
-		return writeOutbox(ctx, tx, ev)
+		return s.writeOutbox(ctx, tx, ev)
 	})
 	return out, err
 }
@@ -740,7 +740,7 @@ func (s *EntStore) DeleteMember(ctx context.Context, org, principal string, ev *
 		if n == 0 {
 			return fmt.Errorf("%s is not a member of orgs/%s: %w", principal, org, errs.ErrNotFound)
 		}
-		return writeOutbox(ctx, tx, ev)
+		return s.writeOutbox(ctx, tx, ev)
 	})
 }
 
@@ -770,7 +770,7 @@ func (s *EntStore) EnsureUser(ctx context.Context, u User, ev *auditv1.Event) (b
 			return err
 		}
 		created = true
-		return writeOutbox(ctx, tx, ev)
+		return s.writeOutbox(ctx, tx, ev)
 	})
 	return created, err
 }

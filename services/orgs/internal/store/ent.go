@@ -133,7 +133,7 @@ func (s *EntStore) CreateOrganization(ctx context.Context, org Organization, req
 				ev.Metadata = map[string]string{"owner": org.Owner}
 			}
 		}
-		return writeOutbox(ctx, tx, ev)
+		return s.writeOutbox(ctx, tx, ev)
 	})
 	return out, err
 }
@@ -207,7 +207,7 @@ func (s *EntStore) UpdateOrganization(ctx context.Context, org Organization, fie
 		if ev != nil {
 			ev.Changes = append(ev.Changes, changes(before, out, fields)...)
 		}
-		return writeOutbox(ctx, tx, ev)
+		return s.writeOutbox(ctx, tx, ev)
 	})
 	return out, err
 }
@@ -278,21 +278,13 @@ func (s *EntStore) OrganizationsByIssuer(ctx context.Context, iss string) ([]Org
 }
 
 // writeOutbox adds ev (if any) to the outbox inside tx.
-func writeOutbox(ctx context.Context, tx *ent.Tx, ev *auditv1.Event) error {
-	if ev == nil {
-		return nil
-	}
-	rec, err := outbox.NewRecord(ev)
-	if err != nil {
-		return err
-	}
-	return tx.OutboxEvent.Create().SetID(rec.EventID).SetOrganization(rec.Organization).
-		SetPayload(rec.Payload).SetCreateTime(rec.CreateTime).Exec(ctx)
+func (s *EntStore) writeOutbox(ctx context.Context, tx *ent.Tx, ev *auditv1.Event) error {
+	return outbox.Insert(ctx, tx, s.dialect, ev)
 }
 
 // RecordEvent implements Store.
 func (s *EntStore) RecordEvent(ctx context.Context, ev *auditv1.Event) error {
-	return s.withTx(ctx, func(tx *ent.Tx) error { return writeOutbox(ctx, tx, ev) })
+	return s.withTx(ctx, func(tx *ent.Tx) error { return s.writeOutbox(ctx, tx, ev) })
 }
 
 // OutboxDB implements Store.
@@ -334,7 +326,7 @@ func (s *EntStore) DeleteOrganization(ctx context.Context, id string, expectRevi
 		if ev != nil {
 			ev.Changes = append(ev.Changes, changes(before, Organization{}, updatableFields)...)
 		}
-		return writeOutbox(ctx, tx, ev)
+		return s.writeOutbox(ctx, tx, ev)
 	})
 }
 
@@ -349,7 +341,7 @@ func (s *EntStore) CreateAPIToken(ctx context.Context, t APIToken, ev *auditv1.E
 		if err != nil {
 			return err
 		}
-		return writeOutbox(ctx, tx, ev)
+		return s.writeOutbox(ctx, tx, ev)
 	})
 }
 

@@ -95,16 +95,8 @@ func (s *Store) withTx(ctx context.Context, fn func(tx *ent.Tx) error) error {
 	return tx.Commit()
 }
 
-func writeOutbox(ctx context.Context, tx *ent.Tx, ev *auditv1.Event) error {
-	if ev == nil {
-		return nil
-	}
-	rec, err := outbox.NewRecord(ev)
-	if err != nil {
-		return err
-	}
-	return tx.OutboxEvent.Create().SetID(rec.EventID).SetOrganization(rec.Organization).
-		SetPayload(rec.Payload).SetCreateTime(rec.CreateTime).Exec(ctx)
+func (s *Store) writeOutbox(ctx context.Context, tx *ent.Tx, ev *auditv1.Event) error {
+	return outbox.Insert(ctx, tx, s.dialect, ev)
 }
 
 func toServer(e *ent.Server) Server {
@@ -147,7 +139,7 @@ func (s *Store) CreateServer(ctx context.Context, srv Server, requestID string, 
 			return err
 		}
 		out = toServer(created)
-		return writeOutbox(ctx, tx, ev)
+		return s.writeOutbox(ctx, tx, ev)
 	})
 	return out, err
 }
@@ -245,7 +237,7 @@ func (s *Store) UpdateServer(ctx context.Context, srv Server, fields []string, e
 				}
 			}
 		}
-		return writeOutbox(ctx, tx, ev)
+		return s.writeOutbox(ctx, tx, ev)
 	})
 	return out, err
 }
@@ -283,6 +275,6 @@ func (s *Store) DeleteServer(ctx context.Context, name string, expect int64, ev 
 		if err := tx.Server.DeleteOneID(cur.ID).Exec(ctx); err != nil {
 			return err
 		}
-		return writeOutbox(ctx, tx, ev)
+		return s.writeOutbox(ctx, tx, ev)
 	})
 }
