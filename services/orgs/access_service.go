@@ -223,16 +223,8 @@ func (s *AccessService) CreateBinding(ctx context.Context, req *orgsv1.CreateBin
 		return nil, err
 	}
 	p := caller(ctx)
-	if p.Kind != auth.KindService {
-		for _, perm := range role.Sorted() {
-			d, _, err := s.engine.Decide(ctx, p.Name, p.Groups, perm, parent)
-			if err != nil {
-				return nil, err
-			}
-			if !d.Allowed {
-				return nil, fmt.Errorf("%s cannot grant %s on %q: it does not hold %s there: %w", p.Name, role.Name, parent, perm, errs.ErrPermissionDenied)
-			}
-		}
+	if err := s.holdsAll(ctx, role.Sorted(), parent, "grant "+role.Name); err != nil {
+		return nil, err
 	}
 	name := parent + "/bindings/" + uuid.NewString()[:8]
 	ev := outbox.NewEvent(ctx, org, "orgs.binding.create", name)
@@ -244,6 +236,26 @@ func (s *AccessService) CreateBinding(ctx context.Context, req *orgsv1.CreateBin
 	}
 	s.changed()
 	return bindingProto(created), nil
+}
+
+// holdsAll refuses what would escalate: the caller must itself hold every
+// one of perms on resource to do what (grant a role, create a custom role,
+// invite with a role). Service identities hold everything.
+func (s *AccessService) holdsAll(ctx context.Context, perms []string, resource, what string) error {
+	p := caller(ctx)
+	if p.Kind == auth.KindService {
+		return nil
+	}
+	for _, perm := range perms {
+		d, _, err := s.engine.Decide(ctx, p.Name, p.Groups, perm, resource)
+		if err != nil {
+			return err
+		}
+		if !d.Allowed {
+			return fmt.Errorf("%s cannot %s on %q: it does not hold %s there: %w", p.Name, what, resource, perm, errs.ErrPermissionDenied)
+		}
+	}
+	return nil
 }
 
 // role resolves a role name valid in org.
@@ -328,18 +340,9 @@ func (s *AccessService) ListRoles(ctx context.Context, req *orgsv1.ListRolesRequ
 // CreateRole implements AccessService.
 func (s *AccessService) CreateRole(ctx context.Context, req *orgsv1.CreateRoleRequest) (*orgsv1.Role, error) {
 	parent := req.GetParent()
-	p := caller(ctx)
 	perms := dedupe(req.GetRole().GetPermissions())
-	if p.Kind != auth.KindService {
-		for _, perm := range perms {
-			d, _, err := s.engine.Decide(ctx, p.Name, p.Groups, perm, parent)
-			if err != nil {
-				return nil, err
-			}
-			if !d.Allowed {
-				return nil, fmt.Errorf("%s cannot create a role with %s: it does not hold it on %q: %w", p.Name, perm, parent, errs.ErrPermissionDenied)
-			}
-		}
+	if err := s.holdsAll(ctx, perms, parent, "create a role with these permissions"); err != nil {
+		return nil, err
 	}
 	name := parent + "/roles/" + req.GetRoleId()
 	ev := outbox.NewEvent(ctx, access.OrgOf(parent), "orgs.role.create", name)

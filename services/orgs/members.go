@@ -3,7 +3,6 @@ package orgs
 import (
 	"context"
 	"crypto/sha256"
-	"fmt"
 	"sort"
 	"strings"
 	"time"
@@ -14,7 +13,6 @@ import (
 
 	orgsv1 "github.com/pyleeai/pylee/gen/go/pylee/orgs/v1"
 	"github.com/pyleeai/pylee/kit/auth"
-	"github.com/pyleeai/pylee/kit/errs"
 	"github.com/pyleeai/pylee/kit/outbox"
 	"github.com/pyleeai/pylee/services/orgs/internal/access"
 	"github.com/pyleeai/pylee/services/orgs/internal/store"
@@ -76,16 +74,10 @@ func (s *AccessService) CreateInvitation(ctx context.Context, req *orgsv1.Create
 	if err != nil {
 		return nil, err
 	}
-	p := caller(ctx)
-	if p.Kind != auth.KindService {
-		for _, perm := range role.Sorted() {
-			if d, _, err := s.engine.Decide(ctx, p.Name, p.Groups, perm, parent); err != nil {
-				return nil, err
-			} else if !d.Allowed {
-				return nil, fmt.Errorf("%s cannot invite as %s: it does not hold %s on %q: %w", p.Name, role.Name, perm, parent, errs.ErrPermissionDenied)
-			}
-		}
+	if err := s.holdsAll(ctx, role.Sorted(), parent, "invite as "+role.Name); err != nil {
+		return nil, err
 	}
+	p := caller(ctx)
 	secret, _, err := auth.NewAPIToken()
 	if err != nil {
 		return nil, err
