@@ -19,6 +19,8 @@ type Rule struct {
 	Permission    string
 	ResourceField string
 	Public        bool
+	// Filtered: the handler decides per item (see pylee.api.v1.AuthRule).
+	Filtered bool
 }
 
 // RulesOf reads the access rules of every method of the services registered
@@ -83,7 +85,7 @@ func ruleOf(service, method string) (Rule, bool) {
 	if !r.GetPublic() && r.GetPermission() == "" {
 		return Rule{}, false
 	}
-	return Rule{Permission: r.GetPermission(), ResourceField: r.GetResourceField(), Public: r.GetPublic()}, true
+	return Rule{Permission: r.GetPermission(), ResourceField: r.GetResourceField(), Public: r.GetPublic(), Filtered: r.GetFiltered()}, true
 }
 
 // fieldString reads a string field of msg by dotted path; "" if absent.

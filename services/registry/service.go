@@ -5,6 +5,8 @@ import (
 	"fmt"
 	"regexp"
 	"strings"
+	"sync"
+	"time"
 
 	"google.golang.org/protobuf/proto"
 	"google.golang.org/protobuf/types/known/emptypb"
@@ -12,6 +14,7 @@ import (
 
 	registryv1 "github.com/pyleeai/pylee/gen/go/pylee/registry/v1"
 	"github.com/pyleeai/pylee/kit/aip"
+	"github.com/pyleeai/pylee/kit/auth"
 	"github.com/pyleeai/pylee/kit/errs"
 	"github.com/pyleeai/pylee/kit/outbox"
 	"github.com/pyleeai/pylee/kit/server"
@@ -43,17 +46,50 @@ func MigrateStore(ctx context.Context, url string) error { return store.Migrate(
 // Service implements pylee.registry.v1.RegistryService.
 type Service struct {
 	registryv1.UnimplementedRegistryServiceServer
-	store   *store.Store
-	tokens  *aip.PageTokens
-	written func()
+	store     *store.Store
+	tokens    *aip.PageTokens
+	authz     auth.Authorizer
+	written   func()
+	changes   broadcast
+	watchPoll time.Duration
 }
 
-// New returns the service; written (may be nil) runs after each change.
-func New(st *store.Store, pageTokens *aip.PageTokens, written func()) *Service {
-	if written == nil {
-		written = func() {}
+// New returns the service. authz decides, item by item, what filtered
+// lists show; written (may be nil) runs after each change.
+func New(st *store.Store, pageTokens *aip.PageTokens, authz auth.Authorizer, written func()) *Service {
+	s := &Service{store: st, tokens: pageTokens, authz: authz, watchPoll: 2 * time.Second}
+	s.written = func() {
+		s.changes.notify()
+		if written != nil {
+			written()
+		}
 	}
-	return &Service{store: st, tokens: pageTokens, written: written}
+	return s
+}
+
+// broadcast wakes every waiter at each notify.
+type broadcast struct {
+	mu sync.Mutex
+	ch chan struct{}
+}
+
+// wait returns a channel closed at the next notify.
+func (b *broadcast) wait() <-chan struct{} {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	if b.ch == nil {
+		b.ch = make(chan struct{})
+	}
+	return b.ch
+}
+
+func (b *broadcast) notify() {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	if b.ch != nil {
+		close(b.ch)
+		b.ch = nil
+	}
 }
 
 // Register registers the service and its validators on srv.
@@ -197,6 +233,14 @@ func (s *Service) DeleteServer(ctx context.Context, req *registryv1.DeleteServer
 
 // Validators returns the request validator of every RPC.
 func Validators() map[string]server.Validator {
+	m := moreValidators()
+	for k, v := range serverValidators() {
+		m[k] = v
+	}
+	return m
+}
+
+func serverValidators() map[string]server.Validator {
 	return map[string]server.Validator{
 		registryv1.RegistryService_CreateServer_FullMethodName: func(m proto.Message) error {
 			r := m.(*registryv1.CreateServerRequest)

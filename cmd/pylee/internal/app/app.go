@@ -342,8 +342,16 @@ func (a *App) initRegistry(ctx context.Context) error {
 	if err != nil {
 		return err
 	}
-	registry.New(st, aip.NewPageTokens(key), relay.Notify).Register(a.srv)
+	registry.New(st, aip.NewPageTokens(key), appAuthorizer{a}, relay.Notify).Register(a.srv)
 	return nil
+}
+
+// appAuthorizer is the process's authorizer, known only once every target
+// is set up.
+type appAuthorizer struct{ a *App }
+
+func (z appAuthorizer) Authorize(ctx context.Context, p auth.Principal, permission, resource string) error {
+	return z.a.authz.Authorize(ctx, p, permission, resource)
 }
 
 func (a *App) initAudit(ctx context.Context) error {

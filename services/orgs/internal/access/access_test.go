@@ -14,6 +14,7 @@ func TestAncestors(t *testing.T) {
 		"orgs/a/registries/r":                   "orgs/a/registries/r,orgs/a,",
 		"orgs/a/registries/r/servers/s":         "orgs/a/registries/r/servers/s,orgs/a/registries/r,orgs/a,orgs/a/servers/s,",
 		"orgs/a/registries/r/servers/s/tools/t": "orgs/a/registries/r/servers/s/tools/t,orgs/a/registries/r/servers/s,orgs/a/registries/r,orgs/a,orgs/a/servers/s/tools/t,orgs/a/servers/s,",
+		"orgs/a/registries/r/entries/s":         "orgs/a/registries/r/entries/s,orgs/a/registries/r,orgs/a,orgs/a/servers/s,",
 		"":                                      "",
 		"users/u":                               "users/u,",
 	}

@@ -31,6 +31,10 @@ func Ancestors(resource string) []string {
 		if _, after, ok := strings.Cut(rest, "/servers/"); ok {
 			paths = append(paths, resource[:i]+"/servers/"+after)
 		}
+		// An entry is its server as pinned in the registry.
+		if _, after, ok := strings.Cut(rest, "/entries/"); ok && !strings.Contains(after, "/") {
+			paths = append(paths, resource[:i]+"/servers/"+after)
+		}
 	}
 	for _, p := range paths {
 		parts := strings.Split(p, "/")

@@ -12,8 +12,13 @@ import (
 	"entgo.io/ent"
 	"entgo.io/ent/dialect/sql"
 	"entgo.io/ent/dialect/sql/sqlgraph"
+	"github.com/pyleeai/pylee/services/registry/internal/ent/approval"
+	"github.com/pyleeai/pylee/services/registry/internal/ent/entry"
+	"github.com/pyleeai/pylee/services/registry/internal/ent/entrychange"
 	"github.com/pyleeai/pylee/services/registry/internal/ent/outboxevent"
+	"github.com/pyleeai/pylee/services/registry/internal/ent/registry"
 	"github.com/pyleeai/pylee/services/registry/internal/ent/server"
+	"github.com/pyleeai/pylee/services/registry/internal/ent/version"
 )
 
 // ent aliases to avoid import conflicts in user's code.
@@ -74,8 +79,13 @@ var (
 func checkColumn(t, c string) error {
 	initCheck.Do(func() {
 		columnCheck = sql.NewColumnCheck(map[string]func(string) bool{
+			approval.Table:    approval.ValidColumn,
+			entry.Table:       entry.ValidColumn,
+			entrychange.Table: entrychange.ValidColumn,
 			outboxevent.Table: outboxevent.ValidColumn,
+			registry.Table:    registry.ValidColumn,
 			server.Table:      server.ValidColumn,
+			version.Table:     version.ValidColumn,
 		})
 	})
 	return columnCheck(t, c)

@@ -3,14 +3,45 @@
 package ent
 
 import (
+	"github.com/pyleeai/pylee/services/registry/internal/ent/entry"
+	"github.com/pyleeai/pylee/services/registry/internal/ent/registry"
 	"github.com/pyleeai/pylee/services/registry/internal/ent/schema"
 	"github.com/pyleeai/pylee/services/registry/internal/ent/server"
+	"github.com/pyleeai/pylee/services/registry/internal/ent/version"
 )
 
 // The init function reads all schema descriptors with runtime code
 // (default values, validators, hooks and policies) and stitches it
 // to their package variables.
 func init() {
+	entryFields := schema.Entry{}.Fields()
+	_ = entryFields
+	// entryDescVersionRange is the schema descriptor for version_range field.
+	entryDescVersionRange := entryFields[6].Descriptor()
+	// entry.DefaultVersionRange holds the default value on creation for the version_range field.
+	entry.DefaultVersionRange = entryDescVersionRange.Default.(string)
+	registryFields := schema.Registry{}.Fields()
+	_ = registryFields
+	// registryDescDescription is the schema descriptor for description field.
+	registryDescDescription := registryFields[2].Descriptor()
+	// registry.DefaultDescription holds the default value on creation for the description field.
+	registry.DefaultDescription = registryDescDescription.Default.(string)
+	// registryDescParent is the schema descriptor for parent field.
+	registryDescParent := registryFields[3].Descriptor()
+	// registry.DefaultParent holds the default value on creation for the parent field.
+	registry.DefaultParent = registryDescParent.Default.(string)
+	// registryDescSettings is the schema descriptor for settings field.
+	registryDescSettings := registryFields[4].Descriptor()
+	// registry.DefaultSettings holds the default value on creation for the settings field.
+	registry.DefaultSettings = registryDescSettings.Default.(string)
+	// registryDescEntryRevision is the schema descriptor for entry_revision field.
+	registryDescEntryRevision := registryFields[5].Descriptor()
+	// registry.DefaultEntryRevision holds the default value on creation for the entry_revision field.
+	registry.DefaultEntryRevision = registryDescEntryRevision.Default.(int64)
+	// registryDescRevision is the schema descriptor for revision field.
+	registryDescRevision := registryFields[8].Descriptor()
+	// registry.DefaultRevision holds the default value on creation for the revision field.
+	registry.DefaultRevision = registryDescRevision.Default.(int64)
 	serverFields := schema.Server{}.Fields()
 	_ = serverFields
 	// serverDescTitle is the schema descriptor for title field.
@@ -29,4 +60,22 @@ func init() {
 	serverDescRevision := serverFields[10].Descriptor()
 	// server.DefaultRevision holds the default value on creation for the revision field.
 	server.DefaultRevision = serverDescRevision.Default.(int64)
+	versionFields := schema.Version{}.Fields()
+	_ = versionFields
+	// versionDescReleaseNotes is the schema descriptor for release_notes field.
+	versionDescReleaseNotes := versionFields[7].Descriptor()
+	// version.DefaultReleaseNotes holds the default value on creation for the release_notes field.
+	version.DefaultReleaseNotes = versionDescReleaseNotes.Default.(string)
+	// versionDescTools is the schema descriptor for tools field.
+	versionDescTools := versionFields[8].Descriptor()
+	// version.DefaultTools holds the default value on creation for the tools field.
+	version.DefaultTools = versionDescTools.Default.(string)
+	// versionDescStatus is the schema descriptor for status field.
+	versionDescStatus := versionFields[11].Descriptor()
+	// version.DefaultStatus holds the default value on creation for the status field.
+	version.DefaultStatus = versionDescStatus.Default.(string)
+	// versionDescStatusMessage is the schema descriptor for status_message field.
+	versionDescStatusMessage := versionFields[12].Descriptor()
+	// version.DefaultStatusMessage holds the default value on creation for the status_message field.
+	version.DefaultStatusMessage = versionDescStatusMessage.Default.(string)
 }

@@ -14,10 +14,20 @@ import (
 // Tx is a transactional client that is created by calling Client.Tx().
 type Tx struct {
 	config
+	// Approval is the client for interacting with the Approval builders.
+	Approval *ApprovalClient
+	// Entry is the client for interacting with the Entry builders.
+	Entry *EntryClient
+	// EntryChange is the client for interacting with the EntryChange builders.
+	EntryChange *EntryChangeClient
 	// OutboxEvent is the client for interacting with the OutboxEvent builders.
 	OutboxEvent *OutboxEventClient
+	// Registry is the client for interacting with the Registry builders.
+	Registry *RegistryClient
 	// Server is the client for interacting with the Server builders.
 	Server *ServerClient
+	// Version is the client for interacting with the Version builders.
+	Version *VersionClient
 
 	// lazily loaded.
 	client     *Client
@@ -149,8 +159,13 @@ func (tx *Tx) Client() *Client {
 }
 
 func (tx *Tx) init() {
+	tx.Approval = NewApprovalClient(tx.config)
+	tx.Entry = NewEntryClient(tx.config)
+	tx.EntryChange = NewEntryChangeClient(tx.config)
 	tx.OutboxEvent = NewOutboxEventClient(tx.config)
+	tx.Registry = NewRegistryClient(tx.config)
 	tx.Server = NewServerClient(tx.config)
+	tx.Version = NewVersionClient(tx.config)
 }
 
 // txDriver wraps the given dialect.Tx with a nop dialect.Driver implementation.
@@ -160,7 +175,7 @@ func (tx *Tx) init() {
 // of them in order to commit or rollback the transaction.
 //
 // If a closed transaction is embedded in one of the generated entities, and the entity
-// applies a query, for example: OutboxEvent.QueryXXX(), the query will be executed
+// applies a query, for example: Approval.QueryXXX(), the query will be executed
 // through the driver which created this transaction.
 //
 // Note that txDriver is not goroutine safe.

@@ -18,8 +18,10 @@ import (
 	"github.com/pyleeai/pylee/kit/errs"
 	"github.com/pyleeai/pylee/kit/outbox"
 	"github.com/pyleeai/pylee/services/registry/internal/ent"
+	ententry "github.com/pyleeai/pylee/services/registry/internal/ent/entry"
 	"github.com/pyleeai/pylee/services/registry/internal/ent/predicate"
 	entserver "github.com/pyleeai/pylee/services/registry/internal/ent/server"
+	entversion "github.com/pyleeai/pylee/services/registry/internal/ent/version"
 )
 
 // Schema is the PostgreSQL schema of the registry service.
@@ -270,6 +272,16 @@ func (s *Store) DeleteServer(ctx context.Context, name string, expect int64, ev 
 	return s.withTx(ctx, func(tx *ent.Tx) error {
 		cur, err := s.locked(ctx, tx, name, expect)
 		if err != nil {
+			return err
+		}
+		pins, err := tx.Entry.Query().Where(ententry.Server(name)).IDs(ctx)
+		if err != nil {
+			return err
+		}
+		if len(pins) > 0 {
+			return fmt.Errorf("server %q is pinned by %s: unpin it first: %w", name, strings.Join(pins, ", "), errs.ErrFailedPrecondition)
+		}
+		if _, err := tx.Version.Delete().Where(entversion.Server(name)).Exec(ctx); err != nil {
 			return err
 		}
 		if err := tx.Server.DeleteOneID(cur.ID).Exec(ctx); err != nil {

@@ -35,7 +35,13 @@ type AuthRule struct {
 	ResourceField string `protobuf:"bytes,2,opt,name=resource_field,json=resourceField,proto3" json:"resource_field,omitempty"`
 	// True when the RPC may be called without a credential. Reserved for
 	// discovery endpoints; nothing that reads or changes tenant data is public.
-	Public        bool `protobuf:"varint,3,opt,name=public,proto3" json:"public,omitempty"`
+	Public bool `protobuf:"varint,3,opt,name=public,proto3" json:"public,omitempty"`
+	// True for list RPCs that show each caller only the items it may see:
+	// the interceptor authenticates the caller but leaves the decision to the
+	// handler, which allows everything when `permission` holds on the
+	// resource in `resource_field`, else checks `permission` on each item and
+	// answers that resource's refusal when no item is visible.
+	Filtered      bool `protobuf:"varint,4,opt,name=filtered,proto3" json:"filtered,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -91,6 +97,13 @@ func (x *AuthRule) GetPublic() bool {
 	return false
 }
 
+func (x *AuthRule) GetFiltered() bool {
+	if x != nil {
+		return x.Filtered
+	}
+	return false
+}
+
 var file_pylee_api_v1_annotations_proto_extTypes = []protoimpl.ExtensionInfo{
 	{
 		ExtendedType:  (*descriptorpb.MethodOptions)(nil),
@@ -114,13 +127,14 @@ var File_pylee_api_v1_annotations_proto protoreflect.FileDescriptor
 
 const file_pylee_api_v1_annotations_proto_rawDesc = "" +
 	"\n" +
-	"\x1epylee/api/v1/annotations.proto\x12\fpylee.api.v1\x1a google/protobuf/descriptor.proto\"i\n" +
+	"\x1epylee/api/v1/annotations.proto\x12\fpylee.api.v1\x1a google/protobuf/descriptor.proto\"\x85\x01\n" +
 	"\bAuthRule\x12\x1e\n" +
 	"\n" +
 	"permission\x18\x01 \x01(\tR\n" +
 	"permission\x12%\n" +
 	"\x0eresource_field\x18\x02 \x01(\tR\rresourceField\x12\x16\n" +
-	"\x06public\x18\x03 \x01(\bR\x06public:L\n" +
+	"\x06public\x18\x03 \x01(\bR\x06public\x12\x1a\n" +
+	"\bfiltered\x18\x04 \x01(\bR\bfiltered:L\n" +
 	"\x04auth\x12\x1e.google.protobuf.MethodOptions\x18\xb9\x8e\x03 \x01(\v2\x16.pylee.api.v1.AuthRuleR\x04authB4Z2github.com/pyleeai/pylee/gen/go/pylee/api/v1;apiv1b\x06proto3"
 
 var (

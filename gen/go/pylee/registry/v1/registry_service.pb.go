@@ -13,6 +13,7 @@ import (
 	protoimpl "google.golang.org/protobuf/runtime/protoimpl"
 	emptypb "google.golang.org/protobuf/types/known/emptypb"
 	fieldmaskpb "google.golang.org/protobuf/types/known/fieldmaskpb"
+	timestamppb "google.golang.org/protobuf/types/known/timestamppb"
 	reflect "reflect"
 	sync "sync"
 	unsafe "unsafe"
@@ -24,6 +25,59 @@ const (
 	// Verify that runtime/protoimpl is sufficiently up-to-date.
 	_ = protoimpl.EnforceVersion(protoimpl.MaxVersion - 20)
 )
+
+// How much of an entry to return.
+type EntryView int32
+
+const (
+	// BASIC.
+	EntryView_ENTRY_VIEW_UNSPECIFIED EntryView = 0
+	// The entry without the version's document.
+	EntryView_ENTRY_VIEW_BASIC EntryView = 1
+	// The entry with `version_detail`.
+	EntryView_ENTRY_VIEW_FULL EntryView = 2
+)
+
+// Enum value maps for EntryView.
+var (
+	EntryView_name = map[int32]string{
+		0: "ENTRY_VIEW_UNSPECIFIED",
+		1: "ENTRY_VIEW_BASIC",
+		2: "ENTRY_VIEW_FULL",
+	}
+	EntryView_value = map[string]int32{
+		"ENTRY_VIEW_UNSPECIFIED": 0,
+		"ENTRY_VIEW_BASIC":       1,
+		"ENTRY_VIEW_FULL":        2,
+	}
+)
+
+func (x EntryView) Enum() *EntryView {
+	p := new(EntryView)
+	*p = x
+	return p
+}
+
+func (x EntryView) String() string {
+	return protoimpl.X.EnumStringOf(x.Descriptor(), protoreflect.EnumNumber(x))
+}
+
+func (EntryView) Descriptor() protoreflect.EnumDescriptor {
+	return file_pylee_registry_v1_registry_service_proto_enumTypes[0].Descriptor()
+}
+
+func (EntryView) Type() protoreflect.EnumType {
+	return &file_pylee_registry_v1_registry_service_proto_enumTypes[0]
+}
+
+func (x EntryView) Number() protoreflect.EnumNumber {
+	return protoreflect.EnumNumber(x)
+}
+
+// Deprecated: Use EntryView.Descriptor instead.
+func (EntryView) EnumDescriptor() ([]byte, []int) {
+	return file_pylee_registry_v1_registry_service_proto_rawDescGZIP(), []int{0}
+}
 
 // The request of CreateServer.
 type CreateServerRequest struct {
@@ -385,11 +439,2034 @@ func (x *DeleteServerRequest) GetEtag() string {
 	return ""
 }
 
+// The request of CreateVersion.
+type CreateVersionRequest struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// `orgs/{org}/servers/{server}`.
+	Parent string `protobuf:"bytes,1,opt,name=parent,proto3" json:"parent,omitempty"`
+	// The version; its `version` is required.
+	Version       *ServerVersion `protobuf:"bytes,2,opt,name=version,proto3" json:"version,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *CreateVersionRequest) Reset() {
+	*x = CreateVersionRequest{}
+	mi := &file_pylee_registry_v1_registry_service_proto_msgTypes[6]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *CreateVersionRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*CreateVersionRequest) ProtoMessage() {}
+
+func (x *CreateVersionRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_pylee_registry_v1_registry_service_proto_msgTypes[6]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use CreateVersionRequest.ProtoReflect.Descriptor instead.
+func (*CreateVersionRequest) Descriptor() ([]byte, []int) {
+	return file_pylee_registry_v1_registry_service_proto_rawDescGZIP(), []int{6}
+}
+
+func (x *CreateVersionRequest) GetParent() string {
+	if x != nil {
+		return x.Parent
+	}
+	return ""
+}
+
+func (x *CreateVersionRequest) GetVersion() *ServerVersion {
+	if x != nil {
+		return x.Version
+	}
+	return nil
+}
+
+// The request of ImportServerJson.
+type ImportServerJsonRequest struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// `orgs/{org}/servers/{server}`.
+	Parent string `protobuf:"bytes,1,opt,name=parent,proto3" json:"parent,omitempty"`
+	// The server.json document, as text. Its `name` must be the server's
+	// server_name.
+	ServerJson string `protobuf:"bytes,2,opt,name=server_json,json=serverJson,proto3" json:"server_json,omitempty"`
+	// The version to publish; when set it replaces the document's `version`.
+	Version string `protobuf:"bytes,3,opt,name=version,proto3" json:"version,omitempty"`
+	// Release notes.
+	ReleaseNotes string `protobuf:"bytes,4,opt,name=release_notes,json=releaseNotes,proto3" json:"release_notes,omitempty"`
+	// The tools of this version.
+	Tools         []*Tool `protobuf:"bytes,5,rep,name=tools,proto3" json:"tools,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *ImportServerJsonRequest) Reset() {
+	*x = ImportServerJsonRequest{}
+	mi := &file_pylee_registry_v1_registry_service_proto_msgTypes[7]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *ImportServerJsonRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*ImportServerJsonRequest) ProtoMessage() {}
+
+func (x *ImportServerJsonRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_pylee_registry_v1_registry_service_proto_msgTypes[7]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use ImportServerJsonRequest.ProtoReflect.Descriptor instead.
+func (*ImportServerJsonRequest) Descriptor() ([]byte, []int) {
+	return file_pylee_registry_v1_registry_service_proto_rawDescGZIP(), []int{7}
+}
+
+func (x *ImportServerJsonRequest) GetParent() string {
+	if x != nil {
+		return x.Parent
+	}
+	return ""
+}
+
+func (x *ImportServerJsonRequest) GetServerJson() string {
+	if x != nil {
+		return x.ServerJson
+	}
+	return ""
+}
+
+func (x *ImportServerJsonRequest) GetVersion() string {
+	if x != nil {
+		return x.Version
+	}
+	return ""
+}
+
+func (x *ImportServerJsonRequest) GetReleaseNotes() string {
+	if x != nil {
+		return x.ReleaseNotes
+	}
+	return ""
+}
+
+func (x *ImportServerJsonRequest) GetTools() []*Tool {
+	if x != nil {
+		return x.Tools
+	}
+	return nil
+}
+
+// The request of GetVersion.
+type GetVersionRequest struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// `orgs/{org}/servers/{server}/versions/{version}`; `{version}` may be
+	// `latest`.
+	Name          string `protobuf:"bytes,1,opt,name=name,proto3" json:"name,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *GetVersionRequest) Reset() {
+	*x = GetVersionRequest{}
+	mi := &file_pylee_registry_v1_registry_service_proto_msgTypes[8]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *GetVersionRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*GetVersionRequest) ProtoMessage() {}
+
+func (x *GetVersionRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_pylee_registry_v1_registry_service_proto_msgTypes[8]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use GetVersionRequest.ProtoReflect.Descriptor instead.
+func (*GetVersionRequest) Descriptor() ([]byte, []int) {
+	return file_pylee_registry_v1_registry_service_proto_rawDescGZIP(), []int{8}
+}
+
+func (x *GetVersionRequest) GetName() string {
+	if x != nil {
+		return x.Name
+	}
+	return ""
+}
+
+// The request of ListVersions.
+type ListVersionsRequest struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// `orgs/{org}/servers/{server}`.
+	Parent string `protobuf:"bytes,1,opt,name=parent,proto3" json:"parent,omitempty"`
+	// At most this many; 0 means 50, more than 1,000 means 1,000.
+	PageSize int32 `protobuf:"varint,2,opt,name=page_size,json=pageSize,proto3" json:"page_size,omitempty"`
+	// The `next_page_token` of the previous page.
+	PageToken     string `protobuf:"bytes,3,opt,name=page_token,json=pageToken,proto3" json:"page_token,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *ListVersionsRequest) Reset() {
+	*x = ListVersionsRequest{}
+	mi := &file_pylee_registry_v1_registry_service_proto_msgTypes[9]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *ListVersionsRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*ListVersionsRequest) ProtoMessage() {}
+
+func (x *ListVersionsRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_pylee_registry_v1_registry_service_proto_msgTypes[9]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use ListVersionsRequest.ProtoReflect.Descriptor instead.
+func (*ListVersionsRequest) Descriptor() ([]byte, []int) {
+	return file_pylee_registry_v1_registry_service_proto_rawDescGZIP(), []int{9}
+}
+
+func (x *ListVersionsRequest) GetParent() string {
+	if x != nil {
+		return x.Parent
+	}
+	return ""
+}
+
+func (x *ListVersionsRequest) GetPageSize() int32 {
+	if x != nil {
+		return x.PageSize
+	}
+	return 0
+}
+
+func (x *ListVersionsRequest) GetPageToken() string {
+	if x != nil {
+		return x.PageToken
+	}
+	return ""
+}
+
+// The response of ListVersions.
+type ListVersionsResponse struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// The versions, highest precedence first.
+	Versions []*ServerVersion `protobuf:"bytes,1,rep,name=versions,proto3" json:"versions,omitempty"`
+	// The token of the next page; empty on the last.
+	NextPageToken string `protobuf:"bytes,2,opt,name=next_page_token,json=nextPageToken,proto3" json:"next_page_token,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *ListVersionsResponse) Reset() {
+	*x = ListVersionsResponse{}
+	mi := &file_pylee_registry_v1_registry_service_proto_msgTypes[10]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *ListVersionsResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*ListVersionsResponse) ProtoMessage() {}
+
+func (x *ListVersionsResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_pylee_registry_v1_registry_service_proto_msgTypes[10]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use ListVersionsResponse.ProtoReflect.Descriptor instead.
+func (*ListVersionsResponse) Descriptor() ([]byte, []int) {
+	return file_pylee_registry_v1_registry_service_proto_rawDescGZIP(), []int{10}
+}
+
+func (x *ListVersionsResponse) GetVersions() []*ServerVersion {
+	if x != nil {
+		return x.Versions
+	}
+	return nil
+}
+
+func (x *ListVersionsResponse) GetNextPageToken() string {
+	if x != nil {
+		return x.NextPageToken
+	}
+	return ""
+}
+
+// The request of SetVersionStatus.
+type SetVersionStatusRequest struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// `orgs/{org}/servers/{server}/versions/{version}`.
+	Name string `protobuf:"bytes,1,opt,name=name,proto3" json:"name,omitempty"`
+	// The new status.
+	Status ServerVersion_Status `protobuf:"varint,2,opt,name=status,proto3,enum=pylee.registry.v1.ServerVersion_Status" json:"status,omitempty"`
+	// Why; shown to whoever uses the version.
+	Message       string `protobuf:"bytes,3,opt,name=message,proto3" json:"message,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *SetVersionStatusRequest) Reset() {
+	*x = SetVersionStatusRequest{}
+	mi := &file_pylee_registry_v1_registry_service_proto_msgTypes[11]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *SetVersionStatusRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*SetVersionStatusRequest) ProtoMessage() {}
+
+func (x *SetVersionStatusRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_pylee_registry_v1_registry_service_proto_msgTypes[11]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use SetVersionStatusRequest.ProtoReflect.Descriptor instead.
+func (*SetVersionStatusRequest) Descriptor() ([]byte, []int) {
+	return file_pylee_registry_v1_registry_service_proto_rawDescGZIP(), []int{11}
+}
+
+func (x *SetVersionStatusRequest) GetName() string {
+	if x != nil {
+		return x.Name
+	}
+	return ""
+}
+
+func (x *SetVersionStatusRequest) GetStatus() ServerVersion_Status {
+	if x != nil {
+		return x.Status
+	}
+	return ServerVersion_STATUS_UNSPECIFIED
+}
+
+func (x *SetVersionStatusRequest) GetMessage() string {
+	if x != nil {
+		return x.Message
+	}
+	return ""
+}
+
+// The request of SuggestNextVersion.
+type SuggestNextVersionRequest struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// `orgs/{org}/servers/{server}`.
+	Parent string `protobuf:"bytes,1,opt,name=parent,proto3" json:"parent,omitempty"`
+	// `patch`, `minor` or `major`.
+	Bump string `protobuf:"bytes,2,opt,name=bump,proto3" json:"bump,omitempty"`
+	// A prerelease identifier such as `rc`: the suggestion is the next
+	// `-rc.N` of the bumped version.
+	Prerelease    string `protobuf:"bytes,3,opt,name=prerelease,proto3" json:"prerelease,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *SuggestNextVersionRequest) Reset() {
+	*x = SuggestNextVersionRequest{}
+	mi := &file_pylee_registry_v1_registry_service_proto_msgTypes[12]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *SuggestNextVersionRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*SuggestNextVersionRequest) ProtoMessage() {}
+
+func (x *SuggestNextVersionRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_pylee_registry_v1_registry_service_proto_msgTypes[12]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use SuggestNextVersionRequest.ProtoReflect.Descriptor instead.
+func (*SuggestNextVersionRequest) Descriptor() ([]byte, []int) {
+	return file_pylee_registry_v1_registry_service_proto_rawDescGZIP(), []int{12}
+}
+
+func (x *SuggestNextVersionRequest) GetParent() string {
+	if x != nil {
+		return x.Parent
+	}
+	return ""
+}
+
+func (x *SuggestNextVersionRequest) GetBump() string {
+	if x != nil {
+		return x.Bump
+	}
+	return ""
+}
+
+func (x *SuggestNextVersionRequest) GetPrerelease() string {
+	if x != nil {
+		return x.Prerelease
+	}
+	return ""
+}
+
+// The response of SuggestNextVersion.
+type SuggestNextVersionResponse struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// The suggested version.
+	Version string `protobuf:"bytes,1,opt,name=version,proto3" json:"version,omitempty"`
+	// The highest existing version it was computed from; empty when none.
+	From          string `protobuf:"bytes,2,opt,name=from,proto3" json:"from,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *SuggestNextVersionResponse) Reset() {
+	*x = SuggestNextVersionResponse{}
+	mi := &file_pylee_registry_v1_registry_service_proto_msgTypes[13]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *SuggestNextVersionResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*SuggestNextVersionResponse) ProtoMessage() {}
+
+func (x *SuggestNextVersionResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_pylee_registry_v1_registry_service_proto_msgTypes[13]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use SuggestNextVersionResponse.ProtoReflect.Descriptor instead.
+func (*SuggestNextVersionResponse) Descriptor() ([]byte, []int) {
+	return file_pylee_registry_v1_registry_service_proto_rawDescGZIP(), []int{13}
+}
+
+func (x *SuggestNextVersionResponse) GetVersion() string {
+	if x != nil {
+		return x.Version
+	}
+	return ""
+}
+
+func (x *SuggestNextVersionResponse) GetFrom() string {
+	if x != nil {
+		return x.From
+	}
+	return ""
+}
+
+// The request of DiffVersions.
+type DiffVersionsRequest struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// `orgs/{org}/servers/{server}`.
+	Parent string `protobuf:"bytes,1,opt,name=parent,proto3" json:"parent,omitempty"`
+	// The base version.
+	Base string `protobuf:"bytes,2,opt,name=base,proto3" json:"base,omitempty"`
+	// The target version.
+	Target        string `protobuf:"bytes,3,opt,name=target,proto3" json:"target,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *DiffVersionsRequest) Reset() {
+	*x = DiffVersionsRequest{}
+	mi := &file_pylee_registry_v1_registry_service_proto_msgTypes[14]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *DiffVersionsRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*DiffVersionsRequest) ProtoMessage() {}
+
+func (x *DiffVersionsRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_pylee_registry_v1_registry_service_proto_msgTypes[14]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use DiffVersionsRequest.ProtoReflect.Descriptor instead.
+func (*DiffVersionsRequest) Descriptor() ([]byte, []int) {
+	return file_pylee_registry_v1_registry_service_proto_rawDescGZIP(), []int{14}
+}
+
+func (x *DiffVersionsRequest) GetParent() string {
+	if x != nil {
+		return x.Parent
+	}
+	return ""
+}
+
+func (x *DiffVersionsRequest) GetBase() string {
+	if x != nil {
+		return x.Base
+	}
+	return ""
+}
+
+func (x *DiffVersionsRequest) GetTarget() string {
+	if x != nil {
+		return x.Target
+	}
+	return ""
+}
+
+// The request of ExportServerJson.
+type ExportServerJsonRequest struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// `orgs/{org}/servers/{server}/versions/{version}`.
+	Name          string `protobuf:"bytes,1,opt,name=name,proto3" json:"name,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *ExportServerJsonRequest) Reset() {
+	*x = ExportServerJsonRequest{}
+	mi := &file_pylee_registry_v1_registry_service_proto_msgTypes[15]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *ExportServerJsonRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*ExportServerJsonRequest) ProtoMessage() {}
+
+func (x *ExportServerJsonRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_pylee_registry_v1_registry_service_proto_msgTypes[15]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use ExportServerJsonRequest.ProtoReflect.Descriptor instead.
+func (*ExportServerJsonRequest) Descriptor() ([]byte, []int) {
+	return file_pylee_registry_v1_registry_service_proto_rawDescGZIP(), []int{15}
+}
+
+func (x *ExportServerJsonRequest) GetName() string {
+	if x != nil {
+		return x.Name
+	}
+	return ""
+}
+
+// The response of ExportServerJson.
+type ExportServerJsonResponse struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// The server.json document, as text.
+	ServerJson    string `protobuf:"bytes,1,opt,name=server_json,json=serverJson,proto3" json:"server_json,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *ExportServerJsonResponse) Reset() {
+	*x = ExportServerJsonResponse{}
+	mi := &file_pylee_registry_v1_registry_service_proto_msgTypes[16]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *ExportServerJsonResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*ExportServerJsonResponse) ProtoMessage() {}
+
+func (x *ExportServerJsonResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_pylee_registry_v1_registry_service_proto_msgTypes[16]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use ExportServerJsonResponse.ProtoReflect.Descriptor instead.
+func (*ExportServerJsonResponse) Descriptor() ([]byte, []int) {
+	return file_pylee_registry_v1_registry_service_proto_rawDescGZIP(), []int{16}
+}
+
+func (x *ExportServerJsonResponse) GetServerJson() string {
+	if x != nil {
+		return x.ServerJson
+	}
+	return ""
+}
+
+// The request of CreateRegistry.
+type CreateRegistryRequest struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// `orgs/{org}`.
+	Parent string `protobuf:"bytes,1,opt,name=parent,proto3" json:"parent,omitempty"`
+	// The id: 1 to 63 of `[a-z0-9-]`, starting with a letter.
+	RegistryId string `protobuf:"bytes,2,opt,name=registry_id,json=registryId,proto3" json:"registry_id,omitempty"`
+	// The registry.
+	Registry *Registry `protobuf:"bytes,3,opt,name=registry,proto3" json:"registry,omitempty"`
+	// Makes retries safe.
+	RequestId     string `protobuf:"bytes,4,opt,name=request_id,json=requestId,proto3" json:"request_id,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *CreateRegistryRequest) Reset() {
+	*x = CreateRegistryRequest{}
+	mi := &file_pylee_registry_v1_registry_service_proto_msgTypes[17]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *CreateRegistryRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*CreateRegistryRequest) ProtoMessage() {}
+
+func (x *CreateRegistryRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_pylee_registry_v1_registry_service_proto_msgTypes[17]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use CreateRegistryRequest.ProtoReflect.Descriptor instead.
+func (*CreateRegistryRequest) Descriptor() ([]byte, []int) {
+	return file_pylee_registry_v1_registry_service_proto_rawDescGZIP(), []int{17}
+}
+
+func (x *CreateRegistryRequest) GetParent() string {
+	if x != nil {
+		return x.Parent
+	}
+	return ""
+}
+
+func (x *CreateRegistryRequest) GetRegistryId() string {
+	if x != nil {
+		return x.RegistryId
+	}
+	return ""
+}
+
+func (x *CreateRegistryRequest) GetRegistry() *Registry {
+	if x != nil {
+		return x.Registry
+	}
+	return nil
+}
+
+func (x *CreateRegistryRequest) GetRequestId() string {
+	if x != nil {
+		return x.RequestId
+	}
+	return ""
+}
+
+// The request of GetRegistry.
+type GetRegistryRequest struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// `orgs/{org}/registries/{registry}`.
+	Name          string `protobuf:"bytes,1,opt,name=name,proto3" json:"name,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *GetRegistryRequest) Reset() {
+	*x = GetRegistryRequest{}
+	mi := &file_pylee_registry_v1_registry_service_proto_msgTypes[18]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *GetRegistryRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*GetRegistryRequest) ProtoMessage() {}
+
+func (x *GetRegistryRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_pylee_registry_v1_registry_service_proto_msgTypes[18]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use GetRegistryRequest.ProtoReflect.Descriptor instead.
+func (*GetRegistryRequest) Descriptor() ([]byte, []int) {
+	return file_pylee_registry_v1_registry_service_proto_rawDescGZIP(), []int{18}
+}
+
+func (x *GetRegistryRequest) GetName() string {
+	if x != nil {
+		return x.Name
+	}
+	return ""
+}
+
+// The request of ListRegistries.
+type ListRegistriesRequest struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// `orgs/{org}`.
+	Parent string `protobuf:"bytes,1,opt,name=parent,proto3" json:"parent,omitempty"`
+	// At most this many; 0 means 50, more than 1,000 means 1,000.
+	PageSize int32 `protobuf:"varint,2,opt,name=page_size,json=pageSize,proto3" json:"page_size,omitempty"`
+	// The `next_page_token` of the previous page.
+	PageToken     string `protobuf:"bytes,3,opt,name=page_token,json=pageToken,proto3" json:"page_token,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *ListRegistriesRequest) Reset() {
+	*x = ListRegistriesRequest{}
+	mi := &file_pylee_registry_v1_registry_service_proto_msgTypes[19]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *ListRegistriesRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*ListRegistriesRequest) ProtoMessage() {}
+
+func (x *ListRegistriesRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_pylee_registry_v1_registry_service_proto_msgTypes[19]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use ListRegistriesRequest.ProtoReflect.Descriptor instead.
+func (*ListRegistriesRequest) Descriptor() ([]byte, []int) {
+	return file_pylee_registry_v1_registry_service_proto_rawDescGZIP(), []int{19}
+}
+
+func (x *ListRegistriesRequest) GetParent() string {
+	if x != nil {
+		return x.Parent
+	}
+	return ""
+}
+
+func (x *ListRegistriesRequest) GetPageSize() int32 {
+	if x != nil {
+		return x.PageSize
+	}
+	return 0
+}
+
+func (x *ListRegistriesRequest) GetPageToken() string {
+	if x != nil {
+		return x.PageToken
+	}
+	return ""
+}
+
+// The response of ListRegistries.
+type ListRegistriesResponse struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// The registries.
+	Registries []*Registry `protobuf:"bytes,1,rep,name=registries,proto3" json:"registries,omitempty"`
+	// The token of the next page; empty on the last.
+	NextPageToken string `protobuf:"bytes,2,opt,name=next_page_token,json=nextPageToken,proto3" json:"next_page_token,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *ListRegistriesResponse) Reset() {
+	*x = ListRegistriesResponse{}
+	mi := &file_pylee_registry_v1_registry_service_proto_msgTypes[20]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *ListRegistriesResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*ListRegistriesResponse) ProtoMessage() {}
+
+func (x *ListRegistriesResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_pylee_registry_v1_registry_service_proto_msgTypes[20]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use ListRegistriesResponse.ProtoReflect.Descriptor instead.
+func (*ListRegistriesResponse) Descriptor() ([]byte, []int) {
+	return file_pylee_registry_v1_registry_service_proto_rawDescGZIP(), []int{20}
+}
+
+func (x *ListRegistriesResponse) GetRegistries() []*Registry {
+	if x != nil {
+		return x.Registries
+	}
+	return nil
+}
+
+func (x *ListRegistriesResponse) GetNextPageToken() string {
+	if x != nil {
+		return x.NextPageToken
+	}
+	return ""
+}
+
+// The request of UpdateRegistry.
+type UpdateRegistryRequest struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// The registry with its name and new values.
+	Registry *Registry `protobuf:"bytes,1,opt,name=registry,proto3" json:"registry,omitempty"`
+	// The fields to change: description, parent, auto_upgrade,
+	// approval_required, min_approvals, owner_teams, namespaces, tool_policy,
+	// rollout_policy, or `*`.
+	UpdateMask *fieldmaskpb.FieldMask `protobuf:"bytes,2,opt,name=update_mask,json=updateMask,proto3" json:"update_mask,omitempty"`
+	// Why; recorded on an approval request.
+	Reason        string `protobuf:"bytes,3,opt,name=reason,proto3" json:"reason,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *UpdateRegistryRequest) Reset() {
+	*x = UpdateRegistryRequest{}
+	mi := &file_pylee_registry_v1_registry_service_proto_msgTypes[21]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *UpdateRegistryRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*UpdateRegistryRequest) ProtoMessage() {}
+
+func (x *UpdateRegistryRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_pylee_registry_v1_registry_service_proto_msgTypes[21]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use UpdateRegistryRequest.ProtoReflect.Descriptor instead.
+func (*UpdateRegistryRequest) Descriptor() ([]byte, []int) {
+	return file_pylee_registry_v1_registry_service_proto_rawDescGZIP(), []int{21}
+}
+
+func (x *UpdateRegistryRequest) GetRegistry() *Registry {
+	if x != nil {
+		return x.Registry
+	}
+	return nil
+}
+
+func (x *UpdateRegistryRequest) GetUpdateMask() *fieldmaskpb.FieldMask {
+	if x != nil {
+		return x.UpdateMask
+	}
+	return nil
+}
+
+func (x *UpdateRegistryRequest) GetReason() string {
+	if x != nil {
+		return x.Reason
+	}
+	return ""
+}
+
+// The response of UpdateRegistry: the registry, or the approval request
+// made instead.
+type UpdateRegistryResponse struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// The result.
+	//
+	// Types that are valid to be assigned to Result:
+	//
+	//	*UpdateRegistryResponse_Registry
+	//	*UpdateRegistryResponse_Approval
+	Result        isUpdateRegistryResponse_Result `protobuf_oneof:"result"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *UpdateRegistryResponse) Reset() {
+	*x = UpdateRegistryResponse{}
+	mi := &file_pylee_registry_v1_registry_service_proto_msgTypes[22]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *UpdateRegistryResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*UpdateRegistryResponse) ProtoMessage() {}
+
+func (x *UpdateRegistryResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_pylee_registry_v1_registry_service_proto_msgTypes[22]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use UpdateRegistryResponse.ProtoReflect.Descriptor instead.
+func (*UpdateRegistryResponse) Descriptor() ([]byte, []int) {
+	return file_pylee_registry_v1_registry_service_proto_rawDescGZIP(), []int{22}
+}
+
+func (x *UpdateRegistryResponse) GetResult() isUpdateRegistryResponse_Result {
+	if x != nil {
+		return x.Result
+	}
+	return nil
+}
+
+func (x *UpdateRegistryResponse) GetRegistry() *Registry {
+	if x != nil {
+		if x, ok := x.Result.(*UpdateRegistryResponse_Registry); ok {
+			return x.Registry
+		}
+	}
+	return nil
+}
+
+func (x *UpdateRegistryResponse) GetApproval() *Approval {
+	if x != nil {
+		if x, ok := x.Result.(*UpdateRegistryResponse_Approval); ok {
+			return x.Approval
+		}
+	}
+	return nil
+}
+
+type isUpdateRegistryResponse_Result interface {
+	isUpdateRegistryResponse_Result()
+}
+
+type UpdateRegistryResponse_Registry struct {
+	// The changed registry.
+	Registry *Registry `protobuf:"bytes,1,opt,name=registry,proto3,oneof"`
+}
+
+type UpdateRegistryResponse_Approval struct {
+	// The request awaiting approval.
+	Approval *Approval `protobuf:"bytes,2,opt,name=approval,proto3,oneof"`
+}
+
+func (*UpdateRegistryResponse_Registry) isUpdateRegistryResponse_Result() {}
+
+func (*UpdateRegistryResponse_Approval) isUpdateRegistryResponse_Result() {}
+
+// The request of DeleteRegistry.
+type DeleteRegistryRequest struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// `orgs/{org}/registries/{registry}`.
+	Name string `protobuf:"bytes,1,opt,name=name,proto3" json:"name,omitempty"`
+	// When set, delete only if it matches the current etag.
+	Etag          string `protobuf:"bytes,2,opt,name=etag,proto3" json:"etag,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *DeleteRegistryRequest) Reset() {
+	*x = DeleteRegistryRequest{}
+	mi := &file_pylee_registry_v1_registry_service_proto_msgTypes[23]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *DeleteRegistryRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*DeleteRegistryRequest) ProtoMessage() {}
+
+func (x *DeleteRegistryRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_pylee_registry_v1_registry_service_proto_msgTypes[23]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use DeleteRegistryRequest.ProtoReflect.Descriptor instead.
+func (*DeleteRegistryRequest) Descriptor() ([]byte, []int) {
+	return file_pylee_registry_v1_registry_service_proto_rawDescGZIP(), []int{23}
+}
+
+func (x *DeleteRegistryRequest) GetName() string {
+	if x != nil {
+		return x.Name
+	}
+	return ""
+}
+
+func (x *DeleteRegistryRequest) GetEtag() string {
+	if x != nil {
+		return x.Etag
+	}
+	return ""
+}
+
+// The request of PinEntry.
+type PinEntryRequest struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// `orgs/{org}/registries/{registry}/entries/{server}`, `{server}` being
+	// the server's id.
+	Name string `protobuf:"bytes,1,opt,name=name,proto3" json:"name,omitempty"`
+	// An exact version. Set this or version_range.
+	Version string `protobuf:"bytes,2,opt,name=version,proto3" json:"version,omitempty"`
+	// A SemVer range such as `^1.2` or `>=1.0.0 <2.0.0-0`, in a registry
+	// with auto_upgrade.
+	VersionRange string `protobuf:"bytes,3,opt,name=version_range,json=versionRange,proto3" json:"version_range,omitempty"`
+	// Why; recorded on an approval request and in the audit log.
+	Reason        string `protobuf:"bytes,4,opt,name=reason,proto3" json:"reason,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *PinEntryRequest) Reset() {
+	*x = PinEntryRequest{}
+	mi := &file_pylee_registry_v1_registry_service_proto_msgTypes[24]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *PinEntryRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*PinEntryRequest) ProtoMessage() {}
+
+func (x *PinEntryRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_pylee_registry_v1_registry_service_proto_msgTypes[24]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use PinEntryRequest.ProtoReflect.Descriptor instead.
+func (*PinEntryRequest) Descriptor() ([]byte, []int) {
+	return file_pylee_registry_v1_registry_service_proto_rawDescGZIP(), []int{24}
+}
+
+func (x *PinEntryRequest) GetName() string {
+	if x != nil {
+		return x.Name
+	}
+	return ""
+}
+
+func (x *PinEntryRequest) GetVersion() string {
+	if x != nil {
+		return x.Version
+	}
+	return ""
+}
+
+func (x *PinEntryRequest) GetVersionRange() string {
+	if x != nil {
+		return x.VersionRange
+	}
+	return ""
+}
+
+func (x *PinEntryRequest) GetReason() string {
+	if x != nil {
+		return x.Reason
+	}
+	return ""
+}
+
+// The response of PinEntry: the entry, or the approval request made instead.
+type PinEntryResponse struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// The result.
+	//
+	// Types that are valid to be assigned to Result:
+	//
+	//	*PinEntryResponse_Entry
+	//	*PinEntryResponse_Approval
+	Result        isPinEntryResponse_Result `protobuf_oneof:"result"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *PinEntryResponse) Reset() {
+	*x = PinEntryResponse{}
+	mi := &file_pylee_registry_v1_registry_service_proto_msgTypes[25]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *PinEntryResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*PinEntryResponse) ProtoMessage() {}
+
+func (x *PinEntryResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_pylee_registry_v1_registry_service_proto_msgTypes[25]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use PinEntryResponse.ProtoReflect.Descriptor instead.
+func (*PinEntryResponse) Descriptor() ([]byte, []int) {
+	return file_pylee_registry_v1_registry_service_proto_rawDescGZIP(), []int{25}
+}
+
+func (x *PinEntryResponse) GetResult() isPinEntryResponse_Result {
+	if x != nil {
+		return x.Result
+	}
+	return nil
+}
+
+func (x *PinEntryResponse) GetEntry() *Entry {
+	if x != nil {
+		if x, ok := x.Result.(*PinEntryResponse_Entry); ok {
+			return x.Entry
+		}
+	}
+	return nil
+}
+
+func (x *PinEntryResponse) GetApproval() *Approval {
+	if x != nil {
+		if x, ok := x.Result.(*PinEntryResponse_Approval); ok {
+			return x.Approval
+		}
+	}
+	return nil
+}
+
+type isPinEntryResponse_Result interface {
+	isPinEntryResponse_Result()
+}
+
+type PinEntryResponse_Entry struct {
+	// The entry as now pinned.
+	Entry *Entry `protobuf:"bytes,1,opt,name=entry,proto3,oneof"`
+}
+
+type PinEntryResponse_Approval struct {
+	// The request awaiting approval.
+	Approval *Approval `protobuf:"bytes,2,opt,name=approval,proto3,oneof"`
+}
+
+func (*PinEntryResponse_Entry) isPinEntryResponse_Result() {}
+
+func (*PinEntryResponse_Approval) isPinEntryResponse_Result() {}
+
+// The request of UnpinEntry.
+type UnpinEntryRequest struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// `orgs/{org}/registries/{registry}/entries/{server}`.
+	Name string `protobuf:"bytes,1,opt,name=name,proto3" json:"name,omitempty"`
+	// Why.
+	Reason        string `protobuf:"bytes,2,opt,name=reason,proto3" json:"reason,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *UnpinEntryRequest) Reset() {
+	*x = UnpinEntryRequest{}
+	mi := &file_pylee_registry_v1_registry_service_proto_msgTypes[26]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *UnpinEntryRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*UnpinEntryRequest) ProtoMessage() {}
+
+func (x *UnpinEntryRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_pylee_registry_v1_registry_service_proto_msgTypes[26]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use UnpinEntryRequest.ProtoReflect.Descriptor instead.
+func (*UnpinEntryRequest) Descriptor() ([]byte, []int) {
+	return file_pylee_registry_v1_registry_service_proto_rawDescGZIP(), []int{26}
+}
+
+func (x *UnpinEntryRequest) GetName() string {
+	if x != nil {
+		return x.Name
+	}
+	return ""
+}
+
+func (x *UnpinEntryRequest) GetReason() string {
+	if x != nil {
+		return x.Reason
+	}
+	return ""
+}
+
+// The response of UnpinEntry: empty when removed, else the approval
+// request made instead.
+type UnpinEntryResponse struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// The request awaiting approval, when one was needed.
+	Approval      *Approval `protobuf:"bytes,1,opt,name=approval,proto3" json:"approval,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *UnpinEntryResponse) Reset() {
+	*x = UnpinEntryResponse{}
+	mi := &file_pylee_registry_v1_registry_service_proto_msgTypes[27]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *UnpinEntryResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*UnpinEntryResponse) ProtoMessage() {}
+
+func (x *UnpinEntryResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_pylee_registry_v1_registry_service_proto_msgTypes[27]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use UnpinEntryResponse.ProtoReflect.Descriptor instead.
+func (*UnpinEntryResponse) Descriptor() ([]byte, []int) {
+	return file_pylee_registry_v1_registry_service_proto_rawDescGZIP(), []int{27}
+}
+
+func (x *UnpinEntryResponse) GetApproval() *Approval {
+	if x != nil {
+		return x.Approval
+	}
+	return nil
+}
+
+// The request of PromoteEntry.
+type PromoteEntryRequest struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// The source entry, `orgs/{org}/registries/{registry}/entries/{server}`.
+	Name string `protobuf:"bytes,1,opt,name=name,proto3" json:"name,omitempty"`
+	// The registry to pin the same version in, `orgs/{org}/registries/{registry}`.
+	TargetRegistry string `protobuf:"bytes,2,opt,name=target_registry,json=targetRegistry,proto3" json:"target_registry,omitempty"`
+	// Why.
+	Reason        string `protobuf:"bytes,3,opt,name=reason,proto3" json:"reason,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *PromoteEntryRequest) Reset() {
+	*x = PromoteEntryRequest{}
+	mi := &file_pylee_registry_v1_registry_service_proto_msgTypes[28]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *PromoteEntryRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*PromoteEntryRequest) ProtoMessage() {}
+
+func (x *PromoteEntryRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_pylee_registry_v1_registry_service_proto_msgTypes[28]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use PromoteEntryRequest.ProtoReflect.Descriptor instead.
+func (*PromoteEntryRequest) Descriptor() ([]byte, []int) {
+	return file_pylee_registry_v1_registry_service_proto_rawDescGZIP(), []int{28}
+}
+
+func (x *PromoteEntryRequest) GetName() string {
+	if x != nil {
+		return x.Name
+	}
+	return ""
+}
+
+func (x *PromoteEntryRequest) GetTargetRegistry() string {
+	if x != nil {
+		return x.TargetRegistry
+	}
+	return ""
+}
+
+func (x *PromoteEntryRequest) GetReason() string {
+	if x != nil {
+		return x.Reason
+	}
+	return ""
+}
+
+// The request of GetEntry.
+type GetEntryRequest struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// `orgs/{org}/registries/{registry}/entries/{server}`.
+	Name string `protobuf:"bytes,1,opt,name=name,proto3" json:"name,omitempty"`
+	// BASIC (default) or FULL (with the version's document).
+	View          EntryView `protobuf:"varint,2,opt,name=view,proto3,enum=pylee.registry.v1.EntryView" json:"view,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *GetEntryRequest) Reset() {
+	*x = GetEntryRequest{}
+	mi := &file_pylee_registry_v1_registry_service_proto_msgTypes[29]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *GetEntryRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*GetEntryRequest) ProtoMessage() {}
+
+func (x *GetEntryRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_pylee_registry_v1_registry_service_proto_msgTypes[29]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use GetEntryRequest.ProtoReflect.Descriptor instead.
+func (*GetEntryRequest) Descriptor() ([]byte, []int) {
+	return file_pylee_registry_v1_registry_service_proto_rawDescGZIP(), []int{29}
+}
+
+func (x *GetEntryRequest) GetName() string {
+	if x != nil {
+		return x.Name
+	}
+	return ""
+}
+
+func (x *GetEntryRequest) GetView() EntryView {
+	if x != nil {
+		return x.View
+	}
+	return EntryView_ENTRY_VIEW_UNSPECIFIED
+}
+
+// The request of ListEntries.
+type ListEntriesRequest struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// `orgs/{org}/registries/{registry}`.
+	Parent string `protobuf:"bytes,1,opt,name=parent,proto3" json:"parent,omitempty"`
+	// At most this many; 0 means 50, more than 1,000 means 1,000.
+	PageSize int32 `protobuf:"varint,2,opt,name=page_size,json=pageSize,proto3" json:"page_size,omitempty"`
+	// The `next_page_token` of the previous page.
+	PageToken string `protobuf:"bytes,3,opt,name=page_token,json=pageToken,proto3" json:"page_token,omitempty"`
+	// Case-insensitive text searched in the server's official name.
+	Search string `protobuf:"bytes,4,opt,name=search,proto3" json:"search,omitempty"`
+	// Only entries changed at or after this time.
+	UpdatedSince *timestamppb.Timestamp `protobuf:"bytes,5,opt,name=updated_since,json=updatedSince,proto3" json:"updated_since,omitempty"`
+	// Only the entry of this official server name.
+	ServerName string `protobuf:"bytes,6,opt,name=server_name,json=serverName,proto3" json:"server_name,omitempty"`
+	// BASIC (default) or FULL.
+	View          EntryView `protobuf:"varint,7,opt,name=view,proto3,enum=pylee.registry.v1.EntryView" json:"view,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *ListEntriesRequest) Reset() {
+	*x = ListEntriesRequest{}
+	mi := &file_pylee_registry_v1_registry_service_proto_msgTypes[30]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *ListEntriesRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*ListEntriesRequest) ProtoMessage() {}
+
+func (x *ListEntriesRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_pylee_registry_v1_registry_service_proto_msgTypes[30]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use ListEntriesRequest.ProtoReflect.Descriptor instead.
+func (*ListEntriesRequest) Descriptor() ([]byte, []int) {
+	return file_pylee_registry_v1_registry_service_proto_rawDescGZIP(), []int{30}
+}
+
+func (x *ListEntriesRequest) GetParent() string {
+	if x != nil {
+		return x.Parent
+	}
+	return ""
+}
+
+func (x *ListEntriesRequest) GetPageSize() int32 {
+	if x != nil {
+		return x.PageSize
+	}
+	return 0
+}
+
+func (x *ListEntriesRequest) GetPageToken() string {
+	if x != nil {
+		return x.PageToken
+	}
+	return ""
+}
+
+func (x *ListEntriesRequest) GetSearch() string {
+	if x != nil {
+		return x.Search
+	}
+	return ""
+}
+
+func (x *ListEntriesRequest) GetUpdatedSince() *timestamppb.Timestamp {
+	if x != nil {
+		return x.UpdatedSince
+	}
+	return nil
+}
+
+func (x *ListEntriesRequest) GetServerName() string {
+	if x != nil {
+		return x.ServerName
+	}
+	return ""
+}
+
+func (x *ListEntriesRequest) GetView() EntryView {
+	if x != nil {
+		return x.View
+	}
+	return EntryView_ENTRY_VIEW_UNSPECIFIED
+}
+
+// The response of ListEntries.
+type ListEntriesResponse struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// The entries.
+	Entries []*Entry `protobuf:"bytes,1,rep,name=entries,proto3" json:"entries,omitempty"`
+	// The token of the next page; empty on the last.
+	NextPageToken string `protobuf:"bytes,2,opt,name=next_page_token,json=nextPageToken,proto3" json:"next_page_token,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *ListEntriesResponse) Reset() {
+	*x = ListEntriesResponse{}
+	mi := &file_pylee_registry_v1_registry_service_proto_msgTypes[31]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *ListEntriesResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*ListEntriesResponse) ProtoMessage() {}
+
+func (x *ListEntriesResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_pylee_registry_v1_registry_service_proto_msgTypes[31]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use ListEntriesResponse.ProtoReflect.Descriptor instead.
+func (*ListEntriesResponse) Descriptor() ([]byte, []int) {
+	return file_pylee_registry_v1_registry_service_proto_rawDescGZIP(), []int{31}
+}
+
+func (x *ListEntriesResponse) GetEntries() []*Entry {
+	if x != nil {
+		return x.Entries
+	}
+	return nil
+}
+
+func (x *ListEntriesResponse) GetNextPageToken() string {
+	if x != nil {
+		return x.NextPageToken
+	}
+	return ""
+}
+
+// The request of WatchEntries.
+type WatchEntriesRequest struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// `orgs/{org}/registries/{registry}`.
+	Parent string `protobuf:"bytes,1,opt,name=parent,proto3" json:"parent,omitempty"`
+	// Send the changes after this revision (0: from the beginning).
+	SinceRevision int64 `protobuf:"varint,2,opt,name=since_revision,json=sinceRevision,proto3" json:"since_revision,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *WatchEntriesRequest) Reset() {
+	*x = WatchEntriesRequest{}
+	mi := &file_pylee_registry_v1_registry_service_proto_msgTypes[32]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *WatchEntriesRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*WatchEntriesRequest) ProtoMessage() {}
+
+func (x *WatchEntriesRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_pylee_registry_v1_registry_service_proto_msgTypes[32]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use WatchEntriesRequest.ProtoReflect.Descriptor instead.
+func (*WatchEntriesRequest) Descriptor() ([]byte, []int) {
+	return file_pylee_registry_v1_registry_service_proto_rawDescGZIP(), []int{32}
+}
+
+func (x *WatchEntriesRequest) GetParent() string {
+	if x != nil {
+		return x.Parent
+	}
+	return ""
+}
+
+func (x *WatchEntriesRequest) GetSinceRevision() int64 {
+	if x != nil {
+		return x.SinceRevision
+	}
+	return 0
+}
+
+// The request of ListApprovals.
+type ListApprovalsRequest struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// `orgs/{org}/registries/{registry}`.
+	Parent string `protobuf:"bytes,1,opt,name=parent,proto3" json:"parent,omitempty"`
+	// At most this many; 0 means 50, more than 1,000 means 1,000.
+	PageSize int32 `protobuf:"varint,2,opt,name=page_size,json=pageSize,proto3" json:"page_size,omitempty"`
+	// The `next_page_token` of the previous page.
+	PageToken string `protobuf:"bytes,3,opt,name=page_token,json=pageToken,proto3" json:"page_token,omitempty"`
+	// Only requests in this state.
+	State         Approval_State `protobuf:"varint,4,opt,name=state,proto3,enum=pylee.registry.v1.Approval_State" json:"state,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *ListApprovalsRequest) Reset() {
+	*x = ListApprovalsRequest{}
+	mi := &file_pylee_registry_v1_registry_service_proto_msgTypes[33]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *ListApprovalsRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*ListApprovalsRequest) ProtoMessage() {}
+
+func (x *ListApprovalsRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_pylee_registry_v1_registry_service_proto_msgTypes[33]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use ListApprovalsRequest.ProtoReflect.Descriptor instead.
+func (*ListApprovalsRequest) Descriptor() ([]byte, []int) {
+	return file_pylee_registry_v1_registry_service_proto_rawDescGZIP(), []int{33}
+}
+
+func (x *ListApprovalsRequest) GetParent() string {
+	if x != nil {
+		return x.Parent
+	}
+	return ""
+}
+
+func (x *ListApprovalsRequest) GetPageSize() int32 {
+	if x != nil {
+		return x.PageSize
+	}
+	return 0
+}
+
+func (x *ListApprovalsRequest) GetPageToken() string {
+	if x != nil {
+		return x.PageToken
+	}
+	return ""
+}
+
+func (x *ListApprovalsRequest) GetState() Approval_State {
+	if x != nil {
+		return x.State
+	}
+	return Approval_STATE_UNSPECIFIED
+}
+
+// The response of ListApprovals.
+type ListApprovalsResponse struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// The approval requests, newest first.
+	Approvals []*Approval `protobuf:"bytes,1,rep,name=approvals,proto3" json:"approvals,omitempty"`
+	// The token of the next page; empty on the last.
+	NextPageToken string `protobuf:"bytes,2,opt,name=next_page_token,json=nextPageToken,proto3" json:"next_page_token,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *ListApprovalsResponse) Reset() {
+	*x = ListApprovalsResponse{}
+	mi := &file_pylee_registry_v1_registry_service_proto_msgTypes[34]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *ListApprovalsResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*ListApprovalsResponse) ProtoMessage() {}
+
+func (x *ListApprovalsResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_pylee_registry_v1_registry_service_proto_msgTypes[34]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use ListApprovalsResponse.ProtoReflect.Descriptor instead.
+func (*ListApprovalsResponse) Descriptor() ([]byte, []int) {
+	return file_pylee_registry_v1_registry_service_proto_rawDescGZIP(), []int{34}
+}
+
+func (x *ListApprovalsResponse) GetApprovals() []*Approval {
+	if x != nil {
+		return x.Approvals
+	}
+	return nil
+}
+
+func (x *ListApprovalsResponse) GetNextPageToken() string {
+	if x != nil {
+		return x.NextPageToken
+	}
+	return ""
+}
+
+// The request of GetApproval.
+type GetApprovalRequest struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// `orgs/{org}/registries/{registry}/approvals/{id}`.
+	Name          string `protobuf:"bytes,1,opt,name=name,proto3" json:"name,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *GetApprovalRequest) Reset() {
+	*x = GetApprovalRequest{}
+	mi := &file_pylee_registry_v1_registry_service_proto_msgTypes[35]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *GetApprovalRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*GetApprovalRequest) ProtoMessage() {}
+
+func (x *GetApprovalRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_pylee_registry_v1_registry_service_proto_msgTypes[35]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use GetApprovalRequest.ProtoReflect.Descriptor instead.
+func (*GetApprovalRequest) Descriptor() ([]byte, []int) {
+	return file_pylee_registry_v1_registry_service_proto_rawDescGZIP(), []int{35}
+}
+
+func (x *GetApprovalRequest) GetName() string {
+	if x != nil {
+		return x.Name
+	}
+	return ""
+}
+
+// The request of Approve.
+type ApproveRequest struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// `orgs/{org}/registries/{registry}/approvals/{id}`.
+	Name string `protobuf:"bytes,1,opt,name=name,proto3" json:"name,omitempty"`
+	// A comment.
+	Comment       string `protobuf:"bytes,2,opt,name=comment,proto3" json:"comment,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *ApproveRequest) Reset() {
+	*x = ApproveRequest{}
+	mi := &file_pylee_registry_v1_registry_service_proto_msgTypes[36]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *ApproveRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*ApproveRequest) ProtoMessage() {}
+
+func (x *ApproveRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_pylee_registry_v1_registry_service_proto_msgTypes[36]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use ApproveRequest.ProtoReflect.Descriptor instead.
+func (*ApproveRequest) Descriptor() ([]byte, []int) {
+	return file_pylee_registry_v1_registry_service_proto_rawDescGZIP(), []int{36}
+}
+
+func (x *ApproveRequest) GetName() string {
+	if x != nil {
+		return x.Name
+	}
+	return ""
+}
+
+func (x *ApproveRequest) GetComment() string {
+	if x != nil {
+		return x.Comment
+	}
+	return ""
+}
+
+// The request of Reject.
+type RejectRequest struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// `orgs/{org}/registries/{registry}/approvals/{id}`.
+	Name string `protobuf:"bytes,1,opt,name=name,proto3" json:"name,omitempty"`
+	// Why.
+	Comment       string `protobuf:"bytes,2,opt,name=comment,proto3" json:"comment,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *RejectRequest) Reset() {
+	*x = RejectRequest{}
+	mi := &file_pylee_registry_v1_registry_service_proto_msgTypes[37]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *RejectRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*RejectRequest) ProtoMessage() {}
+
+func (x *RejectRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_pylee_registry_v1_registry_service_proto_msgTypes[37]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use RejectRequest.ProtoReflect.Descriptor instead.
+func (*RejectRequest) Descriptor() ([]byte, []int) {
+	return file_pylee_registry_v1_registry_service_proto_rawDescGZIP(), []int{37}
+}
+
+func (x *RejectRequest) GetName() string {
+	if x != nil {
+		return x.Name
+	}
+	return ""
+}
+
+func (x *RejectRequest) GetComment() string {
+	if x != nil {
+		return x.Comment
+	}
+	return ""
+}
+
+// The request of CancelApproval.
+type CancelApprovalRequest struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// `orgs/{org}/registries/{registry}/approvals/{id}`.
+	Name string `protobuf:"bytes,1,opt,name=name,proto3" json:"name,omitempty"`
+	// Why.
+	Comment       string `protobuf:"bytes,2,opt,name=comment,proto3" json:"comment,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *CancelApprovalRequest) Reset() {
+	*x = CancelApprovalRequest{}
+	mi := &file_pylee_registry_v1_registry_service_proto_msgTypes[38]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *CancelApprovalRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*CancelApprovalRequest) ProtoMessage() {}
+
+func (x *CancelApprovalRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_pylee_registry_v1_registry_service_proto_msgTypes[38]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use CancelApprovalRequest.ProtoReflect.Descriptor instead.
+func (*CancelApprovalRequest) Descriptor() ([]byte, []int) {
+	return file_pylee_registry_v1_registry_service_proto_rawDescGZIP(), []int{38}
+}
+
+func (x *CancelApprovalRequest) GetName() string {
+	if x != nil {
+		return x.Name
+	}
+	return ""
+}
+
+func (x *CancelApprovalRequest) GetComment() string {
+	if x != nil {
+		return x.Comment
+	}
+	return ""
+}
+
 var File_pylee_registry_v1_registry_service_proto protoreflect.FileDescriptor
 
 const file_pylee_registry_v1_registry_service_proto_rawDesc = "" +
 	"\n" +
-	"(pylee/registry/v1/registry_service.proto\x12\x11pylee.registry.v1\x1a\x1cgoogle/api/annotations.proto\x1a\x1fgoogle/api/field_behavior.proto\x1a\x1bgoogle/protobuf/empty.proto\x1a google/protobuf/field_mask.proto\x1a\x1epylee/api/v1/annotations.proto\x1a\x1epylee/registry/v1/server.proto\"\xab\x01\n" +
+	"(pylee/registry/v1/registry_service.proto\x12\x11pylee.registry.v1\x1a\x1cgoogle/api/annotations.proto\x1a\x1fgoogle/api/field_behavior.proto\x1a\x1bgoogle/protobuf/empty.proto\x1a google/protobuf/field_mask.proto\x1a\x1fgoogle/protobuf/timestamp.proto\x1a\x1epylee/api/v1/annotations.proto\x1a pylee/registry/v1/registry.proto\x1a\x1epylee/registry/v1/server.proto\x1a\x1fpylee/registry/v1/version.proto\"\xab\x01\n" +
 	"\x13CreateServerRequest\x12\x1b\n" +
 	"\x06parent\x18\x01 \x01(\tB\x03\xe0A\x02R\x06parent\x12 \n" +
 	"\tserver_id\x18\x02 \x01(\tB\x03\xe0A\x02R\bserverId\x126\n" +
@@ -413,7 +2490,141 @@ const file_pylee_registry_v1_registry_service_proto_rawDesc = "" +
 	"updateMask\"B\n" +
 	"\x13DeleteServerRequest\x12\x17\n" +
 	"\x04name\x18\x01 \x01(\tB\x03\xe0A\x02R\x04name\x12\x12\n" +
-	"\x04etag\x18\x02 \x01(\tR\x04etag2\x8e\x06\n" +
+	"\x04etag\x18\x02 \x01(\tR\x04etag\"t\n" +
+	"\x14CreateVersionRequest\x12\x1b\n" +
+	"\x06parent\x18\x01 \x01(\tB\x03\xe0A\x02R\x06parent\x12?\n" +
+	"\aversion\x18\x02 \x01(\v2 .pylee.registry.v1.ServerVersionB\x03\xe0A\x02R\aversion\"\xca\x01\n" +
+	"\x17ImportServerJsonRequest\x12\x1b\n" +
+	"\x06parent\x18\x01 \x01(\tB\x03\xe0A\x02R\x06parent\x12$\n" +
+	"\vserver_json\x18\x02 \x01(\tB\x03\xe0A\x02R\n" +
+	"serverJson\x12\x18\n" +
+	"\aversion\x18\x03 \x01(\tR\aversion\x12#\n" +
+	"\rrelease_notes\x18\x04 \x01(\tR\freleaseNotes\x12-\n" +
+	"\x05tools\x18\x05 \x03(\v2\x17.pylee.registry.v1.ToolR\x05tools\",\n" +
+	"\x11GetVersionRequest\x12\x17\n" +
+	"\x04name\x18\x01 \x01(\tB\x03\xe0A\x02R\x04name\"n\n" +
+	"\x13ListVersionsRequest\x12\x1b\n" +
+	"\x06parent\x18\x01 \x01(\tB\x03\xe0A\x02R\x06parent\x12\x1b\n" +
+	"\tpage_size\x18\x02 \x01(\x05R\bpageSize\x12\x1d\n" +
+	"\n" +
+	"page_token\x18\x03 \x01(\tR\tpageToken\"|\n" +
+	"\x14ListVersionsResponse\x12<\n" +
+	"\bversions\x18\x01 \x03(\v2 .pylee.registry.v1.ServerVersionR\bversions\x12&\n" +
+	"\x0fnext_page_token\x18\x02 \x01(\tR\rnextPageToken\"\x92\x01\n" +
+	"\x17SetVersionStatusRequest\x12\x17\n" +
+	"\x04name\x18\x01 \x01(\tB\x03\xe0A\x02R\x04name\x12D\n" +
+	"\x06status\x18\x02 \x01(\x0e2'.pylee.registry.v1.ServerVersion.StatusB\x03\xe0A\x02R\x06status\x12\x18\n" +
+	"\amessage\x18\x03 \x01(\tR\amessage\"q\n" +
+	"\x19SuggestNextVersionRequest\x12\x1b\n" +
+	"\x06parent\x18\x01 \x01(\tB\x03\xe0A\x02R\x06parent\x12\x17\n" +
+	"\x04bump\x18\x02 \x01(\tB\x03\xe0A\x02R\x04bump\x12\x1e\n" +
+	"\n" +
+	"prerelease\x18\x03 \x01(\tR\n" +
+	"prerelease\"J\n" +
+	"\x1aSuggestNextVersionResponse\x12\x18\n" +
+	"\aversion\x18\x01 \x01(\tR\aversion\x12\x12\n" +
+	"\x04from\x18\x02 \x01(\tR\x04from\"h\n" +
+	"\x13DiffVersionsRequest\x12\x1b\n" +
+	"\x06parent\x18\x01 \x01(\tB\x03\xe0A\x02R\x06parent\x12\x17\n" +
+	"\x04base\x18\x02 \x01(\tB\x03\xe0A\x02R\x04base\x12\x1b\n" +
+	"\x06target\x18\x03 \x01(\tB\x03\xe0A\x02R\x06target\"2\n" +
+	"\x17ExportServerJsonRequest\x12\x17\n" +
+	"\x04name\x18\x01 \x01(\tB\x03\xe0A\x02R\x04name\";\n" +
+	"\x18ExportServerJsonResponse\x12\x1f\n" +
+	"\vserver_json\x18\x01 \x01(\tR\n" +
+	"serverJson\"\xb7\x01\n" +
+	"\x15CreateRegistryRequest\x12\x1b\n" +
+	"\x06parent\x18\x01 \x01(\tB\x03\xe0A\x02R\x06parent\x12$\n" +
+	"\vregistry_id\x18\x02 \x01(\tB\x03\xe0A\x02R\n" +
+	"registryId\x12<\n" +
+	"\bregistry\x18\x03 \x01(\v2\x1b.pylee.registry.v1.RegistryB\x03\xe0A\x02R\bregistry\x12\x1d\n" +
+	"\n" +
+	"request_id\x18\x04 \x01(\tR\trequestId\"-\n" +
+	"\x12GetRegistryRequest\x12\x17\n" +
+	"\x04name\x18\x01 \x01(\tB\x03\xe0A\x02R\x04name\"p\n" +
+	"\x15ListRegistriesRequest\x12\x1b\n" +
+	"\x06parent\x18\x01 \x01(\tB\x03\xe0A\x02R\x06parent\x12\x1b\n" +
+	"\tpage_size\x18\x02 \x01(\x05R\bpageSize\x12\x1d\n" +
+	"\n" +
+	"page_token\x18\x03 \x01(\tR\tpageToken\"}\n" +
+	"\x16ListRegistriesResponse\x12;\n" +
+	"\n" +
+	"registries\x18\x01 \x03(\v2\x1b.pylee.registry.v1.RegistryR\n" +
+	"registries\x12&\n" +
+	"\x0fnext_page_token\x18\x02 \x01(\tR\rnextPageToken\"\xaa\x01\n" +
+	"\x15UpdateRegistryRequest\x12<\n" +
+	"\bregistry\x18\x01 \x01(\v2\x1b.pylee.registry.v1.RegistryB\x03\xe0A\x02R\bregistry\x12;\n" +
+	"\vupdate_mask\x18\x02 \x01(\v2\x1a.google.protobuf.FieldMaskR\n" +
+	"updateMask\x12\x16\n" +
+	"\x06reason\x18\x03 \x01(\tR\x06reason\"\x98\x01\n" +
+	"\x16UpdateRegistryResponse\x129\n" +
+	"\bregistry\x18\x01 \x01(\v2\x1b.pylee.registry.v1.RegistryH\x00R\bregistry\x129\n" +
+	"\bapproval\x18\x02 \x01(\v2\x1b.pylee.registry.v1.ApprovalH\x00R\bapprovalB\b\n" +
+	"\x06result\"D\n" +
+	"\x15DeleteRegistryRequest\x12\x17\n" +
+	"\x04name\x18\x01 \x01(\tB\x03\xe0A\x02R\x04name\x12\x12\n" +
+	"\x04etag\x18\x02 \x01(\tR\x04etag\"\x81\x01\n" +
+	"\x0fPinEntryRequest\x12\x17\n" +
+	"\x04name\x18\x01 \x01(\tB\x03\xe0A\x02R\x04name\x12\x18\n" +
+	"\aversion\x18\x02 \x01(\tR\aversion\x12#\n" +
+	"\rversion_range\x18\x03 \x01(\tR\fversionRange\x12\x16\n" +
+	"\x06reason\x18\x04 \x01(\tR\x06reason\"\x89\x01\n" +
+	"\x10PinEntryResponse\x120\n" +
+	"\x05entry\x18\x01 \x01(\v2\x18.pylee.registry.v1.EntryH\x00R\x05entry\x129\n" +
+	"\bapproval\x18\x02 \x01(\v2\x1b.pylee.registry.v1.ApprovalH\x00R\bapprovalB\b\n" +
+	"\x06result\"D\n" +
+	"\x11UnpinEntryRequest\x12\x17\n" +
+	"\x04name\x18\x01 \x01(\tB\x03\xe0A\x02R\x04name\x12\x16\n" +
+	"\x06reason\x18\x02 \x01(\tR\x06reason\"M\n" +
+	"\x12UnpinEntryResponse\x127\n" +
+	"\bapproval\x18\x01 \x01(\v2\x1b.pylee.registry.v1.ApprovalR\bapproval\"t\n" +
+	"\x13PromoteEntryRequest\x12\x17\n" +
+	"\x04name\x18\x01 \x01(\tB\x03\xe0A\x02R\x04name\x12,\n" +
+	"\x0ftarget_registry\x18\x02 \x01(\tB\x03\xe0A\x02R\x0etargetRegistry\x12\x16\n" +
+	"\x06reason\x18\x03 \x01(\tR\x06reason\"\\\n" +
+	"\x0fGetEntryRequest\x12\x17\n" +
+	"\x04name\x18\x01 \x01(\tB\x03\xe0A\x02R\x04name\x120\n" +
+	"\x04view\x18\x02 \x01(\x0e2\x1c.pylee.registry.v1.EntryViewR\x04view\"\x99\x02\n" +
+	"\x12ListEntriesRequest\x12\x1b\n" +
+	"\x06parent\x18\x01 \x01(\tB\x03\xe0A\x02R\x06parent\x12\x1b\n" +
+	"\tpage_size\x18\x02 \x01(\x05R\bpageSize\x12\x1d\n" +
+	"\n" +
+	"page_token\x18\x03 \x01(\tR\tpageToken\x12\x16\n" +
+	"\x06search\x18\x04 \x01(\tR\x06search\x12?\n" +
+	"\rupdated_since\x18\x05 \x01(\v2\x1a.google.protobuf.TimestampR\fupdatedSince\x12\x1f\n" +
+	"\vserver_name\x18\x06 \x01(\tR\n" +
+	"serverName\x120\n" +
+	"\x04view\x18\a \x01(\x0e2\x1c.pylee.registry.v1.EntryViewR\x04view\"q\n" +
+	"\x13ListEntriesResponse\x122\n" +
+	"\aentries\x18\x01 \x03(\v2\x18.pylee.registry.v1.EntryR\aentries\x12&\n" +
+	"\x0fnext_page_token\x18\x02 \x01(\tR\rnextPageToken\"Y\n" +
+	"\x13WatchEntriesRequest\x12\x1b\n" +
+	"\x06parent\x18\x01 \x01(\tB\x03\xe0A\x02R\x06parent\x12%\n" +
+	"\x0esince_revision\x18\x02 \x01(\x03R\rsinceRevision\"\xa8\x01\n" +
+	"\x14ListApprovalsRequest\x12\x1b\n" +
+	"\x06parent\x18\x01 \x01(\tB\x03\xe0A\x02R\x06parent\x12\x1b\n" +
+	"\tpage_size\x18\x02 \x01(\x05R\bpageSize\x12\x1d\n" +
+	"\n" +
+	"page_token\x18\x03 \x01(\tR\tpageToken\x127\n" +
+	"\x05state\x18\x04 \x01(\x0e2!.pylee.registry.v1.Approval.StateR\x05state\"z\n" +
+	"\x15ListApprovalsResponse\x129\n" +
+	"\tapprovals\x18\x01 \x03(\v2\x1b.pylee.registry.v1.ApprovalR\tapprovals\x12&\n" +
+	"\x0fnext_page_token\x18\x02 \x01(\tR\rnextPageToken\"-\n" +
+	"\x12GetApprovalRequest\x12\x17\n" +
+	"\x04name\x18\x01 \x01(\tB\x03\xe0A\x02R\x04name\"C\n" +
+	"\x0eApproveRequest\x12\x17\n" +
+	"\x04name\x18\x01 \x01(\tB\x03\xe0A\x02R\x04name\x12\x18\n" +
+	"\acomment\x18\x02 \x01(\tR\acomment\"B\n" +
+	"\rRejectRequest\x12\x17\n" +
+	"\x04name\x18\x01 \x01(\tB\x03\xe0A\x02R\x04name\x12\x18\n" +
+	"\acomment\x18\x02 \x01(\tR\acomment\"J\n" +
+	"\x15CancelApprovalRequest\x12\x17\n" +
+	"\x04name\x18\x01 \x01(\tB\x03\xe0A\x02R\x04name\x12\x18\n" +
+	"\acomment\x18\x02 \x01(\tR\acomment*R\n" +
+	"\tEntryView\x12\x1a\n" +
+	"\x16ENTRY_VIEW_UNSPECIFIED\x10\x00\x12\x14\n" +
+	"\x10ENTRY_VIEW_BASIC\x10\x01\x12\x13\n" +
+	"\x0fENTRY_VIEW_FULL\x10\x022\xff&\n" +
 	"\x0fRegistryService\x12\x9a\x01\n" +
 	"\fCreateServer\x12&.pylee.registry.v1.CreateServerRequest\x1a\x19.pylee.registry.v1.Server\"G\xca\xf3\x18\x18\n" +
 	"\x0eservers.create\x12\x06parent\x82\xd3\xe4\x93\x02%:\x06server\"\x1b/v1/{parent=orgs/*}/servers\x12\x87\x01\n" +
@@ -424,7 +2635,57 @@ const file_pylee_registry_v1_registry_service_proto_rawDesc = "" +
 	"\fUpdateServer\x12&.pylee.registry.v1.UpdateServerRequest\x1a\x19.pylee.registry.v1.Server\"S\xca\xf3\x18\x1d\n" +
 	"\x0eservers.update\x12\vserver.name\x82\xd3\xe4\x93\x02,:\x06server2\"/v1/{server.name=orgs/*/servers/*}\x12\x8d\x01\n" +
 	"\fDeleteServer\x12&.pylee.registry.v1.DeleteServerRequest\x1a\x16.google.protobuf.Empty\"=\xca\xf3\x18\x16\n" +
-	"\x0eservers.delete\x12\x04name\x82\xd3\xe4\x93\x02\x1d*\x1b/v1/{name=orgs/*/servers/*}B>Z<github.com/pyleeai/pylee/gen/go/pylee/registry/v1;registryv1b\x06proto3"
+	"\x0eservers.delete\x12\x04name\x82\xd3\xe4\x93\x02\x1d*\x1b/v1/{name=orgs/*/servers/*}\x12\xb1\x01\n" +
+	"\rCreateVersion\x12'.pylee.registry.v1.CreateVersionRequest\x1a .pylee.registry.v1.ServerVersion\"U\xca\xf3\x18\x1a\n" +
+	"\x10versions.publish\x12\x06parent\x82\xd3\xe4\x93\x021:\aversion\"&/v1/{parent=orgs/*/servers/*}/versions\x12\xb8\x01\n" +
+	"\x10ImportServerJson\x12*.pylee.registry.v1.ImportServerJsonRequest\x1a .pylee.registry.v1.ServerVersion\"V\xca\xf3\x18\x1a\n" +
+	"\x10versions.publish\x12\x06parent\x82\xd3\xe4\x93\x022:\x01*\"-/v1/{parent=orgs/*/servers/*}/versions:import\x12\x9c\x01\n" +
+	"\n" +
+	"GetVersion\x12$.pylee.registry.v1.GetVersionRequest\x1a .pylee.registry.v1.ServerVersion\"F\xca\xf3\x18\x14\n" +
+	"\fversions.get\x12\x04name\x82\xd3\xe4\x93\x02(\x12&/v1/{name=orgs/*/servers/*/versions/*}\x12\xa9\x01\n" +
+	"\fListVersions\x12&.pylee.registry.v1.ListVersionsRequest\x1a'.pylee.registry.v1.ListVersionsResponse\"H\xca\xf3\x18\x16\n" +
+	"\fversions.get\x12\x06parent\x82\xd3\xe4\x93\x02(\x12&/v1/{parent=orgs/*/servers/*}/versions\x12\xbb\x01\n" +
+	"\x10SetVersionStatus\x12*.pylee.registry.v1.SetVersionStatusRequest\x1a .pylee.registry.v1.ServerVersion\"Y\xca\xf3\x18\x1a\n" +
+	"\x12versions.deprecate\x12\x04name\x82\xd3\xe4\x93\x025:\x01*\"0/v1/{name=orgs/*/servers/*/versions/*}:setStatus\x12\xc7\x01\n" +
+	"\x12SuggestNextVersion\x12,.pylee.registry.v1.SuggestNextVersionRequest\x1a-.pylee.registry.v1.SuggestNextVersionResponse\"T\xca\xf3\x18\x16\n" +
+	"\fversions.get\x12\x06parent\x82\xd3\xe4\x93\x024\x122/v1/{parent=orgs/*/servers/*}/versions:suggestNext\x12\xa2\x01\n" +
+	"\fDiffVersions\x12&.pylee.registry.v1.DiffVersionsRequest\x1a\x1b.pylee.registry.v1.ToolDiff\"M\xca\xf3\x18\x16\n" +
+	"\fversions.get\x12\x06parent\x82\xd3\xe4\x93\x02-\x12+/v1/{parent=orgs/*/servers/*}/versions:diff\x12\xc4\x01\n" +
+	"\x10ExportServerJson\x12*.pylee.registry.v1.ExportServerJsonRequest\x1a+.pylee.registry.v1.ExportServerJsonResponse\"W\xca\xf3\x18\x14\n" +
+	"\fversions.get\x12\x04name\x82\xd3\xe4\x93\x029\x127/v1/{name=orgs/*/servers/*/versions/*}:exportServerJson\x12\xa8\x01\n" +
+	"\x0eCreateRegistry\x12(.pylee.registry.v1.CreateRegistryRequest\x1a\x1b.pylee.registry.v1.Registry\"O\xca\xf3\x18\x1b\n" +
+	"\x11registries.create\x12\x06parent\x82\xd3\xe4\x93\x02*:\bregistry\"\x1e/v1/{parent=orgs/*}/registries\x12\x93\x01\n" +
+	"\vGetRegistry\x12%.pylee.registry.v1.GetRegistryRequest\x1a\x1b.pylee.registry.v1.Registry\"@\xca\xf3\x18\x16\n" +
+	"\x0eregistries.get\x12\x04name\x82\xd3\xe4\x93\x02 \x12\x1e/v1/{name=orgs/*/registries/*}\x12\xab\x01\n" +
+	"\x0eListRegistries\x12(.pylee.registry.v1.ListRegistriesRequest\x1a).pylee.registry.v1.ListRegistriesResponse\"D\xca\xf3\x18\x1a\n" +
+	"\x0eregistries.get\x12\x06parent \x01\x82\xd3\xe4\x93\x02 \x12\x1e/v1/{parent=orgs/*}/registries\x12\xc6\x01\n" +
+	"\x0eUpdateRegistry\x12(.pylee.registry.v1.UpdateRegistryRequest\x1a).pylee.registry.v1.UpdateRegistryResponse\"_\xca\xf3\x18\"\n" +
+	"\x11registries.update\x12\rregistry.name\x82\xd3\xe4\x93\x023:\bregistry2'/v1/{registry.name=orgs/*/registries/*}\x12\x97\x01\n" +
+	"\x0eDeleteRegistry\x12(.pylee.registry.v1.DeleteRegistryRequest\x1a\x16.google.protobuf.Empty\"C\xca\xf3\x18\x19\n" +
+	"\x11registries.delete\x12\x04name\x82\xd3\xe4\x93\x02 *\x1e/v1/{name=orgs/*/registries/*}\x12\xce\x01\n" +
+	"\bPinEntry\x12\".pylee.registry.v1.PinEntryRequest\x1a#.pylee.registry.v1.PinEntryResponse\"y\xca\xf3\x18\x13\n" +
+	"\ventries.pin\x12\x04name\x82\xd3\xe4\x93\x02\\:\x01*Z-:\x01*\"(/v1/{name=orgs/*/registries/*/entries/*}\x1a(/v1/{name=orgs/*/registries/*/entries/*}\x12\xa2\x01\n" +
+	"\n" +
+	"UnpinEntry\x12$.pylee.registry.v1.UnpinEntryRequest\x1a%.pylee.registry.v1.UnpinEntryResponse\"G\xca\xf3\x18\x13\n" +
+	"\ventries.pin\x12\x04name\x82\xd3\xe4\x93\x02**(/v1/{name=orgs/*/registries/*/entries/*}\x12\xba\x01\n" +
+	"\fPromoteEntry\x12&.pylee.registry.v1.PromoteEntryRequest\x1a#.pylee.registry.v1.PinEntryResponse\"]\xca\xf3\x18\x1e\n" +
+	"\ventries.pin\x12\x0ftarget_registry\x82\xd3\xe4\x93\x025:\x01*\"0/v1/{name=orgs/*/registries/*/entries/*}:promote\x12\x91\x01\n" +
+	"\bGetEntry\x12\".pylee.registry.v1.GetEntryRequest\x1a\x18.pylee.registry.v1.Entry\"G\xca\xf3\x18\x13\n" +
+	"\ventries.get\x12\x04name\x82\xd3\xe4\x93\x02*\x12(/v1/{name=orgs/*/registries/*/entries/*}\x12\xa9\x01\n" +
+	"\vListEntries\x12%.pylee.registry.v1.ListEntriesRequest\x1a&.pylee.registry.v1.ListEntriesResponse\"K\xca\xf3\x18\x17\n" +
+	"\ventries.get\x12\x06parent \x01\x82\xd3\xe4\x93\x02*\x12(/v1/{parent=orgs/*/registries/*}/entries\x12\xa8\x01\n" +
+	"\fWatchEntries\x12&.pylee.registry.v1.WatchEntriesRequest\x1a\x1d.pylee.registry.v1.EntryEvent\"O\xca\xf3\x18\x15\n" +
+	"\ventries.get\x12\x06parent\x82\xd3\xe4\x93\x020\x12./v1/{parent=orgs/*/registries/*}/entries:watch0\x01\x12\xb1\x01\n" +
+	"\rListApprovals\x12'.pylee.registry.v1.ListApprovalsRequest\x1a(.pylee.registry.v1.ListApprovalsResponse\"M\xca\xf3\x18\x17\n" +
+	"\rapprovals.get\x12\x06parent\x82\xd3\xe4\x93\x02,\x12*/v1/{parent=orgs/*/registries/*}/approvals\x12\x9e\x01\n" +
+	"\vGetApproval\x12%.pylee.registry.v1.GetApprovalRequest\x1a\x1b.pylee.registry.v1.Approval\"K\xca\xf3\x18\x15\n" +
+	"\rapprovals.get\x12\x04name\x82\xd3\xe4\x93\x02,\x12*/v1/{name=orgs/*/registries/*/approvals/*}\x12\xa5\x01\n" +
+	"\aApprove\x12!.pylee.registry.v1.ApproveRequest\x1a\x1b.pylee.registry.v1.Approval\"Z\xca\xf3\x18\x19\n" +
+	"\x11approvals.approve\x12\x04name\x82\xd3\xe4\x93\x027:\x01*\"2/v1/{name=orgs/*/registries/*/approvals/*}:approve\x12\xa2\x01\n" +
+	"\x06Reject\x12 .pylee.registry.v1.RejectRequest\x1a\x1b.pylee.registry.v1.Approval\"Y\xca\xf3\x18\x19\n" +
+	"\x11approvals.approve\x12\x04name\x82\xd3\xe4\x93\x026:\x01*\"1/v1/{name=orgs/*/registries/*/approvals/*}:reject\x12\xae\x01\n" +
+	"\x0eCancelApproval\x12(.pylee.registry.v1.CancelApprovalRequest\x1a\x1b.pylee.registry.v1.Approval\"U\xca\xf3\x18\x15\n" +
+	"\rapprovals.get\x12\x04name\x82\xd3\xe4\x93\x026:\x01*\"1/v1/{name=orgs/*/registries/*/approvals/*}:cancelB>Z<github.com/pyleeai/pylee/gen/go/pylee/registry/v1;registryv1b\x06proto3"
 
 var (
 	file_pylee_registry_v1_registry_service_proto_rawDescOnce sync.Once
@@ -438,38 +2699,150 @@ func file_pylee_registry_v1_registry_service_proto_rawDescGZIP() []byte {
 	return file_pylee_registry_v1_registry_service_proto_rawDescData
 }
 
-var file_pylee_registry_v1_registry_service_proto_msgTypes = make([]protoimpl.MessageInfo, 6)
+var file_pylee_registry_v1_registry_service_proto_enumTypes = make([]protoimpl.EnumInfo, 1)
+var file_pylee_registry_v1_registry_service_proto_msgTypes = make([]protoimpl.MessageInfo, 39)
 var file_pylee_registry_v1_registry_service_proto_goTypes = []any{
-	(*CreateServerRequest)(nil),   // 0: pylee.registry.v1.CreateServerRequest
-	(*GetServerRequest)(nil),      // 1: pylee.registry.v1.GetServerRequest
-	(*ListServersRequest)(nil),    // 2: pylee.registry.v1.ListServersRequest
-	(*ListServersResponse)(nil),   // 3: pylee.registry.v1.ListServersResponse
-	(*UpdateServerRequest)(nil),   // 4: pylee.registry.v1.UpdateServerRequest
-	(*DeleteServerRequest)(nil),   // 5: pylee.registry.v1.DeleteServerRequest
-	(*Server)(nil),                // 6: pylee.registry.v1.Server
-	(*fieldmaskpb.FieldMask)(nil), // 7: google.protobuf.FieldMask
-	(*emptypb.Empty)(nil),         // 8: google.protobuf.Empty
+	(EntryView)(0),                     // 0: pylee.registry.v1.EntryView
+	(*CreateServerRequest)(nil),        // 1: pylee.registry.v1.CreateServerRequest
+	(*GetServerRequest)(nil),           // 2: pylee.registry.v1.GetServerRequest
+	(*ListServersRequest)(nil),         // 3: pylee.registry.v1.ListServersRequest
+	(*ListServersResponse)(nil),        // 4: pylee.registry.v1.ListServersResponse
+	(*UpdateServerRequest)(nil),        // 5: pylee.registry.v1.UpdateServerRequest
+	(*DeleteServerRequest)(nil),        // 6: pylee.registry.v1.DeleteServerRequest
+	(*CreateVersionRequest)(nil),       // 7: pylee.registry.v1.CreateVersionRequest
+	(*ImportServerJsonRequest)(nil),    // 8: pylee.registry.v1.ImportServerJsonRequest
+	(*GetVersionRequest)(nil),          // 9: pylee.registry.v1.GetVersionRequest
+	(*ListVersionsRequest)(nil),        // 10: pylee.registry.v1.ListVersionsRequest
+	(*ListVersionsResponse)(nil),       // 11: pylee.registry.v1.ListVersionsResponse
+	(*SetVersionStatusRequest)(nil),    // 12: pylee.registry.v1.SetVersionStatusRequest
+	(*SuggestNextVersionRequest)(nil),  // 13: pylee.registry.v1.SuggestNextVersionRequest
+	(*SuggestNextVersionResponse)(nil), // 14: pylee.registry.v1.SuggestNextVersionResponse
+	(*DiffVersionsRequest)(nil),        // 15: pylee.registry.v1.DiffVersionsRequest
+	(*ExportServerJsonRequest)(nil),    // 16: pylee.registry.v1.ExportServerJsonRequest
+	(*ExportServerJsonResponse)(nil),   // 17: pylee.registry.v1.ExportServerJsonResponse
+	(*CreateRegistryRequest)(nil),      // 18: pylee.registry.v1.CreateRegistryRequest
+	(*GetRegistryRequest)(nil),         // 19: pylee.registry.v1.GetRegistryRequest
+	(*ListRegistriesRequest)(nil),      // 20: pylee.registry.v1.ListRegistriesRequest
+	(*ListRegistriesResponse)(nil),     // 21: pylee.registry.v1.ListRegistriesResponse
+	(*UpdateRegistryRequest)(nil),      // 22: pylee.registry.v1.UpdateRegistryRequest
+	(*UpdateRegistryResponse)(nil),     // 23: pylee.registry.v1.UpdateRegistryResponse
+	(*DeleteRegistryRequest)(nil),      // 24: pylee.registry.v1.DeleteRegistryRequest
+	(*PinEntryRequest)(nil),            // 25: pylee.registry.v1.PinEntryRequest
+	(*PinEntryResponse)(nil),           // 26: pylee.registry.v1.PinEntryResponse
+	(*UnpinEntryRequest)(nil),          // 27: pylee.registry.v1.UnpinEntryRequest
+	(*UnpinEntryResponse)(nil),         // 28: pylee.registry.v1.UnpinEntryResponse
+	(*PromoteEntryRequest)(nil),        // 29: pylee.registry.v1.PromoteEntryRequest
+	(*GetEntryRequest)(nil),            // 30: pylee.registry.v1.GetEntryRequest
+	(*ListEntriesRequest)(nil),         // 31: pylee.registry.v1.ListEntriesRequest
+	(*ListEntriesResponse)(nil),        // 32: pylee.registry.v1.ListEntriesResponse
+	(*WatchEntriesRequest)(nil),        // 33: pylee.registry.v1.WatchEntriesRequest
+	(*ListApprovalsRequest)(nil),       // 34: pylee.registry.v1.ListApprovalsRequest
+	(*ListApprovalsResponse)(nil),      // 35: pylee.registry.v1.ListApprovalsResponse
+	(*GetApprovalRequest)(nil),         // 36: pylee.registry.v1.GetApprovalRequest
+	(*ApproveRequest)(nil),             // 37: pylee.registry.v1.ApproveRequest
+	(*RejectRequest)(nil),              // 38: pylee.registry.v1.RejectRequest
+	(*CancelApprovalRequest)(nil),      // 39: pylee.registry.v1.CancelApprovalRequest
+	(*Server)(nil),                     // 40: pylee.registry.v1.Server
+	(*fieldmaskpb.FieldMask)(nil),      // 41: google.protobuf.FieldMask
+	(*ServerVersion)(nil),              // 42: pylee.registry.v1.ServerVersion
+	(*Tool)(nil),                       // 43: pylee.registry.v1.Tool
+	(ServerVersion_Status)(0),          // 44: pylee.registry.v1.ServerVersion.Status
+	(*Registry)(nil),                   // 45: pylee.registry.v1.Registry
+	(*Approval)(nil),                   // 46: pylee.registry.v1.Approval
+	(*Entry)(nil),                      // 47: pylee.registry.v1.Entry
+	(*timestamppb.Timestamp)(nil),      // 48: google.protobuf.Timestamp
+	(Approval_State)(0),                // 49: pylee.registry.v1.Approval.State
+	(*emptypb.Empty)(nil),              // 50: google.protobuf.Empty
+	(*ToolDiff)(nil),                   // 51: pylee.registry.v1.ToolDiff
+	(*EntryEvent)(nil),                 // 52: pylee.registry.v1.EntryEvent
 }
 var file_pylee_registry_v1_registry_service_proto_depIdxs = []int32{
-	6, // 0: pylee.registry.v1.CreateServerRequest.server:type_name -> pylee.registry.v1.Server
-	6, // 1: pylee.registry.v1.ListServersResponse.servers:type_name -> pylee.registry.v1.Server
-	6, // 2: pylee.registry.v1.UpdateServerRequest.server:type_name -> pylee.registry.v1.Server
-	7, // 3: pylee.registry.v1.UpdateServerRequest.update_mask:type_name -> google.protobuf.FieldMask
-	0, // 4: pylee.registry.v1.RegistryService.CreateServer:input_type -> pylee.registry.v1.CreateServerRequest
-	1, // 5: pylee.registry.v1.RegistryService.GetServer:input_type -> pylee.registry.v1.GetServerRequest
-	2, // 6: pylee.registry.v1.RegistryService.ListServers:input_type -> pylee.registry.v1.ListServersRequest
-	4, // 7: pylee.registry.v1.RegistryService.UpdateServer:input_type -> pylee.registry.v1.UpdateServerRequest
-	5, // 8: pylee.registry.v1.RegistryService.DeleteServer:input_type -> pylee.registry.v1.DeleteServerRequest
-	6, // 9: pylee.registry.v1.RegistryService.CreateServer:output_type -> pylee.registry.v1.Server
-	6, // 10: pylee.registry.v1.RegistryService.GetServer:output_type -> pylee.registry.v1.Server
-	3, // 11: pylee.registry.v1.RegistryService.ListServers:output_type -> pylee.registry.v1.ListServersResponse
-	6, // 12: pylee.registry.v1.RegistryService.UpdateServer:output_type -> pylee.registry.v1.Server
-	8, // 13: pylee.registry.v1.RegistryService.DeleteServer:output_type -> google.protobuf.Empty
-	9, // [9:14] is the sub-list for method output_type
-	4, // [4:9] is the sub-list for method input_type
-	4, // [4:4] is the sub-list for extension type_name
-	4, // [4:4] is the sub-list for extension extendee
-	0, // [0:4] is the sub-list for field type_name
+	40, // 0: pylee.registry.v1.CreateServerRequest.server:type_name -> pylee.registry.v1.Server
+	40, // 1: pylee.registry.v1.ListServersResponse.servers:type_name -> pylee.registry.v1.Server
+	40, // 2: pylee.registry.v1.UpdateServerRequest.server:type_name -> pylee.registry.v1.Server
+	41, // 3: pylee.registry.v1.UpdateServerRequest.update_mask:type_name -> google.protobuf.FieldMask
+	42, // 4: pylee.registry.v1.CreateVersionRequest.version:type_name -> pylee.registry.v1.ServerVersion
+	43, // 5: pylee.registry.v1.ImportServerJsonRequest.tools:type_name -> pylee.registry.v1.Tool
+	42, // 6: pylee.registry.v1.ListVersionsResponse.versions:type_name -> pylee.registry.v1.ServerVersion
+	44, // 7: pylee.registry.v1.SetVersionStatusRequest.status:type_name -> pylee.registry.v1.ServerVersion.Status
+	45, // 8: pylee.registry.v1.CreateRegistryRequest.registry:type_name -> pylee.registry.v1.Registry
+	45, // 9: pylee.registry.v1.ListRegistriesResponse.registries:type_name -> pylee.registry.v1.Registry
+	45, // 10: pylee.registry.v1.UpdateRegistryRequest.registry:type_name -> pylee.registry.v1.Registry
+	41, // 11: pylee.registry.v1.UpdateRegistryRequest.update_mask:type_name -> google.protobuf.FieldMask
+	45, // 12: pylee.registry.v1.UpdateRegistryResponse.registry:type_name -> pylee.registry.v1.Registry
+	46, // 13: pylee.registry.v1.UpdateRegistryResponse.approval:type_name -> pylee.registry.v1.Approval
+	47, // 14: pylee.registry.v1.PinEntryResponse.entry:type_name -> pylee.registry.v1.Entry
+	46, // 15: pylee.registry.v1.PinEntryResponse.approval:type_name -> pylee.registry.v1.Approval
+	46, // 16: pylee.registry.v1.UnpinEntryResponse.approval:type_name -> pylee.registry.v1.Approval
+	0,  // 17: pylee.registry.v1.GetEntryRequest.view:type_name -> pylee.registry.v1.EntryView
+	48, // 18: pylee.registry.v1.ListEntriesRequest.updated_since:type_name -> google.protobuf.Timestamp
+	0,  // 19: pylee.registry.v1.ListEntriesRequest.view:type_name -> pylee.registry.v1.EntryView
+	47, // 20: pylee.registry.v1.ListEntriesResponse.entries:type_name -> pylee.registry.v1.Entry
+	49, // 21: pylee.registry.v1.ListApprovalsRequest.state:type_name -> pylee.registry.v1.Approval.State
+	46, // 22: pylee.registry.v1.ListApprovalsResponse.approvals:type_name -> pylee.registry.v1.Approval
+	1,  // 23: pylee.registry.v1.RegistryService.CreateServer:input_type -> pylee.registry.v1.CreateServerRequest
+	2,  // 24: pylee.registry.v1.RegistryService.GetServer:input_type -> pylee.registry.v1.GetServerRequest
+	3,  // 25: pylee.registry.v1.RegistryService.ListServers:input_type -> pylee.registry.v1.ListServersRequest
+	5,  // 26: pylee.registry.v1.RegistryService.UpdateServer:input_type -> pylee.registry.v1.UpdateServerRequest
+	6,  // 27: pylee.registry.v1.RegistryService.DeleteServer:input_type -> pylee.registry.v1.DeleteServerRequest
+	7,  // 28: pylee.registry.v1.RegistryService.CreateVersion:input_type -> pylee.registry.v1.CreateVersionRequest
+	8,  // 29: pylee.registry.v1.RegistryService.ImportServerJson:input_type -> pylee.registry.v1.ImportServerJsonRequest
+	9,  // 30: pylee.registry.v1.RegistryService.GetVersion:input_type -> pylee.registry.v1.GetVersionRequest
+	10, // 31: pylee.registry.v1.RegistryService.ListVersions:input_type -> pylee.registry.v1.ListVersionsRequest
+	12, // 32: pylee.registry.v1.RegistryService.SetVersionStatus:input_type -> pylee.registry.v1.SetVersionStatusRequest
+	13, // 33: pylee.registry.v1.RegistryService.SuggestNextVersion:input_type -> pylee.registry.v1.SuggestNextVersionRequest
+	15, // 34: pylee.registry.v1.RegistryService.DiffVersions:input_type -> pylee.registry.v1.DiffVersionsRequest
+	16, // 35: pylee.registry.v1.RegistryService.ExportServerJson:input_type -> pylee.registry.v1.ExportServerJsonRequest
+	18, // 36: pylee.registry.v1.RegistryService.CreateRegistry:input_type -> pylee.registry.v1.CreateRegistryRequest
+	19, // 37: pylee.registry.v1.RegistryService.GetRegistry:input_type -> pylee.registry.v1.GetRegistryRequest
+	20, // 38: pylee.registry.v1.RegistryService.ListRegistries:input_type -> pylee.registry.v1.ListRegistriesRequest
+	22, // 39: pylee.registry.v1.RegistryService.UpdateRegistry:input_type -> pylee.registry.v1.UpdateRegistryRequest
+	24, // 40: pylee.registry.v1.RegistryService.DeleteRegistry:input_type -> pylee.registry.v1.DeleteRegistryRequest
+	25, // 41: pylee.registry.v1.RegistryService.PinEntry:input_type -> pylee.registry.v1.PinEntryRequest
+	27, // 42: pylee.registry.v1.RegistryService.UnpinEntry:input_type -> pylee.registry.v1.UnpinEntryRequest
+	29, // 43: pylee.registry.v1.RegistryService.PromoteEntry:input_type -> pylee.registry.v1.PromoteEntryRequest
+	30, // 44: pylee.registry.v1.RegistryService.GetEntry:input_type -> pylee.registry.v1.GetEntryRequest
+	31, // 45: pylee.registry.v1.RegistryService.ListEntries:input_type -> pylee.registry.v1.ListEntriesRequest
+	33, // 46: pylee.registry.v1.RegistryService.WatchEntries:input_type -> pylee.registry.v1.WatchEntriesRequest
+	34, // 47: pylee.registry.v1.RegistryService.ListApprovals:input_type -> pylee.registry.v1.ListApprovalsRequest
+	36, // 48: pylee.registry.v1.RegistryService.GetApproval:input_type -> pylee.registry.v1.GetApprovalRequest
+	37, // 49: pylee.registry.v1.RegistryService.Approve:input_type -> pylee.registry.v1.ApproveRequest
+	38, // 50: pylee.registry.v1.RegistryService.Reject:input_type -> pylee.registry.v1.RejectRequest
+	39, // 51: pylee.registry.v1.RegistryService.CancelApproval:input_type -> pylee.registry.v1.CancelApprovalRequest
+	40, // 52: pylee.registry.v1.RegistryService.CreateServer:output_type -> pylee.registry.v1.Server
+	40, // 53: pylee.registry.v1.RegistryService.GetServer:output_type -> pylee.registry.v1.Server
+	4,  // 54: pylee.registry.v1.RegistryService.ListServers:output_type -> pylee.registry.v1.ListServersResponse
+	40, // 55: pylee.registry.v1.RegistryService.UpdateServer:output_type -> pylee.registry.v1.Server
+	50, // 56: pylee.registry.v1.RegistryService.DeleteServer:output_type -> google.protobuf.Empty
+	42, // 57: pylee.registry.v1.RegistryService.CreateVersion:output_type -> pylee.registry.v1.ServerVersion
+	42, // 58: pylee.registry.v1.RegistryService.ImportServerJson:output_type -> pylee.registry.v1.ServerVersion
+	42, // 59: pylee.registry.v1.RegistryService.GetVersion:output_type -> pylee.registry.v1.ServerVersion
+	11, // 60: pylee.registry.v1.RegistryService.ListVersions:output_type -> pylee.registry.v1.ListVersionsResponse
+	42, // 61: pylee.registry.v1.RegistryService.SetVersionStatus:output_type -> pylee.registry.v1.ServerVersion
+	14, // 62: pylee.registry.v1.RegistryService.SuggestNextVersion:output_type -> pylee.registry.v1.SuggestNextVersionResponse
+	51, // 63: pylee.registry.v1.RegistryService.DiffVersions:output_type -> pylee.registry.v1.ToolDiff
+	17, // 64: pylee.registry.v1.RegistryService.ExportServerJson:output_type -> pylee.registry.v1.ExportServerJsonResponse
+	45, // 65: pylee.registry.v1.RegistryService.CreateRegistry:output_type -> pylee.registry.v1.Registry
+	45, // 66: pylee.registry.v1.RegistryService.GetRegistry:output_type -> pylee.registry.v1.Registry
+	21, // 67: pylee.registry.v1.RegistryService.ListRegistries:output_type -> pylee.registry.v1.ListRegistriesResponse
+	23, // 68: pylee.registry.v1.RegistryService.UpdateRegistry:output_type -> pylee.registry.v1.UpdateRegistryResponse
+	50, // 69: pylee.registry.v1.RegistryService.DeleteRegistry:output_type -> google.protobuf.Empty
+	26, // 70: pylee.registry.v1.RegistryService.PinEntry:output_type -> pylee.registry.v1.PinEntryResponse
+	28, // 71: pylee.registry.v1.RegistryService.UnpinEntry:output_type -> pylee.registry.v1.UnpinEntryResponse
+	26, // 72: pylee.registry.v1.RegistryService.PromoteEntry:output_type -> pylee.registry.v1.PinEntryResponse
+	47, // 73: pylee.registry.v1.RegistryService.GetEntry:output_type -> pylee.registry.v1.Entry
+	32, // 74: pylee.registry.v1.RegistryService.ListEntries:output_type -> pylee.registry.v1.ListEntriesResponse
+	52, // 75: pylee.registry.v1.RegistryService.WatchEntries:output_type -> pylee.registry.v1.EntryEvent
+	35, // 76: pylee.registry.v1.RegistryService.ListApprovals:output_type -> pylee.registry.v1.ListApprovalsResponse
+	46, // 77: pylee.registry.v1.RegistryService.GetApproval:output_type -> pylee.registry.v1.Approval
+	46, // 78: pylee.registry.v1.RegistryService.Approve:output_type -> pylee.registry.v1.Approval
+	46, // 79: pylee.registry.v1.RegistryService.Reject:output_type -> pylee.registry.v1.Approval
+	46, // 80: pylee.registry.v1.RegistryService.CancelApproval:output_type -> pylee.registry.v1.Approval
+	52, // [52:81] is the sub-list for method output_type
+	23, // [23:52] is the sub-list for method input_type
+	23, // [23:23] is the sub-list for extension type_name
+	23, // [23:23] is the sub-list for extension extendee
+	0,  // [0:23] is the sub-list for field type_name
 }
 
 func init() { file_pylee_registry_v1_registry_service_proto_init() }
@@ -477,19 +2850,30 @@ func file_pylee_registry_v1_registry_service_proto_init() {
 	if File_pylee_registry_v1_registry_service_proto != nil {
 		return
 	}
+	file_pylee_registry_v1_registry_proto_init()
 	file_pylee_registry_v1_server_proto_init()
+	file_pylee_registry_v1_version_proto_init()
+	file_pylee_registry_v1_registry_service_proto_msgTypes[22].OneofWrappers = []any{
+		(*UpdateRegistryResponse_Registry)(nil),
+		(*UpdateRegistryResponse_Approval)(nil),
+	}
+	file_pylee_registry_v1_registry_service_proto_msgTypes[25].OneofWrappers = []any{
+		(*PinEntryResponse_Entry)(nil),
+		(*PinEntryResponse_Approval)(nil),
+	}
 	type x struct{}
 	out := protoimpl.TypeBuilder{
 		File: protoimpl.DescBuilder{
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_pylee_registry_v1_registry_service_proto_rawDesc), len(file_pylee_registry_v1_registry_service_proto_rawDesc)),
-			NumEnums:      0,
-			NumMessages:   6,
+			NumEnums:      1,
+			NumMessages:   39,
 			NumExtensions: 0,
 			NumServices:   1,
 		},
 		GoTypes:           file_pylee_registry_v1_registry_service_proto_goTypes,
 		DependencyIndexes: file_pylee_registry_v1_registry_service_proto_depIdxs,
+		EnumInfos:         file_pylee_registry_v1_registry_service_proto_enumTypes,
 		MessageInfos:      file_pylee_registry_v1_registry_service_proto_msgTypes,
 	}.Build()
 	File_pylee_registry_v1_registry_service_proto = out.File

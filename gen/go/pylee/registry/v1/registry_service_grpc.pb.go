@@ -20,19 +20,43 @@ import (
 const _ = grpc.SupportPackageIsVersion9
 
 const (
-	RegistryService_CreateServer_FullMethodName = "/pylee.registry.v1.RegistryService/CreateServer"
-	RegistryService_GetServer_FullMethodName    = "/pylee.registry.v1.RegistryService/GetServer"
-	RegistryService_ListServers_FullMethodName  = "/pylee.registry.v1.RegistryService/ListServers"
-	RegistryService_UpdateServer_FullMethodName = "/pylee.registry.v1.RegistryService/UpdateServer"
-	RegistryService_DeleteServer_FullMethodName = "/pylee.registry.v1.RegistryService/DeleteServer"
+	RegistryService_CreateServer_FullMethodName       = "/pylee.registry.v1.RegistryService/CreateServer"
+	RegistryService_GetServer_FullMethodName          = "/pylee.registry.v1.RegistryService/GetServer"
+	RegistryService_ListServers_FullMethodName        = "/pylee.registry.v1.RegistryService/ListServers"
+	RegistryService_UpdateServer_FullMethodName       = "/pylee.registry.v1.RegistryService/UpdateServer"
+	RegistryService_DeleteServer_FullMethodName       = "/pylee.registry.v1.RegistryService/DeleteServer"
+	RegistryService_CreateVersion_FullMethodName      = "/pylee.registry.v1.RegistryService/CreateVersion"
+	RegistryService_ImportServerJson_FullMethodName   = "/pylee.registry.v1.RegistryService/ImportServerJson"
+	RegistryService_GetVersion_FullMethodName         = "/pylee.registry.v1.RegistryService/GetVersion"
+	RegistryService_ListVersions_FullMethodName       = "/pylee.registry.v1.RegistryService/ListVersions"
+	RegistryService_SetVersionStatus_FullMethodName   = "/pylee.registry.v1.RegistryService/SetVersionStatus"
+	RegistryService_SuggestNextVersion_FullMethodName = "/pylee.registry.v1.RegistryService/SuggestNextVersion"
+	RegistryService_DiffVersions_FullMethodName       = "/pylee.registry.v1.RegistryService/DiffVersions"
+	RegistryService_ExportServerJson_FullMethodName   = "/pylee.registry.v1.RegistryService/ExportServerJson"
+	RegistryService_CreateRegistry_FullMethodName     = "/pylee.registry.v1.RegistryService/CreateRegistry"
+	RegistryService_GetRegistry_FullMethodName        = "/pylee.registry.v1.RegistryService/GetRegistry"
+	RegistryService_ListRegistries_FullMethodName     = "/pylee.registry.v1.RegistryService/ListRegistries"
+	RegistryService_UpdateRegistry_FullMethodName     = "/pylee.registry.v1.RegistryService/UpdateRegistry"
+	RegistryService_DeleteRegistry_FullMethodName     = "/pylee.registry.v1.RegistryService/DeleteRegistry"
+	RegistryService_PinEntry_FullMethodName           = "/pylee.registry.v1.RegistryService/PinEntry"
+	RegistryService_UnpinEntry_FullMethodName         = "/pylee.registry.v1.RegistryService/UnpinEntry"
+	RegistryService_PromoteEntry_FullMethodName       = "/pylee.registry.v1.RegistryService/PromoteEntry"
+	RegistryService_GetEntry_FullMethodName           = "/pylee.registry.v1.RegistryService/GetEntry"
+	RegistryService_ListEntries_FullMethodName        = "/pylee.registry.v1.RegistryService/ListEntries"
+	RegistryService_WatchEntries_FullMethodName       = "/pylee.registry.v1.RegistryService/WatchEntries"
+	RegistryService_ListApprovals_FullMethodName      = "/pylee.registry.v1.RegistryService/ListApprovals"
+	RegistryService_GetApproval_FullMethodName        = "/pylee.registry.v1.RegistryService/GetApproval"
+	RegistryService_Approve_FullMethodName            = "/pylee.registry.v1.RegistryService/Approve"
+	RegistryService_Reject_FullMethodName             = "/pylee.registry.v1.RegistryService/Reject"
+	RegistryService_CancelApproval_FullMethodName     = "/pylee.registry.v1.RegistryService/CancelApproval"
 )
 
 // RegistryServiceClient is the client API for RegistryService service.
 //
 // For semantics around ctx use and closing/ending streaming RPCs, please refer to https://pkg.go.dev/google.golang.org/grpc/?tab=doc#ClientConn.NewStream.
 //
-// RegistryService manages servers now; versions, registries, entries and
-// approvals come next.
+// RegistryService manages servers and their immutable versions, registries,
+// the entries that pin versions in registries, and approval requests.
 type RegistryServiceClient interface {
 	// Creates a server.
 	CreateServer(ctx context.Context, in *CreateServerRequest, opts ...grpc.CallOption) (*Server, error)
@@ -44,6 +68,61 @@ type RegistryServiceClient interface {
 	UpdateServer(ctx context.Context, in *UpdateServerRequest, opts ...grpc.CallOption) (*Server, error)
 	// Deletes a server.
 	DeleteServer(ctx context.Context, in *DeleteServerRequest, opts ...grpc.CallOption) (*emptypb.Empty, error)
+	// Publishes a version from its fields. Without a server_json, the
+	// document is made from the server's own fields.
+	CreateVersion(ctx context.Context, in *CreateVersionRequest, opts ...grpc.CallOption) (*ServerVersion, error)
+	// Publishes a version from an official server.json document.
+	ImportServerJson(ctx context.Context, in *ImportServerJsonRequest, opts ...grpc.CallOption) (*ServerVersion, error)
+	// Gets a version; the version `latest` is the highest without a
+	// prerelease that is not yanked.
+	GetVersion(ctx context.Context, in *GetVersionRequest, opts ...grpc.CallOption) (*ServerVersion, error)
+	// Lists a server's versions, highest SemVer precedence first.
+	ListVersions(ctx context.Context, in *ListVersionsRequest, opts ...grpc.CallOption) (*ListVersionsResponse, error)
+	// Sets a version's status (active, deprecated, yanked) with a message.
+	// Nothing else of a version ever changes.
+	SetVersionStatus(ctx context.Context, in *SetVersionStatusRequest, opts ...grpc.CallOption) (*ServerVersion, error)
+	// Suggests the next version number from the existing ones.
+	SuggestNextVersion(ctx context.Context, in *SuggestNextVersionRequest, opts ...grpc.CallOption) (*SuggestNextVersionResponse, error)
+	// Lists the tools added, removed and changed between two versions.
+	DiffVersions(ctx context.Context, in *DiffVersionsRequest, opts ...grpc.CallOption) (*ToolDiff, error)
+	// Gives back a version's server.json document.
+	ExportServerJson(ctx context.Context, in *ExportServerJsonRequest, opts ...grpc.CallOption) (*ExportServerJsonResponse, error)
+	// Creates a registry.
+	CreateRegistry(ctx context.Context, in *CreateRegistryRequest, opts ...grpc.CallOption) (*Registry, error)
+	// Gets a registry.
+	GetRegistry(ctx context.Context, in *GetRegistryRequest, opts ...grpc.CallOption) (*Registry, error)
+	// Lists the registries of an organization the caller may see.
+	ListRegistries(ctx context.Context, in *ListRegistriesRequest, opts ...grpc.CallOption) (*ListRegistriesResponse, error)
+	// Changes a registry's settings; in a registry with approval_required the
+	// answer is an approval request instead.
+	UpdateRegistry(ctx context.Context, in *UpdateRegistryRequest, opts ...grpc.CallOption) (*UpdateRegistryResponse, error)
+	// Deletes a registry that has no entries and no child registries.
+	DeleteRegistry(ctx context.Context, in *DeleteRegistryRequest, opts ...grpc.CallOption) (*emptypb.Empty, error)
+	// Pins a server to a version (or, when the registry auto-upgrades, a
+	// range); in a registry with approval_required the answer is an approval
+	// request instead.
+	PinEntry(ctx context.Context, in *PinEntryRequest, opts ...grpc.CallOption) (*PinEntryResponse, error)
+	// Removes an entry, or requests its removal.
+	UnpinEntry(ctx context.Context, in *UnpinEntryRequest, opts ...grpc.CallOption) (*UnpinEntryResponse, error)
+	// Pins the version an entry has in its registry in another registry.
+	PromoteEntry(ctx context.Context, in *PromoteEntryRequest, opts ...grpc.CallOption) (*PinEntryResponse, error)
+	// Gets an entry.
+	GetEntry(ctx context.Context, in *GetEntryRequest, opts ...grpc.CallOption) (*Entry, error)
+	// Lists the entries of a registry the caller may see, ordered by server.
+	ListEntries(ctx context.Context, in *ListEntriesRequest, opts ...grpc.CallOption) (*ListEntriesResponse, error)
+	// Streams the changes of a registry's entries after a revision, then
+	// each new change as it happens. Resume with the last revision received.
+	WatchEntries(ctx context.Context, in *WatchEntriesRequest, opts ...grpc.CallOption) (grpc.ServerStreamingClient[EntryEvent], error)
+	// Lists a registry's approval requests, newest first.
+	ListApprovals(ctx context.Context, in *ListApprovalsRequest, opts ...grpc.CallOption) (*ListApprovalsResponse, error)
+	// Gets an approval request.
+	GetApproval(ctx context.Context, in *GetApprovalRequest, opts ...grpc.CallOption) (*Approval, error)
+	// Approves a request; the last approval needed applies the change.
+	Approve(ctx context.Context, in *ApproveRequest, opts ...grpc.CallOption) (*Approval, error)
+	// Rejects a request; nothing applies.
+	Reject(ctx context.Context, in *RejectRequest, opts ...grpc.CallOption) (*Approval, error)
+	// Withdraws a request: the requester, or an approver.
+	CancelApproval(ctx context.Context, in *CancelApprovalRequest, opts ...grpc.CallOption) (*Approval, error)
 }
 
 type registryServiceClient struct {
@@ -104,12 +183,261 @@ func (c *registryServiceClient) DeleteServer(ctx context.Context, in *DeleteServ
 	return out, nil
 }
 
+func (c *registryServiceClient) CreateVersion(ctx context.Context, in *CreateVersionRequest, opts ...grpc.CallOption) (*ServerVersion, error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	out := new(ServerVersion)
+	err := c.cc.Invoke(ctx, RegistryService_CreateVersion_FullMethodName, in, out, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
+func (c *registryServiceClient) ImportServerJson(ctx context.Context, in *ImportServerJsonRequest, opts ...grpc.CallOption) (*ServerVersion, error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	out := new(ServerVersion)
+	err := c.cc.Invoke(ctx, RegistryService_ImportServerJson_FullMethodName, in, out, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
+func (c *registryServiceClient) GetVersion(ctx context.Context, in *GetVersionRequest, opts ...grpc.CallOption) (*ServerVersion, error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	out := new(ServerVersion)
+	err := c.cc.Invoke(ctx, RegistryService_GetVersion_FullMethodName, in, out, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
+func (c *registryServiceClient) ListVersions(ctx context.Context, in *ListVersionsRequest, opts ...grpc.CallOption) (*ListVersionsResponse, error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	out := new(ListVersionsResponse)
+	err := c.cc.Invoke(ctx, RegistryService_ListVersions_FullMethodName, in, out, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
+func (c *registryServiceClient) SetVersionStatus(ctx context.Context, in *SetVersionStatusRequest, opts ...grpc.CallOption) (*ServerVersion, error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	out := new(ServerVersion)
+	err := c.cc.Invoke(ctx, RegistryService_SetVersionStatus_FullMethodName, in, out, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
+func (c *registryServiceClient) SuggestNextVersion(ctx context.Context, in *SuggestNextVersionRequest, opts ...grpc.CallOption) (*SuggestNextVersionResponse, error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	out := new(SuggestNextVersionResponse)
+	err := c.cc.Invoke(ctx, RegistryService_SuggestNextVersion_FullMethodName, in, out, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
+func (c *registryServiceClient) DiffVersions(ctx context.Context, in *DiffVersionsRequest, opts ...grpc.CallOption) (*ToolDiff, error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	out := new(ToolDiff)
+	err := c.cc.Invoke(ctx, RegistryService_DiffVersions_FullMethodName, in, out, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
+func (c *registryServiceClient) ExportServerJson(ctx context.Context, in *ExportServerJsonRequest, opts ...grpc.CallOption) (*ExportServerJsonResponse, error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	out := new(ExportServerJsonResponse)
+	err := c.cc.Invoke(ctx, RegistryService_ExportServerJson_FullMethodName, in, out, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
+func (c *registryServiceClient) CreateRegistry(ctx context.Context, in *CreateRegistryRequest, opts ...grpc.CallOption) (*Registry, error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	out := new(Registry)
+	err := c.cc.Invoke(ctx, RegistryService_CreateRegistry_FullMethodName, in, out, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
+func (c *registryServiceClient) GetRegistry(ctx context.Context, in *GetRegistryRequest, opts ...grpc.CallOption) (*Registry, error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	out := new(Registry)
+	err := c.cc.Invoke(ctx, RegistryService_GetRegistry_FullMethodName, in, out, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
+func (c *registryServiceClient) ListRegistries(ctx context.Context, in *ListRegistriesRequest, opts ...grpc.CallOption) (*ListRegistriesResponse, error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	out := new(ListRegistriesResponse)
+	err := c.cc.Invoke(ctx, RegistryService_ListRegistries_FullMethodName, in, out, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
+func (c *registryServiceClient) UpdateRegistry(ctx context.Context, in *UpdateRegistryRequest, opts ...grpc.CallOption) (*UpdateRegistryResponse, error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	out := new(UpdateRegistryResponse)
+	err := c.cc.Invoke(ctx, RegistryService_UpdateRegistry_FullMethodName, in, out, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
+func (c *registryServiceClient) DeleteRegistry(ctx context.Context, in *DeleteRegistryRequest, opts ...grpc.CallOption) (*emptypb.Empty, error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	out := new(emptypb.Empty)
+	err := c.cc.Invoke(ctx, RegistryService_DeleteRegistry_FullMethodName, in, out, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
+func (c *registryServiceClient) PinEntry(ctx context.Context, in *PinEntryRequest, opts ...grpc.CallOption) (*PinEntryResponse, error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	out := new(PinEntryResponse)
+	err := c.cc.Invoke(ctx, RegistryService_PinEntry_FullMethodName, in, out, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
+func (c *registryServiceClient) UnpinEntry(ctx context.Context, in *UnpinEntryRequest, opts ...grpc.CallOption) (*UnpinEntryResponse, error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	out := new(UnpinEntryResponse)
+	err := c.cc.Invoke(ctx, RegistryService_UnpinEntry_FullMethodName, in, out, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
+func (c *registryServiceClient) PromoteEntry(ctx context.Context, in *PromoteEntryRequest, opts ...grpc.CallOption) (*PinEntryResponse, error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	out := new(PinEntryResponse)
+	err := c.cc.Invoke(ctx, RegistryService_PromoteEntry_FullMethodName, in, out, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
+func (c *registryServiceClient) GetEntry(ctx context.Context, in *GetEntryRequest, opts ...grpc.CallOption) (*Entry, error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	out := new(Entry)
+	err := c.cc.Invoke(ctx, RegistryService_GetEntry_FullMethodName, in, out, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
+func (c *registryServiceClient) ListEntries(ctx context.Context, in *ListEntriesRequest, opts ...grpc.CallOption) (*ListEntriesResponse, error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	out := new(ListEntriesResponse)
+	err := c.cc.Invoke(ctx, RegistryService_ListEntries_FullMethodName, in, out, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
+func (c *registryServiceClient) WatchEntries(ctx context.Context, in *WatchEntriesRequest, opts ...grpc.CallOption) (grpc.ServerStreamingClient[EntryEvent], error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	stream, err := c.cc.NewStream(ctx, &RegistryService_ServiceDesc.Streams[0], RegistryService_WatchEntries_FullMethodName, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	x := &grpc.GenericClientStream[WatchEntriesRequest, EntryEvent]{ClientStream: stream}
+	if err := x.ClientStream.SendMsg(in); err != nil {
+		return nil, err
+	}
+	if err := x.ClientStream.CloseSend(); err != nil {
+		return nil, err
+	}
+	return x, nil
+}
+
+// This type alias is provided for backwards compatibility with existing code that references the prior non-generic stream type by name.
+type RegistryService_WatchEntriesClient = grpc.ServerStreamingClient[EntryEvent]
+
+func (c *registryServiceClient) ListApprovals(ctx context.Context, in *ListApprovalsRequest, opts ...grpc.CallOption) (*ListApprovalsResponse, error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	out := new(ListApprovalsResponse)
+	err := c.cc.Invoke(ctx, RegistryService_ListApprovals_FullMethodName, in, out, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
+func (c *registryServiceClient) GetApproval(ctx context.Context, in *GetApprovalRequest, opts ...grpc.CallOption) (*Approval, error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	out := new(Approval)
+	err := c.cc.Invoke(ctx, RegistryService_GetApproval_FullMethodName, in, out, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
+func (c *registryServiceClient) Approve(ctx context.Context, in *ApproveRequest, opts ...grpc.CallOption) (*Approval, error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	out := new(Approval)
+	err := c.cc.Invoke(ctx, RegistryService_Approve_FullMethodName, in, out, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
+func (c *registryServiceClient) Reject(ctx context.Context, in *RejectRequest, opts ...grpc.CallOption) (*Approval, error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	out := new(Approval)
+	err := c.cc.Invoke(ctx, RegistryService_Reject_FullMethodName, in, out, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
+func (c *registryServiceClient) CancelApproval(ctx context.Context, in *CancelApprovalRequest, opts ...grpc.CallOption) (*Approval, error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	out := new(Approval)
+	err := c.cc.Invoke(ctx, RegistryService_CancelApproval_FullMethodName, in, out, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
 // RegistryServiceServer is the server API for RegistryService service.
 // All implementations must embed UnimplementedRegistryServiceServer
 // for forward compatibility.
 //
-// RegistryService manages servers now; versions, registries, entries and
-// approvals come next.
+// RegistryService manages servers and their immutable versions, registries,
+// the entries that pin versions in registries, and approval requests.
 type RegistryServiceServer interface {
 	// Creates a server.
 	CreateServer(context.Context, *CreateServerRequest) (*Server, error)
@@ -121,6 +449,61 @@ type RegistryServiceServer interface {
 	UpdateServer(context.Context, *UpdateServerRequest) (*Server, error)
 	// Deletes a server.
 	DeleteServer(context.Context, *DeleteServerRequest) (*emptypb.Empty, error)
+	// Publishes a version from its fields. Without a server_json, the
+	// document is made from the server's own fields.
+	CreateVersion(context.Context, *CreateVersionRequest) (*ServerVersion, error)
+	// Publishes a version from an official server.json document.
+	ImportServerJson(context.Context, *ImportServerJsonRequest) (*ServerVersion, error)
+	// Gets a version; the version `latest` is the highest without a
+	// prerelease that is not yanked.
+	GetVersion(context.Context, *GetVersionRequest) (*ServerVersion, error)
+	// Lists a server's versions, highest SemVer precedence first.
+	ListVersions(context.Context, *ListVersionsRequest) (*ListVersionsResponse, error)
+	// Sets a version's status (active, deprecated, yanked) with a message.
+	// Nothing else of a version ever changes.
+	SetVersionStatus(context.Context, *SetVersionStatusRequest) (*ServerVersion, error)
+	// Suggests the next version number from the existing ones.
+	SuggestNextVersion(context.Context, *SuggestNextVersionRequest) (*SuggestNextVersionResponse, error)
+	// Lists the tools added, removed and changed between two versions.
+	DiffVersions(context.Context, *DiffVersionsRequest) (*ToolDiff, error)
+	// Gives back a version's server.json document.
+	ExportServerJson(context.Context, *ExportServerJsonRequest) (*ExportServerJsonResponse, error)
+	// Creates a registry.
+	CreateRegistry(context.Context, *CreateRegistryRequest) (*Registry, error)
+	// Gets a registry.
+	GetRegistry(context.Context, *GetRegistryRequest) (*Registry, error)
+	// Lists the registries of an organization the caller may see.
+	ListRegistries(context.Context, *ListRegistriesRequest) (*ListRegistriesResponse, error)
+	// Changes a registry's settings; in a registry with approval_required the
+	// answer is an approval request instead.
+	UpdateRegistry(context.Context, *UpdateRegistryRequest) (*UpdateRegistryResponse, error)
+	// Deletes a registry that has no entries and no child registries.
+	DeleteRegistry(context.Context, *DeleteRegistryRequest) (*emptypb.Empty, error)
+	// Pins a server to a version (or, when the registry auto-upgrades, a
+	// range); in a registry with approval_required the answer is an approval
+	// request instead.
+	PinEntry(context.Context, *PinEntryRequest) (*PinEntryResponse, error)
+	// Removes an entry, or requests its removal.
+	UnpinEntry(context.Context, *UnpinEntryRequest) (*UnpinEntryResponse, error)
+	// Pins the version an entry has in its registry in another registry.
+	PromoteEntry(context.Context, *PromoteEntryRequest) (*PinEntryResponse, error)
+	// Gets an entry.
+	GetEntry(context.Context, *GetEntryRequest) (*Entry, error)
+	// Lists the entries of a registry the caller may see, ordered by server.
+	ListEntries(context.Context, *ListEntriesRequest) (*ListEntriesResponse, error)
+	// Streams the changes of a registry's entries after a revision, then
+	// each new change as it happens. Resume with the last revision received.
+	WatchEntries(*WatchEntriesRequest, grpc.ServerStreamingServer[EntryEvent]) error
+	// Lists a registry's approval requests, newest first.
+	ListApprovals(context.Context, *ListApprovalsRequest) (*ListApprovalsResponse, error)
+	// Gets an approval request.
+	GetApproval(context.Context, *GetApprovalRequest) (*Approval, error)
+	// Approves a request; the last approval needed applies the change.
+	Approve(context.Context, *ApproveRequest) (*Approval, error)
+	// Rejects a request; nothing applies.
+	Reject(context.Context, *RejectRequest) (*Approval, error)
+	// Withdraws a request: the requester, or an approver.
+	CancelApproval(context.Context, *CancelApprovalRequest) (*Approval, error)
 	mustEmbedUnimplementedRegistryServiceServer()
 }
 
@@ -145,6 +528,78 @@ func (UnimplementedRegistryServiceServer) UpdateServer(context.Context, *UpdateS
 }
 func (UnimplementedRegistryServiceServer) DeleteServer(context.Context, *DeleteServerRequest) (*emptypb.Empty, error) {
 	return nil, status.Error(codes.Unimplemented, "method DeleteServer not implemented")
+}
+func (UnimplementedRegistryServiceServer) CreateVersion(context.Context, *CreateVersionRequest) (*ServerVersion, error) {
+	return nil, status.Error(codes.Unimplemented, "method CreateVersion not implemented")
+}
+func (UnimplementedRegistryServiceServer) ImportServerJson(context.Context, *ImportServerJsonRequest) (*ServerVersion, error) {
+	return nil, status.Error(codes.Unimplemented, "method ImportServerJson not implemented")
+}
+func (UnimplementedRegistryServiceServer) GetVersion(context.Context, *GetVersionRequest) (*ServerVersion, error) {
+	return nil, status.Error(codes.Unimplemented, "method GetVersion not implemented")
+}
+func (UnimplementedRegistryServiceServer) ListVersions(context.Context, *ListVersionsRequest) (*ListVersionsResponse, error) {
+	return nil, status.Error(codes.Unimplemented, "method ListVersions not implemented")
+}
+func (UnimplementedRegistryServiceServer) SetVersionStatus(context.Context, *SetVersionStatusRequest) (*ServerVersion, error) {
+	return nil, status.Error(codes.Unimplemented, "method SetVersionStatus not implemented")
+}
+func (UnimplementedRegistryServiceServer) SuggestNextVersion(context.Context, *SuggestNextVersionRequest) (*SuggestNextVersionResponse, error) {
+	return nil, status.Error(codes.Unimplemented, "method SuggestNextVersion not implemented")
+}
+func (UnimplementedRegistryServiceServer) DiffVersions(context.Context, *DiffVersionsRequest) (*ToolDiff, error) {
+	return nil, status.Error(codes.Unimplemented, "method DiffVersions not implemented")
+}
+func (UnimplementedRegistryServiceServer) ExportServerJson(context.Context, *ExportServerJsonRequest) (*ExportServerJsonResponse, error) {
+	return nil, status.Error(codes.Unimplemented, "method ExportServerJson not implemented")
+}
+func (UnimplementedRegistryServiceServer) CreateRegistry(context.Context, *CreateRegistryRequest) (*Registry, error) {
+	return nil, status.Error(codes.Unimplemented, "method CreateRegistry not implemented")
+}
+func (UnimplementedRegistryServiceServer) GetRegistry(context.Context, *GetRegistryRequest) (*Registry, error) {
+	return nil, status.Error(codes.Unimplemented, "method GetRegistry not implemented")
+}
+func (UnimplementedRegistryServiceServer) ListRegistries(context.Context, *ListRegistriesRequest) (*ListRegistriesResponse, error) {
+	return nil, status.Error(codes.Unimplemented, "method ListRegistries not implemented")
+}
+func (UnimplementedRegistryServiceServer) UpdateRegistry(context.Context, *UpdateRegistryRequest) (*UpdateRegistryResponse, error) {
+	return nil, status.Error(codes.Unimplemented, "method UpdateRegistry not implemented")
+}
+func (UnimplementedRegistryServiceServer) DeleteRegistry(context.Context, *DeleteRegistryRequest) (*emptypb.Empty, error) {
+	return nil, status.Error(codes.Unimplemented, "method DeleteRegistry not implemented")
+}
+func (UnimplementedRegistryServiceServer) PinEntry(context.Context, *PinEntryRequest) (*PinEntryResponse, error) {
+	return nil, status.Error(codes.Unimplemented, "method PinEntry not implemented")
+}
+func (UnimplementedRegistryServiceServer) UnpinEntry(context.Context, *UnpinEntryRequest) (*UnpinEntryResponse, error) {
+	return nil, status.Error(codes.Unimplemented, "method UnpinEntry not implemented")
+}
+func (UnimplementedRegistryServiceServer) PromoteEntry(context.Context, *PromoteEntryRequest) (*PinEntryResponse, error) {
+	return nil, status.Error(codes.Unimplemented, "method PromoteEntry not implemented")
+}
+func (UnimplementedRegistryServiceServer) GetEntry(context.Context, *GetEntryRequest) (*Entry, error) {
+	return nil, status.Error(codes.Unimplemented, "method GetEntry not implemented")
+}
+func (UnimplementedRegistryServiceServer) ListEntries(context.Context, *ListEntriesRequest) (*ListEntriesResponse, error) {
+	return nil, status.Error(codes.Unimplemented, "method ListEntries not implemented")
+}
+func (UnimplementedRegistryServiceServer) WatchEntries(*WatchEntriesRequest, grpc.ServerStreamingServer[EntryEvent]) error {
+	return status.Error(codes.Unimplemented, "method WatchEntries not implemented")
+}
+func (UnimplementedRegistryServiceServer) ListApprovals(context.Context, *ListApprovalsRequest) (*ListApprovalsResponse, error) {
+	return nil, status.Error(codes.Unimplemented, "method ListApprovals not implemented")
+}
+func (UnimplementedRegistryServiceServer) GetApproval(context.Context, *GetApprovalRequest) (*Approval, error) {
+	return nil, status.Error(codes.Unimplemented, "method GetApproval not implemented")
+}
+func (UnimplementedRegistryServiceServer) Approve(context.Context, *ApproveRequest) (*Approval, error) {
+	return nil, status.Error(codes.Unimplemented, "method Approve not implemented")
+}
+func (UnimplementedRegistryServiceServer) Reject(context.Context, *RejectRequest) (*Approval, error) {
+	return nil, status.Error(codes.Unimplemented, "method Reject not implemented")
+}
+func (UnimplementedRegistryServiceServer) CancelApproval(context.Context, *CancelApprovalRequest) (*Approval, error) {
+	return nil, status.Error(codes.Unimplemented, "method CancelApproval not implemented")
 }
 func (UnimplementedRegistryServiceServer) mustEmbedUnimplementedRegistryServiceServer() {}
 func (UnimplementedRegistryServiceServer) testEmbeddedByValue()                         {}
@@ -257,6 +712,431 @@ func _RegistryService_DeleteServer_Handler(srv interface{}, ctx context.Context,
 	return interceptor(ctx, in, info, handler)
 }
 
+func _RegistryService_CreateVersion_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
+	in := new(CreateVersionRequest)
+	if err := dec(in); err != nil {
+		return nil, err
+	}
+	if interceptor == nil {
+		return srv.(RegistryServiceServer).CreateVersion(ctx, in)
+	}
+	info := &grpc.UnaryServerInfo{
+		Server:     srv,
+		FullMethod: RegistryService_CreateVersion_FullMethodName,
+	}
+	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
+		return srv.(RegistryServiceServer).CreateVersion(ctx, req.(*CreateVersionRequest))
+	}
+	return interceptor(ctx, in, info, handler)
+}
+
+func _RegistryService_ImportServerJson_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
+	in := new(ImportServerJsonRequest)
+	if err := dec(in); err != nil {
+		return nil, err
+	}
+	if interceptor == nil {
+		return srv.(RegistryServiceServer).ImportServerJson(ctx, in)
+	}
+	info := &grpc.UnaryServerInfo{
+		Server:     srv,
+		FullMethod: RegistryService_ImportServerJson_FullMethodName,
+	}
+	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
+		return srv.(RegistryServiceServer).ImportServerJson(ctx, req.(*ImportServerJsonRequest))
+	}
+	return interceptor(ctx, in, info, handler)
+}
+
+func _RegistryService_GetVersion_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
+	in := new(GetVersionRequest)
+	if err := dec(in); err != nil {
+		return nil, err
+	}
+	if interceptor == nil {
+		return srv.(RegistryServiceServer).GetVersion(ctx, in)
+	}
+	info := &grpc.UnaryServerInfo{
+		Server:     srv,
+		FullMethod: RegistryService_GetVersion_FullMethodName,
+	}
+	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
+		return srv.(RegistryServiceServer).GetVersion(ctx, req.(*GetVersionRequest))
+	}
+	return interceptor(ctx, in, info, handler)
+}
+
+func _RegistryService_ListVersions_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
+	in := new(ListVersionsRequest)
+	if err := dec(in); err != nil {
+		return nil, err
+	}
+	if interceptor == nil {
+		return srv.(RegistryServiceServer).ListVersions(ctx, in)
+	}
+	info := &grpc.UnaryServerInfo{
+		Server:     srv,
+		FullMethod: RegistryService_ListVersions_FullMethodName,
+	}
+	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
+		return srv.(RegistryServiceServer).ListVersions(ctx, req.(*ListVersionsRequest))
+	}
+	return interceptor(ctx, in, info, handler)
+}
+
+func _RegistryService_SetVersionStatus_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
+	in := new(SetVersionStatusRequest)
+	if err := dec(in); err != nil {
+		return nil, err
+	}
+	if interceptor == nil {
+		return srv.(RegistryServiceServer).SetVersionStatus(ctx, in)
+	}
+	info := &grpc.UnaryServerInfo{
+		Server:     srv,
+		FullMethod: RegistryService_SetVersionStatus_FullMethodName,
+	}
+	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
+		return srv.(RegistryServiceServer).SetVersionStatus(ctx, req.(*SetVersionStatusRequest))
+	}
+	return interceptor(ctx, in, info, handler)
+}
+
+func _RegistryService_SuggestNextVersion_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
+	in := new(SuggestNextVersionRequest)
+	if err := dec(in); err != nil {
+		return nil, err
+	}
+	if interceptor == nil {
+		return srv.(RegistryServiceServer).SuggestNextVersion(ctx, in)
+	}
+	info := &grpc.UnaryServerInfo{
+		Server:     srv,
+		FullMethod: RegistryService_SuggestNextVersion_FullMethodName,
+	}
+	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
+		return srv.(RegistryServiceServer).SuggestNextVersion(ctx, req.(*SuggestNextVersionRequest))
+	}
+	return interceptor(ctx, in, info, handler)
+}
+
+func _RegistryService_DiffVersions_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
+	in := new(DiffVersionsRequest)
+	if err := dec(in); err != nil {
+		return nil, err
+	}
+	if interceptor == nil {
+		return srv.(RegistryServiceServer).DiffVersions(ctx, in)
+	}
+	info := &grpc.UnaryServerInfo{
+		Server:     srv,
+		FullMethod: RegistryService_DiffVersions_FullMethodName,
+	}
+	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
+		return srv.(RegistryServiceServer).DiffVersions(ctx, req.(*DiffVersionsRequest))
+	}
+	return interceptor(ctx, in, info, handler)
+}
+
+func _RegistryService_ExportServerJson_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
+	in := new(ExportServerJsonRequest)
+	if err := dec(in); err != nil {
+		return nil, err
+	}
+	if interceptor == nil {
+		return srv.(RegistryServiceServer).ExportServerJson(ctx, in)
+	}
+	info := &grpc.UnaryServerInfo{
+		Server:     srv,
+		FullMethod: RegistryService_ExportServerJson_FullMethodName,
+	}
+	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
+		return srv.(RegistryServiceServer).ExportServerJson(ctx, req.(*ExportServerJsonRequest))
+	}
+	return interceptor(ctx, in, info, handler)
+}
+
+func _RegistryService_CreateRegistry_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
+	in := new(CreateRegistryRequest)
+	if err := dec(in); err != nil {
+		return nil, err
+	}
+	if interceptor == nil {
+		return srv.(RegistryServiceServer).CreateRegistry(ctx, in)
+	}
+	info := &grpc.UnaryServerInfo{
+		Server:     srv,
+		FullMethod: RegistryService_CreateRegistry_FullMethodName,
+	}
+	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
+		return srv.(RegistryServiceServer).CreateRegistry(ctx, req.(*CreateRegistryRequest))
+	}
+	return interceptor(ctx, in, info, handler)
+}
+
+func _RegistryService_GetRegistry_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
+	in := new(GetRegistryRequest)
+	if err := dec(in); err != nil {
+		return nil, err
+	}
+	if interceptor == nil {
+		return srv.(RegistryServiceServer).GetRegistry(ctx, in)
+	}
+	info := &grpc.UnaryServerInfo{
+		Server:     srv,
+		FullMethod: RegistryService_GetRegistry_FullMethodName,
+	}
+	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
+		return srv.(RegistryServiceServer).GetRegistry(ctx, req.(*GetRegistryRequest))
+	}
+	return interceptor(ctx, in, info, handler)
+}
+
+func _RegistryService_ListRegistries_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
+	in := new(ListRegistriesRequest)
+	if err := dec(in); err != nil {
+		return nil, err
+	}
+	if interceptor == nil {
+		return srv.(RegistryServiceServer).ListRegistries(ctx, in)
+	}
+	info := &grpc.UnaryServerInfo{
+		Server:     srv,
+		FullMethod: RegistryService_ListRegistries_FullMethodName,
+	}
+	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
+		return srv.(RegistryServiceServer).ListRegistries(ctx, req.(*ListRegistriesRequest))
+	}
+	return interceptor(ctx, in, info, handler)
+}
+
+func _RegistryService_UpdateRegistry_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
+	in := new(UpdateRegistryRequest)
+	if err := dec(in); err != nil {
+		return nil, err
+	}
+	if interceptor == nil {
+		return srv.(RegistryServiceServer).UpdateRegistry(ctx, in)
+	}
+	info := &grpc.UnaryServerInfo{
+		Server:     srv,
+		FullMethod: RegistryService_UpdateRegistry_FullMethodName,
+	}
+	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
+		return srv.(RegistryServiceServer).UpdateRegistry(ctx, req.(*UpdateRegistryRequest))
+	}
+	return interceptor(ctx, in, info, handler)
+}
+
+func _RegistryService_DeleteRegistry_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
+	in := new(DeleteRegistryRequest)
+	if err := dec(in); err != nil {
+		return nil, err
+	}
+	if interceptor == nil {
+		return srv.(RegistryServiceServer).DeleteRegistry(ctx, in)
+	}
+	info := &grpc.UnaryServerInfo{
+		Server:     srv,
+		FullMethod: RegistryService_DeleteRegistry_FullMethodName,
+	}
+	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
+		return srv.(RegistryServiceServer).DeleteRegistry(ctx, req.(*DeleteRegistryRequest))
+	}
+	return interceptor(ctx, in, info, handler)
+}
+
+func _RegistryService_PinEntry_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
+	in := new(PinEntryRequest)
+	if err := dec(in); err != nil {
+		return nil, err
+	}
+	if interceptor == nil {
+		return srv.(RegistryServiceServer).PinEntry(ctx, in)
+	}
+	info := &grpc.UnaryServerInfo{
+		Server:     srv,
+		FullMethod: RegistryService_PinEntry_FullMethodName,
+	}
+	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
+		return srv.(RegistryServiceServer).PinEntry(ctx, req.(*PinEntryRequest))
+	}
+	return interceptor(ctx, in, info, handler)
+}
+
+func _RegistryService_UnpinEntry_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
+	in := new(UnpinEntryRequest)
+	if err := dec(in); err != nil {
+		return nil, err
+	}
+	if interceptor == nil {
+		return srv.(RegistryServiceServer).UnpinEntry(ctx, in)
+	}
+	info := &grpc.UnaryServerInfo{
+		Server:     srv,
+		FullMethod: RegistryService_UnpinEntry_FullMethodName,
+	}
+	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
+		return srv.(RegistryServiceServer).UnpinEntry(ctx, req.(*UnpinEntryRequest))
+	}
+	return interceptor(ctx, in, info, handler)
+}
+
+func _RegistryService_PromoteEntry_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
+	in := new(PromoteEntryRequest)
+	if err := dec(in); err != nil {
+		return nil, err
+	}
+	if interceptor == nil {
+		return srv.(RegistryServiceServer).PromoteEntry(ctx, in)
+	}
+	info := &grpc.UnaryServerInfo{
+		Server:     srv,
+		FullMethod: RegistryService_PromoteEntry_FullMethodName,
+	}
+	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
+		return srv.(RegistryServiceServer).PromoteEntry(ctx, req.(*PromoteEntryRequest))
+	}
+	return interceptor(ctx, in, info, handler)
+}
+
+func _RegistryService_GetEntry_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
+	in := new(GetEntryRequest)
+	if err := dec(in); err != nil {
+		return nil, err
+	}
+	if interceptor == nil {
+		return srv.(RegistryServiceServer).GetEntry(ctx, in)
+	}
+	info := &grpc.UnaryServerInfo{
+		Server:     srv,
+		FullMethod: RegistryService_GetEntry_FullMethodName,
+	}
+	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
+		return srv.(RegistryServiceServer).GetEntry(ctx, req.(*GetEntryRequest))
+	}
+	return interceptor(ctx, in, info, handler)
+}
+
+func _RegistryService_ListEntries_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
+	in := new(ListEntriesRequest)
+	if err := dec(in); err != nil {
+		return nil, err
+	}
+	if interceptor == nil {
+		return srv.(RegistryServiceServer).ListEntries(ctx, in)
+	}
+	info := &grpc.UnaryServerInfo{
+		Server:     srv,
+		FullMethod: RegistryService_ListEntries_FullMethodName,
+	}
+	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
+		return srv.(RegistryServiceServer).ListEntries(ctx, req.(*ListEntriesRequest))
+	}
+	return interceptor(ctx, in, info, handler)
+}
+
+func _RegistryService_WatchEntries_Handler(srv interface{}, stream grpc.ServerStream) error {
+	m := new(WatchEntriesRequest)
+	if err := stream.RecvMsg(m); err != nil {
+		return err
+	}
+	return srv.(RegistryServiceServer).WatchEntries(m, &grpc.GenericServerStream[WatchEntriesRequest, EntryEvent]{ServerStream: stream})
+}
+
+// This type alias is provided for backwards compatibility with existing code that references the prior non-generic stream type by name.
+type RegistryService_WatchEntriesServer = grpc.ServerStreamingServer[EntryEvent]
+
+func _RegistryService_ListApprovals_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
+	in := new(ListApprovalsRequest)
+	if err := dec(in); err != nil {
+		return nil, err
+	}
+	if interceptor == nil {
+		return srv.(RegistryServiceServer).ListApprovals(ctx, in)
+	}
+	info := &grpc.UnaryServerInfo{
+		Server:     srv,
+		FullMethod: RegistryService_ListApprovals_FullMethodName,
+	}
+	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
+		return srv.(RegistryServiceServer).ListApprovals(ctx, req.(*ListApprovalsRequest))
+	}
+	return interceptor(ctx, in, info, handler)
+}
+
+func _RegistryService_GetApproval_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
+	in := new(GetApprovalRequest)
+	if err := dec(in); err != nil {
+		return nil, err
+	}
+	if interceptor == nil {
+		return srv.(RegistryServiceServer).GetApproval(ctx, in)
+	}
+	info := &grpc.UnaryServerInfo{
+		Server:     srv,
+		FullMethod: RegistryService_GetApproval_FullMethodName,
+	}
+	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
+		return srv.(RegistryServiceServer).GetApproval(ctx, req.(*GetApprovalRequest))
+	}
+	return interceptor(ctx, in, info, handler)
+}
+
+func _RegistryService_Approve_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
+	in := new(ApproveRequest)
+	if err := dec(in); err != nil {
+		return nil, err
+	}
+	if interceptor == nil {
+		return srv.(RegistryServiceServer).Approve(ctx, in)
+	}
+	info := &grpc.UnaryServerInfo{
+		Server:     srv,
+		FullMethod: RegistryService_Approve_FullMethodName,
+	}
+	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
+		return srv.(RegistryServiceServer).Approve(ctx, req.(*ApproveRequest))
+	}
+	return interceptor(ctx, in, info, handler)
+}
+
+func _RegistryService_Reject_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
+	in := new(RejectRequest)
+	if err := dec(in); err != nil {
+		return nil, err
+	}
+	if interceptor == nil {
+		return srv.(RegistryServiceServer).Reject(ctx, in)
+	}
+	info := &grpc.UnaryServerInfo{
+		Server:     srv,
+		FullMethod: RegistryService_Reject_FullMethodName,
+	}
+	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
+		return srv.(RegistryServiceServer).Reject(ctx, req.(*RejectRequest))
+	}
+	return interceptor(ctx, in, info, handler)
+}
+
+func _RegistryService_CancelApproval_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
+	in := new(CancelApprovalRequest)
+	if err := dec(in); err != nil {
+		return nil, err
+	}
+	if interceptor == nil {
+		return srv.(RegistryServiceServer).CancelApproval(ctx, in)
+	}
+	info := &grpc.UnaryServerInfo{
+		Server:     srv,
+		FullMethod: RegistryService_CancelApproval_FullMethodName,
+	}
+	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
+		return srv.(RegistryServiceServer).CancelApproval(ctx, req.(*CancelApprovalRequest))
+	}
+	return interceptor(ctx, in, info, handler)
+}
+
 // RegistryService_ServiceDesc is the grpc.ServiceDesc for RegistryService service.
 // It's only intended for direct use with grpc.RegisterService,
 // and not to be introspected or modified (even as a copy)
@@ -284,7 +1164,105 @@ var RegistryService_ServiceDesc = grpc.ServiceDesc{
 			MethodName: "DeleteServer",
 			Handler:    _RegistryService_DeleteServer_Handler,
 		},
+		{
+			MethodName: "CreateVersion",
+			Handler:    _RegistryService_CreateVersion_Handler,
+		},
+		{
+			MethodName: "ImportServerJson",
+			Handler:    _RegistryService_ImportServerJson_Handler,
+		},
+		{
+			MethodName: "GetVersion",
+			Handler:    _RegistryService_GetVersion_Handler,
+		},
+		{
+			MethodName: "ListVersions",
+			Handler:    _RegistryService_ListVersions_Handler,
+		},
+		{
+			MethodName: "SetVersionStatus",
+			Handler:    _RegistryService_SetVersionStatus_Handler,
+		},
+		{
+			MethodName: "SuggestNextVersion",
+			Handler:    _RegistryService_SuggestNextVersion_Handler,
+		},
+		{
+			MethodName: "DiffVersions",
+			Handler:    _RegistryService_DiffVersions_Handler,
+		},
+		{
+			MethodName: "ExportServerJson",
+			Handler:    _RegistryService_ExportServerJson_Handler,
+		},
+		{
+			MethodName: "CreateRegistry",
+			Handler:    _RegistryService_CreateRegistry_Handler,
+		},
+		{
+			MethodName: "GetRegistry",
+			Handler:    _RegistryService_GetRegistry_Handler,
+		},
+		{
+			MethodName: "ListRegistries",
+			Handler:    _RegistryService_ListRegistries_Handler,
+		},
+		{
+			MethodName: "UpdateRegistry",
+			Handler:    _RegistryService_UpdateRegistry_Handler,
+		},
+		{
+			MethodName: "DeleteRegistry",
+			Handler:    _RegistryService_DeleteRegistry_Handler,
+		},
+		{
+			MethodName: "PinEntry",
+			Handler:    _RegistryService_PinEntry_Handler,
+		},
+		{
+			MethodName: "UnpinEntry",
+			Handler:    _RegistryService_UnpinEntry_Handler,
+		},
+		{
+			MethodName: "PromoteEntry",
+			Handler:    _RegistryService_PromoteEntry_Handler,
+		},
+		{
+			MethodName: "GetEntry",
+			Handler:    _RegistryService_GetEntry_Handler,
+		},
+		{
+			MethodName: "ListEntries",
+			Handler:    _RegistryService_ListEntries_Handler,
+		},
+		{
+			MethodName: "ListApprovals",
+			Handler:    _RegistryService_ListApprovals_Handler,
+		},
+		{
+			MethodName: "GetApproval",
+			Handler:    _RegistryService_GetApproval_Handler,
+		},
+		{
+			MethodName: "Approve",
+			Handler:    _RegistryService_Approve_Handler,
+		},
+		{
+			MethodName: "Reject",
+			Handler:    _RegistryService_Reject_Handler,
+		},
+		{
+			MethodName: "CancelApproval",
+			Handler:    _RegistryService_CancelApproval_Handler,
+		},
 	},
-	Streams:  []grpc.StreamDesc{},
+	Streams: []grpc.StreamDesc{
+		{
+			StreamName:    "WatchEntries",
+			Handler:       _RegistryService_WatchEntries_Handler,
+			ServerStreams: true,
+		},
+	},
 	Metadata: "pylee/registry/v1/registry_service.proto",
 }

@@ -9,6 +9,83 @@ import (
 )
 
 var (
+	// ApprovalsColumns holds the columns for the "approvals" table.
+	ApprovalsColumns = []*schema.Column{
+		{Name: "id", Type: field.TypeString},
+		{Name: "organization", Type: field.TypeString},
+		{Name: "registry", Type: field.TypeString},
+		{Name: "state", Type: field.TypeString},
+		{Name: "body", Type: field.TypeString, Size: 2147483647},
+		{Name: "create_time", Type: field.TypeTime},
+		{Name: "update_time", Type: field.TypeTime},
+	}
+	// ApprovalsTable holds the schema information for the "approvals" table.
+	ApprovalsTable = &schema.Table{
+		Name:       "approvals",
+		Columns:    ApprovalsColumns,
+		PrimaryKey: []*schema.Column{ApprovalsColumns[0]},
+		Indexes: []*schema.Index{
+			{
+				Name:    "approval_registry_create_time",
+				Unique:  false,
+				Columns: []*schema.Column{ApprovalsColumns[2], ApprovalsColumns[5]},
+			},
+		},
+	}
+	// EntriesColumns holds the columns for the "entries" table.
+	EntriesColumns = []*schema.Column{
+		{Name: "id", Type: field.TypeString},
+		{Name: "organization", Type: field.TypeString},
+		{Name: "registry", Type: field.TypeString},
+		{Name: "server", Type: field.TypeString},
+		{Name: "server_name", Type: field.TypeString},
+		{Name: "version", Type: field.TypeString},
+		{Name: "version_range", Type: field.TypeString, Default: ""},
+		{Name: "revision", Type: field.TypeInt64},
+		{Name: "pinned_by", Type: field.TypeString},
+		{Name: "create_time", Type: field.TypeTime},
+		{Name: "update_time", Type: field.TypeTime},
+	}
+	// EntriesTable holds the schema information for the "entries" table.
+	EntriesTable = &schema.Table{
+		Name:       "entries",
+		Columns:    EntriesColumns,
+		PrimaryKey: []*schema.Column{EntriesColumns[0]},
+		Indexes: []*schema.Index{
+			{
+				Name:    "entry_registry_server_name",
+				Unique:  false,
+				Columns: []*schema.Column{EntriesColumns[2], EntriesColumns[4]},
+			},
+			{
+				Name:    "entry_server",
+				Unique:  false,
+				Columns: []*schema.Column{EntriesColumns[3]},
+			},
+		},
+	}
+	// EntryChangesColumns holds the columns for the "entry_changes" table.
+	EntryChangesColumns = []*schema.Column{
+		{Name: "id", Type: field.TypeInt, Increment: true},
+		{Name: "registry", Type: field.TypeString},
+		{Name: "revision", Type: field.TypeInt64},
+		{Name: "type", Type: field.TypeString},
+		{Name: "entry", Type: field.TypeString, Size: 2147483647},
+		{Name: "time", Type: field.TypeTime},
+	}
+	// EntryChangesTable holds the schema information for the "entry_changes" table.
+	EntryChangesTable = &schema.Table{
+		Name:       "entry_changes",
+		Columns:    EntryChangesColumns,
+		PrimaryKey: []*schema.Column{EntryChangesColumns[0]},
+		Indexes: []*schema.Index{
+			{
+				Name:    "entrychange_registry_revision",
+				Unique:  true,
+				Columns: []*schema.Column{EntryChangesColumns[1], EntryChangesColumns[2]},
+			},
+		},
+	}
 	// AuditOutboxColumns holds the columns for the "audit_outbox" table.
 	AuditOutboxColumns = []*schema.Column{
 		{Name: "id", Type: field.TypeString},
@@ -30,6 +107,42 @@ var (
 				Annotation: &entsql.IndexAnnotation{
 					Where: "delivered_time IS NULL",
 				},
+			},
+		},
+	}
+	// RegistriesColumns holds the columns for the "registries" table.
+	RegistriesColumns = []*schema.Column{
+		{Name: "id", Type: field.TypeString},
+		{Name: "organization", Type: field.TypeString},
+		{Name: "description", Type: field.TypeString, Default: ""},
+		{Name: "parent", Type: field.TypeString, Default: ""},
+		{Name: "settings", Type: field.TypeString, Size: 2147483647, Default: "{}"},
+		{Name: "entry_revision", Type: field.TypeInt64, Default: 0},
+		{Name: "create_time", Type: field.TypeTime},
+		{Name: "update_time", Type: field.TypeTime},
+		{Name: "revision", Type: field.TypeInt64, Default: 1},
+		{Name: "create_request_id", Type: field.TypeString, Nullable: true},
+	}
+	// RegistriesTable holds the schema information for the "registries" table.
+	RegistriesTable = &schema.Table{
+		Name:       "registries",
+		Columns:    RegistriesColumns,
+		PrimaryKey: []*schema.Column{RegistriesColumns[0]},
+		Indexes: []*schema.Index{
+			{
+				Name:    "registry_organization_id",
+				Unique:  false,
+				Columns: []*schema.Column{RegistriesColumns[1], RegistriesColumns[0]},
+			},
+			{
+				Name:    "registry_parent",
+				Unique:  false,
+				Columns: []*schema.Column{RegistriesColumns[3]},
+			},
+			{
+				Name:    "registry_create_request_id",
+				Unique:  true,
+				Columns: []*schema.Column{RegistriesColumns[9]},
 			},
 		},
 	}
@@ -66,10 +179,46 @@ var (
 			},
 		},
 	}
+	// VersionsColumns holds the columns for the "versions" table.
+	VersionsColumns = []*schema.Column{
+		{Name: "id", Type: field.TypeString},
+		{Name: "organization", Type: field.TypeString},
+		{Name: "server", Type: field.TypeString},
+		{Name: "version", Type: field.TypeString},
+		{Name: "precedence", Type: field.TypeString},
+		{Name: "prerelease", Type: field.TypeBool},
+		{Name: "server_json", Type: field.TypeString, Size: 2147483647},
+		{Name: "release_notes", Type: field.TypeString, Size: 2147483647, Default: ""},
+		{Name: "tools", Type: field.TypeString, Size: 2147483647, Default: "[]"},
+		{Name: "digest", Type: field.TypeString},
+		{Name: "creator", Type: field.TypeString},
+		{Name: "status", Type: field.TypeString, Default: "active"},
+		{Name: "status_message", Type: field.TypeString, Default: ""},
+		{Name: "create_time", Type: field.TypeTime},
+		{Name: "update_time", Type: field.TypeTime},
+	}
+	// VersionsTable holds the schema information for the "versions" table.
+	VersionsTable = &schema.Table{
+		Name:       "versions",
+		Columns:    VersionsColumns,
+		PrimaryKey: []*schema.Column{VersionsColumns[0]},
+		Indexes: []*schema.Index{
+			{
+				Name:    "version_server_precedence",
+				Unique:  true,
+				Columns: []*schema.Column{VersionsColumns[2], VersionsColumns[4]},
+			},
+		},
+	}
 	// Tables holds all the tables in the schema.
 	Tables = []*schema.Table{
+		ApprovalsTable,
+		EntriesTable,
+		EntryChangesTable,
 		AuditOutboxTable,
+		RegistriesTable,
 		ServersTable,
+		VersionsTable,
 	}
 )
 

@@ -6,8 +6,23 @@ import (
 	"entgo.io/ent/dialect/sql"
 )
 
+// Approval is the predicate function for approval builders.
+type Approval func(*sql.Selector)
+
+// Entry is the predicate function for entry builders.
+type Entry func(*sql.Selector)
+
+// EntryChange is the predicate function for entrychange builders.
+type EntryChange func(*sql.Selector)
+
 // OutboxEvent is the predicate function for outboxevent builders.
 type OutboxEvent func(*sql.Selector)
 
+// Registry is the predicate function for registry builders.
+type Registry func(*sql.Selector)
+
 // Server is the predicate function for server builders.
 type Server func(*sql.Selector)
+
+// Version is the predicate function for version builders.
+type Version func(*sql.Selector)

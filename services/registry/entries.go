@@ -1,0 +1,462 @@
+package registry
+
+import (
+	"context"
+	"fmt"
+	"strings"
+	"time"
+
+	"google.golang.org/grpc"
+	"google.golang.org/protobuf/encoding/protojson"
+	"google.golang.org/protobuf/types/known/timestamppb"
+
+	registryv1 "github.com/pyleeai/pylee/gen/go/pylee/registry/v1"
+	"github.com/pyleeai/pylee/kit/aip"
+	"github.com/pyleeai/pylee/kit/errs"
+	"github.com/pyleeai/pylee/kit/outbox"
+	"github.com/pyleeai/pylee/services/registry/internal/semvers"
+	"github.com/pyleeai/pylee/services/registry/internal/store"
+)
+
+var entryName = aip.MustPattern("orgs/{org}/registries/{registry}/entries/{server}")
+
+// Entry change types as stored.
+const (
+	changePinned   = "pinned"
+	changeUnpinned = "unpinned"
+)
+
+// registryOfEntry returns the registry of an entry or approval name.
+func registryOfEntry(name string) string {
+	parts := strings.SplitN(name, "/", 5)
+	if len(parts) < 4 {
+		return name
+	}
+	return strings.Join(parts[:4], "/")
+}
+
+// serverOfEntry returns the server an entry name pins.
+func serverOfEntry(name string) string {
+	i := strings.LastIndex(name, "/entries/")
+	return "orgs/" + orgOf(name) + "/servers/" + name[i+len("/entries/"):]
+}
+
+func entryToProto(e store.Entry, v *store.Version, full bool) (*registryv1.Entry, error) {
+	out := &registryv1.Entry{Name: e.Name, Server: e.Server, ServerName: e.ServerName, Version: e.Version, VersionRange: e.VersionRange,
+		Revision: e.Revision, PinnedBy: e.PinnedBy, CreateTime: timestamppb.New(e.CreateTime), UpdateTime: timestamppb.New(e.UpdateTime)}
+	if v != nil {
+		out.VersionStatus = statusToProto[v.Status]
+		out.VersionCreateTime = timestamppb.New(v.CreateTime)
+		if full {
+			d, err := versionToProto(*v, false)
+			if err != nil {
+				return nil, err
+			}
+			out.VersionDetail = d
+		}
+	}
+	return out, nil
+}
+
+// entriesToProto converts rows, reading their versions in one query.
+func entriesToProto(ctx context.Context, tx *store.Tx, rows []store.Entry, full bool) ([]*registryv1.Entry, error) {
+	names := make([]string, len(rows))
+	for i, r := range rows {
+		names[i] = r.Server + "/versions/" + r.Version
+	}
+	vs, err := tx.VersionsByName(ctx, names)
+	if err != nil {
+		return nil, err
+	}
+	out := make([]*registryv1.Entry, len(rows))
+	for i, r := range rows {
+		var v *store.Version
+		if x, ok := vs[names[i]]; ok {
+			v = &x
+		}
+		if out[i], err = entryToProto(r, v, full); err != nil {
+			return nil, err
+		}
+	}
+	return out, nil
+}
+
+// pinTarget is what a pin resolves to.
+type pinTarget struct {
+	server  store.Server
+	version store.Version
+	rng     string
+	vs      versionSet
+}
+
+// resolvePin checks a pin of entry to version or range in a registry with
+// settings eff, and finds the version it pins.
+func resolvePin(ctx context.Context, tx *store.Tx, eff *registryv1.RegistrySettings, entry, version, rng string) (pinTarget, error) {
+	srv, err := tx.Server(ctx, serverOfEntry(entry))
+	if err != nil {
+		return pinTarget{}, err
+	}
+	if !namespaceAllowed(srv.ServerName, eff.GetNamespaces()) {
+		return pinTarget{}, fmt.Errorf("server name %q is outside the registry's namespaces %s: %w", srv.ServerName,
+			strings.Join(eff.GetNamespaces(), ", "), errs.ErrFailedPrecondition)
+	}
+	vs, err := loadVersions(ctx, tx, srv.Name)
+	if err != nil {
+		return pinTarget{}, err
+	}
+	t := pinTarget{server: srv, rng: rng, vs: vs}
+	if rng != "" {
+		if !eff.GetAutoUpgrade() {
+			return pinTarget{}, fmt.Errorf("registry %q does not auto-upgrade: pin an exact version: %w", registryOfEntry(entry), errs.ErrFailedPrecondition)
+		}
+		r, err := semvers.ParseRange(rng)
+		if err != nil {
+			return pinTarget{}, errs.Field("version_range", "%v", err)
+		}
+		v, ok := vs.highestActive(r)
+		if !ok {
+			return pinTarget{}, fmt.Errorf("no active version of %q matches %q: %w", srv.Name, rng, errs.ErrFailedPrecondition)
+		}
+		t.version = v
+		return t, nil
+	}
+	v, ok := vs.byVersion(version)
+	if !ok {
+		return pinTarget{}, fmt.Errorf("version %q: %w", srv.Name+"/versions/"+version, errs.ErrNotFound)
+	}
+	if v.Status == statusYanked {
+		return pinTarget{}, fmt.Errorf("version %s of %q is yanked (%s) and cannot be pinned: %w", version, srv.Name, v.StatusMessage, errs.ErrFailedPrecondition)
+	}
+	t.version = v
+	return t, nil
+}
+
+// saveEntry writes e at the registry's next revision with its change
+// record and audit event; the registry must be locked.
+func (s *Service) saveEntry(ctx context.Context, tx *store.Tx, e store.Entry, prev store.Entry, hadPrev bool, action string) (*registryv1.Entry, error) {
+	rev, err := tx.NextRevision(ctx, e.Registry)
+	if err != nil {
+		return nil, err
+	}
+	e.Revision, e.UpdateTime = rev, tx.Now()
+	if hadPrev {
+		e.CreateTime = prev.CreateTime
+	} else {
+		e.CreateTime = e.UpdateTime
+	}
+	if err := tx.SaveEntry(ctx, e); err != nil {
+		return nil, err
+	}
+	v, err := tx.Version(ctx, e.Server+"/versions/"+e.Version)
+	if err != nil {
+		return nil, err
+	}
+	out, err := entryToProto(e, &v, false)
+	if err != nil {
+		return nil, err
+	}
+	body, err := protojson.Marshal(out)
+	if err != nil {
+		return nil, err
+	}
+	if err := tx.AddChange(ctx, store.Change{Registry: e.Registry, Revision: rev, Type: changePinned, Entry: body, Time: e.UpdateTime}); err != nil {
+		return nil, err
+	}
+	ev := outbox.NewEvent(ctx, e.Organization, action, e.Name)
+	ev.Changes = append(ev.Changes, outbox.Change("version", prev.Version, e.Version))
+	if prev.VersionRange != e.VersionRange {
+		ev.Changes = append(ev.Changes, outbox.Change("version_range", prev.VersionRange, e.VersionRange))
+	}
+	ev.Metadata = map[string]string{"revision": fmt.Sprint(rev), "pinned_by": e.PinnedBy}
+	tx.Audit(ev)
+	return out, nil
+}
+
+// applyPin pins entry in its (locked) registry.
+func (s *Service) applyPin(ctx context.Context, tx *store.Tx, eff *registryv1.RegistrySettings, entry, version, rng, actor string) (*registryv1.Entry, error) {
+	t, err := resolvePin(ctx, tx, eff, entry, version, rng)
+	if err != nil {
+		return nil, err
+	}
+	prev, had, err := tx.Entry(ctx, entry)
+	if err != nil {
+		return nil, err
+	}
+	e := store.Entry{Name: entry, Organization: orgOf(entry), Registry: registryOfEntry(entry), Server: t.server.Name,
+		ServerName: t.server.ServerName, Version: t.version.Version, VersionRange: rng, PinnedBy: actor}
+	return s.saveEntry(ctx, tx, e, prev, had, "registry.entry.pin")
+}
+
+// applyUnpin removes entry from its (locked) registry.
+func (s *Service) applyUnpin(ctx context.Context, tx *store.Tx, entry string) error {
+	prev, had, err := tx.Entry(ctx, entry)
+	if err != nil {
+		return err
+	}
+	if !had {
+		return fmt.Errorf("entry %q: %w", entry, errs.ErrNotFound)
+	}
+	rev, err := tx.NextRevision(ctx, prev.Registry)
+	if err != nil {
+		return err
+	}
+	if err := tx.DeleteEntry(ctx, entry); err != nil {
+		return err
+	}
+	prev.Revision = rev
+	out, err := entryToProto(prev, nil, false)
+	if err != nil {
+		return err
+	}
+	body, err := protojson.Marshal(out)
+	if err != nil {
+		return err
+	}
+	if err := tx.AddChange(ctx, store.Change{Registry: prev.Registry, Revision: rev, Type: changeUnpinned, Entry: body, Time: tx.Now()}); err != nil {
+		return err
+	}
+	ev := outbox.NewEvent(ctx, prev.Organization, "registry.entry.unpin", entry)
+	ev.Changes = append(ev.Changes, outbox.Change("version", prev.Version, ""))
+	ev.Metadata = map[string]string{"revision": fmt.Sprint(rev)}
+	tx.Audit(ev)
+	return nil
+}
+
+// followRanges moves every range entry of server, in registries that
+// auto-upgrade, to the highest active version in its range.
+func (s *Service) followRanges(ctx context.Context, tx *store.Tx, server string, vs versionSet) error {
+	entries, err := tx.EntriesOfServer(ctx, server)
+	if err != nil {
+		return err
+	}
+	for _, e := range entries {
+		if e.VersionRange == "" {
+			continue
+		}
+		reg, err := tx.Registry(ctx, e.Registry, true)
+		if err != nil {
+			return err
+		}
+		eff, err := effective(ctx, tx, reg)
+		if err != nil {
+			return err
+		}
+		r, err := semvers.ParseRange(e.VersionRange)
+		if err != nil || !eff.GetAutoUpgrade() {
+			continue
+		}
+		best, ok := vs.highestActive(r)
+		if !ok || best.Version == e.Version {
+			continue
+		}
+		next := e
+		next.Version = best.Version
+		if _, err := s.saveEntry(ctx, tx, next, e, true, "registry.entry.upgrade"); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// PinEntry implements RegistryService.
+func (s *Service) PinEntry(ctx context.Context, req *registryv1.PinEntryRequest) (*registryv1.PinEntryResponse, error) {
+	return s.pin(ctx, req.GetName(), req.GetVersion(), req.GetVersionRange(), req.GetReason())
+}
+
+func (s *Service) pin(ctx context.Context, entry, version, rng, reason string) (*registryv1.PinEntryResponse, error) {
+	resp := &registryv1.PinEntryResponse{}
+	err := s.store.Tx(ctx, func(tx *store.Tx) error {
+		reg, err := tx.Registry(ctx, registryOfEntry(entry), true)
+		if err != nil {
+			return err
+		}
+		eff, err := effective(ctx, tx, reg)
+		if err != nil {
+			return err
+		}
+		if eff.GetApprovalRequired() {
+			t, err := resolvePin(ctx, tx, eff, entry, version, rng)
+			if err != nil {
+				return err
+			}
+			a := &registryv1.Approval{Kind: registryv1.Approval_KIND_PIN, Entry: entry, Version: t.version.Version, VersionRange: rng, Reason: reason}
+			a, err = s.request(ctx, tx, reg, eff, a)
+			if err != nil {
+				return err
+			}
+			resp.Result = &registryv1.PinEntryResponse_Approval{Approval: a}
+			return nil
+		}
+		e, err := s.applyPin(ctx, tx, eff, entry, version, rng, principalOf(ctx))
+		if err != nil {
+			return err
+		}
+		resp.Result = &registryv1.PinEntryResponse_Entry{Entry: e}
+		return nil
+	})
+	if err != nil {
+		return nil, err
+	}
+	s.written()
+	return resp, nil
+}
+
+// UnpinEntry implements RegistryService.
+func (s *Service) UnpinEntry(ctx context.Context, req *registryv1.UnpinEntryRequest) (*registryv1.UnpinEntryResponse, error) {
+	resp := &registryv1.UnpinEntryResponse{}
+	err := s.store.Tx(ctx, func(tx *store.Tx) error {
+		reg, err := tx.Registry(ctx, registryOfEntry(req.GetName()), true)
+		if err != nil {
+			return err
+		}
+		eff, err := effective(ctx, tx, reg)
+		if err != nil {
+			return err
+		}
+		if !eff.GetApprovalRequired() {
+			return s.applyUnpin(ctx, tx, req.GetName())
+		}
+		if _, had, err := tx.Entry(ctx, req.GetName()); err != nil {
+			return err
+		} else if !had {
+			return fmt.Errorf("entry %q: %w", req.GetName(), errs.ErrNotFound)
+		}
+		resp.Approval, err = s.request(ctx, tx, reg, eff, &registryv1.Approval{Kind: registryv1.Approval_KIND_UNPIN, Entry: req.GetName(), Reason: req.GetReason()})
+		return err
+	})
+	if err != nil {
+		return nil, err
+	}
+	s.written()
+	return resp, nil
+}
+
+// PromoteEntry implements RegistryService.
+func (s *Service) PromoteEntry(ctx context.Context, req *registryv1.PromoteEntryRequest) (*registryv1.PinEntryResponse, error) {
+	if ok, err := s.allowed(ctx, "entries.get", req.GetName()); !ok {
+		return nil, err
+	}
+	src, had, err := s.store.Read().Entry(ctx, req.GetName())
+	if err != nil {
+		return nil, err
+	}
+	if !had {
+		return nil, fmt.Errorf("entry %q: %w", req.GetName(), errs.ErrNotFound)
+	}
+	target := req.GetTargetRegistry() + "/entries/" + strings.TrimPrefix(src.Server, "orgs/"+orgOf(src.Server)+"/servers/")
+	reason := req.GetReason()
+	if reason == "" {
+		reason = "promoted from " + src.Registry
+	}
+	return s.pin(ctx, target, src.Version, "", reason)
+}
+
+// GetEntry implements RegistryService.
+func (s *Service) GetEntry(ctx context.Context, req *registryv1.GetEntryRequest) (*registryv1.Entry, error) {
+	tx := s.store.Read()
+	e, had, err := tx.Entry(ctx, req.GetName())
+	if err != nil {
+		return nil, err
+	}
+	if !had {
+		return nil, fmt.Errorf("entry %q: %w", req.GetName(), errs.ErrNotFound)
+	}
+	out, err := entriesToProto(ctx, tx, []store.Entry{e}, req.GetView() == registryv1.EntryView_ENTRY_VIEW_FULL)
+	if err != nil {
+		return nil, err
+	}
+	return out[0], nil
+}
+
+// ListEntries implements RegistryService: the entries the caller may see
+// (entries.get on the registry or above, or on the entry or its server).
+func (s *Service) ListEntries(ctx context.Context, req *registryv1.ListEntriesRequest) (*registryv1.ListEntriesResponse, error) {
+	size, _ := aip.PageSize(req.GetPageSize(), defaultPageSize, maxPageSize)
+	var since time.Time
+	if ts := req.GetUpdatedSince(); ts != nil {
+		since = ts.AsTime()
+	}
+	query := aip.Query("pylee.registry.v1.ListEntries", req.GetParent(), req.GetSearch(), req.GetServerName(), since.Format(time.RFC3339Nano),
+		req.GetView().String())
+	after, err := s.tokens.Decode(query, req.GetPageToken())
+	if err != nil {
+		return nil, errs.Field("page_token", "%v", err)
+	}
+	tx := s.store.Read()
+	all, parentErr := s.allowed(ctx, "entries.get", req.GetParent())
+	if !all && !errs.Known(parentErr) {
+		return nil, parentErr
+	}
+	if _, err := tx.Registry(ctx, req.GetParent(), false); err != nil {
+		if all {
+			return nil, err
+		}
+		return nil, parentErr
+	}
+	q := store.EntryQuery{Registry: req.GetParent(), After: after, Search: req.GetSearch(), ServerName: req.GetServerName(), UpdatedSince: since}
+	if all {
+		q.Limit = size + 1
+	}
+	rows, err := tx.Entries(ctx, q)
+	if err != nil {
+		return nil, err
+	}
+	if !all {
+		rows, err = filterVisible(ctx, s, "entries.get", rows, func(e store.Entry) string { return e.Name })
+		if err != nil {
+			return nil, err
+		}
+		if len(rows) == 0 && after == "" && req.GetSearch() == "" && req.GetServerName() == "" && since.IsZero() {
+			return nil, parentErr
+		}
+	}
+	resp := &registryv1.ListEntriesResponse{}
+	if len(rows) > size {
+		rows = rows[:size]
+		resp.NextPageToken = s.tokens.Encode(query, rows[len(rows)-1].Name)
+	}
+	if resp.Entries, err = entriesToProto(ctx, tx, rows, req.GetView() == registryv1.EntryView_ENTRY_VIEW_FULL); err != nil {
+		return nil, err
+	}
+	return resp, nil
+}
+
+// WatchEntries implements RegistryService.
+func (s *Service) WatchEntries(req *registryv1.WatchEntriesRequest, stream grpc.ServerStreamingServer[registryv1.EntryEvent]) error {
+	ctx := stream.Context()
+	tx := s.store.Read()
+	if _, err := tx.Registry(ctx, req.GetParent(), false); err != nil {
+		return err
+	}
+	rev := req.GetSinceRevision()
+	for {
+		wake := s.changes.wait()
+		changes, err := tx.Changes(ctx, req.GetParent(), rev, 500)
+		if err != nil {
+			return err
+		}
+		for _, c := range changes {
+			e := &registryv1.Entry{}
+			if err := protojson.Unmarshal(c.Entry, e); err != nil {
+				return fmt.Errorf("stored change %d of %q: %w", c.Revision, c.Registry, err)
+			}
+			t := registryv1.EntryEvent_TYPE_PINNED
+			if c.Type == changeUnpinned {
+				t = registryv1.EntryEvent_TYPE_UNPINNED
+			}
+			if err := stream.Send(&registryv1.EntryEvent{Type: t, Entry: e, Revision: c.Revision, Time: timestamppb.New(c.Time)}); err != nil {
+				return err
+			}
+			rev = c.Revision
+		}
+		if len(changes) == 500 {
+			continue
+		}
+		select {
+		case <-ctx.Done():
+			return nil
+		case <-wake:
+		case <-time.After(s.watchPoll):
+		}
+	}
+}

@@ -1,0 +1,493 @@
+package registry
+
+import (
+	"context"
+	"fmt"
+	"regexp"
+	"sort"
+	"strings"
+
+	"google.golang.org/protobuf/encoding/protojson"
+	"google.golang.org/protobuf/proto"
+	"google.golang.org/protobuf/types/known/emptypb"
+	"google.golang.org/protobuf/types/known/fieldmaskpb"
+	"google.golang.org/protobuf/types/known/timestamppb"
+
+	registryv1 "github.com/pyleeai/pylee/gen/go/pylee/registry/v1"
+	"github.com/pyleeai/pylee/kit/aip"
+	"github.com/pyleeai/pylee/kit/auth"
+	"github.com/pyleeai/pylee/kit/errs"
+	"github.com/pyleeai/pylee/kit/outbox"
+	"github.com/pyleeai/pylee/services/registry/internal/store"
+)
+
+var (
+	namespacePattern = regexp.MustCompile(`^[a-zA-Z0-9-]+(\.[a-zA-Z0-9-]+)*$`)
+	registryName = aip.MustPattern("orgs/{org}/registries/{registry}")
+	teamName     = aip.MustPattern("orgs/{org}/teams/{team}")
+)
+
+// registryFields are the updatable fields of a registry.
+var registryFields = []string{"description", "parent", "auto_upgrade", "approval_required", "min_approvals", "owner_teams",
+	"namespaces", "tool_policy", "rollout_policy"}
+
+// maxDepth bounds a chain of parent registries.
+const maxDepth = 8
+
+// ownSettings is the stored form of a registry's own settings: a Registry
+// holding only them.
+func ownSettings(r *registryv1.Registry) []byte {
+	own := &registryv1.Registry{AutoUpgrade: r.AutoUpgrade, ApprovalRequired: r.ApprovalRequired, MinApprovals: r.MinApprovals,
+		OwnerTeams: r.GetOwnerTeams(), Namespaces: r.GetNamespaces(), ToolPolicy: r.GetToolPolicy(), RolloutPolicy: r.GetRolloutPolicy()}
+	b, _ := protojson.Marshal(own)
+	return b
+}
+
+func registryToProto(row store.Registry, eff *registryv1.RegistrySettings) (*registryv1.Registry, error) {
+	r := &registryv1.Registry{}
+	if err := protojson.Unmarshal(row.Settings, r); err != nil {
+		return nil, fmt.Errorf("stored settings of %q: %w", row.Name, err)
+	}
+	r.Name, r.Description, r.Parent = row.Name, row.Description, row.Parent
+	r.Effective = eff
+	r.CreateTime, r.UpdateTime = timestamppb.New(row.CreateTime), timestamppb.New(row.UpdateTime)
+	r.Etag = aip.ETag(row.Name, row.Revision)
+	return r, nil
+}
+
+// effective resolves the settings of registry row through its parents.
+func effective(ctx context.Context, tx *store.Tx, row store.Registry) (*registryv1.RegistrySettings, error) {
+	eff := &registryv1.RegistrySettings{}
+	var haveAuto, haveApproval, haveMin bool
+	cur := row
+	for depth := 0; ; depth++ {
+		r := &registryv1.Registry{}
+		if err := protojson.Unmarshal(cur.Settings, r); err != nil {
+			return nil, fmt.Errorf("stored settings of %q: %w", cur.Name, err)
+		}
+		if !haveAuto && r.AutoUpgrade != nil {
+			eff.AutoUpgrade, haveAuto = r.GetAutoUpgrade(), true
+		}
+		if !haveApproval && r.ApprovalRequired != nil {
+			eff.ApprovalRequired, haveApproval = r.GetApprovalRequired(), true
+		}
+		if !haveMin && r.MinApprovals != nil {
+			eff.MinApprovals, haveMin = r.GetMinApprovals(), true
+		}
+		if len(eff.OwnerTeams) == 0 {
+			eff.OwnerTeams = r.GetOwnerTeams()
+		}
+		if len(eff.Namespaces) == 0 {
+			eff.Namespaces = r.GetNamespaces()
+		}
+		if eff.ToolPolicy == registryv1.ToolPolicy_TOOL_POLICY_UNSPECIFIED {
+			eff.ToolPolicy = r.GetToolPolicy()
+		}
+		if eff.RolloutPolicy.GetStrategy() == registryv1.RolloutPolicy_STRATEGY_UNSPECIFIED {
+			eff.RolloutPolicy = r.GetRolloutPolicy()
+		}
+		if cur.Parent == "" || depth >= maxDepth {
+			break
+		}
+		next, err := tx.Registry(ctx, cur.Parent, false)
+		if err != nil {
+			return nil, fmt.Errorf("parent of %q: %w", cur.Name, err)
+		}
+		cur = next
+	}
+	if eff.MinApprovals == 0 {
+		eff.MinApprovals = 1
+	}
+	if eff.ToolPolicy == registryv1.ToolPolicy_TOOL_POLICY_UNSPECIFIED {
+		eff.ToolPolicy = registryv1.ToolPolicy_TOOL_POLICY_ALL
+	}
+	if eff.RolloutPolicy.GetStrategy() == registryv1.RolloutPolicy_STRATEGY_UNSPECIFIED {
+		eff.RolloutPolicy = &registryv1.RolloutPolicy{Strategy: registryv1.RolloutPolicy_STRATEGY_DIRECT}
+	}
+	return eff, nil
+}
+
+// checkParent refuses a parent outside the organization, missing, the
+// registry itself or one of its descendants, or too deep a chain.
+func checkParent(ctx context.Context, tx *store.Tx, name, parent string) error {
+	if parent == "" {
+		return nil
+	}
+	if orgOf(parent) != orgOf(name) {
+		return errs.Field("registry.parent", "must be a registry of the same organization")
+	}
+	cur := parent
+	for depth := 0; cur != ""; depth++ {
+		if cur == name {
+			return errs.Field("registry.parent", "%q would make a cycle", parent)
+		}
+		if depth >= maxDepth {
+			return errs.Field("registry.parent", "makes a chain deeper than %d registries", maxDepth)
+		}
+		r, err := tx.Registry(ctx, cur, false)
+		if err != nil {
+			if depth == 0 {
+				return errs.Field("registry.parent", "%q does not exist", parent)
+			}
+			return err
+		}
+		cur = r.Parent
+	}
+	return nil
+}
+
+func (s *Service) registryProto(ctx context.Context, tx *store.Tx, row store.Registry) (*registryv1.Registry, error) {
+	eff, err := effective(ctx, tx, row)
+	if err != nil {
+		return nil, err
+	}
+	return registryToProto(row, eff)
+}
+
+// CreateRegistry implements RegistryService.
+func (s *Service) CreateRegistry(ctx context.Context, req *registryv1.CreateRegistryRequest) (*registryv1.Registry, error) {
+	in := req.GetRegistry()
+	name := req.GetParent() + "/registries/" + req.GetRegistryId()
+	var out *registryv1.Registry
+	err := s.store.Tx(ctx, func(tx *store.Tx) error {
+		if id := req.GetRequestId(); id != "" {
+			prev, ok, err := tx.RegistryByRequestID(ctx, id)
+			if err != nil {
+				return err
+			}
+			if ok && prev.Name != name {
+				return fmt.Errorf("request_id %q created %q: %w", id, prev.Name, errs.ErrRequestIDReused)
+			}
+			if ok {
+				out, err = s.registryProto(ctx, tx, prev)
+				return err
+			}
+		}
+		if err := checkParent(ctx, tx, name, in.GetParent()); err != nil {
+			return err
+		}
+		row := store.Registry{Name: name, Organization: orgOf(name), Description: in.GetDescription(), Parent: in.GetParent(),
+			Settings: ownSettings(in), CreateTime: tx.Now(), UpdateTime: tx.Now(), Revision: 1}
+		if err := tx.InsertRegistry(ctx, row, req.GetRequestId()); err != nil {
+			return err
+		}
+		ev := outbox.NewEvent(ctx, row.Organization, "registry.registry.create", name)
+		ev.Metadata = map[string]string{"settings": string(row.Settings), "parent": row.Parent}
+		tx.Audit(ev)
+		var err error
+		out, err = s.registryProto(ctx, tx, row)
+		return err
+	})
+	if err != nil {
+		return nil, err
+	}
+	s.written()
+	return out, nil
+}
+
+// GetRegistry implements RegistryService.
+func (s *Service) GetRegistry(ctx context.Context, req *registryv1.GetRegistryRequest) (*registryv1.Registry, error) {
+	tx := s.store.Read()
+	row, err := tx.Registry(ctx, req.GetName(), false)
+	if err != nil {
+		return nil, err
+	}
+	return s.registryProto(ctx, tx, row)
+}
+
+// ListRegistries implements RegistryService: the registries the caller may
+// see (registries.get on the organization, or on the registry).
+func (s *Service) ListRegistries(ctx context.Context, req *registryv1.ListRegistriesRequest) (*registryv1.ListRegistriesResponse, error) {
+	size, _ := aip.PageSize(req.GetPageSize(), defaultPageSize, maxPageSize)
+	query := aip.Query("pylee.registry.v1.ListRegistries", req.GetParent())
+	after, err := s.tokens.Decode(query, req.GetPageToken())
+	if err != nil {
+		return nil, errs.Field("page_token", "%v", err)
+	}
+	tx := s.store.Read()
+	all, parentErr := s.allowed(ctx, "registries.get", req.GetParent())
+	limit := size + 1
+	if !all {
+		limit = 0
+	}
+	rows, err := tx.Registries(ctx, orgOf(req.GetParent()), after, limit)
+	if err != nil {
+		return nil, err
+	}
+	if !all {
+		rows, err = filterVisible(ctx, s, "registries.get", rows, func(r store.Registry) string { return r.Name })
+		if err != nil {
+			return nil, err
+		}
+		if len(rows) == 0 && after == "" {
+			return nil, parentErr
+		}
+	}
+	resp := &registryv1.ListRegistriesResponse{}
+	if len(rows) > size {
+		rows = rows[:size]
+		resp.NextPageToken = s.tokens.Encode(query, rows[len(rows)-1].Name)
+	}
+	for _, r := range rows {
+		p, err := s.registryProto(ctx, tx, r)
+		if err != nil {
+			return nil, err
+		}
+		resp.Registries = append(resp.Registries, p)
+	}
+	return resp, nil
+}
+
+func principalFrom(ctx context.Context) (auth.Principal, bool) { return auth.FromContext(ctx) }
+
+// namespaceAllowed reports whether an official server name is in one of
+// the namespaces (all when there are none); com.acme allows
+// com.acme/x and com.acme.platform/x.
+func namespaceAllowed(serverName string, namespaces []string) bool {
+	if len(namespaces) == 0 {
+		return true
+	}
+	ns, _, _ := strings.Cut(serverName, "/")
+	for _, n := range namespaces {
+		if ns == n || strings.HasPrefix(ns, n+".") {
+			return true
+		}
+	}
+	return false
+}
+
+// allowed reports whether the caller holds permission on resource; when
+// not, err is the refusal to answer if nothing below it is visible either.
+func (s *Service) allowed(ctx context.Context, permission, resource string) (bool, error) {
+	p, _ := principalFrom(ctx)
+	err := s.authz.Authorize(ctx, p, permission, resource)
+	if err == nil {
+		return true, nil
+	}
+	return false, err
+}
+
+// filterVisible keeps the items the caller holds permission on.
+func filterVisible[T any](ctx context.Context, s *Service, permission string, items []T, name func(T) string) ([]T, error) {
+	p, _ := principalFrom(ctx)
+	var out []T
+	for _, it := range items {
+		err := s.authz.Authorize(ctx, p, permission, name(it))
+		switch {
+		case err == nil:
+			out = append(out, it)
+		case errs.Known(err):
+		default:
+			return nil, err
+		}
+	}
+	return out, nil
+}
+
+// UpdateRegistry implements RegistryService.
+func (s *Service) UpdateRegistry(ctx context.Context, req *registryv1.UpdateRegistryRequest) (*registryv1.UpdateRegistryResponse, error) {
+	in := req.GetRegistry()
+	paths, _ := aip.UpdatePaths(req.GetUpdateMask(), in, registryFields)
+	resp := &registryv1.UpdateRegistryResponse{}
+	err := s.store.Tx(ctx, func(tx *store.Tx) error {
+		cur, err := tx.Registry(ctx, in.GetName(), true)
+		if err != nil {
+			return err
+		}
+		if in.GetEtag() != "" && !aip.ETagMatches(in.GetEtag(), aip.ETag(cur.Name, cur.Revision)) {
+			return fmt.Errorf("registry %q: %w", cur.Name, errs.ErrEtagMismatch)
+		}
+		eff, err := effective(ctx, tx, cur)
+		if err != nil {
+			return err
+		}
+		if eff.GetApprovalRequired() {
+			a := &registryv1.Approval{Kind: registryv1.Approval_KIND_UPDATE_REGISTRY, Registry: in,
+				UpdateMask: &fieldmaskpb.FieldMask{Paths: paths}, Reason: req.GetReason()}
+			created, err := s.request(ctx, tx, cur, eff, a)
+			if err != nil {
+				return err
+			}
+			resp.Result = &registryv1.UpdateRegistryResponse_Approval{Approval: created}
+			return nil
+		}
+		updated, err := s.applyRegistryUpdate(ctx, tx, cur, in, paths)
+		if err != nil {
+			return err
+		}
+		resp.Result = &registryv1.UpdateRegistryResponse_Registry{Registry: updated}
+		return nil
+	})
+	if err != nil {
+		return nil, err
+	}
+	s.written()
+	return resp, nil
+}
+
+// applyRegistryUpdate sets the fields in paths of cur from in.
+func (s *Service) applyRegistryUpdate(ctx context.Context, tx *store.Tx, cur store.Registry, in *registryv1.Registry, paths []string) (*registryv1.Registry, error) {
+	old, err := registryToProto(cur, nil)
+	if err != nil {
+		return nil, err
+	}
+	next := proto.Clone(old).(*registryv1.Registry)
+	sort.Strings(paths)
+	for _, p := range paths {
+		switch p {
+		case "description":
+			next.Description = in.GetDescription()
+		case "parent":
+			if err := checkParent(ctx, tx, cur.Name, in.GetParent()); err != nil {
+				return nil, err
+			}
+			next.Parent = in.GetParent()
+		case "auto_upgrade":
+			next.AutoUpgrade = in.AutoUpgrade
+		case "approval_required":
+			next.ApprovalRequired = in.ApprovalRequired
+		case "min_approvals":
+			next.MinApprovals = in.MinApprovals
+		case "owner_teams":
+			next.OwnerTeams = in.GetOwnerTeams()
+		case "namespaces":
+			next.Namespaces = in.GetNamespaces()
+		case "tool_policy":
+			next.ToolPolicy = in.GetToolPolicy()
+		case "rollout_policy":
+			next.RolloutPolicy = in.GetRolloutPolicy()
+		default:
+			return nil, errs.Field("update_mask", "%q is not an updatable field", p)
+		}
+	}
+	row := cur
+	row.Description, row.Parent, row.Settings = next.GetDescription(), next.GetParent(), ownSettings(next)
+	updated, err := tx.UpdateRegistry(ctx, row)
+	if err != nil {
+		return nil, err
+	}
+	ev := outbox.NewEvent(ctx, cur.Organization, "registry.registry.update", cur.Name)
+	ev.Metadata = map[string]string{"update_mask": strings.Join(paths, ",")}
+	if old.GetDescription() != next.GetDescription() {
+		ev.Changes = append(ev.Changes, outbox.Change("description", old.GetDescription(), next.GetDescription()))
+	}
+	if old.GetParent() != next.GetParent() {
+		ev.Changes = append(ev.Changes, outbox.Change("parent", old.GetParent(), next.GetParent()))
+	}
+	if o, n := string(cur.Settings), string(row.Settings); o != n {
+		ev.Changes = append(ev.Changes, outbox.Change("settings", o, n))
+	}
+	tx.Audit(ev)
+	return s.registryProto(ctx, tx, updated)
+}
+
+// DeleteRegistry implements RegistryService.
+func (s *Service) DeleteRegistry(ctx context.Context, req *registryv1.DeleteRegistryRequest) (*emptypb.Empty, error) {
+	err := s.store.Tx(ctx, func(tx *store.Tx) error {
+		cur, err := tx.Registry(ctx, req.GetName(), true)
+		if err != nil {
+			return err
+		}
+		if req.GetEtag() != "" && !aip.ETagMatches(req.GetEtag(), aip.ETag(cur.Name, cur.Revision)) {
+			return fmt.Errorf("registry %q: %w", cur.Name, errs.ErrEtagMismatch)
+		}
+		if n, err := tx.CountEntries(ctx, cur.Name); err != nil {
+			return err
+		} else if n > 0 {
+			return fmt.Errorf("registry %q has %d entries: unpin them first: %w", cur.Name, n, errs.ErrFailedPrecondition)
+		}
+		if n, err := tx.Children(ctx, cur.Name); err != nil {
+			return err
+		} else if n > 0 {
+			return fmt.Errorf("registry %q is the parent of %d registries: %w", cur.Name, n, errs.ErrFailedPrecondition)
+		}
+		if err := tx.DeleteRegistry(ctx, cur.Name); err != nil {
+			return err
+		}
+		tx.Audit(outbox.NewEvent(ctx, cur.Organization, "registry.registry.delete", cur.Name))
+		return nil
+	})
+	if err != nil {
+		return nil, err
+	}
+	s.written()
+	return &emptypb.Empty{}, nil
+}
+
+// checkRegistry checks the settings of a registry given in a request.
+func checkRegistry(v *errs.Violations, r *registryv1.Registry, fields []string) {
+	for _, f := range fields {
+		switch f {
+		case "description":
+			if len(r.GetDescription()) > 2000 {
+				v.Add("registry.description", "must be at most 2000 characters")
+			}
+		case "parent":
+			if p := r.GetParent(); p != "" {
+				if _, err := registryName.Parse(p); err != nil {
+					v.Check("registry.parent", err)
+				}
+			}
+		case "min_approvals":
+			if r.MinApprovals != nil && (r.GetMinApprovals() < 1 || r.GetMinApprovals() > 10) {
+				v.Add("registry.min_approvals", "must be 1 to 10")
+			}
+		case "owner_teams":
+			if len(r.GetOwnerTeams()) > 50 {
+				v.Add("registry.owner_teams", "must hold at most 50 teams")
+			}
+			for i, t := range r.GetOwnerTeams() {
+				if _, err := teamName.Parse(t); err != nil {
+					v.Check(fmt.Sprintf("registry.owner_teams[%d]", i), err)
+				}
+			}
+		case "namespaces":
+			if len(r.GetNamespaces()) > 100 {
+				v.Add("registry.namespaces", "must hold at most 100 namespaces")
+			}
+			for i, n := range r.GetNamespaces() {
+				if !namespacePattern.MatchString(n) {
+					v.Add(fmt.Sprintf("registry.namespaces[%d]", i), "must be a reverse-DNS namespace such as com.acme")
+				}
+			}
+		case "tool_policy":
+			if _, ok := registryv1.ToolPolicy_name[int32(r.GetToolPolicy())]; !ok {
+				v.Add("registry.tool_policy", "must be TOOL_POLICY_ALL or TOOL_POLICY_READ_ONLY")
+			}
+		case "rollout_policy":
+			checkRollout(v, r.GetRolloutPolicy())
+		}
+	}
+}
+
+func checkRollout(v *errs.Violations, p *registryv1.RolloutPolicy) {
+	if p == nil {
+		return
+	}
+	switch p.GetStrategy() {
+	case registryv1.RolloutPolicy_STRATEGY_UNSPECIFIED, registryv1.RolloutPolicy_STRATEGY_DIRECT:
+		if len(p.GetSteps()) > 0 {
+			v.Add("registry.rollout_policy.steps", "are only for the CANARY strategy")
+		}
+	case registryv1.RolloutPolicy_STRATEGY_CANARY:
+		if len(p.GetSteps()) == 0 || len(p.GetSteps()) > 20 {
+			v.Add("registry.rollout_policy.steps", "must hold 1 to 20 steps for a canary")
+		}
+		last := int32(0)
+		for i, st := range p.GetSteps() {
+			f := fmt.Sprintf("registry.rollout_policy.steps[%d]", i)
+			if st.GetWeightPercent() < 1 || st.GetWeightPercent() > 100 || st.GetWeightPercent() <= last {
+				v.Add(f+".weight_percent", "must be 1 to 100 and greater than the step before")
+			}
+			last = st.GetWeightPercent()
+			if d := st.GetPause(); d != nil && (d.CheckValid() != nil || d.AsDuration() < 0 || d.AsDuration().Hours() > 24*7) {
+				v.Add(f+".pause", "must be between 0 and 7 days")
+			}
+		}
+	default:
+		v.Add("registry.rollout_policy.strategy", "must be STRATEGY_DIRECT or STRATEGY_CANARY")
+	}
+	if r := p.GetMaxErrorRate(); r < 0 || r > 1 {
+		v.Add("registry.rollout_policy.max_error_rate", "must be between 0 and 1")
+	}
+}

@@ -1,0 +1,168 @@
+package registry
+
+import (
+	"bytes"
+	"encoding/json"
+	"fmt"
+	"regexp"
+	"sort"
+
+	"google.golang.org/protobuf/encoding/protojson"
+	"google.golang.org/protobuf/proto"
+
+	registryv1 "github.com/pyleeai/pylee/gen/go/pylee/registry/v1"
+	"github.com/pyleeai/pylee/kit/errs"
+)
+
+var toolName = regexp.MustCompile(`^[A-Za-z0-9_.-]{1,128}$`)
+
+// maxTools bounds the tool list of a version.
+const maxTools = 1000
+
+// checkTools checks a version's tool list; field prefixes the paths.
+func checkTools(v *errs.Violations, field string, tools []*registryv1.Tool) {
+	if len(tools) > maxTools {
+		v.Add(field, "must hold at most %d tools", maxTools)
+		return
+	}
+	seen := map[string]bool{}
+	for i, t := range tools {
+		p := fmt.Sprintf("%s[%d]", field, i)
+		switch {
+		case !toolName.MatchString(t.GetName()):
+			v.Add(p+".name", "must be 1 to 128 of [A-Za-z0-9_.-]")
+		case seen[t.GetName()]:
+			v.Add(p+".name", "%q is listed twice", t.GetName())
+		}
+		seen[t.GetName()] = true
+		if len(t.GetDescription()) > 10000 {
+			v.Add(p+".description", "must be at most 10000 characters")
+		}
+		if len(t.GetTitle()) > 200 {
+			v.Add(p+".title", "must be at most 200 characters")
+		}
+		for _, sc := range []struct {
+			name string
+			s    interface{ AsMap() map[string]any }
+			set  bool
+		}{{"input_schema", t.GetInputSchema(), t.GetInputSchema() != nil}, {"output_schema", t.GetOutputSchema(), t.GetOutputSchema() != nil}} {
+			if sc.set {
+				if typ, _ := sc.s.AsMap()["type"].(string); typ != "object" {
+					v.Add(p+"."+sc.name, `must be a JSON Schema with "type": "object"`)
+				}
+			}
+		}
+	}
+}
+
+// encodeTools is the stored form of a tool list: a JSON array of the tools
+// in protojson.
+func encodeTools(tools []*registryv1.Tool) ([]byte, error) {
+	var b bytes.Buffer
+	b.WriteByte('[')
+	for i, t := range tools {
+		if i > 0 {
+			b.WriteByte(',')
+		}
+		j, err := protojson.Marshal(t)
+		if err != nil {
+			return nil, err
+		}
+		// Compact: protojson's spacing is deliberately unstable.
+		if err := json.Compact(&b, j); err != nil {
+			return nil, err
+		}
+	}
+	b.WriteByte(']')
+	return b.Bytes(), nil
+}
+
+func decodeTools(data []byte) ([]*registryv1.Tool, error) {
+	var raws []json.RawMessage
+	if err := json.Unmarshal(data, &raws); err != nil {
+		return nil, err
+	}
+	out := make([]*registryv1.Tool, len(raws))
+	for i, r := range raws {
+		out[i] = &registryv1.Tool{}
+		if err := protojson.Unmarshal(r, out[i]); err != nil {
+			return nil, err
+		}
+	}
+	return out, nil
+}
+
+// diffTools lists the tools added, removed and changed from base to target.
+func diffTools(base, target []*registryv1.Tool) *registryv1.ToolDiff {
+	d := &registryv1.ToolDiff{}
+	byName := func(ts []*registryv1.Tool) map[string]*registryv1.Tool {
+		m := map[string]*registryv1.Tool{}
+		for _, t := range ts {
+			m[t.GetName()] = t
+		}
+		return m
+	}
+	b, t := byName(base), byName(target)
+	for _, x := range target {
+		old, ok := b[x.GetName()]
+		if !ok {
+			d.Added = append(d.Added, x)
+			continue
+		}
+		if changes := toolChanges(old, x); len(changes) > 0 {
+			d.Changed = append(d.Changed, &registryv1.ToolChange{Name: x.GetName(), Changes: changes, Base: old, Target: x})
+		}
+	}
+	for _, x := range base {
+		if _, ok := t[x.GetName()]; !ok {
+			d.Removed = append(d.Removed, x)
+		}
+	}
+	sort.Slice(d.Added, func(i, j int) bool { return d.Added[i].GetName() < d.Added[j].GetName() })
+	sort.Slice(d.Removed, func(i, j int) bool { return d.Removed[i].GetName() < d.Removed[j].GetName() })
+	sort.Slice(d.Changed, func(i, j int) bool { return d.Changed[i].GetName() < d.Changed[j].GetName() })
+	return d
+}
+
+func toolChanges(a, b *registryv1.Tool) []string {
+	var out []string
+	str := func(field, x, y string) {
+		if x != y {
+			out = append(out, fmt.Sprintf("%s changed", field))
+		}
+	}
+	str("title", a.GetTitle(), b.GetTitle())
+	str("description", a.GetDescription(), b.GetDescription())
+	if !proto.Equal(a.GetInputSchema(), b.GetInputSchema()) {
+		out = append(out, "inputSchema changed")
+	}
+	if !proto.Equal(a.GetOutputSchema(), b.GetOutputSchema()) {
+		out = append(out, "outputSchema changed")
+	}
+	aa, ba := a.GetAnnotations(), b.GetAnnotations()
+	str("annotations.title", aa.GetTitle(), ba.GetTitle())
+	hint := func(name string, x, y *bool) {
+		show := func(p *bool) string {
+			if p == nil {
+				return "unset"
+			}
+			return fmt.Sprint(*p)
+		}
+		if show(x) != show(y) {
+			out = append(out, fmt.Sprintf("annotations.%s: %s -> %s", name, show(x), show(y)))
+		}
+	}
+	hints := func(a *registryv1.ToolAnnotations) (r, d, i, o *bool) {
+		if a == nil {
+			return nil, nil, nil, nil
+		}
+		return a.ReadOnlyHint, a.DestructiveHint, a.IdempotentHint, a.OpenWorldHint
+	}
+	ar, ad, ai, ao := hints(aa)
+	br, bd, bi, bo := hints(ba)
+	hint("readOnlyHint", ar, br)
+	hint("destructiveHint", ad, bd)
+	hint("idempotentHint", ai, bi)
+	hint("openWorldHint", ao, bo)
+	return out
+}
