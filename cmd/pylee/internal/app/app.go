@@ -403,6 +403,9 @@ func (a *App) initGateway(ctx context.Context) error {
 		return err
 	}
 	a.srv.Handle("/v1/", rest)
+	if b.Registry != nil {
+		a.srv.Handle(gateway.OfficialPrefix, gateway.NewOfficial(b.Registry))
+	}
 	return nil
 }
 

@@ -100,6 +100,9 @@ func reference(principals []string, perm, res string, bindings []Binding) bool {
 		if _, after, ok := strings.Cut(res[i:], "/servers/"); ok {
 			walk = append(walk, reference2(res[:i]+"/servers/"+after)...)
 		}
+		if _, after, ok := strings.Cut(res[i:], "/entries/"); ok && !strings.Contains(after, "/") {
+			walk = append(walk, reference2(res[:i]+"/servers/"+after)...)
+		}
 	}
 	for _, b := range bindings {
 		held := false
