@@ -23,8 +23,8 @@ import (
 
 var (
 	namespacePattern = regexp.MustCompile(`^[a-zA-Z0-9-]+(\.[a-zA-Z0-9-]+)*$`)
-	registryName = aip.MustPattern("orgs/{org}/registries/{registry}")
-	teamName     = aip.MustPattern("orgs/{org}/teams/{team}")
+	registryName     = aip.MustPattern("orgs/{org}/registries/{registry}")
+	teamName         = aip.MustPattern("orgs/{org}/teams/{team}")
 )
 
 // registryFields are the updatable fields of a registry.

@@ -7,6 +7,7 @@ import (
 	"os"
 	"path/filepath"
 	"sort"
+	"strings"
 
 	"github.com/spf13/cobra"
 	"sigs.k8s.io/yaml"
@@ -27,6 +28,8 @@ type cliContext struct {
 	APIURL string `json:"api-url"`
 	Token  string `json:"token"`
 	User   string `json:"user,omitempty"`
+	// Org is the organization commands use when --org is not given.
+	Org string `json:"org,omitempty"`
 }
 
 func configPath() (string, error) {
@@ -79,7 +82,7 @@ func saveConfig(cfg *cliConfig) (string, error) {
 }
 
 func newLoginCmd(g *globals) *cobra.Command {
-	var name string
+	var name, org string
 	cmd := &cobra.Command{
 		Use:   "login --api-url URL --token TOKEN [--context NAME]",
 		Short: "Check a token against a Pylee server and save both as a context",
@@ -100,7 +103,7 @@ func newLoginCmd(g *globals) *cobra.Command {
 			if err != nil {
 				return err
 			}
-			cfg.Contexts[name] = cliContext{APIURL: g.apiURL, Token: g.token.Reveal(), User: u.Name}
+			cfg.Contexts[name] = cliContext{APIURL: g.apiURL, Token: g.token.Reveal(), User: u.Name, Org: strings.TrimPrefix(org, "orgs/")}
 			cfg.CurrentContext = name
 			p, err := saveConfig(cfg)
 			if err != nil {
@@ -111,6 +114,7 @@ func newLoginCmd(g *globals) *cobra.Command {
 		},
 	}
 	cmd.Flags().StringVar(&name, "context", "default", "name of the context to save")
+	cmd.Flags().StringVar(&org, "org", "", "organization that commands use when they are given no --org")
 	return cmd
 }
 
@@ -169,6 +173,7 @@ func (g *globals) applyContext(urlSet, tokenSet bool) error {
 	if !ok {
 		return nil
 	}
+	g.contextOrg = ctx.Org
 	if !urlSet {
 		g.apiURL = ctx.APIURL
 	}

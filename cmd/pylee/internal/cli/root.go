@@ -22,11 +22,13 @@ var Version = "dev"
 
 // globals are the flags every client command shares.
 type globals struct {
-	apiURL string
-	token  config.Secret
-	output string
-	stdout io.Writer
-	stderr io.Writer
+	// contextOrg is the organization of the current login context.
+	contextOrg string
+	apiURL     string
+	token      config.Secret
+	output     string
+	stdout     io.Writer
+	stderr     io.Writer
 }
 
 // NewRoot returns the pylee command tree writing to stdout and stderr.
@@ -55,7 +57,7 @@ func NewRoot(stdout, stderr io.Writer) *cobra.Command {
 	pf.StringVarP(&g.output, "output", "o", "table", "output format: table, json or yaml")
 	root.AddCommand(newUpCmd(g), newServeCmd(g), newOrgCmd(g), newAuditCmd(g), newVersionCmd(g),
 		newLoginCmd(g), newContextCmd(g), newWhoamiCmd(g), newServiceAccountCmd(g), newTokenCmd(g), newBindingCmd(g),
-		newTeamCmd(g), newRoleCmd(g), newMemberCmd(g), newInviteCmd(g))
+		newTeamCmd(g), newRoleCmd(g), newMemberCmd(g), newInviteCmd(g), newServerCmd(g), newRegistryCmd(g), newApprovalCmd(g))
 	return root
 }
 
