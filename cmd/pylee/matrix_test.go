@@ -120,8 +120,78 @@ var matrixTargets = map[string]func(org string, m protoreflect.Message){
 		set(v, "title", "x")
 	},
 	"pylee.registry.v1.RegistryService/DeleteServer": func(org string, m protoreflect.Message) { set(m, "name", "orgs/"+org+"/servers/nope") },
-	"pylee.audit.v1.AuditService/AppendEvents":       func(string, protoreflect.Message) {},
-	"pylee.audit.v1.AuditService/ListEvents":         func(org string, m protoreflect.Message) { set(m, "parent", "orgs/"+org) },
+	"pylee.registry.v1.RegistryService/CreateVersion": func(org string, m protoreflect.Message) {
+		set(m, "parent", "orgs/"+org+"/servers/nope")
+		set(m.Mutable(m.Descriptor().Fields().ByName("version")).Message(), "version", "1.0.0")
+	},
+	"pylee.registry.v1.RegistryService/ImportServerJson": func(org string, m protoreflect.Message) {
+		set(m, "parent", "orgs/"+org+"/servers/nope")
+		set(m, "server_json", `{"name":"com.example/nope","description":"x","version":"1.0.0"}`)
+	},
+	"pylee.registry.v1.RegistryService/GetVersion": func(org string, m protoreflect.Message) {
+		set(m, "name", "orgs/"+org+"/servers/nope/versions/1.0.0")
+	},
+	"pylee.registry.v1.RegistryService/ListVersions": func(org string, m protoreflect.Message) { set(m, "parent", "orgs/"+org+"/servers/nope") },
+	"pylee.registry.v1.RegistryService/SetVersionStatus": func(org string, m protoreflect.Message) {
+		set(m, "name", "orgs/"+org+"/servers/nope/versions/1.0.0")
+		m.Set(m.Descriptor().Fields().ByName("status"), protoreflect.ValueOfEnum(3))
+	},
+	"pylee.registry.v1.RegistryService/SuggestNextVersion": func(org string, m protoreflect.Message) {
+		set(m, "parent", "orgs/"+org+"/servers/nope")
+		set(m, "bump", "minor")
+	},
+	"pylee.registry.v1.RegistryService/DiffVersions": func(org string, m protoreflect.Message) {
+		set(m, "parent", "orgs/"+org+"/servers/nope")
+		set(m, "base", "1.0.0")
+		set(m, "target", "1.1.0")
+	},
+	"pylee.registry.v1.RegistryService/ExportServerJson": func(org string, m protoreflect.Message) {
+		set(m, "name", "orgs/"+org+"/servers/nope/versions/1.0.0")
+	},
+	"pylee.registry.v1.RegistryService/CreateRegistry": func(org string, m protoreflect.Message) {
+		set(m, "parent", "orgs/"+org)
+		set(m, "registry_id", "made")
+		set(m.Mutable(m.Descriptor().Fields().ByName("registry")).Message(), "parent", "orgs/"+org+"/registries/nope")
+	},
+	"pylee.registry.v1.RegistryService/GetRegistry":    func(org string, m protoreflect.Message) { set(m, "name", "orgs/"+org+"/registries/nope") },
+	"pylee.registry.v1.RegistryService/ListRegistries": func(org string, m protoreflect.Message) { set(m, "parent", "orgs/"+org) },
+	"pylee.registry.v1.RegistryService/UpdateRegistry": func(org string, m protoreflect.Message) {
+		r := m.Mutable(m.Descriptor().Fields().ByName("registry")).Message()
+		set(r, "name", "orgs/"+org+"/registries/nope")
+		set(r, "description", "x")
+	},
+	"pylee.registry.v1.RegistryService/DeleteRegistry": func(org string, m protoreflect.Message) { set(m, "name", "orgs/"+org+"/registries/nope") },
+	"pylee.registry.v1.RegistryService/PinEntry": func(org string, m protoreflect.Message) {
+		set(m, "name", "orgs/"+org+"/registries/nope/entries/nope")
+		set(m, "version", "1.0.0")
+	},
+	"pylee.registry.v1.RegistryService/UnpinEntry": func(org string, m protoreflect.Message) {
+		set(m, "name", "orgs/"+org+"/registries/nope/entries/nope")
+	},
+	"pylee.registry.v1.RegistryService/PromoteEntry": func(org string, m protoreflect.Message) {
+		set(m, "name", "orgs/"+org+"/registries/nope/entries/nope")
+		set(m, "target_registry", "orgs/"+org+"/registries/nope2")
+	},
+	"pylee.registry.v1.RegistryService/GetEntry": func(org string, m protoreflect.Message) {
+		set(m, "name", "orgs/"+org+"/registries/nope/entries/nope")
+	},
+	"pylee.registry.v1.RegistryService/ListEntries":   func(org string, m protoreflect.Message) { set(m, "parent", "orgs/"+org+"/registries/nope") },
+	"pylee.registry.v1.RegistryService/WatchEntries":  func(org string, m protoreflect.Message) { set(m, "parent", "orgs/"+org+"/registries/nope") },
+	"pylee.registry.v1.RegistryService/ListApprovals": func(org string, m protoreflect.Message) { set(m, "parent", "orgs/"+org+"/registries/nope") },
+	"pylee.registry.v1.RegistryService/GetApproval": func(org string, m protoreflect.Message) {
+		set(m, "name", "orgs/"+org+"/registries/nope/approvals/nope")
+	},
+	"pylee.registry.v1.RegistryService/Approve": func(org string, m protoreflect.Message) {
+		set(m, "name", "orgs/"+org+"/registries/nope/approvals/nope")
+	},
+	"pylee.registry.v1.RegistryService/Reject": func(org string, m protoreflect.Message) {
+		set(m, "name", "orgs/"+org+"/registries/nope/approvals/nope")
+	},
+	"pylee.registry.v1.RegistryService/CancelApproval": func(org string, m protoreflect.Message) {
+		set(m, "name", "orgs/"+org+"/registries/nope/approvals/nope")
+	},
+	"pylee.audit.v1.AuditService/AppendEvents": func(string, protoreflect.Message) {},
+	"pylee.audit.v1.AuditService/ListEvents":   func(org string, m protoreflect.Message) { set(m, "parent", "orgs/"+org) },
 	"pylee.audit.v1.AuditService/GetEvent": func(org string, m protoreflect.Message) {
 		set(m, "name", "orgs/"+org+"/events/01a20000-0000-7000-8000-000000000000")
 	},
