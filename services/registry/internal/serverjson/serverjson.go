@@ -37,7 +37,6 @@ var (
 	urlPattern    = regexp.MustCompile(`^(https?://[^\s]+|\{[a-zA-Z_][a-zA-Z0-9_]*\}[^\s]*)$`)
 	secretRef     = regexp.MustCompile(`\$\{secret:([^}]*)\}`)
 	secretName    = regexp.MustCompile(`^[A-Za-z_][A-Za-z0-9_]{0,127}$`)
-	wholeRef      = regexp.MustCompile(`^\$\{secret:[A-Za-z_][A-Za-z0-9_]{0,127}\}$`)
 	// RegistryTypes are the package registries the schema names.
 	RegistryTypes = []string{"npm", "pypi", "oci", "nuget", "mcpb", "cargo"}
 )
@@ -450,8 +449,8 @@ func (v *validator) secrets(p string, node any) {
 		}
 		if secret, _ := n["isSecret"].(bool); secret {
 			for _, key := range []string{"value", "default"} {
-				if s, ok := n[key].(string); ok && s != "" && !wholeRef.MatchString(s) {
-					v.add(join(p, key), "of a secret input must be a ${secret:NAME} reference, never the value itself")
+				if s, ok := n[key].(string); ok && s != "" && !secretRef.MatchString(s) {
+					v.add(join(p, key), "of a secret input must hold a ${secret:NAME} reference (e.g. \"Bearer ${secret:TOKEN}\"), never the secret itself")
 				}
 			}
 		}
