@@ -81,6 +81,9 @@ fuzz:
 	$(GO) test -run '^$$' -fuzz '^FuzzVerifyExport$$' -fuzztime $(FUZZTIME) ./kit/auditlog/
 	$(GO) test -run '^$$' -fuzz '^FuzzParseFilter$$' -fuzztime $(FUZZTIME) ./services/orgs/
 	$(GO) test -run '^$$' -fuzz '^FuzzParseEventFilter$$' -fuzztime $(FUZZTIME) ./services/audit/
+	$(GO) test -run '^$$' -fuzz '^FuzzParse$$' -fuzztime $(FUZZTIME) ./services/registry/internal/serverjson/
+	$(GO) test -run '^$$' -fuzz '^FuzzParse$$' -fuzztime $(FUZZTIME) ./services/registry/internal/semvers/
+	$(GO) test -run '^$$' -fuzz '^FuzzParseRange$$' -fuzztime $(FUZZTIME) ./services/registry/internal/semvers/
 
 build:
 	mkdir -p bin

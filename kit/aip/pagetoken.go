@@ -65,7 +65,8 @@ func (t *PageTokens) Decode(query []byte, token string) (string, error) {
 	if token == "" {
 		return "", nil
 	}
-	if strings.ContainsAny(token, "=+/") {
+	// The decoder skips CR and LF: refuse every byte outside the alphabet.
+	if strings.ContainsAny(token, "=+/\r\n") {
 		return "", ErrBadPageToken
 	}
 	// Strict: a token has one encoding, so no other string decodes to it.
