@@ -165,16 +165,17 @@ func (o official) list() {
 		req.UpdatedSince = timestamppb.New(t)
 		includeDeleted = true
 	}
-	version := q.Get("version")
+	// In a registry each server has one version, the pinned one: it is
+	// the latest, so version=latest selects everything.
+	if version := q.Get("version"); version != "" && version != "latest" {
+		req.Version = version
+	}
 	resp, ok := o.call(req)
 	if !ok {
 		return
 	}
 	out := serverList{Servers: []serverResponse{}}
 	for _, e := range resp.GetEntries() {
-		if version != "" && version != "latest" && e.GetVersion() != version {
-			continue
-		}
 		if !includeDeleted && e.GetVersionStatus() == registryv1.ServerVersion_STATUS_YANKED {
 			continue
 		}

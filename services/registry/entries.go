@@ -377,7 +377,7 @@ func (s *Service) ListEntries(ctx context.Context, req *registryv1.ListEntriesRe
 		since = ts.AsTime()
 	}
 	query := aip.Query("pylee.registry.v1.ListEntries", req.GetParent(), req.GetSearch(), req.GetServerName(), since.Format(time.RFC3339Nano),
-		req.GetView().String())
+		req.GetView().String(), req.GetVersion())
 	after, err := s.tokens.Decode(query, req.GetPageToken())
 	if err != nil {
 		return nil, errs.Field("page_token", "%v", err)
@@ -393,7 +393,8 @@ func (s *Service) ListEntries(ctx context.Context, req *registryv1.ListEntriesRe
 		}
 		return nil, parentErr
 	}
-	q := store.EntryQuery{Registry: req.GetParent(), After: after, Search: req.GetSearch(), ServerName: req.GetServerName(), UpdatedSince: since}
+	q := store.EntryQuery{Registry: req.GetParent(), After: after, Search: req.GetSearch(), ServerName: req.GetServerName(), UpdatedSince: since,
+		Version: req.GetVersion()}
 	if all {
 		q.Limit = size + 1
 	}
@@ -406,7 +407,7 @@ func (s *Service) ListEntries(ctx context.Context, req *registryv1.ListEntriesRe
 		if err != nil {
 			return nil, err
 		}
-		if len(rows) == 0 && after == "" && req.GetSearch() == "" && req.GetServerName() == "" && since.IsZero() {
+		if len(rows) == 0 && after == "" && req.GetSearch() == "" && req.GetServerName() == "" && since.IsZero() && req.GetVersion() == "" {
 			return nil, parentErr
 		}
 	}

@@ -18,6 +18,7 @@ import (
 	"github.com/pyleeai/pylee/kit/errs"
 	"github.com/pyleeai/pylee/kit/outbox"
 	"github.com/pyleeai/pylee/kit/server"
+	"github.com/pyleeai/pylee/services/registry/internal/serverjson"
 	"github.com/pyleeai/pylee/services/registry/internal/store"
 )
 
@@ -337,4 +338,12 @@ func checkFields(v *errs.Violations, s *registryv1.Server, fields []string) {
 			}
 		}
 	}
+}
+
+// ValidateServerJSON checks a document against the official server.json
+// schema with Pylee's rules (strict SemVer, secret references only); the
+// error names the JSON path.
+func ValidateServerJSON(doc []byte) error {
+	_, err := serverjson.Parse(doc, "")
+	return err
 }

@@ -214,6 +214,7 @@ func moreValidators() map[string]server.Validator {
 			checkPage(v, r.GetPageSize())
 			maxLen(v, "search", r.GetSearch(), 200)
 			maxLen(v, "server_name", r.GetServerName(), 200)
+			maxLen(v, "version", r.GetVersion(), 128)
 			if ts := r.GetUpdatedSince(); ts != nil && ts.CheckValid() != nil {
 				v.Add("updated_since", "must be a valid timestamp")
 			}

@@ -336,6 +336,7 @@ type EntryQuery struct {
 	Limit        int    // 0: all
 	Search       string // in the server's official name, case-insensitive
 	ServerName   string // exactly this official name
+	Version      string // exactly this version in force
 	UpdatedSince time.Time
 }
 
@@ -350,6 +351,9 @@ func (t *Tx) Entries(ctx context.Context, q EntryQuery) ([]Entry, error) {
 	}
 	if q.ServerName != "" {
 		qq.Where(ententry.ServerName(q.ServerName))
+	}
+	if q.Version != "" {
+		qq.Where(ententry.Version(q.Version))
 	}
 	if !q.UpdatedSince.IsZero() {
 		qq.Where(ententry.UpdateTimeGTE(q.UpdatedSince))

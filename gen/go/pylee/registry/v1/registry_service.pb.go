@@ -1929,7 +1929,9 @@ type ListEntriesRequest struct {
 	// Only the entry of this official server name.
 	ServerName string `protobuf:"bytes,6,opt,name=server_name,json=serverName,proto3" json:"server_name,omitempty"`
 	// BASIC (default) or FULL.
-	View          EntryView `protobuf:"varint,7,opt,name=view,proto3,enum=pylee.registry.v1.EntryView" json:"view,omitempty"`
+	View EntryView `protobuf:"varint,7,opt,name=view,proto3,enum=pylee.registry.v1.EntryView" json:"view,omitempty"`
+	// Only entries whose version in force is exactly this one.
+	Version       string `protobuf:"bytes,8,opt,name=version,proto3" json:"version,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -2011,6 +2013,13 @@ func (x *ListEntriesRequest) GetView() EntryView {
 		return x.View
 	}
 	return EntryView_ENTRY_VIEW_UNSPECIFIED
+}
+
+func (x *ListEntriesRequest) GetVersion() string {
+	if x != nil {
+		return x.Version
+	}
+	return ""
 }
 
 // The response of ListEntries.
@@ -2584,7 +2593,7 @@ const file_pylee_registry_v1_registry_service_proto_rawDesc = "" +
 	"\x06reason\x18\x03 \x01(\tR\x06reason\"\\\n" +
 	"\x0fGetEntryRequest\x12\x17\n" +
 	"\x04name\x18\x01 \x01(\tB\x03\xe0A\x02R\x04name\x120\n" +
-	"\x04view\x18\x02 \x01(\x0e2\x1c.pylee.registry.v1.EntryViewR\x04view\"\x99\x02\n" +
+	"\x04view\x18\x02 \x01(\x0e2\x1c.pylee.registry.v1.EntryViewR\x04view\"\xb3\x02\n" +
 	"\x12ListEntriesRequest\x12\x1b\n" +
 	"\x06parent\x18\x01 \x01(\tB\x03\xe0A\x02R\x06parent\x12\x1b\n" +
 	"\tpage_size\x18\x02 \x01(\x05R\bpageSize\x12\x1d\n" +
@@ -2594,7 +2603,8 @@ const file_pylee_registry_v1_registry_service_proto_rawDesc = "" +
 	"\rupdated_since\x18\x05 \x01(\v2\x1a.google.protobuf.TimestampR\fupdatedSince\x12\x1f\n" +
 	"\vserver_name\x18\x06 \x01(\tR\n" +
 	"serverName\x120\n" +
-	"\x04view\x18\a \x01(\x0e2\x1c.pylee.registry.v1.EntryViewR\x04view\"q\n" +
+	"\x04view\x18\a \x01(\x0e2\x1c.pylee.registry.v1.EntryViewR\x04view\x12\x18\n" +
+	"\aversion\x18\b \x01(\tR\aversion\"q\n" +
 	"\x13ListEntriesResponse\x122\n" +
 	"\aentries\x18\x01 \x03(\v2\x18.pylee.registry.v1.EntryR\aentries\x12&\n" +
 	"\x0fnext_page_token\x18\x02 \x01(\tR\rnextPageToken\"Y\n" +
