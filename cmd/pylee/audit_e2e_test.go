@@ -20,10 +20,13 @@ import (
 	orgsv1 "github.com/pyleeai/pylee/gen/go/pylee/orgs/v1"
 )
 
-// cliRun runs a pylee client command against u.
-func (u *upInstance) cli(args ...string) (string, string, int) {
+// cli runs a pylee client command against u as the admin.
+func (u *upInstance) cli(args ...string) (string, string, int) { return u.cliAs(u.token, args...) }
+
+// cliAs runs a pylee client command against u with token.
+func (u *upInstance) cliAs(token string, args ...string) (string, string, int) {
 	var out, errOut bytes.Buffer
-	code := cli.Execute(context.Background(), append([]string{"--api-url", u.rest, "--token", u.token}, args...), &out, &errOut)
+	code := cli.Execute(context.Background(), append([]string{"--api-url", u.rest, "--token", token}, args...), &out, &errOut)
 	return out.String(), errOut.String(), code
 }
 

@@ -1,6 +1,8 @@
 package main
 
 import (
+	"os"
+	"path/filepath"
 	"strings"
 	"testing"
 	"time"
@@ -72,6 +74,116 @@ func TestServersEndToEnd(t *testing.T) {
 		}
 		if time.Now().After(deadline) {
 			t.Fatalf("no audit event %q (have %v)", missing, seen)
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+}
+
+func TestRegistryFlowThroughCLIAndREST(t *testing.T) {
+	u := startUp(t)
+	u.expect(t, "POST", "/v1/orgs?organization_id=acme", u.token, `{}`, 200)
+	run := func(want int, args ...string) string {
+		t.Helper()
+		out, errOut, code := u.cli(append([]string{"--org", "acme"}, args...)...)
+		if code != want {
+			t.Fatalf("pylee %s: exit %d, want %d\n%s%s", strings.Join(args, " "), code, want, out, errOut)
+		}
+		return out + errOut
+	}
+	run(0, "server", "create", "github", "--server-name", "com.acme/github", "--title", "GitHub", "--description", "GitHub tools")
+	doc := filepath.Join(t.TempDir(), "server.json")
+	body := `{"$schema":"https://static.modelcontextprotocol.io/schemas/2025-12-11/server.schema.json","name":"com.acme/github","description":"GitHub tools","version":"0.0.1",
+	"packages":[{"registryType":"npm","identifier":"@acme/github-mcp","version":"1.2.0","transport":{"type":"stdio"},
+	"environmentVariables":[{"name":"GITHUB_TOKEN","isSecret":true,"isRequired":true,"value":"${secret:GITHUB_TOKEN}"}]}]}`
+	if err := os.WriteFile(doc, []byte(body), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	tools := filepath.Join(t.TempDir(), "tools.json")
+	_ = os.WriteFile(tools, []byte(`{"tools":[{"name":"search_issues","inputSchema":{"type":"object"},"annotations":{"readOnlyHint":true}}]}`), 0o600)
+	// The seed's own command line.
+	out := run(0, "server", "version", "create", "--server=github", "--version=1.2.0", "--file", doc, "--tools", tools, "--notes", "first")
+	if !strings.Contains(out, "orgs/acme/servers/github/versions/1.2.0") {
+		t.Fatalf("version create: %s", out)
+	}
+	_ = os.WriteFile(tools, []byte(`[{"name":"search_issues","inputSchema":{"type":"object"}}]`), 0o600)
+	run(0, "server", "version", "create", "--server=orgs/acme/servers/github", "--version=1.3.0", "--file", doc, "--tools", tools)
+	run(1, "server", "version", "create", "--server=github", "--version=1.3.0", "--file", doc) // immutable
+	if out := run(0, "server", "version", "suggest", "--server", "github", "--bump", "minor"); !strings.Contains(out, "1.4.0") {
+		t.Fatalf("suggest: %s", out)
+	}
+	if out := run(0, "server", "version", "diff", "1.2.0", "1.3.0", "--server", "github"); !strings.Contains(out, "annotations.readOnlyHint: true -> unset") {
+		t.Fatalf("diff: %s", out)
+	}
+	exported := run(0, "server", "version", "export", "1.2.0", "--server", "github")
+	if !strings.Contains(exported, `"${secret:GITHUB_TOKEN}"`) || !strings.Contains(exported, `"version": "1.2.0"`) {
+		t.Fatalf("export: %s", exported)
+	}
+
+	// Registries by REST, with the interface names outside checks use.
+	u.expect(t, "POST", "/v1/orgs/acme/registries?registry_id=staging", u.token, `{"description":"pre-production"}`, 200)
+	r := u.expect(t, "POST", "/v1/orgs/acme/registries?registry_id=production", u.token, `{"approvalRequired":true,"minApprovals":2}`, 200)
+	if eff := r.body["effective"].(map[string]any); eff["approvalRequired"] != true || eff["minApprovals"] != float64(2) {
+		t.Fatalf("production = %v", r.body)
+	}
+	r = u.expect(t, "PUT", "/v1/orgs/acme/registries/staging/entries/github", u.token, `{"version":"1.2.0"}`, 200)
+	if r.body["entry"].(map[string]any)["version"] != "1.2.0" {
+		t.Fatalf("pin = %v", r.body)
+	}
+	u.expect(t, "POST", "/v1/orgs/acme/registries/staging/entries/github", u.token, `{"version":"1.3.0"}`, 200)
+	u.expect(t, "PUT", "/v1/orgs/acme/registries/staging/entries/github", u.token, `{"version":"^1"}`, 400)
+	run(0, "registry", "pin", "--registry", "staging", "--server", "github", "--version", "1.2.0")
+	if out := run(0, "registry", "entries", "staging"); !strings.Contains(out, "1.2.0") {
+		t.Fatalf("entries: %s", out)
+	}
+	// Promotion into production asks for approval.
+	out = run(0, "registry", "promote", "--registry", "staging", "--server", "github", "--to", "production")
+	if !strings.Contains(out, "pending") || !strings.Contains(out, "0/2") {
+		t.Fatalf("promote: %s", out)
+	}
+	r = u.expect(t, "GET", "/v1/orgs/acme/registries/production/approvals", u.token, "", 200)
+	id := r.body["approvals"].([]any)[0].(map[string]any)["name"].(string)
+	id = id[strings.LastIndex(id, "/")+1:]
+	// The requester cannot approve; two other admins can.
+	u.expect(t, "POST", "/v1/orgs/acme/registries/production/approvals/"+id+":approve", u.token, `{}`, 403)
+	a1 := u.saToken(t, "acme", "approver1", "roles/admin", "orgs/acme")
+	a2 := u.saToken(t, "acme", "approver2", "roles/admin", "orgs/acme")
+	dev := u.saToken(t, "acme", "dev", "roles/developer", "orgs/acme")
+	u.expect(t, "POST", "/v1/orgs/acme/registries/production/approvals/"+id+":approve", dev, `{}`, 403) // approvals.approve is admin's
+	u.expect(t, "POST", "/v1/orgs/acme/registries/production/approvals/"+id+":approve", a1, `{"comment":"ok"}`, 200)
+	out, errOut, code := u.cliAs(a2, "--org", "acme", "approval", "approve", id, "--registry", "production", "--comment", "ship it")
+	if code != 0 || !strings.Contains(out, "applied") {
+		t.Fatalf("approve: %d %s %s", code, out, errOut)
+	}
+	r = u.expect(t, "GET", "/v1/orgs/acme/registries/production/entries/github", u.token, "", 200)
+	if r.body["version"] != "1.2.0" || r.body["pinnedBy"] != "users/admin" {
+		t.Fatalf("production entry = %v", r.body)
+	}
+	if out := run(0, "approval", "list", "--registry", "production"); !strings.Contains(out, "applied") {
+		t.Fatalf("approval list: %s", out)
+	}
+	run(1, "server", "delete", "github") // pinned
+	run(0, "registry", "unpin", "--registry", "staging", "--server", "github")
+
+	// Every change is in the audit log.
+	wants := []string{"registry.version.create", "registry.registry.create", "registry.entry.pin", "registry.approval.create",
+		"registry.approval.approve", "registry.entry.unpin"}
+	deadline := time.Now().Add(20 * time.Second)
+	for {
+		seen := map[string]bool{}
+		for _, e := range u.waitEvents(t, "acme", 1) {
+			seen[e["action"].(string)] = true
+		}
+		missing := ""
+		for _, w := range wants {
+			if !seen[w] {
+				missing = w
+			}
+		}
+		if missing == "" {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("no audit event %q", missing)
 		}
 		time.Sleep(50 * time.Millisecond)
 	}
