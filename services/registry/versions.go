@@ -9,6 +9,7 @@ import (
 	"strings"
 
 	"github.com/Masterminds/semver/v3"
+	lru "github.com/hashicorp/golang-lru/v2"
 	"google.golang.org/protobuf/types/known/structpb"
 	"google.golang.org/protobuf/types/known/timestamppb"
 
@@ -143,19 +144,45 @@ func (vs versionSet) sorted() []store.Version {
 	return out
 }
 
-func versionToProto(v store.Version, latest bool) (*registryv1.ServerVersion, error) {
+// decoded is the immutable part of a version in proto form. Versions never
+// change their content, so decoding it once per process is enough; the
+// cached messages are shared and must not be modified.
+type decoded struct {
+	doc   *structpb.Struct
+	tools []*registryv1.Tool
+}
+
+// decodedVersions caches decoded content by version name and digest.
+var decodedVersions, _ = lru.New[string, decoded](20000)
+
+func decodeVersion(v store.Version) (decoded, error) {
+	key := v.Name + "@" + v.Digest
+	if d, ok := decodedVersions.Get(key); ok {
+		return d, nil
+	}
 	var doc map[string]any
 	if err := json.Unmarshal(v.ServerJSON, &doc); err != nil {
-		return nil, fmt.Errorf("stored server.json of %q: %w", v.Name, err)
+		return decoded{}, fmt.Errorf("stored server.json of %q: %w", v.Name, err)
 	}
 	st, err := structpb.NewStruct(doc)
 	if err != nil {
-		return nil, fmt.Errorf("stored server.json of %q: %w", v.Name, err)
+		return decoded{}, fmt.Errorf("stored server.json of %q: %w", v.Name, err)
 	}
 	tools, err := decodeTools(v.Tools)
 	if err != nil {
-		return nil, fmt.Errorf("stored tools of %q: %w", v.Name, err)
+		return decoded{}, fmt.Errorf("stored tools of %q: %w", v.Name, err)
 	}
+	d := decoded{doc: st, tools: tools}
+	decodedVersions.Add(key, d)
+	return d, nil
+}
+
+func versionToProto(v store.Version, latest bool) (*registryv1.ServerVersion, error) {
+	d, err := decodeVersion(v)
+	if err != nil {
+		return nil, err
+	}
+	st, tools := d.doc, d.tools
 	return &registryv1.ServerVersion{Name: v.Name, Version: v.Version, ServerJson: st, ReleaseNotes: v.ReleaseNotes, Tools: tools,
 		Status: statusToProto[v.Status], StatusMessage: v.StatusMessage, IsLatest: latest, Creator: v.Creator,
 		CreateTime: timestamppb.New(v.CreateTime), UpdateTime: timestamppb.New(v.UpdateTime), Digest: v.Digest}, nil
