@@ -89,9 +89,9 @@ build:
 	mkdir -p bin
 	$(GO) build -o bin/pylee ./cmd/pylee
 
-## bench: GetOrganization over gRPC and REST against one server, durable audit,
-## registry listing (10,000 entries on PostgreSQL) over gRPC, REST and the official API
-## appends, and org writes with the outbox on and off; prints rates and ratios.
+## bench: GetOrganization over gRPC and REST against one server, durable audit
+## appends, org writes with the outbox on and off, and registry listing (10,000
+## entries on PostgreSQL) over gRPC, REST and the official API; prints rates and ratios.
 bench:
 	$(GO) test -run '^$$' -bench GetOrganization -benchmem -benchtime 3s -count 1 ./cmd/pylee/ | tee bench.txt
 	$(GO) test -run '^$$' -bench Append -benchtime 2s -count 1 ./services/audit/ | tee -a bench.txt
