@@ -144,9 +144,23 @@ func (s *Service) registryProto(ctx context.Context, tx *store.Tx, row store.Reg
 	return registryToProto(row, eff)
 }
 
+// expandNames turns a bare parent registry id and bare owner team ids
+// into resource names in org.
+func expandNames(org string, r *registryv1.Registry) {
+	if p := r.GetParent(); p != "" && !strings.Contains(p, "/") {
+		r.Parent = "orgs/" + org + "/registries/" + p
+	}
+	for i, t := range r.GetOwnerTeams() {
+		if !strings.Contains(t, "/") {
+			r.OwnerTeams[i] = "orgs/" + org + "/teams/" + t
+		}
+	}
+}
+
 // CreateRegistry implements RegistryService.
 func (s *Service) CreateRegistry(ctx context.Context, req *registryv1.CreateRegistryRequest) (*registryv1.Registry, error) {
 	in := req.GetRegistry()
+	expandNames(orgOf(req.GetParent()), in)
 	name := req.GetParent() + "/registries/" + req.GetRegistryId()
 	var out *registryv1.Registry
 	err := s.store.Tx(ctx, func(tx *store.Tx) error {
@@ -287,6 +301,7 @@ func filterVisible[T any](ctx context.Context, s *Service, permission string, it
 // UpdateRegistry implements RegistryService.
 func (s *Service) UpdateRegistry(ctx context.Context, req *registryv1.UpdateRegistryRequest) (*registryv1.UpdateRegistryResponse, error) {
 	in := req.GetRegistry()
+	expandNames(orgOf(in.GetName()), in)
 	paths, _ := aip.UpdatePaths(req.GetUpdateMask(), in, registryFields)
 	resp := &registryv1.UpdateRegistryResponse{}
 	err := s.store.Tx(ctx, func(tx *store.Tx) error {
@@ -423,7 +438,9 @@ func checkRegistry(v *errs.Violations, r *registryv1.Registry, fields []string) 
 				v.Add("registry.description", "must be at most 2000 characters")
 			}
 		case "parent":
-			if p := r.GetParent(); p != "" {
+			if p := r.GetParent(); p != "" && !strings.Contains(p, "/") {
+				v.Check("registry.parent", aip.ValidateSegmentID(p))
+			} else if p != "" {
 				if _, err := registryName.Parse(p); err != nil {
 					v.Check("registry.parent", err)
 				}
@@ -437,8 +454,11 @@ func checkRegistry(v *errs.Violations, r *registryv1.Registry, fields []string) 
 				v.Add("registry.owner_teams", "must hold at most 50 teams")
 			}
 			for i, t := range r.GetOwnerTeams() {
-				if _, err := teamName.Parse(t); err != nil {
-					v.Check(fmt.Sprintf("registry.owner_teams[%d]", i), err)
+				f := fmt.Sprintf("registry.owner_teams[%d]", i)
+				if !strings.Contains(t, "/") {
+					v.Check(f, aip.ValidateSegmentID(t))
+				} else if _, err := teamName.Parse(t); err != nil {
+					v.Check(f, err)
 				}
 			}
 		case "namespaces":

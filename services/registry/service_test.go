@@ -334,7 +334,8 @@ func TestRegistryInheritanceAsTheSeedDescribesIt(t *testing.T) {
 			OwnerTeams: []string{"orgs/acme/teams/platform"}, Namespaces: []string{"com.acme"}, ToolPolicy: registryv1.ToolPolicy_TOOL_POLICY_READ_ONLY,
 			RolloutPolicy: &registryv1.RolloutPolicy{Strategy: registryv1.RolloutPolicy_STRATEGY_CANARY, MaxErrorRate: 0.02,
 				Steps: []*registryv1.CanaryStep{{WeightPercent: 10}, {WeightPercent: 50}, {WeightPercent: 100}}}})
-		pp := e.registry(t, "production-platform", &registryv1.Registry{Parent: "orgs/acme/registries/production", OwnerTeams: []string{"orgs/acme/teams/platform-team"}})
+		// Bare ids stand for names in the organization.
+		pp := e.registry(t, "production-platform", &registryv1.Registry{Parent: "production", OwnerTeams: []string{"platform-team"}})
 		pd := e.registry(t, "production-data", &registryv1.Registry{Parent: "orgs/acme/registries/production", OwnerTeams: []string{"orgs/acme/teams/data"}, MinApprovals: proto.Int32(2)})
 		for _, r := range []*registryv1.Registry{pp, pd} {
 			eff := r.Effective
@@ -342,6 +343,9 @@ func TestRegistryInheritanceAsTheSeedDescribesIt(t *testing.T) {
 				eff.RolloutPolicy.GetStrategy() != registryv1.RolloutPolicy_STRATEGY_CANARY || len(eff.Namespaces) != 1 {
 				t.Fatalf("%s effective = %v", r.Name, eff)
 			}
+		}
+		if pp.Parent != "orgs/acme/registries/production" || pp.OwnerTeams[0] != "orgs/acme/teams/platform-team" {
+			t.Fatalf("bare ids not expanded: %v", pp)
 		}
 		if pp.Effective.MinApprovals != 3 || pd.Effective.MinApprovals != 2 || pp.Effective.OwnerTeams[0] != "orgs/acme/teams/platform-team" {
 			t.Fatalf("own settings lost: %v / %v", pp.Effective, pd.Effective)

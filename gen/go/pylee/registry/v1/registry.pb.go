@@ -315,8 +315,8 @@ type Registry struct {
 	Name string `protobuf:"bytes,1,opt,name=name,proto3" json:"name,omitempty"`
 	// What the registry is for.
 	Description string `protobuf:"bytes,2,opt,name=description,proto3" json:"description,omitempty"`
-	// The parent registry, `orgs/{org}/registries/{registry}`, whose settings
-	// this one inherits.
+	// The parent registry, `orgs/{org}/registries/{registry}` (or its bare
+	// id), whose settings this one inherits.
 	Parent string `protobuf:"bytes,3,opt,name=parent,proto3" json:"parent,omitempty"`
 	// Entries may pin a SemVer range and follow the highest matching active
 	// version as versions are published.
@@ -325,7 +325,8 @@ type Registry struct {
 	ApprovalRequired *bool `protobuf:"varint,5,opt,name=approval_required,json=approvalRequired,proto3,oneof" json:"approval_required,omitempty"`
 	// Distinct approvers, other than the requester, a request needs (1 to 10).
 	MinApprovals *int32 `protobuf:"varint,6,opt,name=min_approvals,json=minApprovals,proto3,oneof" json:"min_approvals,omitempty"`
-	// Teams answering for the registry, `orgs/{org}/teams/{team}`.
+	// Teams answering for the registry, `orgs/{org}/teams/{team}` (or bare
+	// team ids).
 	OwnerTeams []string `protobuf:"bytes,7,rep,name=owner_teams,json=ownerTeams,proto3" json:"owner_teams,omitempty"`
 	// Server-name namespaces allowed here, e.g. `com.acme` or
 	// `com.acme.platform`; a server `com.acme/github` is in `com.acme`.
