@@ -23,6 +23,22 @@ import (
 
 const exportSuffix = "/events:export"
 
+// forwarded returns the request's context carrying, as outgoing gRPC
+// metadata, what grpc-gateway forwards for its own routes: the credential,
+// the request id, the client address and user agent (for the audit log).
+func forwarded(r *http.Request) context.Context {
+	md := metadata.MD{}
+	if v := r.Header.Get("Authorization"); v != "" {
+		md.Set("authorization", v)
+	}
+	if v := r.Header.Get("X-Request-Id"); v != "" {
+		md.Set(server.RequestIDHeader, v)
+	}
+	md.Set("x-forwarded-for", r.RemoteAddr)
+	md.Set("grpcgateway-user-agent", r.UserAgent())
+	return metadata.NewOutgoingContext(r.Context(), md)
+}
+
 // withExport serves `GET /v1/orgs/{org}/events:export?format=ndjson|csv` as
 // a download streamed from AuditService.ExportEvents, and everything else
 // with next.
@@ -54,18 +70,7 @@ func exportEvents(w http.ResponseWriter, r *http.Request, client auditv1.AuditSe
 		writeStatus(w, http.StatusBadRequest, status.New(codes.InvalidArgument, "format: must be ndjson or csv"))
 		return
 	}
-	ctx := r.Context()
-	md := metadata.MD{}
-	if v := r.Header.Get("Authorization"); v != "" {
-		md.Set("authorization", v)
-	}
-	if v := r.Header.Get("X-Request-Id"); v != "" {
-		md.Set(server.RequestIDHeader, v)
-	}
-	md.Set("x-forwarded-for", r.RemoteAddr)
-	md.Set("grpcgateway-user-agent", r.UserAgent())
-	ctx = metadata.NewOutgoingContext(ctx, md)
-	ctx, cancel := context.WithCancel(ctx)
+	ctx, cancel := context.WithCancel(forwarded(r))
 	defer cancel()
 	stream, err := client.ExportEvents(ctx, &auditv1.ExportEventsRequest{Parent: "orgs/" + org})
 	var first *auditv1.ExportRecord

@@ -10,13 +10,11 @@ import (
 
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/codes"
-	"google.golang.org/grpc/metadata"
 	"google.golang.org/grpc/status"
 	"google.golang.org/protobuf/encoding/protojson"
 	"google.golang.org/protobuf/types/known/timestamppb"
 
 	registryv1 "github.com/pyleeai/pylee/gen/go/pylee/registry/v1"
-	"github.com/pyleeai/pylee/kit/server"
 )
 
 // OfficialPrefix starts the paths of the official MCP Registry read API
@@ -95,18 +93,9 @@ type listMetadata struct {
 }
 
 func (o official) call(req *registryv1.ListEntriesRequest) (*registryv1.ListEntriesResponse, bool) {
-	md := metadata.MD{}
-	if v := o.r.Header.Get("Authorization"); v != "" {
-		md.Set("authorization", v)
-	}
-	if v := o.r.Header.Get("X-Request-Id"); v != "" {
-		md.Set(server.RequestIDHeader, v)
-	}
-	md.Set("x-forwarded-for", o.r.RemoteAddr)
-	md.Set("grpcgateway-user-agent", o.r.UserAgent())
 	req.Parent = o.registry
 	req.View = registryv1.EntryView_ENTRY_VIEW_FULL
-	resp, err := o.client.ListEntries(metadata.NewOutgoingContext(o.r.Context(), md), req)
+	resp, err := o.client.ListEntries(forwarded(o.r), req)
 	if err != nil {
 		st := status.Convert(err)
 		code := officialStatus(st.Code())
