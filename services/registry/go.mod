@@ -6,7 +6,6 @@ require (
 	entgo.io/ent v0.14.5
 	github.com/Masterminds/semver/v3 v3.5.0
 	github.com/google/uuid v1.6.0
-	github.com/hashicorp/golang-lru/v2 v2.0.7
 	github.com/pyleeai/pylee/gen/go v0.0.0
 	github.com/pyleeai/pylee/kit v0.0.0
 	go.uber.org/zap v1.28.0

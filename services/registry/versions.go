@@ -6,10 +6,10 @@ import (
 	"encoding/hex"
 	"encoding/json"
 	"fmt"
+	"sort"
 	"strings"
 
 	"github.com/Masterminds/semver/v3"
-	lru "github.com/hashicorp/golang-lru/v2"
 	"google.golang.org/protobuf/types/known/structpb"
 	"google.golang.org/protobuf/types/known/timestamppb"
 
@@ -83,38 +83,23 @@ func loadVersions(ctx context.Context, tx *store.Tx, server string) (versionSet,
 	return vs, nil
 }
 
-// latest is the highest version without a prerelease that is not yanked.
-func (vs versionSet) latest() (store.Version, bool) {
-	best := -1
-	for i, v := range vs.parsed {
-		if v.Prerelease() != "" || vs.rows[i].Status == statusYanked {
-			continue
-		}
-		if best < 0 || v.GreaterThan(vs.parsed[best]) {
-			best = i
-		}
-	}
-	if best < 0 {
+// highest is the highest version keep accepts.
+func (vs versionSet) highest(keep func(i int) bool) (store.Version, bool) {
+	i := semvers.HighestIndex(vs.parsed, keep)
+	if i < 0 {
 		return store.Version{}, false
 	}
-	return vs.rows[best], true
+	return vs.rows[i], true
+}
+
+// latest is the highest version without a prerelease that is not yanked.
+func (vs versionSet) latest() (store.Version, bool) {
+	return vs.highest(func(i int) bool { return vs.parsed[i].Prerelease() == "" && vs.rows[i].Status != statusYanked })
 }
 
 // highestActive is the highest active version in r.
 func (vs versionSet) highestActive(r semvers.Range) (store.Version, bool) {
-	best := -1
-	for i, v := range vs.parsed {
-		if vs.rows[i].Status != statusActive || !r.Matches(v) {
-			continue
-		}
-		if best < 0 || v.GreaterThan(vs.parsed[best]) {
-			best = i
-		}
-	}
-	if best < 0 {
-		return store.Version{}, false
-	}
-	return vs.rows[best], true
+	return vs.highest(func(i int) bool { return vs.rows[i].Status == statusActive && r.Matches(vs.parsed[i]) })
 }
 
 func (vs versionSet) byVersion(version string) (store.Version, bool) {
@@ -132,11 +117,7 @@ func (vs versionSet) sorted() []store.Version {
 	for i := range idx {
 		idx[i] = i
 	}
-	for i := 1; i < len(idx); i++ {
-		for j := i; j > 0 && vs.parsed[idx[j]].GreaterThan(vs.parsed[idx[j-1]]); j-- {
-			idx[j], idx[j-1] = idx[j-1], idx[j]
-		}
-	}
+	sort.SliceStable(idx, func(a, b int) bool { return vs.parsed[idx[a]].GreaterThan(vs.parsed[idx[b]]) })
 	out := make([]store.Version, len(idx))
 	for i, k := range idx {
 		out[i] = vs.rows[k]
@@ -144,45 +125,19 @@ func (vs versionSet) sorted() []store.Version {
 	return out
 }
 
-// decoded is the immutable part of a version in proto form. Versions never
-// change their content, so decoding it once per process is enough; the
-// cached messages are shared and must not be modified.
-type decoded struct {
-	doc   *structpb.Struct
-	tools []*registryv1.Tool
-}
-
-// decodedVersions caches decoded content by version name and digest.
-var decodedVersions, _ = lru.New[string, decoded](20000)
-
-func decodeVersion(v store.Version) (decoded, error) {
-	key := v.Name + "@" + v.Digest
-	if d, ok := decodedVersions.Get(key); ok {
-		return d, nil
-	}
+func versionToProto(v store.Version, latest bool) (*registryv1.ServerVersion, error) {
 	var doc map[string]any
 	if err := json.Unmarshal(v.ServerJSON, &doc); err != nil {
-		return decoded{}, fmt.Errorf("stored server.json of %q: %w", v.Name, err)
+		return nil, fmt.Errorf("stored server.json of %q: %w", v.Name, err)
 	}
 	st, err := structpb.NewStruct(doc)
 	if err != nil {
-		return decoded{}, fmt.Errorf("stored server.json of %q: %w", v.Name, err)
+		return nil, fmt.Errorf("stored server.json of %q: %w", v.Name, err)
 	}
 	tools, err := decodeTools(v.Tools)
 	if err != nil {
-		return decoded{}, fmt.Errorf("stored tools of %q: %w", v.Name, err)
+		return nil, fmt.Errorf("stored tools of %q: %w", v.Name, err)
 	}
-	d := decoded{doc: st, tools: tools}
-	decodedVersions.Add(key, d)
-	return d, nil
-}
-
-func versionToProto(v store.Version, latest bool) (*registryv1.ServerVersion, error) {
-	d, err := decodeVersion(v)
-	if err != nil {
-		return nil, err
-	}
-	st, tools := d.doc, d.tools
 	return &registryv1.ServerVersion{Name: v.Name, Version: v.Version, ServerJson: st, ReleaseNotes: v.ReleaseNotes, Tools: tools,
 		Status: statusToProto[v.Status], StatusMessage: v.StatusMessage, IsLatest: latest, Creator: v.Creator,
 		CreateTime: timestamppb.New(v.CreateTime), UpdateTime: timestamppb.New(v.UpdateTime), Digest: v.Digest}, nil

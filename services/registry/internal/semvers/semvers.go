@@ -63,24 +63,31 @@ func (r Range) Matches(v *semver.Version) bool { return r.c.Check(v) }
 
 // Highest returns the highest version of vs in r, or nil.
 func (r Range) Highest(vs []*semver.Version) *semver.Version {
-	var best *semver.Version
-	for _, v := range vs {
-		if r.Matches(v) && (best == nil || v.GreaterThan(best)) {
-			best = v
+	return at(vs, HighestIndex(vs, func(i int) bool { return r.Matches(vs[i]) }))
+}
+
+// Latest returns the highest version without a prerelease, or nil.
+func Latest(vs []*semver.Version) *semver.Version {
+	return at(vs, HighestIndex(vs, func(i int) bool { return vs[i].Prerelease() == "" }))
+}
+
+// HighestIndex returns the index of the highest of the versions keep
+// accepts, or -1.
+func HighestIndex(vs []*semver.Version, keep func(i int) bool) int {
+	best := -1
+	for i, v := range vs {
+		if keep(i) && (best < 0 || v.GreaterThan(vs[best])) {
+			best = i
 		}
 	}
 	return best
 }
 
-// Latest returns the highest version without a prerelease, or nil.
-func Latest(vs []*semver.Version) *semver.Version {
-	var best *semver.Version
-	for _, v := range vs {
-		if v.Prerelease() == "" && (best == nil || v.GreaterThan(best)) {
-			best = v
-		}
+func at(vs []*semver.Version, i int) *semver.Version {
+	if i < 0 {
+		return nil
 	}
-	return best
+	return vs[i]
 }
 
 // Suggest returns the next version after the highest of existing for a
