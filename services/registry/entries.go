@@ -131,9 +131,9 @@ func resolvePin(ctx context.Context, tx *store.Tx, eff *registryv1.RegistrySetti
 	return t, nil
 }
 
-// saveEntry writes e at the registry's next revision with its change
-// record and audit event; the registry must be locked.
-func (s *Service) saveEntry(ctx context.Context, tx *store.Tx, e store.Entry, prev store.Entry, hadPrev bool, action string) (*registryv1.Entry, error) {
+// saveEntry writes e, pinning version v, at the registry's next revision
+// with its change record and audit event; the registry must be locked.
+func (s *Service) saveEntry(ctx context.Context, tx *store.Tx, e store.Entry, v store.Version, prev store.Entry, hadPrev bool, action string) (*registryv1.Entry, error) {
 	rev, err := tx.NextRevision(ctx, e.Registry)
 	if err != nil {
 		return nil, err
@@ -145,10 +145,6 @@ func (s *Service) saveEntry(ctx context.Context, tx *store.Tx, e store.Entry, pr
 		e.CreateTime = e.UpdateTime
 	}
 	if err := tx.SaveEntry(ctx, e); err != nil {
-		return nil, err
-	}
-	v, err := tx.Version(ctx, e.Server+"/versions/"+e.Version)
-	if err != nil {
 		return nil, err
 	}
 	out, err := entryToProto(e, &v, false)
@@ -184,7 +180,7 @@ func (s *Service) applyPin(ctx context.Context, tx *store.Tx, eff *registryv1.Re
 	}
 	e := store.Entry{Name: entry, Organization: orgOf(entry), Registry: registryOfEntry(entry), Server: t.server.Name,
 		ServerName: t.server.ServerName, Version: t.version.Version, VersionRange: rng, PinnedBy: actor}
-	return s.saveEntry(ctx, tx, e, prev, had, "registry.entry.pin")
+	return s.saveEntry(ctx, tx, e, t.version, prev, had, "registry.entry.pin")
 }
 
 // applyUnpin removes entry from its (locked) registry.
@@ -251,7 +247,7 @@ func (s *Service) followRanges(ctx context.Context, tx *store.Tx, server string,
 		}
 		next := e
 		next.Version = best.Version
-		if _, err := s.saveEntry(ctx, tx, next, e, true, "registry.entry.upgrade"); err != nil {
+		if _, err := s.saveEntry(ctx, tx, next, best, e, true, "registry.entry.upgrade"); err != nil {
 			return err
 		}
 	}

@@ -9,6 +9,7 @@ import (
 
 	"google.golang.org/protobuf/encoding/protojson"
 	"google.golang.org/protobuf/proto"
+	"google.golang.org/protobuf/types/known/structpb"
 
 	registryv1 "github.com/pyleeai/pylee/gen/go/pylee/registry/v1"
 	"github.com/pyleeai/pylee/kit/errs"
@@ -41,17 +42,15 @@ func checkTools(v *errs.Violations, field string, tools []*registryv1.Tool) {
 		if len(t.GetTitle()) > 200 {
 			v.Add(p+".title", "must be at most 200 characters")
 		}
-		for _, sc := range []struct {
-			name string
-			s    interface{ AsMap() map[string]any }
-			set  bool
-		}{{"input_schema", t.GetInputSchema(), t.GetInputSchema() != nil}, {"output_schema", t.GetOutputSchema(), t.GetOutputSchema() != nil}} {
-			if sc.set {
-				if typ, _ := sc.s.AsMap()["type"].(string); typ != "object" {
-					v.Add(p+"."+sc.name, `must be a JSON Schema with "type": "object"`)
-				}
-			}
-		}
+		checkSchema(v, p+".input_schema", t.GetInputSchema())
+		checkSchema(v, p+".output_schema", t.GetOutputSchema())
+	}
+}
+
+// checkSchema checks an optional tool schema is a JSON Schema of an object.
+func checkSchema(v *errs.Violations, field string, schema *structpb.Struct) {
+	if schema != nil && schema.GetFields()["type"].GetStringValue() != "object" {
+		v.Add(field, `must be a JSON Schema with "type": "object"`)
 	}
 }
 

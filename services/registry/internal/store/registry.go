@@ -478,11 +478,6 @@ func (t *Tx) Approvals(ctx context.Context, q ApprovalQuery) ([]Approval, error)
 	return out, nil
 }
 
-// PendingApprovals returns the pending approvals of registry.
-func (t *Tx) PendingApprovals(ctx context.Context, registry string) ([]Approval, error) {
-	return t.Approvals(ctx, ApprovalQuery{Registry: registry, State: "pending", Limit: 10000})
-}
-
 // SaveApproval creates or replaces a.
 func (t *Tx) SaveApproval(ctx context.Context, a Approval) error {
 	n, err := t.c.Approval.Update().Where(entapproval.ID(a.Name)).SetState(a.State).SetBody(string(a.Body)).SetUpdateTime(a.UpdateTime).Save(ctx)

@@ -148,14 +148,7 @@ func (s *Store) CreateServer(ctx context.Context, srv Server, requestID string, 
 
 // GetServer returns server name, or ErrNotFound.
 func (s *Store) GetServer(ctx context.Context, name string) (Server, error) {
-	e, err := s.client.Server.Get(ctx, name)
-	if ent.IsNotFound(err) {
-		return Server{}, fmt.Errorf("server %q: %w", name, errs.ErrNotFound)
-	}
-	if err != nil {
-		return Server{}, err
-	}
-	return toServer(e), nil
+	return s.Read().Server(ctx, name)
 }
 
 // ListServers returns the servers matching q, ordered by name.
