@@ -252,8 +252,6 @@ func (s *Service) ListRegistries(ctx context.Context, req *registryv1.ListRegist
 	return resp, nil
 }
 
-func principalFrom(ctx context.Context) (auth.Principal, bool) { return auth.FromContext(ctx) }
-
 // namespaceAllowed reports whether an official server name is in one of
 // the namespaces (all when there are none); com.acme allows
 // com.acme/x and com.acme.platform/x.
@@ -273,7 +271,7 @@ func namespaceAllowed(serverName string, namespaces []string) bool {
 // allowed reports whether the caller holds permission on resource; when
 // not, err is the refusal to answer if nothing below it is visible either.
 func (s *Service) allowed(ctx context.Context, permission, resource string) (bool, error) {
-	p, _ := principalFrom(ctx)
+	p, _ := auth.FromContext(ctx)
 	err := s.authz.Authorize(ctx, p, permission, resource)
 	if err == nil {
 		return true, nil
@@ -283,7 +281,7 @@ func (s *Service) allowed(ctx context.Context, permission, resource string) (boo
 
 // filterVisible keeps the items the caller holds permission on.
 func filterVisible[T any](ctx context.Context, s *Service, permission string, items []T, name func(T) string) ([]T, error) {
-	p, _ := principalFrom(ctx)
+	p, _ := auth.FromContext(ctx)
 	var out []T
 	for _, it := range items {
 		err := s.authz.Authorize(ctx, p, permission, name(it))

@@ -621,7 +621,7 @@ func newRegistryCmd(g *globals) *cobra.Command {
 		},
 	}
 	f.register(update)
-	var server, version, rng string
+	var registryFlag, server, version, rng string
 	entryFlags := func(c *cobra.Command) {
 		c.Flags().StringVar(&registryFlag, "registry", "", "registry id or name (required)")
 		_ = c.MarkFlagRequired("registry")
@@ -718,9 +718,6 @@ func newRegistryCmd(g *globals) *cobra.Command {
 	cmd.AddCommand(create, list, get, update, pin, unpin, promote, entries)
 	return cmd
 }
-
-// registryFlag is the --registry of the entry commands.
-var registryFlag string
 
 // serverID is the id of a server given by id or full name.
 func serverID(s string) string {
