@@ -15,10 +15,12 @@ GOOGLEAPIS_FILES := api/annotations.proto api/http.proto api/httpbody.proto api/
 
 all: build
 
-## tools: installs the pinned non-Go tools (buf, googleapis protos) from tools/package-lock.json.
+## tools: installs the pinned non-Go tools (buf, googleapis protos) exactly as tools/package-lock.json
+## lists them (npm ci: the lock file holds every platform's optional buf package, so npm 10 and 11
+## agree on it and nothing rewrites it).
 tools: $(BUF)
 $(BUF): tools/package.json tools/package-lock.json
-	cd tools && npm install --no-audit --no-fund --loglevel=error
+	cd tools && npm ci --no-audit --no-fund --loglevel=error
 	touch $(BUF)
 
 ## third-party: copies the third-party protos we import into the git-ignored third_party/.
