@@ -31,22 +31,28 @@ type Config struct {
 	ShutdownTimeout time.Duration
 	// MaxRecvBytes bounds a gRPC request message (default 4 MiB).
 	MaxRecvBytes int
+	// ReadHeaderTimeout and ReadTimeout bound how long an HTTP client may
+	// take to send its headers, and its whole request (defaults 10 s, 30 s).
+	ReadHeaderTimeout time.Duration
+	ReadTimeout       time.Duration
 }
 
 // Server is one process's gRPC and HTTP servers.
 type Server struct {
-	cfg        Config
-	log        *zap.Logger
-	grpc       *grpc.Server
-	mux        *http.ServeMux
-	health     *health.Server
-	registry   *prometheus.Registry
-	metrics    *metrics
-	validators map[string]Validator
-	rules      map[string]Rule
-	authn      auth.Authenticator
-	authz      auth.Authorizer
-	denied     DeniedRecorder
+	cfg      Config
+	log      *zap.Logger
+	grpc     *grpc.Server
+	mux      *http.ServeMux
+	health   *health.Server
+	registry *prometheus.Registry
+	metrics  *metrics
+	// httpMetrics counts HTTP answers by status class.
+	httpMetrics *httpMetrics
+	validators  map[string]Validator
+	rules       map[string]Rule
+	authn       auth.Authenticator
+	authz       auth.Authorizer
+	denied      DeniedRecorder
 
 	grpcLis, httpLis net.Listener
 	httpSrv          *http.Server
@@ -68,17 +74,24 @@ func New(cfg Config, log *zap.Logger) *Server {
 	if cfg.MaxRecvBytes <= 0 {
 		cfg.MaxRecvBytes = 4 << 20
 	}
+	if cfg.ReadHeaderTimeout <= 0 {
+		cfg.ReadHeaderTimeout = DefaultReadHeaderTimeout
+	}
+	if cfg.ReadTimeout <= 0 {
+		cfg.ReadTimeout = DefaultReadTimeout
+	}
 	reg := prometheus.NewRegistry()
 	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 	s := &Server{
-		cfg:        cfg,
-		log:        log,
-		mux:        http.NewServeMux(),
-		health:     health.NewServer(),
-		registry:   reg,
-		metrics:    newMetrics(reg),
-		validators: map[string]Validator{},
-		authz:      auth.AllowAuthenticated{},
+		cfg:         cfg,
+		log:         log,
+		mux:         http.NewServeMux(),
+		health:      health.NewServer(),
+		registry:    reg,
+		metrics:     newMetrics(reg),
+		httpMetrics: newHTTPMetrics(reg),
+		validators:  map[string]Validator{},
+		authz:       auth.AllowAuthenticated{},
 	}
 	var unary []grpc.UnaryServerInterceptor
 	var stream []grpc.StreamServerInterceptor
@@ -184,9 +197,10 @@ func (s *Server) Run(ctx context.Context) error {
 	}
 	s.rules = rules
 	s.httpSrv = &http.Server{
-		Handler:           s.mux,
-		ReadHeaderTimeout: 10 * time.Second,
-		IdleTimeout:       2 * time.Minute,
+		Handler:           s.httpChain(s.mux),
+		ReadHeaderTimeout: s.cfg.ReadHeaderTimeout,
+		ReadTimeout:       s.cfg.ReadTimeout,
+		IdleTimeout:       DefaultIdleTimeout,
 		ErrorLog:          zap.NewStdLog(s.log.Named("http")),
 	}
 	errc := make(chan error, 2)

@@ -14,6 +14,7 @@ import (
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/status"
 	"google.golang.org/protobuf/encoding/protojson"
+	"google.golang.org/protobuf/reflect/protoreflect"
 
 	auditv1 "github.com/pyleeai/pylee/gen/go/pylee/audit/v1"
 	orgsv1 "github.com/pyleeai/pylee/gen/go/pylee/orgs/v1"
@@ -41,10 +42,16 @@ type RESTConfig struct {
 	MaxBodyBytes int64
 }
 
-var jsonMarshaler = &runtime.JSONPb{
+var jsonMarshaler = strictJSON{&runtime.JSONPb{
 	MarshalOptions: protojson.MarshalOptions{EmitUnpopulated: true},
 	// Unknown fields are an error, so a misspelt field is not silently lost.
 	UnmarshalOptions: protojson.UnmarshalOptions{DiscardUnknown: false},
+}}
+
+// restServices are the services whose HTTP rules the facade serves.
+var restServices = []protoreflect.FullName{
+	"pylee.orgs.v1.OrgsService", "pylee.orgs.v1.AccessService",
+	"pylee.registry.v1.RegistryService", "pylee.audit.v1.AuditService",
 }
 
 // NewREST returns the handler of `/v1/...`: grpc-gateway's mapping of every
@@ -56,11 +63,13 @@ func NewREST(ctx context.Context, b Backends, cfg RESTConfig) (http.Handler, err
 	if cfg.MaxBodyBytes <= 0 {
 		cfg.MaxBodyBytes = DefaultMaxBodyBytes
 	}
+	rts := routesOf(restServices...)
 	mux := runtime.NewServeMux(
 		runtime.WithMarshalerOption(runtime.MIMEWildcard, jsonMarshaler),
 		runtime.WithIncomingHeaderMatcher(incomingHeader),
 		runtime.WithOutgoingHeaderMatcher(outgoingHeader),
 		runtime.WithErrorHandler(errorHandler),
+		runtime.WithRoutingErrorHandler(rts.routingError),
 	)
 	if b.Orgs == nil {
 		return nil, fmt.Errorf("rest: no connection to the orgs service")
@@ -116,6 +125,22 @@ func (c *challengeWriter) WriteHeader(code int) {
 	c.ResponseWriter.WriteHeader(code)
 }
 
+// routingError answers a path that no rule takes 404, and a path that
+// rules take only with other methods 405 with an Allow header (grpc-gateway
+// alone answers 501 Unimplemented there).
+func (rs routes) routingError(ctx context.Context, mux *runtime.ServeMux, m runtime.Marshaler, w http.ResponseWriter, r *http.Request, httpStatus int) {
+	if httpStatus == http.StatusMethodNotAllowed {
+		allow := rs.allowed(r.URL.Path)
+		if len(allow) > 0 {
+			w.Header().Set("Allow", strings.Join(allow, ", "))
+		}
+		server.WriteHTTPError(w, http.StatusMethodNotAllowed, status.Newf(codes.InvalidArgument,
+			"method %s is not allowed on %s; allowed: %s", r.Method, r.URL.Path, strings.Join(allow, ", ")))
+		return
+	}
+	runtime.DefaultRoutingErrorHandler(ctx, mux, m, w, r, httpStatus)
+}
+
 // limitBody answers 413 for a body over max bytes, before anything reads it.
 // Bodies are small JSON documents, so reading one whole first costs little
 // and catches chunked bodies that announce no length.
@@ -152,11 +177,5 @@ func tooLarge(w http.ResponseWriter, max int64) {
 
 // writeStatus writes st in the same JSON shape grpc-gateway uses for errors.
 func writeStatus(w http.ResponseWriter, httpStatus int, st *status.Status) {
-	buf, err := protojson.Marshal(st.Proto())
-	if err != nil {
-		buf = []byte(`{"code":13,"message":"internal error"}`)
-	}
-	w.Header().Set("Content-Type", "application/json")
-	w.WriteHeader(httpStatus)
-	_, _ = w.Write(buf)
+	server.WriteHTTPError(w, httpStatus, st)
 }

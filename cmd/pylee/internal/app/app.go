@@ -27,6 +27,7 @@ import (
 	"github.com/pyleeai/pylee/kit/aip"
 	"github.com/pyleeai/pylee/kit/auth"
 	"github.com/pyleeai/pylee/kit/config"
+	"github.com/pyleeai/pylee/kit/datadir"
 	"github.com/pyleeai/pylee/kit/outbox"
 	"github.com/pyleeai/pylee/kit/server"
 	"github.com/pyleeai/pylee/services/audit"
@@ -151,6 +152,10 @@ func New(ctx context.Context, cfg Config, log *zap.Logger) (*App, error) {
 	if err := os.MkdirAll(cfg.DataDir, 0o700); err != nil {
 		return nil, fmt.Errorf("data dir: %w", err)
 	}
+	lock, err := datadir.Acquire(cfg.DataDir)
+	if err != nil {
+		return nil, err
+	}
 	if cfg.AuthCacheTTL <= 0 {
 		cfg.AuthCacheTTL = 10 * time.Second
 	}
@@ -161,13 +166,17 @@ func New(ctx context.Context, cfg Config, log *zap.Logger) (*App, error) {
 	a.srv = server.New(server.Config{
 		GRPCAddr: cfg.GRPCAddr, HTTPAddr: cfg.HTTPAddr, ShutdownTimeout: cfg.ShutdownTimeout,
 	}, log)
+	// The first cleanup registered runs last: the lock outlives every store.
+	a.srv.AddCleanup("data directory lock", func(context.Context) error { return lock.Release() })
 	if err := a.srv.Listen(); err != nil {
+		_ = lock.Release()
 		return nil, err
 	}
 	ok := false
 	defer func() {
 		if !ok {
 			a.srv.AbortListen()
+			_ = lock.Release()
 		}
 	}()
 	if a.svcToken, err = a.secretFile(cfg.ServiceToken, "service.token"); err != nil {

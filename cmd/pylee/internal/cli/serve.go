@@ -25,10 +25,13 @@ type serveFlags struct {
 	logLevel  string
 }
 
-func (f *serveFlags) register(cmd *cobra.Command, logFormat string) {
+// register adds the flags of up and serve. host is the default listen host:
+// loopback for `pylee up` (a development default, like `vault server -dev`),
+// every interface for `pylee serve`, whose addresses production sets.
+func (f *serveFlags) register(cmd *cobra.Command, logFormat, host string) {
 	fs := cmd.Flags()
-	fs.StringVar(&f.cfg.HTTPAddr, "http-addr", ":8080", "HTTP listen address: REST API, metrics, health (port 0 picks a free port)")
-	fs.StringVar(&f.cfg.GRPCAddr, "grpc-addr", ":9090", "gRPC listen address (port 0 picks a free port)")
+	fs.StringVar(&f.cfg.HTTPAddr, "http-addr", host+":8080", "HTTP listen address: REST API, metrics, health (port 0 picks a free port)")
+	fs.StringVar(&f.cfg.GRPCAddr, "grpc-addr", host+":9090", "gRPC listen address (port 0 picks a free port)")
 	fs.StringVar(&f.cfg.DataDir, "data-dir", defaultDataDir, "data directory: SQLite files, keys, the admin token (env PYLEE_DATA_DIR)")
 	fs.StringVar(&f.cfg.DatabaseURL, "database-url", "", "postgres://… to use PostgreSQL instead of SQLite files in the data directory")
 	fs.StringVar(&f.cfg.OrgsAddr, "orgs-addr", "", "gRPC address of the orgs service when this process does not run it")
@@ -63,7 +66,7 @@ func newUpCmd(g *globals) *cobra.Command {
 			return run(cmd.Context(), g, f, true)
 		},
 	}
-	f.register(cmd, "console")
+	f.register(cmd, "console", "127.0.0.1")
 	return cmd
 }
 
@@ -78,7 +81,7 @@ func newServeCmd(g *globals) *cobra.Command {
 			return run(cmd.Context(), g, f, false)
 		},
 	}
-	f.register(cmd, "json")
+	f.register(cmd, "json", "")
 	cmd.Flags().StringVar(&f.targets, "target", "", "comma-separated targets: all, "+strings.Join(app.Targets, ", "))
 	_ = cmd.MarkFlagRequired("target")
 	return cmd
