@@ -1,9 +1,14 @@
 package aip
 
 import (
+	"bytes"
+	"context"
+	"encoding/base64"
 	"errors"
 	"strings"
 	"testing"
+
+	"github.com/pyleeai/pylee/kit/auth"
 
 	"google.golang.org/protobuf/types/known/fieldmaskpb"
 	"google.golang.org/protobuf/types/known/typepb"
@@ -56,26 +61,43 @@ func TestPattern(t *testing.T) {
 }
 
 func TestPageTokens(t *testing.T) {
+	ctx := auth.WithPrincipal(context.Background(), auth.Principal{Name: "users/alice"})
 	codec := NewPageTokens([]byte("key-1"))
 	q := Query("orgs", `display_name = "a"`)
-	tok := codec.Encode(q, "acme")
-	if cur, err := codec.Decode(q, tok); err != nil || cur != "acme" {
+	tok := codec.Encode(ctx, q, "acme-secret-id")
+	if cur, err := codec.Decode(ctx, q, tok); err != nil || cur != "acme-secret-id" {
 		t.Fatalf("Decode = %q, %v", cur, err)
 	}
-	if cur, err := codec.Decode(q, ""); err != nil || cur != "" {
+	if cur, err := codec.Decode(ctx, q, ""); err != nil || cur != "" {
 		t.Fatalf("empty token = %q, %v", cur, err)
 	}
-	// Another query, another key, an edited token: all refused.
-	if _, err := codec.Decode(Query("orgs", ""), tok); !errors.Is(err, ErrBadPageToken) {
+	// The token reveals nothing of the position it carries.
+	raw, _ := base64.RawURLEncoding.DecodeString(tok)
+	if bytes.Contains(raw, []byte("acme")) || strings.Contains(tok, "acme") {
+		t.Fatalf("token %q carries the cursor in the clear", tok)
+	}
+	// Another query, another caller, no caller, another key, an edited
+	// token: all refused.
+	if _, err := codec.Decode(ctx, Query("orgs", ""), tok); !errors.Is(err, ErrBadPageToken) {
 		t.Errorf("other query: %v", err)
 	}
-	if _, err := NewPageTokens([]byte("key-2")).Decode(q, tok); !errors.Is(err, ErrBadPageToken) {
+	bob := auth.WithPrincipal(context.Background(), auth.Principal{Name: "users/bob"})
+	if _, err := codec.Decode(bob, q, tok); !errors.Is(err, ErrBadPageToken) {
+		t.Errorf("other caller: %v", err)
+	}
+	if _, err := codec.Decode(context.Background(), q, tok); !errors.Is(err, ErrBadPageToken) {
+		t.Errorf("no caller: %v", err)
+	}
+	if _, err := NewPageTokens([]byte("key-2")).Decode(ctx, q, tok); !errors.Is(err, ErrBadPageToken) {
 		t.Errorf("other key: %v", err)
 	}
-	raw := []byte(tok)
-	raw[len(raw)/2] ^= 1
-	if _, err := codec.Decode(q, string(raw)); !errors.Is(err, ErrBadPageToken) {
+	edited := []byte(tok)
+	edited[len(edited)/2] ^= 1
+	if _, err := codec.Decode(ctx, q, string(edited)); !errors.Is(err, ErrBadPageToken) {
 		t.Errorf("edited token: %v", err)
+	}
+	if _, err := codec.Decode(ctx, q, strings.Repeat("A", 5000)); !errors.Is(err, ErrBadPageToken) {
+		t.Errorf("huge token: %v", err)
 	}
 	if Query("ab", "c")[0] == Query("a", "bc")[0] && string(Query("ab", "c")) == string(Query("a", "bc")) {
 		t.Error("query digest is ambiguous")

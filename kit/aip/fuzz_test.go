@@ -1,6 +1,7 @@
 package aip
 
 import (
+	"context"
 	"strings"
 	"testing"
 )
@@ -30,17 +31,18 @@ func FuzzPatternParse(f *testing.F) {
 func FuzzPageTokenDecode(f *testing.F) {
 	codec := NewPageTokens([]byte("fuzz-key"))
 	q := Query("orgs", "")
-	f.Add(codec.Encode(q, "acme"))
+	ctx := context.Background()
+	f.Add(codec.Encode(ctx, q, "acme"))
 	f.Add("")
 	f.Add("AAAA")
 	f.Add("!!!")
 	f.Fuzz(func(t *testing.T, token string) {
-		cur, err := codec.Decode(q, token)
+		cur, err := codec.Decode(ctx, q, token)
 		if err != nil {
 			return
 		}
 		// A token that decodes must be one this codec issued for this query.
-		if token != "" && codec.Encode(q, cur) != token {
+		if token != "" && codec.Encode(ctx, q, cur) != token {
 			t.Fatalf("Decode accepted %q which the codec did not issue", token)
 		}
 	})

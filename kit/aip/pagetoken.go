@@ -1,37 +1,62 @@
 package aip
 
 import (
+	"context"
+	"crypto/aes"
+	"crypto/cipher"
 	"crypto/hmac"
 	"crypto/sha256"
 	"encoding/base64"
 	"errors"
 	"strings"
+
+	"github.com/pyleeai/pylee/kit/auth"
 )
 
-// PageTokens issues and reads opaque page tokens. A token carries the
-// position after the last item of a page and a digest of the query it
-// belongs to, signed with HMAC-SHA256: a client can neither edit the
-// position nor reuse a token with a different filter or collection.
+// PageTokens issues and reads opaque page tokens (AIP-158). A token is the
+// position after the last item of a page, encrypted and authenticated with
+// AES-256-GCM; the query it belongs to and the caller who asked are the
+// associated data. A client learns nothing from a token (not even the id it
+// resumes after), cannot edit it, and cannot use it with another filter,
+// collection or credential.
 type PageTokens struct {
-	key []byte
+	aead cipher.AEAD
+	// nonceKey derives each token's nonce from its content (a synthetic
+	// IV), so one position always gives one token.
+	nonceKey []byte
 }
 
 // ErrBadPageToken is returned for a token that was tampered with, is
-// malformed, or belongs to another query.
+// malformed, or belongs to another query or caller.
 var ErrBadPageToken = errors.New("page_token is invalid or belongs to a different query")
 
 const (
-	pageTokenVersion = 1
+	pageTokenVersion = 2
 	digestLen        = 16
-	macLen           = 16
+	// maxPageToken bounds what Decode looks at: positions are resource ids.
+	maxPageToken = 1024
 )
 
 // NewPageTokens returns a codec keyed with key; every replica of a service
-// must share the key so a token works on any of them.
+// must share the key so a token works on any of them. Keys of any length
+// are stretched into separate encryption and nonce keys.
 func NewPageTokens(key []byte) *PageTokens {
-	k := make([]byte, len(key))
-	copy(k, key)
-	return &PageTokens{key: k}
+	enc := deriveKey(key, "pylee page token encryption")
+	block, err := aes.NewCipher(enc)
+	if err != nil {
+		panic(err) // 32-byte key: cannot fail
+	}
+	aead, err := cipher.NewGCM(block)
+	if err != nil {
+		panic(err)
+	}
+	return &PageTokens{aead: aead, nonceKey: deriveKey(key, "pylee page token nonce")}
+}
+
+func deriveKey(key []byte, purpose string) []byte {
+	m := hmac.New(sha256.New, key)
+	m.Write([]byte(purpose))
+	return m.Sum(nil)
 }
 
 // Query identifies a list query: the collection and every parameter that
@@ -49,45 +74,55 @@ func Query(parts ...string) []byte {
 	return h.Sum(nil)[:digestLen]
 }
 
-// Encode returns the token for resuming query after cursor.
-func (t *PageTokens) Encode(query []byte, cursor string) string {
-	payload := make([]byte, 0, 1+digestLen+len(cursor)+macLen)
-	payload = append(payload, pageTokenVersion)
-	payload = append(payload, query[:digestLen]...)
-	payload = append(payload, cursor...)
-	payload = append(payload, t.mac(payload)...)
-	return base64.RawURLEncoding.EncodeToString(payload)
+// associated binds a token to its query and to the caller of ctx.
+func associated(ctx context.Context, query []byte) []byte {
+	caller := ""
+	if p, ok := auth.FromContext(ctx); ok {
+		caller = p.Name
+	}
+	ad := make([]byte, 0, 1+digestLen+len(caller))
+	ad = append(ad, pageTokenVersion)
+	ad = append(ad, query[:digestLen]...)
+	return append(ad, caller...)
+}
+
+// Encode returns the token for resuming query after cursor, for the caller
+// of ctx.
+func (t *PageTokens) Encode(ctx context.Context, query []byte, cursor string) string {
+	ad := associated(ctx, query)
+	m := hmac.New(sha256.New, t.nonceKey)
+	m.Write(ad)
+	m.Write([]byte(cursor))
+	nonce := m.Sum(nil)[:t.aead.NonceSize()]
+	out := make([]byte, 0, 1+len(nonce)+len(cursor)+t.aead.Overhead())
+	out = append(out, pageTokenVersion)
+	out = append(out, nonce...)
+	out = t.aead.Seal(out, nonce, []byte(cursor), ad)
+	return base64.RawURLEncoding.EncodeToString(out)
 }
 
 // Decode returns the cursor of token if it was issued by this codec for
-// query. An empty token decodes to an empty cursor (the first page).
-func (t *PageTokens) Decode(query []byte, token string) (string, error) {
+// query and the caller of ctx. An empty token decodes to an empty cursor
+// (the first page).
+func (t *PageTokens) Decode(ctx context.Context, query []byte, token string) (string, error) {
 	if token == "" {
 		return "", nil
 	}
 	// The decoder skips CR and LF: refuse every byte outside the alphabet.
-	if strings.ContainsAny(token, "=+/\r\n") {
+	if len(token) > maxPageToken || strings.ContainsAny(token, "=+/\r\n") {
 		return "", ErrBadPageToken
 	}
 	// Strict: a token has one encoding, so no other string decodes to it.
 	raw, err := base64.RawURLEncoding.Strict().DecodeString(token)
-	if err != nil || len(raw) < 1+digestLen+macLen || raw[0] != pageTokenVersion {
+	ns := t.aead.NonceSize()
+	if err != nil || len(raw) < 1+ns+t.aead.Overhead() || raw[0] != pageTokenVersion {
 		return "", ErrBadPageToken
 	}
-	payload, mac := raw[:len(raw)-macLen], raw[len(raw)-macLen:]
-	if !hmac.Equal(mac, t.mac(payload)) {
+	plain, err := t.aead.Open(nil, raw[1:1+ns], raw[1+ns:], associated(ctx, query))
+	if err != nil {
 		return "", ErrBadPageToken
 	}
-	if !hmac.Equal(payload[1:1+digestLen], query[:digestLen]) {
-		return "", ErrBadPageToken
-	}
-	return string(payload[1+digestLen:]), nil
-}
-
-func (t *PageTokens) mac(payload []byte) []byte {
-	m := hmac.New(sha256.New, t.key)
-	m.Write(payload)
-	return m.Sum(nil)[:macLen]
+	return string(plain), nil
 }
 
 // PageSize applies AIP-158 defaults: 0 means def, above max means max,

@@ -150,7 +150,7 @@ func (s *Service) ListEvents(ctx context.Context, req *auditv1.ListEventsRequest
 	size, _ := aip.PageSize(req.GetPageSize(), defaultPageSize, maxPageSize)
 	f, _ := parseEventFilter(req.GetFilter())
 	query := aip.Query("pylee.audit.v1.ListEvents", req.GetParent(), req.GetFilter())
-	cursor, err := s.tokens.Decode(query, req.GetPageToken())
+	cursor, err := s.tokens.Decode(ctx, query, req.GetPageToken())
 	if err != nil {
 		return nil, errs.Field("page_token", "%v", err)
 	}
@@ -168,7 +168,7 @@ func (s *Service) ListEvents(ctx context.Context, req *auditv1.ListEventsRequest
 	resp := &auditv1.ListEventsResponse{}
 	if len(rows) > size {
 		rows = rows[:size]
-		resp.NextPageToken = s.tokens.Encode(query, strconv.FormatInt(rows[len(rows)-1].GetSequence(), 10))
+		resp.NextPageToken = s.tokens.Encode(ctx, query, strconv.FormatInt(rows[len(rows)-1].GetSequence(), 10))
 	}
 	resp.Events = rows
 	return resp, nil

@@ -110,7 +110,7 @@ func (s *AccessService) GetServiceAccount(ctx context.Context, req *orgsv1.GetSe
 func (s *AccessService) ListServiceAccounts(ctx context.Context, req *orgsv1.ListServiceAccountsRequest) (*orgsv1.ListServiceAccountsResponse, error) {
 	size, _ := aip.PageSize(req.GetPageSize(), defaultPageSize, maxPageSize)
 	query := aip.Query("pylee.orgs.v1.ListServiceAccounts", req.GetParent())
-	after, err := s.tokens.Decode(query, req.GetPageToken())
+	after, err := s.tokens.Decode(ctx, query, req.GetPageToken())
 	if err != nil {
 		return nil, errs.Field("page_token", "%v", err)
 	}
@@ -121,7 +121,7 @@ func (s *AccessService) ListServiceAccounts(ctx context.Context, req *orgsv1.Lis
 	resp := &orgsv1.ListServiceAccountsResponse{}
 	if len(rows) > size {
 		rows = rows[:size]
-		resp.NextPageToken = s.tokens.Encode(query, rows[len(rows)-1].Name)
+		resp.NextPageToken = s.tokens.Encode(ctx, query, rows[len(rows)-1].Name)
 	}
 	for _, r := range rows {
 		resp.ServiceAccounts = append(resp.ServiceAccounts, saProto(r))

@@ -139,7 +139,7 @@ func (s *Service) ListOrganizations(ctx context.Context, req *orgsv1.ListOrganiz
 	size, _ := aip.PageSize(req.GetPageSize(), defaultPageSize, maxPageSize)
 	filter, _ := parseFilter(req.GetFilter())
 	query := aip.Query("pylee.orgs.v1.ListOrganizations", req.GetFilter())
-	after, err := s.tokens.Decode(query, req.GetPageToken())
+	after, err := s.tokens.Decode(ctx, query, req.GetPageToken())
 	if err != nil {
 		return nil, errs.Field("page_token", "%v", err)
 	}
@@ -152,7 +152,7 @@ func (s *Service) ListOrganizations(ctx context.Context, req *orgsv1.ListOrganiz
 	resp := &orgsv1.ListOrganizationsResponse{}
 	if len(rows) > size {
 		rows = rows[:size]
-		resp.NextPageToken = s.tokens.Encode(query, rows[len(rows)-1].ID)
+		resp.NextPageToken = s.tokens.Encode(ctx, query, rows[len(rows)-1].ID)
 	}
 	p, _ := auth.FromContext(ctx)
 	for _, o := range rows {

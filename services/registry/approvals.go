@@ -232,7 +232,7 @@ func (s *Service) GetApproval(ctx context.Context, req *registryv1.GetApprovalRe
 func (s *Service) ListApprovals(ctx context.Context, req *registryv1.ListApprovalsRequest) (*registryv1.ListApprovalsResponse, error) {
 	size, _ := aip.PageSize(req.GetPageSize(), defaultPageSize, maxPageSize)
 	query := aip.Query("pylee.registry.v1.ListApprovals", req.GetParent(), req.GetState().String())
-	before, err := s.tokens.Decode(query, req.GetPageToken())
+	before, err := s.tokens.Decode(ctx, query, req.GetPageToken())
 	if err != nil {
 		return nil, errs.Field("page_token", "%v", err)
 	}
@@ -247,7 +247,7 @@ func (s *Service) ListApprovals(ctx context.Context, req *registryv1.ListApprova
 	resp := &registryv1.ListApprovalsResponse{}
 	if len(rows) > size {
 		rows = rows[:size]
-		resp.NextPageToken = s.tokens.Encode(query, rows[len(rows)-1].Name)
+		resp.NextPageToken = s.tokens.Encode(ctx, query, rows[len(rows)-1].Name)
 	}
 	for _, r := range rows {
 		a, err := approvalFromRow(r)

@@ -374,7 +374,7 @@ func (s *Service) ListEntries(ctx context.Context, req *registryv1.ListEntriesRe
 	}
 	query := aip.Query("pylee.registry.v1.ListEntries", req.GetParent(), req.GetSearch(), req.GetServerName(), since.Format(time.RFC3339Nano),
 		req.GetView().String(), req.GetVersion())
-	after, err := s.tokens.Decode(query, req.GetPageToken())
+	after, err := s.tokens.Decode(ctx, query, req.GetPageToken())
 	if err != nil {
 		return nil, errs.Field("page_token", "%v", err)
 	}
@@ -410,7 +410,7 @@ func (s *Service) ListEntries(ctx context.Context, req *registryv1.ListEntriesRe
 	resp := &registryv1.ListEntriesResponse{}
 	if len(rows) > size {
 		rows = rows[:size]
-		resp.NextPageToken = s.tokens.Encode(query, rows[len(rows)-1].Name)
+		resp.NextPageToken = s.tokens.Encode(ctx, query, rows[len(rows)-1].Name)
 	}
 	if resp.Entries, err = entriesToProto(ctx, tx, rows, req.GetView() == registryv1.EntryView_ENTRY_VIEW_FULL); err != nil {
 		return nil, err

@@ -214,7 +214,7 @@ func (s *Service) GetRegistry(ctx context.Context, req *registryv1.GetRegistryRe
 func (s *Service) ListRegistries(ctx context.Context, req *registryv1.ListRegistriesRequest) (*registryv1.ListRegistriesResponse, error) {
 	size, _ := aip.PageSize(req.GetPageSize(), defaultPageSize, maxPageSize)
 	query := aip.Query("pylee.registry.v1.ListRegistries", req.GetParent())
-	after, err := s.tokens.Decode(query, req.GetPageToken())
+	after, err := s.tokens.Decode(ctx, query, req.GetPageToken())
 	if err != nil {
 		return nil, errs.Field("page_token", "%v", err)
 	}
@@ -240,7 +240,7 @@ func (s *Service) ListRegistries(ctx context.Context, req *registryv1.ListRegist
 	resp := &registryv1.ListRegistriesResponse{}
 	if len(rows) > size {
 		rows = rows[:size]
-		resp.NextPageToken = s.tokens.Encode(query, rows[len(rows)-1].Name)
+		resp.NextPageToken = s.tokens.Encode(ctx, query, rows[len(rows)-1].Name)
 	}
 	for _, r := range rows {
 		p, err := s.registryProto(ctx, tx, r)

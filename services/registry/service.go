@@ -165,7 +165,7 @@ func (s *Service) GetServer(ctx context.Context, req *registryv1.GetServerReques
 func (s *Service) ListServers(ctx context.Context, req *registryv1.ListServersRequest) (*registryv1.ListServersResponse, error) {
 	size, _ := aip.PageSize(req.GetPageSize(), defaultPageSize, maxPageSize)
 	query := aip.Query("pylee.registry.v1.ListServers", req.GetParent(), req.GetSearch())
-	after, err := s.tokens.Decode(query, req.GetPageToken())
+	after, err := s.tokens.Decode(ctx, query, req.GetPageToken())
 	if err != nil {
 		return nil, errs.Field("page_token", "%v", err)
 	}
@@ -176,7 +176,7 @@ func (s *Service) ListServers(ctx context.Context, req *registryv1.ListServersRe
 	resp := &registryv1.ListServersResponse{}
 	if len(rows) > size {
 		rows = rows[:size]
-		resp.NextPageToken = s.tokens.Encode(query, rows[len(rows)-1].Name)
+		resp.NextPageToken = s.tokens.Encode(ctx, query, rows[len(rows)-1].Name)
 	}
 	for _, r := range rows {
 		resp.Servers = append(resp.Servers, toProto(r))

@@ -308,7 +308,7 @@ func (s *Service) GetVersion(ctx context.Context, req *registryv1.GetVersionRequ
 func (s *Service) ListVersions(ctx context.Context, req *registryv1.ListVersionsRequest) (*registryv1.ListVersionsResponse, error) {
 	size, _ := aip.PageSize(req.GetPageSize(), defaultPageSize, maxPageSize)
 	query := aip.Query("pylee.registry.v1.ListVersions", req.GetParent())
-	after, err := s.tokens.Decode(query, req.GetPageToken())
+	after, err := s.tokens.Decode(ctx, query, req.GetPageToken())
 	if err != nil {
 		return nil, errs.Field("page_token", "%v", err)
 	}
@@ -342,7 +342,7 @@ func (s *Service) ListVersions(ctx context.Context, req *registryv1.ListVersions
 		resp.Versions = append(resp.Versions, p)
 	}
 	if end < len(sorted) {
-		resp.NextPageToken = s.tokens.Encode(query, sorted[end-1].Name)
+		resp.NextPageToken = s.tokens.Encode(ctx, query, sorted[end-1].Name)
 	}
 	return resp, nil
 }
