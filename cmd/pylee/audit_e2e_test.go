@@ -55,6 +55,28 @@ func (u *upInstance) waitEvents(t *testing.T, org string, n int) []map[string]an
 	}
 }
 
+// waitEvent waits until org's log holds an event for which match holds.
+func (u *upInstance) waitEvent(t *testing.T, org string, match func(map[string]any) bool) map[string]any {
+	t.Helper()
+	deadline := time.Now().Add(20 * time.Second)
+	for {
+		r := u.do(t, "GET", "/v1/orgs/"+org+"/events?page_size=1000", u.token, nil)
+		if r.status != 200 {
+			t.Fatalf("list events of %s: %d %v", org, r.status, r.body)
+		}
+		evs, _ := r.body["events"].([]any)
+		for _, e := range evs {
+			if ev := e.(map[string]any); match(ev) {
+				return ev
+			}
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("org %s has no matching event among %d", org, len(evs))
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+}
+
 func testAudit(t *testing.T, u *upInstance) {
 	// testREST created, updated and deleted acme; its failed attempts (stale
 	// etags, a bad mask, a duplicate) changed nothing and left no event.

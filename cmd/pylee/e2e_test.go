@@ -92,7 +92,8 @@ func startUp(t testing.TB, extra ...string) *upInstance {
 	t.Helper()
 	dataDir := filepath.Join(t.TempDir(), "data")
 	args := append([]string{"up", "--http-addr", "127.0.0.1:0", "--grpc-addr", "127.0.0.1:0",
-		"--data-dir", dataDir, "--log-level", "warn", "--max-body-bytes", "65536", "--relay-poll", "50ms"}, extra...)
+		"--data-dir", dataDir, "--log-level", "warn", "--max-body-bytes", "65536", "--relay-poll", "50ms",
+		"--denied-window", "100ms"}, extra...)
 	ctx, cancel := context.WithCancel(context.Background())
 	out, errOut := &syncBuffer{}, &syncBuffer{}
 	done := make(chan int, 1)

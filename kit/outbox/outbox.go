@@ -9,7 +9,9 @@ import (
 	"context"
 	"database/sql"
 	"fmt"
+	"strings"
 	"time"
+	"unicode/utf8"
 
 	"entgo.io/ent"
 	"entgo.io/ent/dialect"
@@ -63,9 +65,9 @@ type Record struct {
 	CreateTime   time.Time
 }
 
-// NewRecord encodes ev for the outbox.
+// NewRecord encodes ev for the outbox, cut to its bounds first.
 func NewRecord(ev *auditv1.Event) (Record, error) {
-	b, err := proto.Marshal(ev)
+	b, err := proto.Marshal(Bound(ev))
 	if err != nil {
 		return Record{}, fmt.Errorf("encode audit event: %w", err)
 	}
@@ -102,10 +104,19 @@ func Change(field, oldValue, newValue string) *auditv1.FieldChange {
 }
 
 func cut(s string) string {
+	if len(s) <= MaxValue && utf8.ValidString(s) {
+		return s
+	}
+	s = strings.ToValidUTF8(s, "\uFFFD")
 	if len(s) <= MaxValue {
 		return s
 	}
-	return s[:MaxValue] + "…(truncated)"
+	// Cut on a character boundary.
+	end := MaxValue
+	for end > 0 && !utf8.RuneStart(s[end]) {
+		end--
+	}
+	return s[:end] + "…(truncated)"
 }
 
 // Execer runs a statement; an ent transaction generated with the

@@ -10,6 +10,8 @@ import (
 	"entgo.io/ent/dialect"
 	"github.com/cenkalti/backoff/v4"
 	"go.uber.org/zap"
+	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/status"
 	"google.golang.org/protobuf/proto"
 
 	auditv1 "github.com/pyleeai/pylee/gen/go/pylee/audit/v1"
@@ -74,7 +76,7 @@ func (r *Relay) Run(ctx context.Context) {
 	bo.MaxElapsedTime = 0
 	lastPurge := time.Time{}
 	for {
-		n, err := r.DeliverOnce(ctx)
+		_, more, err := r.deliver(ctx)
 		if ctx.Err() != nil {
 			return
 		}
@@ -93,8 +95,8 @@ func (r *Relay) Run(ctx context.Context) {
 			}
 			lastPurge = time.Now()
 		}
-		if n == r.cfg.Batch {
-			continue // more pending
+		if more {
+			continue
 		}
 		select {
 		case <-ctx.Done():
@@ -123,40 +125,80 @@ func (r *Relay) ph(i int) string {
 	return "?"
 }
 
+// MaxBatchBytes bounds the encoded events of one delivery, well below the
+// audit service's 4 MiB message limit; a batch stops before the row that
+// would pass it (a batch always holds at least one row).
+const MaxBatchBytes = 1 << 20
+
 // DeliverOnce sends one batch of pending rows and marks them delivered; it
 // returns how many it delivered.
 func (r *Relay) DeliverOnce(ctx context.Context) (int, error) {
+	n, _, err := r.deliver(ctx)
+	return n, err
+}
+
+// deliver sends one batch; more reports that rows were left for the next.
+func (r *Relay) deliver(ctx context.Context) (n int, more bool, err error) {
 	rows, err := r.db.QueryContext(ctx,
 		"SELECT id, payload FROM "+Table+" WHERE delivered_time IS NULL ORDER BY id LIMIT "+r.ph(1), r.cfg.Batch)
 	if err != nil {
-		return 0, fmt.Errorf("read outbox: %w", err)
+		return 0, false, fmt.Errorf("read outbox: %w", err)
 	}
 	var ids []any
 	var events []*auditv1.Event
+	size, read := 0, 0
 	for rows.Next() {
+		read++
 		var id string
 		var payload []byte
 		if err := rows.Scan(&id, &payload); err != nil {
 			rows.Close()
-			return 0, fmt.Errorf("read outbox: %w", err)
+			return 0, false, fmt.Errorf("read outbox: %w", err)
+		}
+		if len(events) > 0 && size+len(payload) > MaxBatchBytes {
+			more = true
+			break
 		}
 		ev := &auditv1.Event{}
 		if err := proto.Unmarshal(payload, ev); err != nil {
 			rows.Close()
-			return 0, fmt.Errorf("outbox row %s: %w", id, err)
+			return 0, false, fmt.Errorf("outbox row %s: %w", id, err)
 		}
+		// Rows written before events were bounded may be larger: bound them.
+		if len(payload) > MaxEventBytes {
+			Bound(ev)
+		}
+		size += len(payload)
 		ids = append(ids, id)
 		events = append(events, ev)
 	}
 	rows.Close()
 	if err := rows.Err(); err != nil {
-		return 0, fmt.Errorf("read outbox: %w", err)
+		return 0, false, fmt.Errorf("read outbox: %w", err)
 	}
+	more = more || read == r.cfg.Batch
 	if len(events) == 0 {
-		return 0, nil
+		return 0, false, nil
 	}
 	if err := r.sink.Append(ctx, events); err != nil {
-		return 0, err
+		if !refused(err) {
+			return 0, false, err
+		}
+		// The sink refuses this content, and will every time: no event may
+		// block the ones behind it. Send the first event alone, and if the
+		// sink refuses it alone, its minimal form, which keeps its place
+		// in the chain and says what was lost.
+		ids, events, more = ids[:1], events[:1], true
+		if err := r.sink.Append(ctx, events); err != nil {
+			if !refused(err) {
+				return 0, false, err
+			}
+			r.log.Error("audit relay: the audit service refuses an event; delivering its minimal form",
+				zap.String("event_id", events[0].GetId()), zap.Error(err))
+			if err := r.sink.Append(ctx, []*auditv1.Event{minimal(events[0], err)}); err != nil {
+				return 0, false, err
+			}
+		}
 	}
 	// Acknowledged: mark delivered. A crash before this line resends the
 	// batch, which the sink skips by event id.
@@ -167,9 +209,31 @@ func (r *Relay) DeliverOnce(ctx context.Context) (int, error) {
 	args := append([]any{time.Now().UTC()}, ids...)
 	if _, err := r.db.ExecContext(ctx, "UPDATE "+Table+" SET delivered_time = "+r.ph(1)+
 		" WHERE id IN ("+strings.Join(ph, ",")+")", args...); err != nil {
-		return 0, fmt.Errorf("mark delivered: %w", err)
+		return 0, false, fmt.Errorf("mark delivered: %w", err)
 	}
-	return len(events), nil
+	return len(events), more, nil
+}
+
+// refused reports a sink error that retrying the same content cannot cure.
+func refused(err error) bool {
+	switch status.Code(err) {
+	case codes.InvalidArgument, codes.ResourceExhausted:
+		return true
+	}
+	return false
+}
+
+// minimal is ev without anything a client could have sent: its id, time,
+// organization, action, resource, outcome and actor, and why the rest is
+// missing.
+func minimal(ev *auditv1.Event, why error) *auditv1.Event {
+	m := &auditv1.Event{
+		Id: ev.GetId(), Organization: ev.GetOrganization(), EventTime: ev.GetEventTime(),
+		Action: ev.GetAction(), Resource: CutText(ev.GetResource(), MaxText), Outcome: ev.GetOutcome(),
+		Actor: ev.GetActor(), RequestId: CutText(ev.GetRequestId(), 128),
+		Metadata: map[string]string{"truncated": CutText("the audit service refused the full event: "+status.Convert(why).Message(), MaxText)},
+	}
+	return Bound(m)
 }
 
 func (r *Relay) purge(ctx context.Context) error {

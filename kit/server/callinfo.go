@@ -41,3 +41,13 @@ func CallMetaFrom(ctx context.Context) CallMeta {
 	ci := callInfoFrom(ctx)
 	return CallMeta{RequestID: ci.requestID, ClientAddress: ci.clientAddress, UserAgent: ci.userAgent}
 }
+
+// CallMetaContext returns ctx with the client facts of its incoming gRPC
+// metadata read as the interceptors read them (request id, client address,
+// user agent, each bounded), for code that handles a call outside the
+// interceptor chain.
+func CallMetaContext(ctx context.Context) context.Context {
+	ctx, _ = withCallInfo(ctx)
+	requestID(ctx)
+	return ctx
+}

@@ -7,6 +7,7 @@ import (
 	"runtime/debug"
 	"strings"
 	"time"
+	"unicode/utf8"
 
 	"github.com/google/uuid"
 	"github.com/prometheus/client_golang/prometheus"
@@ -90,19 +91,37 @@ func requestID(ctx context.Context) string {
 	}
 	// The REST gateway forwards the HTTP client's address and user agent.
 	if v := md.Get("x-forwarded-for"); len(v) > 0 {
-		ci.clientAddress = strings.TrimSpace(strings.Split(v[0], ",")[0])
+		first, _, _ := strings.Cut(v[0], ",")
+		ci.clientAddress = cutBytes(strings.TrimSpace(first), maxClientAddress)
 	} else if p, ok := peer.FromContext(ctx); ok && p.Addr != nil {
 		ci.clientAddress = p.Addr.String()
 	}
 	if v := md.Get("grpcgateway-user-agent"); len(v) > 0 {
-		ci.userAgent = v[0]
+		ci.userAgent = cutBytes(v[0], maxUserAgent)
 	} else if v := md.Get("user-agent"); len(v) > 0 {
-		ci.userAgent = v[0]
+		ci.userAgent = cutBytes(v[0], maxUserAgent)
 	}
 	if ci.requestID == "" {
 		ci.requestID = newRequestID()
 	}
 	return ci.requestID
+}
+
+// Client facts are kept to a bound: they reach logs and audit events.
+const (
+	maxUserAgent     = 256
+	maxClientAddress = 64
+)
+
+// cutBytes cuts s to at most max bytes on a character boundary.
+func cutBytes(s string, max int) string {
+	if len(s) <= max {
+		return s
+	}
+	for max > 0 && !utf8.RuneStart(s[max]) {
+		max--
+	}
+	return s[:max]
 }
 
 func newRequestID() string {

@@ -296,13 +296,23 @@ func (s *Service) GetPublicKey(context.Context, *auditv1.GetPublicKeyRequest) (*
 	}, nil
 }
 
+// RecordEvent appends one event directly (aggregated refusals of a process
+// without the orgs outbox).
+func (s *Service) RecordEvent(ctx context.Context, ev *auditv1.Event) error {
+	_, _, err := s.store.Append(ctx, []*auditv1.Event{outbox.Bound(ev)})
+	return err
+}
+
 // DeniedRecorder appends calls refused by this process straight to the log,
 // for a process that runs the audit service without the orgs service (whose
-// outbox otherwise records them).
-func (s *Service) DeniedRecorder() server.DeniedRecorder {
+// outbox otherwise records them); agg takes the unauthenticated ones.
+func (s *Service) DeniedRecorder(agg *outbox.DeniedAggregator) server.DeniedRecorder {
 	return func(ctx context.Context, d server.Denied) {
+		if agg.Add(ctx, d) {
+			return
+		}
 		ev := outbox.DeniedEvent(ctx, d)
-		if _, _, err := s.store.Append(ctx, []*auditv1.Event{ev}); err != nil {
+		if _, _, err := s.store.Append(ctx, []*auditv1.Event{outbox.Bound(ev)}); err != nil {
 			s.log.Error("record denied event", zap.String("request_id", ev.GetRequestId()), zap.Error(err))
 		}
 	}

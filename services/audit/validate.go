@@ -12,6 +12,7 @@ import (
 	"github.com/pyleeai/pylee/kit/aip"
 	"github.com/pyleeai/pylee/kit/auditlog"
 	"github.com/pyleeai/pylee/kit/errs"
+	"github.com/pyleeai/pylee/kit/outbox"
 	"github.com/pyleeai/pylee/kit/server"
 	"github.com/pyleeai/pylee/services/audit/internal/store"
 )
@@ -129,6 +130,9 @@ func validateAppendEvents(req *auditv1.AppendEventsRequest) error {
 		}
 		if ev.GetEventTime() == nil || !ev.GetEventTime().IsValid() {
 			v.Add(f+"event_time", "is required")
+		}
+		if n := proto.Size(ev); n > outbox.MaxEventBytes {
+			v.Add(f+"id", "the event is %d bytes encoded; at most %d are allowed", n, outbox.MaxEventBytes)
 		}
 		if ev.GetSequence() != 0 || ev.GetHash() != "" || ev.GetPreviousHash() != "" {
 			v.Add(f+"sequence", "sequence, previous_hash and hash are set by the audit service")

@@ -78,6 +78,9 @@ type Config struct {
 	// RelayPoll is how often the audit relay looks for undelivered events
 	// when not woken by a write.
 	RelayPoll time.Duration
+	// DeniedWindow is how long refusals of unauthenticated callers are
+	// counted before one event per source and reason records them (1 min).
+	DeniedWindow time.Duration
 	// OIDC, when its Issuer is set, accepts JWTs of that identity provider
 	// installation-wide.
 	OIDC auth.OIDCConfig
@@ -304,7 +307,9 @@ func (a *App) initOrgs(ctx context.Context) error {
 	pageTokens := aip.NewPageTokens(key)
 	orgs.New(st, engine, pageTokens, relay.Notify).Register(a.srv)
 	orgs.NewAccessService(st, engine, pageTokens, relay.Notify).Register(a.srv)
-	a.srv.SetDeniedRecorder(orgs.DeniedRecorder(st, relay.Notify, a.log))
+	agg := outbox.NewDeniedAggregator(orgs.RecordEvent(st, relay.Notify), a.cfg.DeniedWindow, a.log.Named("denied"))
+	a.background(agg.Run)
+	a.srv.SetDeniedRecorder(orgs.DeniedRecorder(st, agg, relay.Notify, a.log))
 	a.authz = engine
 	// Organizations' own identity providers.
 	a.authn = append(a.authn, orgs.RecordSignIns(orgs.NewOrgOIDC(st), st, relay.Notify, a.log))
@@ -381,7 +386,9 @@ func (a *App) initAudit(ctx context.Context) error {
 	svc.Register(a.srv)
 	if !a.has(orgs.Target) {
 		// Without the orgs outbox in this process, refusals go straight to the log.
-		a.srv.SetDeniedRecorder(svc.DeniedRecorder())
+		agg := outbox.NewDeniedAggregator(svc.RecordEvent, a.cfg.DeniedWindow, a.log.Named("denied"))
+		a.background(agg.Run)
+		a.srv.SetDeniedRecorder(svc.DeniedRecorder(agg))
 	}
 	a.background(func(ctx context.Context) { svc.RunCheckpointer(ctx, a.cfg.CheckpointInterval) })
 	return nil

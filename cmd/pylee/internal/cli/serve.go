@@ -45,6 +45,7 @@ func (f *serveFlags) register(cmd *cobra.Command, logFormat, host string) {
 	fs.Var(config.SecretValue{S: &f.cfg.AuditSigningKey}, "audit-signing-key", "base64 Ed25519 seed signing audit checkpoints (default: kept in the data directory)")
 	fs.DurationVar(&f.cfg.CheckpointInterval, "checkpoint-interval", 10*time.Second, "longest time between signed audit checkpoints")
 	fs.DurationVar(&f.cfg.RelayPoll, "relay-poll", time.Second, "how often the audit relay looks for undelivered events")
+	fs.DurationVar(&f.cfg.DeniedWindow, "denied-window", time.Minute, "refusals of unauthenticated callers are counted this long, then recorded as one event per source and reason")
 	fs.StringVar(&f.cfg.OIDC.Issuer, "oidc-issuer", "", "accept JWTs from this OIDC issuer (installation-wide)")
 	fs.StringVar(&f.cfg.OIDC.Audience, "oidc-audience", "", "the audience JWTs must carry")
 	fs.StringVar(&f.cfg.OIDC.JWKSURL, "oidc-jwks-url", "", "JWKS URL (default: from the issuer's discovery document)")
