@@ -162,3 +162,42 @@ func TestETag(t *testing.T) {
 		t.Fatal("ETagMatches")
 	}
 }
+
+func TestCheckText(t *testing.T) {
+	tests := []struct {
+		s         string
+		max       int
+		multiline bool
+		ok        bool
+	}{
+		{"Acme", 10, false, true},
+		{strings.Repeat("🚀", 100), 100, false, true}, // 400 bytes, 100 characters
+		{strings.Repeat("🚀", 101), 100, false, false},
+		{"a\x00b", 10, false, false},
+		{"\x1b[31mred", 20, false, false},
+		{"\x1b]0;title\a", 20, false, false},
+		{"line\nline", 20, false, false},
+		{"line\nline", 20, true, true},
+		{"\x1b[2J", 20, true, false},
+		{"bad \xff", 20, false, false},
+		{"\u0085next line", 20, false, false},
+	}
+	for _, tt := range tests {
+		if err := CheckText(tt.s, tt.max, tt.multiline); (err == nil) != tt.ok {
+			t.Errorf("CheckText(%q, %d, %v) = %v, want ok=%v", tt.s, tt.max, tt.multiline, err, tt.ok)
+		}
+	}
+}
+
+func TestUpdatePathsJSONNames(t *testing.T) {
+	// typepb.Field: json_name's JSON name is jsonName.
+	for _, path := range []string{"json_name", "jsonName"} {
+		got, err := UpdatePaths(&fieldmaskpb.FieldMask{Paths: []string{path}}, &typepb.Field{}, []string{"name", "json_name"})
+		if err != nil || len(got) != 1 || got[0] != "json_name" {
+			t.Errorf("UpdatePaths(%q) = %v, %v", path, got, err)
+		}
+	}
+	if _, err := UpdatePaths(&fieldmaskpb.FieldMask{Paths: []string{"typeUrl"}}, &typepb.Field{}, []string{"name"}); err == nil {
+		t.Error("a JSON name of a field that is not updatable was accepted")
+	}
+}

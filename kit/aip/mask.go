@@ -3,6 +3,7 @@ package aip
 import (
 	"fmt"
 	"slices"
+	"strings"
 
 	"google.golang.org/protobuf/proto"
 	"google.golang.org/protobuf/reflect/protoreflect"
@@ -30,6 +31,7 @@ func UpdatePaths(mask *fieldmaskpb.FieldMask, msg proto.Message, updatable []str
 	}
 	var paths []string
 	for _, p := range mask.GetPaths() {
+		p = ProtoPath(msg.ProtoReflect().Descriptor(), p)
 		if p == "*" {
 			if len(mask.GetPaths()) != 1 {
 				return nil, fmt.Errorf("%q must be the only path", "*")
@@ -44,6 +46,29 @@ func UpdatePaths(mask *fieldmaskpb.FieldMask, msg proto.Message, updatable []str
 		}
 	}
 	return paths, nil
+}
+
+// ProtoPath returns the field-name spelling of a mask path given in either
+// spelling: `displayName` (the JSON name, as `updateMask=displayName` in a
+// query sends it) becomes `display_name`. A path naming no field is returned
+// as given, for the caller to refuse.
+func ProtoPath(md protoreflect.MessageDescriptor, path string) string {
+	segs := strings.Split(path, ".")
+	for i, seg := range segs {
+		if md == nil {
+			return path
+		}
+		fd := md.Fields().ByName(protoreflect.Name(seg))
+		if fd == nil {
+			fd = md.Fields().ByJSONName(seg)
+		}
+		if fd == nil {
+			return path
+		}
+		segs[i] = string(fd.Name())
+		md = fd.Message()
+	}
+	return strings.Join(segs, ".")
 }
 
 // ApplyPaths copies the top-level fields named by paths from src to dst.

@@ -10,6 +10,7 @@ import (
 	"github.com/grpc-ecosystem/grpc-gateway/v2/runtime"
 
 	"github.com/pyleeai/pylee/kit/errs"
+	"github.com/pyleeai/pylee/kit/jsonlimit"
 )
 
 // MaxJSONDepth bounds the nesting of a REST request body. Pylee's own
@@ -42,7 +43,7 @@ func CheckJSON(b []byte, maxDepth int) error {
 	if !utf8.Valid(b) {
 		return errs.Field("body", "is not valid UTF-8")
 	}
-	if d := jsonDepth(b); d > maxDepth {
+	if d := jsonlimit.Depth(b); d > maxDepth {
 		return errs.Field("body", "nests %d levels deep; at most %d are allowed", d, maxDepth)
 	}
 	dec := json.NewDecoder(bytes.NewReader(b))
@@ -54,33 +55,4 @@ func CheckJSON(b []byte, maxDepth int) error {
 		return errs.Field("body", "has data after the JSON value; send exactly one JSON object")
 	}
 	return nil
-}
-
-// jsonDepth is the deepest nesting of arrays and objects in b, counted
-// without decoding (brackets inside strings do not count).
-func jsonDepth(b []byte) int {
-	depth, max, inString, escaped := 0, 0, false, false
-	for _, c := range b {
-		switch {
-		case inString:
-			switch {
-			case escaped:
-				escaped = false
-			case c == '\\':
-				escaped = true
-			case c == '"':
-				inString = false
-			}
-		case c == '"':
-			inString = true
-		case c == '{' || c == '[':
-			depth++
-			if depth > max {
-				max = depth
-			}
-		case c == '}' || c == ']':
-			depth--
-		}
-	}
-	return max
 }

@@ -102,9 +102,8 @@ func AccessValidators() map[string]server.Validator {
 			r := m.(*orgsv1.CreateServiceAccountRequest)
 			checkPattern(v, "parent", r.GetParent(), OrgName)
 			v.Check("service_account_id", aip.ValidateSegmentID(r.GetServiceAccountId()))
-			if len(r.GetServiceAccount().GetDisplayName()) > maxDisplayName {
-				v.Add("service_account.display_name", "must be at most %d characters", maxDisplayName)
-			}
+			v.Check("service_account.display_name", aip.CheckText(r.GetServiceAccount().GetDisplayName(), maxDisplayName, false))
+			v.Check("service_account.description", aip.CheckText(r.GetServiceAccount().GetDescription(), maxDescription, false))
 		}),
 		orgsv1.AccessService_GetServiceAccount_FullMethodName: one(func(v *errs.Violations, m proto.Message) {
 			checkPattern(v, "name", m.(*orgsv1.GetServiceAccountRequest).GetName(), saName)
@@ -122,6 +121,7 @@ func AccessValidators() map[string]server.Validator {
 		orgsv1.AccessService_CreateToken_FullMethodName: one(func(v *errs.Violations, m proto.Message) {
 			r := m.(*orgsv1.CreateTokenRequest)
 			checkTokenParent(v, "parent", r.GetParent())
+			v.Check("token.display_name", aip.CheckText(r.GetToken().GetDisplayName(), maxDisplayName, false))
 			if et := r.GetToken().GetExpireTime(); et != nil && (!et.IsValid() || et.AsTime().Before(timeNow())) {
 				v.Add("token.expire_time", "must be in the future")
 			}
@@ -169,6 +169,8 @@ func AccessValidators() map[string]server.Validator {
 			r := m.(*orgsv1.CreateRoleRequest)
 			checkPattern(v, "parent", r.GetParent(), OrgName)
 			v.Check("role_id", aip.ValidateSegmentID(r.GetRoleId()))
+			v.Check("role.title", aip.CheckText(r.GetRole().GetTitle(), maxDisplayName, false))
+			v.Check("role.description", aip.CheckText(r.GetRole().GetDescription(), maxDescription, false))
 			if len(r.GetRole().GetPermissions()) == 0 {
 				v.Add("role.permissions", "is required")
 			}
@@ -185,6 +187,7 @@ func AccessValidators() map[string]server.Validator {
 			r := m.(*orgsv1.CreateTeamRequest)
 			checkPattern(v, "parent", r.GetParent(), OrgName)
 			v.Check("team_id", aip.ValidateSegmentID(r.GetTeamId()))
+			v.Check("team.display_name", aip.CheckText(r.GetTeam().GetDisplayName(), maxDisplayName, false))
 		}),
 		orgsv1.AccessService_ListTeams_FullMethodName: one(func(v *errs.Violations, m proto.Message) {
 			checkPattern(v, "parent", m.(*orgsv1.ListTeamsRequest).GetParent(), OrgName)

@@ -5,7 +5,6 @@ import (
 	"net/url"
 	"strconv"
 	"strings"
-	"unicode/utf8"
 
 	orgsv1 "github.com/pyleeai/pylee/gen/go/pylee/orgs/v1"
 	"github.com/pyleeai/pylee/kit/aip"
@@ -135,9 +134,8 @@ func checkOrganizationFields(v *errs.Violations, o *orgsv1.Organization, fields 
 			checkOIDC(v, o.GetOidc())
 			continue
 		}
-		if n := utf8.RuneCountInString(val); n > max {
-			v.Add("organization."+f, "must be at most %d characters, got %d", max, n)
-		}
+		// The overview is Markdown; the others are single lines.
+		v.Check("organization."+f, aip.CheckText(val, max, f == store.FieldOverview))
 	}
 }
 

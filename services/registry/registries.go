@@ -432,9 +432,7 @@ func checkRegistry(v *errs.Violations, r *registryv1.Registry, fields []string) 
 	for _, f := range fields {
 		switch f {
 		case "description":
-			if len(r.GetDescription()) > 2000 {
-				v.Add("registry.description", "must be at most 2000 characters")
-			}
+			v.Check("registry.description", aip.CheckText(r.GetDescription(), 2000, false))
 		case "parent":
 			if p := r.GetParent(); p != "" && !strings.Contains(p, "/") {
 				v.Check("registry.parent", aip.ValidateSegmentID(p))

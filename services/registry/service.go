@@ -315,13 +315,9 @@ func checkFields(v *errs.Violations, s *registryv1.Server, fields []string) {
 	for _, f := range fields {
 		switch f {
 		case "title":
-			if len(s.GetTitle()) > 200 {
-				v.Add("server.title", "must be at most 200 characters")
-			}
+			v.Check("server.title", aip.CheckText(s.GetTitle(), 200, false))
 		case "description":
-			if len(s.GetDescription()) > 2000 {
-				v.Add("server.description", "must be at most 2000 characters")
-			}
+			v.Check("server.description", aip.CheckText(s.GetDescription(), 2000, false))
 		case "repository":
 			if u := s.GetRepository().GetUrl(); u != "" && !strings.HasPrefix(u, "https://") && !strings.HasPrefix(u, "http://") {
 				v.Add("server.repository.url", "must be an http(s) URL")

@@ -12,7 +12,9 @@ import (
 	"google.golang.org/protobuf/types/known/structpb"
 
 	registryv1 "github.com/pyleeai/pylee/gen/go/pylee/registry/v1"
+	"github.com/pyleeai/pylee/kit/aip"
 	"github.com/pyleeai/pylee/kit/errs"
+	"github.com/pyleeai/pylee/services/registry/internal/serverjson"
 )
 
 var toolName = regexp.MustCompile(`^[A-Za-z0-9_.-]{1,128}$`)
@@ -36,12 +38,9 @@ func checkTools(v *errs.Violations, field string, tools []*registryv1.Tool) {
 			v.Add(p+".name", "%q is listed twice", t.GetName())
 		}
 		seen[t.GetName()] = true
-		if len(t.GetDescription()) > 10000 {
-			v.Add(p+".description", "must be at most 10000 characters")
-		}
-		if len(t.GetTitle()) > 200 {
-			v.Add(p+".title", "must be at most 200 characters")
-		}
+		// Tool descriptions are Markdown for models: newlines allowed.
+		v.Check(p+".description", aip.CheckText(t.GetDescription(), 10000, true))
+		v.Check(p+".title", aip.CheckText(t.GetTitle(), 200, false))
 		checkSchema(v, p+".input_schema", t.GetInputSchema())
 		checkSchema(v, p+".output_schema", t.GetOutputSchema())
 	}
@@ -49,9 +48,43 @@ func checkTools(v *errs.Violations, field string, tools []*registryv1.Tool) {
 
 // checkSchema checks an optional tool schema is a JSON Schema of an object.
 func checkSchema(v *errs.Violations, field string, schema *structpb.Struct) {
+	if schema != nil && structDepth(schema, serverjson.MaxDepth+1) > serverjson.MaxDepth {
+		v.Add(field, "nests more than %d levels deep", serverjson.MaxDepth)
+		return
+	}
 	if schema != nil && schema.GetFields()["type"].GetStringValue() != "object" {
 		v.Add(field, `must be a JSON Schema with "type": "object"`)
 	}
+}
+
+// structDepth is how deeply s nests objects and arrays, counted up to
+// limit (deeper ones are not walked).
+func structDepth(s *structpb.Struct, limit int) int {
+	if limit <= 0 {
+		return 1
+	}
+	deepest := 0
+	for _, v := range s.GetFields() {
+		deepest = max(deepest, valueDepth(v, limit-1))
+	}
+	return 1 + deepest
+}
+
+func valueDepth(v *structpb.Value, limit int) int {
+	switch k := v.GetKind().(type) {
+	case *structpb.Value_StructValue:
+		return structDepth(k.StructValue, limit)
+	case *structpb.Value_ListValue:
+		if limit <= 0 {
+			return 1
+		}
+		deepest := 0
+		for _, e := range k.ListValue.GetValues() {
+			deepest = max(deepest, valueDepth(e, limit-1))
+		}
+		return 1 + deepest
+	}
+	return 0
 }
 
 // encodeTools is the stored form of a tool list: a JSON array of the tools

@@ -2,6 +2,7 @@ package registry
 
 import (
 	"fmt"
+	"unicode/utf8"
 
 	"google.golang.org/protobuf/proto"
 
@@ -44,7 +45,7 @@ func checkPage(v *errs.Violations, size int32) {
 }
 
 func maxLen(v *errs.Violations, field, s string, n int) {
-	if len(s) > n {
+	if utf8.RuneCountInString(s) > n {
 		v.Add(field, "must be at most %d characters", n)
 	}
 }

@@ -172,6 +172,9 @@ func (s *Service) publish(ctx context.Context, server, version string, doc serve
 	if doc == nil {
 		doc = docFromServer(srv)
 	}
+	if given := doc.String("version"); version != "" && given != "" && given != version {
+		return nil, errs.Field("version", "is %q but the document's version is %q; they must agree", version, given)
+	}
 	if version == "" {
 		version = doc.String("version")
 	}

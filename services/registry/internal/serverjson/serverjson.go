@@ -12,20 +12,34 @@ import (
 	"bytes"
 	"encoding/json"
 	"fmt"
+	"io"
 	"regexp"
 	"sort"
 	"strings"
+	"unicode/utf8"
 
 	"github.com/Masterminds/semver/v3"
 
+	"github.com/pyleeai/pylee/kit/aip"
 	"github.com/pyleeai/pylee/kit/errs"
+	"github.com/pyleeai/pylee/kit/jsonlimit"
 )
 
 // SchemaURL is the schema a document states when it states none.
 const SchemaURL = "https://static.modelcontextprotocol.io/schemas/2025-12-11/server.schema.json"
 
+// SchemaURLs are the schemas Pylee implements; a document that states
+// another `$schema` is refused (their field names differ: a document of the
+// 2025-07-09 schema would be read wrongly).
+var SchemaURLs = []string{SchemaURL}
+
 // MaxSize bounds a document.
 const MaxSize = 256 << 10
+
+// MaxDepth bounds how deeply a document nests objects and arrays, `_meta`
+// and tool schemas included. A deeper one is refused before it is decoded
+// or stored: stored, it would break every read of the version.
+const MaxDepth = 32
 
 // Doc is a decoded server.json document.
 type Doc map[string]any
@@ -48,12 +62,18 @@ func Parse(data []byte, field string) (Doc, error) {
 	if len(data) > MaxSize {
 		return nil, errs.Field(field, "must be at most %d bytes", MaxSize)
 	}
+	if !utf8.Valid(data) {
+		return nil, errs.Field(field, "is not valid UTF-8")
+	}
+	if d := jsonlimit.Depth(data); d > MaxDepth {
+		return nil, errs.Field(field, "nests %d levels deep; at most %d are allowed", d, MaxDepth)
+	}
 	dec := json.NewDecoder(bytes.NewReader(data))
 	var raw any
 	if err := dec.Decode(&raw); err != nil {
 		return nil, errs.Field(field, "is not JSON: %v", err)
 	}
-	if dec.More() {
+	if _, err := dec.Token(); err != io.EOF {
 		return nil, errs.Field(field, "holds more than one JSON value")
 	}
 	obj, ok := raw.(map[string]any)
@@ -214,8 +234,12 @@ func (v *validator) enum(p string, m map[string]any, key string, allowed ...stri
 }
 
 func (v *validator) length(p string, m map[string]any, key string, min, max int) {
-	if s, ok := v.str(p, m, key); ok && (len(s) < min || len(s) > max) {
-		v.add(join(p, key), "must be %d to %d characters", min, max)
+	if s, ok := v.str(p, m, key); ok {
+		if n := utf8.RuneCountInString(s); n < min || n > max {
+			v.add(join(p, key), "must be %d to %d characters", min, max)
+		} else if err := aip.CheckText(s, max, false); err != nil {
+			v.add(join(p, key), "%v", err)
+		}
 	}
 }
 
@@ -228,8 +252,8 @@ func (v *validator) httpURL(p string, m map[string]any, key string) {
 func (v *validator) server(m map[string]any) {
 	v.object("", m, []string{"$schema", "name", "title", "description", "version", "repository", "websiteUrl", "icons", "packages", "remotes", "_meta"},
 		"name", "description", "version")
-	if s, ok := v.str("", m, "$schema"); ok && !strings.HasPrefix(s, "https://") && !strings.HasPrefix(s, "http://") {
-		v.add("$schema", "must be a URI")
+	if s, ok := v.str("", m, "$schema"); ok && !contains(SchemaURLs, s) {
+		v.add("$schema", "must be one of the schemas Pylee implements: %s", strings.Join(SchemaURLs, ", "))
 	}
 	if s, ok := v.str("", m, "name"); ok && (len(s) < 3 || len(s) > 200 || !namePattern.MatchString(s)) {
 		v.add("name", "must be a reverse-DNS namespace, a slash and a name, e.g. com.acme/github (3 to 200 characters)")

@@ -128,3 +128,38 @@ func FuzzParse(f *testing.F) {
 		}
 	})
 }
+
+// TestHostileDocuments: the shapes a hostile or careless publisher sends
+// are refused naming the field, and real documents with multi-byte text
+// are accepted.
+func TestHostileDocuments(t *testing.T) {
+	const base = `"name":"com.acme/x","description":"d","version":"1.0.0"`
+	deepMeta := `{` + base + `,"_meta":` + strings.Repeat(`{"a":`, 5000) + "1" + strings.Repeat("}", 5000) + `}`
+	refused := []struct{ name, doc, path string }{
+		{"5,000 levels of _meta", deepMeta, "server_json"},
+		{"trailing garbage", `{` + base + `} trailing`, "server_json"},
+		{"second document", `{` + base + `}{"a":1}`, "server_json"},
+		{"closing brace after", `{` + base + `}}`, "server_json"},
+		{"foreign schema", `{"$schema":"https://evil.example/x.json",` + base + `}`, "server_json.$schema"},
+		{"older schema", `{"$schema":"https://static.modelcontextprotocol.io/schemas/2025-07-09/server.schema.json",` + base + `}`, "server_json.$schema"},
+		{"ANSI escape in the title", `{` + base + `,"title":"\u001b[31mred"}`, "server_json.title"},
+		{"NUL in the description", `{"name":"com.acme/x","description":"a\u0000b","version":"1.0.0"}`, "server_json.description"},
+		{"invalid UTF-8", "{\"name\":\"com.acme/x\",\"description\":\"\xff\",\"version\":\"1.0.0\"}", "server_json"},
+		{"101 emoji", `{"name":"com.acme/x","description":"` + strings.Repeat("🚀", 101) + `","version":"1.0.0"}`, "server_json.description"},
+	}
+	for _, tt := range refused {
+		_, err := Parse([]byte(tt.doc), "server_json")
+		if got := fieldsOf(err); len(got) == 0 || got[0] != tt.path {
+			t.Errorf("%s: fields %v (%v), want %s", tt.name, got, err, tt.path)
+		}
+	}
+	// The official registry's Airtable server: 100 characters, emoji included.
+	desc := strings.Repeat("a", 96) + "📊🗂️"
+	if n := len([]rune(desc)); n > 100 {
+		t.Fatalf("test description has %d characters", n)
+	}
+	ok := `{"$schema":"` + SchemaURL + `","name":"com.acme/x","description":"` + desc + `","version":"1.0.0","_meta":{"a":{"b":{"c":[1,2,{"d":"[[[["}]}}}}`
+	if _, err := Parse([]byte(ok), "server_json"); err != nil {
+		t.Fatalf("a 100-character description with emoji and a shallow _meta: %v", err)
+	}
+}
