@@ -92,12 +92,15 @@ func TestRegistryFlowThroughCLIAndREST(t *testing.T) {
 	}
 	run(0, "server", "create", "github", "--server-name", "com.acme/github", "--title", "GitHub", "--description", "GitHub tools")
 	doc := filepath.Join(t.TempDir(), "server.json")
-	body := `{"$schema":"https://static.modelcontextprotocol.io/schemas/2025-12-11/server.schema.json","name":"com.acme/github","description":"GitHub tools","version":"0.0.1",
+	writeDoc := func(version string) {
+		body := `{"$schema":"https://static.modelcontextprotocol.io/schemas/2025-12-11/server.schema.json","name":"com.acme/github","description":"GitHub tools","version":"` + version + `",
 	"packages":[{"registryType":"npm","identifier":"@acme/github-mcp","version":"1.2.0","transport":{"type":"stdio"},
 	"environmentVariables":[{"name":"GITHUB_TOKEN","isSecret":true,"isRequired":true,"value":"${secret:GITHUB_TOKEN}"}]}]}`
-	if err := os.WriteFile(doc, []byte(body), 0o600); err != nil {
-		t.Fatal(err)
+		if err := os.WriteFile(doc, []byte(body), 0o600); err != nil {
+			t.Fatal(err)
+		}
 	}
+	writeDoc("1.2.0")
 	tools := filepath.Join(t.TempDir(), "tools.json")
 	_ = os.WriteFile(tools, []byte(`{"tools":[{"name":"search_issues","inputSchema":{"type":"object"},"annotations":{"readOnlyHint":true}}]}`), 0o600)
 	// The seed's own command line.
@@ -106,6 +109,11 @@ func TestRegistryFlowThroughCLIAndREST(t *testing.T) {
 		t.Fatalf("version create: %s", out)
 	}
 	_ = os.WriteFile(tools, []byte(`[{"name":"search_issues","inputSchema":{"type":"object"}}]`), 0o600)
+	// A --version that disagrees with the document is refused, naming both.
+	if out := run(1, "server", "version", "create", "--server=github", "--version=1.3.0", "--file", doc); !strings.Contains(out, "1.2.0") {
+		t.Fatalf("mismatched version: %s", out)
+	}
+	writeDoc("1.3.0")
 	run(0, "server", "version", "create", "--server=orgs/acme/servers/github", "--version=1.3.0", "--file", doc, "--tools", tools)
 	run(1, "server", "version", "create", "--server=github", "--version=1.3.0", "--file", doc) // immutable
 	if out := run(0, "server", "version", "suggest", "--server", "github", "--bump", "minor"); !strings.Contains(out, "1.4.0") {

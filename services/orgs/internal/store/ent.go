@@ -18,6 +18,7 @@ import (
 	"github.com/pyleeai/pylee/services/orgs/internal/ent/apitoken"
 	"github.com/pyleeai/pylee/services/orgs/internal/ent/binding"
 	"github.com/pyleeai/pylee/services/orgs/internal/ent/customrole"
+	"github.com/pyleeai/pylee/services/orgs/internal/ent/invitation"
 	"github.com/pyleeai/pylee/services/orgs/internal/ent/organization"
 	"github.com/pyleeai/pylee/services/orgs/internal/ent/serviceaccount"
 	"github.com/pyleeai/pylee/services/orgs/internal/ent/team"
@@ -321,6 +322,11 @@ func (s *EntStore) DeleteOrganization(ctx context.Context, id string, expectRevi
 			return err
 		}
 		if _, err := tx.CustomRole.Delete().Where(customrole.Organization(id)).Exec(ctx); err != nil {
+			return err
+		}
+		// An invitation must not outlive its organization: accepted later,
+		// it would join the user to the next organization of that id.
+		if _, err := tx.Invitation.Delete().Where(invitation.Organization(id)).Exec(ctx); err != nil {
 			return err
 		}
 		if ev != nil {

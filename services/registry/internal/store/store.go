@@ -18,7 +18,10 @@ import (
 	"github.com/pyleeai/pylee/kit/errs"
 	"github.com/pyleeai/pylee/kit/outbox"
 	"github.com/pyleeai/pylee/services/registry/internal/ent"
+	entapproval "github.com/pyleeai/pylee/services/registry/internal/ent/approval"
 	ententry "github.com/pyleeai/pylee/services/registry/internal/ent/entry"
+	ententrychange "github.com/pyleeai/pylee/services/registry/internal/ent/entrychange"
+	entregistry "github.com/pyleeai/pylee/services/registry/internal/ent/registry"
 	"github.com/pyleeai/pylee/services/registry/internal/ent/predicate"
 	entserver "github.com/pyleeai/pylee/services/registry/internal/ent/server"
 	entversion "github.com/pyleeai/pylee/services/registry/internal/ent/version"
@@ -282,4 +285,42 @@ func (s *Store) DeleteServer(ctx context.Context, name string, expect int64, ev 
 		}
 		return s.writeOutbox(ctx, tx, ev)
 	})
+}
+
+// PurgeOrganization deletes everything the registry service holds of
+// organization org (servers, versions, registries, entries, their change
+// log, approvals) in one transaction with ev. It is idempotent: the orgs
+// service calls it when the organization is deleted, and again after, to
+// catch a write that raced the deletion.
+func (s *Store) PurgeOrganization(ctx context.Context, org string, ev *auditv1.Event) (int, error) {
+	total := 0
+	err := s.withTx(ctx, func(tx *ent.Tx) error {
+		total = 0
+		prefix := "orgs/" + org + "/"
+		steps := []func() (int, error){
+			func() (int, error) { return tx.Approval.Delete().Where(entapproval.Organization(org)).Exec(ctx) },
+			func() (int, error) { return tx.Entry.Delete().Where(ententry.Organization(org)).Exec(ctx) },
+			func() (int, error) {
+				return tx.EntryChange.Delete().Where(ententrychange.RegistryHasPrefix(prefix)).Exec(ctx)
+			},
+			func() (int, error) { return tx.Registry.Delete().Where(entregistry.Organization(org)).Exec(ctx) },
+			func() (int, error) { return tx.Version.Delete().Where(entversion.Organization(org)).Exec(ctx) },
+			func() (int, error) { return tx.Server.Delete().Where(entserver.Organization(org)).Exec(ctx) },
+		}
+		for _, step := range steps {
+			n, err := step()
+			if err != nil {
+				return err
+			}
+			total += n
+		}
+		if total == 0 {
+			return nil // nothing held: no event for a no-op
+		}
+		if ev != nil {
+			ev.Metadata = map[string]string{"deleted_rows": fmt.Sprint(total)}
+		}
+		return s.writeOutbox(ctx, tx, ev)
+	})
+	return total, err
 }
