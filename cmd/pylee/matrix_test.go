@@ -119,7 +119,8 @@ var matrixTargets = map[string]func(org string, m protoreflect.Message){
 		set(v, "name", "orgs/"+org+"/servers/nope")
 		set(v, "title", "x")
 	},
-	"pylee.registry.v1.RegistryService/DeleteServer": func(org string, m protoreflect.Message) { set(m, "name", "orgs/"+org+"/servers/nope") },
+	"pylee.registry.v1.RegistryService/PurgeOrganization": func(org string, m protoreflect.Message) { set(m, "name", "orgs/"+org) },
+	"pylee.registry.v1.RegistryService/DeleteServer":      func(org string, m protoreflect.Message) { set(m, "name", "orgs/"+org+"/servers/nope") },
 	"pylee.registry.v1.RegistryService/CreateVersion": func(org string, m protoreflect.Message) {
 		set(m, "parent", "orgs/"+org+"/servers/nope")
 		set(m.Mutable(m.Descriptor().Fields().ByName("version")).Message(), "version", "1.0.0")

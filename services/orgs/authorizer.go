@@ -156,6 +156,15 @@ func (e *Engine) Authorize(ctx context.Context, p auth.Principal, permission, re
 		return err
 	}
 	if d.Allowed {
+		// No allowance (an installation administrator's included) reaches
+		// into an organization that does not exist: what a deleted
+		// organization held stays unreachable, and nothing is created
+		// under it. Members' grants went with it.
+		if org := access.OrgOf(resource); org != "" && org != "-" && permission != "orgs.create" {
+			if _, err := e.store.GetOrganization(ctx, org); err != nil {
+				return fmt.Errorf("%q: %w", resource, err)
+			}
+		}
 		return nil
 	}
 	if !member {

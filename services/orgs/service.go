@@ -2,7 +2,9 @@ package orgs
 
 import (
 	"context"
+	"errors"
 	"fmt"
+	"strconv"
 	"strings"
 
 	orgsv1 "github.com/pyleeai/pylee/gen/go/pylee/orgs/v1"
@@ -46,6 +48,30 @@ type Service struct {
 	written func()
 	authn   *TokenAuthenticator
 	engine  *Engine
+	purgers []Purger
+}
+
+// Purger deletes what another service holds of an organization. It must be
+// idempotent: it runs before an organization is deleted, once more after
+// (for a write that raced the deletion), and before an organization is
+// created (so a re-created id starts empty whatever happened before).
+type Purger func(ctx context.Context, org string) error
+
+// PurgeWith sets the purgers of the services that hold data of an
+// organization (the registry, later secrets and deploy) and returns s.
+func (s *Service) PurgeWith(p ...Purger) *Service {
+	s.purgers = append(s.purgers, p...)
+	return s
+}
+
+// purge runs every purger for org; the first failure stops it.
+func (s *Service) purge(ctx context.Context, org string) error {
+	for _, p := range s.purgers {
+		if err := p(ctx, org); err != nil {
+			return fmt.Errorf("organization %q: deleting its data in the other services failed, nothing was changed; try again: %w", org, errs.ErrUnavailable)
+		}
+	}
+	return nil
 }
 
 // New returns the service over st; engine decides what callers may see;
@@ -72,9 +98,15 @@ func toProto(o store.Organization) *orgsv1.Organization {
 		Overview:    o.Overview,
 		CreateTime:  timestamppb.New(o.CreateTime),
 		UpdateTime:  timestamppb.New(o.UpdateTime),
-		Etag:        aip.ETag(name, o.Revision),
+		Etag:        orgETag(o),
 		Oidc:        oidcProto(o.OIDC),
 	}
+}
+
+// orgETag includes the creation time, so an organization deleted and
+// created again under its id never repeats an etag of the old one.
+func orgETag(o store.Organization) string {
+	return aip.ETag(OrgName.Format(o.ID)+"@"+strconv.FormatInt(o.CreateTime.UnixMicro(), 10), o.Revision)
 }
 
 func oidcProto(m map[string]string) *orgsv1.OidcConfig {
@@ -115,6 +147,13 @@ func (s *Service) CreateOrganization(ctx context.Context, req *orgsv1.CreateOrga
 	// The creator owns the new organization, so it always has an owner.
 	if p, ok := auth.FromContext(ctx); ok && p.Kind != auth.KindService {
 		org.Owner = p.Name
+	}
+	if _, err := s.store.GetOrganization(ctx, id); errors.Is(err, errs.ErrNotFound) {
+		// A new id (not a retry of this create): whatever another service
+		// still holds of an earlier organization of this id goes first.
+		if err := s.purge(ctx, id); err != nil {
+			return nil, err
+		}
 	}
 	created, err := s.store.CreateOrganization(ctx, org, req.GetRequestId(), ev)
 	if err != nil {
@@ -204,11 +243,24 @@ func (s *Service) DeleteOrganization(ctx context.Context, req *orgsv1.DeleteOrga
 	if err != nil {
 		return nil, err
 	}
+	if _, err := s.store.GetOrganization(ctx, id); err != nil {
+		return nil, err
+	}
+	// What the other services hold goes first: if they cannot be reached,
+	// the organization stays, whole, and the client can try again.
+	if err := s.purge(ctx, id); err != nil {
+		return nil, err
+	}
 	if err := s.store.DeleteOrganization(ctx, id, expect, outbox.NewEvent(ctx, id, ActionDelete, req.GetName())); err != nil {
 		return nil, err
 	}
 	s.engine.Invalidate()
 	s.written()
+	// A write that raced the deletion (authorized just before it) is caught
+	// here, or at the latest before the id is created again.
+	// The deletion is done; a failure here is cured by the purge before a
+	// create of this id.
+	_ = s.purge(ctx, id)
 	return &emptypb.Empty{}, nil
 }
 
@@ -223,7 +275,7 @@ func (s *Service) expectedRevision(ctx context.Context, id, name, etag string) (
 	if err != nil {
 		return 0, err
 	}
-	if !aip.ETagMatches(etag, aip.ETag(name, cur.Revision)) {
+	if !aip.ETagMatches(etag, orgETag(cur)) {
 		return 0, fmt.Errorf("organization %q: %w", name, errs.ErrEtagMismatch)
 	}
 	return cur.Revision, nil

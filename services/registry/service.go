@@ -232,6 +232,20 @@ func (s *Service) DeleteServer(ctx context.Context, req *registryv1.DeleteServer
 	return &emptypb.Empty{}, nil
 }
 
+// PurgeOrganization implements RegistryService: the orgs service deleted
+// the organization, and nothing of it may stay reachable here.
+func (s *Service) PurgeOrganization(ctx context.Context, req *registryv1.PurgeOrganizationRequest) (*registryv1.PurgeOrganizationResponse, error) {
+	org := orgOf(req.GetName())
+	n, err := s.store.PurgeOrganization(ctx, org, outbox.NewEvent(ctx, org, "registry.organization.purge", req.GetName()))
+	if err != nil {
+		return nil, err
+	}
+	if n > 0 {
+		s.written()
+	}
+	return &registryv1.PurgeOrganizationResponse{DeletedRows: int64(n)}, nil
+}
+
 // Validators returns the request validator of every RPC.
 func Validators() map[string]server.Validator {
 	m := moreValidators()
@@ -243,6 +257,11 @@ func Validators() map[string]server.Validator {
 
 func serverValidators() map[string]server.Validator {
 	return map[string]server.Validator{
+		registryv1.RegistryService_PurgeOrganization_FullMethodName: func(m proto.Message) error {
+			var v errs.Violations
+			checkName(&v, "name", m.(*registryv1.PurgeOrganizationRequest).GetName(), orgName)
+			return v.Err()
+		},
 		registryv1.RegistryService_CreateServer_FullMethodName: func(m proto.Message) error {
 			r := m.(*registryv1.CreateServerRequest)
 			var v errs.Violations

@@ -21,9 +21,11 @@ import (
 	"go.uber.org/zap"
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/credentials/insecure"
+	"google.golang.org/grpc/metadata"
 
 	auditv1 "github.com/pyleeai/pylee/gen/go/pylee/audit/v1"
 	orgsv1 "github.com/pyleeai/pylee/gen/go/pylee/orgs/v1"
+	registryv1 "github.com/pyleeai/pylee/gen/go/pylee/registry/v1"
 	"github.com/pyleeai/pylee/kit/aip"
 	"github.com/pyleeai/pylee/kit/auth"
 	"github.com/pyleeai/pylee/kit/config"
@@ -58,6 +60,8 @@ type Config struct {
 	PageTokenKey    config.Secret
 	MaxBodyBytes    int64
 	ShutdownTimeout time.Duration
+	// ReadTimeout bounds how long an HTTP client may take to send a request.
+	ReadTimeout time.Duration
 	// AuthCacheTTL bounds how long a revoked token keeps working.
 	AuthCacheTTL time.Duration
 	// AuditAddr is the gRPC address of the audit service when this process
@@ -167,7 +171,7 @@ func New(ctx context.Context, cfg Config, log *zap.Logger) (*App, error) {
 	}
 	a := &App{cfg: cfg, log: log, targets: targets, conns: map[string]*grpc.ClientConn{}}
 	a.srv = server.New(server.Config{
-		GRPCAddr: cfg.GRPCAddr, HTTPAddr: cfg.HTTPAddr, ShutdownTimeout: cfg.ShutdownTimeout,
+		GRPCAddr: cfg.GRPCAddr, HTTPAddr: cfg.HTTPAddr, ShutdownTimeout: cfg.ShutdownTimeout, ReadTimeout: cfg.ReadTimeout,
 	}, log)
 	// The first cleanup registered runs last: the lock outlives every store.
 	a.srv.AddCleanup("data directory lock", func(context.Context) error { return lock.Release() })
@@ -305,7 +309,17 @@ func (a *App) initOrgs(ctx context.Context) error {
 	}
 	engine := orgs.NewEngine(st)
 	pageTokens := aip.NewPageTokens(key)
-	orgs.New(st, engine, pageTokens, relay.Notify).Register(a.srv)
+	svc := orgs.New(st, engine, pageTokens, relay.Notify)
+	if addr := a.serviceAddr(registry.Target, a.cfg.RegistryAddr); addr != "" {
+		conn, err := a.dial(addr)
+		if err != nil {
+			return err
+		}
+		svc.PurgeWith(registryPurger(registryv1.NewRegistryServiceClient(conn), a.svcToken))
+	} else {
+		a.log.Warn("no --registry-addr: deleting an organization will not delete its registry data")
+	}
+	svc.Register(a.srv)
 	orgs.NewAccessService(st, engine, pageTokens, relay.Notify).Register(a.srv)
 	agg := outbox.NewDeniedAggregator(orgs.RecordEvent(st, relay.Notify), a.cfg.DeniedWindow, a.log.Named("denied"))
 	a.background(agg.Run)
@@ -323,6 +337,16 @@ func (a *App) initOrgs(ctx context.Context) error {
 	}
 	a.authn = append(a.authn, auth.NewCache(orgs.NewTokenAuthenticator(st), a.cfg.AuthCacheTTL, 10_000))
 	return nil
+}
+
+// registryPurger deletes an organization's registry data as this process's
+// service identity.
+func registryPurger(c registryv1.RegistryServiceClient, token config.Secret) orgs.Purger {
+	return func(ctx context.Context, org string) error {
+		ctx = metadata.AppendToOutgoingContext(ctx, "authorization", "Bearer "+token.Reveal())
+		_, err := c.PurgeOrganization(ctx, &registryv1.PurgeOrganizationRequest{Name: "orgs/" + org})
+		return err
+	}
 }
 
 // auditRelay starts (from Run) the relay that delivers a service's outbox

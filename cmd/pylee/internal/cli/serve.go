@@ -37,6 +37,7 @@ func (f *serveFlags) register(cmd *cobra.Command, logFormat, host string) {
 	fs.StringVar(&f.cfg.OrgsAddr, "orgs-addr", "", "gRPC address of the orgs service when this process does not run it")
 	fs.Var(config.SecretValue{S: &f.cfg.PageTokenKey}, "page-token-key", "key that signs list page tokens; replicas must share it (default: kept in the data directory)")
 	fs.Int64Var(&f.cfg.MaxBodyBytes, "max-body-bytes", 1<<20, "largest REST request body; larger ones get 413")
+	fs.DurationVar(&f.cfg.ReadTimeout, "read-timeout", 30*time.Second, "longest time an HTTP client may take to send a whole request (headers and body)")
 	fs.DurationVar(&f.cfg.ShutdownTimeout, "shutdown-timeout", 15*time.Second, "grace period for calls in flight at shutdown")
 	fs.DurationVar(&f.cfg.AuthCacheTTL, "auth-cache-ttl", 10*time.Second, "how long a verified token is trusted without asking the store again")
 	fs.StringVar(&f.cfg.RegistryAddr, "registry-addr", "", "gRPC address of the registry service for a gateway that does not run it")

@@ -21,8 +21,8 @@ import (
 	entapproval "github.com/pyleeai/pylee/services/registry/internal/ent/approval"
 	ententry "github.com/pyleeai/pylee/services/registry/internal/ent/entry"
 	ententrychange "github.com/pyleeai/pylee/services/registry/internal/ent/entrychange"
-	entregistry "github.com/pyleeai/pylee/services/registry/internal/ent/registry"
 	"github.com/pyleeai/pylee/services/registry/internal/ent/predicate"
+	entregistry "github.com/pyleeai/pylee/services/registry/internal/ent/registry"
 	entserver "github.com/pyleeai/pylee/services/registry/internal/ent/server"
 	entversion "github.com/pyleeai/pylee/services/registry/internal/ent/version"
 )

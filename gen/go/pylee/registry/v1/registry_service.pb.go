@@ -79,6 +79,98 @@ func (EntryView) EnumDescriptor() ([]byte, []int) {
 	return file_pylee_registry_v1_registry_service_proto_rawDescGZIP(), []int{0}
 }
 
+// The request of PurgeOrganization.
+type PurgeOrganizationRequest struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// `orgs/{org}`.
+	Name          string `protobuf:"bytes,1,opt,name=name,proto3" json:"name,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *PurgeOrganizationRequest) Reset() {
+	*x = PurgeOrganizationRequest{}
+	mi := &file_pylee_registry_v1_registry_service_proto_msgTypes[0]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *PurgeOrganizationRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*PurgeOrganizationRequest) ProtoMessage() {}
+
+func (x *PurgeOrganizationRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_pylee_registry_v1_registry_service_proto_msgTypes[0]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use PurgeOrganizationRequest.ProtoReflect.Descriptor instead.
+func (*PurgeOrganizationRequest) Descriptor() ([]byte, []int) {
+	return file_pylee_registry_v1_registry_service_proto_rawDescGZIP(), []int{0}
+}
+
+func (x *PurgeOrganizationRequest) GetName() string {
+	if x != nil {
+		return x.Name
+	}
+	return ""
+}
+
+// The response of PurgeOrganization.
+type PurgeOrganizationResponse struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// How many rows were deleted (0 when nothing was left).
+	DeletedRows   int64 `protobuf:"varint,1,opt,name=deleted_rows,json=deletedRows,proto3" json:"deleted_rows,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *PurgeOrganizationResponse) Reset() {
+	*x = PurgeOrganizationResponse{}
+	mi := &file_pylee_registry_v1_registry_service_proto_msgTypes[1]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *PurgeOrganizationResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*PurgeOrganizationResponse) ProtoMessage() {}
+
+func (x *PurgeOrganizationResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_pylee_registry_v1_registry_service_proto_msgTypes[1]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use PurgeOrganizationResponse.ProtoReflect.Descriptor instead.
+func (*PurgeOrganizationResponse) Descriptor() ([]byte, []int) {
+	return file_pylee_registry_v1_registry_service_proto_rawDescGZIP(), []int{1}
+}
+
+func (x *PurgeOrganizationResponse) GetDeletedRows() int64 {
+	if x != nil {
+		return x.DeletedRows
+	}
+	return 0
+}
+
 // The request of CreateServer.
 type CreateServerRequest struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
@@ -97,7 +189,7 @@ type CreateServerRequest struct {
 
 func (x *CreateServerRequest) Reset() {
 	*x = CreateServerRequest{}
-	mi := &file_pylee_registry_v1_registry_service_proto_msgTypes[0]
+	mi := &file_pylee_registry_v1_registry_service_proto_msgTypes[2]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -109,7 +201,7 @@ func (x *CreateServerRequest) String() string {
 func (*CreateServerRequest) ProtoMessage() {}
 
 func (x *CreateServerRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_pylee_registry_v1_registry_service_proto_msgTypes[0]
+	mi := &file_pylee_registry_v1_registry_service_proto_msgTypes[2]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -122,7 +214,7 @@ func (x *CreateServerRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use CreateServerRequest.ProtoReflect.Descriptor instead.
 func (*CreateServerRequest) Descriptor() ([]byte, []int) {
-	return file_pylee_registry_v1_registry_service_proto_rawDescGZIP(), []int{0}
+	return file_pylee_registry_v1_registry_service_proto_rawDescGZIP(), []int{2}
 }
 
 func (x *CreateServerRequest) GetParent() string {
@@ -164,7 +256,7 @@ type GetServerRequest struct {
 
 func (x *GetServerRequest) Reset() {
 	*x = GetServerRequest{}
-	mi := &file_pylee_registry_v1_registry_service_proto_msgTypes[1]
+	mi := &file_pylee_registry_v1_registry_service_proto_msgTypes[3]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -176,7 +268,7 @@ func (x *GetServerRequest) String() string {
 func (*GetServerRequest) ProtoMessage() {}
 
 func (x *GetServerRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_pylee_registry_v1_registry_service_proto_msgTypes[1]
+	mi := &file_pylee_registry_v1_registry_service_proto_msgTypes[3]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -189,7 +281,7 @@ func (x *GetServerRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use GetServerRequest.ProtoReflect.Descriptor instead.
 func (*GetServerRequest) Descriptor() ([]byte, []int) {
-	return file_pylee_registry_v1_registry_service_proto_rawDescGZIP(), []int{1}
+	return file_pylee_registry_v1_registry_service_proto_rawDescGZIP(), []int{3}
 }
 
 func (x *GetServerRequest) GetName() string {
@@ -217,7 +309,7 @@ type ListServersRequest struct {
 
 func (x *ListServersRequest) Reset() {
 	*x = ListServersRequest{}
-	mi := &file_pylee_registry_v1_registry_service_proto_msgTypes[2]
+	mi := &file_pylee_registry_v1_registry_service_proto_msgTypes[4]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -229,7 +321,7 @@ func (x *ListServersRequest) String() string {
 func (*ListServersRequest) ProtoMessage() {}
 
 func (x *ListServersRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_pylee_registry_v1_registry_service_proto_msgTypes[2]
+	mi := &file_pylee_registry_v1_registry_service_proto_msgTypes[4]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -242,7 +334,7 @@ func (x *ListServersRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListServersRequest.ProtoReflect.Descriptor instead.
 func (*ListServersRequest) Descriptor() ([]byte, []int) {
-	return file_pylee_registry_v1_registry_service_proto_rawDescGZIP(), []int{2}
+	return file_pylee_registry_v1_registry_service_proto_rawDescGZIP(), []int{4}
 }
 
 func (x *ListServersRequest) GetParent() string {
@@ -286,7 +378,7 @@ type ListServersResponse struct {
 
 func (x *ListServersResponse) Reset() {
 	*x = ListServersResponse{}
-	mi := &file_pylee_registry_v1_registry_service_proto_msgTypes[3]
+	mi := &file_pylee_registry_v1_registry_service_proto_msgTypes[5]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -298,7 +390,7 @@ func (x *ListServersResponse) String() string {
 func (*ListServersResponse) ProtoMessage() {}
 
 func (x *ListServersResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_pylee_registry_v1_registry_service_proto_msgTypes[3]
+	mi := &file_pylee_registry_v1_registry_service_proto_msgTypes[5]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -311,7 +403,7 @@ func (x *ListServersResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListServersResponse.ProtoReflect.Descriptor instead.
 func (*ListServersResponse) Descriptor() ([]byte, []int) {
-	return file_pylee_registry_v1_registry_service_proto_rawDescGZIP(), []int{3}
+	return file_pylee_registry_v1_registry_service_proto_rawDescGZIP(), []int{5}
 }
 
 func (x *ListServersResponse) GetServers() []*Server {
@@ -342,7 +434,7 @@ type UpdateServerRequest struct {
 
 func (x *UpdateServerRequest) Reset() {
 	*x = UpdateServerRequest{}
-	mi := &file_pylee_registry_v1_registry_service_proto_msgTypes[4]
+	mi := &file_pylee_registry_v1_registry_service_proto_msgTypes[6]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -354,7 +446,7 @@ func (x *UpdateServerRequest) String() string {
 func (*UpdateServerRequest) ProtoMessage() {}
 
 func (x *UpdateServerRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_pylee_registry_v1_registry_service_proto_msgTypes[4]
+	mi := &file_pylee_registry_v1_registry_service_proto_msgTypes[6]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -367,7 +459,7 @@ func (x *UpdateServerRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use UpdateServerRequest.ProtoReflect.Descriptor instead.
 func (*UpdateServerRequest) Descriptor() ([]byte, []int) {
-	return file_pylee_registry_v1_registry_service_proto_rawDescGZIP(), []int{4}
+	return file_pylee_registry_v1_registry_service_proto_rawDescGZIP(), []int{6}
 }
 
 func (x *UpdateServerRequest) GetServer() *Server {
@@ -397,7 +489,7 @@ type DeleteServerRequest struct {
 
 func (x *DeleteServerRequest) Reset() {
 	*x = DeleteServerRequest{}
-	mi := &file_pylee_registry_v1_registry_service_proto_msgTypes[5]
+	mi := &file_pylee_registry_v1_registry_service_proto_msgTypes[7]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -409,7 +501,7 @@ func (x *DeleteServerRequest) String() string {
 func (*DeleteServerRequest) ProtoMessage() {}
 
 func (x *DeleteServerRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_pylee_registry_v1_registry_service_proto_msgTypes[5]
+	mi := &file_pylee_registry_v1_registry_service_proto_msgTypes[7]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -422,7 +514,7 @@ func (x *DeleteServerRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use DeleteServerRequest.ProtoReflect.Descriptor instead.
 func (*DeleteServerRequest) Descriptor() ([]byte, []int) {
-	return file_pylee_registry_v1_registry_service_proto_rawDescGZIP(), []int{5}
+	return file_pylee_registry_v1_registry_service_proto_rawDescGZIP(), []int{7}
 }
 
 func (x *DeleteServerRequest) GetName() string {
@@ -452,7 +544,7 @@ type CreateVersionRequest struct {
 
 func (x *CreateVersionRequest) Reset() {
 	*x = CreateVersionRequest{}
-	mi := &file_pylee_registry_v1_registry_service_proto_msgTypes[6]
+	mi := &file_pylee_registry_v1_registry_service_proto_msgTypes[8]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -464,7 +556,7 @@ func (x *CreateVersionRequest) String() string {
 func (*CreateVersionRequest) ProtoMessage() {}
 
 func (x *CreateVersionRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_pylee_registry_v1_registry_service_proto_msgTypes[6]
+	mi := &file_pylee_registry_v1_registry_service_proto_msgTypes[8]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -477,7 +569,7 @@ func (x *CreateVersionRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use CreateVersionRequest.ProtoReflect.Descriptor instead.
 func (*CreateVersionRequest) Descriptor() ([]byte, []int) {
-	return file_pylee_registry_v1_registry_service_proto_rawDescGZIP(), []int{6}
+	return file_pylee_registry_v1_registry_service_proto_rawDescGZIP(), []int{8}
 }
 
 func (x *CreateVersionRequest) GetParent() string {
@@ -514,7 +606,7 @@ type ImportServerJsonRequest struct {
 
 func (x *ImportServerJsonRequest) Reset() {
 	*x = ImportServerJsonRequest{}
-	mi := &file_pylee_registry_v1_registry_service_proto_msgTypes[7]
+	mi := &file_pylee_registry_v1_registry_service_proto_msgTypes[9]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -526,7 +618,7 @@ func (x *ImportServerJsonRequest) String() string {
 func (*ImportServerJsonRequest) ProtoMessage() {}
 
 func (x *ImportServerJsonRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_pylee_registry_v1_registry_service_proto_msgTypes[7]
+	mi := &file_pylee_registry_v1_registry_service_proto_msgTypes[9]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -539,7 +631,7 @@ func (x *ImportServerJsonRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ImportServerJsonRequest.ProtoReflect.Descriptor instead.
 func (*ImportServerJsonRequest) Descriptor() ([]byte, []int) {
-	return file_pylee_registry_v1_registry_service_proto_rawDescGZIP(), []int{7}
+	return file_pylee_registry_v1_registry_service_proto_rawDescGZIP(), []int{9}
 }
 
 func (x *ImportServerJsonRequest) GetParent() string {
@@ -589,7 +681,7 @@ type GetVersionRequest struct {
 
 func (x *GetVersionRequest) Reset() {
 	*x = GetVersionRequest{}
-	mi := &file_pylee_registry_v1_registry_service_proto_msgTypes[8]
+	mi := &file_pylee_registry_v1_registry_service_proto_msgTypes[10]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -601,7 +693,7 @@ func (x *GetVersionRequest) String() string {
 func (*GetVersionRequest) ProtoMessage() {}
 
 func (x *GetVersionRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_pylee_registry_v1_registry_service_proto_msgTypes[8]
+	mi := &file_pylee_registry_v1_registry_service_proto_msgTypes[10]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -614,7 +706,7 @@ func (x *GetVersionRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use GetVersionRequest.ProtoReflect.Descriptor instead.
 func (*GetVersionRequest) Descriptor() ([]byte, []int) {
-	return file_pylee_registry_v1_registry_service_proto_rawDescGZIP(), []int{8}
+	return file_pylee_registry_v1_registry_service_proto_rawDescGZIP(), []int{10}
 }
 
 func (x *GetVersionRequest) GetName() string {
@@ -639,7 +731,7 @@ type ListVersionsRequest struct {
 
 func (x *ListVersionsRequest) Reset() {
 	*x = ListVersionsRequest{}
-	mi := &file_pylee_registry_v1_registry_service_proto_msgTypes[9]
+	mi := &file_pylee_registry_v1_registry_service_proto_msgTypes[11]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -651,7 +743,7 @@ func (x *ListVersionsRequest) String() string {
 func (*ListVersionsRequest) ProtoMessage() {}
 
 func (x *ListVersionsRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_pylee_registry_v1_registry_service_proto_msgTypes[9]
+	mi := &file_pylee_registry_v1_registry_service_proto_msgTypes[11]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -664,7 +756,7 @@ func (x *ListVersionsRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListVersionsRequest.ProtoReflect.Descriptor instead.
 func (*ListVersionsRequest) Descriptor() ([]byte, []int) {
-	return file_pylee_registry_v1_registry_service_proto_rawDescGZIP(), []int{9}
+	return file_pylee_registry_v1_registry_service_proto_rawDescGZIP(), []int{11}
 }
 
 func (x *ListVersionsRequest) GetParent() string {
@@ -701,7 +793,7 @@ type ListVersionsResponse struct {
 
 func (x *ListVersionsResponse) Reset() {
 	*x = ListVersionsResponse{}
-	mi := &file_pylee_registry_v1_registry_service_proto_msgTypes[10]
+	mi := &file_pylee_registry_v1_registry_service_proto_msgTypes[12]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -713,7 +805,7 @@ func (x *ListVersionsResponse) String() string {
 func (*ListVersionsResponse) ProtoMessage() {}
 
 func (x *ListVersionsResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_pylee_registry_v1_registry_service_proto_msgTypes[10]
+	mi := &file_pylee_registry_v1_registry_service_proto_msgTypes[12]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -726,7 +818,7 @@ func (x *ListVersionsResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListVersionsResponse.ProtoReflect.Descriptor instead.
 func (*ListVersionsResponse) Descriptor() ([]byte, []int) {
-	return file_pylee_registry_v1_registry_service_proto_rawDescGZIP(), []int{10}
+	return file_pylee_registry_v1_registry_service_proto_rawDescGZIP(), []int{12}
 }
 
 func (x *ListVersionsResponse) GetVersions() []*ServerVersion {
@@ -758,7 +850,7 @@ type SetVersionStatusRequest struct {
 
 func (x *SetVersionStatusRequest) Reset() {
 	*x = SetVersionStatusRequest{}
-	mi := &file_pylee_registry_v1_registry_service_proto_msgTypes[11]
+	mi := &file_pylee_registry_v1_registry_service_proto_msgTypes[13]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -770,7 +862,7 @@ func (x *SetVersionStatusRequest) String() string {
 func (*SetVersionStatusRequest) ProtoMessage() {}
 
 func (x *SetVersionStatusRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_pylee_registry_v1_registry_service_proto_msgTypes[11]
+	mi := &file_pylee_registry_v1_registry_service_proto_msgTypes[13]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -783,7 +875,7 @@ func (x *SetVersionStatusRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use SetVersionStatusRequest.ProtoReflect.Descriptor instead.
 func (*SetVersionStatusRequest) Descriptor() ([]byte, []int) {
-	return file_pylee_registry_v1_registry_service_proto_rawDescGZIP(), []int{11}
+	return file_pylee_registry_v1_registry_service_proto_rawDescGZIP(), []int{13}
 }
 
 func (x *SetVersionStatusRequest) GetName() string {
@@ -823,7 +915,7 @@ type SuggestNextVersionRequest struct {
 
 func (x *SuggestNextVersionRequest) Reset() {
 	*x = SuggestNextVersionRequest{}
-	mi := &file_pylee_registry_v1_registry_service_proto_msgTypes[12]
+	mi := &file_pylee_registry_v1_registry_service_proto_msgTypes[14]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -835,7 +927,7 @@ func (x *SuggestNextVersionRequest) String() string {
 func (*SuggestNextVersionRequest) ProtoMessage() {}
 
 func (x *SuggestNextVersionRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_pylee_registry_v1_registry_service_proto_msgTypes[12]
+	mi := &file_pylee_registry_v1_registry_service_proto_msgTypes[14]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -848,7 +940,7 @@ func (x *SuggestNextVersionRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use SuggestNextVersionRequest.ProtoReflect.Descriptor instead.
 func (*SuggestNextVersionRequest) Descriptor() ([]byte, []int) {
-	return file_pylee_registry_v1_registry_service_proto_rawDescGZIP(), []int{12}
+	return file_pylee_registry_v1_registry_service_proto_rawDescGZIP(), []int{14}
 }
 
 func (x *SuggestNextVersionRequest) GetParent() string {
@@ -885,7 +977,7 @@ type SuggestNextVersionResponse struct {
 
 func (x *SuggestNextVersionResponse) Reset() {
 	*x = SuggestNextVersionResponse{}
-	mi := &file_pylee_registry_v1_registry_service_proto_msgTypes[13]
+	mi := &file_pylee_registry_v1_registry_service_proto_msgTypes[15]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -897,7 +989,7 @@ func (x *SuggestNextVersionResponse) String() string {
 func (*SuggestNextVersionResponse) ProtoMessage() {}
 
 func (x *SuggestNextVersionResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_pylee_registry_v1_registry_service_proto_msgTypes[13]
+	mi := &file_pylee_registry_v1_registry_service_proto_msgTypes[15]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -910,7 +1002,7 @@ func (x *SuggestNextVersionResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use SuggestNextVersionResponse.ProtoReflect.Descriptor instead.
 func (*SuggestNextVersionResponse) Descriptor() ([]byte, []int) {
-	return file_pylee_registry_v1_registry_service_proto_rawDescGZIP(), []int{13}
+	return file_pylee_registry_v1_registry_service_proto_rawDescGZIP(), []int{15}
 }
 
 func (x *SuggestNextVersionResponse) GetVersion() string {
@@ -942,7 +1034,7 @@ type DiffVersionsRequest struct {
 
 func (x *DiffVersionsRequest) Reset() {
 	*x = DiffVersionsRequest{}
-	mi := &file_pylee_registry_v1_registry_service_proto_msgTypes[14]
+	mi := &file_pylee_registry_v1_registry_service_proto_msgTypes[16]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -954,7 +1046,7 @@ func (x *DiffVersionsRequest) String() string {
 func (*DiffVersionsRequest) ProtoMessage() {}
 
 func (x *DiffVersionsRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_pylee_registry_v1_registry_service_proto_msgTypes[14]
+	mi := &file_pylee_registry_v1_registry_service_proto_msgTypes[16]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -967,7 +1059,7 @@ func (x *DiffVersionsRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use DiffVersionsRequest.ProtoReflect.Descriptor instead.
 func (*DiffVersionsRequest) Descriptor() ([]byte, []int) {
-	return file_pylee_registry_v1_registry_service_proto_rawDescGZIP(), []int{14}
+	return file_pylee_registry_v1_registry_service_proto_rawDescGZIP(), []int{16}
 }
 
 func (x *DiffVersionsRequest) GetParent() string {
@@ -1002,7 +1094,7 @@ type ExportServerJsonRequest struct {
 
 func (x *ExportServerJsonRequest) Reset() {
 	*x = ExportServerJsonRequest{}
-	mi := &file_pylee_registry_v1_registry_service_proto_msgTypes[15]
+	mi := &file_pylee_registry_v1_registry_service_proto_msgTypes[17]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1014,7 +1106,7 @@ func (x *ExportServerJsonRequest) String() string {
 func (*ExportServerJsonRequest) ProtoMessage() {}
 
 func (x *ExportServerJsonRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_pylee_registry_v1_registry_service_proto_msgTypes[15]
+	mi := &file_pylee_registry_v1_registry_service_proto_msgTypes[17]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1027,7 +1119,7 @@ func (x *ExportServerJsonRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ExportServerJsonRequest.ProtoReflect.Descriptor instead.
 func (*ExportServerJsonRequest) Descriptor() ([]byte, []int) {
-	return file_pylee_registry_v1_registry_service_proto_rawDescGZIP(), []int{15}
+	return file_pylee_registry_v1_registry_service_proto_rawDescGZIP(), []int{17}
 }
 
 func (x *ExportServerJsonRequest) GetName() string {
@@ -1048,7 +1140,7 @@ type ExportServerJsonResponse struct {
 
 func (x *ExportServerJsonResponse) Reset() {
 	*x = ExportServerJsonResponse{}
-	mi := &file_pylee_registry_v1_registry_service_proto_msgTypes[16]
+	mi := &file_pylee_registry_v1_registry_service_proto_msgTypes[18]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1060,7 +1152,7 @@ func (x *ExportServerJsonResponse) String() string {
 func (*ExportServerJsonResponse) ProtoMessage() {}
 
 func (x *ExportServerJsonResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_pylee_registry_v1_registry_service_proto_msgTypes[16]
+	mi := &file_pylee_registry_v1_registry_service_proto_msgTypes[18]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1073,7 +1165,7 @@ func (x *ExportServerJsonResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ExportServerJsonResponse.ProtoReflect.Descriptor instead.
 func (*ExportServerJsonResponse) Descriptor() ([]byte, []int) {
-	return file_pylee_registry_v1_registry_service_proto_rawDescGZIP(), []int{16}
+	return file_pylee_registry_v1_registry_service_proto_rawDescGZIP(), []int{18}
 }
 
 func (x *ExportServerJsonResponse) GetServerJson() string {
@@ -1100,7 +1192,7 @@ type CreateRegistryRequest struct {
 
 func (x *CreateRegistryRequest) Reset() {
 	*x = CreateRegistryRequest{}
-	mi := &file_pylee_registry_v1_registry_service_proto_msgTypes[17]
+	mi := &file_pylee_registry_v1_registry_service_proto_msgTypes[19]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1112,7 +1204,7 @@ func (x *CreateRegistryRequest) String() string {
 func (*CreateRegistryRequest) ProtoMessage() {}
 
 func (x *CreateRegistryRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_pylee_registry_v1_registry_service_proto_msgTypes[17]
+	mi := &file_pylee_registry_v1_registry_service_proto_msgTypes[19]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1125,7 +1217,7 @@ func (x *CreateRegistryRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use CreateRegistryRequest.ProtoReflect.Descriptor instead.
 func (*CreateRegistryRequest) Descriptor() ([]byte, []int) {
-	return file_pylee_registry_v1_registry_service_proto_rawDescGZIP(), []int{17}
+	return file_pylee_registry_v1_registry_service_proto_rawDescGZIP(), []int{19}
 }
 
 func (x *CreateRegistryRequest) GetParent() string {
@@ -1167,7 +1259,7 @@ type GetRegistryRequest struct {
 
 func (x *GetRegistryRequest) Reset() {
 	*x = GetRegistryRequest{}
-	mi := &file_pylee_registry_v1_registry_service_proto_msgTypes[18]
+	mi := &file_pylee_registry_v1_registry_service_proto_msgTypes[20]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1179,7 +1271,7 @@ func (x *GetRegistryRequest) String() string {
 func (*GetRegistryRequest) ProtoMessage() {}
 
 func (x *GetRegistryRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_pylee_registry_v1_registry_service_proto_msgTypes[18]
+	mi := &file_pylee_registry_v1_registry_service_proto_msgTypes[20]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1192,7 +1284,7 @@ func (x *GetRegistryRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use GetRegistryRequest.ProtoReflect.Descriptor instead.
 func (*GetRegistryRequest) Descriptor() ([]byte, []int) {
-	return file_pylee_registry_v1_registry_service_proto_rawDescGZIP(), []int{18}
+	return file_pylee_registry_v1_registry_service_proto_rawDescGZIP(), []int{20}
 }
 
 func (x *GetRegistryRequest) GetName() string {
@@ -1217,7 +1309,7 @@ type ListRegistriesRequest struct {
 
 func (x *ListRegistriesRequest) Reset() {
 	*x = ListRegistriesRequest{}
-	mi := &file_pylee_registry_v1_registry_service_proto_msgTypes[19]
+	mi := &file_pylee_registry_v1_registry_service_proto_msgTypes[21]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1229,7 +1321,7 @@ func (x *ListRegistriesRequest) String() string {
 func (*ListRegistriesRequest) ProtoMessage() {}
 
 func (x *ListRegistriesRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_pylee_registry_v1_registry_service_proto_msgTypes[19]
+	mi := &file_pylee_registry_v1_registry_service_proto_msgTypes[21]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1242,7 +1334,7 @@ func (x *ListRegistriesRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListRegistriesRequest.ProtoReflect.Descriptor instead.
 func (*ListRegistriesRequest) Descriptor() ([]byte, []int) {
-	return file_pylee_registry_v1_registry_service_proto_rawDescGZIP(), []int{19}
+	return file_pylee_registry_v1_registry_service_proto_rawDescGZIP(), []int{21}
 }
 
 func (x *ListRegistriesRequest) GetParent() string {
@@ -1279,7 +1371,7 @@ type ListRegistriesResponse struct {
 
 func (x *ListRegistriesResponse) Reset() {
 	*x = ListRegistriesResponse{}
-	mi := &file_pylee_registry_v1_registry_service_proto_msgTypes[20]
+	mi := &file_pylee_registry_v1_registry_service_proto_msgTypes[22]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1291,7 +1383,7 @@ func (x *ListRegistriesResponse) String() string {
 func (*ListRegistriesResponse) ProtoMessage() {}
 
 func (x *ListRegistriesResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_pylee_registry_v1_registry_service_proto_msgTypes[20]
+	mi := &file_pylee_registry_v1_registry_service_proto_msgTypes[22]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1304,7 +1396,7 @@ func (x *ListRegistriesResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListRegistriesResponse.ProtoReflect.Descriptor instead.
 func (*ListRegistriesResponse) Descriptor() ([]byte, []int) {
-	return file_pylee_registry_v1_registry_service_proto_rawDescGZIP(), []int{20}
+	return file_pylee_registry_v1_registry_service_proto_rawDescGZIP(), []int{22}
 }
 
 func (x *ListRegistriesResponse) GetRegistries() []*Registry {
@@ -1338,7 +1430,7 @@ type UpdateRegistryRequest struct {
 
 func (x *UpdateRegistryRequest) Reset() {
 	*x = UpdateRegistryRequest{}
-	mi := &file_pylee_registry_v1_registry_service_proto_msgTypes[21]
+	mi := &file_pylee_registry_v1_registry_service_proto_msgTypes[23]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1350,7 +1442,7 @@ func (x *UpdateRegistryRequest) String() string {
 func (*UpdateRegistryRequest) ProtoMessage() {}
 
 func (x *UpdateRegistryRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_pylee_registry_v1_registry_service_proto_msgTypes[21]
+	mi := &file_pylee_registry_v1_registry_service_proto_msgTypes[23]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1363,7 +1455,7 @@ func (x *UpdateRegistryRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use UpdateRegistryRequest.ProtoReflect.Descriptor instead.
 func (*UpdateRegistryRequest) Descriptor() ([]byte, []int) {
-	return file_pylee_registry_v1_registry_service_proto_rawDescGZIP(), []int{21}
+	return file_pylee_registry_v1_registry_service_proto_rawDescGZIP(), []int{23}
 }
 
 func (x *UpdateRegistryRequest) GetRegistry() *Registry {
@@ -1404,7 +1496,7 @@ type UpdateRegistryResponse struct {
 
 func (x *UpdateRegistryResponse) Reset() {
 	*x = UpdateRegistryResponse{}
-	mi := &file_pylee_registry_v1_registry_service_proto_msgTypes[22]
+	mi := &file_pylee_registry_v1_registry_service_proto_msgTypes[24]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1416,7 +1508,7 @@ func (x *UpdateRegistryResponse) String() string {
 func (*UpdateRegistryResponse) ProtoMessage() {}
 
 func (x *UpdateRegistryResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_pylee_registry_v1_registry_service_proto_msgTypes[22]
+	mi := &file_pylee_registry_v1_registry_service_proto_msgTypes[24]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1429,7 +1521,7 @@ func (x *UpdateRegistryResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use UpdateRegistryResponse.ProtoReflect.Descriptor instead.
 func (*UpdateRegistryResponse) Descriptor() ([]byte, []int) {
-	return file_pylee_registry_v1_registry_service_proto_rawDescGZIP(), []int{22}
+	return file_pylee_registry_v1_registry_service_proto_rawDescGZIP(), []int{24}
 }
 
 func (x *UpdateRegistryResponse) GetResult() isUpdateRegistryResponse_Result {
@@ -1488,7 +1580,7 @@ type DeleteRegistryRequest struct {
 
 func (x *DeleteRegistryRequest) Reset() {
 	*x = DeleteRegistryRequest{}
-	mi := &file_pylee_registry_v1_registry_service_proto_msgTypes[23]
+	mi := &file_pylee_registry_v1_registry_service_proto_msgTypes[25]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1500,7 +1592,7 @@ func (x *DeleteRegistryRequest) String() string {
 func (*DeleteRegistryRequest) ProtoMessage() {}
 
 func (x *DeleteRegistryRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_pylee_registry_v1_registry_service_proto_msgTypes[23]
+	mi := &file_pylee_registry_v1_registry_service_proto_msgTypes[25]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1513,7 +1605,7 @@ func (x *DeleteRegistryRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use DeleteRegistryRequest.ProtoReflect.Descriptor instead.
 func (*DeleteRegistryRequest) Descriptor() ([]byte, []int) {
-	return file_pylee_registry_v1_registry_service_proto_rawDescGZIP(), []int{23}
+	return file_pylee_registry_v1_registry_service_proto_rawDescGZIP(), []int{25}
 }
 
 func (x *DeleteRegistryRequest) GetName() string {
@@ -1549,7 +1641,7 @@ type PinEntryRequest struct {
 
 func (x *PinEntryRequest) Reset() {
 	*x = PinEntryRequest{}
-	mi := &file_pylee_registry_v1_registry_service_proto_msgTypes[24]
+	mi := &file_pylee_registry_v1_registry_service_proto_msgTypes[26]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1561,7 +1653,7 @@ func (x *PinEntryRequest) String() string {
 func (*PinEntryRequest) ProtoMessage() {}
 
 func (x *PinEntryRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_pylee_registry_v1_registry_service_proto_msgTypes[24]
+	mi := &file_pylee_registry_v1_registry_service_proto_msgTypes[26]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1574,7 +1666,7 @@ func (x *PinEntryRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use PinEntryRequest.ProtoReflect.Descriptor instead.
 func (*PinEntryRequest) Descriptor() ([]byte, []int) {
-	return file_pylee_registry_v1_registry_service_proto_rawDescGZIP(), []int{24}
+	return file_pylee_registry_v1_registry_service_proto_rawDescGZIP(), []int{26}
 }
 
 func (x *PinEntryRequest) GetName() string {
@@ -1621,7 +1713,7 @@ type PinEntryResponse struct {
 
 func (x *PinEntryResponse) Reset() {
 	*x = PinEntryResponse{}
-	mi := &file_pylee_registry_v1_registry_service_proto_msgTypes[25]
+	mi := &file_pylee_registry_v1_registry_service_proto_msgTypes[27]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1633,7 +1725,7 @@ func (x *PinEntryResponse) String() string {
 func (*PinEntryResponse) ProtoMessage() {}
 
 func (x *PinEntryResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_pylee_registry_v1_registry_service_proto_msgTypes[25]
+	mi := &file_pylee_registry_v1_registry_service_proto_msgTypes[27]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1646,7 +1738,7 @@ func (x *PinEntryResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use PinEntryResponse.ProtoReflect.Descriptor instead.
 func (*PinEntryResponse) Descriptor() ([]byte, []int) {
-	return file_pylee_registry_v1_registry_service_proto_rawDescGZIP(), []int{25}
+	return file_pylee_registry_v1_registry_service_proto_rawDescGZIP(), []int{27}
 }
 
 func (x *PinEntryResponse) GetResult() isPinEntryResponse_Result {
@@ -1705,7 +1797,7 @@ type UnpinEntryRequest struct {
 
 func (x *UnpinEntryRequest) Reset() {
 	*x = UnpinEntryRequest{}
-	mi := &file_pylee_registry_v1_registry_service_proto_msgTypes[26]
+	mi := &file_pylee_registry_v1_registry_service_proto_msgTypes[28]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1717,7 +1809,7 @@ func (x *UnpinEntryRequest) String() string {
 func (*UnpinEntryRequest) ProtoMessage() {}
 
 func (x *UnpinEntryRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_pylee_registry_v1_registry_service_proto_msgTypes[26]
+	mi := &file_pylee_registry_v1_registry_service_proto_msgTypes[28]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1730,7 +1822,7 @@ func (x *UnpinEntryRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use UnpinEntryRequest.ProtoReflect.Descriptor instead.
 func (*UnpinEntryRequest) Descriptor() ([]byte, []int) {
-	return file_pylee_registry_v1_registry_service_proto_rawDescGZIP(), []int{26}
+	return file_pylee_registry_v1_registry_service_proto_rawDescGZIP(), []int{28}
 }
 
 func (x *UnpinEntryRequest) GetName() string {
@@ -1759,7 +1851,7 @@ type UnpinEntryResponse struct {
 
 func (x *UnpinEntryResponse) Reset() {
 	*x = UnpinEntryResponse{}
-	mi := &file_pylee_registry_v1_registry_service_proto_msgTypes[27]
+	mi := &file_pylee_registry_v1_registry_service_proto_msgTypes[29]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1771,7 +1863,7 @@ func (x *UnpinEntryResponse) String() string {
 func (*UnpinEntryResponse) ProtoMessage() {}
 
 func (x *UnpinEntryResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_pylee_registry_v1_registry_service_proto_msgTypes[27]
+	mi := &file_pylee_registry_v1_registry_service_proto_msgTypes[29]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1784,7 +1876,7 @@ func (x *UnpinEntryResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use UnpinEntryResponse.ProtoReflect.Descriptor instead.
 func (*UnpinEntryResponse) Descriptor() ([]byte, []int) {
-	return file_pylee_registry_v1_registry_service_proto_rawDescGZIP(), []int{27}
+	return file_pylee_registry_v1_registry_service_proto_rawDescGZIP(), []int{29}
 }
 
 func (x *UnpinEntryResponse) GetApproval() *Approval {
@@ -1809,7 +1901,7 @@ type PromoteEntryRequest struct {
 
 func (x *PromoteEntryRequest) Reset() {
 	*x = PromoteEntryRequest{}
-	mi := &file_pylee_registry_v1_registry_service_proto_msgTypes[28]
+	mi := &file_pylee_registry_v1_registry_service_proto_msgTypes[30]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1821,7 +1913,7 @@ func (x *PromoteEntryRequest) String() string {
 func (*PromoteEntryRequest) ProtoMessage() {}
 
 func (x *PromoteEntryRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_pylee_registry_v1_registry_service_proto_msgTypes[28]
+	mi := &file_pylee_registry_v1_registry_service_proto_msgTypes[30]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1834,7 +1926,7 @@ func (x *PromoteEntryRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use PromoteEntryRequest.ProtoReflect.Descriptor instead.
 func (*PromoteEntryRequest) Descriptor() ([]byte, []int) {
-	return file_pylee_registry_v1_registry_service_proto_rawDescGZIP(), []int{28}
+	return file_pylee_registry_v1_registry_service_proto_rawDescGZIP(), []int{30}
 }
 
 func (x *PromoteEntryRequest) GetName() string {
@@ -1871,7 +1963,7 @@ type GetEntryRequest struct {
 
 func (x *GetEntryRequest) Reset() {
 	*x = GetEntryRequest{}
-	mi := &file_pylee_registry_v1_registry_service_proto_msgTypes[29]
+	mi := &file_pylee_registry_v1_registry_service_proto_msgTypes[31]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1883,7 +1975,7 @@ func (x *GetEntryRequest) String() string {
 func (*GetEntryRequest) ProtoMessage() {}
 
 func (x *GetEntryRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_pylee_registry_v1_registry_service_proto_msgTypes[29]
+	mi := &file_pylee_registry_v1_registry_service_proto_msgTypes[31]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1896,7 +1988,7 @@ func (x *GetEntryRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use GetEntryRequest.ProtoReflect.Descriptor instead.
 func (*GetEntryRequest) Descriptor() ([]byte, []int) {
-	return file_pylee_registry_v1_registry_service_proto_rawDescGZIP(), []int{29}
+	return file_pylee_registry_v1_registry_service_proto_rawDescGZIP(), []int{31}
 }
 
 func (x *GetEntryRequest) GetName() string {
@@ -1938,7 +2030,7 @@ type ListEntriesRequest struct {
 
 func (x *ListEntriesRequest) Reset() {
 	*x = ListEntriesRequest{}
-	mi := &file_pylee_registry_v1_registry_service_proto_msgTypes[30]
+	mi := &file_pylee_registry_v1_registry_service_proto_msgTypes[32]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1950,7 +2042,7 @@ func (x *ListEntriesRequest) String() string {
 func (*ListEntriesRequest) ProtoMessage() {}
 
 func (x *ListEntriesRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_pylee_registry_v1_registry_service_proto_msgTypes[30]
+	mi := &file_pylee_registry_v1_registry_service_proto_msgTypes[32]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1963,7 +2055,7 @@ func (x *ListEntriesRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListEntriesRequest.ProtoReflect.Descriptor instead.
 func (*ListEntriesRequest) Descriptor() ([]byte, []int) {
-	return file_pylee_registry_v1_registry_service_proto_rawDescGZIP(), []int{30}
+	return file_pylee_registry_v1_registry_service_proto_rawDescGZIP(), []int{32}
 }
 
 func (x *ListEntriesRequest) GetParent() string {
@@ -2035,7 +2127,7 @@ type ListEntriesResponse struct {
 
 func (x *ListEntriesResponse) Reset() {
 	*x = ListEntriesResponse{}
-	mi := &file_pylee_registry_v1_registry_service_proto_msgTypes[31]
+	mi := &file_pylee_registry_v1_registry_service_proto_msgTypes[33]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2047,7 +2139,7 @@ func (x *ListEntriesResponse) String() string {
 func (*ListEntriesResponse) ProtoMessage() {}
 
 func (x *ListEntriesResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_pylee_registry_v1_registry_service_proto_msgTypes[31]
+	mi := &file_pylee_registry_v1_registry_service_proto_msgTypes[33]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2060,7 +2152,7 @@ func (x *ListEntriesResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListEntriesResponse.ProtoReflect.Descriptor instead.
 func (*ListEntriesResponse) Descriptor() ([]byte, []int) {
-	return file_pylee_registry_v1_registry_service_proto_rawDescGZIP(), []int{31}
+	return file_pylee_registry_v1_registry_service_proto_rawDescGZIP(), []int{33}
 }
 
 func (x *ListEntriesResponse) GetEntries() []*Entry {
@@ -2090,7 +2182,7 @@ type WatchEntriesRequest struct {
 
 func (x *WatchEntriesRequest) Reset() {
 	*x = WatchEntriesRequest{}
-	mi := &file_pylee_registry_v1_registry_service_proto_msgTypes[32]
+	mi := &file_pylee_registry_v1_registry_service_proto_msgTypes[34]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2102,7 +2194,7 @@ func (x *WatchEntriesRequest) String() string {
 func (*WatchEntriesRequest) ProtoMessage() {}
 
 func (x *WatchEntriesRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_pylee_registry_v1_registry_service_proto_msgTypes[32]
+	mi := &file_pylee_registry_v1_registry_service_proto_msgTypes[34]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2115,7 +2207,7 @@ func (x *WatchEntriesRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use WatchEntriesRequest.ProtoReflect.Descriptor instead.
 func (*WatchEntriesRequest) Descriptor() ([]byte, []int) {
-	return file_pylee_registry_v1_registry_service_proto_rawDescGZIP(), []int{32}
+	return file_pylee_registry_v1_registry_service_proto_rawDescGZIP(), []int{34}
 }
 
 func (x *WatchEntriesRequest) GetParent() string {
@@ -2149,7 +2241,7 @@ type ListApprovalsRequest struct {
 
 func (x *ListApprovalsRequest) Reset() {
 	*x = ListApprovalsRequest{}
-	mi := &file_pylee_registry_v1_registry_service_proto_msgTypes[33]
+	mi := &file_pylee_registry_v1_registry_service_proto_msgTypes[35]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2161,7 +2253,7 @@ func (x *ListApprovalsRequest) String() string {
 func (*ListApprovalsRequest) ProtoMessage() {}
 
 func (x *ListApprovalsRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_pylee_registry_v1_registry_service_proto_msgTypes[33]
+	mi := &file_pylee_registry_v1_registry_service_proto_msgTypes[35]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2174,7 +2266,7 @@ func (x *ListApprovalsRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListApprovalsRequest.ProtoReflect.Descriptor instead.
 func (*ListApprovalsRequest) Descriptor() ([]byte, []int) {
-	return file_pylee_registry_v1_registry_service_proto_rawDescGZIP(), []int{33}
+	return file_pylee_registry_v1_registry_service_proto_rawDescGZIP(), []int{35}
 }
 
 func (x *ListApprovalsRequest) GetParent() string {
@@ -2218,7 +2310,7 @@ type ListApprovalsResponse struct {
 
 func (x *ListApprovalsResponse) Reset() {
 	*x = ListApprovalsResponse{}
-	mi := &file_pylee_registry_v1_registry_service_proto_msgTypes[34]
+	mi := &file_pylee_registry_v1_registry_service_proto_msgTypes[36]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2230,7 +2322,7 @@ func (x *ListApprovalsResponse) String() string {
 func (*ListApprovalsResponse) ProtoMessage() {}
 
 func (x *ListApprovalsResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_pylee_registry_v1_registry_service_proto_msgTypes[34]
+	mi := &file_pylee_registry_v1_registry_service_proto_msgTypes[36]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2243,7 +2335,7 @@ func (x *ListApprovalsResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListApprovalsResponse.ProtoReflect.Descriptor instead.
 func (*ListApprovalsResponse) Descriptor() ([]byte, []int) {
-	return file_pylee_registry_v1_registry_service_proto_rawDescGZIP(), []int{34}
+	return file_pylee_registry_v1_registry_service_proto_rawDescGZIP(), []int{36}
 }
 
 func (x *ListApprovalsResponse) GetApprovals() []*Approval {
@@ -2271,7 +2363,7 @@ type GetApprovalRequest struct {
 
 func (x *GetApprovalRequest) Reset() {
 	*x = GetApprovalRequest{}
-	mi := &file_pylee_registry_v1_registry_service_proto_msgTypes[35]
+	mi := &file_pylee_registry_v1_registry_service_proto_msgTypes[37]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2283,7 +2375,7 @@ func (x *GetApprovalRequest) String() string {
 func (*GetApprovalRequest) ProtoMessage() {}
 
 func (x *GetApprovalRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_pylee_registry_v1_registry_service_proto_msgTypes[35]
+	mi := &file_pylee_registry_v1_registry_service_proto_msgTypes[37]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2296,7 +2388,7 @@ func (x *GetApprovalRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use GetApprovalRequest.ProtoReflect.Descriptor instead.
 func (*GetApprovalRequest) Descriptor() ([]byte, []int) {
-	return file_pylee_registry_v1_registry_service_proto_rawDescGZIP(), []int{35}
+	return file_pylee_registry_v1_registry_service_proto_rawDescGZIP(), []int{37}
 }
 
 func (x *GetApprovalRequest) GetName() string {
@@ -2319,7 +2411,7 @@ type ApproveRequest struct {
 
 func (x *ApproveRequest) Reset() {
 	*x = ApproveRequest{}
-	mi := &file_pylee_registry_v1_registry_service_proto_msgTypes[36]
+	mi := &file_pylee_registry_v1_registry_service_proto_msgTypes[38]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2331,7 +2423,7 @@ func (x *ApproveRequest) String() string {
 func (*ApproveRequest) ProtoMessage() {}
 
 func (x *ApproveRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_pylee_registry_v1_registry_service_proto_msgTypes[36]
+	mi := &file_pylee_registry_v1_registry_service_proto_msgTypes[38]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2344,7 +2436,7 @@ func (x *ApproveRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ApproveRequest.ProtoReflect.Descriptor instead.
 func (*ApproveRequest) Descriptor() ([]byte, []int) {
-	return file_pylee_registry_v1_registry_service_proto_rawDescGZIP(), []int{36}
+	return file_pylee_registry_v1_registry_service_proto_rawDescGZIP(), []int{38}
 }
 
 func (x *ApproveRequest) GetName() string {
@@ -2374,7 +2466,7 @@ type RejectRequest struct {
 
 func (x *RejectRequest) Reset() {
 	*x = RejectRequest{}
-	mi := &file_pylee_registry_v1_registry_service_proto_msgTypes[37]
+	mi := &file_pylee_registry_v1_registry_service_proto_msgTypes[39]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2386,7 +2478,7 @@ func (x *RejectRequest) String() string {
 func (*RejectRequest) ProtoMessage() {}
 
 func (x *RejectRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_pylee_registry_v1_registry_service_proto_msgTypes[37]
+	mi := &file_pylee_registry_v1_registry_service_proto_msgTypes[39]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2399,7 +2491,7 @@ func (x *RejectRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RejectRequest.ProtoReflect.Descriptor instead.
 func (*RejectRequest) Descriptor() ([]byte, []int) {
-	return file_pylee_registry_v1_registry_service_proto_rawDescGZIP(), []int{37}
+	return file_pylee_registry_v1_registry_service_proto_rawDescGZIP(), []int{39}
 }
 
 func (x *RejectRequest) GetName() string {
@@ -2429,7 +2521,7 @@ type CancelApprovalRequest struct {
 
 func (x *CancelApprovalRequest) Reset() {
 	*x = CancelApprovalRequest{}
-	mi := &file_pylee_registry_v1_registry_service_proto_msgTypes[38]
+	mi := &file_pylee_registry_v1_registry_service_proto_msgTypes[40]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2441,7 +2533,7 @@ func (x *CancelApprovalRequest) String() string {
 func (*CancelApprovalRequest) ProtoMessage() {}
 
 func (x *CancelApprovalRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_pylee_registry_v1_registry_service_proto_msgTypes[38]
+	mi := &file_pylee_registry_v1_registry_service_proto_msgTypes[40]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2454,7 +2546,7 @@ func (x *CancelApprovalRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use CancelApprovalRequest.ProtoReflect.Descriptor instead.
 func (*CancelApprovalRequest) Descriptor() ([]byte, []int) {
-	return file_pylee_registry_v1_registry_service_proto_rawDescGZIP(), []int{38}
+	return file_pylee_registry_v1_registry_service_proto_rawDescGZIP(), []int{40}
 }
 
 func (x *CancelApprovalRequest) GetName() string {
@@ -2475,7 +2567,11 @@ var File_pylee_registry_v1_registry_service_proto protoreflect.FileDescriptor
 
 const file_pylee_registry_v1_registry_service_proto_rawDesc = "" +
 	"\n" +
-	"(pylee/registry/v1/registry_service.proto\x12\x11pylee.registry.v1\x1a\x1cgoogle/api/annotations.proto\x1a\x1fgoogle/api/field_behavior.proto\x1a\x1bgoogle/protobuf/empty.proto\x1a google/protobuf/field_mask.proto\x1a\x1fgoogle/protobuf/timestamp.proto\x1a\x1epylee/api/v1/annotations.proto\x1a pylee/registry/v1/registry.proto\x1a\x1epylee/registry/v1/server.proto\x1a\x1fpylee/registry/v1/version.proto\"\xab\x01\n" +
+	"(pylee/registry/v1/registry_service.proto\x12\x11pylee.registry.v1\x1a\x1cgoogle/api/annotations.proto\x1a\x1fgoogle/api/field_behavior.proto\x1a\x1bgoogle/protobuf/empty.proto\x1a google/protobuf/field_mask.proto\x1a\x1fgoogle/protobuf/timestamp.proto\x1a\x1epylee/api/v1/annotations.proto\x1a pylee/registry/v1/registry.proto\x1a\x1epylee/registry/v1/server.proto\x1a\x1fpylee/registry/v1/version.proto\"3\n" +
+	"\x18PurgeOrganizationRequest\x12\x17\n" +
+	"\x04name\x18\x01 \x01(\tB\x03\xe0A\x02R\x04name\">\n" +
+	"\x19PurgeOrganizationResponse\x12!\n" +
+	"\fdeleted_rows\x18\x01 \x01(\x03R\vdeletedRows\"\xab\x01\n" +
 	"\x13CreateServerRequest\x12\x1b\n" +
 	"\x06parent\x18\x01 \x01(\tB\x03\xe0A\x02R\x06parent\x12 \n" +
 	"\tserver_id\x18\x02 \x01(\tB\x03\xe0A\x02R\bserverId\x126\n" +
@@ -2634,7 +2730,7 @@ const file_pylee_registry_v1_registry_service_proto_rawDesc = "" +
 	"\tEntryView\x12\x1a\n" +
 	"\x16ENTRY_VIEW_UNSPECIFIED\x10\x00\x12\x14\n" +
 	"\x10ENTRY_VIEW_BASIC\x10\x01\x12\x13\n" +
-	"\x0fENTRY_VIEW_FULL\x10\x022\xff&\n" +
+	"\x0fENTRY_VIEW_FULL\x10\x022\xb0(\n" +
 	"\x0fRegistryService\x12\x9a\x01\n" +
 	"\fCreateServer\x12&.pylee.registry.v1.CreateServerRequest\x1a\x19.pylee.registry.v1.Server\"G\xca\xf3\x18\x18\n" +
 	"\x0eservers.create\x12\x06parent\x82\xd3\xe4\x93\x02%:\x06server\"\x1b/v1/{parent=orgs/*}/servers\x12\x87\x01\n" +
@@ -2695,7 +2791,9 @@ const file_pylee_registry_v1_registry_service_proto_rawDesc = "" +
 	"\x06Reject\x12 .pylee.registry.v1.RejectRequest\x1a\x1b.pylee.registry.v1.Approval\"Y\xca\xf3\x18\x19\n" +
 	"\x11approvals.approve\x12\x04name\x82\xd3\xe4\x93\x026:\x01*\"1/v1/{name=orgs/*/registries/*/approvals/*}:reject\x12\xae\x01\n" +
 	"\x0eCancelApproval\x12(.pylee.registry.v1.CancelApprovalRequest\x1a\x1b.pylee.registry.v1.Approval\"U\xca\xf3\x18\x15\n" +
-	"\rapprovals.get\x12\x04name\x82\xd3\xe4\x93\x026:\x01*\"1/v1/{name=orgs/*/registries/*/approvals/*}:cancelB>Z<github.com/pyleeai/pylee/gen/go/pylee/registry/v1;registryv1b\x06proto3"
+	"\rapprovals.get\x12\x04name\x82\xd3\xe4\x93\x026:\x01*\"1/v1/{name=orgs/*/registries/*/approvals/*}:cancel\x12\xae\x01\n" +
+	"\x11PurgeOrganization\x12+.pylee.registry.v1.PurgeOrganizationRequest\x1a,.pylee.registry.v1.PurgeOrganizationResponse\">\xca\xf3\x18\x10\n" +
+	"\x0eregistry.purge\x82\xd3\xe4\x93\x02$:\x01*\"\x1f/v1/{name=orgs/*}:purgeRegistryB>Z<github.com/pyleeai/pylee/gen/go/pylee/registry/v1;registryv1b\x06proto3"
 
 var (
 	file_pylee_registry_v1_registry_service_proto_rawDescOnce sync.Once
@@ -2710,146 +2808,150 @@ func file_pylee_registry_v1_registry_service_proto_rawDescGZIP() []byte {
 }
 
 var file_pylee_registry_v1_registry_service_proto_enumTypes = make([]protoimpl.EnumInfo, 1)
-var file_pylee_registry_v1_registry_service_proto_msgTypes = make([]protoimpl.MessageInfo, 39)
+var file_pylee_registry_v1_registry_service_proto_msgTypes = make([]protoimpl.MessageInfo, 41)
 var file_pylee_registry_v1_registry_service_proto_goTypes = []any{
 	(EntryView)(0),                     // 0: pylee.registry.v1.EntryView
-	(*CreateServerRequest)(nil),        // 1: pylee.registry.v1.CreateServerRequest
-	(*GetServerRequest)(nil),           // 2: pylee.registry.v1.GetServerRequest
-	(*ListServersRequest)(nil),         // 3: pylee.registry.v1.ListServersRequest
-	(*ListServersResponse)(nil),        // 4: pylee.registry.v1.ListServersResponse
-	(*UpdateServerRequest)(nil),        // 5: pylee.registry.v1.UpdateServerRequest
-	(*DeleteServerRequest)(nil),        // 6: pylee.registry.v1.DeleteServerRequest
-	(*CreateVersionRequest)(nil),       // 7: pylee.registry.v1.CreateVersionRequest
-	(*ImportServerJsonRequest)(nil),    // 8: pylee.registry.v1.ImportServerJsonRequest
-	(*GetVersionRequest)(nil),          // 9: pylee.registry.v1.GetVersionRequest
-	(*ListVersionsRequest)(nil),        // 10: pylee.registry.v1.ListVersionsRequest
-	(*ListVersionsResponse)(nil),       // 11: pylee.registry.v1.ListVersionsResponse
-	(*SetVersionStatusRequest)(nil),    // 12: pylee.registry.v1.SetVersionStatusRequest
-	(*SuggestNextVersionRequest)(nil),  // 13: pylee.registry.v1.SuggestNextVersionRequest
-	(*SuggestNextVersionResponse)(nil), // 14: pylee.registry.v1.SuggestNextVersionResponse
-	(*DiffVersionsRequest)(nil),        // 15: pylee.registry.v1.DiffVersionsRequest
-	(*ExportServerJsonRequest)(nil),    // 16: pylee.registry.v1.ExportServerJsonRequest
-	(*ExportServerJsonResponse)(nil),   // 17: pylee.registry.v1.ExportServerJsonResponse
-	(*CreateRegistryRequest)(nil),      // 18: pylee.registry.v1.CreateRegistryRequest
-	(*GetRegistryRequest)(nil),         // 19: pylee.registry.v1.GetRegistryRequest
-	(*ListRegistriesRequest)(nil),      // 20: pylee.registry.v1.ListRegistriesRequest
-	(*ListRegistriesResponse)(nil),     // 21: pylee.registry.v1.ListRegistriesResponse
-	(*UpdateRegistryRequest)(nil),      // 22: pylee.registry.v1.UpdateRegistryRequest
-	(*UpdateRegistryResponse)(nil),     // 23: pylee.registry.v1.UpdateRegistryResponse
-	(*DeleteRegistryRequest)(nil),      // 24: pylee.registry.v1.DeleteRegistryRequest
-	(*PinEntryRequest)(nil),            // 25: pylee.registry.v1.PinEntryRequest
-	(*PinEntryResponse)(nil),           // 26: pylee.registry.v1.PinEntryResponse
-	(*UnpinEntryRequest)(nil),          // 27: pylee.registry.v1.UnpinEntryRequest
-	(*UnpinEntryResponse)(nil),         // 28: pylee.registry.v1.UnpinEntryResponse
-	(*PromoteEntryRequest)(nil),        // 29: pylee.registry.v1.PromoteEntryRequest
-	(*GetEntryRequest)(nil),            // 30: pylee.registry.v1.GetEntryRequest
-	(*ListEntriesRequest)(nil),         // 31: pylee.registry.v1.ListEntriesRequest
-	(*ListEntriesResponse)(nil),        // 32: pylee.registry.v1.ListEntriesResponse
-	(*WatchEntriesRequest)(nil),        // 33: pylee.registry.v1.WatchEntriesRequest
-	(*ListApprovalsRequest)(nil),       // 34: pylee.registry.v1.ListApprovalsRequest
-	(*ListApprovalsResponse)(nil),      // 35: pylee.registry.v1.ListApprovalsResponse
-	(*GetApprovalRequest)(nil),         // 36: pylee.registry.v1.GetApprovalRequest
-	(*ApproveRequest)(nil),             // 37: pylee.registry.v1.ApproveRequest
-	(*RejectRequest)(nil),              // 38: pylee.registry.v1.RejectRequest
-	(*CancelApprovalRequest)(nil),      // 39: pylee.registry.v1.CancelApprovalRequest
-	(*Server)(nil),                     // 40: pylee.registry.v1.Server
-	(*fieldmaskpb.FieldMask)(nil),      // 41: google.protobuf.FieldMask
-	(*ServerVersion)(nil),              // 42: pylee.registry.v1.ServerVersion
-	(*Tool)(nil),                       // 43: pylee.registry.v1.Tool
-	(ServerVersion_Status)(0),          // 44: pylee.registry.v1.ServerVersion.Status
-	(*Registry)(nil),                   // 45: pylee.registry.v1.Registry
-	(*Approval)(nil),                   // 46: pylee.registry.v1.Approval
-	(*Entry)(nil),                      // 47: pylee.registry.v1.Entry
-	(*timestamppb.Timestamp)(nil),      // 48: google.protobuf.Timestamp
-	(Approval_State)(0),                // 49: pylee.registry.v1.Approval.State
-	(*emptypb.Empty)(nil),              // 50: google.protobuf.Empty
-	(*ToolDiff)(nil),                   // 51: pylee.registry.v1.ToolDiff
-	(*EntryEvent)(nil),                 // 52: pylee.registry.v1.EntryEvent
+	(*PurgeOrganizationRequest)(nil),   // 1: pylee.registry.v1.PurgeOrganizationRequest
+	(*PurgeOrganizationResponse)(nil),  // 2: pylee.registry.v1.PurgeOrganizationResponse
+	(*CreateServerRequest)(nil),        // 3: pylee.registry.v1.CreateServerRequest
+	(*GetServerRequest)(nil),           // 4: pylee.registry.v1.GetServerRequest
+	(*ListServersRequest)(nil),         // 5: pylee.registry.v1.ListServersRequest
+	(*ListServersResponse)(nil),        // 6: pylee.registry.v1.ListServersResponse
+	(*UpdateServerRequest)(nil),        // 7: pylee.registry.v1.UpdateServerRequest
+	(*DeleteServerRequest)(nil),        // 8: pylee.registry.v1.DeleteServerRequest
+	(*CreateVersionRequest)(nil),       // 9: pylee.registry.v1.CreateVersionRequest
+	(*ImportServerJsonRequest)(nil),    // 10: pylee.registry.v1.ImportServerJsonRequest
+	(*GetVersionRequest)(nil),          // 11: pylee.registry.v1.GetVersionRequest
+	(*ListVersionsRequest)(nil),        // 12: pylee.registry.v1.ListVersionsRequest
+	(*ListVersionsResponse)(nil),       // 13: pylee.registry.v1.ListVersionsResponse
+	(*SetVersionStatusRequest)(nil),    // 14: pylee.registry.v1.SetVersionStatusRequest
+	(*SuggestNextVersionRequest)(nil),  // 15: pylee.registry.v1.SuggestNextVersionRequest
+	(*SuggestNextVersionResponse)(nil), // 16: pylee.registry.v1.SuggestNextVersionResponse
+	(*DiffVersionsRequest)(nil),        // 17: pylee.registry.v1.DiffVersionsRequest
+	(*ExportServerJsonRequest)(nil),    // 18: pylee.registry.v1.ExportServerJsonRequest
+	(*ExportServerJsonResponse)(nil),   // 19: pylee.registry.v1.ExportServerJsonResponse
+	(*CreateRegistryRequest)(nil),      // 20: pylee.registry.v1.CreateRegistryRequest
+	(*GetRegistryRequest)(nil),         // 21: pylee.registry.v1.GetRegistryRequest
+	(*ListRegistriesRequest)(nil),      // 22: pylee.registry.v1.ListRegistriesRequest
+	(*ListRegistriesResponse)(nil),     // 23: pylee.registry.v1.ListRegistriesResponse
+	(*UpdateRegistryRequest)(nil),      // 24: pylee.registry.v1.UpdateRegistryRequest
+	(*UpdateRegistryResponse)(nil),     // 25: pylee.registry.v1.UpdateRegistryResponse
+	(*DeleteRegistryRequest)(nil),      // 26: pylee.registry.v1.DeleteRegistryRequest
+	(*PinEntryRequest)(nil),            // 27: pylee.registry.v1.PinEntryRequest
+	(*PinEntryResponse)(nil),           // 28: pylee.registry.v1.PinEntryResponse
+	(*UnpinEntryRequest)(nil),          // 29: pylee.registry.v1.UnpinEntryRequest
+	(*UnpinEntryResponse)(nil),         // 30: pylee.registry.v1.UnpinEntryResponse
+	(*PromoteEntryRequest)(nil),        // 31: pylee.registry.v1.PromoteEntryRequest
+	(*GetEntryRequest)(nil),            // 32: pylee.registry.v1.GetEntryRequest
+	(*ListEntriesRequest)(nil),         // 33: pylee.registry.v1.ListEntriesRequest
+	(*ListEntriesResponse)(nil),        // 34: pylee.registry.v1.ListEntriesResponse
+	(*WatchEntriesRequest)(nil),        // 35: pylee.registry.v1.WatchEntriesRequest
+	(*ListApprovalsRequest)(nil),       // 36: pylee.registry.v1.ListApprovalsRequest
+	(*ListApprovalsResponse)(nil),      // 37: pylee.registry.v1.ListApprovalsResponse
+	(*GetApprovalRequest)(nil),         // 38: pylee.registry.v1.GetApprovalRequest
+	(*ApproveRequest)(nil),             // 39: pylee.registry.v1.ApproveRequest
+	(*RejectRequest)(nil),              // 40: pylee.registry.v1.RejectRequest
+	(*CancelApprovalRequest)(nil),      // 41: pylee.registry.v1.CancelApprovalRequest
+	(*Server)(nil),                     // 42: pylee.registry.v1.Server
+	(*fieldmaskpb.FieldMask)(nil),      // 43: google.protobuf.FieldMask
+	(*ServerVersion)(nil),              // 44: pylee.registry.v1.ServerVersion
+	(*Tool)(nil),                       // 45: pylee.registry.v1.Tool
+	(ServerVersion_Status)(0),          // 46: pylee.registry.v1.ServerVersion.Status
+	(*Registry)(nil),                   // 47: pylee.registry.v1.Registry
+	(*Approval)(nil),                   // 48: pylee.registry.v1.Approval
+	(*Entry)(nil),                      // 49: pylee.registry.v1.Entry
+	(*timestamppb.Timestamp)(nil),      // 50: google.protobuf.Timestamp
+	(Approval_State)(0),                // 51: pylee.registry.v1.Approval.State
+	(*emptypb.Empty)(nil),              // 52: google.protobuf.Empty
+	(*ToolDiff)(nil),                   // 53: pylee.registry.v1.ToolDiff
+	(*EntryEvent)(nil),                 // 54: pylee.registry.v1.EntryEvent
 }
 var file_pylee_registry_v1_registry_service_proto_depIdxs = []int32{
-	40, // 0: pylee.registry.v1.CreateServerRequest.server:type_name -> pylee.registry.v1.Server
-	40, // 1: pylee.registry.v1.ListServersResponse.servers:type_name -> pylee.registry.v1.Server
-	40, // 2: pylee.registry.v1.UpdateServerRequest.server:type_name -> pylee.registry.v1.Server
-	41, // 3: pylee.registry.v1.UpdateServerRequest.update_mask:type_name -> google.protobuf.FieldMask
-	42, // 4: pylee.registry.v1.CreateVersionRequest.version:type_name -> pylee.registry.v1.ServerVersion
-	43, // 5: pylee.registry.v1.ImportServerJsonRequest.tools:type_name -> pylee.registry.v1.Tool
-	42, // 6: pylee.registry.v1.ListVersionsResponse.versions:type_name -> pylee.registry.v1.ServerVersion
-	44, // 7: pylee.registry.v1.SetVersionStatusRequest.status:type_name -> pylee.registry.v1.ServerVersion.Status
-	45, // 8: pylee.registry.v1.CreateRegistryRequest.registry:type_name -> pylee.registry.v1.Registry
-	45, // 9: pylee.registry.v1.ListRegistriesResponse.registries:type_name -> pylee.registry.v1.Registry
-	45, // 10: pylee.registry.v1.UpdateRegistryRequest.registry:type_name -> pylee.registry.v1.Registry
-	41, // 11: pylee.registry.v1.UpdateRegistryRequest.update_mask:type_name -> google.protobuf.FieldMask
-	45, // 12: pylee.registry.v1.UpdateRegistryResponse.registry:type_name -> pylee.registry.v1.Registry
-	46, // 13: pylee.registry.v1.UpdateRegistryResponse.approval:type_name -> pylee.registry.v1.Approval
-	47, // 14: pylee.registry.v1.PinEntryResponse.entry:type_name -> pylee.registry.v1.Entry
-	46, // 15: pylee.registry.v1.PinEntryResponse.approval:type_name -> pylee.registry.v1.Approval
-	46, // 16: pylee.registry.v1.UnpinEntryResponse.approval:type_name -> pylee.registry.v1.Approval
+	42, // 0: pylee.registry.v1.CreateServerRequest.server:type_name -> pylee.registry.v1.Server
+	42, // 1: pylee.registry.v1.ListServersResponse.servers:type_name -> pylee.registry.v1.Server
+	42, // 2: pylee.registry.v1.UpdateServerRequest.server:type_name -> pylee.registry.v1.Server
+	43, // 3: pylee.registry.v1.UpdateServerRequest.update_mask:type_name -> google.protobuf.FieldMask
+	44, // 4: pylee.registry.v1.CreateVersionRequest.version:type_name -> pylee.registry.v1.ServerVersion
+	45, // 5: pylee.registry.v1.ImportServerJsonRequest.tools:type_name -> pylee.registry.v1.Tool
+	44, // 6: pylee.registry.v1.ListVersionsResponse.versions:type_name -> pylee.registry.v1.ServerVersion
+	46, // 7: pylee.registry.v1.SetVersionStatusRequest.status:type_name -> pylee.registry.v1.ServerVersion.Status
+	47, // 8: pylee.registry.v1.CreateRegistryRequest.registry:type_name -> pylee.registry.v1.Registry
+	47, // 9: pylee.registry.v1.ListRegistriesResponse.registries:type_name -> pylee.registry.v1.Registry
+	47, // 10: pylee.registry.v1.UpdateRegistryRequest.registry:type_name -> pylee.registry.v1.Registry
+	43, // 11: pylee.registry.v1.UpdateRegistryRequest.update_mask:type_name -> google.protobuf.FieldMask
+	47, // 12: pylee.registry.v1.UpdateRegistryResponse.registry:type_name -> pylee.registry.v1.Registry
+	48, // 13: pylee.registry.v1.UpdateRegistryResponse.approval:type_name -> pylee.registry.v1.Approval
+	49, // 14: pylee.registry.v1.PinEntryResponse.entry:type_name -> pylee.registry.v1.Entry
+	48, // 15: pylee.registry.v1.PinEntryResponse.approval:type_name -> pylee.registry.v1.Approval
+	48, // 16: pylee.registry.v1.UnpinEntryResponse.approval:type_name -> pylee.registry.v1.Approval
 	0,  // 17: pylee.registry.v1.GetEntryRequest.view:type_name -> pylee.registry.v1.EntryView
-	48, // 18: pylee.registry.v1.ListEntriesRequest.updated_since:type_name -> google.protobuf.Timestamp
+	50, // 18: pylee.registry.v1.ListEntriesRequest.updated_since:type_name -> google.protobuf.Timestamp
 	0,  // 19: pylee.registry.v1.ListEntriesRequest.view:type_name -> pylee.registry.v1.EntryView
-	47, // 20: pylee.registry.v1.ListEntriesResponse.entries:type_name -> pylee.registry.v1.Entry
-	49, // 21: pylee.registry.v1.ListApprovalsRequest.state:type_name -> pylee.registry.v1.Approval.State
-	46, // 22: pylee.registry.v1.ListApprovalsResponse.approvals:type_name -> pylee.registry.v1.Approval
-	1,  // 23: pylee.registry.v1.RegistryService.CreateServer:input_type -> pylee.registry.v1.CreateServerRequest
-	2,  // 24: pylee.registry.v1.RegistryService.GetServer:input_type -> pylee.registry.v1.GetServerRequest
-	3,  // 25: pylee.registry.v1.RegistryService.ListServers:input_type -> pylee.registry.v1.ListServersRequest
-	5,  // 26: pylee.registry.v1.RegistryService.UpdateServer:input_type -> pylee.registry.v1.UpdateServerRequest
-	6,  // 27: pylee.registry.v1.RegistryService.DeleteServer:input_type -> pylee.registry.v1.DeleteServerRequest
-	7,  // 28: pylee.registry.v1.RegistryService.CreateVersion:input_type -> pylee.registry.v1.CreateVersionRequest
-	8,  // 29: pylee.registry.v1.RegistryService.ImportServerJson:input_type -> pylee.registry.v1.ImportServerJsonRequest
-	9,  // 30: pylee.registry.v1.RegistryService.GetVersion:input_type -> pylee.registry.v1.GetVersionRequest
-	10, // 31: pylee.registry.v1.RegistryService.ListVersions:input_type -> pylee.registry.v1.ListVersionsRequest
-	12, // 32: pylee.registry.v1.RegistryService.SetVersionStatus:input_type -> pylee.registry.v1.SetVersionStatusRequest
-	13, // 33: pylee.registry.v1.RegistryService.SuggestNextVersion:input_type -> pylee.registry.v1.SuggestNextVersionRequest
-	15, // 34: pylee.registry.v1.RegistryService.DiffVersions:input_type -> pylee.registry.v1.DiffVersionsRequest
-	16, // 35: pylee.registry.v1.RegistryService.ExportServerJson:input_type -> pylee.registry.v1.ExportServerJsonRequest
-	18, // 36: pylee.registry.v1.RegistryService.CreateRegistry:input_type -> pylee.registry.v1.CreateRegistryRequest
-	19, // 37: pylee.registry.v1.RegistryService.GetRegistry:input_type -> pylee.registry.v1.GetRegistryRequest
-	20, // 38: pylee.registry.v1.RegistryService.ListRegistries:input_type -> pylee.registry.v1.ListRegistriesRequest
-	22, // 39: pylee.registry.v1.RegistryService.UpdateRegistry:input_type -> pylee.registry.v1.UpdateRegistryRequest
-	24, // 40: pylee.registry.v1.RegistryService.DeleteRegistry:input_type -> pylee.registry.v1.DeleteRegistryRequest
-	25, // 41: pylee.registry.v1.RegistryService.PinEntry:input_type -> pylee.registry.v1.PinEntryRequest
-	27, // 42: pylee.registry.v1.RegistryService.UnpinEntry:input_type -> pylee.registry.v1.UnpinEntryRequest
-	29, // 43: pylee.registry.v1.RegistryService.PromoteEntry:input_type -> pylee.registry.v1.PromoteEntryRequest
-	30, // 44: pylee.registry.v1.RegistryService.GetEntry:input_type -> pylee.registry.v1.GetEntryRequest
-	31, // 45: pylee.registry.v1.RegistryService.ListEntries:input_type -> pylee.registry.v1.ListEntriesRequest
-	33, // 46: pylee.registry.v1.RegistryService.WatchEntries:input_type -> pylee.registry.v1.WatchEntriesRequest
-	34, // 47: pylee.registry.v1.RegistryService.ListApprovals:input_type -> pylee.registry.v1.ListApprovalsRequest
-	36, // 48: pylee.registry.v1.RegistryService.GetApproval:input_type -> pylee.registry.v1.GetApprovalRequest
-	37, // 49: pylee.registry.v1.RegistryService.Approve:input_type -> pylee.registry.v1.ApproveRequest
-	38, // 50: pylee.registry.v1.RegistryService.Reject:input_type -> pylee.registry.v1.RejectRequest
-	39, // 51: pylee.registry.v1.RegistryService.CancelApproval:input_type -> pylee.registry.v1.CancelApprovalRequest
-	40, // 52: pylee.registry.v1.RegistryService.CreateServer:output_type -> pylee.registry.v1.Server
-	40, // 53: pylee.registry.v1.RegistryService.GetServer:output_type -> pylee.registry.v1.Server
-	4,  // 54: pylee.registry.v1.RegistryService.ListServers:output_type -> pylee.registry.v1.ListServersResponse
-	40, // 55: pylee.registry.v1.RegistryService.UpdateServer:output_type -> pylee.registry.v1.Server
-	50, // 56: pylee.registry.v1.RegistryService.DeleteServer:output_type -> google.protobuf.Empty
-	42, // 57: pylee.registry.v1.RegistryService.CreateVersion:output_type -> pylee.registry.v1.ServerVersion
-	42, // 58: pylee.registry.v1.RegistryService.ImportServerJson:output_type -> pylee.registry.v1.ServerVersion
-	42, // 59: pylee.registry.v1.RegistryService.GetVersion:output_type -> pylee.registry.v1.ServerVersion
-	11, // 60: pylee.registry.v1.RegistryService.ListVersions:output_type -> pylee.registry.v1.ListVersionsResponse
-	42, // 61: pylee.registry.v1.RegistryService.SetVersionStatus:output_type -> pylee.registry.v1.ServerVersion
-	14, // 62: pylee.registry.v1.RegistryService.SuggestNextVersion:output_type -> pylee.registry.v1.SuggestNextVersionResponse
-	51, // 63: pylee.registry.v1.RegistryService.DiffVersions:output_type -> pylee.registry.v1.ToolDiff
-	17, // 64: pylee.registry.v1.RegistryService.ExportServerJson:output_type -> pylee.registry.v1.ExportServerJsonResponse
-	45, // 65: pylee.registry.v1.RegistryService.CreateRegistry:output_type -> pylee.registry.v1.Registry
-	45, // 66: pylee.registry.v1.RegistryService.GetRegistry:output_type -> pylee.registry.v1.Registry
-	21, // 67: pylee.registry.v1.RegistryService.ListRegistries:output_type -> pylee.registry.v1.ListRegistriesResponse
-	23, // 68: pylee.registry.v1.RegistryService.UpdateRegistry:output_type -> pylee.registry.v1.UpdateRegistryResponse
-	50, // 69: pylee.registry.v1.RegistryService.DeleteRegistry:output_type -> google.protobuf.Empty
-	26, // 70: pylee.registry.v1.RegistryService.PinEntry:output_type -> pylee.registry.v1.PinEntryResponse
-	28, // 71: pylee.registry.v1.RegistryService.UnpinEntry:output_type -> pylee.registry.v1.UnpinEntryResponse
-	26, // 72: pylee.registry.v1.RegistryService.PromoteEntry:output_type -> pylee.registry.v1.PinEntryResponse
-	47, // 73: pylee.registry.v1.RegistryService.GetEntry:output_type -> pylee.registry.v1.Entry
-	32, // 74: pylee.registry.v1.RegistryService.ListEntries:output_type -> pylee.registry.v1.ListEntriesResponse
-	52, // 75: pylee.registry.v1.RegistryService.WatchEntries:output_type -> pylee.registry.v1.EntryEvent
-	35, // 76: pylee.registry.v1.RegistryService.ListApprovals:output_type -> pylee.registry.v1.ListApprovalsResponse
-	46, // 77: pylee.registry.v1.RegistryService.GetApproval:output_type -> pylee.registry.v1.Approval
-	46, // 78: pylee.registry.v1.RegistryService.Approve:output_type -> pylee.registry.v1.Approval
-	46, // 79: pylee.registry.v1.RegistryService.Reject:output_type -> pylee.registry.v1.Approval
-	46, // 80: pylee.registry.v1.RegistryService.CancelApproval:output_type -> pylee.registry.v1.Approval
-	52, // [52:81] is the sub-list for method output_type
-	23, // [23:52] is the sub-list for method input_type
+	49, // 20: pylee.registry.v1.ListEntriesResponse.entries:type_name -> pylee.registry.v1.Entry
+	51, // 21: pylee.registry.v1.ListApprovalsRequest.state:type_name -> pylee.registry.v1.Approval.State
+	48, // 22: pylee.registry.v1.ListApprovalsResponse.approvals:type_name -> pylee.registry.v1.Approval
+	3,  // 23: pylee.registry.v1.RegistryService.CreateServer:input_type -> pylee.registry.v1.CreateServerRequest
+	4,  // 24: pylee.registry.v1.RegistryService.GetServer:input_type -> pylee.registry.v1.GetServerRequest
+	5,  // 25: pylee.registry.v1.RegistryService.ListServers:input_type -> pylee.registry.v1.ListServersRequest
+	7,  // 26: pylee.registry.v1.RegistryService.UpdateServer:input_type -> pylee.registry.v1.UpdateServerRequest
+	8,  // 27: pylee.registry.v1.RegistryService.DeleteServer:input_type -> pylee.registry.v1.DeleteServerRequest
+	9,  // 28: pylee.registry.v1.RegistryService.CreateVersion:input_type -> pylee.registry.v1.CreateVersionRequest
+	10, // 29: pylee.registry.v1.RegistryService.ImportServerJson:input_type -> pylee.registry.v1.ImportServerJsonRequest
+	11, // 30: pylee.registry.v1.RegistryService.GetVersion:input_type -> pylee.registry.v1.GetVersionRequest
+	12, // 31: pylee.registry.v1.RegistryService.ListVersions:input_type -> pylee.registry.v1.ListVersionsRequest
+	14, // 32: pylee.registry.v1.RegistryService.SetVersionStatus:input_type -> pylee.registry.v1.SetVersionStatusRequest
+	15, // 33: pylee.registry.v1.RegistryService.SuggestNextVersion:input_type -> pylee.registry.v1.SuggestNextVersionRequest
+	17, // 34: pylee.registry.v1.RegistryService.DiffVersions:input_type -> pylee.registry.v1.DiffVersionsRequest
+	18, // 35: pylee.registry.v1.RegistryService.ExportServerJson:input_type -> pylee.registry.v1.ExportServerJsonRequest
+	20, // 36: pylee.registry.v1.RegistryService.CreateRegistry:input_type -> pylee.registry.v1.CreateRegistryRequest
+	21, // 37: pylee.registry.v1.RegistryService.GetRegistry:input_type -> pylee.registry.v1.GetRegistryRequest
+	22, // 38: pylee.registry.v1.RegistryService.ListRegistries:input_type -> pylee.registry.v1.ListRegistriesRequest
+	24, // 39: pylee.registry.v1.RegistryService.UpdateRegistry:input_type -> pylee.registry.v1.UpdateRegistryRequest
+	26, // 40: pylee.registry.v1.RegistryService.DeleteRegistry:input_type -> pylee.registry.v1.DeleteRegistryRequest
+	27, // 41: pylee.registry.v1.RegistryService.PinEntry:input_type -> pylee.registry.v1.PinEntryRequest
+	29, // 42: pylee.registry.v1.RegistryService.UnpinEntry:input_type -> pylee.registry.v1.UnpinEntryRequest
+	31, // 43: pylee.registry.v1.RegistryService.PromoteEntry:input_type -> pylee.registry.v1.PromoteEntryRequest
+	32, // 44: pylee.registry.v1.RegistryService.GetEntry:input_type -> pylee.registry.v1.GetEntryRequest
+	33, // 45: pylee.registry.v1.RegistryService.ListEntries:input_type -> pylee.registry.v1.ListEntriesRequest
+	35, // 46: pylee.registry.v1.RegistryService.WatchEntries:input_type -> pylee.registry.v1.WatchEntriesRequest
+	36, // 47: pylee.registry.v1.RegistryService.ListApprovals:input_type -> pylee.registry.v1.ListApprovalsRequest
+	38, // 48: pylee.registry.v1.RegistryService.GetApproval:input_type -> pylee.registry.v1.GetApprovalRequest
+	39, // 49: pylee.registry.v1.RegistryService.Approve:input_type -> pylee.registry.v1.ApproveRequest
+	40, // 50: pylee.registry.v1.RegistryService.Reject:input_type -> pylee.registry.v1.RejectRequest
+	41, // 51: pylee.registry.v1.RegistryService.CancelApproval:input_type -> pylee.registry.v1.CancelApprovalRequest
+	1,  // 52: pylee.registry.v1.RegistryService.PurgeOrganization:input_type -> pylee.registry.v1.PurgeOrganizationRequest
+	42, // 53: pylee.registry.v1.RegistryService.CreateServer:output_type -> pylee.registry.v1.Server
+	42, // 54: pylee.registry.v1.RegistryService.GetServer:output_type -> pylee.registry.v1.Server
+	6,  // 55: pylee.registry.v1.RegistryService.ListServers:output_type -> pylee.registry.v1.ListServersResponse
+	42, // 56: pylee.registry.v1.RegistryService.UpdateServer:output_type -> pylee.registry.v1.Server
+	52, // 57: pylee.registry.v1.RegistryService.DeleteServer:output_type -> google.protobuf.Empty
+	44, // 58: pylee.registry.v1.RegistryService.CreateVersion:output_type -> pylee.registry.v1.ServerVersion
+	44, // 59: pylee.registry.v1.RegistryService.ImportServerJson:output_type -> pylee.registry.v1.ServerVersion
+	44, // 60: pylee.registry.v1.RegistryService.GetVersion:output_type -> pylee.registry.v1.ServerVersion
+	13, // 61: pylee.registry.v1.RegistryService.ListVersions:output_type -> pylee.registry.v1.ListVersionsResponse
+	44, // 62: pylee.registry.v1.RegistryService.SetVersionStatus:output_type -> pylee.registry.v1.ServerVersion
+	16, // 63: pylee.registry.v1.RegistryService.SuggestNextVersion:output_type -> pylee.registry.v1.SuggestNextVersionResponse
+	53, // 64: pylee.registry.v1.RegistryService.DiffVersions:output_type -> pylee.registry.v1.ToolDiff
+	19, // 65: pylee.registry.v1.RegistryService.ExportServerJson:output_type -> pylee.registry.v1.ExportServerJsonResponse
+	47, // 66: pylee.registry.v1.RegistryService.CreateRegistry:output_type -> pylee.registry.v1.Registry
+	47, // 67: pylee.registry.v1.RegistryService.GetRegistry:output_type -> pylee.registry.v1.Registry
+	23, // 68: pylee.registry.v1.RegistryService.ListRegistries:output_type -> pylee.registry.v1.ListRegistriesResponse
+	25, // 69: pylee.registry.v1.RegistryService.UpdateRegistry:output_type -> pylee.registry.v1.UpdateRegistryResponse
+	52, // 70: pylee.registry.v1.RegistryService.DeleteRegistry:output_type -> google.protobuf.Empty
+	28, // 71: pylee.registry.v1.RegistryService.PinEntry:output_type -> pylee.registry.v1.PinEntryResponse
+	30, // 72: pylee.registry.v1.RegistryService.UnpinEntry:output_type -> pylee.registry.v1.UnpinEntryResponse
+	28, // 73: pylee.registry.v1.RegistryService.PromoteEntry:output_type -> pylee.registry.v1.PinEntryResponse
+	49, // 74: pylee.registry.v1.RegistryService.GetEntry:output_type -> pylee.registry.v1.Entry
+	34, // 75: pylee.registry.v1.RegistryService.ListEntries:output_type -> pylee.registry.v1.ListEntriesResponse
+	54, // 76: pylee.registry.v1.RegistryService.WatchEntries:output_type -> pylee.registry.v1.EntryEvent
+	37, // 77: pylee.registry.v1.RegistryService.ListApprovals:output_type -> pylee.registry.v1.ListApprovalsResponse
+	48, // 78: pylee.registry.v1.RegistryService.GetApproval:output_type -> pylee.registry.v1.Approval
+	48, // 79: pylee.registry.v1.RegistryService.Approve:output_type -> pylee.registry.v1.Approval
+	48, // 80: pylee.registry.v1.RegistryService.Reject:output_type -> pylee.registry.v1.Approval
+	48, // 81: pylee.registry.v1.RegistryService.CancelApproval:output_type -> pylee.registry.v1.Approval
+	2,  // 82: pylee.registry.v1.RegistryService.PurgeOrganization:output_type -> pylee.registry.v1.PurgeOrganizationResponse
+	53, // [53:83] is the sub-list for method output_type
+	23, // [23:53] is the sub-list for method input_type
 	23, // [23:23] is the sub-list for extension type_name
 	23, // [23:23] is the sub-list for extension extendee
 	0,  // [0:23] is the sub-list for field type_name
@@ -2863,11 +2965,11 @@ func file_pylee_registry_v1_registry_service_proto_init() {
 	file_pylee_registry_v1_registry_proto_init()
 	file_pylee_registry_v1_server_proto_init()
 	file_pylee_registry_v1_version_proto_init()
-	file_pylee_registry_v1_registry_service_proto_msgTypes[22].OneofWrappers = []any{
+	file_pylee_registry_v1_registry_service_proto_msgTypes[24].OneofWrappers = []any{
 		(*UpdateRegistryResponse_Registry)(nil),
 		(*UpdateRegistryResponse_Approval)(nil),
 	}
-	file_pylee_registry_v1_registry_service_proto_msgTypes[25].OneofWrappers = []any{
+	file_pylee_registry_v1_registry_service_proto_msgTypes[27].OneofWrappers = []any{
 		(*PinEntryResponse_Entry)(nil),
 		(*PinEntryResponse_Approval)(nil),
 	}
@@ -2877,7 +2979,7 @@ func file_pylee_registry_v1_registry_service_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_pylee_registry_v1_registry_service_proto_rawDesc), len(file_pylee_registry_v1_registry_service_proto_rawDesc)),
 			NumEnums:      1,
-			NumMessages:   39,
+			NumMessages:   41,
 			NumExtensions: 0,
 			NumServices:   1,
 		},

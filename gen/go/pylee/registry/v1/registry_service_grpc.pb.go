@@ -49,6 +49,7 @@ const (
 	RegistryService_Approve_FullMethodName            = "/pylee.registry.v1.RegistryService/Approve"
 	RegistryService_Reject_FullMethodName             = "/pylee.registry.v1.RegistryService/Reject"
 	RegistryService_CancelApproval_FullMethodName     = "/pylee.registry.v1.RegistryService/CancelApproval"
+	RegistryService_PurgeOrganization_FullMethodName  = "/pylee.registry.v1.RegistryService/PurgeOrganization"
 )
 
 // RegistryServiceClient is the client API for RegistryService service.
@@ -123,6 +124,10 @@ type RegistryServiceClient interface {
 	Reject(ctx context.Context, in *RejectRequest, opts ...grpc.CallOption) (*Approval, error)
 	// Withdraws a request: the requester, or an approver.
 	CancelApproval(ctx context.Context, in *CancelApprovalRequest, opts ...grpc.CallOption) (*Approval, error)
+	// Deletes everything the registry service holds of an organization:
+	// servers, versions, registries, entries and approvals. Only the orgs
+	// service calls it, when the organization is deleted; it is idempotent.
+	PurgeOrganization(ctx context.Context, in *PurgeOrganizationRequest, opts ...grpc.CallOption) (*PurgeOrganizationResponse, error)
 }
 
 type registryServiceClient struct {
@@ -432,6 +437,16 @@ func (c *registryServiceClient) CancelApproval(ctx context.Context, in *CancelAp
 	return out, nil
 }
 
+func (c *registryServiceClient) PurgeOrganization(ctx context.Context, in *PurgeOrganizationRequest, opts ...grpc.CallOption) (*PurgeOrganizationResponse, error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	out := new(PurgeOrganizationResponse)
+	err := c.cc.Invoke(ctx, RegistryService_PurgeOrganization_FullMethodName, in, out, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
 // RegistryServiceServer is the server API for RegistryService service.
 // All implementations must embed UnimplementedRegistryServiceServer
 // for forward compatibility.
@@ -504,6 +519,10 @@ type RegistryServiceServer interface {
 	Reject(context.Context, *RejectRequest) (*Approval, error)
 	// Withdraws a request: the requester, or an approver.
 	CancelApproval(context.Context, *CancelApprovalRequest) (*Approval, error)
+	// Deletes everything the registry service holds of an organization:
+	// servers, versions, registries, entries and approvals. Only the orgs
+	// service calls it, when the organization is deleted; it is idempotent.
+	PurgeOrganization(context.Context, *PurgeOrganizationRequest) (*PurgeOrganizationResponse, error)
 	mustEmbedUnimplementedRegistryServiceServer()
 }
 
@@ -600,6 +619,9 @@ func (UnimplementedRegistryServiceServer) Reject(context.Context, *RejectRequest
 }
 func (UnimplementedRegistryServiceServer) CancelApproval(context.Context, *CancelApprovalRequest) (*Approval, error) {
 	return nil, status.Error(codes.Unimplemented, "method CancelApproval not implemented")
+}
+func (UnimplementedRegistryServiceServer) PurgeOrganization(context.Context, *PurgeOrganizationRequest) (*PurgeOrganizationResponse, error) {
+	return nil, status.Error(codes.Unimplemented, "method PurgeOrganization not implemented")
 }
 func (UnimplementedRegistryServiceServer) mustEmbedUnimplementedRegistryServiceServer() {}
 func (UnimplementedRegistryServiceServer) testEmbeddedByValue()                         {}
@@ -1137,6 +1159,24 @@ func _RegistryService_CancelApproval_Handler(srv interface{}, ctx context.Contex
 	return interceptor(ctx, in, info, handler)
 }
 
+func _RegistryService_PurgeOrganization_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
+	in := new(PurgeOrganizationRequest)
+	if err := dec(in); err != nil {
+		return nil, err
+	}
+	if interceptor == nil {
+		return srv.(RegistryServiceServer).PurgeOrganization(ctx, in)
+	}
+	info := &grpc.UnaryServerInfo{
+		Server:     srv,
+		FullMethod: RegistryService_PurgeOrganization_FullMethodName,
+	}
+	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
+		return srv.(RegistryServiceServer).PurgeOrganization(ctx, req.(*PurgeOrganizationRequest))
+	}
+	return interceptor(ctx, in, info, handler)
+}
+
 // RegistryService_ServiceDesc is the grpc.ServiceDesc for RegistryService service.
 // It's only intended for direct use with grpc.RegisterService,
 // and not to be introspected or modified (even as a copy)
@@ -1255,6 +1295,10 @@ var RegistryService_ServiceDesc = grpc.ServiceDesc{
 		{
 			MethodName: "CancelApproval",
 			Handler:    _RegistryService_CancelApproval_Handler,
+		},
+		{
+			MethodName: "PurgeOrganization",
+			Handler:    _RegistryService_PurgeOrganization_Handler,
 		},
 	},
 	Streams: []grpc.StreamDesc{

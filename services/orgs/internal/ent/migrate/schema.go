@@ -109,8 +109,8 @@ var (
 	// OrganizationsColumns holds the columns for the "organizations" table.
 	OrganizationsColumns = []*schema.Column{
 		{Name: "id", Type: field.TypeString, Size: 63},
-		{Name: "display_name", Type: field.TypeString, Size: 200, Default: ""},
-		{Name: "description", Type: field.TypeString, Size: 1000, Default: ""},
+		{Name: "display_name", Type: field.TypeString, Size: 800, Default: ""},
+		{Name: "description", Type: field.TypeString, Size: 4000, Default: ""},
 		{Name: "overview", Type: field.TypeString, Size: 2147483647, Default: ""},
 		{Name: "create_time", Type: field.TypeTime},
 		{Name: "update_time", Type: field.TypeTime},

@@ -18,8 +18,8 @@ type Organization struct {
 func (Organization) Fields() []ent.Field {
 	return []ent.Field{
 		field.String("id").MinLen(3).MaxLen(63).Immutable(),
-		field.String("display_name").Default("").MaxLen(200),
-		field.String("description").Default("").MaxLen(1000),
+		field.String("display_name").Default("").MaxLen(800), // bytes: 200 characters of up to 4 bytes
+		field.String("description").Default("").MaxLen(4000), // bytes: 1,000 characters
 		field.Text("overview").Default(""),
 		field.Time("create_time").Immutable(),
 		field.Time("update_time"),
