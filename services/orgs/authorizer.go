@@ -159,8 +159,9 @@ func (e *Engine) Authorize(ctx context.Context, p auth.Principal, permission, re
 		// No allowance (an installation administrator's included) reaches
 		// into an organization that does not exist: what a deleted
 		// organization held stays unreachable, and nothing is created
-		// under it. Members' grants went with it.
-		if org := access.OrgOf(resource); org != "" && org != "-" && permission != "orgs.create" {
+		// under it. Members' grants went with it. Its audit log stays
+		// readable, exportable and verifiable by whoever may (audit.*).
+		if org := access.OrgOf(resource); org != "" && org != "-" && !(resource == "orgs/"+org && strings.HasPrefix(permission, "orgs.")) && !strings.HasPrefix(permission, "audit.") {
 			if _, err := e.store.GetOrganization(ctx, org); err != nil {
 				return fmt.Errorf("%q: %w", resource, err)
 			}
