@@ -78,6 +78,9 @@ func TestAccessEndToEnd(t *testing.T) {
 	}
 
 	// Bindings on a registry, a server and one tool.
+	u.expect(t, "POST", "/v1/orgs/acme/registries?registry_id=prod", u.token, `{}`, 200)
+	u.expect(t, "POST", "/v1/orgs/acme/servers?server_id=github", u.token, `{"serverName":"com.acme/github"}`, 200)
+	u.expect(t, "POST", "/v1/orgs/acme/servers?server_id=gh", u.token, `{"serverName":"com.acme/gh"}`, 200)
 	for _, res := range []string{"orgs/acme/registries/prod", "orgs/acme/servers/github", "orgs/acme/servers/github/tools/create_issue"} {
 		u.expect(t, "POST", "/v1/"+res+"/bindings", u.token, `{"role":"roles/developer","principal":"orgs/acme/serviceAccounts/ci"}`, 200)
 		if r := u.expect(t, "GET", "/v1/"+res+"/bindings", u.token, "", 200); len(r.body["bindings"].([]any)) != 1 {

@@ -60,6 +60,7 @@ var matrixTargets = map[string]func(org string, m protoreflect.Message){
 	},
 	"pylee.orgs.v1.AccessService/ListBindings":  func(org string, m protoreflect.Message) { set(m, "parent", "orgs/"+org) },
 	"pylee.orgs.v1.AccessService/DeleteBinding": func(org string, m protoreflect.Message) { set(m, "name", "orgs/"+org+"/bindings/nope") },
+	"pylee.orgs.v1.AccessService/PurgeBindings": func(org string, m protoreflect.Message) { set(m, "resource", "orgs/"+org+"/servers/nope") },
 	"pylee.orgs.v1.AccessService/ListRoles":     func(org string, m protoreflect.Message) { set(m, "parent", "orgs/"+org) },
 	"pylee.orgs.v1.AccessService/CreateRole": func(org string, m protoreflect.Message) {
 		set(m, "parent", "orgs/"+org)

@@ -64,4 +64,4 @@ func (f Foundation) Authorize(_ context.Context, p Principal, permission, _ stri
 }
 
 // ServiceOnlyPermissions are the permissions only services hold.
-var ServiceOnlyPermissions = map[string]bool{"audit.append": true, "tokens.verify": true, "registry.purge": true}
+var ServiceOnlyPermissions = map[string]bool{"audit.append": true, "tokens.verify": true, "registry.purge": true, "bindings.purge": true}

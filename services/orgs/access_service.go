@@ -2,6 +2,7 @@ package orgs
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"sort"
 	"strings"
@@ -28,6 +29,22 @@ type AccessService struct {
 	engine  *Engine
 	tokens  *aip.PageTokens
 	written func()
+	// resources checks that a registry or server named in a binding
+	// exists; nil refuses such bindings (no registry service to ask).
+	resources ResourceChecker
+}
+
+// ResourceChecker reports whether a resource that another service owns (a
+// registry or a server) exists: nil if it does, an error wrapping
+// errs.ErrNotFound if it does not, and any other error when it cannot tell
+// (the caller then refuses and changes nothing).
+type ResourceChecker func(ctx context.Context, name string) error
+
+// CheckResourcesWith sets how bindings on registries, servers and tools
+// check that their resource exists.
+func (s *AccessService) CheckResourcesWith(fn ResourceChecker) *AccessService {
+	s.resources = fn
+	return s
 }
 
 // NewAccessService returns the access service; engine is the one the
@@ -226,6 +243,9 @@ func (s *AccessService) CreateBinding(ctx context.Context, req *orgsv1.CreateBin
 	if err := s.holdsAll(ctx, role.Sorted(), parent, "grant "+role.Name); err != nil {
 		return nil, err
 	}
+	if err := s.resourceExists(ctx, parent); err != nil {
+		return nil, err
+	}
 	name := parent + "/bindings/" + uuid.NewString()[:8]
 	ev := outbox.NewEvent(ctx, org, "orgs.binding.create", name)
 	ev.Metadata = map[string]string{"role": role.Name, "principal": b.GetPrincipal()}
@@ -236,6 +256,47 @@ func (s *AccessService) CreateBinding(ctx context.Context, req *orgsv1.CreateBin
 	}
 	s.changed()
 	return bindingProto(created), nil
+}
+
+// resourceExists checks the resource a binding is created on. The
+// organization exists (the engine refuses calls under one that does not);
+// a registry or server must exist in the registry service, and a tool's
+// server must: a tool may be granted before a version declares it, since
+// tools arrive with versions.
+func (s *AccessService) resourceExists(ctx context.Context, resource string) error {
+	target := resource
+	if ids, err := toolPattern.ParseLoose(resource); err == nil {
+		target = "orgs/" + ids[0] + "/servers/" + ids[1]
+	}
+	if target == "orgs/"+access.OrgOf(resource) {
+		return nil
+	}
+	if s.resources == nil {
+		return fmt.Errorf("cannot check that %s exists: this orgs service has no registry service (--registry-addr): %w", target, errs.ErrUnavailable)
+	}
+	err := s.resources(ctx, target)
+	switch {
+	case err == nil:
+		return nil
+	case errors.Is(err, errs.ErrNotFound):
+		return fmt.Errorf("parent: %s does not exist: %w", target, errs.ErrNotFound)
+	default:
+		return fmt.Errorf("cannot check that %s exists: %v: %w", target, err, errs.ErrUnavailable)
+	}
+}
+
+// PurgeBindings implements AccessService: the registry service deleted (or
+// is about to delete, or create anew) a server or registry.
+func (s *AccessService) PurgeBindings(ctx context.Context, req *orgsv1.PurgeBindingsRequest) (*orgsv1.PurgeBindingsResponse, error) {
+	res := req.GetResource()
+	n, err := s.store.PurgeBindings(ctx, res, outbox.NewEvent(ctx, access.OrgOf(res), "orgs.binding.purge", res))
+	if err != nil {
+		return nil, err
+	}
+	if n > 0 {
+		s.changed()
+	}
+	return &orgsv1.PurgeBindingsResponse{Deleted: int64(n)}, nil
 }
 
 // holdsAll refuses what would escalate: the caller must itself hold every
@@ -428,6 +489,12 @@ func (s *AccessService) AddTeamMember(ctx context.Context, req *orgsv1.AddTeamMe
 		if _, err := s.store.GetServiceAccount(ctx, req.GetMember()); err != nil {
 			return nil, errs.Field("member", "service account %q does not exist", req.GetMember())
 		}
+	} else if member, err := s.store.HasBindingIn(ctx, []string{req.GetMember()}, org); err != nil {
+		return nil, err
+	} else if !member {
+		// A user joins a team of an organization it is a member of: one
+		// that holds a role there (granted, or by an accepted invitation).
+		return nil, errs.Field("member", "%s is not a member of orgs/%s; grant it a role or invite it first", req.GetMember(), org)
 	}
 	ev := outbox.NewEvent(ctx, org, "orgs.team.addMember", req.GetTeam())
 	ev.Metadata = map[string]string{"member": req.GetMember()}

@@ -21,8 +21,10 @@ var (
 	teamName       = aip.MustPattern("orgs/{org}/teams/{team}")
 	roleName       = aip.MustPattern("orgs/{org}/roles/{role}")
 	userName       = aip.MustPattern("users/{user}")
-	bindingOn      = []aip.Pattern{OrgName, aip.MustPattern("orgs/{org}/registries/{registry}"), aip.MustPattern("orgs/{org}/servers/{server}")}
+	bindingOn      = []aip.Pattern{OrgName, registryName, serverName}
 	toolPattern    = aip.MustPattern("orgs/{org}/servers/{server}/tools/{tool}")
+	registryName   = aip.MustPattern("orgs/{org}/registries/{registry}")
+	serverName     = aip.MustPattern("orgs/{org}/servers/{server}")
 	memberName     = aip.MustPattern("orgs/{org}/members/{user}")
 	invitationName = aip.MustPattern("orgs/{org}/invitations/{invitation}")
 )
@@ -161,6 +163,13 @@ func AccessValidators() map[string]server.Validator {
 				return
 			}
 			checkBindable(v, "name", name[:i])
+		}),
+		orgsv1.AccessService_PurgeBindings_FullMethodName: one(func(v *errs.Violations, m proto.Message) {
+			res := m.(*orgsv1.PurgeBindingsRequest).GetResource()
+			if _, err := registryName.Parse(res); err == nil {
+				return
+			}
+			checkPattern(v, "resource", res, serverName)
 		}),
 		orgsv1.AccessService_ListRoles_FullMethodName: one(func(v *errs.Violations, m proto.Message) {
 			checkPattern(v, "parent", m.(*orgsv1.ListRolesRequest).GetParent(), OrgName)

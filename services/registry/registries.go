@@ -2,8 +2,10 @@ package registry
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"regexp"
+	"slices"
 	"sort"
 	"strings"
 
@@ -162,6 +164,15 @@ func (s *Service) CreateRegistry(ctx context.Context, req *registryv1.CreateRegi
 	in := req.GetRegistry()
 	expandNames(orgOf(req.GetParent()), in)
 	name := req.GetParent() + "/registries/" + req.GetRegistryId()
+	if err := s.checkOwnerTeams(ctx, orgOf(name), in.GetOwnerTeams()); err != nil {
+		return nil, err
+	}
+	if _, err := s.store.Read().Registry(ctx, name, false); errors.Is(err, errs.ErrNotFound) {
+		// A new id: grants left on an earlier registry of this id go first.
+		if err := s.purgeBindings(ctx, name); err != nil {
+			return nil, err
+		}
+	}
 	var out *registryv1.Registry
 	err := s.store.Tx(ctx, func(tx *store.Tx) error {
 		if id := req.GetRequestId(); id != "" {
@@ -301,6 +312,11 @@ func (s *Service) UpdateRegistry(ctx context.Context, req *registryv1.UpdateRegi
 	in := req.GetRegistry()
 	expandNames(orgOf(in.GetName()), in)
 	paths, _ := aip.UpdatePaths(req.GetUpdateMask(), in, registryFields)
+	if slices.Contains(paths, "owner_teams") {
+		if err := s.checkOwnerTeams(ctx, orgOf(in.GetName()), in.GetOwnerTeams()); err != nil {
+			return nil, err
+		}
+	}
 	resp := &registryv1.UpdateRegistryResponse{}
 	err := s.store.Tx(ctx, func(tx *store.Tx) error {
 		cur, err := tx.Registry(ctx, in.GetName(), true)
@@ -396,6 +412,13 @@ func (s *Service) applyRegistryUpdate(ctx context.Context, tx *store.Tx, cur sto
 
 // DeleteRegistry implements RegistryService.
 func (s *Service) DeleteRegistry(ctx context.Context, req *registryv1.DeleteRegistryRequest) (*emptypb.Empty, error) {
+	if _, err := s.store.Read().Registry(ctx, req.GetName(), false); err != nil {
+		return nil, err
+	}
+	// The grants on the registry go first (see DeleteServer).
+	if err := s.purgeBindings(ctx, req.GetName()); err != nil {
+		return nil, err
+	}
 	err := s.store.Tx(ctx, func(tx *store.Tx) error {
 		cur, err := tx.Registry(ctx, req.GetName(), true)
 		if err != nil {
@@ -424,7 +447,29 @@ func (s *Service) DeleteRegistry(ctx context.Context, req *registryv1.DeleteRegi
 		return nil, err
 	}
 	s.written()
+	_ = s.purgeBindings(ctx, req.GetName())
 	return &emptypb.Empty{}, nil
+}
+
+// checkOwnerTeams checks that every owner team is a team of org that
+// exists in the orgs service.
+func (s *Service) checkOwnerTeams(ctx context.Context, org string, teams []string) error {
+	for i, t := range teams {
+		field := fmt.Sprintf("registry.owner_teams[%d]", i)
+		if orgOf(t) != org {
+			return errs.Field(field, "%s is not a team of orgs/%s", t, org)
+		}
+		if s.orgs == nil {
+			return fmt.Errorf("%s: cannot check that %s exists without the orgs service: %w", field, t, errs.ErrUnavailable)
+		}
+		switch err := s.orgs.TeamExists(ctx, t); {
+		case errors.Is(err, errs.ErrNotFound):
+			return errs.Field(field, "team %s does not exist", t)
+		case err != nil:
+			return fmt.Errorf("%s: cannot check that %s exists: %v: %w", field, t, err, errs.ErrUnavailable)
+		}
+	}
+	return nil
 }
 
 // checkRegistry checks the settings of a registry given in a request.

@@ -2,6 +2,7 @@ package registry
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"regexp"
 	"strings"
@@ -53,6 +54,38 @@ type Service struct {
 	written   func()
 	changes   broadcast
 	watchPoll time.Duration
+	orgs      Orgs
+}
+
+// Orgs is what the registry service asks of the orgs service.
+type Orgs interface {
+	// TeamExists returns nil if team exists, an error wrapping
+	// errs.ErrNotFound if it does not, and any other error when it cannot
+	// tell.
+	TeamExists(ctx context.Context, team string) error
+	// PurgeBindings deletes every binding on resource and below it; it is
+	// idempotent.
+	PurgeBindings(ctx context.Context, resource string) error
+}
+
+// UseOrgs sets the orgs service that owner teams are checked with and
+// whose bindings on a deleted server or registry are purged. Without it,
+// owner teams are refused (they cannot be checked) and nothing is purged.
+func (s *Service) UseOrgs(o Orgs) *Service {
+	s.orgs = o
+	return s
+}
+
+// purgeBindings deletes the grants on resource (a server or registry that
+// is being deleted, or created anew).
+func (s *Service) purgeBindings(ctx context.Context, resource string) error {
+	if s.orgs == nil {
+		return nil
+	}
+	if err := s.orgs.PurgeBindings(ctx, resource); err != nil {
+		return fmt.Errorf("delete the role bindings on %s: %v: %w", resource, err, errs.ErrUnavailable)
+	}
+	return nil
 }
 
 // New returns the service. authz decides, item by item, what filtered
@@ -142,6 +175,12 @@ func (s *Service) CreateServer(ctx context.Context, req *registryv1.CreateServer
 	v := fromProto(req.GetServer())
 	v.Name = req.GetParent() + "/servers/" + req.GetServerId()
 	v.Organization = orgOf(req.GetParent())
+	if _, err := s.store.GetServer(ctx, v.Name); errors.Is(err, errs.ErrNotFound) {
+		// A new id: grants left on an earlier server of this id go first.
+		if err := s.purgeBindings(ctx, v.Name); err != nil {
+			return nil, err
+		}
+	}
 	ev := outbox.NewEvent(ctx, v.Organization, "registry.server.create", v.Name)
 	ev.Metadata = map[string]string{"server_name": v.ServerName}
 	created, err := s.store.CreateServer(ctx, v, req.GetRequestId(), ev)
@@ -225,10 +264,21 @@ func (s *Service) DeleteServer(ctx context.Context, req *registryv1.DeleteServer
 	if err != nil {
 		return nil, err
 	}
+	if _, err := s.store.GetServer(ctx, req.GetName()); err != nil {
+		return nil, err
+	}
+	// The grants on the server go first: if the orgs service cannot be
+	// reached, the server stays, whole, and the client can try again.
+	if err := s.purgeBindings(ctx, req.GetName()); err != nil {
+		return nil, err
+	}
 	if err := s.store.DeleteServer(ctx, req.GetName(), expect, outbox.NewEvent(ctx, orgOf(req.GetName()), "registry.server.delete", req.GetName())); err != nil {
 		return nil, err
 	}
 	s.written()
+	// A grant that raced the deletion is caught here, or at the latest
+	// before the id is created again.
+	_ = s.purgeBindings(ctx, req.GetName())
 	return &emptypb.Empty{}, nil
 }
 

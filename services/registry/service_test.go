@@ -75,6 +75,7 @@ func (tokens) Authenticate(_ context.Context, c config.Secret) (auth.Principal, 
 type env struct {
 	client registryv1.RegistryServiceClient
 	authz  *testAuthz
+	orgs   *testOrgs
 }
 
 func (e *env) as(user string) context.Context {
@@ -93,9 +94,10 @@ func start(t *testing.T, url string) *env {
 	}
 	srv := server.New(servertest.Config(), zap.NewNop())
 	srv.SetAuth(tokens{}, z)
-	registry.New(st, aip.NewPageTokens([]byte("k")), z, nil).Register(srv)
+	o := newTestOrgs("orgs/acme/teams/platform", "orgs/acme/teams/platform-team", "orgs/acme/teams/data")
+	registry.New(st, aip.NewPageTokens([]byte("k")), z, nil).UseOrgs(o).Register(srv)
 	srv.AddCleanup("store", func(context.Context) error { return st.Close() })
-	return &env{client: registryv1.NewRegistryServiceClient(servertest.Start(t, srv)), authz: z}
+	return &env{client: registryv1.NewRegistryServiceClient(servertest.Start(t, srv)), authz: z, orgs: o}
 }
 
 func backends() map[string]func(t *testing.T) string {

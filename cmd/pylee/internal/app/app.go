@@ -21,7 +21,6 @@ import (
 	"go.uber.org/zap"
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/credentials/insecure"
-	"google.golang.org/grpc/metadata"
 
 	auditv1 "github.com/pyleeai/pylee/gen/go/pylee/audit/v1"
 	orgsv1 "github.com/pyleeai/pylee/gen/go/pylee/orgs/v1"
@@ -310,17 +309,19 @@ func (a *App) initOrgs(ctx context.Context) error {
 	engine := orgs.NewEngine(st)
 	pageTokens := aip.NewPageTokens(key)
 	svc := orgs.New(st, engine, pageTokens, relay.Notify)
+	accessSvc := orgs.NewAccessService(st, engine, pageTokens, relay.Notify)
 	if addr := a.serviceAddr(registry.Target, a.cfg.RegistryAddr); addr != "" {
 		conn, err := a.dial(addr)
 		if err != nil {
 			return err
 		}
 		svc.PurgeWith(registryPurger(registryv1.NewRegistryServiceClient(conn), a.svcToken))
+		accessSvc.CheckResourcesWith(registryResources(registryv1.NewRegistryServiceClient(conn), a.svcToken))
 	} else {
-		a.log.Warn("no --registry-addr: deleting an organization will not delete its registry data")
+		a.log.Warn("no --registry-addr: deleting an organization will not delete its registry data, and bindings on registries and servers are refused")
 	}
 	svc.Register(a.srv)
-	orgs.NewAccessService(st, engine, pageTokens, relay.Notify).Register(a.srv)
+	accessSvc.Register(a.srv)
 	agg := outbox.NewDeniedAggregator(orgs.RecordEvent(st, relay.Notify), a.cfg.DeniedWindow, a.log.Named("denied"))
 	a.background(agg.Run)
 	a.srv.SetDeniedRecorder(orgs.DeniedRecorder(st, agg, relay.Notify, a.log))
@@ -343,7 +344,7 @@ func (a *App) initOrgs(ctx context.Context) error {
 // service identity.
 func registryPurger(c registryv1.RegistryServiceClient, token config.Secret) orgs.Purger {
 	return func(ctx context.Context, org string) error {
-		ctx = metadata.AppendToOutgoingContext(ctx, "authorization", "Bearer "+token.Reveal())
+		ctx = asService(ctx, token)
 		_, err := c.PurgeOrganization(ctx, &registryv1.PurgeOrganizationRequest{Name: "orgs/" + org})
 		return err
 	}
@@ -380,7 +381,17 @@ func (a *App) initRegistry(ctx context.Context) error {
 	if err != nil {
 		return err
 	}
-	registry.New(st, aip.NewPageTokens(key), appAuthorizer{a}, relay.Notify).Register(a.srv)
+	svc := registry.New(st, aip.NewPageTokens(key), appAuthorizer{a}, relay.Notify)
+	if addr := a.serviceAddr(orgs.Target, a.cfg.OrgsAddr); addr != "" {
+		conn, err := a.dial(addr)
+		if err != nil {
+			return err
+		}
+		svc.UseOrgs(orgsDirectory{client: orgsv1.NewAccessServiceClient(conn), token: a.svcToken})
+	} else {
+		a.log.Warn("no --orgs-addr: owner teams are refused and deleting a server or registry leaves its role bindings")
+	}
+	svc.Register(a.srv)
 	return nil
 }
 

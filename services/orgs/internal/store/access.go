@@ -79,6 +79,9 @@ type AccessStore interface {
 	// ErrFailedPrecondition, changing nothing, if it is the last owner
 	// binding of an organization.
 	DeleteBinding(ctx context.Context, name string, ev *auditv1.Event) error
+	// PurgeBindings deletes every binding on resource and on any resource
+	// below it (resource + "/..."), returning how many; none is no error.
+	PurgeBindings(ctx context.Context, resource string, ev *auditv1.Event) (int, error)
 	// BindingsFor returns the bindings of any of principals on any of
 	// resources.
 	BindingsFor(ctx context.Context, principals, resources []string) ([]Binding, error)
@@ -317,6 +320,23 @@ func (s *EntStore) DeleteBinding(ctx context.Context, name string, ev *auditv1.E
 		}
 		return s.writeOutbox(ctx, tx, ev)
 	})
+}
+
+// PurgeBindings implements AccessStore.
+func (s *EntStore) PurgeBindings(ctx context.Context, resource string, ev *auditv1.Event) (int, error) {
+	var n int
+	err := s.withTx(ctx, func(tx *ent.Tx) error {
+		var err error
+		n, err = tx.Binding.Delete().Where(binding.Or(binding.Resource(resource), binding.ResourceHasPrefix(resource+"/"))).Exec(ctx)
+		if err != nil || n == 0 {
+			return err
+		}
+		if ev != nil {
+			ev.Metadata = map[string]string{"deleted": fmt.Sprint(n)}
+		}
+		return s.writeOutbox(ctx, tx, ev)
+	})
+	return n, err
 }
 
 // BindingsFor implements AccessStore.

@@ -678,6 +678,98 @@ func (x *ListBindingsResponse) GetBindings() []*Binding {
 	return nil
 }
 
+// The request of PurgeBindings.
+type PurgeBindingsRequest struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// `orgs/{org}/servers/{server}` or `orgs/{org}/registries/{registry}`.
+	Resource      string `protobuf:"bytes,1,opt,name=resource,proto3" json:"resource,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *PurgeBindingsRequest) Reset() {
+	*x = PurgeBindingsRequest{}
+	mi := &file_pylee_orgs_v1_access_service_proto_msgTypes[13]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *PurgeBindingsRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*PurgeBindingsRequest) ProtoMessage() {}
+
+func (x *PurgeBindingsRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_pylee_orgs_v1_access_service_proto_msgTypes[13]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use PurgeBindingsRequest.ProtoReflect.Descriptor instead.
+func (*PurgeBindingsRequest) Descriptor() ([]byte, []int) {
+	return file_pylee_orgs_v1_access_service_proto_rawDescGZIP(), []int{13}
+}
+
+func (x *PurgeBindingsRequest) GetResource() string {
+	if x != nil {
+		return x.Resource
+	}
+	return ""
+}
+
+// The response of PurgeBindings.
+type PurgeBindingsResponse struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// How many bindings were deleted.
+	Deleted       int64 `protobuf:"varint,1,opt,name=deleted,proto3" json:"deleted,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *PurgeBindingsResponse) Reset() {
+	*x = PurgeBindingsResponse{}
+	mi := &file_pylee_orgs_v1_access_service_proto_msgTypes[14]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *PurgeBindingsResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*PurgeBindingsResponse) ProtoMessage() {}
+
+func (x *PurgeBindingsResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_pylee_orgs_v1_access_service_proto_msgTypes[14]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use PurgeBindingsResponse.ProtoReflect.Descriptor instead.
+func (*PurgeBindingsResponse) Descriptor() ([]byte, []int) {
+	return file_pylee_orgs_v1_access_service_proto_rawDescGZIP(), []int{14}
+}
+
+func (x *PurgeBindingsResponse) GetDeleted() int64 {
+	if x != nil {
+		return x.Deleted
+	}
+	return 0
+}
+
 // The request of DeleteBinding.
 type DeleteBindingRequest struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
@@ -689,7 +781,7 @@ type DeleteBindingRequest struct {
 
 func (x *DeleteBindingRequest) Reset() {
 	*x = DeleteBindingRequest{}
-	mi := &file_pylee_orgs_v1_access_service_proto_msgTypes[13]
+	mi := &file_pylee_orgs_v1_access_service_proto_msgTypes[15]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -701,7 +793,7 @@ func (x *DeleteBindingRequest) String() string {
 func (*DeleteBindingRequest) ProtoMessage() {}
 
 func (x *DeleteBindingRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_pylee_orgs_v1_access_service_proto_msgTypes[13]
+	mi := &file_pylee_orgs_v1_access_service_proto_msgTypes[15]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -714,7 +806,7 @@ func (x *DeleteBindingRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use DeleteBindingRequest.ProtoReflect.Descriptor instead.
 func (*DeleteBindingRequest) Descriptor() ([]byte, []int) {
-	return file_pylee_orgs_v1_access_service_proto_rawDescGZIP(), []int{13}
+	return file_pylee_orgs_v1_access_service_proto_rawDescGZIP(), []int{15}
 }
 
 func (x *DeleteBindingRequest) GetName() string {
@@ -735,7 +827,7 @@ type ListRolesRequest struct {
 
 func (x *ListRolesRequest) Reset() {
 	*x = ListRolesRequest{}
-	mi := &file_pylee_orgs_v1_access_service_proto_msgTypes[14]
+	mi := &file_pylee_orgs_v1_access_service_proto_msgTypes[16]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -747,7 +839,7 @@ func (x *ListRolesRequest) String() string {
 func (*ListRolesRequest) ProtoMessage() {}
 
 func (x *ListRolesRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_pylee_orgs_v1_access_service_proto_msgTypes[14]
+	mi := &file_pylee_orgs_v1_access_service_proto_msgTypes[16]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -760,7 +852,7 @@ func (x *ListRolesRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListRolesRequest.ProtoReflect.Descriptor instead.
 func (*ListRolesRequest) Descriptor() ([]byte, []int) {
-	return file_pylee_orgs_v1_access_service_proto_rawDescGZIP(), []int{14}
+	return file_pylee_orgs_v1_access_service_proto_rawDescGZIP(), []int{16}
 }
 
 func (x *ListRolesRequest) GetParent() string {
@@ -781,7 +873,7 @@ type ListRolesResponse struct {
 
 func (x *ListRolesResponse) Reset() {
 	*x = ListRolesResponse{}
-	mi := &file_pylee_orgs_v1_access_service_proto_msgTypes[15]
+	mi := &file_pylee_orgs_v1_access_service_proto_msgTypes[17]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -793,7 +885,7 @@ func (x *ListRolesResponse) String() string {
 func (*ListRolesResponse) ProtoMessage() {}
 
 func (x *ListRolesResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_pylee_orgs_v1_access_service_proto_msgTypes[15]
+	mi := &file_pylee_orgs_v1_access_service_proto_msgTypes[17]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -806,7 +898,7 @@ func (x *ListRolesResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListRolesResponse.ProtoReflect.Descriptor instead.
 func (*ListRolesResponse) Descriptor() ([]byte, []int) {
-	return file_pylee_orgs_v1_access_service_proto_rawDescGZIP(), []int{15}
+	return file_pylee_orgs_v1_access_service_proto_rawDescGZIP(), []int{17}
 }
 
 func (x *ListRolesResponse) GetRoles() []*Role {
@@ -831,7 +923,7 @@ type CreateRoleRequest struct {
 
 func (x *CreateRoleRequest) Reset() {
 	*x = CreateRoleRequest{}
-	mi := &file_pylee_orgs_v1_access_service_proto_msgTypes[16]
+	mi := &file_pylee_orgs_v1_access_service_proto_msgTypes[18]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -843,7 +935,7 @@ func (x *CreateRoleRequest) String() string {
 func (*CreateRoleRequest) ProtoMessage() {}
 
 func (x *CreateRoleRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_pylee_orgs_v1_access_service_proto_msgTypes[16]
+	mi := &file_pylee_orgs_v1_access_service_proto_msgTypes[18]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -856,7 +948,7 @@ func (x *CreateRoleRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use CreateRoleRequest.ProtoReflect.Descriptor instead.
 func (*CreateRoleRequest) Descriptor() ([]byte, []int) {
-	return file_pylee_orgs_v1_access_service_proto_rawDescGZIP(), []int{16}
+	return file_pylee_orgs_v1_access_service_proto_rawDescGZIP(), []int{18}
 }
 
 func (x *CreateRoleRequest) GetParent() string {
@@ -891,7 +983,7 @@ type DeleteRoleRequest struct {
 
 func (x *DeleteRoleRequest) Reset() {
 	*x = DeleteRoleRequest{}
-	mi := &file_pylee_orgs_v1_access_service_proto_msgTypes[17]
+	mi := &file_pylee_orgs_v1_access_service_proto_msgTypes[19]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -903,7 +995,7 @@ func (x *DeleteRoleRequest) String() string {
 func (*DeleteRoleRequest) ProtoMessage() {}
 
 func (x *DeleteRoleRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_pylee_orgs_v1_access_service_proto_msgTypes[17]
+	mi := &file_pylee_orgs_v1_access_service_proto_msgTypes[19]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -916,7 +1008,7 @@ func (x *DeleteRoleRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use DeleteRoleRequest.ProtoReflect.Descriptor instead.
 func (*DeleteRoleRequest) Descriptor() ([]byte, []int) {
-	return file_pylee_orgs_v1_access_service_proto_rawDescGZIP(), []int{17}
+	return file_pylee_orgs_v1_access_service_proto_rawDescGZIP(), []int{19}
 }
 
 func (x *DeleteRoleRequest) GetName() string {
@@ -941,7 +1033,7 @@ type CreateTeamRequest struct {
 
 func (x *CreateTeamRequest) Reset() {
 	*x = CreateTeamRequest{}
-	mi := &file_pylee_orgs_v1_access_service_proto_msgTypes[18]
+	mi := &file_pylee_orgs_v1_access_service_proto_msgTypes[20]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -953,7 +1045,7 @@ func (x *CreateTeamRequest) String() string {
 func (*CreateTeamRequest) ProtoMessage() {}
 
 func (x *CreateTeamRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_pylee_orgs_v1_access_service_proto_msgTypes[18]
+	mi := &file_pylee_orgs_v1_access_service_proto_msgTypes[20]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -966,7 +1058,7 @@ func (x *CreateTeamRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use CreateTeamRequest.ProtoReflect.Descriptor instead.
 func (*CreateTeamRequest) Descriptor() ([]byte, []int) {
-	return file_pylee_orgs_v1_access_service_proto_rawDescGZIP(), []int{18}
+	return file_pylee_orgs_v1_access_service_proto_rawDescGZIP(), []int{20}
 }
 
 func (x *CreateTeamRequest) GetParent() string {
@@ -1001,7 +1093,7 @@ type ListTeamsRequest struct {
 
 func (x *ListTeamsRequest) Reset() {
 	*x = ListTeamsRequest{}
-	mi := &file_pylee_orgs_v1_access_service_proto_msgTypes[19]
+	mi := &file_pylee_orgs_v1_access_service_proto_msgTypes[21]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1013,7 +1105,7 @@ func (x *ListTeamsRequest) String() string {
 func (*ListTeamsRequest) ProtoMessage() {}
 
 func (x *ListTeamsRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_pylee_orgs_v1_access_service_proto_msgTypes[19]
+	mi := &file_pylee_orgs_v1_access_service_proto_msgTypes[21]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1026,7 +1118,7 @@ func (x *ListTeamsRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListTeamsRequest.ProtoReflect.Descriptor instead.
 func (*ListTeamsRequest) Descriptor() ([]byte, []int) {
-	return file_pylee_orgs_v1_access_service_proto_rawDescGZIP(), []int{19}
+	return file_pylee_orgs_v1_access_service_proto_rawDescGZIP(), []int{21}
 }
 
 func (x *ListTeamsRequest) GetParent() string {
@@ -1047,7 +1139,7 @@ type ListTeamsResponse struct {
 
 func (x *ListTeamsResponse) Reset() {
 	*x = ListTeamsResponse{}
-	mi := &file_pylee_orgs_v1_access_service_proto_msgTypes[20]
+	mi := &file_pylee_orgs_v1_access_service_proto_msgTypes[22]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1059,7 +1151,7 @@ func (x *ListTeamsResponse) String() string {
 func (*ListTeamsResponse) ProtoMessage() {}
 
 func (x *ListTeamsResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_pylee_orgs_v1_access_service_proto_msgTypes[20]
+	mi := &file_pylee_orgs_v1_access_service_proto_msgTypes[22]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1072,7 +1164,7 @@ func (x *ListTeamsResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListTeamsResponse.ProtoReflect.Descriptor instead.
 func (*ListTeamsResponse) Descriptor() ([]byte, []int) {
-	return file_pylee_orgs_v1_access_service_proto_rawDescGZIP(), []int{20}
+	return file_pylee_orgs_v1_access_service_proto_rawDescGZIP(), []int{22}
 }
 
 func (x *ListTeamsResponse) GetTeams() []*Team {
@@ -1093,7 +1185,7 @@ type DeleteTeamRequest struct {
 
 func (x *DeleteTeamRequest) Reset() {
 	*x = DeleteTeamRequest{}
-	mi := &file_pylee_orgs_v1_access_service_proto_msgTypes[21]
+	mi := &file_pylee_orgs_v1_access_service_proto_msgTypes[23]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1105,7 +1197,7 @@ func (x *DeleteTeamRequest) String() string {
 func (*DeleteTeamRequest) ProtoMessage() {}
 
 func (x *DeleteTeamRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_pylee_orgs_v1_access_service_proto_msgTypes[21]
+	mi := &file_pylee_orgs_v1_access_service_proto_msgTypes[23]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1118,7 +1210,7 @@ func (x *DeleteTeamRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use DeleteTeamRequest.ProtoReflect.Descriptor instead.
 func (*DeleteTeamRequest) Descriptor() ([]byte, []int) {
-	return file_pylee_orgs_v1_access_service_proto_rawDescGZIP(), []int{21}
+	return file_pylee_orgs_v1_access_service_proto_rawDescGZIP(), []int{23}
 }
 
 func (x *DeleteTeamRequest) GetName() string {
@@ -1141,7 +1233,7 @@ type AddTeamMemberRequest struct {
 
 func (x *AddTeamMemberRequest) Reset() {
 	*x = AddTeamMemberRequest{}
-	mi := &file_pylee_orgs_v1_access_service_proto_msgTypes[22]
+	mi := &file_pylee_orgs_v1_access_service_proto_msgTypes[24]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1153,7 +1245,7 @@ func (x *AddTeamMemberRequest) String() string {
 func (*AddTeamMemberRequest) ProtoMessage() {}
 
 func (x *AddTeamMemberRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_pylee_orgs_v1_access_service_proto_msgTypes[22]
+	mi := &file_pylee_orgs_v1_access_service_proto_msgTypes[24]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1166,7 +1258,7 @@ func (x *AddTeamMemberRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use AddTeamMemberRequest.ProtoReflect.Descriptor instead.
 func (*AddTeamMemberRequest) Descriptor() ([]byte, []int) {
-	return file_pylee_orgs_v1_access_service_proto_rawDescGZIP(), []int{22}
+	return file_pylee_orgs_v1_access_service_proto_rawDescGZIP(), []int{24}
 }
 
 func (x *AddTeamMemberRequest) GetTeam() string {
@@ -1196,7 +1288,7 @@ type RemoveTeamMemberRequest struct {
 
 func (x *RemoveTeamMemberRequest) Reset() {
 	*x = RemoveTeamMemberRequest{}
-	mi := &file_pylee_orgs_v1_access_service_proto_msgTypes[23]
+	mi := &file_pylee_orgs_v1_access_service_proto_msgTypes[25]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1208,7 +1300,7 @@ func (x *RemoveTeamMemberRequest) String() string {
 func (*RemoveTeamMemberRequest) ProtoMessage() {}
 
 func (x *RemoveTeamMemberRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_pylee_orgs_v1_access_service_proto_msgTypes[23]
+	mi := &file_pylee_orgs_v1_access_service_proto_msgTypes[25]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1221,7 +1313,7 @@ func (x *RemoveTeamMemberRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RemoveTeamMemberRequest.ProtoReflect.Descriptor instead.
 func (*RemoveTeamMemberRequest) Descriptor() ([]byte, []int) {
-	return file_pylee_orgs_v1_access_service_proto_rawDescGZIP(), []int{23}
+	return file_pylee_orgs_v1_access_service_proto_rawDescGZIP(), []int{25}
 }
 
 func (x *RemoveTeamMemberRequest) GetTeam() string {
@@ -1253,7 +1345,7 @@ type CheckRequest struct {
 
 func (x *CheckRequest) Reset() {
 	*x = CheckRequest{}
-	mi := &file_pylee_orgs_v1_access_service_proto_msgTypes[24]
+	mi := &file_pylee_orgs_v1_access_service_proto_msgTypes[26]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1265,7 +1357,7 @@ func (x *CheckRequest) String() string {
 func (*CheckRequest) ProtoMessage() {}
 
 func (x *CheckRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_pylee_orgs_v1_access_service_proto_msgTypes[24]
+	mi := &file_pylee_orgs_v1_access_service_proto_msgTypes[26]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1278,7 +1370,7 @@ func (x *CheckRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use CheckRequest.ProtoReflect.Descriptor instead.
 func (*CheckRequest) Descriptor() ([]byte, []int) {
-	return file_pylee_orgs_v1_access_service_proto_rawDescGZIP(), []int{24}
+	return file_pylee_orgs_v1_access_service_proto_rawDescGZIP(), []int{26}
 }
 
 func (x *CheckRequest) GetPrincipal() string {
@@ -1319,7 +1411,7 @@ type CheckResponse struct {
 
 func (x *CheckResponse) Reset() {
 	*x = CheckResponse{}
-	mi := &file_pylee_orgs_v1_access_service_proto_msgTypes[25]
+	mi := &file_pylee_orgs_v1_access_service_proto_msgTypes[27]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1331,7 +1423,7 @@ func (x *CheckResponse) String() string {
 func (*CheckResponse) ProtoMessage() {}
 
 func (x *CheckResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_pylee_orgs_v1_access_service_proto_msgTypes[25]
+	mi := &file_pylee_orgs_v1_access_service_proto_msgTypes[27]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1344,7 +1436,7 @@ func (x *CheckResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use CheckResponse.ProtoReflect.Descriptor instead.
 func (*CheckResponse) Descriptor() ([]byte, []int) {
-	return file_pylee_orgs_v1_access_service_proto_rawDescGZIP(), []int{25}
+	return file_pylee_orgs_v1_access_service_proto_rawDescGZIP(), []int{27}
 }
 
 func (x *CheckResponse) GetAllowed() bool {
@@ -1381,7 +1473,7 @@ type BatchCheckRequest struct {
 
 func (x *BatchCheckRequest) Reset() {
 	*x = BatchCheckRequest{}
-	mi := &file_pylee_orgs_v1_access_service_proto_msgTypes[26]
+	mi := &file_pylee_orgs_v1_access_service_proto_msgTypes[28]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1393,7 +1485,7 @@ func (x *BatchCheckRequest) String() string {
 func (*BatchCheckRequest) ProtoMessage() {}
 
 func (x *BatchCheckRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_pylee_orgs_v1_access_service_proto_msgTypes[26]
+	mi := &file_pylee_orgs_v1_access_service_proto_msgTypes[28]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1406,7 +1498,7 @@ func (x *BatchCheckRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use BatchCheckRequest.ProtoReflect.Descriptor instead.
 func (*BatchCheckRequest) Descriptor() ([]byte, []int) {
-	return file_pylee_orgs_v1_access_service_proto_rawDescGZIP(), []int{26}
+	return file_pylee_orgs_v1_access_service_proto_rawDescGZIP(), []int{28}
 }
 
 func (x *BatchCheckRequest) GetPrincipal() string {
@@ -1434,7 +1526,7 @@ type BatchCheckResponse struct {
 
 func (x *BatchCheckResponse) Reset() {
 	*x = BatchCheckResponse{}
-	mi := &file_pylee_orgs_v1_access_service_proto_msgTypes[27]
+	mi := &file_pylee_orgs_v1_access_service_proto_msgTypes[29]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1446,7 +1538,7 @@ func (x *BatchCheckResponse) String() string {
 func (*BatchCheckResponse) ProtoMessage() {}
 
 func (x *BatchCheckResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_pylee_orgs_v1_access_service_proto_msgTypes[27]
+	mi := &file_pylee_orgs_v1_access_service_proto_msgTypes[29]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1459,7 +1551,7 @@ func (x *BatchCheckResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use BatchCheckResponse.ProtoReflect.Descriptor instead.
 func (*BatchCheckResponse) Descriptor() ([]byte, []int) {
-	return file_pylee_orgs_v1_access_service_proto_rawDescGZIP(), []int{27}
+	return file_pylee_orgs_v1_access_service_proto_rawDescGZIP(), []int{29}
 }
 
 func (x *BatchCheckResponse) GetResults() []*CheckResponse {
@@ -1480,7 +1572,7 @@ type ListMembersRequest struct {
 
 func (x *ListMembersRequest) Reset() {
 	*x = ListMembersRequest{}
-	mi := &file_pylee_orgs_v1_access_service_proto_msgTypes[28]
+	mi := &file_pylee_orgs_v1_access_service_proto_msgTypes[30]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1492,7 +1584,7 @@ func (x *ListMembersRequest) String() string {
 func (*ListMembersRequest) ProtoMessage() {}
 
 func (x *ListMembersRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_pylee_orgs_v1_access_service_proto_msgTypes[28]
+	mi := &file_pylee_orgs_v1_access_service_proto_msgTypes[30]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1505,7 +1597,7 @@ func (x *ListMembersRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListMembersRequest.ProtoReflect.Descriptor instead.
 func (*ListMembersRequest) Descriptor() ([]byte, []int) {
-	return file_pylee_orgs_v1_access_service_proto_rawDescGZIP(), []int{28}
+	return file_pylee_orgs_v1_access_service_proto_rawDescGZIP(), []int{30}
 }
 
 func (x *ListMembersRequest) GetParent() string {
@@ -1526,7 +1618,7 @@ type ListMembersResponse struct {
 
 func (x *ListMembersResponse) Reset() {
 	*x = ListMembersResponse{}
-	mi := &file_pylee_orgs_v1_access_service_proto_msgTypes[29]
+	mi := &file_pylee_orgs_v1_access_service_proto_msgTypes[31]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1538,7 +1630,7 @@ func (x *ListMembersResponse) String() string {
 func (*ListMembersResponse) ProtoMessage() {}
 
 func (x *ListMembersResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_pylee_orgs_v1_access_service_proto_msgTypes[29]
+	mi := &file_pylee_orgs_v1_access_service_proto_msgTypes[31]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1551,7 +1643,7 @@ func (x *ListMembersResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListMembersResponse.ProtoReflect.Descriptor instead.
 func (*ListMembersResponse) Descriptor() ([]byte, []int) {
-	return file_pylee_orgs_v1_access_service_proto_rawDescGZIP(), []int{29}
+	return file_pylee_orgs_v1_access_service_proto_rawDescGZIP(), []int{31}
 }
 
 func (x *ListMembersResponse) GetMembers() []*Member {
@@ -1572,7 +1664,7 @@ type DeleteMemberRequest struct {
 
 func (x *DeleteMemberRequest) Reset() {
 	*x = DeleteMemberRequest{}
-	mi := &file_pylee_orgs_v1_access_service_proto_msgTypes[30]
+	mi := &file_pylee_orgs_v1_access_service_proto_msgTypes[32]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1584,7 +1676,7 @@ func (x *DeleteMemberRequest) String() string {
 func (*DeleteMemberRequest) ProtoMessage() {}
 
 func (x *DeleteMemberRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_pylee_orgs_v1_access_service_proto_msgTypes[30]
+	mi := &file_pylee_orgs_v1_access_service_proto_msgTypes[32]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1597,7 +1689,7 @@ func (x *DeleteMemberRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use DeleteMemberRequest.ProtoReflect.Descriptor instead.
 func (*DeleteMemberRequest) Descriptor() ([]byte, []int) {
-	return file_pylee_orgs_v1_access_service_proto_rawDescGZIP(), []int{30}
+	return file_pylee_orgs_v1_access_service_proto_rawDescGZIP(), []int{32}
 }
 
 func (x *DeleteMemberRequest) GetName() string {
@@ -1620,7 +1712,7 @@ type CreateInvitationRequest struct {
 
 func (x *CreateInvitationRequest) Reset() {
 	*x = CreateInvitationRequest{}
-	mi := &file_pylee_orgs_v1_access_service_proto_msgTypes[31]
+	mi := &file_pylee_orgs_v1_access_service_proto_msgTypes[33]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1632,7 +1724,7 @@ func (x *CreateInvitationRequest) String() string {
 func (*CreateInvitationRequest) ProtoMessage() {}
 
 func (x *CreateInvitationRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_pylee_orgs_v1_access_service_proto_msgTypes[31]
+	mi := &file_pylee_orgs_v1_access_service_proto_msgTypes[33]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1645,7 +1737,7 @@ func (x *CreateInvitationRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use CreateInvitationRequest.ProtoReflect.Descriptor instead.
 func (*CreateInvitationRequest) Descriptor() ([]byte, []int) {
-	return file_pylee_orgs_v1_access_service_proto_rawDescGZIP(), []int{31}
+	return file_pylee_orgs_v1_access_service_proto_rawDescGZIP(), []int{33}
 }
 
 func (x *CreateInvitationRequest) GetParent() string {
@@ -1673,7 +1765,7 @@ type ListInvitationsRequest struct {
 
 func (x *ListInvitationsRequest) Reset() {
 	*x = ListInvitationsRequest{}
-	mi := &file_pylee_orgs_v1_access_service_proto_msgTypes[32]
+	mi := &file_pylee_orgs_v1_access_service_proto_msgTypes[34]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1685,7 +1777,7 @@ func (x *ListInvitationsRequest) String() string {
 func (*ListInvitationsRequest) ProtoMessage() {}
 
 func (x *ListInvitationsRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_pylee_orgs_v1_access_service_proto_msgTypes[32]
+	mi := &file_pylee_orgs_v1_access_service_proto_msgTypes[34]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1698,7 +1790,7 @@ func (x *ListInvitationsRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListInvitationsRequest.ProtoReflect.Descriptor instead.
 func (*ListInvitationsRequest) Descriptor() ([]byte, []int) {
-	return file_pylee_orgs_v1_access_service_proto_rawDescGZIP(), []int{32}
+	return file_pylee_orgs_v1_access_service_proto_rawDescGZIP(), []int{34}
 }
 
 func (x *ListInvitationsRequest) GetParent() string {
@@ -1719,7 +1811,7 @@ type ListInvitationsResponse struct {
 
 func (x *ListInvitationsResponse) Reset() {
 	*x = ListInvitationsResponse{}
-	mi := &file_pylee_orgs_v1_access_service_proto_msgTypes[33]
+	mi := &file_pylee_orgs_v1_access_service_proto_msgTypes[35]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1731,7 +1823,7 @@ func (x *ListInvitationsResponse) String() string {
 func (*ListInvitationsResponse) ProtoMessage() {}
 
 func (x *ListInvitationsResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_pylee_orgs_v1_access_service_proto_msgTypes[33]
+	mi := &file_pylee_orgs_v1_access_service_proto_msgTypes[35]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1744,7 +1836,7 @@ func (x *ListInvitationsResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListInvitationsResponse.ProtoReflect.Descriptor instead.
 func (*ListInvitationsResponse) Descriptor() ([]byte, []int) {
-	return file_pylee_orgs_v1_access_service_proto_rawDescGZIP(), []int{33}
+	return file_pylee_orgs_v1_access_service_proto_rawDescGZIP(), []int{35}
 }
 
 func (x *ListInvitationsResponse) GetInvitations() []*Invitation {
@@ -1765,7 +1857,7 @@ type RevokeInvitationRequest struct {
 
 func (x *RevokeInvitationRequest) Reset() {
 	*x = RevokeInvitationRequest{}
-	mi := &file_pylee_orgs_v1_access_service_proto_msgTypes[34]
+	mi := &file_pylee_orgs_v1_access_service_proto_msgTypes[36]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1777,7 +1869,7 @@ func (x *RevokeInvitationRequest) String() string {
 func (*RevokeInvitationRequest) ProtoMessage() {}
 
 func (x *RevokeInvitationRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_pylee_orgs_v1_access_service_proto_msgTypes[34]
+	mi := &file_pylee_orgs_v1_access_service_proto_msgTypes[36]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1790,7 +1882,7 @@ func (x *RevokeInvitationRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RevokeInvitationRequest.ProtoReflect.Descriptor instead.
 func (*RevokeInvitationRequest) Descriptor() ([]byte, []int) {
-	return file_pylee_orgs_v1_access_service_proto_rawDescGZIP(), []int{34}
+	return file_pylee_orgs_v1_access_service_proto_rawDescGZIP(), []int{36}
 }
 
 func (x *RevokeInvitationRequest) GetName() string {
@@ -1811,7 +1903,7 @@ type AcceptInvitationRequest struct {
 
 func (x *AcceptInvitationRequest) Reset() {
 	*x = AcceptInvitationRequest{}
-	mi := &file_pylee_orgs_v1_access_service_proto_msgTypes[35]
+	mi := &file_pylee_orgs_v1_access_service_proto_msgTypes[37]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1823,7 +1915,7 @@ func (x *AcceptInvitationRequest) String() string {
 func (*AcceptInvitationRequest) ProtoMessage() {}
 
 func (x *AcceptInvitationRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_pylee_orgs_v1_access_service_proto_msgTypes[35]
+	mi := &file_pylee_orgs_v1_access_service_proto_msgTypes[37]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1836,7 +1928,7 @@ func (x *AcceptInvitationRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use AcceptInvitationRequest.ProtoReflect.Descriptor instead.
 func (*AcceptInvitationRequest) Descriptor() ([]byte, []int) {
-	return file_pylee_orgs_v1_access_service_proto_rawDescGZIP(), []int{35}
+	return file_pylee_orgs_v1_access_service_proto_rawDescGZIP(), []int{37}
 }
 
 func (x *AcceptInvitationRequest) GetToken() string {
@@ -1861,7 +1953,7 @@ type AcceptInvitationResponse struct {
 
 func (x *AcceptInvitationResponse) Reset() {
 	*x = AcceptInvitationResponse{}
-	mi := &file_pylee_orgs_v1_access_service_proto_msgTypes[36]
+	mi := &file_pylee_orgs_v1_access_service_proto_msgTypes[38]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1873,7 +1965,7 @@ func (x *AcceptInvitationResponse) String() string {
 func (*AcceptInvitationResponse) ProtoMessage() {}
 
 func (x *AcceptInvitationResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_pylee_orgs_v1_access_service_proto_msgTypes[36]
+	mi := &file_pylee_orgs_v1_access_service_proto_msgTypes[38]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1886,7 +1978,7 @@ func (x *AcceptInvitationResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use AcceptInvitationResponse.ProtoReflect.Descriptor instead.
 func (*AcceptInvitationResponse) Descriptor() ([]byte, []int) {
-	return file_pylee_orgs_v1_access_service_proto_rawDescGZIP(), []int{36}
+	return file_pylee_orgs_v1_access_service_proto_rawDescGZIP(), []int{38}
 }
 
 func (x *AcceptInvitationResponse) GetUser() *User {
@@ -1925,7 +2017,7 @@ type ListAllowedRequest struct {
 
 func (x *ListAllowedRequest) Reset() {
 	*x = ListAllowedRequest{}
-	mi := &file_pylee_orgs_v1_access_service_proto_msgTypes[37]
+	mi := &file_pylee_orgs_v1_access_service_proto_msgTypes[39]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1937,7 +2029,7 @@ func (x *ListAllowedRequest) String() string {
 func (*ListAllowedRequest) ProtoMessage() {}
 
 func (x *ListAllowedRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_pylee_orgs_v1_access_service_proto_msgTypes[37]
+	mi := &file_pylee_orgs_v1_access_service_proto_msgTypes[39]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1950,7 +2042,7 @@ func (x *ListAllowedRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListAllowedRequest.ProtoReflect.Descriptor instead.
 func (*ListAllowedRequest) Descriptor() ([]byte, []int) {
-	return file_pylee_orgs_v1_access_service_proto_rawDescGZIP(), []int{37}
+	return file_pylee_orgs_v1_access_service_proto_rawDescGZIP(), []int{39}
 }
 
 func (x *ListAllowedRequest) GetPrincipal() string {
@@ -1985,7 +2077,7 @@ type ListAllowedResponse struct {
 
 func (x *ListAllowedResponse) Reset() {
 	*x = ListAllowedResponse{}
-	mi := &file_pylee_orgs_v1_access_service_proto_msgTypes[38]
+	mi := &file_pylee_orgs_v1_access_service_proto_msgTypes[40]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1997,7 +2089,7 @@ func (x *ListAllowedResponse) String() string {
 func (*ListAllowedResponse) ProtoMessage() {}
 
 func (x *ListAllowedResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_pylee_orgs_v1_access_service_proto_msgTypes[38]
+	mi := &file_pylee_orgs_v1_access_service_proto_msgTypes[40]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2010,7 +2102,7 @@ func (x *ListAllowedResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListAllowedResponse.ProtoReflect.Descriptor instead.
 func (*ListAllowedResponse) Descriptor() ([]byte, []int) {
-	return file_pylee_orgs_v1_access_service_proto_rawDescGZIP(), []int{38}
+	return file_pylee_orgs_v1_access_service_proto_rawDescGZIP(), []int{40}
 }
 
 func (x *ListAllowedResponse) GetResources() []string {
@@ -2057,7 +2149,11 @@ const file_pylee_orgs_v1_access_service_proto_rawDesc = "" +
 	"\x13ListBindingsRequest\x12\x1b\n" +
 	"\x06parent\x18\x01 \x01(\tB\x03\xe0A\x02R\x06parent\"J\n" +
 	"\x14ListBindingsResponse\x122\n" +
-	"\bbindings\x18\x01 \x03(\v2\x16.pylee.orgs.v1.BindingR\bbindings\"/\n" +
+	"\bbindings\x18\x01 \x03(\v2\x16.pylee.orgs.v1.BindingR\bbindings\"7\n" +
+	"\x14PurgeBindingsRequest\x12\x1f\n" +
+	"\bresource\x18\x01 \x01(\tB\x03\xe0A\x02R\bresource\"1\n" +
+	"\x15PurgeBindingsResponse\x12\x18\n" +
+	"\adeleted\x18\x01 \x01(\x03R\adeleted\"/\n" +
 	"\x14DeleteBindingRequest\x12\x17\n" +
 	"\x04name\x18\x01 \x01(\tB\x03\xe0A\x02R\x04name\"/\n" +
 	"\x10ListRolesRequest\x12\x1b\n" +
@@ -2131,7 +2227,7 @@ const file_pylee_orgs_v1_access_service_proto_rawDesc = "" +
 	"permission\x12!\n" +
 	"\tresources\x18\x03 \x03(\tB\x03\xe0A\x02R\tresources\"3\n" +
 	"\x13ListAllowedResponse\x12\x1c\n" +
-	"\tresources\x18\x01 \x03(\tR\tresources2\xb8%\n" +
+	"\tresources\x18\x01 \x03(\tR\tresources2\xa7'\n" +
 	"\rAccessService\x12p\n" +
 	"\x0eGetCurrentUser\x12$.pylee.orgs.v1.GetCurrentUserRequest\x1a\x13.pylee.orgs.v1.User\"#\xca\xf3\x18\v\n" +
 	"\tusers.get\x82\xd3\xe4\x93\x02\x0e\x12\f/v1/users/me\x12\xc3\x01\n" +
@@ -2155,7 +2251,9 @@ const file_pylee_orgs_v1_access_service_proto_rawDesc = "" +
 	"\fListBindings\x12\".pylee.orgs.v1.ListBindingsRequest\x1a#.pylee.orgs.v1.ListBindingsResponse\"\xc9\x01\xca\xf3\x18\x17\n" +
 	"\rbindings.list\x12\x06parent\x82\xd3\xe4\x93\x02\xa7\x01Z+\x12)/v1/{parent=orgs/*/registries/*}/bindingsZ(\x12&/v1/{parent=orgs/*/servers/*}/bindingsZ0\x12./v1/{parent=orgs/*/servers/*/tools/*}/bindings\x12\x1c/v1/{parent=orgs/*}/bindings\x12\x98\x02\n" +
 	"\rDeleteBinding\x12#.pylee.orgs.v1.DeleteBindingRequest\x1a\x16.google.protobuf.Empty\"\xc9\x01\xca\xf3\x18\x17\n" +
-	"\x0fbindings.delete\x12\x04name\x82\xd3\xe4\x93\x02\xa7\x01Z+*)/v1/{name=orgs/*/registries/*/bindings/*}Z(*&/v1/{name=orgs/*/servers/*/bindings/*}Z0*./v1/{name=orgs/*/servers/*/tools/*/bindings/*}*\x1c/v1/{name=orgs/*/bindings/*}\x12\x88\x01\n" +
+	"\x0fbindings.delete\x12\x04name\x82\xd3\xe4\x93\x02\xa7\x01Z+*)/v1/{name=orgs/*/registries/*/bindings/*}Z(*&/v1/{name=orgs/*/servers/*/bindings/*}Z0*./v1/{name=orgs/*/servers/*/tools/*/bindings/*}*\x1c/v1/{name=orgs/*/bindings/*}\x12\xec\x01\n" +
+	"\rPurgeBindings\x12#.pylee.orgs.v1.PurgeBindingsRequest\x1a$.pylee.orgs.v1.PurgeBindingsResponse\"\x8f\x01\xca\xf3\x18\x1a\n" +
+	"\x0ebindings.purge\x12\bresource\x82\xd3\xe4\x93\x02k:\x01*Z6:\x01*\"1/v1/{resource=orgs/*/registries/*}/bindings:purge\"./v1/{resource=orgs/*/servers/*}/bindings:purge\x12\x88\x01\n" +
 	"\tListRoles\x12\x1f.pylee.orgs.v1.ListRolesRequest\x1a .pylee.orgs.v1.ListRolesResponse\"8\xca\xf3\x18\x13\n" +
 	"\troles.get\x12\x06parent\x82\xd3\xe4\x93\x02\x1b\x12\x19/v1/{parent=orgs/*}/roles\x12\x86\x01\n" +
 	"\n" +
@@ -2208,7 +2306,7 @@ func file_pylee_orgs_v1_access_service_proto_rawDescGZIP() []byte {
 	return file_pylee_orgs_v1_access_service_proto_rawDescData
 }
 
-var file_pylee_orgs_v1_access_service_proto_msgTypes = make([]protoimpl.MessageInfo, 39)
+var file_pylee_orgs_v1_access_service_proto_msgTypes = make([]protoimpl.MessageInfo, 41)
 var file_pylee_orgs_v1_access_service_proto_goTypes = []any{
 	(*GetCurrentUserRequest)(nil),       // 0: pylee.orgs.v1.GetCurrentUserRequest
 	(*CreateServiceAccountRequest)(nil), // 1: pylee.orgs.v1.CreateServiceAccountRequest
@@ -2223,60 +2321,62 @@ var file_pylee_orgs_v1_access_service_proto_goTypes = []any{
 	(*CreateBindingRequest)(nil),        // 10: pylee.orgs.v1.CreateBindingRequest
 	(*ListBindingsRequest)(nil),         // 11: pylee.orgs.v1.ListBindingsRequest
 	(*ListBindingsResponse)(nil),        // 12: pylee.orgs.v1.ListBindingsResponse
-	(*DeleteBindingRequest)(nil),        // 13: pylee.orgs.v1.DeleteBindingRequest
-	(*ListRolesRequest)(nil),            // 14: pylee.orgs.v1.ListRolesRequest
-	(*ListRolesResponse)(nil),           // 15: pylee.orgs.v1.ListRolesResponse
-	(*CreateRoleRequest)(nil),           // 16: pylee.orgs.v1.CreateRoleRequest
-	(*DeleteRoleRequest)(nil),           // 17: pylee.orgs.v1.DeleteRoleRequest
-	(*CreateTeamRequest)(nil),           // 18: pylee.orgs.v1.CreateTeamRequest
-	(*ListTeamsRequest)(nil),            // 19: pylee.orgs.v1.ListTeamsRequest
-	(*ListTeamsResponse)(nil),           // 20: pylee.orgs.v1.ListTeamsResponse
-	(*DeleteTeamRequest)(nil),           // 21: pylee.orgs.v1.DeleteTeamRequest
-	(*AddTeamMemberRequest)(nil),        // 22: pylee.orgs.v1.AddTeamMemberRequest
-	(*RemoveTeamMemberRequest)(nil),     // 23: pylee.orgs.v1.RemoveTeamMemberRequest
-	(*CheckRequest)(nil),                // 24: pylee.orgs.v1.CheckRequest
-	(*CheckResponse)(nil),               // 25: pylee.orgs.v1.CheckResponse
-	(*BatchCheckRequest)(nil),           // 26: pylee.orgs.v1.BatchCheckRequest
-	(*BatchCheckResponse)(nil),          // 27: pylee.orgs.v1.BatchCheckResponse
-	(*ListMembersRequest)(nil),          // 28: pylee.orgs.v1.ListMembersRequest
-	(*ListMembersResponse)(nil),         // 29: pylee.orgs.v1.ListMembersResponse
-	(*DeleteMemberRequest)(nil),         // 30: pylee.orgs.v1.DeleteMemberRequest
-	(*CreateInvitationRequest)(nil),     // 31: pylee.orgs.v1.CreateInvitationRequest
-	(*ListInvitationsRequest)(nil),      // 32: pylee.orgs.v1.ListInvitationsRequest
-	(*ListInvitationsResponse)(nil),     // 33: pylee.orgs.v1.ListInvitationsResponse
-	(*RevokeInvitationRequest)(nil),     // 34: pylee.orgs.v1.RevokeInvitationRequest
-	(*AcceptInvitationRequest)(nil),     // 35: pylee.orgs.v1.AcceptInvitationRequest
-	(*AcceptInvitationResponse)(nil),    // 36: pylee.orgs.v1.AcceptInvitationResponse
-	(*ListAllowedRequest)(nil),          // 37: pylee.orgs.v1.ListAllowedRequest
-	(*ListAllowedResponse)(nil),         // 38: pylee.orgs.v1.ListAllowedResponse
-	(*ServiceAccount)(nil),              // 39: pylee.orgs.v1.ServiceAccount
-	(*Token)(nil),                       // 40: pylee.orgs.v1.Token
-	(*Binding)(nil),                     // 41: pylee.orgs.v1.Binding
-	(*Role)(nil),                        // 42: pylee.orgs.v1.Role
-	(*Team)(nil),                        // 43: pylee.orgs.v1.Team
-	(*Member)(nil),                      // 44: pylee.orgs.v1.Member
-	(*Invitation)(nil),                  // 45: pylee.orgs.v1.Invitation
-	(*User)(nil),                        // 46: pylee.orgs.v1.User
-	(*emptypb.Empty)(nil),               // 47: google.protobuf.Empty
+	(*PurgeBindingsRequest)(nil),        // 13: pylee.orgs.v1.PurgeBindingsRequest
+	(*PurgeBindingsResponse)(nil),       // 14: pylee.orgs.v1.PurgeBindingsResponse
+	(*DeleteBindingRequest)(nil),        // 15: pylee.orgs.v1.DeleteBindingRequest
+	(*ListRolesRequest)(nil),            // 16: pylee.orgs.v1.ListRolesRequest
+	(*ListRolesResponse)(nil),           // 17: pylee.orgs.v1.ListRolesResponse
+	(*CreateRoleRequest)(nil),           // 18: pylee.orgs.v1.CreateRoleRequest
+	(*DeleteRoleRequest)(nil),           // 19: pylee.orgs.v1.DeleteRoleRequest
+	(*CreateTeamRequest)(nil),           // 20: pylee.orgs.v1.CreateTeamRequest
+	(*ListTeamsRequest)(nil),            // 21: pylee.orgs.v1.ListTeamsRequest
+	(*ListTeamsResponse)(nil),           // 22: pylee.orgs.v1.ListTeamsResponse
+	(*DeleteTeamRequest)(nil),           // 23: pylee.orgs.v1.DeleteTeamRequest
+	(*AddTeamMemberRequest)(nil),        // 24: pylee.orgs.v1.AddTeamMemberRequest
+	(*RemoveTeamMemberRequest)(nil),     // 25: pylee.orgs.v1.RemoveTeamMemberRequest
+	(*CheckRequest)(nil),                // 26: pylee.orgs.v1.CheckRequest
+	(*CheckResponse)(nil),               // 27: pylee.orgs.v1.CheckResponse
+	(*BatchCheckRequest)(nil),           // 28: pylee.orgs.v1.BatchCheckRequest
+	(*BatchCheckResponse)(nil),          // 29: pylee.orgs.v1.BatchCheckResponse
+	(*ListMembersRequest)(nil),          // 30: pylee.orgs.v1.ListMembersRequest
+	(*ListMembersResponse)(nil),         // 31: pylee.orgs.v1.ListMembersResponse
+	(*DeleteMemberRequest)(nil),         // 32: pylee.orgs.v1.DeleteMemberRequest
+	(*CreateInvitationRequest)(nil),     // 33: pylee.orgs.v1.CreateInvitationRequest
+	(*ListInvitationsRequest)(nil),      // 34: pylee.orgs.v1.ListInvitationsRequest
+	(*ListInvitationsResponse)(nil),     // 35: pylee.orgs.v1.ListInvitationsResponse
+	(*RevokeInvitationRequest)(nil),     // 36: pylee.orgs.v1.RevokeInvitationRequest
+	(*AcceptInvitationRequest)(nil),     // 37: pylee.orgs.v1.AcceptInvitationRequest
+	(*AcceptInvitationResponse)(nil),    // 38: pylee.orgs.v1.AcceptInvitationResponse
+	(*ListAllowedRequest)(nil),          // 39: pylee.orgs.v1.ListAllowedRequest
+	(*ListAllowedResponse)(nil),         // 40: pylee.orgs.v1.ListAllowedResponse
+	(*ServiceAccount)(nil),              // 41: pylee.orgs.v1.ServiceAccount
+	(*Token)(nil),                       // 42: pylee.orgs.v1.Token
+	(*Binding)(nil),                     // 43: pylee.orgs.v1.Binding
+	(*Role)(nil),                        // 44: pylee.orgs.v1.Role
+	(*Team)(nil),                        // 45: pylee.orgs.v1.Team
+	(*Member)(nil),                      // 46: pylee.orgs.v1.Member
+	(*Invitation)(nil),                  // 47: pylee.orgs.v1.Invitation
+	(*User)(nil),                        // 48: pylee.orgs.v1.User
+	(*emptypb.Empty)(nil),               // 49: google.protobuf.Empty
 }
 var file_pylee_orgs_v1_access_service_proto_depIdxs = []int32{
-	39, // 0: pylee.orgs.v1.CreateServiceAccountRequest.service_account:type_name -> pylee.orgs.v1.ServiceAccount
-	39, // 1: pylee.orgs.v1.ListServiceAccountsResponse.service_accounts:type_name -> pylee.orgs.v1.ServiceAccount
-	40, // 2: pylee.orgs.v1.CreateTokenRequest.token:type_name -> pylee.orgs.v1.Token
-	40, // 3: pylee.orgs.v1.ListTokensResponse.tokens:type_name -> pylee.orgs.v1.Token
-	41, // 4: pylee.orgs.v1.CreateBindingRequest.binding:type_name -> pylee.orgs.v1.Binding
-	41, // 5: pylee.orgs.v1.ListBindingsResponse.bindings:type_name -> pylee.orgs.v1.Binding
-	42, // 6: pylee.orgs.v1.ListRolesResponse.roles:type_name -> pylee.orgs.v1.Role
-	42, // 7: pylee.orgs.v1.CreateRoleRequest.role:type_name -> pylee.orgs.v1.Role
-	43, // 8: pylee.orgs.v1.CreateTeamRequest.team:type_name -> pylee.orgs.v1.Team
-	43, // 9: pylee.orgs.v1.ListTeamsResponse.teams:type_name -> pylee.orgs.v1.Team
-	24, // 10: pylee.orgs.v1.BatchCheckRequest.checks:type_name -> pylee.orgs.v1.CheckRequest
-	25, // 11: pylee.orgs.v1.BatchCheckResponse.results:type_name -> pylee.orgs.v1.CheckResponse
-	44, // 12: pylee.orgs.v1.ListMembersResponse.members:type_name -> pylee.orgs.v1.Member
-	45, // 13: pylee.orgs.v1.CreateInvitationRequest.invitation:type_name -> pylee.orgs.v1.Invitation
-	45, // 14: pylee.orgs.v1.ListInvitationsResponse.invitations:type_name -> pylee.orgs.v1.Invitation
-	46, // 15: pylee.orgs.v1.AcceptInvitationResponse.user:type_name -> pylee.orgs.v1.User
-	40, // 16: pylee.orgs.v1.AcceptInvitationResponse.token:type_name -> pylee.orgs.v1.Token
+	41, // 0: pylee.orgs.v1.CreateServiceAccountRequest.service_account:type_name -> pylee.orgs.v1.ServiceAccount
+	41, // 1: pylee.orgs.v1.ListServiceAccountsResponse.service_accounts:type_name -> pylee.orgs.v1.ServiceAccount
+	42, // 2: pylee.orgs.v1.CreateTokenRequest.token:type_name -> pylee.orgs.v1.Token
+	42, // 3: pylee.orgs.v1.ListTokensResponse.tokens:type_name -> pylee.orgs.v1.Token
+	43, // 4: pylee.orgs.v1.CreateBindingRequest.binding:type_name -> pylee.orgs.v1.Binding
+	43, // 5: pylee.orgs.v1.ListBindingsResponse.bindings:type_name -> pylee.orgs.v1.Binding
+	44, // 6: pylee.orgs.v1.ListRolesResponse.roles:type_name -> pylee.orgs.v1.Role
+	44, // 7: pylee.orgs.v1.CreateRoleRequest.role:type_name -> pylee.orgs.v1.Role
+	45, // 8: pylee.orgs.v1.CreateTeamRequest.team:type_name -> pylee.orgs.v1.Team
+	45, // 9: pylee.orgs.v1.ListTeamsResponse.teams:type_name -> pylee.orgs.v1.Team
+	26, // 10: pylee.orgs.v1.BatchCheckRequest.checks:type_name -> pylee.orgs.v1.CheckRequest
+	27, // 11: pylee.orgs.v1.BatchCheckResponse.results:type_name -> pylee.orgs.v1.CheckResponse
+	46, // 12: pylee.orgs.v1.ListMembersResponse.members:type_name -> pylee.orgs.v1.Member
+	47, // 13: pylee.orgs.v1.CreateInvitationRequest.invitation:type_name -> pylee.orgs.v1.Invitation
+	47, // 14: pylee.orgs.v1.ListInvitationsResponse.invitations:type_name -> pylee.orgs.v1.Invitation
+	48, // 15: pylee.orgs.v1.AcceptInvitationResponse.user:type_name -> pylee.orgs.v1.User
+	42, // 16: pylee.orgs.v1.AcceptInvitationResponse.token:type_name -> pylee.orgs.v1.Token
 	0,  // 17: pylee.orgs.v1.AccessService.GetCurrentUser:input_type -> pylee.orgs.v1.GetCurrentUserRequest
 	1,  // 18: pylee.orgs.v1.AccessService.CreateServiceAccount:input_type -> pylee.orgs.v1.CreateServiceAccountRequest
 	2,  // 19: pylee.orgs.v1.AccessService.GetServiceAccount:input_type -> pylee.orgs.v1.GetServiceAccountRequest
@@ -2287,54 +2387,56 @@ var file_pylee_orgs_v1_access_service_proto_depIdxs = []int32{
 	9,  // 24: pylee.orgs.v1.AccessService.DeleteToken:input_type -> pylee.orgs.v1.DeleteTokenRequest
 	10, // 25: pylee.orgs.v1.AccessService.CreateBinding:input_type -> pylee.orgs.v1.CreateBindingRequest
 	11, // 26: pylee.orgs.v1.AccessService.ListBindings:input_type -> pylee.orgs.v1.ListBindingsRequest
-	13, // 27: pylee.orgs.v1.AccessService.DeleteBinding:input_type -> pylee.orgs.v1.DeleteBindingRequest
-	14, // 28: pylee.orgs.v1.AccessService.ListRoles:input_type -> pylee.orgs.v1.ListRolesRequest
-	16, // 29: pylee.orgs.v1.AccessService.CreateRole:input_type -> pylee.orgs.v1.CreateRoleRequest
-	17, // 30: pylee.orgs.v1.AccessService.DeleteRole:input_type -> pylee.orgs.v1.DeleteRoleRequest
-	18, // 31: pylee.orgs.v1.AccessService.CreateTeam:input_type -> pylee.orgs.v1.CreateTeamRequest
-	19, // 32: pylee.orgs.v1.AccessService.ListTeams:input_type -> pylee.orgs.v1.ListTeamsRequest
-	21, // 33: pylee.orgs.v1.AccessService.DeleteTeam:input_type -> pylee.orgs.v1.DeleteTeamRequest
-	22, // 34: pylee.orgs.v1.AccessService.AddTeamMember:input_type -> pylee.orgs.v1.AddTeamMemberRequest
-	23, // 35: pylee.orgs.v1.AccessService.RemoveTeamMember:input_type -> pylee.orgs.v1.RemoveTeamMemberRequest
-	28, // 36: pylee.orgs.v1.AccessService.ListMembers:input_type -> pylee.orgs.v1.ListMembersRequest
-	30, // 37: pylee.orgs.v1.AccessService.DeleteMember:input_type -> pylee.orgs.v1.DeleteMemberRequest
-	31, // 38: pylee.orgs.v1.AccessService.CreateInvitation:input_type -> pylee.orgs.v1.CreateInvitationRequest
-	32, // 39: pylee.orgs.v1.AccessService.ListInvitations:input_type -> pylee.orgs.v1.ListInvitationsRequest
-	34, // 40: pylee.orgs.v1.AccessService.RevokeInvitation:input_type -> pylee.orgs.v1.RevokeInvitationRequest
-	35, // 41: pylee.orgs.v1.AccessService.AcceptInvitation:input_type -> pylee.orgs.v1.AcceptInvitationRequest
-	37, // 42: pylee.orgs.v1.AccessService.ListAllowed:input_type -> pylee.orgs.v1.ListAllowedRequest
-	24, // 43: pylee.orgs.v1.AccessService.Check:input_type -> pylee.orgs.v1.CheckRequest
-	26, // 44: pylee.orgs.v1.AccessService.BatchCheck:input_type -> pylee.orgs.v1.BatchCheckRequest
-	46, // 45: pylee.orgs.v1.AccessService.GetCurrentUser:output_type -> pylee.orgs.v1.User
-	39, // 46: pylee.orgs.v1.AccessService.CreateServiceAccount:output_type -> pylee.orgs.v1.ServiceAccount
-	39, // 47: pylee.orgs.v1.AccessService.GetServiceAccount:output_type -> pylee.orgs.v1.ServiceAccount
-	4,  // 48: pylee.orgs.v1.AccessService.ListServiceAccounts:output_type -> pylee.orgs.v1.ListServiceAccountsResponse
-	47, // 49: pylee.orgs.v1.AccessService.DeleteServiceAccount:output_type -> google.protobuf.Empty
-	40, // 50: pylee.orgs.v1.AccessService.CreateToken:output_type -> pylee.orgs.v1.Token
-	8,  // 51: pylee.orgs.v1.AccessService.ListTokens:output_type -> pylee.orgs.v1.ListTokensResponse
-	47, // 52: pylee.orgs.v1.AccessService.DeleteToken:output_type -> google.protobuf.Empty
-	41, // 53: pylee.orgs.v1.AccessService.CreateBinding:output_type -> pylee.orgs.v1.Binding
-	12, // 54: pylee.orgs.v1.AccessService.ListBindings:output_type -> pylee.orgs.v1.ListBindingsResponse
-	47, // 55: pylee.orgs.v1.AccessService.DeleteBinding:output_type -> google.protobuf.Empty
-	15, // 56: pylee.orgs.v1.AccessService.ListRoles:output_type -> pylee.orgs.v1.ListRolesResponse
-	42, // 57: pylee.orgs.v1.AccessService.CreateRole:output_type -> pylee.orgs.v1.Role
-	47, // 58: pylee.orgs.v1.AccessService.DeleteRole:output_type -> google.protobuf.Empty
-	43, // 59: pylee.orgs.v1.AccessService.CreateTeam:output_type -> pylee.orgs.v1.Team
-	20, // 60: pylee.orgs.v1.AccessService.ListTeams:output_type -> pylee.orgs.v1.ListTeamsResponse
-	47, // 61: pylee.orgs.v1.AccessService.DeleteTeam:output_type -> google.protobuf.Empty
-	43, // 62: pylee.orgs.v1.AccessService.AddTeamMember:output_type -> pylee.orgs.v1.Team
-	43, // 63: pylee.orgs.v1.AccessService.RemoveTeamMember:output_type -> pylee.orgs.v1.Team
-	29, // 64: pylee.orgs.v1.AccessService.ListMembers:output_type -> pylee.orgs.v1.ListMembersResponse
-	47, // 65: pylee.orgs.v1.AccessService.DeleteMember:output_type -> google.protobuf.Empty
-	45, // 66: pylee.orgs.v1.AccessService.CreateInvitation:output_type -> pylee.orgs.v1.Invitation
-	33, // 67: pylee.orgs.v1.AccessService.ListInvitations:output_type -> pylee.orgs.v1.ListInvitationsResponse
-	45, // 68: pylee.orgs.v1.AccessService.RevokeInvitation:output_type -> pylee.orgs.v1.Invitation
-	36, // 69: pylee.orgs.v1.AccessService.AcceptInvitation:output_type -> pylee.orgs.v1.AcceptInvitationResponse
-	38, // 70: pylee.orgs.v1.AccessService.ListAllowed:output_type -> pylee.orgs.v1.ListAllowedResponse
-	25, // 71: pylee.orgs.v1.AccessService.Check:output_type -> pylee.orgs.v1.CheckResponse
-	27, // 72: pylee.orgs.v1.AccessService.BatchCheck:output_type -> pylee.orgs.v1.BatchCheckResponse
-	45, // [45:73] is the sub-list for method output_type
-	17, // [17:45] is the sub-list for method input_type
+	15, // 27: pylee.orgs.v1.AccessService.DeleteBinding:input_type -> pylee.orgs.v1.DeleteBindingRequest
+	13, // 28: pylee.orgs.v1.AccessService.PurgeBindings:input_type -> pylee.orgs.v1.PurgeBindingsRequest
+	16, // 29: pylee.orgs.v1.AccessService.ListRoles:input_type -> pylee.orgs.v1.ListRolesRequest
+	18, // 30: pylee.orgs.v1.AccessService.CreateRole:input_type -> pylee.orgs.v1.CreateRoleRequest
+	19, // 31: pylee.orgs.v1.AccessService.DeleteRole:input_type -> pylee.orgs.v1.DeleteRoleRequest
+	20, // 32: pylee.orgs.v1.AccessService.CreateTeam:input_type -> pylee.orgs.v1.CreateTeamRequest
+	21, // 33: pylee.orgs.v1.AccessService.ListTeams:input_type -> pylee.orgs.v1.ListTeamsRequest
+	23, // 34: pylee.orgs.v1.AccessService.DeleteTeam:input_type -> pylee.orgs.v1.DeleteTeamRequest
+	24, // 35: pylee.orgs.v1.AccessService.AddTeamMember:input_type -> pylee.orgs.v1.AddTeamMemberRequest
+	25, // 36: pylee.orgs.v1.AccessService.RemoveTeamMember:input_type -> pylee.orgs.v1.RemoveTeamMemberRequest
+	30, // 37: pylee.orgs.v1.AccessService.ListMembers:input_type -> pylee.orgs.v1.ListMembersRequest
+	32, // 38: pylee.orgs.v1.AccessService.DeleteMember:input_type -> pylee.orgs.v1.DeleteMemberRequest
+	33, // 39: pylee.orgs.v1.AccessService.CreateInvitation:input_type -> pylee.orgs.v1.CreateInvitationRequest
+	34, // 40: pylee.orgs.v1.AccessService.ListInvitations:input_type -> pylee.orgs.v1.ListInvitationsRequest
+	36, // 41: pylee.orgs.v1.AccessService.RevokeInvitation:input_type -> pylee.orgs.v1.RevokeInvitationRequest
+	37, // 42: pylee.orgs.v1.AccessService.AcceptInvitation:input_type -> pylee.orgs.v1.AcceptInvitationRequest
+	39, // 43: pylee.orgs.v1.AccessService.ListAllowed:input_type -> pylee.orgs.v1.ListAllowedRequest
+	26, // 44: pylee.orgs.v1.AccessService.Check:input_type -> pylee.orgs.v1.CheckRequest
+	28, // 45: pylee.orgs.v1.AccessService.BatchCheck:input_type -> pylee.orgs.v1.BatchCheckRequest
+	48, // 46: pylee.orgs.v1.AccessService.GetCurrentUser:output_type -> pylee.orgs.v1.User
+	41, // 47: pylee.orgs.v1.AccessService.CreateServiceAccount:output_type -> pylee.orgs.v1.ServiceAccount
+	41, // 48: pylee.orgs.v1.AccessService.GetServiceAccount:output_type -> pylee.orgs.v1.ServiceAccount
+	4,  // 49: pylee.orgs.v1.AccessService.ListServiceAccounts:output_type -> pylee.orgs.v1.ListServiceAccountsResponse
+	49, // 50: pylee.orgs.v1.AccessService.DeleteServiceAccount:output_type -> google.protobuf.Empty
+	42, // 51: pylee.orgs.v1.AccessService.CreateToken:output_type -> pylee.orgs.v1.Token
+	8,  // 52: pylee.orgs.v1.AccessService.ListTokens:output_type -> pylee.orgs.v1.ListTokensResponse
+	49, // 53: pylee.orgs.v1.AccessService.DeleteToken:output_type -> google.protobuf.Empty
+	43, // 54: pylee.orgs.v1.AccessService.CreateBinding:output_type -> pylee.orgs.v1.Binding
+	12, // 55: pylee.orgs.v1.AccessService.ListBindings:output_type -> pylee.orgs.v1.ListBindingsResponse
+	49, // 56: pylee.orgs.v1.AccessService.DeleteBinding:output_type -> google.protobuf.Empty
+	14, // 57: pylee.orgs.v1.AccessService.PurgeBindings:output_type -> pylee.orgs.v1.PurgeBindingsResponse
+	17, // 58: pylee.orgs.v1.AccessService.ListRoles:output_type -> pylee.orgs.v1.ListRolesResponse
+	44, // 59: pylee.orgs.v1.AccessService.CreateRole:output_type -> pylee.orgs.v1.Role
+	49, // 60: pylee.orgs.v1.AccessService.DeleteRole:output_type -> google.protobuf.Empty
+	45, // 61: pylee.orgs.v1.AccessService.CreateTeam:output_type -> pylee.orgs.v1.Team
+	22, // 62: pylee.orgs.v1.AccessService.ListTeams:output_type -> pylee.orgs.v1.ListTeamsResponse
+	49, // 63: pylee.orgs.v1.AccessService.DeleteTeam:output_type -> google.protobuf.Empty
+	45, // 64: pylee.orgs.v1.AccessService.AddTeamMember:output_type -> pylee.orgs.v1.Team
+	45, // 65: pylee.orgs.v1.AccessService.RemoveTeamMember:output_type -> pylee.orgs.v1.Team
+	31, // 66: pylee.orgs.v1.AccessService.ListMembers:output_type -> pylee.orgs.v1.ListMembersResponse
+	49, // 67: pylee.orgs.v1.AccessService.DeleteMember:output_type -> google.protobuf.Empty
+	47, // 68: pylee.orgs.v1.AccessService.CreateInvitation:output_type -> pylee.orgs.v1.Invitation
+	35, // 69: pylee.orgs.v1.AccessService.ListInvitations:output_type -> pylee.orgs.v1.ListInvitationsResponse
+	47, // 70: pylee.orgs.v1.AccessService.RevokeInvitation:output_type -> pylee.orgs.v1.Invitation
+	38, // 71: pylee.orgs.v1.AccessService.AcceptInvitation:output_type -> pylee.orgs.v1.AcceptInvitationResponse
+	40, // 72: pylee.orgs.v1.AccessService.ListAllowed:output_type -> pylee.orgs.v1.ListAllowedResponse
+	27, // 73: pylee.orgs.v1.AccessService.Check:output_type -> pylee.orgs.v1.CheckResponse
+	29, // 74: pylee.orgs.v1.AccessService.BatchCheck:output_type -> pylee.orgs.v1.BatchCheckResponse
+	46, // [46:75] is the sub-list for method output_type
+	17, // [17:46] is the sub-list for method input_type
 	17, // [17:17] is the sub-list for extension type_name
 	17, // [17:17] is the sub-list for extension extendee
 	0,  // [0:17] is the sub-list for field type_name
@@ -2352,7 +2454,7 @@ func file_pylee_orgs_v1_access_service_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_pylee_orgs_v1_access_service_proto_rawDesc), len(file_pylee_orgs_v1_access_service_proto_rawDesc)),
 			NumEnums:      0,
-			NumMessages:   39,
+			NumMessages:   41,
 			NumExtensions: 0,
 			NumServices:   1,
 		},

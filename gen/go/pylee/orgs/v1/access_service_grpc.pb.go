@@ -31,6 +31,7 @@ const (
 	AccessService_CreateBinding_FullMethodName        = "/pylee.orgs.v1.AccessService/CreateBinding"
 	AccessService_ListBindings_FullMethodName         = "/pylee.orgs.v1.AccessService/ListBindings"
 	AccessService_DeleteBinding_FullMethodName        = "/pylee.orgs.v1.AccessService/DeleteBinding"
+	AccessService_PurgeBindings_FullMethodName        = "/pylee.orgs.v1.AccessService/PurgeBindings"
 	AccessService_ListRoles_FullMethodName            = "/pylee.orgs.v1.AccessService/ListRoles"
 	AccessService_CreateRole_FullMethodName           = "/pylee.orgs.v1.AccessService/CreateRole"
 	AccessService_DeleteRole_FullMethodName           = "/pylee.orgs.v1.AccessService/DeleteRole"
@@ -81,6 +82,12 @@ type AccessServiceClient interface {
 	ListBindings(ctx context.Context, in *ListBindingsRequest, opts ...grpc.CallOption) (*ListBindingsResponse, error)
 	// Revokes a binding. The last owner of an organization cannot be removed.
 	DeleteBinding(ctx context.Context, in *DeleteBindingRequest, opts ...grpc.CallOption) (*emptypb.Empty, error)
+	// Deletes every binding on a server or registry and on everything below
+	// it (a server's tools). The registry service calls it when it deletes a
+	// server or registry, before and after the deletion and before the id is
+	// created again, so no grant outlives its resource. Only services call
+	// it; it is idempotent.
+	PurgeBindings(ctx context.Context, in *PurgeBindingsRequest, opts ...grpc.CallOption) (*PurgeBindingsResponse, error)
 	// Lists the built-in roles and an organization's custom roles.
 	ListRoles(ctx context.Context, in *ListRolesRequest, opts ...grpc.CallOption) (*ListRolesResponse, error)
 	// Creates a custom role. The caller must hold its permissions.
@@ -235,6 +242,16 @@ func (c *accessServiceClient) DeleteBinding(ctx context.Context, in *DeleteBindi
 	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
 	out := new(emptypb.Empty)
 	err := c.cc.Invoke(ctx, AccessService_DeleteBinding_FullMethodName, in, out, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
+func (c *accessServiceClient) PurgeBindings(ctx context.Context, in *PurgeBindingsRequest, opts ...grpc.CallOption) (*PurgeBindingsResponse, error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	out := new(PurgeBindingsResponse)
+	err := c.cc.Invoke(ctx, AccessService_PurgeBindings_FullMethodName, in, out, cOpts...)
 	if err != nil {
 		return nil, err
 	}
@@ -442,6 +459,12 @@ type AccessServiceServer interface {
 	ListBindings(context.Context, *ListBindingsRequest) (*ListBindingsResponse, error)
 	// Revokes a binding. The last owner of an organization cannot be removed.
 	DeleteBinding(context.Context, *DeleteBindingRequest) (*emptypb.Empty, error)
+	// Deletes every binding on a server or registry and on everything below
+	// it (a server's tools). The registry service calls it when it deletes a
+	// server or registry, before and after the deletion and before the id is
+	// created again, so no grant outlives its resource. Only services call
+	// it; it is idempotent.
+	PurgeBindings(context.Context, *PurgeBindingsRequest) (*PurgeBindingsResponse, error)
 	// Lists the built-in roles and an organization's custom roles.
 	ListRoles(context.Context, *ListRolesRequest) (*ListRolesResponse, error)
 	// Creates a custom role. The caller must hold its permissions.
@@ -524,6 +547,9 @@ func (UnimplementedAccessServiceServer) ListBindings(context.Context, *ListBindi
 }
 func (UnimplementedAccessServiceServer) DeleteBinding(context.Context, *DeleteBindingRequest) (*emptypb.Empty, error) {
 	return nil, status.Error(codes.Unimplemented, "method DeleteBinding not implemented")
+}
+func (UnimplementedAccessServiceServer) PurgeBindings(context.Context, *PurgeBindingsRequest) (*PurgeBindingsResponse, error) {
+	return nil, status.Error(codes.Unimplemented, "method PurgeBindings not implemented")
 }
 func (UnimplementedAccessServiceServer) ListRoles(context.Context, *ListRolesRequest) (*ListRolesResponse, error) {
 	return nil, status.Error(codes.Unimplemented, "method ListRoles not implemented")
@@ -791,6 +817,24 @@ func _AccessService_DeleteBinding_Handler(srv interface{}, ctx context.Context, 
 	}
 	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
 		return srv.(AccessServiceServer).DeleteBinding(ctx, req.(*DeleteBindingRequest))
+	}
+	return interceptor(ctx, in, info, handler)
+}
+
+func _AccessService_PurgeBindings_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
+	in := new(PurgeBindingsRequest)
+	if err := dec(in); err != nil {
+		return nil, err
+	}
+	if interceptor == nil {
+		return srv.(AccessServiceServer).PurgeBindings(ctx, in)
+	}
+	info := &grpc.UnaryServerInfo{
+		Server:     srv,
+		FullMethod: AccessService_PurgeBindings_FullMethodName,
+	}
+	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
+		return srv.(AccessServiceServer).PurgeBindings(ctx, req.(*PurgeBindingsRequest))
 	}
 	return interceptor(ctx, in, info, handler)
 }
@@ -1151,6 +1195,10 @@ var AccessService_ServiceDesc = grpc.ServiceDesc{
 		{
 			MethodName: "DeleteBinding",
 			Handler:    _AccessService_DeleteBinding_Handler,
+		},
+		{
+			MethodName: "PurgeBindings",
+			Handler:    _AccessService_PurgeBindings_Handler,
 		},
 		{
 			MethodName: "ListRoles",

@@ -409,6 +409,20 @@ func testBindings(t *testing.T, s store.Store) {
 	}
 	if err := s.DeleteBinding(ctx, "orgs/acme/bindings/nope", nil); !errors.Is(err, errs.ErrNotFound) {
 		t.Fatalf("delete missing = %v", err)
+	}	// Purging a server's bindings takes its tools' too, and nothing of a
+	// server whose id merely starts the same.
+	bind(t, s, "orgs/acme/servers/gh2", "roles/user", "users/u2")
+	if n, err := s.PurgeBindings(ctx, "orgs/acme/servers/gh", nil); err != nil || n != 2 {
+		t.Fatalf("PurgeBindings = %d, %v; want 2", n, err)
+	}
+	if l, _ := s.ListBindings(ctx, "orgs/acme/servers/gh/tools/t1"); len(l) != 0 {
+		t.Fatalf("tool bindings after the purge: %v", l)
+	}
+	if l, _ := s.ListBindings(ctx, "orgs/acme/servers/gh2"); len(l) != 1 {
+		t.Fatalf("gh2 lost its binding: %v", l)
+	}
+	if n, err := s.PurgeBindings(ctx, "orgs/acme/servers/gh", nil); err != nil || n != 0 {
+		t.Fatalf("second PurgeBindings = %d, %v", n, err)
 	}
 }
 
