@@ -30,6 +30,12 @@ const (
 	OutcomeError  = "error"
 )
 
+// ActionOrganizationCreate is the action of an organization's creation.
+// The audit service starts a new incarnation of the organization's chain
+// at each: events before it belong to earlier, deleted organizations of
+// the same id.
+const ActionOrganizationCreate = "orgs.organization.create"
+
 // NoOrg is the organization id of events about requests that named none.
 const NoOrg = "-"
 

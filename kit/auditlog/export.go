@@ -14,9 +14,13 @@ import (
 // ExportResult is what a verified export holds.
 type ExportResult struct {
 	Organization string
-	Events       int64
-	Checkpoints  int
-	Head         string
+	// FirstSequence is the first event's sequence: 1 for a whole chain,
+	// later for an organization created again, whose export starts at a
+	// signed checkpoint of the event before its own.
+	FirstSequence int64
+	Events        int64
+	Checkpoints   int
+	Head          string
 }
 
 // maxLine bounds one NDJSON line of an export.
@@ -24,7 +28,8 @@ const maxLine = 16 << 20
 
 // VerifyExport reads an NDJSON export (one ExportRecord per line: the
 // organization's events from sequence 1 in order, with checkpoints after the
-// events they cover) and checks the chain, every checkpoint's signature with
+// events they cover; or, for an organization created again, a signed
+// checkpoint of the event before its first, then its events from there) and checks the chain, every checkpoint's signature with
 // pub, and that the export ends at a signed checkpoint of its last event. On
 // failure the error is a *BadEventError naming the first event that does not
 // verify, or says what else is wrong.
@@ -58,7 +63,7 @@ func VerifyExport(r io.Reader, pub ed25519.PublicKey) (ExportResult, error) {
 		case rec.GetEvent() != nil:
 			ev := rec.GetEvent()
 			if chain == nil {
-				res.Organization = ev.GetOrganization()
+				res.Organization, res.FirstSequence = ev.GetOrganization(), 1
 				chain = NewChain(ev.GetOrganization(), 1, ZeroHash)
 			}
 			if err := chain.Next(ev); err != nil {
@@ -73,7 +78,16 @@ func VerifyExport(r io.Reader, pub ed25519.PublicKey) (ExportResult, error) {
 				return res, fmt.Errorf("checkpoint at sequence %d (line %d): %w", cp.GetSequence(), lineNo, err)
 			}
 			if chain == nil {
-				return res, fmt.Errorf("line %d: a checkpoint precedes every event", lineNo)
+				// An export of an organization's own incarnation of a chain
+				// starts at a signed checkpoint of the event before it.
+				if cp.GetSequence() < 1 {
+					return res, fmt.Errorf("line %d: a checkpoint at sequence %d cannot anchor a chain", lineNo, cp.GetSequence())
+				}
+				res.Organization, res.FirstSequence = cp.GetOrganization(), cp.GetSequence()+1
+				chain = NewChain(cp.GetOrganization(), cp.GetSequence()+1, cp.GetHash())
+				res.Checkpoints++
+				lastIsCP = false
+				continue
 			}
 			seq, head := chain.Head()
 			if cp.GetOrganization() != res.Organization || cp.GetSequence() != seq || cp.GetHash() != head {

@@ -15,6 +15,7 @@ import (
 	auditv1 "github.com/pyleeai/pylee/gen/go/pylee/audit/v1"
 	"github.com/pyleeai/pylee/kit/aip"
 	"github.com/pyleeai/pylee/kit/auditlog"
+	"github.com/pyleeai/pylee/kit/auth"
 	"github.com/pyleeai/pylee/kit/errs"
 	"github.com/pyleeai/pylee/kit/outbox"
 	"github.com/pyleeai/pylee/kit/server"
@@ -42,6 +43,9 @@ type Service struct {
 	tokens *aip.PageTokens
 	log    *zap.Logger
 	now    func() time.Time
+	// authz decides show_deleted (audit.read on the installation); nil
+	// refuses it.
+	authz auth.Authorizer
 
 	cpMu sync.Mutex // one checkpoint at a time per process
 }
@@ -58,6 +62,31 @@ func MigrateStore(ctx context.Context, url string) error { return store.Migrate(
 // New returns the service; key signs checkpoints.
 func New(st *Store, key ed25519.PrivateKey, pageTokens *aip.PageTokens, log *zap.Logger) *Service {
 	return &Service{store: st, key: key, tokens: pageTokens, log: log, now: func() time.Time { return time.Now().UTC() }}
+}
+
+// UseAuthorizer sets the authorizer that decides who may see the events of
+// deleted organizations (show_deleted): audit.read on the installation.
+func (s *Service) UseAuthorizer(z auth.Authorizer) *Service {
+	s.authz = z
+	return s
+}
+
+// visible is the part of org's chain the caller sees: the current
+// incarnation of the organization, or with showDeleted (installation
+// administrators only) all of it (nil).
+func (s *Service) visible(ctx context.Context, org string, showDeleted bool) (*store.Epoch, error) {
+	if showDeleted {
+		p, _ := auth.FromContext(ctx)
+		if s.authz == nil || s.authz.Authorize(ctx, p, "audit.read", "") != nil {
+			return nil, fmt.Errorf("show_deleted: only installation administrators may read the events of deleted organizations: %w", errs.ErrPermissionDenied)
+		}
+		return nil, nil
+	}
+	e, err := s.store.Epoch(ctx, org)
+	if err != nil {
+		return nil, err
+	}
+	return &e, nil
 }
 
 // Register registers the service and its validators on srv.
@@ -149,13 +178,18 @@ func (s *Service) ListEvents(ctx context.Context, req *auditv1.ListEventsRequest
 	org := parentOrg(req.GetParent())
 	size, _ := aip.PageSize(req.GetPageSize(), defaultPageSize, maxPageSize)
 	f, _ := parseEventFilter(req.GetFilter())
-	query := aip.Query("pylee.audit.v1.ListEvents", req.GetParent(), req.GetFilter())
+	epoch, err := s.visible(ctx, org, req.GetShowDeleted())
+	if err != nil {
+		return nil, err
+	}
+	query := aip.Query("pylee.audit.v1.ListEvents", req.GetParent(), req.GetFilter(), strconv.FormatBool(req.GetShowDeleted()))
 	cursor, err := s.tokens.Decode(ctx, query, req.GetPageToken())
 	if err != nil {
 		return nil, errs.Field("page_token", "%v", err)
 	}
 	q := f.query
 	q.Organization, q.Limit = org, size+1
+	q.Epoch = epoch
 	if cursor != "" {
 		if q.Before, err = strconv.ParseInt(cursor, 10, 64); err != nil {
 			return nil, errs.Field("page_token", "is malformed")
@@ -177,7 +211,18 @@ func (s *Service) ListEvents(ctx context.Context, req *auditv1.ListEventsRequest
 // GetEvent implements AuditService.
 func (s *Service) GetEvent(ctx context.Context, req *auditv1.GetEventRequest) (*auditv1.Event, error) {
 	ids, _ := eventName.ParseLoose(req.GetName())
-	return s.store.GetEvent(ctx, ids[0], ids[1])
+	ev, err := s.store.GetEvent(ctx, ids[0], ids[1])
+	if err != nil {
+		return nil, err
+	}
+	// An event of an earlier, deleted organization of this id is not this
+	// organization's.
+	if epoch, err := s.visible(ctx, ids[0], false); err != nil {
+		return nil, err
+	} else if !epoch.Holds(ev) {
+		return nil, fmt.Errorf("event %q: %w", req.GetName(), errs.ErrNotFound)
+	}
+	return ev, nil
 }
 
 // ExportEvents implements AuditService: the whole chain, oldest first, each
@@ -186,16 +231,34 @@ func (s *Service) GetEvent(ctx context.Context, req *auditv1.GetEventRequest) (*
 func (s *Service) ExportEvents(req *auditv1.ExportEventsRequest, stream grpc.ServerStreamingServer[auditv1.ExportRecord]) error {
 	ctx := stream.Context()
 	org := parentOrg(req.GetParent())
+	epoch, err := s.visible(ctx, org, req.GetShowDeleted())
+	if err != nil {
+		return err
+	}
 	head, err := s.Checkpoint(ctx, org)
 	if err != nil {
 		return err
 	}
-	cps, err := s.store.Checkpoints(ctx, org, 1, head.GetSequence())
+	start := int64(1)
+	if epoch != nil && epoch.Sequence > 0 {
+		// The organization's own part of the chain, anchored by a
+		// checkpoint of the event before it, signed now: the export
+		// verifies offline without showing what came before.
+		start = epoch.Sequence + 1
+		anchor, err := s.checkpointAt(ctx, org, epoch.Sequence)
+		if err != nil {
+			return err
+		}
+		if err := stream.Send(&auditv1.ExportRecord{Record: &auditv1.ExportRecord_Checkpoint{Checkpoint: anchor}}); err != nil {
+			return err
+		}
+	}
+	cps, err := s.store.Checkpoints(ctx, org, start, head.GetSequence())
 	if err != nil {
 		return err
 	}
 	i := 0
-	return s.store.ScanChain(ctx, org, 1, head.GetSequence(), func(ev *auditv1.Event) error {
+	return s.store.ScanChain(ctx, org, start, head.GetSequence(), func(ev *auditv1.Event) error {
 		if err := stream.Send(&auditv1.ExportRecord{Record: &auditv1.ExportRecord_Event{Event: ev}}); err != nil {
 			return err
 		}
@@ -211,10 +274,30 @@ func (s *Service) ExportEvents(req *auditv1.ExportEventsRequest, stream grpc.Ser
 	})
 }
 
+// checkpointAt signs (without storing) a checkpoint of org's chain at seq.
+func (s *Service) checkpointAt(ctx context.Context, org string, seq int64) (*auditv1.Checkpoint, error) {
+	var at *auditv1.Event
+	if err := s.store.ScanChain(ctx, org, seq, seq, func(ev *auditv1.Event) error { at = ev; return nil }); err != nil {
+		return nil, err
+	}
+	if at == nil {
+		return nil, fmt.Errorf("the chain of %q has no event %d", org, seq)
+	}
+	cp := &auditv1.Checkpoint{Organization: org, Sequence: seq, Hash: at.GetHash(),
+		CreateTime: timestamppb.New(s.now().Truncate(time.Microsecond))}
+	auditlog.Sign(s.key, cp)
+	return cp, nil
+}
+
 // VerifyLog implements AuditService.
 func (s *Service) VerifyLog(ctx context.Context, req *auditv1.VerifyLogRequest) (*auditv1.VerifyLogResponse, error) {
 	org := parentOrg(req.GetParent())
-	start := max(req.GetStartSequence(), 1)
+	epoch, err := s.visible(ctx, org, false)
+	if err != nil {
+		return nil, err
+	}
+	// The organization verifies its own incarnation of the chain.
+	start := max(req.GetStartSequence(), epoch.Sequence+1)
 	prev := auditlog.ZeroHash
 	if start > 1 {
 		// The range starts after an event taken on trust: the one before it.

@@ -72,7 +72,15 @@ func exportEvents(w http.ResponseWriter, r *http.Request, client auditv1.AuditSe
 	}
 	ctx, cancel := context.WithCancel(forwarded(r))
 	defer cancel()
-	stream, err := client.ExportEvents(ctx, &auditv1.ExportEventsRequest{Parent: "orgs/" + org})
+	showDeleted := false
+	if v := r.URL.Query().Get("show_deleted"); v != "" {
+		var perr error
+		if showDeleted, perr = strconv.ParseBool(v); perr != nil {
+			writeStatus(w, http.StatusBadRequest, status.New(codes.InvalidArgument, "show_deleted: must be true or false"))
+			return
+		}
+	}
+	stream, err := client.ExportEvents(ctx, &auditv1.ExportEventsRequest{Parent: "orgs/" + org, ShowDeleted: showDeleted})
 	var first *auditv1.ExportRecord
 	if err == nil {
 		first, err = stream.Recv()

@@ -9,6 +9,7 @@ import (
 
 	orgsv1 "github.com/pyleeai/pylee/gen/go/pylee/orgs/v1"
 	"github.com/pyleeai/pylee/kit/aip"
+	"github.com/pyleeai/pylee/kit/auditlog"
 	"github.com/pyleeai/pylee/kit/auth"
 	"github.com/pyleeai/pylee/kit/config"
 	"github.com/pyleeai/pylee/kit/errs"
@@ -21,7 +22,7 @@ import (
 
 // Audit actions of the orgs service.
 const (
-	ActionCreate = "orgs.organization.create"
+	ActionCreate = auditlog.ActionOrganizationCreate
 	ActionUpdate = "orgs.organization.update"
 	ActionDelete = "orgs.organization.delete"
 )

@@ -417,7 +417,7 @@ func (a *App) initAudit(ctx context.Context) error {
 	if err != nil {
 		return err
 	}
-	svc := audit.New(st, key, aip.NewPageTokens(pageKey), a.log.Named("audit"))
+	svc := audit.New(st, key, aip.NewPageTokens(pageKey), a.log.Named("audit")).UseAuthorizer(appAuthorizer{a})
 	svc.Register(a.srv)
 	if !a.has(orgs.Target) {
 		// Without the orgs outbox in this process, refusals go straight to the log.

@@ -5,6 +5,7 @@ package ent
 import (
 	"fmt"
 	"strings"
+	"time"
 
 	"entgo.io/ent"
 	"entgo.io/ent/dialect/sql"
@@ -22,7 +23,11 @@ type ChainHead struct {
 	Hash string `json:"hash,omitempty"`
 	// CheckpointSequence holds the value of the "checkpoint_sequence" field.
 	CheckpointSequence int64 `json:"checkpoint_sequence,omitempty"`
-	selectValues       sql.SelectValues
+	// EpochSequence holds the value of the "epoch_sequence" field.
+	EpochSequence int64 `json:"epoch_sequence,omitempty"`
+	// EpochTime holds the value of the "epoch_time" field.
+	EpochTime    *time.Time `json:"epoch_time,omitempty"`
+	selectValues sql.SelectValues
 }
 
 // scanValues returns the types for scanning values from sql.Rows.
@@ -30,10 +35,12 @@ func (*ChainHead) scanValues(columns []string) ([]any, error) {
 	values := make([]any, len(columns))
 	for i := range columns {
 		switch columns[i] {
-		case chainhead.FieldSequence, chainhead.FieldCheckpointSequence:
+		case chainhead.FieldSequence, chainhead.FieldCheckpointSequence, chainhead.FieldEpochSequence:
 			values[i] = new(sql.NullInt64)
 		case chainhead.FieldID, chainhead.FieldHash:
 			values[i] = new(sql.NullString)
+		case chainhead.FieldEpochTime:
+			values[i] = new(sql.NullTime)
 		default:
 			values[i] = new(sql.UnknownType)
 		}
@@ -72,6 +79,19 @@ func (_m *ChainHead) assignValues(columns []string, values []any) error {
 				return fmt.Errorf("unexpected type %T for field checkpoint_sequence", values[i])
 			} else if value.Valid {
 				_m.CheckpointSequence = value.Int64
+			}
+		case chainhead.FieldEpochSequence:
+			if value, ok := values[i].(*sql.NullInt64); !ok {
+				return fmt.Errorf("unexpected type %T for field epoch_sequence", values[i])
+			} else if value.Valid {
+				_m.EpochSequence = value.Int64
+			}
+		case chainhead.FieldEpochTime:
+			if value, ok := values[i].(*sql.NullTime); !ok {
+				return fmt.Errorf("unexpected type %T for field epoch_time", values[i])
+			} else if value.Valid {
+				_m.EpochTime = new(time.Time)
+				*_m.EpochTime = value.Time
 			}
 		default:
 			_m.selectValues.Set(columns[i], values[i])
@@ -117,6 +137,14 @@ func (_m *ChainHead) String() string {
 	builder.WriteString(", ")
 	builder.WriteString("checkpoint_sequence=")
 	builder.WriteString(fmt.Sprintf("%v", _m.CheckpointSequence))
+	builder.WriteString(", ")
+	builder.WriteString("epoch_sequence=")
+	builder.WriteString(fmt.Sprintf("%v", _m.EpochSequence))
+	builder.WriteString(", ")
+	if v := _m.EpochTime; v != nil {
+		builder.WriteString("epoch_time=")
+		builder.WriteString(v.Format(time.ANSIC))
+	}
 	builder.WriteByte(')')
 	return builder.String()
 }

@@ -6,6 +6,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"time"
 
 	"entgo.io/ent/dialect/sql/sqlgraph"
 	"entgo.io/ent/schema/field"
@@ -41,6 +42,34 @@ func (_c *ChainHeadCreate) SetCheckpointSequence(v int64) *ChainHeadCreate {
 func (_c *ChainHeadCreate) SetNillableCheckpointSequence(v *int64) *ChainHeadCreate {
 	if v != nil {
 		_c.SetCheckpointSequence(*v)
+	}
+	return _c
+}
+
+// SetEpochSequence sets the "epoch_sequence" field.
+func (_c *ChainHeadCreate) SetEpochSequence(v int64) *ChainHeadCreate {
+	_c.mutation.SetEpochSequence(v)
+	return _c
+}
+
+// SetNillableEpochSequence sets the "epoch_sequence" field if the given value is not nil.
+func (_c *ChainHeadCreate) SetNillableEpochSequence(v *int64) *ChainHeadCreate {
+	if v != nil {
+		_c.SetEpochSequence(*v)
+	}
+	return _c
+}
+
+// SetEpochTime sets the "epoch_time" field.
+func (_c *ChainHeadCreate) SetEpochTime(v time.Time) *ChainHeadCreate {
+	_c.mutation.SetEpochTime(v)
+	return _c
+}
+
+// SetNillableEpochTime sets the "epoch_time" field if the given value is not nil.
+func (_c *ChainHeadCreate) SetNillableEpochTime(v *time.Time) *ChainHeadCreate {
+	if v != nil {
+		_c.SetEpochTime(*v)
 	}
 	return _c
 }
@@ -90,6 +119,10 @@ func (_c *ChainHeadCreate) defaults() {
 		v := chainhead.DefaultCheckpointSequence
 		_c.mutation.SetCheckpointSequence(v)
 	}
+	if _, ok := _c.mutation.EpochSequence(); !ok {
+		v := chainhead.DefaultEpochSequence
+		_c.mutation.SetEpochSequence(v)
+	}
 }
 
 // check runs all checks and user-defined validators on the builder.
@@ -102,6 +135,9 @@ func (_c *ChainHeadCreate) check() error {
 	}
 	if _, ok := _c.mutation.CheckpointSequence(); !ok {
 		return &ValidationError{Name: "checkpoint_sequence", err: errors.New(`ent: missing required field "ChainHead.checkpoint_sequence"`)}
+	}
+	if _, ok := _c.mutation.EpochSequence(); !ok {
+		return &ValidationError{Name: "epoch_sequence", err: errors.New(`ent: missing required field "ChainHead.epoch_sequence"`)}
 	}
 	return nil
 }
@@ -149,6 +185,14 @@ func (_c *ChainHeadCreate) createSpec() (*ChainHead, *sqlgraph.CreateSpec) {
 	if value, ok := _c.mutation.CheckpointSequence(); ok {
 		_spec.SetField(chainhead.FieldCheckpointSequence, field.TypeInt64, value)
 		_node.CheckpointSequence = value
+	}
+	if value, ok := _c.mutation.EpochSequence(); ok {
+		_spec.SetField(chainhead.FieldEpochSequence, field.TypeInt64, value)
+		_node.EpochSequence = value
+	}
+	if value, ok := _c.mutation.EpochTime(); ok {
+		_spec.SetField(chainhead.FieldEpochTime, field.TypeTime, value)
+		_node.EpochTime = &value
 	}
 	return _node, _spec
 }

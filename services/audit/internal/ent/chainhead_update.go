@@ -6,6 +6,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"time"
 
 	"entgo.io/ent/dialect/sql"
 	"entgo.io/ent/dialect/sql/sqlgraph"
@@ -83,6 +84,47 @@ func (_u *ChainHeadUpdate) AddCheckpointSequence(v int64) *ChainHeadUpdate {
 	return _u
 }
 
+// SetEpochSequence sets the "epoch_sequence" field.
+func (_u *ChainHeadUpdate) SetEpochSequence(v int64) *ChainHeadUpdate {
+	_u.mutation.ResetEpochSequence()
+	_u.mutation.SetEpochSequence(v)
+	return _u
+}
+
+// SetNillableEpochSequence sets the "epoch_sequence" field if the given value is not nil.
+func (_u *ChainHeadUpdate) SetNillableEpochSequence(v *int64) *ChainHeadUpdate {
+	if v != nil {
+		_u.SetEpochSequence(*v)
+	}
+	return _u
+}
+
+// AddEpochSequence adds value to the "epoch_sequence" field.
+func (_u *ChainHeadUpdate) AddEpochSequence(v int64) *ChainHeadUpdate {
+	_u.mutation.AddEpochSequence(v)
+	return _u
+}
+
+// SetEpochTime sets the "epoch_time" field.
+func (_u *ChainHeadUpdate) SetEpochTime(v time.Time) *ChainHeadUpdate {
+	_u.mutation.SetEpochTime(v)
+	return _u
+}
+
+// SetNillableEpochTime sets the "epoch_time" field if the given value is not nil.
+func (_u *ChainHeadUpdate) SetNillableEpochTime(v *time.Time) *ChainHeadUpdate {
+	if v != nil {
+		_u.SetEpochTime(*v)
+	}
+	return _u
+}
+
+// ClearEpochTime clears the value of the "epoch_time" field.
+func (_u *ChainHeadUpdate) ClearEpochTime() *ChainHeadUpdate {
+	_u.mutation.ClearEpochTime()
+	return _u
+}
+
 // Mutation returns the ChainHeadMutation object of the builder.
 func (_u *ChainHeadUpdate) Mutation() *ChainHeadMutation {
 	return _u.mutation
@@ -138,6 +180,18 @@ func (_u *ChainHeadUpdate) sqlSave(ctx context.Context) (_node int, err error) {
 	}
 	if value, ok := _u.mutation.AddedCheckpointSequence(); ok {
 		_spec.AddField(chainhead.FieldCheckpointSequence, field.TypeInt64, value)
+	}
+	if value, ok := _u.mutation.EpochSequence(); ok {
+		_spec.SetField(chainhead.FieldEpochSequence, field.TypeInt64, value)
+	}
+	if value, ok := _u.mutation.AddedEpochSequence(); ok {
+		_spec.AddField(chainhead.FieldEpochSequence, field.TypeInt64, value)
+	}
+	if value, ok := _u.mutation.EpochTime(); ok {
+		_spec.SetField(chainhead.FieldEpochTime, field.TypeTime, value)
+	}
+	if _u.mutation.EpochTimeCleared() {
+		_spec.ClearField(chainhead.FieldEpochTime, field.TypeTime)
 	}
 	if _node, err = sqlgraph.UpdateNodes(ctx, _u.driver, _spec); err != nil {
 		if _, ok := err.(*sqlgraph.NotFoundError); ok {
@@ -212,6 +266,47 @@ func (_u *ChainHeadUpdateOne) SetNillableCheckpointSequence(v *int64) *ChainHead
 // AddCheckpointSequence adds value to the "checkpoint_sequence" field.
 func (_u *ChainHeadUpdateOne) AddCheckpointSequence(v int64) *ChainHeadUpdateOne {
 	_u.mutation.AddCheckpointSequence(v)
+	return _u
+}
+
+// SetEpochSequence sets the "epoch_sequence" field.
+func (_u *ChainHeadUpdateOne) SetEpochSequence(v int64) *ChainHeadUpdateOne {
+	_u.mutation.ResetEpochSequence()
+	_u.mutation.SetEpochSequence(v)
+	return _u
+}
+
+// SetNillableEpochSequence sets the "epoch_sequence" field if the given value is not nil.
+func (_u *ChainHeadUpdateOne) SetNillableEpochSequence(v *int64) *ChainHeadUpdateOne {
+	if v != nil {
+		_u.SetEpochSequence(*v)
+	}
+	return _u
+}
+
+// AddEpochSequence adds value to the "epoch_sequence" field.
+func (_u *ChainHeadUpdateOne) AddEpochSequence(v int64) *ChainHeadUpdateOne {
+	_u.mutation.AddEpochSequence(v)
+	return _u
+}
+
+// SetEpochTime sets the "epoch_time" field.
+func (_u *ChainHeadUpdateOne) SetEpochTime(v time.Time) *ChainHeadUpdateOne {
+	_u.mutation.SetEpochTime(v)
+	return _u
+}
+
+// SetNillableEpochTime sets the "epoch_time" field if the given value is not nil.
+func (_u *ChainHeadUpdateOne) SetNillableEpochTime(v *time.Time) *ChainHeadUpdateOne {
+	if v != nil {
+		_u.SetEpochTime(*v)
+	}
+	return _u
+}
+
+// ClearEpochTime clears the value of the "epoch_time" field.
+func (_u *ChainHeadUpdateOne) ClearEpochTime() *ChainHeadUpdateOne {
+	_u.mutation.ClearEpochTime()
 	return _u
 }
 
@@ -300,6 +395,18 @@ func (_u *ChainHeadUpdateOne) sqlSave(ctx context.Context) (_node *ChainHead, er
 	}
 	if value, ok := _u.mutation.AddedCheckpointSequence(); ok {
 		_spec.AddField(chainhead.FieldCheckpointSequence, field.TypeInt64, value)
+	}
+	if value, ok := _u.mutation.EpochSequence(); ok {
+		_spec.SetField(chainhead.FieldEpochSequence, field.TypeInt64, value)
+	}
+	if value, ok := _u.mutation.AddedEpochSequence(); ok {
+		_spec.AddField(chainhead.FieldEpochSequence, field.TypeInt64, value)
+	}
+	if value, ok := _u.mutation.EpochTime(); ok {
+		_spec.SetField(chainhead.FieldEpochTime, field.TypeTime, value)
+	}
+	if _u.mutation.EpochTimeCleared() {
+		_spec.ClearField(chainhead.FieldEpochTime, field.TypeTime)
 	}
 	_node = &ChainHead{config: _u.config}
 	_spec.Assign = _node.assignValues

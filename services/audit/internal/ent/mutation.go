@@ -43,6 +43,9 @@ type ChainHeadMutation struct {
 	hash                   *string
 	checkpoint_sequence    *int64
 	addcheckpoint_sequence *int64
+	epoch_sequence         *int64
+	addepoch_sequence      *int64
+	epoch_time             *time.Time
 	clearedFields          map[string]struct{}
 	done                   bool
 	oldValue               func(context.Context) (*ChainHead, error)
@@ -301,6 +304,111 @@ func (m *ChainHeadMutation) ResetCheckpointSequence() {
 	m.addcheckpoint_sequence = nil
 }
 
+// SetEpochSequence sets the "epoch_sequence" field.
+func (m *ChainHeadMutation) SetEpochSequence(i int64) {
+	m.epoch_sequence = &i
+	m.addepoch_sequence = nil
+}
+
+// EpochSequence returns the value of the "epoch_sequence" field in the mutation.
+func (m *ChainHeadMutation) EpochSequence() (r int64, exists bool) {
+	v := m.epoch_sequence
+	if v == nil {
+		return
+	}
+	return *v, true
+}
+
+// OldEpochSequence returns the old "epoch_sequence" field's value of the ChainHead entity.
+// If the ChainHead object wasn't provided to the builder, the object is fetched from the database.
+// An error is returned if the mutation operation is not UpdateOne, or the database query fails.
+func (m *ChainHeadMutation) OldEpochSequence(ctx context.Context) (v int64, err error) {
+	if !m.op.Is(OpUpdateOne) {
+		return v, errors.New("OldEpochSequence is only allowed on UpdateOne operations")
+	}
+	if m.id == nil || m.oldValue == nil {
+		return v, errors.New("OldEpochSequence requires an ID field in the mutation")
+	}
+	oldValue, err := m.oldValue(ctx)
+	if err != nil {
+		return v, fmt.Errorf("querying old value for OldEpochSequence: %w", err)
+	}
+	return oldValue.EpochSequence, nil
+}
+
+// AddEpochSequence adds i to the "epoch_sequence" field.
+func (m *ChainHeadMutation) AddEpochSequence(i int64) {
+	if m.addepoch_sequence != nil {
+		*m.addepoch_sequence += i
+	} else {
+		m.addepoch_sequence = &i
+	}
+}
+
+// AddedEpochSequence returns the value that was added to the "epoch_sequence" field in this mutation.
+func (m *ChainHeadMutation) AddedEpochSequence() (r int64, exists bool) {
+	v := m.addepoch_sequence
+	if v == nil {
+		return
+	}
+	return *v, true
+}
+
+// ResetEpochSequence resets all changes to the "epoch_sequence" field.
+func (m *ChainHeadMutation) ResetEpochSequence() {
+	m.epoch_sequence = nil
+	m.addepoch_sequence = nil
+}
+
+// SetEpochTime sets the "epoch_time" field.
+func (m *ChainHeadMutation) SetEpochTime(t time.Time) {
+	m.epoch_time = &t
+}
+
+// EpochTime returns the value of the "epoch_time" field in the mutation.
+func (m *ChainHeadMutation) EpochTime() (r time.Time, exists bool) {
+	v := m.epoch_time
+	if v == nil {
+		return
+	}
+	return *v, true
+}
+
+// OldEpochTime returns the old "epoch_time" field's value of the ChainHead entity.
+// If the ChainHead object wasn't provided to the builder, the object is fetched from the database.
+// An error is returned if the mutation operation is not UpdateOne, or the database query fails.
+func (m *ChainHeadMutation) OldEpochTime(ctx context.Context) (v *time.Time, err error) {
+	if !m.op.Is(OpUpdateOne) {
+		return v, errors.New("OldEpochTime is only allowed on UpdateOne operations")
+	}
+	if m.id == nil || m.oldValue == nil {
+		return v, errors.New("OldEpochTime requires an ID field in the mutation")
+	}
+	oldValue, err := m.oldValue(ctx)
+	if err != nil {
+		return v, fmt.Errorf("querying old value for OldEpochTime: %w", err)
+	}
+	return oldValue.EpochTime, nil
+}
+
+// ClearEpochTime clears the value of the "epoch_time" field.
+func (m *ChainHeadMutation) ClearEpochTime() {
+	m.epoch_time = nil
+	m.clearedFields[chainhead.FieldEpochTime] = struct{}{}
+}
+
+// EpochTimeCleared returns if the "epoch_time" field was cleared in this mutation.
+func (m *ChainHeadMutation) EpochTimeCleared() bool {
+	_, ok := m.clearedFields[chainhead.FieldEpochTime]
+	return ok
+}
+
+// ResetEpochTime resets all changes to the "epoch_time" field.
+func (m *ChainHeadMutation) ResetEpochTime() {
+	m.epoch_time = nil
+	delete(m.clearedFields, chainhead.FieldEpochTime)
+}
+
 // Where appends a list predicates to the ChainHeadMutation builder.
 func (m *ChainHeadMutation) Where(ps ...predicate.ChainHead) {
 	m.predicates = append(m.predicates, ps...)
@@ -335,7 +443,7 @@ func (m *ChainHeadMutation) Type() string {
 // order to get all numeric fields that were incremented/decremented, call
 // AddedFields().
 func (m *ChainHeadMutation) Fields() []string {
-	fields := make([]string, 0, 3)
+	fields := make([]string, 0, 5)
 	if m.sequence != nil {
 		fields = append(fields, chainhead.FieldSequence)
 	}
@@ -344,6 +452,12 @@ func (m *ChainHeadMutation) Fields() []string {
 	}
 	if m.checkpoint_sequence != nil {
 		fields = append(fields, chainhead.FieldCheckpointSequence)
+	}
+	if m.epoch_sequence != nil {
+		fields = append(fields, chainhead.FieldEpochSequence)
+	}
+	if m.epoch_time != nil {
+		fields = append(fields, chainhead.FieldEpochTime)
 	}
 	return fields
 }
@@ -359,6 +473,10 @@ func (m *ChainHeadMutation) Field(name string) (ent.Value, bool) {
 		return m.Hash()
 	case chainhead.FieldCheckpointSequence:
 		return m.CheckpointSequence()
+	case chainhead.FieldEpochSequence:
+		return m.EpochSequence()
+	case chainhead.FieldEpochTime:
+		return m.EpochTime()
 	}
 	return nil, false
 }
@@ -374,6 +492,10 @@ func (m *ChainHeadMutation) OldField(ctx context.Context, name string) (ent.Valu
 		return m.OldHash(ctx)
 	case chainhead.FieldCheckpointSequence:
 		return m.OldCheckpointSequence(ctx)
+	case chainhead.FieldEpochSequence:
+		return m.OldEpochSequence(ctx)
+	case chainhead.FieldEpochTime:
+		return m.OldEpochTime(ctx)
 	}
 	return nil, fmt.Errorf("unknown ChainHead field %s", name)
 }
@@ -404,6 +526,20 @@ func (m *ChainHeadMutation) SetField(name string, value ent.Value) error {
 		}
 		m.SetCheckpointSequence(v)
 		return nil
+	case chainhead.FieldEpochSequence:
+		v, ok := value.(int64)
+		if !ok {
+			return fmt.Errorf("unexpected type %T for field %s", value, name)
+		}
+		m.SetEpochSequence(v)
+		return nil
+	case chainhead.FieldEpochTime:
+		v, ok := value.(time.Time)
+		if !ok {
+			return fmt.Errorf("unexpected type %T for field %s", value, name)
+		}
+		m.SetEpochTime(v)
+		return nil
 	}
 	return fmt.Errorf("unknown ChainHead field %s", name)
 }
@@ -418,6 +554,9 @@ func (m *ChainHeadMutation) AddedFields() []string {
 	if m.addcheckpoint_sequence != nil {
 		fields = append(fields, chainhead.FieldCheckpointSequence)
 	}
+	if m.addepoch_sequence != nil {
+		fields = append(fields, chainhead.FieldEpochSequence)
+	}
 	return fields
 }
 
@@ -430,6 +569,8 @@ func (m *ChainHeadMutation) AddedField(name string) (ent.Value, bool) {
 		return m.AddedSequence()
 	case chainhead.FieldCheckpointSequence:
 		return m.AddedCheckpointSequence()
+	case chainhead.FieldEpochSequence:
+		return m.AddedEpochSequence()
 	}
 	return nil, false
 }
@@ -453,6 +594,13 @@ func (m *ChainHeadMutation) AddField(name string, value ent.Value) error {
 		}
 		m.AddCheckpointSequence(v)
 		return nil
+	case chainhead.FieldEpochSequence:
+		v, ok := value.(int64)
+		if !ok {
+			return fmt.Errorf("unexpected type %T for field %s", value, name)
+		}
+		m.AddEpochSequence(v)
+		return nil
 	}
 	return fmt.Errorf("unknown ChainHead numeric field %s", name)
 }
@@ -460,7 +608,11 @@ func (m *ChainHeadMutation) AddField(name string, value ent.Value) error {
 // ClearedFields returns all nullable fields that were cleared during this
 // mutation.
 func (m *ChainHeadMutation) ClearedFields() []string {
-	return nil
+	var fields []string
+	if m.FieldCleared(chainhead.FieldEpochTime) {
+		fields = append(fields, chainhead.FieldEpochTime)
+	}
+	return fields
 }
 
 // FieldCleared returns a boolean indicating if a field with the given name was
@@ -473,6 +625,11 @@ func (m *ChainHeadMutation) FieldCleared(name string) bool {
 // ClearField clears the value of the field with the given name. It returns an
 // error if the field is not defined in the schema.
 func (m *ChainHeadMutation) ClearField(name string) error {
+	switch name {
+	case chainhead.FieldEpochTime:
+		m.ClearEpochTime()
+		return nil
+	}
 	return fmt.Errorf("unknown ChainHead nullable field %s", name)
 }
 
@@ -488,6 +645,12 @@ func (m *ChainHeadMutation) ResetField(name string) error {
 		return nil
 	case chainhead.FieldCheckpointSequence:
 		m.ResetCheckpointSequence()
+		return nil
+	case chainhead.FieldEpochSequence:
+		m.ResetEpochSequence()
+		return nil
+	case chainhead.FieldEpochTime:
+		m.ResetEpochTime()
 		return nil
 	}
 	return fmt.Errorf("unknown ChainHead field %s", name)

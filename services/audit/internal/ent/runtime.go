@@ -18,6 +18,10 @@ func init() {
 	chainheadDescCheckpointSequence := chainheadFields[3].Descriptor()
 	// chainhead.DefaultCheckpointSequence holds the default value on creation for the checkpoint_sequence field.
 	chainhead.DefaultCheckpointSequence = chainheadDescCheckpointSequence.Default.(int64)
+	// chainheadDescEpochSequence is the schema descriptor for epoch_sequence field.
+	chainheadDescEpochSequence := chainheadFields[4].Descriptor()
+	// chainhead.DefaultEpochSequence holds the default value on creation for the epoch_sequence field.
+	chainhead.DefaultEpochSequence = chainheadDescEpochSequence.Default.(int64)
 	eventFields := schema.Event{}.Fields()
 	_ = eventFields
 	// eventDescActorPrincipal is the schema descriptor for actor_principal field.

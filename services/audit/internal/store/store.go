@@ -162,6 +162,7 @@ func (s *Store) appendOrg(ctx context.Context, tx *ent.Tx, org string, evs []*au
 	}
 	head, err := q.Only(ctx)
 	seq, prev := int64(0), auditlog.ZeroHash
+	var epoch *ent.ChainHead // set when an organization of this id is created (again)
 	switch {
 	case err == nil:
 		seq, prev = head.Sequence, head.Hash
@@ -181,6 +182,10 @@ func (s *Store) appendOrg(ctx context.Context, tx *ent.Tx, org string, evs []*au
 		seq++
 		auditlog.Seal(ev, seq, prev)
 		prev = ev.GetHash()
+		if ev.GetAction() == auditlog.ActionOrganizationCreate && ev.GetOutcome() == auditlog.OutcomeOK {
+			t := ev.GetEventTime().AsTime()
+			epoch = &ent.ChainHead{EpochSequence: seq - 1, EpochTime: &t}
+		}
 		builders = append(builders, tx.Event.Create().
 			SetID(ev.GetId()).SetOrganization(org).SetSequence(seq).
 			SetEventTime(ev.GetEventTime().AsTime()).
@@ -197,7 +202,11 @@ func (s *Store) appendOrg(ctx context.Context, tx *ent.Tx, org string, evs []*au
 			return 0, fmt.Errorf("insert events: %w", err)
 		}
 	}
-	if err := tx.ChainHead.UpdateOneID(org).SetSequence(seq).SetHash(prev).Exec(ctx); err != nil {
+	up := tx.ChainHead.UpdateOneID(org).SetSequence(seq).SetHash(prev)
+	if epoch != nil {
+		up.SetEpochSequence(epoch.EpochSequence).SetEpochTime(*epoch.EpochTime)
+	}
+	if err := up.Exec(ctx); err != nil {
 		return 0, fmt.Errorf("update chain head: %w", err)
 	}
 	return len(evs), nil
@@ -242,6 +251,39 @@ type EventQuery struct {
 	// Filters; empty means any.
 	Actor, ActionPrefix, ResourcePrefix, Outcome string
 	After, Until                                 time.Time // event_time >= After, < Until
+	// Epoch, when set, keeps the events of the organization's current
+	// incarnation only.
+	Epoch *Epoch
+}
+
+// Epoch is where the current incarnation of an organization's chain
+// starts: after the event at Sequence, with events from Time on (an event
+// of an earlier, deleted organization delivered late sits after Sequence
+// but before Time). The zero Epoch is a chain of one organization.
+type Epoch struct {
+	Sequence int64
+	Time     time.Time
+}
+
+// Holds reports whether ev belongs to the incarnation that starts at e.
+func (e Epoch) Holds(ev *auditv1.Event) bool {
+	return ev.GetSequence() > e.Sequence && !ev.GetEventTime().AsTime().Before(e.Time)
+}
+
+// Epoch returns where the current incarnation of org's chain starts.
+func (s *Store) Epoch(ctx context.Context, org string) (Epoch, error) {
+	h, err := s.client.ChainHead.Get(ctx, org)
+	if ent.IsNotFound(err) {
+		return Epoch{}, nil
+	}
+	if err != nil {
+		return Epoch{}, err
+	}
+	e := Epoch{Sequence: h.EpochSequence}
+	if h.EpochTime != nil {
+		e.Time = h.EpochTime.UTC()
+	}
+	return e, nil
 }
 
 // ListEvents returns events matching q, newest (highest sequence) first.
@@ -267,6 +309,12 @@ func (s *Store) ListEvents(ctx context.Context, q EventQuery) ([]*auditv1.Event,
 	}
 	if !q.Until.IsZero() {
 		preds = append(preds, event.EventTimeLT(q.Until))
+	}
+	if q.Epoch != nil {
+		preds = append(preds, event.SequenceGT(q.Epoch.Sequence))
+		if !q.Epoch.Time.IsZero() {
+			preds = append(preds, event.EventTimeGTE(q.Epoch.Time))
+		}
 	}
 	rows, err := s.client.Event.Query().Where(preds...).Order(ent.Desc(event.FieldSequence)).Limit(q.Limit).All(ctx)
 	if err != nil {

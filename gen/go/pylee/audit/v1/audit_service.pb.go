@@ -138,7 +138,11 @@ type ListEventsRequest struct {
 	// `action : "orgs.organization."` (prefix), `resource : "orgs/acme"`
 	// (prefix), `outcome = "denied"`, `event_time >= "RFC3339"`,
 	// `event_time < "RFC3339"`.
-	Filter        string `protobuf:"bytes,4,opt,name=filter,proto3" json:"filter,omitempty"`
+	Filter string `protobuf:"bytes,4,opt,name=filter,proto3" json:"filter,omitempty"`
+	// Also the events of earlier organizations of this id, deleted before
+	// this one was created (AIP-164). Installation administrators only; by
+	// default an organization sees only the events of its own incarnation.
+	ShowDeleted   bool `protobuf:"varint,5,opt,name=show_deleted,json=showDeleted,proto3" json:"show_deleted,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -199,6 +203,13 @@ func (x *ListEventsRequest) GetFilter() string {
 		return x.Filter
 	}
 	return ""
+}
+
+func (x *ListEventsRequest) GetShowDeleted() bool {
+	if x != nil {
+		return x.ShowDeleted
+	}
+	return false
 }
 
 // The response of ListEvents.
@@ -306,7 +317,12 @@ func (x *GetEventRequest) GetName() string {
 type ExportEventsRequest struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
 	// The organization, `orgs/{org}`.
-	Parent        string `protobuf:"bytes,1,opt,name=parent,proto3" json:"parent,omitempty"`
+	Parent string `protobuf:"bytes,1,opt,name=parent,proto3" json:"parent,omitempty"`
+	// Export the whole chain, with the events of earlier organizations of
+	// this id (installation administrators only). By default an export
+	// starts after them, at a signed checkpoint of the last event before the
+	// organization was created, so it still verifies offline.
+	ShowDeleted   bool `protobuf:"varint,2,opt,name=show_deleted,json=showDeleted,proto3" json:"show_deleted,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -346,6 +362,13 @@ func (x *ExportEventsRequest) GetParent() string {
 		return x.Parent
 	}
 	return ""
+}
+
+func (x *ExportEventsRequest) GetShowDeleted() bool {
+	if x != nil {
+		return x.ShowDeleted
+	}
+	return false
 }
 
 // The request of VerifyLog.
@@ -661,20 +684,22 @@ const file_pylee_audit_v1_audit_service_proto_rawDesc = "" +
 	"\bappended\x18\x01 \x01(\x05R\bappended\x12\x1e\n" +
 	"\n" +
 	"duplicates\x18\x02 \x01(\x05R\n" +
-	"duplicates\"\x84\x01\n" +
+	"duplicates\"\xa7\x01\n" +
 	"\x11ListEventsRequest\x12\x1b\n" +
 	"\x06parent\x18\x01 \x01(\tB\x03\xe0A\x02R\x06parent\x12\x1b\n" +
 	"\tpage_size\x18\x02 \x01(\x05R\bpageSize\x12\x1d\n" +
 	"\n" +
 	"page_token\x18\x03 \x01(\tR\tpageToken\x12\x16\n" +
-	"\x06filter\x18\x04 \x01(\tR\x06filter\"k\n" +
+	"\x06filter\x18\x04 \x01(\tR\x06filter\x12!\n" +
+	"\fshow_deleted\x18\x05 \x01(\bR\vshowDeleted\"k\n" +
 	"\x12ListEventsResponse\x12-\n" +
 	"\x06events\x18\x01 \x03(\v2\x15.pylee.audit.v1.EventR\x06events\x12&\n" +
 	"\x0fnext_page_token\x18\x02 \x01(\tR\rnextPageToken\"*\n" +
 	"\x0fGetEventRequest\x12\x17\n" +
-	"\x04name\x18\x01 \x01(\tB\x03\xe0A\x02R\x04name\"2\n" +
+	"\x04name\x18\x01 \x01(\tB\x03\xe0A\x02R\x04name\"U\n" +
 	"\x13ExportEventsRequest\x12\x1b\n" +
-	"\x06parent\x18\x01 \x01(\tB\x03\xe0A\x02R\x06parent\"y\n" +
+	"\x06parent\x18\x01 \x01(\tB\x03\xe0A\x02R\x06parent\x12!\n" +
+	"\fshow_deleted\x18\x02 \x01(\bR\vshowDeleted\"y\n" +
 	"\x10VerifyLogRequest\x12\x1b\n" +
 	"\x06parent\x18\x01 \x01(\tB\x03\xe0A\x02R\x06parent\x12%\n" +
 	"\x0estart_sequence\x18\x02 \x01(\x03R\rstartSequence\x12!\n" +

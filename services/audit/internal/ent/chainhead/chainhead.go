@@ -17,6 +17,10 @@ const (
 	FieldHash = "hash"
 	// FieldCheckpointSequence holds the string denoting the checkpoint_sequence field in the database.
 	FieldCheckpointSequence = "checkpoint_sequence"
+	// FieldEpochSequence holds the string denoting the epoch_sequence field in the database.
+	FieldEpochSequence = "epoch_sequence"
+	// FieldEpochTime holds the string denoting the epoch_time field in the database.
+	FieldEpochTime = "epoch_time"
 	// Table holds the table name of the chainhead in the database.
 	Table = "audit_chain_heads"
 )
@@ -27,6 +31,8 @@ var Columns = []string{
 	FieldSequence,
 	FieldHash,
 	FieldCheckpointSequence,
+	FieldEpochSequence,
+	FieldEpochTime,
 }
 
 // ValidColumn reports if the column name is valid (part of the table columns).
@@ -42,6 +48,8 @@ func ValidColumn(column string) bool {
 var (
 	// DefaultCheckpointSequence holds the default value on creation for the "checkpoint_sequence" field.
 	DefaultCheckpointSequence int64
+	// DefaultEpochSequence holds the default value on creation for the "epoch_sequence" field.
+	DefaultEpochSequence int64
 )
 
 // OrderOption defines the ordering options for the ChainHead queries.
@@ -65,4 +73,14 @@ func ByHash(opts ...sql.OrderTermOption) OrderOption {
 // ByCheckpointSequence orders the results by the checkpoint_sequence field.
 func ByCheckpointSequence(opts ...sql.OrderTermOption) OrderOption {
 	return sql.OrderByField(FieldCheckpointSequence, opts...).ToFunc()
+}
+
+// ByEpochSequence orders the results by the epoch_sequence field.
+func ByEpochSequence(opts ...sql.OrderTermOption) OrderOption {
+	return sql.OrderByField(FieldEpochSequence, opts...).ToFunc()
+}
+
+// ByEpochTime orders the results by the epoch_time field.
+func ByEpochTime(opts ...sql.OrderTermOption) OrderOption {
+	return sql.OrderByField(FieldEpochTime, opts...).ToFunc()
 }

@@ -3,6 +3,8 @@
 package chainhead
 
 import (
+	"time"
+
 	"entgo.io/ent/dialect/sql"
 	"github.com/pyleeai/pylee/services/audit/internal/ent/predicate"
 )
@@ -75,6 +77,16 @@ func Hash(v string) predicate.ChainHead {
 // CheckpointSequence applies equality check predicate on the "checkpoint_sequence" field. It's identical to CheckpointSequenceEQ.
 func CheckpointSequence(v int64) predicate.ChainHead {
 	return predicate.ChainHead(sql.FieldEQ(FieldCheckpointSequence, v))
+}
+
+// EpochSequence applies equality check predicate on the "epoch_sequence" field. It's identical to EpochSequenceEQ.
+func EpochSequence(v int64) predicate.ChainHead {
+	return predicate.ChainHead(sql.FieldEQ(FieldEpochSequence, v))
+}
+
+// EpochTime applies equality check predicate on the "epoch_time" field. It's identical to EpochTimeEQ.
+func EpochTime(v time.Time) predicate.ChainHead {
+	return predicate.ChainHead(sql.FieldEQ(FieldEpochTime, v))
 }
 
 // SequenceEQ applies the EQ predicate on the "sequence" field.
@@ -220,6 +232,96 @@ func CheckpointSequenceLT(v int64) predicate.ChainHead {
 // CheckpointSequenceLTE applies the LTE predicate on the "checkpoint_sequence" field.
 func CheckpointSequenceLTE(v int64) predicate.ChainHead {
 	return predicate.ChainHead(sql.FieldLTE(FieldCheckpointSequence, v))
+}
+
+// EpochSequenceEQ applies the EQ predicate on the "epoch_sequence" field.
+func EpochSequenceEQ(v int64) predicate.ChainHead {
+	return predicate.ChainHead(sql.FieldEQ(FieldEpochSequence, v))
+}
+
+// EpochSequenceNEQ applies the NEQ predicate on the "epoch_sequence" field.
+func EpochSequenceNEQ(v int64) predicate.ChainHead {
+	return predicate.ChainHead(sql.FieldNEQ(FieldEpochSequence, v))
+}
+
+// EpochSequenceIn applies the In predicate on the "epoch_sequence" field.
+func EpochSequenceIn(vs ...int64) predicate.ChainHead {
+	return predicate.ChainHead(sql.FieldIn(FieldEpochSequence, vs...))
+}
+
+// EpochSequenceNotIn applies the NotIn predicate on the "epoch_sequence" field.
+func EpochSequenceNotIn(vs ...int64) predicate.ChainHead {
+	return predicate.ChainHead(sql.FieldNotIn(FieldEpochSequence, vs...))
+}
+
+// EpochSequenceGT applies the GT predicate on the "epoch_sequence" field.
+func EpochSequenceGT(v int64) predicate.ChainHead {
+	return predicate.ChainHead(sql.FieldGT(FieldEpochSequence, v))
+}
+
+// EpochSequenceGTE applies the GTE predicate on the "epoch_sequence" field.
+func EpochSequenceGTE(v int64) predicate.ChainHead {
+	return predicate.ChainHead(sql.FieldGTE(FieldEpochSequence, v))
+}
+
+// EpochSequenceLT applies the LT predicate on the "epoch_sequence" field.
+func EpochSequenceLT(v int64) predicate.ChainHead {
+	return predicate.ChainHead(sql.FieldLT(FieldEpochSequence, v))
+}
+
+// EpochSequenceLTE applies the LTE predicate on the "epoch_sequence" field.
+func EpochSequenceLTE(v int64) predicate.ChainHead {
+	return predicate.ChainHead(sql.FieldLTE(FieldEpochSequence, v))
+}
+
+// EpochTimeEQ applies the EQ predicate on the "epoch_time" field.
+func EpochTimeEQ(v time.Time) predicate.ChainHead {
+	return predicate.ChainHead(sql.FieldEQ(FieldEpochTime, v))
+}
+
+// EpochTimeNEQ applies the NEQ predicate on the "epoch_time" field.
+func EpochTimeNEQ(v time.Time) predicate.ChainHead {
+	return predicate.ChainHead(sql.FieldNEQ(FieldEpochTime, v))
+}
+
+// EpochTimeIn applies the In predicate on the "epoch_time" field.
+func EpochTimeIn(vs ...time.Time) predicate.ChainHead {
+	return predicate.ChainHead(sql.FieldIn(FieldEpochTime, vs...))
+}
+
+// EpochTimeNotIn applies the NotIn predicate on the "epoch_time" field.
+func EpochTimeNotIn(vs ...time.Time) predicate.ChainHead {
+	return predicate.ChainHead(sql.FieldNotIn(FieldEpochTime, vs...))
+}
+
+// EpochTimeGT applies the GT predicate on the "epoch_time" field.
+func EpochTimeGT(v time.Time) predicate.ChainHead {
+	return predicate.ChainHead(sql.FieldGT(FieldEpochTime, v))
+}
+
+// EpochTimeGTE applies the GTE predicate on the "epoch_time" field.
+func EpochTimeGTE(v time.Time) predicate.ChainHead {
+	return predicate.ChainHead(sql.FieldGTE(FieldEpochTime, v))
+}
+
+// EpochTimeLT applies the LT predicate on the "epoch_time" field.
+func EpochTimeLT(v time.Time) predicate.ChainHead {
+	return predicate.ChainHead(sql.FieldLT(FieldEpochTime, v))
+}
+
+// EpochTimeLTE applies the LTE predicate on the "epoch_time" field.
+func EpochTimeLTE(v time.Time) predicate.ChainHead {
+	return predicate.ChainHead(sql.FieldLTE(FieldEpochTime, v))
+}
+
+// EpochTimeIsNil applies the IsNil predicate on the "epoch_time" field.
+func EpochTimeIsNil() predicate.ChainHead {
+	return predicate.ChainHead(sql.FieldIsNull(FieldEpochTime))
+}
+
+// EpochTimeNotNil applies the NotNil predicate on the "epoch_time" field.
+func EpochTimeNotNil() predicate.ChainHead {
+	return predicate.ChainHead(sql.FieldNotNull(FieldEpochTime))
 }
 
 // And groups predicates with the AND operator between them.

@@ -15,6 +15,8 @@ var (
 		{Name: "sequence", Type: field.TypeInt64},
 		{Name: "hash", Type: field.TypeString},
 		{Name: "checkpoint_sequence", Type: field.TypeInt64, Default: 0},
+		{Name: "epoch_sequence", Type: field.TypeInt64, Default: 0},
+		{Name: "epoch_time", Type: field.TypeTime, Nullable: true},
 	}
 	// AuditChainHeadsTable holds the schema information for the "audit_chain_heads" table.
 	AuditChainHeadsTable = &schema.Table{

@@ -77,6 +77,11 @@ func (ChainHead) Fields() []ent.Field {
 		field.Int64("sequence"),
 		field.String("hash"),
 		field.Int64("checkpoint_sequence").Default(0),
+		// The organization of this id was last created after the event at
+		// epoch_sequence (0: the chain is one organization's), at
+		// epoch_time; what precedes belongs to earlier, deleted ones.
+		field.Int64("epoch_sequence").Default(0),
+		field.Time("epoch_time").Optional().Nillable(),
 	}
 }
 
