@@ -193,11 +193,13 @@ func TestAccessCLI(t *testing.T) {
 	if err := json.Unmarshal([]byte(out), &tok); err != nil || !strings.HasPrefix(tok["secret"].(string), "pyl_") {
 		t.Fatalf("token create: %s", out)
 	}
+	run("server", "create", "github", "--org", "acme", "--server-name", "com.acme/github")
 	run("binding", "create", "orgs/acme/servers/github", "--role", "roles/user", "--principal", "orgs/acme/serviceAccounts/ci")
 	if out := run("binding", "list", "orgs/acme/servers/github"); !strings.Contains(out, "orgs/acme/serviceAccounts/ci") {
 		t.Fatalf("binding list: %s", out)
 	}
 	run("team", "create", "platform", "--org", "acme")
+	run("binding", "create", "orgs/acme", "--role", "roles/user", "--principal", "users/jane") // a member first
 	run("team", "add-member", "platform", "users/jane", "--org", "acme")
 	if out := run("team", "list", "--org", "acme"); !strings.Contains(out, "users/jane") {
 		t.Fatalf("team list: %s", out)

@@ -541,6 +541,17 @@ func (s *AccessService) check(ctx context.Context, principal string, c *orgsv1.C
 	if err != nil {
 		return nil, err
 	}
+	if d.Allowed {
+		// The same answer Authorize gives: nothing under an organization
+		// that does not exist (a process asking remotely must not allow
+		// what this one would refuse).
+		switch err := s.engine.orgExists(ctx, c.GetPermission(), c.GetResource()); {
+		case errors.Is(err, errs.ErrNotFound):
+			return &orgsv1.CheckResponse{}, nil
+		case err != nil:
+			return nil, err
+		}
+	}
 	return &orgsv1.CheckResponse{Allowed: d.Allowed, Binding: d.Binding, Member: member || d.Allowed}, nil
 }
 

@@ -124,6 +124,24 @@ func (e *Engine) Decide(ctx context.Context, principal string, groups []string, 
 	return d, member, nil
 }
 
+// orgExists refuses what an allowance would reach under an organization
+// that does not exist: no allowance (an installation administrator's
+// included) reaches into one, so what a deleted organization held stays
+// unreachable and nothing is created under it. Members' grants went with
+// it. The organization's own orgs.* calls go through (a get answers
+// NOT_FOUND by itself), and so does its audit log, which stays readable,
+// exportable and verifiable by whoever may (audit.*).
+func (e *Engine) orgExists(ctx context.Context, permission, resource string) error {
+	org := access.OrgOf(resource)
+	if org == "" || org == "-" || (resource == "orgs/"+org && strings.HasPrefix(permission, "orgs.")) || strings.HasPrefix(permission, "audit.") {
+		return nil
+	}
+	if _, err := e.store.GetOrganization(ctx, org); err != nil {
+		return fmt.Errorf("%q: %w", resource, err)
+	}
+	return nil
+}
+
 // Authorize implements auth.Authorizer. Service identities hold every
 // permission. A caller who is not a member of the resource's organization
 // gets NOT_FOUND, so another tenant's resources do not even show they exist.
@@ -156,17 +174,7 @@ func (e *Engine) Authorize(ctx context.Context, p auth.Principal, permission, re
 		return err
 	}
 	if d.Allowed {
-		// No allowance (an installation administrator's included) reaches
-		// into an organization that does not exist: what a deleted
-		// organization held stays unreachable, and nothing is created
-		// under it. Members' grants went with it. Its audit log stays
-		// readable, exportable and verifiable by whoever may (audit.*).
-		if org := access.OrgOf(resource); org != "" && org != "-" && !(resource == "orgs/"+org && strings.HasPrefix(permission, "orgs.")) && !strings.HasPrefix(permission, "audit.") {
-			if _, err := e.store.GetOrganization(ctx, org); err != nil {
-				return fmt.Errorf("%q: %w", resource, err)
-			}
-		}
-		return nil
+		return e.orgExists(ctx, permission, resource)
 	}
 	if !member {
 		return fmt.Errorf("%q: %w", resource, errs.ErrNotFound)

@@ -55,6 +55,16 @@ type Service struct {
 	changes   broadcast
 	watchPoll time.Duration
 	orgs      Orgs
+	// purged runs after PurgeOrganization (nil: nothing).
+	purged func(org string)
+}
+
+// AfterPurge sets what runs after an organization's data is purged: a
+// process that caches access decisions drops them, so nothing allowed
+// under the deleted organization stays allowed.
+func (s *Service) AfterPurge(fn func(org string)) *Service {
+	s.purged = fn
+	return s
 }
 
 // Orgs is what the registry service asks of the orgs service.
@@ -289,6 +299,9 @@ func (s *Service) PurgeOrganization(ctx context.Context, req *registryv1.PurgeOr
 	n, err := s.store.PurgeOrganization(ctx, org, outbox.NewEvent(ctx, org, "registry.organization.purge", req.GetName()))
 	if err != nil {
 		return nil, err
+	}
+	if s.purged != nil {
+		s.purged(org)
 	}
 	if n > 0 {
 		s.written()

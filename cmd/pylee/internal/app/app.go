@@ -20,6 +20,7 @@ import (
 
 	"go.uber.org/zap"
 	"google.golang.org/grpc"
+	"google.golang.org/grpc/backoff"
 	"google.golang.org/grpc/credentials/insecure"
 
 	auditv1 "github.com/pyleeai/pylee/gen/go/pylee/audit/v1"
@@ -243,7 +244,14 @@ func (a *App) dial(addr string) (*grpc.ClientConn, error) {
 	if c, ok := a.conns[addr]; ok {
 		return c, nil
 	}
-	c, err := grpc.NewClient(addr, grpc.WithTransportCredentials(insecure.NewCredentials()))
+	// Reconnect within seconds of a peer's restart: gRPC's default backoff
+	// grows to two minutes, which would keep a restarted target unreachable
+	// long after it is back.
+	c, err := grpc.NewClient(addr, grpc.WithTransportCredentials(insecure.NewCredentials()),
+		grpc.WithConnectParams(grpc.ConnectParams{
+			Backoff:           backoff.Config{BaseDelay: 100 * time.Millisecond, Multiplier: 1.6, Jitter: 0.2, MaxDelay: 5 * time.Second},
+			MinConnectTimeout: 5 * time.Second,
+		}))
 	if err != nil {
 		return nil, fmt.Errorf("dial %s: %w", addr, err)
 	}
@@ -391,6 +399,15 @@ func (a *App) initRegistry(ctx context.Context) error {
 	} else {
 		a.log.Warn("no --orgs-addr: owner teams are refused and deleting a server or registry leaves its role bindings")
 	}
+	// The orgs service purges an organization before and after deleting
+	// it; a process that asks orgs for decisions then drops its cached
+	// answers, so nothing allowed under the organization stays allowed
+	// here (other replicas: at most orgs.DecisionTTL).
+	svc.AfterPurge(func(string) {
+		if ra, ok := a.authz.(*remoteAuthorizer); ok {
+			ra.Invalidate()
+		}
+	})
 	svc.Register(a.srv)
 	return nil
 }

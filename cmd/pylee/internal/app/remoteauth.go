@@ -97,6 +97,14 @@ func (r *remoteAuthorizer) Authorize(ctx context.Context, p auth.Principal, perm
 	return nil
 }
 
+// Invalidate drops every cached answer: an organization was deleted, and
+// what was allowed under it no longer is.
+func (r *remoteAuthorizer) Invalidate() {
+	r.mu.Lock()
+	r.cache = map[[3]string]remoteAnswer{}
+	r.mu.Unlock()
+}
+
 // serviceOnly lets service identities through and nobody else: the
 // authorizer of a process with no source of access decisions.
 type serviceOnly struct{}
