@@ -239,6 +239,7 @@ func TestAccessCLI(t *testing.T) {
 func TestInvitationsAndMembers(t *testing.T) {
 	u := startUp(t)
 	u.expect(t, "POST", "/v1/orgs?organization_id=acme", u.token, `{}`, 200)
+	u.expect(t, "POST", "/v1/orgs/acme/servers?server_id=gh", u.token, `{"serverName":"com.acme/gh"}`, 200)
 	r := u.expect(t, "POST", "/v1/orgs/acme/invitations", u.token, `{"email":"jane@acme.test","role":"roles/developer"}`, 200)
 	invite, _ := r.body["token"].(string)
 	if !strings.HasPrefix(invite, "pyli_") || r.body["state"] != "pending" {

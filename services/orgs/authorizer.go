@@ -28,6 +28,9 @@ type Engine struct {
 	generation atomic.Uint64 // bumped by every local access change
 	mu         sync.Mutex
 	cache      map[decisionKey]cachedDecision
+	// orgs caches which organizations exist (positive answers only), on
+	// the same terms as decisions.
+	orgs map[string]cachedDecision
 }
 
 type decisionKey struct{ principal, groups, permission, resource string }
@@ -41,7 +44,7 @@ type cachedDecision struct {
 
 // NewEngine returns an engine over st.
 func NewEngine(st store.Store) *Engine {
-	return &Engine{store: st, ttl: DecisionTTL, cache: map[decisionKey]cachedDecision{}}
+	return &Engine{store: st, ttl: DecisionTTL, cache: map[decisionKey]cachedDecision{}, orgs: map[string]cachedDecision{}}
 }
 
 // Invalidate drops every cached decision; called after each access change.
@@ -49,6 +52,7 @@ func (e *Engine) Invalidate() {
 	e.generation.Add(1)
 	e.mu.Lock()
 	e.cache = map[decisionKey]cachedDecision{}
+	e.orgs = map[string]cachedDecision{}
 	e.mu.Unlock()
 }
 
@@ -136,9 +140,22 @@ func (e *Engine) orgExists(ctx context.Context, permission, resource string) err
 	if org == "" || org == "-" || (resource == "orgs/"+org && strings.HasPrefix(permission, "orgs.")) || strings.HasPrefix(permission, "audit.") {
 		return nil
 	}
+	gen, now := e.generation.Load(), time.Now()
+	e.mu.Lock()
+	c, ok := e.orgs[org]
+	e.mu.Unlock()
+	if ok && c.generation == gen && now.Before(c.expires) {
+		return nil
+	}
 	if _, err := e.store.GetOrganization(ctx, org); err != nil {
 		return fmt.Errorf("%q: %w", resource, err)
 	}
+	e.mu.Lock()
+	if len(e.orgs) > 100_000 {
+		e.orgs = map[string]cachedDecision{}
+	}
+	e.orgs[org] = cachedDecision{generation: gen, expires: now.Add(e.ttl)}
+	e.mu.Unlock()
 	return nil
 }
 
