@@ -359,7 +359,7 @@ func testCLI(t *testing.T, u *upInstance) {
 	if code := cli.Execute(context.Background(), []string{"--api-url", u.rest, "--token", "pyl_wrong", "org", "list"}, &out2, &errOut2); code == 0 || !strings.Contains(errOut2.String(), "UNAUTHENTICATED") {
 		t.Fatalf("wrong token: %d %q", code, errOut2.String())
 	}
-	if out, _, code := run("org", "delete", "cli-org"); code != 0 || !strings.Contains(out, "deleted orgs/cli-org") {
+	if out, _, code := run("org", "delete", "cli-org", "--yes"); code != 0 || !strings.Contains(out, "deleted orgs/cli-org") {
 		t.Fatalf("delete: %d %s", code, out)
 	}
 }

@@ -145,7 +145,7 @@ func TestRegistryFlowThroughCLIAndREST(t *testing.T) {
 	}
 	// Promotion into production asks for approval.
 	out = run(0, "registry", "promote", "--registry", "staging", "--server", "github", "--to", "production")
-	if !strings.Contains(out, "pending") || !strings.Contains(out, "0/2") {
+	if !strings.Contains(out, "STATE_PENDING") || !strings.Contains(out, "0/2") {
 		t.Fatalf("promote: %s", out)
 	}
 	r = u.expect(t, "GET", "/v1/orgs/acme/registries/production/approvals", u.token, "", 200)
@@ -159,17 +159,17 @@ func TestRegistryFlowThroughCLIAndREST(t *testing.T) {
 	u.expect(t, "POST", "/v1/orgs/acme/registries/production/approvals/"+id+":approve", dev, `{}`, 403) // approvals.approve is admin's
 	u.expect(t, "POST", "/v1/orgs/acme/registries/production/approvals/"+id+":approve", a1, `{"comment":"ok"}`, 200)
 	out, errOut, code := u.cliAs(a2, "--org", "acme", "approval", "approve", id, "--registry", "production", "--comment", "ship it")
-	if code != 0 || !strings.Contains(out, "applied") {
+	if code != 0 || !strings.Contains(out, "STATE_APPLIED") {
 		t.Fatalf("approve: %d %s %s", code, out, errOut)
 	}
 	r = u.expect(t, "GET", "/v1/orgs/acme/registries/production/entries/github", u.token, "", 200)
 	if r.body["version"] != "1.2.0" || r.body["pinnedBy"] != "users/admin" {
 		t.Fatalf("production entry = %v", r.body)
 	}
-	if out := run(0, "approval", "list", "--registry", "production"); !strings.Contains(out, "applied") {
+	if out := run(0, "approval", "list", "--registry", "production"); !strings.Contains(out, "STATE_APPLIED") {
 		t.Fatalf("approval list: %s", out)
 	}
-	run(1, "server", "delete", "github") // pinned
+	run(1, "server", "delete", "github", "--yes") // pinned
 	run(0, "registry", "unpin", "--registry", "staging", "--server", "github")
 
 	// Every change is in the audit log.

@@ -6,11 +6,14 @@ import (
 	"fmt"
 
 	"github.com/google/uuid"
+	"google.golang.org/grpc"
 	"google.golang.org/protobuf/encoding/protojson"
 	"google.golang.org/protobuf/types/known/timestamppb"
 
+	auditv1 "github.com/pyleeai/pylee/gen/go/pylee/audit/v1"
 	registryv1 "github.com/pyleeai/pylee/gen/go/pylee/registry/v1"
 	"github.com/pyleeai/pylee/kit/aip"
+	"github.com/pyleeai/pylee/kit/auditlog"
 	"github.com/pyleeai/pylee/kit/errs"
 	"github.com/pyleeai/pylee/kit/outbox"
 	"github.com/pyleeai/pylee/services/registry/internal/store"
@@ -89,11 +92,45 @@ func (s *Service) request(ctx context.Context, tx *store.Tx, reg store.Registry,
 	return a, nil
 }
 
-// decide loads approval name locked, checks it is pending and lets fn
-// change it; the result is saved with its audit event.
-func (s *Service) decide(ctx context.Context, name, action string, fn func(tx *store.Tx, a *registryv1.Approval) error) (*registryv1.Approval, error) {
+// refusal is a decision's refusal of its caller (the requester approving
+// its own request, a second approval by the same principal, a cancel by
+// someone who may not): audited as `denied`, like the interceptor's.
+type refusal struct {
+	err error
+	// permission is the one the caller lacked, if that was the reason.
+	permission string
+}
+
+func (r *refusal) Error() string { return r.err.Error() }
+func (r *refusal) Unwrap() error { return r.err }
+
+func refuse(err error) error { return &refusal{err: err} }
+
+// deniedEvent is the audit event of a refusal: the action a success would
+// record, outcome `denied`, the reason, in the organization's log.
+func deniedEvent(ctx context.Context, name, action string, r *refusal) *auditv1.Event {
+	ev := outbox.NewEvent(ctx, orgOf(name), action, name)
+	ev.Outcome = auditlog.OutcomeDenied
+	ev.Metadata = map[string]string{"reason": r.Error()}
+	if m, ok := grpc.Method(ctx); ok {
+		ev.Metadata["method"] = m
+	}
+	if r.permission != "" {
+		ev.Metadata["permission"] = r.permission
+	}
+	return ev
+}
+
+// decide loads approval name locked, checks it is pending, asks check
+// whether the caller may decide, and lets change change it; the result is
+// saved with its audit event. A refusal from check changes nothing: its
+// transaction commits only the `denied` event, and the call fails with
+// the refusal. check must not write.
+func (s *Service) decide(ctx context.Context, name, action string, check, change func(tx *store.Tx, a *registryv1.Approval) error) (*registryv1.Approval, error) {
 	var out *registryv1.Approval
+	var refused *refusal
 	err := s.store.Tx(ctx, func(tx *store.Tx) error {
+		refused = nil
 		// Lock the registry first: applying takes it, and one lock order
 		// keeps concurrent approvals from deadlocking.
 		if _, err := tx.Registry(ctx, registryOfEntry(name), true); err != nil {
@@ -110,7 +147,14 @@ func (s *Service) decide(ctx context.Context, name, action string, fn func(tx *s
 		if a.GetState() != registryv1.Approval_STATE_PENDING {
 			return fmt.Errorf("approval %q is %s, no longer pending: %w", name, stateNames[a.GetState()], errs.ErrFailedPrecondition)
 		}
-		if err := fn(tx, a); err != nil {
+		if err := check(tx, a); err != nil {
+			if errors.As(err, &refused) {
+				tx.Audit(deniedEvent(ctx, name, action, refused))
+				return nil
+			}
+			return err
+		}
+		if err := change(tx, a); err != nil {
 			return err
 		}
 		a.UpdateTime = timestamppb.New(tx.Now())
@@ -131,21 +175,27 @@ func (s *Service) decide(ctx context.Context, name, action string, fn func(tx *s
 		return nil, err
 	}
 	s.written()
+	if refused != nil {
+		return nil, refused
+	}
 	return out, nil
 }
 
 // Approve implements RegistryService.
 func (s *Service) Approve(ctx context.Context, req *registryv1.ApproveRequest) (*registryv1.Approval, error) {
 	me := principalOf(ctx)
-	return s.decide(ctx, req.GetName(), "registry.approval.approve", func(tx *store.Tx, a *registryv1.Approval) error {
+	check := func(_ *store.Tx, a *registryv1.Approval) error {
 		if a.GetRequester() == me {
-			return fmt.Errorf("%s requested this change and cannot approve it: %w", me, errs.ErrPermissionDenied)
+			return refuse(fmt.Errorf("%s requested this change and cannot approve it: %w", me, errs.ErrPermissionDenied))
 		}
 		for _, d := range a.GetApprovals() {
 			if d.GetPrincipal() == me {
-				return fmt.Errorf("%s approved this request already: %w", me, errs.ErrFailedPrecondition)
+				return refuse(fmt.Errorf("%s approved this request already: %w", me, errs.ErrFailedPrecondition))
 			}
 		}
+		return nil
+	}
+	return s.decide(ctx, req.GetName(), "registry.approval.approve", check, func(tx *store.Tx, a *registryv1.Approval) error {
 		a.Approvals = append(a.Approvals, &registryv1.Decision{Principal: me, Comment: req.GetComment(), Time: timestamppb.New(tx.Now())})
 		if int32(len(a.GetApprovals())) < a.GetMinApprovals() {
 			return nil
@@ -196,7 +246,7 @@ func (s *Service) apply(ctx context.Context, tx *store.Tx, a *registryv1.Approva
 // Reject implements RegistryService.
 func (s *Service) Reject(ctx context.Context, req *registryv1.RejectRequest) (*registryv1.Approval, error) {
 	me := principalOf(ctx)
-	return s.decide(ctx, req.GetName(), "registry.approval.reject", func(tx *store.Tx, a *registryv1.Approval) error {
+	return s.decide(ctx, req.GetName(), "registry.approval.reject", mayDecide, func(tx *store.Tx, a *registryv1.Approval) error {
 		a.State = registryv1.Approval_STATE_REJECTED
 		a.Decision = &registryv1.Decision{Principal: me, Comment: req.GetComment(), Time: timestamppb.New(tx.Now())}
 		return nil
@@ -207,17 +257,23 @@ func (s *Service) Reject(ctx context.Context, req *registryv1.RejectRequest) (*r
 // of approvals.approve, withdraws a request.
 func (s *Service) CancelApproval(ctx context.Context, req *registryv1.CancelApprovalRequest) (*registryv1.Approval, error) {
 	me := principalOf(ctx)
-	return s.decide(ctx, req.GetName(), "registry.approval.cancel", func(tx *store.Tx, a *registryv1.Approval) error {
+	check := func(_ *store.Tx, a *registryv1.Approval) error {
 		if a.GetRequester() != me {
 			if ok, _ := s.allowed(ctx, "approvals.approve", req.GetName()); !ok {
-				return fmt.Errorf("only the requester or an approver may cancel: %w", errs.ErrPermissionDenied)
+				return &refusal{err: fmt.Errorf("only the requester or an approver may cancel: %w", errs.ErrPermissionDenied), permission: "approvals.approve"}
 			}
 		}
+		return nil
+	}
+	return s.decide(ctx, req.GetName(), "registry.approval.cancel", check, func(tx *store.Tx, a *registryv1.Approval) error {
 		a.State = registryv1.Approval_STATE_CANCELLED
 		a.Decision = &registryv1.Decision{Principal: me, Comment: req.GetComment(), Time: timestamppb.New(tx.Now())}
 		return nil
 	})
 }
+
+// mayDecide lets anyone the interceptor let through decide.
+func mayDecide(*store.Tx, *registryv1.Approval) error { return nil }
 
 // GetApproval implements RegistryService.
 func (s *Service) GetApproval(ctx context.Context, req *registryv1.GetApprovalRequest) (*registryv1.Approval, error) {

@@ -1,6 +1,7 @@
 package cli
 
 import (
+	"bytes"
 	"errors"
 	"fmt"
 	"io"
@@ -105,9 +106,8 @@ func (g *globals) printEvents(resp *auditv1.ListEventsResponse, header bool) err
 			}
 			row(w, strconv.FormatInt(ev.Sequence, 10), fmtTime(ev.EventTime), ev.Actor.GetPrincipal(), ev.Action, ev.Resource, ev.Outcome, strings.Join(ch, ","))
 		}
-		if resp.NextPageToken != "" && header {
-			w.Flush()
-			row(w, "\nmore: --page-token "+resp.NextPageToken)
+		if header {
+			morePages(w, resp.NextPageToken)
 		}
 	})
 }
@@ -234,15 +234,24 @@ func newAuditExportCmd(g *globals) *cobra.Command {
 			if err != nil {
 				return err
 			}
-			w := g.stdout
+			// To standard output the export is written as received, unless
+			// that is a terminal, which gets it escaped (writeDocument).
+			var w io.Writer = g.stdout
+			var shown *bytes.Buffer
 			var f *os.File
 			if out != "-" {
 				if f, err = os.Create(out); err != nil {
 					return err
 				}
 				w = f
+			} else if isTerminal(g.stdout) {
+				shown = &bytes.Buffer{}
+				w = shown
 			}
 			n, err := c.Download(cmd.Context(), eventsPath(org)+":export", url.Values{"format": {format}}, w)
+			if shown != nil && err == nil {
+				err = g.writeDocument(shown.Bytes(), format == "ndjson")
+			}
 			if f != nil {
 				if cerr := f.Close(); err == nil {
 					err = cerr
@@ -293,7 +302,7 @@ func newAuditVerifyCmd(g *globals) *cobra.Command {
 				return fmt.Errorf("verification failed: %w", err)
 			}
 			fmt.Fprintf(g.stdout, "ok: %d events of organization %s verify; %d signed checkpoints; head %s\n",
-				res.Events, res.Organization, res.Checkpoints, res.Head)
+				res.Events, printable(res.Organization), res.Checkpoints, printable(res.Head))
 			return nil
 		},
 	}
@@ -318,7 +327,7 @@ func newAuditPublicKeyCmd(g *globals) *cobra.Command {
 			if err := c.Do(cmd.Context(), http.MethodGet, "/v1/audit/publicKey", nil, nil, resp); err != nil {
 				return err
 			}
-			_, err = fmt.Fprintln(g.stdout, resp.PublicKey)
+			_, err = fmt.Fprintln(g.stdout, printable(resp.PublicKey))
 			return err
 		},
 	}

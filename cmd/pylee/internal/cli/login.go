@@ -109,7 +109,7 @@ func newLoginCmd(g *globals) *cobra.Command {
 			if err != nil {
 				return err
 			}
-			fmt.Fprintf(g.stdout, "logged in to %s as %s; context %q saved in %s\n", g.apiURL, u.Name, name, p)
+			fmt.Fprintf(g.stdout, "logged in to %s as %s; context %q saved in %s\n", printable(g.apiURL), printable(u.Name), name, p)
 			return nil
 		},
 	}
@@ -137,7 +137,7 @@ func newContextCmd(g *globals) *cobra.Command {
 				if n == cfg.CurrentContext {
 					mark = "*"
 				}
-				fmt.Fprintf(g.stdout, "%s %s\t%s\t%s\n", mark, n, cfg.Contexts[n].APIURL, cfg.Contexts[n].User)
+				fmt.Fprintf(g.stdout, "%s %s\t%s\t%s\n", mark, printable(n), printable(cfg.Contexts[n].APIURL), printable(cfg.Contexts[n].User))
 			}
 			return nil
 		},

@@ -1,6 +1,7 @@
 package cli
 
 import (
+	"fmt"
 	"net/http"
 	"net/url"
 	"strconv"
@@ -42,10 +43,7 @@ func (g *globals) printOrgs(orgs []*orgsv1.Organization, next string, whole *org
 		for _, o := range orgs {
 			row(w, o.Name, o.DisplayName, o.Description, fmtTime(o.CreateTime))
 		}
-		if next != "" {
-			w.Flush()
-			row(w, "\nmore: --page-token "+next)
-		}
+		morePages(w, next)
 	})
 }
 
@@ -198,26 +196,33 @@ func newOrgUpdateCmd(g *globals) *cobra.Command {
 
 func newOrgDeleteCmd(g *globals) *cobra.Command {
 	var etag string
+	var yes bool
 	cmd := &cobra.Command{
-		Use:   "delete ID",
-		Short: "Delete an organization",
+		Use:   "delete ID [--yes]",
+		Short: "Delete an organization and everything in it (asks first; --yes in scripts)",
 		Args:  cobra.ExactArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
 			c, err := g.client()
 			if err != nil {
 				return err
 			}
+			id := strings.TrimPrefix(args[0], "orgs/")
+			if err := g.confirmDelete(yes, "organization", "orgs/"+id, id,
+				"and everything in it: registries, servers and their versions, approvals, teams, roles, service accounts, tokens, bindings and invitations (its audit log stays)"); err != nil {
+				return err
+			}
 			var q url.Values
 			if etag != "" {
 				q = url.Values{"etag": {etag}}
 			}
-			if err := c.Do(cmd.Context(), http.MethodDelete, orgPath(args[0]), q, nil, nil); err != nil {
+			if err := c.Do(cmd.Context(), http.MethodDelete, orgPath(id), q, nil, nil); err != nil {
 				return err
 			}
-			_, err = g.stdout.Write([]byte("deleted " + "orgs/" + strings.TrimPrefix(args[0], "orgs/") + "\n"))
+			_, err = fmt.Fprintln(g.stdout, "deleted "+printable("orgs/"+id))
 			return err
 		},
 	}
 	cmd.Flags().StringVar(&etag, "etag", "", "delete only if the organization still has this etag")
+	yesFlag(cmd, &yes)
 	return cmd
 }

@@ -52,8 +52,24 @@ func optionalOrg(cmd *cobra.Command, org *string) {
 	cmd.Flags().StringVar(org, "org", "", "organization id (default: the current context's)")
 }
 
-func statusName(s registryv1.ServerVersion_Status) string {
-	return strings.ToLower(strings.TrimPrefix(s.String(), "STATUS_"))
+// enumFlag parses an enum flag given as the API's name of the value
+// (STATE_PENDING: what every output format shows) or without its prefix,
+// in any case, with - for _ (pending, read-only).
+func enumFlag(flag, prefix, v string, values map[string]int32) (int32, error) {
+	name := strings.ToUpper(strings.ReplaceAll(v, "-", "_"))
+	if !strings.HasPrefix(name, prefix) {
+		name = prefix + name
+	}
+	if n, ok := values[name]; ok && n != 0 {
+		return n, nil
+	}
+	var want []string
+	for k, n := range values {
+		if n != 0 {
+			want = append(want, strings.ToLower(strings.ReplaceAll(strings.TrimPrefix(k, prefix), "_", "-")))
+		}
+	}
+	return 0, fmt.Errorf("--%s %q: want one of %s (or the API's %s… names)", flag, v, strings.Join(sorted(want), ", "), prefix)
 }
 
 func newServerCmd(g *globals) *cobra.Command {
@@ -151,16 +167,24 @@ func newServerCmd(g *globals) *cobra.Command {
 		},
 	}
 	fields(update)
+	var yes bool
 	del := &cobra.Command{
-		Use: "delete SERVER", Short: "Delete a server and its versions (refused while a registry pins it)", Args: cobra.ExactArgs(1),
+		Use: "delete SERVER [--yes]", Short: "Delete a server and its versions (refused while a registry pins it; asks first)", Args: cobra.ExactArgs(1),
 		RunE: func(c *cobra.Command, args []string) error {
 			name, err := g.ref(org, "servers", args[0])
 			if err != nil {
 				return err
 			}
+			if _, err := g.client(); err != nil {
+				return err
+			}
+			if err := g.confirmDelete(yes, "server", name, serverID(name), "and all its versions"); err != nil {
+				return err
+			}
 			return g.call(c, http.MethodDelete, "/v1/"+name, nil, nil, nil, func(w *tabwriter.Writer) { row(w, "deleted "+name) })
 		},
 	}
+	yesFlag(del, &yes)
 	for _, c := range []*cobra.Command{create, list, get, update, del} {
 		optionalOrg(c, &org)
 	}
@@ -180,7 +204,7 @@ func contains(list []string, s string) bool {
 func printVersion(v *registryv1.ServerVersion) func(w *tabwriter.Writer) {
 	return func(w *tabwriter.Writer) {
 		row(w, "NAME", "VERSION", "STATUS", "LATEST", "TOOLS", "CREATED")
-		row(w, v.Name, v.Version, statusName(v.Status), fmt.Sprint(v.IsLatest), fmt.Sprint(len(v.Tools)), fmtTime(v.CreateTime))
+		row(w, v.Name, v.Version, v.Status.String(), fmt.Sprint(v.IsLatest), fmt.Sprint(len(v.Tools)), fmtTime(v.CreateTime))
 	}
 }
 
@@ -264,7 +288,7 @@ func newVersionCmdGroup(g *globals) *cobra.Command {
 			return g.call(c, http.MethodGet, "/v1/"+parent+"/versions", url.Values{"page_size": {"1000"}}, nil, resp, func(w *tabwriter.Writer) {
 				row(w, "VERSION", "STATUS", "LATEST", "TOOLS", "CREATED", "BY")
 				for _, v := range resp.Versions {
-					row(w, v.Version, statusName(v.Status), fmt.Sprint(v.IsLatest), fmt.Sprint(len(v.Tools)), fmtTime(v.CreateTime), v.Creator)
+					row(w, v.Version, v.Status.String(), fmt.Sprint(v.IsLatest), fmt.Sprint(len(v.Tools)), fmtTime(v.CreateTime), v.Creator)
 				}
 			})
 		},
@@ -352,8 +376,7 @@ func newVersionCmdGroup(g *globals) *cobra.Command {
 				return err
 			}
 			if out == "" || out == "-" {
-				_, err = fmt.Fprint(g.stdout, resp.ServerJson)
-				return err
+				return g.writeDocument([]byte(resp.ServerJson), true)
 			}
 			return os.WriteFile(out, []byte(resp.ServerJson), 0o644)
 		},
@@ -445,27 +468,22 @@ func (f *registryFlags) build(g *globals, c *cobra.Command, org string) (*regist
 		r.Namespaces, mask = f.namespaces, append(mask, "namespaces")
 	}
 	if changed("tool-policy") {
-		switch f.toolPolicy {
-		case "all":
-			r.ToolPolicy = registryv1.ToolPolicy_TOOL_POLICY_ALL
-		case "read-only":
-			r.ToolPolicy = registryv1.ToolPolicy_TOOL_POLICY_READ_ONLY
-		case "", "inherit":
-		default:
-			return nil, nil, errors.New("--tool-policy must be all or read-only")
+		if f.toolPolicy != "" && f.toolPolicy != "inherit" {
+			p, err := enumFlag("tool-policy", "TOOL_POLICY_", f.toolPolicy, registryv1.ToolPolicy_value)
+			if err != nil {
+				return nil, nil, err
+			}
+			r.ToolPolicy = registryv1.ToolPolicy(p)
 		}
 		mask = append(mask, "tool_policy")
 	}
 	if changed("rollout") || changed("canary-step") || changed("max-error-rate") {
 		p := &registryv1.RolloutPolicy{MaxErrorRate: f.maxErrorRate}
-		switch f.rollout {
-		case "direct":
-			p.Strategy = registryv1.RolloutPolicy_STRATEGY_DIRECT
-		case "canary":
-			p.Strategy = registryv1.RolloutPolicy_STRATEGY_CANARY
-		default:
-			return nil, nil, errors.New("--rollout must be direct or canary")
+		strategy, err := enumFlag("rollout", "STRATEGY_", f.rollout, registryv1.RolloutPolicy_Strategy_value)
+		if err != nil {
+			return nil, nil, err
 		}
+		p.Strategy = registryv1.RolloutPolicy_Strategy(strategy)
 		for _, s := range f.steps {
 			w, d, ok := strings.Cut(s, ":")
 			weight, err := strconv.Atoi(w)
@@ -500,15 +518,13 @@ func registryRow(w *tabwriter.Writer, r *registryv1.Registry) {
 	if e.GetApprovalRequired() {
 		approvals = fmt.Sprintf("%d required", e.GetMinApprovals())
 	}
-	row(w, r.Name, r.Parent, fmt.Sprint(e.GetAutoUpgrade()), approvals,
-		strings.ToLower(strings.TrimPrefix(e.GetToolPolicy().String(), "TOOL_POLICY_")),
-		strings.ToLower(strings.TrimPrefix(e.GetRolloutPolicy().GetStrategy().String(), "STRATEGY_")))
+	row(w, r.Name, r.Parent, fmt.Sprint(e.GetAutoUpgrade()), approvals, e.GetToolPolicy().String(), e.GetRolloutPolicy().GetStrategy().String())
 }
 
 func printEntry(e *registryv1.Entry) func(w *tabwriter.Writer) {
 	return func(w *tabwriter.Writer) {
 		row(w, "ENTRY", "SERVER NAME", "VERSION", "RANGE", "STATUS", "REVISION")
-		row(w, e.Name, e.ServerName, e.Version, e.VersionRange, statusName(e.VersionStatus), fmt.Sprint(e.Revision))
+		row(w, e.Name, e.ServerName, e.Version, e.VersionRange, e.VersionStatus.String(), fmt.Sprint(e.Revision))
 	}
 }
 
@@ -543,8 +559,7 @@ func approvalRow(w *tabwriter.Writer, a *registryv1.Approval) {
 	case registryv1.Approval_KIND_UPDATE_REGISTRY:
 		change = "update " + strings.Join(a.GetUpdateMask().GetPaths(), ",")
 	}
-	row(w, a.Name, strings.ToLower(strings.TrimPrefix(a.Kind.String(), "KIND_")), strings.ToLower(strings.TrimPrefix(a.State.String(), "STATE_")),
-		fmt.Sprintf("%d/%d", len(a.Approvals), a.MinApprovals), a.Requester, change)
+	row(w, a.Name, a.Kind.String(), a.State.String(), fmt.Sprintf("%d/%d", len(a.Approvals), a.MinApprovals), a.Requester, change)
 }
 
 func newRegistryCmd(g *globals) *cobra.Command {
@@ -706,16 +721,41 @@ func newRegistryCmd(g *globals) *cobra.Command {
 			return g.call(c, http.MethodGet, "/v1/"+reg+"/entries", url.Values{"page_size": {"1000"}}, nil, resp, func(w *tabwriter.Writer) {
 				row(w, "SERVER", "SERVER NAME", "VERSION", "RANGE", "STATUS", "REVISION", "UPDATED")
 				for _, e := range resp.Entries {
-					row(w, serverID(e.Server), e.ServerName, e.Version, e.VersionRange, statusName(e.VersionStatus), fmt.Sprint(e.Revision), fmtTime(e.UpdateTime))
+					row(w, serverID(e.Server), e.ServerName, e.Version, e.VersionRange, e.VersionStatus.String(), fmt.Sprint(e.Revision), fmtTime(e.UpdateTime))
 				}
 			})
 		},
 	}
-	for _, c := range []*cobra.Command{create, list, get, update, pin, unpin, promote, entries} {
+	var etag string
+	var yes bool
+	del := &cobra.Command{
+		Use: "delete REGISTRY [--yes]", Short: "Delete a registry without entries or child registries (asks first)", Args: cobra.ExactArgs(1),
+		RunE: func(c *cobra.Command, args []string) error {
+			name, err := g.ref(org, "registries", args[0])
+			if err != nil {
+				return err
+			}
+			if _, err := g.client(); err != nil {
+				return err
+			}
+			id := name[strings.LastIndex(name, "/")+1:]
+			if err := g.confirmDelete(yes, "registry", name, id, "with its settings and approval requests"); err != nil {
+				return err
+			}
+			var q url.Values
+			if etag != "" {
+				q = url.Values{"etag": {etag}}
+			}
+			return g.call(c, http.MethodDelete, "/v1/"+name, q, nil, nil, func(w *tabwriter.Writer) { row(w, "deleted "+name) })
+		},
+	}
+	del.Flags().StringVar(&etag, "etag", "", "delete only if the registry still has this etag")
+	yesFlag(del, &yes)
+	for _, c := range []*cobra.Command{create, list, get, update, pin, unpin, promote, entries, del} {
 		optionalOrg(c, &org)
 	}
 	update.Flags().StringVar(&reason, "reason", "", "why; shown to approvers")
-	cmd.AddCommand(create, list, get, update, pin, unpin, promote, entries)
+	cmd.AddCommand(create, list, get, update, pin, unpin, promote, entries, del)
 	return cmd
 }
 
@@ -749,7 +789,11 @@ func newApprovalCmd(g *globals) *cobra.Command {
 			}
 			q := url.Values{"page_size": {"1000"}}
 			if state != "" {
-				q.Set("state", "STATE_"+strings.ToUpper(state))
+				n, err := enumFlag("state", "STATE_", state, registryv1.Approval_State_value)
+				if err != nil {
+					return err
+				}
+				q.Set("state", registryv1.Approval_State(n).String())
 			}
 			resp := &registryv1.ListApprovalsResponse{}
 			return g.call(c, http.MethodGet, "/v1/"+reg+"/approvals", q, nil, resp, func(w *tabwriter.Writer) {
@@ -760,7 +804,7 @@ func newApprovalCmd(g *globals) *cobra.Command {
 			})
 		},
 	}
-	list.Flags().StringVar(&state, "state", "", "pending, applied, rejected, cancelled or failed")
+	list.Flags().StringVar(&state, "state", "", "pending, applied, rejected, cancelled or failed (or STATE_PENDING…)")
 	show := &cobra.Command{
 		Use: "show ID --registry R", Short: "Show a request with the tool changes it brings", Args: cobra.ExactArgs(1),
 		RunE: func(c *cobra.Command, args []string) error {

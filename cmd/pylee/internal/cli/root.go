@@ -27,13 +27,34 @@ type globals struct {
 	apiURL     string
 	token      config.Secret
 	output     string
-	stdout     io.Writer
-	stderr     io.Writer
+	stdin      io.Reader
+	// stdinTerminal says whether a person can answer on stdin.
+	stdinTerminal bool
+	stdout        io.Writer
+	stderr        io.Writer
 }
 
-// NewRoot returns the pylee command tree writing to stdout and stderr.
+// Streams are what a command line reads and writes.
+type Streams struct {
+	In io.Reader
+	// InTerminal says whether In is an interactive terminal, where a
+	// destructive command asks for confirmation.
+	InTerminal  bool
+	Out, ErrOut io.Writer
+}
+
+// NewRoot returns the pylee command tree writing to stdout and stderr, with
+// no standard input (destructive commands then need --yes).
 func NewRoot(stdout, stderr io.Writer) *cobra.Command {
-	g := &globals{stdout: stdout, stderr: stderr}
+	return newRoot(Streams{In: strings.NewReader(""), Out: stdout, ErrOut: stderr})
+}
+
+func newRoot(s Streams) *cobra.Command {
+	stdout, stderr := s.Out, s.ErrOut
+	g := &globals{stdin: s.In, stdinTerminal: s.InTerminal, stdout: stdout, stderr: stderr}
+	if g.stdin == nil {
+		g.stdin = strings.NewReader("")
+	}
 	root := &cobra.Command{
 		Use:           "pylee",
 		Short:         "Pylee runs MCP servers for an organization: registries, access, secrets, deployments, audit and the MCP gateway.",
@@ -61,12 +82,19 @@ func NewRoot(stdout, stderr io.Writer) *cobra.Command {
 	return root
 }
 
-// Execute runs the command line and returns the process exit code.
+// Execute runs the command line with the process's standard input and
+// returns the process exit code.
 func Execute(ctx context.Context, args []string, stdout, stderr io.Writer) int {
-	root := NewRoot(stdout, stderr)
+	return ExecuteStreams(ctx, args, Streams{In: os.Stdin, InTerminal: isTerminal(os.Stdin), Out: stdout, ErrOut: stderr})
+}
+
+// ExecuteStreams runs the command line on s and returns the exit code.
+func ExecuteStreams(ctx context.Context, args []string, s Streams) int {
+	root := newRoot(s)
 	root.SetArgs(args)
 	if err := root.ExecuteContext(ctx); err != nil {
-		fmt.Fprintln(stderr, "Error:", oneLine(err))
+		// Error messages quote what was sent, and the server's answer.
+		fmt.Fprintln(s.ErrOut, "Error:", printable(oneLine(err)))
 		return 1
 	}
 	return 0
@@ -112,9 +140,10 @@ func newVersionCmd(g *globals) *cobra.Command {
 }
 
 // ExecuteCapture runs args and returns what they printed and the exit code;
-// for tests.
+// for tests. Standard input is empty and no terminal, so nothing waits for
+// an answer.
 func ExecuteCapture(args []string) (string, string, int) {
 	var out, errOut strings.Builder
-	code := Execute(context.Background(), args, &out, &errOut)
+	code := ExecuteStreams(context.Background(), args, Streams{In: strings.NewReader(""), Out: &out, ErrOut: &errOut})
 	return out.String(), errOut.String(), code
 }

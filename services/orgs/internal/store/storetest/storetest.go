@@ -409,7 +409,8 @@ func testBindings(t *testing.T, s store.Store) {
 	}
 	if err := s.DeleteBinding(ctx, "orgs/acme/bindings/nope", nil); !errors.Is(err, errs.ErrNotFound) {
 		t.Fatalf("delete missing = %v", err)
-	}	// Purging a server's bindings takes its tools' too, and nothing of a
+	}
+	// Purging a server's bindings takes its tools' too, and nothing of a
 	// server whose id merely starts the same.
 	bind(t, s, "orgs/acme/servers/gh2", "roles/user", "users/u2")
 	if n, err := s.PurgeBindings(ctx, "orgs/acme/servers/gh", nil); err != nil || n != 2 {
