@@ -95,6 +95,9 @@ func TestAccessEndToEnd(t *testing.T) {
 	admin := u.saToken(t, "acme", "ops", "roles/admin", "orgs/acme")
 	u.expect(t, "POST", "/v1/orgs/acme/bindings", admin, `{"role":"roles/owner","principal":"orgs/acme/serviceAccounts/ops"}`, 403)
 	u.expect(t, "POST", "/v1/orgs/acme/bindings", admin, `{"role":"roles/owner","principal":"users/friend"}`, 403)
+	u.waitEvent(t, "acme", func(ev map[string]any) bool { // refused in the handler, audited all the same
+		return ev["action"] == "orgs.binding.create" && ev["outcome"] == "denied" && ev["actor"].(map[string]any)["principal"] == "orgs/acme/serviceAccounts/ops"
+	})
 	u.expect(t, "POST", "/v1/orgs/acme/bindings", admin, `{"role":"roles/developer","principal":"users/friend"}`, 200)
 	owners := u.expect(t, "GET", "/v1/orgs/acme/bindings", u.token, "", 200)
 	var ownerBinding string

@@ -77,6 +77,9 @@ func TestRecreatedOrganizationAuditLog(t *testing.T) {
 	// The whole chain: for installation administrators only.
 	export(owner, "?show_deleted=true", 403)
 	u.expect(t, "GET", "/v1/orgs/phoenix/events?show_deleted=true", owner, "", 403)
+	u.waitEvent(t, "phoenix", func(ev map[string]any) bool {
+		return ev["action"] == "audit.events.showDeleted" && ev["outcome"] == "denied"
+	})
 	all := export(u.token, "?show_deleted=true", 200)
 	if !strings.Contains(all, "servers/old") {
 		t.Fatal("the installation's export with show_deleted lacks the old organization's events")

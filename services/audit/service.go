@@ -78,6 +78,13 @@ func (s *Service) visible(ctx context.Context, org string, showDeleted bool) (*s
 	if showDeleted {
 		p, _ := auth.FromContext(ctx)
 		if s.authz == nil || s.authz.Authorize(ctx, p, "audit.read", "") != nil {
+			// A refusal decided here is audited like the interceptor's.
+			ev := outbox.NewEvent(ctx, org, "audit.events.showDeleted", "orgs/"+org)
+			ev.Outcome = auditlog.OutcomeDenied
+			ev.Metadata = map[string]string{"reason": "show_deleted needs audit.read on the installation"}
+			if err := s.RecordEvent(ctx, ev); err != nil {
+				return nil, err
+			}
 			return nil, fmt.Errorf("show_deleted: only installation administrators may read the events of deleted organizations: %w", errs.ErrPermissionDenied)
 		}
 		return nil, nil

@@ -14,6 +14,7 @@ import (
 
 	orgsv1 "github.com/pyleeai/pylee/gen/go/pylee/orgs/v1"
 	"github.com/pyleeai/pylee/kit/aip"
+	"github.com/pyleeai/pylee/kit/auditlog"
 	"github.com/pyleeai/pylee/kit/auth"
 	"github.com/pyleeai/pylee/kit/errs"
 	"github.com/pyleeai/pylee/kit/outbox"
@@ -240,7 +241,7 @@ func (s *AccessService) CreateBinding(ctx context.Context, req *orgsv1.CreateBin
 		return nil, err
 	}
 	p := caller(ctx)
-	if err := s.holdsAll(ctx, role.Sorted(), parent, "grant "+role.Name); err != nil {
+	if err := s.holdsAll(ctx, "orgs.binding.create", role.Sorted(), parent, "grant "+role.Name); err != nil {
 		return nil, err
 	}
 	if err := s.resourceExists(ctx, parent); err != nil {
@@ -302,7 +303,7 @@ func (s *AccessService) PurgeBindings(ctx context.Context, req *orgsv1.PurgeBind
 // holdsAll refuses what would escalate: the caller must itself hold every
 // one of perms on resource to do what (grant a role, create a custom role,
 // invite with a role). Service identities hold everything.
-func (s *AccessService) holdsAll(ctx context.Context, perms []string, resource, what string) error {
+func (s *AccessService) holdsAll(ctx context.Context, action string, perms []string, resource, what string) error {
 	p := caller(ctx)
 	if p.Kind == auth.KindService {
 		return nil
@@ -313,7 +314,16 @@ func (s *AccessService) holdsAll(ctx context.Context, perms []string, resource, 
 			return err
 		}
 		if !d.Allowed {
-			return fmt.Errorf("%s cannot %s on %q: it does not hold %s there: %w", p.Name, what, resource, perm, errs.ErrPermissionDenied)
+			refused := fmt.Errorf("%s cannot %s on %q: it does not hold %s there: %w", p.Name, what, resource, perm, errs.ErrPermissionDenied)
+			// A refusal decided here is audited like the interceptor's.
+			ev := outbox.NewEvent(ctx, access.OrgOf(resource), action, resource)
+			ev.Outcome = auditlog.OutcomeDenied
+			ev.Metadata = map[string]string{"reason": "escalation", "permission": perm}
+			if err := s.store.RecordEvent(ctx, ev); err != nil {
+				return err
+			}
+			s.written()
+			return refused
 		}
 	}
 	return nil
@@ -402,7 +412,7 @@ func (s *AccessService) ListRoles(ctx context.Context, req *orgsv1.ListRolesRequ
 func (s *AccessService) CreateRole(ctx context.Context, req *orgsv1.CreateRoleRequest) (*orgsv1.Role, error) {
 	parent := req.GetParent()
 	perms := dedupe(req.GetRole().GetPermissions())
-	if err := s.holdsAll(ctx, perms, parent, "create a role with these permissions"); err != nil {
+	if err := s.holdsAll(ctx, "orgs.role.create", perms, parent, "create a role with these permissions"); err != nil {
 		return nil, err
 	}
 	name := parent + "/roles/" + req.GetRoleId()

@@ -74,7 +74,7 @@ func (s *AccessService) CreateInvitation(ctx context.Context, req *orgsv1.Create
 	if err != nil {
 		return nil, err
 	}
-	if err := s.holdsAll(ctx, role.Sorted(), parent, "invite as "+role.Name); err != nil {
+	if err := s.holdsAll(ctx, "orgs.invitation.create", role.Sorted(), parent, "invite as "+role.Name); err != nil {
 		return nil, err
 	}
 	p := caller(ctx)
