@@ -9,6 +9,7 @@ import (
 	"go.uber.org/zap"
 
 	"github.com/pyleeai/pylee/cmd/pylee/internal/app"
+	"github.com/pyleeai/pylee/kit/module"
 	"github.com/pyleeai/pylee/kit/server"
 )
 
@@ -17,7 +18,7 @@ import (
 func TestEveryRPCIsGuarded(t *testing.T) {
 	a, err := app.New(context.Background(), app.Config{
 		Targets: []string{"all"}, GRPCAddr: "127.0.0.1:0", HTTPAddr: "127.0.0.1:0",
-		DataDir: filepath.Join(t.TempDir(), "data"),
+		Settings: module.Settings{DataDir: filepath.Join(t.TempDir(), "data")},
 	}, zap.NewNop())
 	if err != nil {
 		t.Fatal(err)

@@ -25,15 +25,29 @@ import (
 // DefaultMaxBodyBytes bounds a REST request body unless configured.
 const DefaultMaxBodyBytes = 1 << 20
 
-// Backends are the gRPC connections to the services the REST facade fronts.
-// They are dialled by address, so the same code serves `pylee up` (its own
-// loopback listener) and a split deployment.
-type Backends struct {
-	Orgs *grpc.ClientConn
-	// Audit is nil when no audit service is reachable.
-	Audit *grpc.ClientConn
-	// Registry is nil when no registry service is reachable.
-	Registry *grpc.ClientConn
+// Backends are the gRPC connections to the services the REST facade
+// fronts, by target. They are dialled by address, so the same code serves
+// `pylee up` (its own loopback listener) and a split deployment. A target
+// without a connection is not served.
+type Backends map[string]*grpc.ClientConn
+
+// restBackend is a service the REST facade fronts: its target, the gRPC
+// services whose HTTP rules it serves, and their grpc-gateway handlers.
+type restBackend struct {
+	target   string
+	services []protoreflect.FullName
+	register []func(context.Context, *runtime.ServeMux, *grpc.ClientConn) error
+}
+
+// restBackends are every service the facade can front; adding a service
+// to the REST API is one line here.
+var restBackends = []restBackend{
+	{"orgs", []protoreflect.FullName{"pylee.orgs.v1.OrgsService", "pylee.orgs.v1.AccessService"},
+		[]func(context.Context, *runtime.ServeMux, *grpc.ClientConn) error{orgsv1.RegisterOrgsServiceHandler, orgsv1.RegisterAccessServiceHandler}},
+	{"registry", []protoreflect.FullName{"pylee.registry.v1.RegistryService"},
+		[]func(context.Context, *runtime.ServeMux, *grpc.ClientConn) error{registryv1.RegisterRegistryServiceHandler}},
+	{"audit", []protoreflect.FullName{"pylee.audit.v1.AuditService"},
+		[]func(context.Context, *runtime.ServeMux, *grpc.ClientConn) error{auditv1.RegisterAuditServiceHandler}},
 }
 
 // RESTConfig configures the REST facade.
@@ -48,11 +62,14 @@ var jsonMarshaler = strictJSON{&runtime.JSONPb{
 	UnmarshalOptions: protojson.UnmarshalOptions{DiscardUnknown: false},
 }}
 
-// restServices are the services whose HTTP rules the facade serves.
-var restServices = []protoreflect.FullName{
-	"pylee.orgs.v1.OrgsService", "pylee.orgs.v1.AccessService",
-	"pylee.registry.v1.RegistryService", "pylee.audit.v1.AuditService",
-}
+// restServices are the services whose HTTP rules the facade can serve.
+var restServices = func() []protoreflect.FullName {
+	var out []protoreflect.FullName
+	for _, b := range restBackends {
+		out = append(out, b.services...)
+	}
+	return out
+}()
 
 // NewREST returns the handler of `/v1/...`: grpc-gateway's mapping of every
 // service's google.api.http rules onto its gRPC API. The Authorization and
@@ -71,26 +88,23 @@ func NewREST(ctx context.Context, b Backends, cfg RESTConfig) (http.Handler, err
 		runtime.WithErrorHandler(errorHandler),
 		runtime.WithRoutingErrorHandler(rts.routingError),
 	)
-	if b.Orgs == nil {
+	if b["orgs"] == nil {
 		return nil, fmt.Errorf("rest: no connection to the orgs service")
 	}
-	if err := orgsv1.RegisterOrgsServiceHandler(ctx, mux, b.Orgs); err != nil {
-		return nil, fmt.Errorf("rest: register orgs: %w", err)
-	}
-	if err := orgsv1.RegisterAccessServiceHandler(ctx, mux, b.Orgs); err != nil {
-		return nil, fmt.Errorf("rest: register access: %w", err)
-	}
-	if b.Registry != nil {
-		if err := registryv1.RegisterRegistryServiceHandler(ctx, mux, b.Registry); err != nil {
-			return nil, fmt.Errorf("rest: register registry: %w", err)
+	for _, rb := range restBackends {
+		conn := b[rb.target]
+		if conn == nil {
+			continue
+		}
+		for _, register := range rb.register {
+			if err := register(ctx, mux, conn); err != nil {
+				return nil, fmt.Errorf("rest: register %s: %w", rb.target, err)
+			}
 		}
 	}
 	var h http.Handler = mux
-	if b.Audit != nil {
-		if err := auditv1.RegisterAuditServiceHandler(ctx, mux, b.Audit); err != nil {
-			return nil, fmt.Errorf("rest: register audit: %w", err)
-		}
-		h = withExport(mux, auditv1.NewAuditServiceClient(b.Audit))
+	if conn := b["audit"]; conn != nil {
+		h = withExport(mux, auditv1.NewAuditServiceClient(conn))
 	}
 	return limitBody(h, cfg.MaxBodyBytes), nil
 }

@@ -14,12 +14,14 @@ import (
 	"github.com/pyleeai/pylee/cmd/pylee/internal/app"
 	"github.com/pyleeai/pylee/kit/config"
 	"github.com/pyleeai/pylee/kit/log"
+	"github.com/pyleeai/pylee/kit/module"
 )
 
 const defaultDataDir = ".pylee"
 
 type serveFlags struct {
 	cfg       app.Config
+	addrs     map[string]*string // --<target>-addr of every target
 	targets   string
 	logFormat string
 	logLevel  string
@@ -34,14 +36,15 @@ func (f *serveFlags) register(cmd *cobra.Command, logFormat, host string) {
 	fs.StringVar(&f.cfg.GRPCAddr, "grpc-addr", host+":9090", "gRPC listen address (port 0 picks a free port)")
 	fs.StringVar(&f.cfg.DataDir, "data-dir", defaultDataDir, "data directory: SQLite files, keys, the admin token (env PYLEE_DATA_DIR)")
 	fs.StringVar(&f.cfg.DatabaseURL, "database-url", "", "postgres://… to use PostgreSQL instead of SQLite files in the data directory")
-	fs.StringVar(&f.cfg.OrgsAddr, "orgs-addr", "", "gRPC address of the orgs service when this process does not run it")
+	f.addrs = map[string]*string{}
+	for _, t := range app.Targets {
+		f.addrs[t] = fs.String(module.AddrFlag(t), "", "gRPC address of the "+t+" service when this process does not run it")
+	}
 	fs.Var(config.SecretValue{S: &f.cfg.PageTokenKey}, "page-token-key", "key that signs list page tokens; replicas must share it (default: kept in the data directory)")
 	fs.Int64Var(&f.cfg.MaxBodyBytes, "max-body-bytes", 1<<20, "largest REST request body; larger ones get 413")
 	fs.DurationVar(&f.cfg.ReadTimeout, "read-timeout", 30*time.Second, "longest time an HTTP client may take to send a whole request (headers and body)")
 	fs.DurationVar(&f.cfg.ShutdownTimeout, "shutdown-timeout", 15*time.Second, "grace period for calls in flight at shutdown")
 	fs.DurationVar(&f.cfg.AuthCacheTTL, "auth-cache-ttl", 10*time.Second, "how long a verified token is trusted without asking the store again")
-	fs.StringVar(&f.cfg.RegistryAddr, "registry-addr", "", "gRPC address of the registry service for a gateway that does not run it")
-	fs.StringVar(&f.cfg.AuditAddr, "audit-addr", "", "gRPC address of the audit service when this process does not run it")
 	fs.Var(config.SecretValue{S: &f.cfg.ServiceToken}, "service-token", "credential the targets of one installation share (default: kept in the data directory)")
 	fs.Var(config.SecretValue{S: &f.cfg.AuditSigningKey}, "audit-signing-key", "base64 Ed25519 seed signing audit checkpoints (default: kept in the data directory)")
 	fs.DurationVar(&f.cfg.CheckpointInterval, "checkpoint-interval", 10*time.Second, "longest time between signed audit checkpoints")
@@ -97,6 +100,10 @@ func run(ctx context.Context, g *globals, f *serveFlags, banner bool) error {
 	defer func() { _ = logger.Sync() }()
 	ctx, stop := signal.NotifyContext(ctx, syscall.SIGINT, syscall.SIGTERM)
 	defer stop()
+	f.cfg.Addrs = map[string]string{}
+	for t, addr := range f.addrs {
+		f.cfg.Addrs[t] = *addr
+	}
 	a, err := app.New(ctx, f.cfg, logger)
 	if err != nil {
 		return err

@@ -1,0 +1,156 @@
+// Package module declares the targets a Pylee process can run. Each
+// service package declares one Module (its name, the targets it needs,
+// how it starts); a process assembles itself from a list of them, resolves
+// their start order from what they need, and gives every target the same
+// address flag and environment variable (--<name>-addr, PYLEE_<NAME>_ADDR),
+// the way Grafana Mimir's modules work.
+package module
+
+import (
+	"context"
+	"database/sql"
+	"errors"
+	"fmt"
+	"slices"
+	"strings"
+	"time"
+
+	"go.uber.org/zap"
+	"google.golang.org/grpc"
+
+	"github.com/pyleeai/pylee/kit/aip"
+	"github.com/pyleeai/pylee/kit/auth"
+	"github.com/pyleeai/pylee/kit/config"
+	"github.com/pyleeai/pylee/kit/outbox"
+	"github.com/pyleeai/pylee/kit/server"
+)
+
+// Module is one target.
+type Module struct {
+	// Name is the target: `pylee serve --target=<name>`; processes that do
+	// not run it reach it at `--<name>-addr` (PYLEE_<NAME>_ADDR).
+	Name string
+	// Needs lists the targets this one cannot work without: each runs in
+	// the same process, where it starts first, or is given by its address.
+	Needs []string
+	// Init sets the target up in p: opens its store, registers its RPCs and
+	// routes, starts its background work through p. Nil for a target that
+	// serves nothing yet.
+	Init func(ctx context.Context, p Process) error
+}
+
+// AddrFlag is the flag naming where target listens for gRPC.
+func AddrFlag(target string) string { return target + "-addr" }
+
+// ErrUnreachable is returned by Process.Conn for a target that neither
+// runs in the process nor has an address.
+var ErrUnreachable = errors.New("target neither runs in this process nor has an address")
+
+// Process is what a module gets of the process it runs in.
+type Process interface {
+	// Log is the process's logger, named for the module.
+	Log() *zap.Logger
+	// Server is the process's gRPC and HTTP server.
+	Server() *server.Server
+	// Settings are the process's settings.
+	Settings() Settings
+	// DatabaseURL is the database of service name: its own SQLite file in
+	// the data directory, or its schema of --database-url.
+	DatabaseURL(name string) string
+	// Runs reports whether target runs in this process.
+	Runs(target string) bool
+	// Conn is the (shared) connection to target: this process's own
+	// listener when it runs here, else its address; ErrUnreachable when
+	// neither.
+	Conn(target string) (*grpc.ClientConn, error)
+	// ServiceToken is the credential this process calls other targets
+	// with, as its service identity.
+	ServiceToken() config.Secret
+	// PageTokens seal list page tokens with the installation's key.
+	PageTokens() *aip.PageTokens
+	// AuditRelay delivers the outbox in db to the audit service, from Run
+	// until shutdown.
+	AuditRelay(db *sql.DB, dialect string) (*outbox.Relay, error)
+	// Background runs fn from Run until shutdown.
+	Background(fn func(context.Context))
+	// Authenticators are the process's credential checks, in order; a
+	// module may add to them or wrap one.
+	Authenticators() *auth.Multi
+	// SetAuthorizer makes z the process's source of access decisions.
+	SetAuthorizer(z auth.Authorizer)
+	// Authorizer decides with whatever the process's authorizer is when it
+	// is called (it is known only once every module is set up).
+	Authorizer() auth.Authorizer
+	// DecisionsChanged drops access decisions the process cached (an
+	// organization went away, and what was allowed under it is not).
+	DecisionsChanged()
+}
+
+// Settings are the settings every module may read.
+type Settings struct {
+	// DataDir holds SQLite files, keys and the bootstrap token.
+	DataDir string
+	// MaxBodyBytes bounds a REST request body.
+	MaxBodyBytes int64
+	// AuthCacheTTL bounds how long a revoked token keeps working.
+	AuthCacheTTL time.Duration
+	// DeniedWindow is how long refusals of unauthenticated callers are
+	// counted before one event per source and reason records them.
+	DeniedWindow time.Duration
+	// CheckpointInterval bounds the time between audit checkpoints.
+	CheckpointInterval time.Duration
+	// AuditSigningKey is the base64 Ed25519 seed that signs audit
+	// checkpoints. Empty means one kept in DataDir.
+	AuditSigningKey config.Secret
+	// OIDC, when its Issuer is set, accepts JWTs of that identity provider
+	// installation-wide.
+	OIDC auth.OIDCConfig
+	// InstallationOIDC is the authenticator of OIDC (nil without an
+	// issuer), so the orgs module can record first sign-ins through it.
+	InstallationOIDC auth.Authenticator
+}
+
+// Order returns the modules named in targets in start order: every module
+// after the modules it needs that run in the same process, otherwise in
+// the order of all. It refuses unknown names and cycles.
+func Order(all []Module, targets []string) ([]Module, error) {
+	byName := map[string]Module{}
+	for _, m := range all {
+		byName[m.Name] = m
+	}
+	for _, t := range targets {
+		if _, ok := byName[t]; !ok {
+			return nil, fmt.Errorf("unknown target %q", t)
+		}
+	}
+	var out []Module
+	state := map[string]int{} // 1: visiting, 2: done
+	var visit func(name string, path []string) error
+	visit = func(name string, path []string) error {
+		switch state[name] {
+		case 1:
+			return fmt.Errorf("targets need each other: %s", strings.Join(append(path, name), " -> "))
+		case 2:
+			return nil
+		}
+		state[name] = 1
+		for _, n := range byName[name].Needs {
+			if slices.Contains(targets, n) {
+				if err := visit(n, append(path, name)); err != nil {
+					return err
+				}
+			}
+		}
+		state[name] = 2
+		out = append(out, byName[name])
+		return nil
+	}
+	for _, m := range all {
+		if slices.Contains(targets, m.Name) {
+			if err := visit(m.Name, nil); err != nil {
+				return nil, err
+			}
+		}
+	}
+	return out, nil
+}

@@ -1,0 +1,6 @@
+package deploy
+
+import "github.com/pyleeai/pylee/kit/module"
+
+// Module is the deploy target; it serves nothing yet.
+func Module() module.Module { return module.Module{Name: Target} }

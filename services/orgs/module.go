@@ -1,0 +1,109 @@
+package orgs
+
+import (
+	"context"
+	"fmt"
+	"path/filepath"
+	"strings"
+
+	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/metadata"
+	"google.golang.org/grpc/status"
+
+	registryv1 "github.com/pyleeai/pylee/gen/go/pylee/registry/v1"
+	"github.com/pyleeai/pylee/kit/auth"
+	"github.com/pyleeai/pylee/kit/config"
+	"github.com/pyleeai/pylee/kit/errs"
+	"github.com/pyleeai/pylee/kit/module"
+	"github.com/pyleeai/pylee/kit/outbox"
+)
+
+// registryTarget is the registry service, which this one asks whether the
+// resource of a binding exists and tells to purge a deleted organization.
+const registryTarget = "registry"
+
+// TokenFile is the bootstrap admin token's file in the data directory.
+func TokenFile(dataDir string) string { return filepath.Join(dataDir, "admin.token") }
+
+// Module is the orgs target: organizations, access and identities. It
+// becomes its process's source of access decisions and API-token checks.
+func Module() module.Module {
+	return module.Module{Name: Target, Needs: []string{"audit"}, Init: initModule}
+}
+
+func initModule(ctx context.Context, p module.Process) error {
+	st, err := OpenStore(ctx, p.DatabaseURL(Target))
+	if err != nil {
+		return err
+	}
+	p.Server().AddCleanup("orgs store", func(context.Context) error { return st.Close() })
+	if _, err := Bootstrap(ctx, st, TokenFile(p.Settings().DataDir)); err != nil {
+		return err
+	}
+	relay, err := p.AuditRelay(st.OutboxDB())
+	if err != nil {
+		return err
+	}
+	engine := NewEngine(st)
+	svc := New(st, engine, p.PageTokens(), relay.Notify)
+	accessSvc := NewAccessService(st, engine, p.PageTokens(), relay.Notify)
+	if conn, err := p.Conn(registryTarget); err == nil {
+		c := registryv1.NewRegistryServiceClient(conn)
+		svc.PurgeWith(registryPurger(c, p.ServiceToken()))
+		accessSvc.CheckResourcesWith(registryResources(c, p.ServiceToken()))
+	} else {
+		p.Log().Warn("no registry service (--registry-addr): deleting an organization will not delete its registry data, and bindings on registries and servers are refused")
+	}
+	svc.Register(p.Server())
+	accessSvc.Register(p.Server())
+	agg := outbox.NewDeniedAggregator(RecordEvent(st, relay.Notify), p.Settings().DeniedWindow, p.Log().Named("denied"))
+	p.Background(agg.Run)
+	p.Server().SetDeniedRecorder(DeniedRecorder(st, agg, relay.Notify, p.Log()))
+	p.SetAuthorizer(engine)
+	authn := p.Authenticators()
+	// Organizations' own identity providers.
+	*authn = append(*authn, RecordSignIns(NewOrgOIDC(st), st, relay.Notify, p.Log()))
+	if oidc := p.Settings().InstallationOIDC; oidc != nil {
+		// First sign-ins through the installation's identity provider
+		// create their users.
+		for i, a := range *authn {
+			if a == oidc {
+				(*authn)[i] = RecordSignIns(oidc, st, relay.Notify, p.Log())
+			}
+		}
+	}
+	*authn = append(*authn, auth.NewCache(NewTokenAuthenticator(st), p.Settings().AuthCacheTTL, 10_000))
+	return nil
+}
+
+// asService makes ctx carry the process's service credential.
+func asService(ctx context.Context, token config.Secret) context.Context {
+	return metadata.AppendToOutgoingContext(ctx, "authorization", "Bearer "+token.Reveal())
+}
+
+// registryPurger deletes an organization's registry data as the process's
+// service identity.
+func registryPurger(c registryv1.RegistryServiceClient, token config.Secret) Purger {
+	return func(ctx context.Context, org string) error {
+		_, err := c.PurgeOrganization(asService(ctx, token), &registryv1.PurgeOrganizationRequest{Name: "orgs/" + org})
+		return err
+	}
+}
+
+// registryResources checks, as the process's service identity, that the
+// registry or server a binding names exists.
+func registryResources(c registryv1.RegistryServiceClient, token config.Secret) ResourceChecker {
+	return func(ctx context.Context, name string) error {
+		ctx = asService(ctx, token)
+		var err error
+		if strings.Contains(name, "/registries/") {
+			_, err = c.GetRegistry(ctx, &registryv1.GetRegistryRequest{Name: name})
+		} else {
+			_, err = c.GetServer(ctx, &registryv1.GetServerRequest{Name: name})
+		}
+		if status.Code(err) == codes.NotFound {
+			return fmt.Errorf("%s: %w", name, errs.ErrNotFound)
+		}
+		return err
+	}
+}
