@@ -64,13 +64,14 @@ type Authorizer interface {
 	Authorize(ctx context.Context, p Principal, permission, resource string) error
 }
 
-// AllowAuthenticated is the authorizer of the foundation: every
-// authenticated principal is allowed. It holds while the only credential is
-// the bootstrap admin token; role-based access replaces it.
-type AllowAuthenticated struct{}
+// DenyAll refuses every call: the authorizer of a server until its process
+// sets one, so nothing is allowed by default.
+type DenyAll struct{}
 
-// Authorize allows everything.
-func (AllowAuthenticated) Authorize(context.Context, Principal, string, string) error { return nil }
+// Authorize refuses.
+func (DenyAll) Authorize(_ context.Context, _ Principal, permission, _ string) error {
+	return fmt.Errorf("%s: this server has no source of access decisions: %w", permission, errs.ErrPermissionDenied)
+}
 
 type principalKey struct{}
 

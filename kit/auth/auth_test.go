@@ -114,14 +114,10 @@ func TestServiceTokenMultiFoundation(t *testing.T) {
 	if _, err := (ServiceToken{}).Authenticate(ctx, config.NewSecret("")); err == nil {
 		t.Fatal("empty service token accepted")
 	}
-	f := Foundation{ServiceOnly: ServiceOnlyPermissions}
-	if err := f.Authorize(ctx, Principal{Kind: KindUser}, "audit.append", ""); !errors.Is(err, errs.ErrPermissionDenied) {
-		t.Fatalf("user append = %v", err)
-	}
-	if err := f.Authorize(ctx, ServicePrincipal, "audit.append", ""); err != nil {
-		t.Fatal(err)
-	}
-	if err := f.Authorize(ctx, Principal{Kind: KindUser}, "orgs.get", "orgs/a"); err != nil {
-		t.Fatal(err)
+	// Nothing is allowed by default, service identities included.
+	for _, p := range []Principal{{Kind: KindUser, Name: "users/u"}, ServicePrincipal} {
+		if err := (DenyAll{}).Authorize(ctx, p, "orgs.get", "orgs/a"); !errors.Is(err, errs.ErrPermissionDenied) {
+			t.Fatalf("DenyAll allowed %v: %v", p, err)
+		}
 	}
 }

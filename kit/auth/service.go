@@ -48,20 +48,5 @@ func (m Multi) Authenticate(ctx context.Context, cred config.Secret) (Principal,
 	return Principal{}, err
 }
 
-// Foundation is the authorizer until role-based access arrives: permissions
-// in ServiceOnly need a service identity; every other permission is allowed
-// to any authenticated principal.
-type Foundation struct {
-	ServiceOnly map[string]bool
-}
-
-// Authorize implements Authorizer.
-func (f Foundation) Authorize(_ context.Context, p Principal, permission, _ string) error {
-	if f.ServiceOnly[permission] && p.Kind != KindService {
-		return fmt.Errorf("%s is for service identities only: %w", permission, errs.ErrPermissionDenied)
-	}
-	return nil
-}
-
 // ServiceOnlyPermissions are the permissions only services hold.
 var ServiceOnlyPermissions = map[string]bool{"audit.append": true, "tokens.verify": true, "registry.purge": true, "bindings.purge": true}

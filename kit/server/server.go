@@ -91,7 +91,7 @@ func New(cfg Config, log *zap.Logger) *Server {
 		metrics:     newMetrics(reg),
 		httpMetrics: newHTTPMetrics(reg),
 		validators:  map[string]Validator{},
-		authz:       auth.AllowAuthenticated{},
+		authz:       auth.DenyAll{},
 	}
 	var unary []grpc.UnaryServerInterceptor
 	var stream []grpc.StreamServerInterceptor

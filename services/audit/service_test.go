@@ -26,6 +26,7 @@ import (
 	"github.com/pyleeai/pylee/kit/auditlog"
 	"github.com/pyleeai/pylee/kit/auth"
 	"github.com/pyleeai/pylee/kit/config"
+	"github.com/pyleeai/pylee/kit/errs"
 	"github.com/pyleeai/pylee/kit/dbtest"
 	"github.com/pyleeai/pylee/kit/server"
 	"github.com/pyleeai/pylee/kit/server/servertest"
@@ -64,12 +65,23 @@ func start(t *testing.T, dbURL string) *env {
 	_, key, _ := ed25519.GenerateKey(rand.Reader)
 	svc := audit.New(st, key, aip.NewPageTokens([]byte("k")), zap.NewNop())
 	srv := server.New(servertest.Config(), zap.NewNop())
-	srv.SetAuth(auth.Multi{auth.ServiceToken{Token: config.NewSecret(serviceToken)}, userAuthn{}}, auth.Foundation{ServiceOnly: auth.ServiceOnlyPermissions})
+	srv.SetAuth(auth.Multi{auth.ServiceToken{Token: config.NewSecret(serviceToken)}, userAuthn{}}, serviceOnlyAuthz{})
 	svc.Register(srv)
 	srv.AddCleanup("store", func(context.Context) error { return st.Close() })
 	conn := servertest.Start(t, srv)
 	return &env{client: auditv1.NewAuditServiceClient(conn), store: st, svc: svc, key: key,
 		ctx: metadata.AppendToOutgoingContext(ctx, "authorization", "Bearer "+serviceToken)}
+}
+
+// serviceOnlyAuthz lets users do what is not for services only, so these
+// tests exercise the service; decisions themselves are tested in orgs.
+type serviceOnlyAuthz struct{}
+
+func (serviceOnlyAuthz) Authorize(_ context.Context, p auth.Principal, permission, _ string) error {
+	if auth.ServiceOnlyPermissions[permission] && p.Kind != auth.KindService {
+		return errs.ErrPermissionDenied
+	}
+	return nil
 }
 
 // userAuthn accepts one user token, to show users cannot append.

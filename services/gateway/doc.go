@@ -1,6 +1,7 @@
 // Package gateway is Pylee's edge: the REST facade (grpc-gateway) over the
-// services' gRPC APIs now, and the MCP gateway and the official registry API
-// as they come. It keeps no state of its own.
+// services' gRPC APIs, the audit export download and the official MCP
+// Registry read API; the MCP gateway comes next. It keeps no state of its
+// own.
 package gateway
 
 // Target is the name of this service in `pylee serve --target`.

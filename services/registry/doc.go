@@ -1,6 +1,8 @@
-// Package registry is the registry service of Pylee: registries of MCP servers with immutable semver versions, pinned entries, approval workflows and the official MCP Registry read API.
-// Servers are in place; versions, registries, entries, approvals and the
-// official registry API follow.
+// Package registry is the registry service of Pylee: MCP servers and their
+// immutable SemVer versions (server.json and tools), registries with
+// inheritance and settings, entries that pin a version, approval
+// workflows, and the data the gateway serves as the official MCP Registry
+// read API.
 package registry
 
 // Target is the name of this service in `pylee serve --target`.
