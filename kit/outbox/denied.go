@@ -37,8 +37,12 @@ func DeniedEvent(ctx context.Context, d server.Denied) *auditv1.Event {
 
 // ActionOf derives `<service>.<resource>.<verb>` from a full gRPC method
 // name: `/pylee.orgs.v1.OrgsService/ListOrganizations` is
-// `orgs.organization.list`.
+// `orgs.organization.list`. A plain HTTP route's name (server.HTTPRule)
+// is its action already.
 func ActionOf(fullMethod string) string {
+	if !strings.HasPrefix(fullMethod, "/") && strings.Count(fullMethod, ".") == 2 {
+		return fullMethod
+	}
 	svc, method, _ := strings.Cut(strings.TrimPrefix(fullMethod, "/"), "/")
 	parts := strings.Split(svc, ".")
 	service := "unknown"

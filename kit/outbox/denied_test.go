@@ -16,6 +16,7 @@ func TestActionOf(t *testing.T) {
 		"/pylee.audit.v1.AuditService/GetPublicKey":    "audit.publicKey.get",
 		"/pylee.orgs.v1.OrgsService/VerifyToken":       "orgs.token.verify",
 		"/pylee.audit.v1.AuditService/":                "audit.call.unknown",
+		"registry.official.read":                       "registry.official.read", // a plain HTTP route
 	} {
 		if got := outbox.ActionOf(in); got != want {
 			t.Errorf("ActionOf(%s) = %s, want %s", in, got, want)

@@ -48,11 +48,13 @@ type Server struct {
 	metrics  *metrics
 	// httpMetrics counts HTTP answers by status class.
 	httpMetrics *httpMetrics
-	validators  map[string]Validator
-	rules       map[string]Rule
-	authn       auth.Authenticator
-	authz       auth.Authorizer
-	denied      DeniedRecorder
+	// routeMetrics time the plain HTTP routes (HandleRoute).
+	routeMetrics *routeMetrics
+	validators   map[string]Validator
+	rules        map[string]Rule
+	authn        auth.Authenticator
+	authz        auth.Authorizer
+	denied       DeniedRecorder
 
 	grpcLis, httpLis net.Listener
 	httpSrv          *http.Server
@@ -83,15 +85,16 @@ func New(cfg Config, log *zap.Logger) *Server {
 	reg := prometheus.NewRegistry()
 	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 	s := &Server{
-		cfg:         cfg,
-		log:         log,
-		mux:         http.NewServeMux(),
-		health:      health.NewServer(),
-		registry:    reg,
-		metrics:     newMetrics(reg),
-		httpMetrics: newHTTPMetrics(reg),
-		validators:  map[string]Validator{},
-		authz:       auth.DenyAll{},
+		cfg:          cfg,
+		log:          log,
+		mux:          http.NewServeMux(),
+		health:       health.NewServer(),
+		registry:     reg,
+		metrics:      newMetrics(reg),
+		httpMetrics:  newHTTPMetrics(reg),
+		routeMetrics: newRouteMetrics(reg),
+		validators:   map[string]Validator{},
+		authz:        auth.DenyAll{},
 	}
 	var unary []grpc.UnaryServerInterceptor
 	var stream []grpc.StreamServerInterceptor

@@ -12,6 +12,7 @@ import (
 	"strings"
 
 	"github.com/grpc-ecosystem/grpc-gateway/v2/runtime"
+	"google.golang.org/grpc"
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/metadata"
 	"google.golang.org/grpc/status"
@@ -39,21 +40,19 @@ func forwarded(r *http.Request) context.Context {
 	return metadata.NewOutgoingContext(r.Context(), md)
 }
 
-// withExport serves `GET /v1/orgs/{org}/events:export?format=ndjson|csv` as
-// a download streamed from AuditService.ExportEvents, and everything else
-// with next.
-func withExport(next http.Handler, client auditv1.AuditServiceClient) http.Handler {
-	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		if !strings.HasPrefix(r.URL.Path, "/v1/orgs/") || !strings.HasSuffix(r.URL.Path, exportSuffix) {
-			next.ServeHTTP(w, r)
-			return
-		}
-		if r.Method != http.MethodGet {
-			writeStatus(w, http.StatusMethodNotAllowed, status.New(codes.Unimplemented, "use GET"))
-			return
-		}
-		exportEvents(w, r, client)
-	})
+// ExportPattern is the route of the audit export download.
+const ExportPattern = "/v1/orgs/{org}" + exportSuffix
+
+// ExportRule is the export route's access rule: audit.export on the
+// organization, checked at the edge as the audit service checks it.
+var ExportRule = server.HTTPRule{Name: "audit.event.export", Methods: []string{http.MethodGet}, Permission: "audit.export",
+	Resource: func(r *http.Request) string { return "orgs/" + r.PathValue("org") }}
+
+// NewExport serves `GET /v1/orgs/{org}/events:export?format=ndjson|csv` as
+// a download streamed from AuditService.ExportEvents.
+func NewExport(conn *grpc.ClientConn) http.Handler {
+	client := auditv1.NewAuditServiceClient(conn)
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) { exportEvents(w, r, client) })
 }
 
 var csvHeader = []string{"sequence", "id", "event_time", "organization", "actor_principal", "actor_kind",

@@ -31,7 +31,10 @@ func initModule(ctx context.Context, p module.Process) error {
 	}
 	p.Server().Handle("/v1/", rest)
 	if reg := b["registry"]; reg != nil {
-		p.Server().Handle(OfficialPrefix, NewOfficial(reg))
+		p.Server().HandleRoute(OfficialPrefix, OfficialRule, NewOfficial(reg))
+	}
+	if conn := b["audit"]; conn != nil {
+		p.Server().HandleRoute(ExportPattern, ExportRule, NewExport(conn))
 	}
 	return nil
 }

@@ -15,6 +15,7 @@ import (
 	"google.golang.org/protobuf/types/known/timestamppb"
 
 	registryv1 "github.com/pyleeai/pylee/gen/go/pylee/registry/v1"
+	"github.com/pyleeai/pylee/kit/server"
 )
 
 // OfficialPrefix starts the paths of the official MCP Registry read API
@@ -245,6 +246,16 @@ func writeOfficial(w http.ResponseWriter, code int, v any) {
 	w.WriteHeader(code)
 	_ = json.NewEncoder(w).Encode(v)
 }
+
+// OfficialRule is the official API's access rule: any authenticated caller;
+// the registry service shows each caller only the entries it may see.
+var OfficialRule = server.HTTPRule{Name: "registry.official.read", Methods: []string{http.MethodGet, http.MethodHead},
+	Resource: func(r *http.Request) string {
+		org, rest, _ := strings.Cut(strings.TrimPrefix(r.URL.Path, OfficialPrefix), "/")
+		reg, _, _ := strings.Cut(rest, "/")
+		return "orgs/" + org + "/registries/" + reg
+	},
+	WriteError: func(w http.ResponseWriter, code int, st *status.Status) { officialError(w, code, st.Message()) }}
 
 func officialError(w http.ResponseWriter, code int, msg string) {
 	writeOfficial(w, code, map[string]string{"error": msg})

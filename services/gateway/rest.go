@@ -102,11 +102,7 @@ func NewREST(ctx context.Context, b Backends, cfg RESTConfig) (http.Handler, err
 			}
 		}
 	}
-	var h http.Handler = mux
-	if conn := b["audit"]; conn != nil {
-		h = withExport(mux, auditv1.NewAuditServiceClient(conn))
-	}
-	return limitBody(h, cfg.MaxBodyBytes), nil
+	return limitBody(mux, cfg.MaxBodyBytes), nil
 }
 
 func incomingHeader(key string) (string, bool) {
