@@ -3,6 +3,8 @@ package main
 import (
 	"context"
 	"io"
+	"os"
+	"path/filepath"
 	"regexp"
 	"strings"
 	"testing"
@@ -17,7 +19,9 @@ import (
 	"google.golang.org/protobuf/reflect/protoregistry"
 	"google.golang.org/protobuf/types/dynamicpb"
 
+	"github.com/pyleeai/pylee/cmd/pylee/internal/app"
 	"github.com/pyleeai/pylee/kit/auth"
+	"github.com/pyleeai/pylee/kit/config"
 	"github.com/pyleeai/pylee/kit/server"
 )
 
@@ -299,6 +303,36 @@ func TestAccessMatrix(t *testing.T) {
 		}
 	}
 	t.Logf("access matrix: %d RPCs x %d roles x 2 organizations = %d cases, all as the model says", len(methods), len(modelRoles), cases)
+
+	// Every service identity x every RPC: allowed exactly where the rule
+	// lists the target (or every target), refused everywhere else.
+	secret, err := os.ReadFile(filepath.Join(u.dataDir, "service.token"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	svcCases := 0
+	for _, target := range app.Targets {
+		token := auth.ServiceTokenFor(config.NewSecret(strings.TrimSpace(string(secret))), target).Reveal()
+		for _, md := range methods {
+			full := string(md.Parent().FullName()) + "/" + string(md.Name())
+			fill, ok := matrixTargets[full]
+			if !ok {
+				continue
+			}
+			rule, _ := server.RuleFor("/" + full)
+			req := dynamicpb.NewMessage(md.Input())
+			fill("own", req)
+			want := "denied"
+			if rule.Public || auth.MayCall(auth.ServiceIdentity(target), rule.Services) {
+				want = "allowed"
+			}
+			if got := call(t, conn, md, full, req, token); got != want {
+				t.Errorf("%s as services/%s: %s, its rule (services %v) says %s", full, target, got, rule.Services, want)
+			}
+			svcCases++
+		}
+	}
+	t.Logf("service identities: %d targets x %d RPCs = %d cases, all as the rules say", len(app.Targets), len(methods), svcCases)
 }
 
 // call invokes full with req as a holder of token and classifies the
@@ -332,6 +366,8 @@ func call(t *testing.T, conn *grpc.ClientConn, md protoreflect.MethodDescriptor,
 		return "hidden"
 	case st.Code() == codes.Unauthenticated && strings.Contains(st.Message(), "invitation token"):
 		// AcceptInvitation's handler refusing the made-up invitation token.
+	case st.Code() == codes.Unauthenticated && full == "pylee.orgs.v1.OrgsService/VerifyToken":
+		// VerifyToken's handler answering that the token it was asked about is not valid.
 	case st.Code() == codes.Unauthenticated || st.Code() == codes.Internal:
 		t.Fatalf("%s: %v", full, err)
 	}

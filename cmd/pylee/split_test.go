@@ -159,7 +159,8 @@ func TestSplitAuditDownAndRelayKilled(t *testing.T) {
 	}
 	defer conn.Close()
 	auditClient := auditv1.NewAuditServiceClient(conn)
-	svcCtx := metadata.AppendToOutgoingContext(context.Background(), "authorization", "Bearer pyl_split_test_service_token_0123456789")
+	// The installation admin reads the log (service identities may not).
+	svcCtx := metadata.AppendToOutgoingContext(context.Background(), "authorization", "Bearer "+token)
 
 	const orgCount, perOrg = 10, 100 // 1,000 writes per phase
 	orgIDs := make([]string, orgCount)

@@ -97,13 +97,34 @@ func TestCache(t *testing.T) {
 	}
 }
 
-func TestServiceTokenMultiFoundation(t *testing.T) {
+func TestServiceTokensAndMulti(t *testing.T) {
 	ctx := context.Background()
-	svc := ServiceToken{Token: config.NewSecret("pyl_service")}
+	secret := config.NewSecret("installation-service-secret-0123456789")
+	svc := ServiceTokens{Secret: secret}
 	users := &countingAuthn{valid: map[string]Principal{"pyl_user": {Name: "users/u", Kind: KindUser}}}
 	m := Multi{svc, users}
-	if p, err := m.Authenticate(ctx, config.NewSecret("pyl_service")); err != nil || p.Kind != KindService {
-		t.Fatalf("service = %v, %v", p, err)
+	reg := ServiceTokenFor(secret, "registry")
+	p, err := m.Authenticate(ctx, reg)
+	if err != nil || p.Kind != KindService || p.Name != "services/registry" {
+		t.Fatalf("registry's token = %v, %v", p, err)
+	}
+	if !MayCall(p, []string{"registry"}) || !MayCall(p, []string{"*"}) || MayCall(p, []string{"orgs"}) || MayCall(p, nil) {
+		t.Fatal("MayCall does not follow the rule's services")
+	}
+	if MayCall(Principal{Name: "services/registry", Kind: KindUser}, []string{"registry"}) {
+		t.Fatal("a user named like a service may call as one")
+	}
+	// Each target's token is its own: another target's name with this MAC,
+	// another secret, the raw secret, garbage: refused.
+	forged := config.NewSecret(strings.Replace(reg.Reveal(), "pyls_registry.", "pyls_gateway.", 1))
+	other := ServiceTokenFor(config.NewSecret("another-installation-secret-0123456"), "registry")
+	for _, c := range []config.Secret{forged, other, secret, config.NewSecret("pyls_"), config.NewSecret("pyls_registry.")} {
+		if _, err := svc.Authenticate(ctx, c); !errors.Is(err, errs.ErrUnauthenticated) {
+			t.Errorf("%q accepted: %v", c.Reveal(), err)
+		}
+	}
+	if _, err := (ServiceTokens{}).Authenticate(ctx, ServiceTokenFor(config.Secret{}, "registry")); err == nil {
+		t.Fatal("a token of an empty secret accepted")
 	}
 	if p, err := m.Authenticate(ctx, config.NewSecret("pyl_user")); err != nil || p.Name != "users/u" {
 		t.Fatalf("user = %v, %v", p, err)
@@ -111,11 +132,12 @@ func TestServiceTokenMultiFoundation(t *testing.T) {
 	if _, err := m.Authenticate(ctx, config.NewSecret("pyl_other")); !errors.Is(err, errs.ErrUnauthenticated) {
 		t.Fatalf("other = %v", err)
 	}
-	if _, err := (ServiceToken{}).Authenticate(ctx, config.NewSecret("")); err == nil {
-		t.Fatal("empty service token accepted")
+	// A certificate naming two targets speaks for both.
+	if got := ServiceTargets(ServiceIdentity("orgs", "gateway")); len(got) != 2 || got[1] != "gateway" {
+		t.Fatalf("ServiceTargets = %v", got)
 	}
 	// Nothing is allowed by default, service identities included.
-	for _, p := range []Principal{{Kind: KindUser, Name: "users/u"}, ServicePrincipal} {
+	for _, p := range []Principal{{Kind: KindUser, Name: "users/u"}, ServiceIdentity("orgs")} {
 		if err := (DenyAll{}).Authorize(ctx, p, "orgs.get", "orgs/a"); !errors.Is(err, errs.ErrPermissionDenied) {
 			t.Fatalf("DenyAll allowed %v: %v", p, err)
 		}

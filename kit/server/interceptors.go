@@ -331,10 +331,20 @@ func (s *Server) authenticate(ctx context.Context, method string) (context.Conte
 }
 
 func (s *Server) authorize(ctx context.Context, rule *Rule, req any) error {
-	if rule == nil || rule.Filtered {
+	if rule == nil {
 		return nil
 	}
 	p, _ := auth.FromContext(ctx)
+	if p.Kind == auth.KindService {
+		// A service identity may call exactly what the rules list for it.
+		if !auth.MayCall(p, rule.Services) {
+			return fmt.Errorf("%s may not call this method (its rule lists %v): %w", p.Name, rule.Services, errs.ErrPermissionDenied)
+		}
+		return nil
+	}
+	if rule.Filtered {
+		return nil
+	}
 	resource := ""
 	if rule.ResourceField != "" {
 		msg, ok := req.(proto.Message)

@@ -39,6 +39,9 @@ type HTTPRule struct {
 	// runs. Empty: any authenticated caller, and the service behind the
 	// route decides (as a filtered RPC does).
 	Permission string
+	// Services are the targets whose service identities may use the route
+	// ("*": every target); any other service identity is refused.
+	Services []string
 	// Resource names what the request is about (its organization, its
 	// registry); "" is the installation.
 	Resource func(r *http.Request) string
@@ -115,8 +118,11 @@ func (s *Server) serveRoute(w http.ResponseWriter, r *http.Request, rule HTTPRul
 		resource = rule.Resource(r)
 	}
 	ctx, err := s.authenticateHTTP(ctx, r, rule)
-	if err == nil && rule.Permission != "" {
-		p, _ := auth.FromContext(ctx)
+	if p, _ := auth.FromContext(ctx); err == nil && p.Kind == auth.KindService {
+		if !auth.MayCall(p, rule.Services) {
+			err = fmt.Errorf("%s may not use %s: %w", p.Name, rule.Name, errs.ErrPermissionDenied)
+		}
+	} else if err == nil && rule.Permission != "" {
 		err = s.authz.Authorize(ctx, p, rule.Permission, resource)
 	}
 	if err != nil {

@@ -21,6 +21,9 @@ type Rule struct {
 	Public        bool
 	// Filtered: the handler decides per item (see pylee.api.v1.AuthRule).
 	Filtered bool
+	// Services are the targets whose service identities may call the RPC
+	// ("*": every target); any other service identity is refused.
+	Services []string
 }
 
 // RulesOf reads the access rules of every method of the services registered
@@ -85,7 +88,8 @@ func ruleOf(service, method string) (Rule, bool) {
 	if !r.GetPublic() && r.GetPermission() == "" {
 		return Rule{}, false
 	}
-	return Rule{Permission: r.GetPermission(), ResourceField: r.GetResourceField(), Public: r.GetPublic(), Filtered: r.GetFiltered()}, true
+	return Rule{Permission: r.GetPermission(), ResourceField: r.GetResourceField(), Public: r.GetPublic(), Filtered: r.GetFiltered(),
+		Services: r.GetServices()}, true
 }
 
 // fieldString reads a string field of msg by dotted path; "" if absent.

@@ -26,8 +26,8 @@ import (
 	"github.com/pyleeai/pylee/kit/auditlog"
 	"github.com/pyleeai/pylee/kit/auth"
 	"github.com/pyleeai/pylee/kit/config"
-	"github.com/pyleeai/pylee/kit/errs"
 	"github.com/pyleeai/pylee/kit/dbtest"
+	"github.com/pyleeai/pylee/kit/errs"
 	"github.com/pyleeai/pylee/kit/server"
 	"github.com/pyleeai/pylee/kit/server/servertest"
 	"github.com/pyleeai/pylee/services/audit"
@@ -45,14 +45,18 @@ func TestMain(m *testing.M) {
 	os.Exit(code)
 }
 
-const serviceToken = "pyl_test_service_token_0123456789abcdef"
+const serviceSecret = "pyl_test_service_token_0123456789abcdef"
+
+// serviceToken is the orgs target's service identity, which appends.
+var serviceToken = auth.ServiceTokenFor(config.NewSecret(serviceSecret), "orgs").Reveal()
 
 type env struct {
 	client auditv1.AuditServiceClient
 	store  *audit.Store
 	svc    *audit.Service
 	key    ed25519.PrivateKey
-	ctx    context.Context // carries the service credential
+	ctx    context.Context // carries a service credential (orgs), which appends
+	reader context.Context // carries a user credential, which reads
 }
 
 func start(t *testing.T, dbURL string) *env {
@@ -65,12 +69,13 @@ func start(t *testing.T, dbURL string) *env {
 	_, key, _ := ed25519.GenerateKey(rand.Reader)
 	svc := audit.New(st, key, aip.NewPageTokens([]byte("k")), zap.NewNop())
 	srv := server.New(servertest.Config(), zap.NewNop())
-	srv.SetAuth(auth.Multi{auth.ServiceToken{Token: config.NewSecret(serviceToken)}, userAuthn{}}, serviceOnlyAuthz{})
+	srv.SetAuth(auth.Multi{auth.ServiceTokens{Secret: config.NewSecret(serviceSecret)}, userAuthn{}}, serviceOnlyAuthz{})
 	svc.Register(srv)
 	srv.AddCleanup("store", func(context.Context) error { return st.Close() })
 	conn := servertest.Start(t, srv)
 	return &env{client: auditv1.NewAuditServiceClient(conn), store: st, svc: svc, key: key,
-		ctx: metadata.AppendToOutgoingContext(ctx, "authorization", "Bearer "+serviceToken)}
+		ctx:    metadata.AppendToOutgoingContext(ctx, "authorization", "Bearer "+serviceToken),
+		reader: metadata.AppendToOutgoingContext(ctx, "authorization", "Bearer pyl_user")}
 }
 
 // serviceOnlyAuthz lets users do what is not for services only, so these
@@ -149,34 +154,34 @@ func testAppendListVerifyExport(t *testing.T, e *env) {
 		t.Fatalf("bad append: %v", err)
 	}
 	// List: newest first, in pages, with filters.
-	p1, err := e.client.ListEvents(e.ctx, &auditv1.ListEventsRequest{Parent: "orgs/acme", PageSize: 4})
+	p1, err := e.client.ListEvents(e.reader, &auditv1.ListEventsRequest{Parent: "orgs/acme", PageSize: 4})
 	if err != nil || len(p1.Events) != 4 || p1.Events[0].Sequence != 6 || p1.NextPageToken == "" {
 		t.Fatalf("page 1 = %v, %v", p1, err)
 	}
-	p2, err := e.client.ListEvents(e.ctx, &auditv1.ListEventsRequest{Parent: "orgs/acme", PageSize: 4, PageToken: p1.NextPageToken})
+	p2, err := e.client.ListEvents(e.reader, &auditv1.ListEventsRequest{Parent: "orgs/acme", PageSize: 4, PageToken: p1.NextPageToken})
 	if err != nil || len(p2.Events) != 2 || p2.Events[1].Sequence != 1 || p2.NextPageToken != "" {
 		t.Fatalf("page 2 = %v, %v", p2, err)
 	}
-	f, err := e.client.ListEvents(e.ctx, &auditv1.ListEventsRequest{Parent: "orgs/acme", Filter: `action : "orgs.organization.del" AND outcome = "ok" AND actor = "users/admin"`})
+	f, err := e.client.ListEvents(e.reader, &auditv1.ListEventsRequest{Parent: "orgs/acme", Filter: `action : "orgs.organization.del" AND outcome = "ok" AND actor = "users/admin"`})
 	if err != nil || len(f.Events) != 1 || f.Events[0].Action != "orgs.organization.delete" {
 		t.Fatalf("filtered = %v, %v", f, err)
 	}
 	future := time.Now().Add(time.Hour).UTC().Format(time.RFC3339)
-	if f, err := e.client.ListEvents(e.ctx, &auditv1.ListEventsRequest{Parent: "orgs/acme", Filter: `event_time >= "` + future + `"`}); err != nil || len(f.Events) != 0 {
+	if f, err := e.client.ListEvents(e.reader, &auditv1.ListEventsRequest{Parent: "orgs/acme", Filter: `event_time >= "` + future + `"`}); err != nil || len(f.Events) != 0 {
 		t.Fatalf("time filter = %v, %v", f, err)
 	}
-	if _, err := e.client.ListEvents(e.ctx, &auditv1.ListEventsRequest{Parent: "orgs/acme", Filter: `hash = "x"`}); status.Code(err) != codes.InvalidArgument {
+	if _, err := e.client.ListEvents(e.reader, &auditv1.ListEventsRequest{Parent: "orgs/acme", Filter: `hash = "x"`}); status.Code(err) != codes.InvalidArgument {
 		t.Fatalf("bad filter: %v", err)
 	}
-	got, err := e.client.GetEvent(e.ctx, &auditv1.GetEventRequest{Name: p1.Events[0].Name})
+	got, err := e.client.GetEvent(e.reader, &auditv1.GetEventRequest{Name: p1.Events[0].Name})
 	if err != nil || got.Hash != p1.Events[0].Hash {
 		t.Fatalf("get = %v, %v", got, err)
 	}
-	if _, err := e.client.GetEvent(e.ctx, &auditv1.GetEventRequest{Name: "orgs/other/events/" + got.Id}); status.Code(err) != codes.NotFound {
+	if _, err := e.client.GetEvent(e.reader, &auditv1.GetEventRequest{Name: "orgs/other/events/" + got.Id}); status.Code(err) != codes.NotFound {
 		t.Fatalf("get from another org: %v", err)
 	}
 	// Verify and export.
-	v, err := e.client.VerifyLog(e.ctx, &auditv1.VerifyLogRequest{Parent: "orgs/acme"})
+	v, err := e.client.VerifyLog(e.reader, &auditv1.VerifyLogRequest{Parent: "orgs/acme"})
 	if err != nil || !v.Ok || v.Checked != 6 {
 		t.Fatalf("verify = %v, %v", v, err)
 	}
@@ -185,11 +190,11 @@ func testAppendListVerifyExport(t *testing.T, e *env) {
 	if err != nil || res.Events != 6 {
 		t.Fatalf("export verify = %+v, %v", res, err)
 	}
-	cp, err := e.client.GetCheckpoint(e.ctx, &auditv1.GetCheckpointRequest{Parent: "orgs/acme"})
+	cp, err := e.client.GetCheckpoint(e.reader, &auditv1.GetCheckpointRequest{Parent: "orgs/acme"})
 	if err != nil || cp.Sequence != 6 || auditlog.VerifyCheckpoint(e.key.Public().(ed25519.PublicKey), cp) != nil {
 		t.Fatalf("checkpoint = %v, %v", cp, err)
 	}
-	pk, err := e.client.GetPublicKey(e.ctx, &auditv1.GetPublicKeyRequest{})
+	pk, err := e.client.GetPublicKey(e.reader, &auditv1.GetPublicKeyRequest{})
 	if err != nil || pk.PublicKey != auditlog.EncodePublicKey(e.key.Public().(ed25519.PublicKey)) {
 		t.Fatalf("public key = %v, %v", pk, err)
 	}
@@ -197,7 +202,7 @@ func testAppendListVerifyExport(t *testing.T, e *env) {
 
 func exportFile(t *testing.T, e *env, org string) []byte {
 	t.Helper()
-	stream, err := e.client.ExportEvents(e.ctx, &auditv1.ExportEventsRequest{Parent: "orgs/" + org})
+	stream, err := e.client.ExportEvents(e.reader, &auditv1.ExportEventsRequest{Parent: "orgs/" + org})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -326,7 +331,7 @@ func TestTamperInDatabase(t *testing.T) {
 							t.Fatalf("%s: %v", s, err)
 						}
 					}
-					v, err := e.client.VerifyLog(e.ctx, &auditv1.VerifyLogRequest{Parent: "orgs/acme"})
+					v, err := e.client.VerifyLog(e.reader, &auditv1.VerifyLogRequest{Parent: "orgs/acme"})
 					if err != nil {
 						t.Fatal(err)
 					}

@@ -187,7 +187,7 @@ func New(ctx context.Context, cfg Config, log *zap.Logger) (*App, error) {
 		return nil, err
 	}
 	a.pageTokens = aip.NewPageTokens([]byte(key.Reveal()))
-	a.authn = auth.Multi{auth.ServiceToken{Token: a.svcToken}}
+	a.authn = auth.Multi{auth.ServiceTokens{Secret: a.svcToken}}
 	if cfg.OIDC.Issuer != "" {
 		if cfg.OIDC.Audience == "" {
 			return nil, errors.New("--oidc-audience is required with --oidc-issuer")
@@ -218,9 +218,11 @@ func New(ctx context.Context, cfg Config, log *zap.Logger) (*App, error) {
 	if a.authz == nil {
 		if conn, err := a.conn(orgs.Target); err == nil {
 			// No orgs service here: tokens and decisions come from it.
-			remote := remoteTokens{client: orgsv1.NewOrgsServiceClient(conn), serviceToken: a.svcToken}
+			// It is asked as the process's first target.
+			token := auth.ServiceTokenFor(a.svcToken, targets[0])
+			remote := remoteTokens{client: orgsv1.NewOrgsServiceClient(conn), serviceToken: token}
 			a.authn = append(a.authn, auth.NewCache(remote, cfg.AuthCacheTTL, 10_000))
-			a.authz = newRemoteAuthorizer(orgsv1.NewAccessServiceClient(conn), a.svcToken)
+			a.authz = newRemoteAuthorizer(orgsv1.NewAccessServiceClient(conn), token)
 		} else {
 			// No decision source: only service identities get through.
 			a.authz = serviceOnly{}
@@ -279,7 +281,7 @@ func (p process) Server() *server.Server                       { return p.a.srv 
 func (p process) Settings() module.Settings                    { return p.a.cfg.Settings }
 func (p process) Runs(target string) bool                      { return slices.Contains(p.a.targets, target) }
 func (p process) Conn(target string) (*grpc.ClientConn, error) { return p.a.conn(target) }
-func (p process) ServiceToken() config.Secret                  { return p.a.svcToken }
+func (p process) ServiceToken() config.Secret                  { return auth.ServiceTokenFor(p.a.svcToken, p.name) }
 func (p process) PageTokens() *aip.PageTokens                  { return p.a.pageTokens }
 func (p process) Background(fn func(context.Context))          { p.a.bgFuncs = append(p.a.bgFuncs, fn) }
 func (p process) Authenticators() *auth.Multi                  { return &p.a.authn }
@@ -300,7 +302,7 @@ func (p process) AuditRelay(db *sql.DB, dialect string) (*outbox.Relay, error) {
 	if err != nil {
 		return nil, err
 	}
-	sink := outbox.AuditSink{Client: auditv1.NewAuditServiceClient(conn), Token: p.a.svcToken}
+	sink := outbox.AuditSink{Client: auditv1.NewAuditServiceClient(conn), Token: p.ServiceToken()}
 	relay := outbox.NewRelay(db, dialect, sink, outbox.RelayConfig{Poll: p.a.cfg.RelayPoll}, p.a.log.Named("relay"))
 	p.Background(relay.Run)
 	return relay, nil

@@ -41,7 +41,13 @@ type AuthRule struct {
 	// handler, which allows everything when `permission` holds on the
 	// resource in `resource_field`, else checks `permission` on each item and
 	// answers that resource's refusal when no item is visible.
-	Filtered      bool `protobuf:"varint,4,opt,name=filtered,proto3" json:"filtered,omitempty"`
+	Filtered bool `protobuf:"varint,4,opt,name=filtered,proto3" json:"filtered,omitempty"`
+	// The targets whose service identities (`services/<target>`) may call
+	// this RPC on their own behalf, e.g. `registry`; `*` is every target. A
+	// service identity is refused every RPC whose rule does not list it:
+	// no identity skips the checks. Users and service accounts are decided
+	// by `permission` as always.
+	Services      []string `protobuf:"bytes,5,rep,name=services,proto3" json:"services,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -104,6 +110,13 @@ func (x *AuthRule) GetFiltered() bool {
 	return false
 }
 
+func (x *AuthRule) GetServices() []string {
+	if x != nil {
+		return x.Services
+	}
+	return nil
+}
+
 var file_pylee_api_v1_annotations_proto_extTypes = []protoimpl.ExtensionInfo{
 	{
 		ExtendedType:  (*descriptorpb.MethodOptions)(nil),
@@ -127,14 +140,15 @@ var File_pylee_api_v1_annotations_proto protoreflect.FileDescriptor
 
 const file_pylee_api_v1_annotations_proto_rawDesc = "" +
 	"\n" +
-	"\x1epylee/api/v1/annotations.proto\x12\fpylee.api.v1\x1a google/protobuf/descriptor.proto\"\x85\x01\n" +
+	"\x1epylee/api/v1/annotations.proto\x12\fpylee.api.v1\x1a google/protobuf/descriptor.proto\"\xa1\x01\n" +
 	"\bAuthRule\x12\x1e\n" +
 	"\n" +
 	"permission\x18\x01 \x01(\tR\n" +
 	"permission\x12%\n" +
 	"\x0eresource_field\x18\x02 \x01(\tR\rresourceField\x12\x16\n" +
 	"\x06public\x18\x03 \x01(\bR\x06public\x12\x1a\n" +
-	"\bfiltered\x18\x04 \x01(\bR\bfiltered:L\n" +
+	"\bfiltered\x18\x04 \x01(\bR\bfiltered\x12\x1a\n" +
+	"\bservices\x18\x05 \x03(\tR\bservices:L\n" +
 	"\x04auth\x12\x1e.google.protobuf.MethodOptions\x18\xb9\x8e\x03 \x01(\v2\x16.pylee.api.v1.AuthRuleR\x04authB4Z2github.com/pyleeai/pylee/gen/go/pylee/api/v1;apiv1b\x06proto3"
 
 var (

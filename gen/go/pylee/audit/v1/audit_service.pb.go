@@ -721,10 +721,10 @@ const file_pylee_audit_v1_audit_service_proto_rawDesc = "" +
 	"\x14GetPublicKeyResponse\x12\x1d\n" +
 	"\n" +
 	"public_key\x18\x01 \x01(\tR\tpublicKey\x12\x1c\n" +
-	"\talgorithm\x18\x02 \x01(\tR\talgorithm2\xd4\a\n" +
-	"\fAuditService\x12\x89\x01\n" +
-	"\fAppendEvents\x12#.pylee.audit.v1.AppendEventsRequest\x1a$.pylee.audit.v1.AppendEventsResponse\".\xca\xf3\x18\x0e\n" +
-	"\faudit.append\x82\xd3\xe4\x93\x02\x16:\x01*\"\x11/v1/events:append\x12\x8f\x01\n" +
+	"\talgorithm\x18\x02 \x01(\tR\talgorithm2\xd7\a\n" +
+	"\fAuditService\x12\x8c\x01\n" +
+	"\fAppendEvents\x12#.pylee.audit.v1.AppendEventsRequest\x1a$.pylee.audit.v1.AppendEventsResponse\"1\xca\xf3\x18\x11\n" +
+	"\faudit.append*\x01*\x82\xd3\xe4\x93\x02\x16:\x01*\"\x11/v1/events:append\x12\x8f\x01\n" +
 	"\n" +
 	"ListEvents\x12!.pylee.audit.v1.ListEventsRequest\x1a\".pylee.audit.v1.ListEventsResponse\":\xca\xf3\x18\x14\n" +
 	"\n" +

@@ -2227,7 +2227,7 @@ const file_pylee_orgs_v1_access_service_proto_rawDesc = "" +
 	"permission\x12!\n" +
 	"\tresources\x18\x03 \x03(\tB\x03\xe0A\x02R\tresources\"3\n" +
 	"\x13ListAllowedResponse\x12\x1c\n" +
-	"\tresources\x18\x01 \x03(\tR\tresources2\xa7'\n" +
+	"\tresources\x18\x01 \x03(\tR\tresources2\xc4'\n" +
 	"\rAccessService\x12p\n" +
 	"\x0eGetCurrentUser\x12$.pylee.orgs.v1.GetCurrentUserRequest\x1a\x13.pylee.orgs.v1.User\"#\xca\xf3\x18\v\n" +
 	"\tusers.get\x82\xd3\xe4\x93\x02\x0e\x12\f/v1/users/me\x12\xc3\x01\n" +
@@ -2251,9 +2251,9 @@ const file_pylee_orgs_v1_access_service_proto_rawDesc = "" +
 	"\fListBindings\x12\".pylee.orgs.v1.ListBindingsRequest\x1a#.pylee.orgs.v1.ListBindingsResponse\"\xc9\x01\xca\xf3\x18\x17\n" +
 	"\rbindings.list\x12\x06parent\x82\xd3\xe4\x93\x02\xa7\x01Z+\x12)/v1/{parent=orgs/*/registries/*}/bindingsZ(\x12&/v1/{parent=orgs/*/servers/*}/bindingsZ0\x12./v1/{parent=orgs/*/servers/*/tools/*}/bindings\x12\x1c/v1/{parent=orgs/*}/bindings\x12\x98\x02\n" +
 	"\rDeleteBinding\x12#.pylee.orgs.v1.DeleteBindingRequest\x1a\x16.google.protobuf.Empty\"\xc9\x01\xca\xf3\x18\x17\n" +
-	"\x0fbindings.delete\x12\x04name\x82\xd3\xe4\x93\x02\xa7\x01Z+*)/v1/{name=orgs/*/registries/*/bindings/*}Z(*&/v1/{name=orgs/*/servers/*/bindings/*}Z0*./v1/{name=orgs/*/servers/*/tools/*/bindings/*}*\x1c/v1/{name=orgs/*/bindings/*}\x12\xec\x01\n" +
-	"\rPurgeBindings\x12#.pylee.orgs.v1.PurgeBindingsRequest\x1a$.pylee.orgs.v1.PurgeBindingsResponse\"\x8f\x01\xca\xf3\x18\x1a\n" +
-	"\x0ebindings.purge\x12\bresource\x82\xd3\xe4\x93\x02k:\x01*Z6:\x01*\"1/v1/{resource=orgs/*/registries/*}/bindings:purge\"./v1/{resource=orgs/*/servers/*}/bindings:purge\x12\x88\x01\n" +
+	"\x0fbindings.delete\x12\x04name\x82\xd3\xe4\x93\x02\xa7\x01Z+*)/v1/{name=orgs/*/registries/*/bindings/*}Z(*&/v1/{name=orgs/*/servers/*/bindings/*}Z0*./v1/{name=orgs/*/servers/*/tools/*/bindings/*}*\x1c/v1/{name=orgs/*/bindings/*}\x12\xf6\x01\n" +
+	"\rPurgeBindings\x12#.pylee.orgs.v1.PurgeBindingsRequest\x1a$.pylee.orgs.v1.PurgeBindingsResponse\"\x99\x01\xca\xf3\x18$\n" +
+	"\x0ebindings.purge\x12\bresource*\bregistry\x82\xd3\xe4\x93\x02k:\x01*Z6:\x01*\"1/v1/{resource=orgs/*/registries/*}/bindings:purge\"./v1/{resource=orgs/*/servers/*}/bindings:purge\x12\x88\x01\n" +
 	"\tListRoles\x12\x1f.pylee.orgs.v1.ListRolesRequest\x1a .pylee.orgs.v1.ListRolesResponse\"8\xca\xf3\x18\x13\n" +
 	"\troles.get\x12\x06parent\x82\xd3\xe4\x93\x02\x1b\x12\x19/v1/{parent=orgs/*}/roles\x12\x86\x01\n" +
 	"\n" +
@@ -2264,9 +2264,9 @@ const file_pylee_orgs_v1_access_service_proto_rawDesc = "" +
 	"\froles.delete\x12\x04name\x82\xd3\xe4\x93\x02\x1b*\x19/v1/{name=orgs/*/roles/*}\x12\x86\x01\n" +
 	"\n" +
 	"CreateTeam\x12 .pylee.orgs.v1.CreateTeamRequest\x1a\x13.pylee.orgs.v1.Team\"A\xca\xf3\x18\x16\n" +
-	"\fteams.create\x12\x06parent\x82\xd3\xe4\x93\x02!:\x04team\"\x19/v1/{parent=orgs/*}/teams\x12\x88\x01\n" +
-	"\tListTeams\x12\x1f.pylee.orgs.v1.ListTeamsRequest\x1a .pylee.orgs.v1.ListTeamsResponse\"8\xca\xf3\x18\x13\n" +
-	"\tteams.get\x12\x06parent\x82\xd3\xe4\x93\x02\x1b\x12\x19/v1/{parent=orgs/*}/teams\x12\x81\x01\n" +
+	"\fteams.create\x12\x06parent\x82\xd3\xe4\x93\x02!:\x04team\"\x19/v1/{parent=orgs/*}/teams\x12\x92\x01\n" +
+	"\tListTeams\x12\x1f.pylee.orgs.v1.ListTeamsRequest\x1a .pylee.orgs.v1.ListTeamsResponse\"B\xca\xf3\x18\x1d\n" +
+	"\tteams.get\x12\x06parent*\bregistry\x82\xd3\xe4\x93\x02\x1b\x12\x19/v1/{parent=orgs/*}/teams\x12\x81\x01\n" +
 	"\n" +
 	"DeleteTeam\x12 .pylee.orgs.v1.DeleteTeamRequest\x1a\x16.google.protobuf.Empty\"9\xca\xf3\x18\x14\n" +
 	"\fteams.delete\x12\x04name\x82\xd3\xe4\x93\x02\x1b*\x19/v1/{name=orgs/*/teams/*}\x12\x91\x01\n" +
@@ -2285,14 +2285,14 @@ const file_pylee_orgs_v1_access_service_proto_rawDesc = "" +
 	"\x10invitations.list\x12\x06parent\x82\xd3\xe4\x93\x02!\x12\x1f/v1/{parent=orgs/*}/invitations\x12\xa6\x01\n" +
 	"\x10RevokeInvitation\x12&.pylee.orgs.v1.RevokeInvitationRequest\x1a\x19.pylee.orgs.v1.Invitation\"O\xca\xf3\x18\x1a\n" +
 	"\x12invitations.revoke\x12\x04name\x82\xd3\xe4\x93\x02+:\x01*\"&/v1/{name=orgs/*/invitations/*}:revoke\x12\x8c\x01\n" +
-	"\x10AcceptInvitation\x12&.pylee.orgs.v1.AcceptInvitationRequest\x1a'.pylee.orgs.v1.AcceptInvitationResponse\"'\xca\xf3\x18\x02\x18\x01\x82\xd3\xe4\x93\x02\x1b:\x01*\"\x16/v1/invitations:accept\x12\x89\x01\n" +
-	"\vListAllowed\x12!.pylee.orgs.v1.ListAllowedRequest\x1a\".pylee.orgs.v1.ListAllowedResponse\"3\xca\xf3\x18\x0e\n" +
-	"\faccess.check\x82\xd3\xe4\x93\x02\x1b:\x01*\"\x16/v1/access:listAllowed\x12q\n" +
-	"\x05Check\x12\x1b.pylee.orgs.v1.CheckRequest\x1a\x1c.pylee.orgs.v1.CheckResponse\"-\xca\xf3\x18\x0e\n" +
-	"\faccess.check\x82\xd3\xe4\x93\x02\x15:\x01*\"\x10/v1/access:check\x12\x85\x01\n" +
+	"\x10AcceptInvitation\x12&.pylee.orgs.v1.AcceptInvitationRequest\x1a'.pylee.orgs.v1.AcceptInvitationResponse\"'\xca\xf3\x18\x02\x18\x01\x82\xd3\xe4\x93\x02\x1b:\x01*\"\x16/v1/invitations:accept\x12\x8c\x01\n" +
+	"\vListAllowed\x12!.pylee.orgs.v1.ListAllowedRequest\x1a\".pylee.orgs.v1.ListAllowedResponse\"6\xca\xf3\x18\x11\n" +
+	"\faccess.check*\x01*\x82\xd3\xe4\x93\x02\x1b:\x01*\"\x16/v1/access:listAllowed\x12t\n" +
+	"\x05Check\x12\x1b.pylee.orgs.v1.CheckRequest\x1a\x1c.pylee.orgs.v1.CheckResponse\"0\xca\xf3\x18\x11\n" +
+	"\faccess.check*\x01*\x82\xd3\xe4\x93\x02\x15:\x01*\"\x10/v1/access:check\x12\x88\x01\n" +
 	"\n" +
-	"BatchCheck\x12 .pylee.orgs.v1.BatchCheckRequest\x1a!.pylee.orgs.v1.BatchCheckResponse\"2\xca\xf3\x18\x0e\n" +
-	"\faccess.check\x82\xd3\xe4\x93\x02\x1a:\x01*\"\x15/v1/access:batchCheckB6Z4github.com/pyleeai/pylee/gen/go/pylee/orgs/v1;orgsv1b\x06proto3"
+	"BatchCheck\x12 .pylee.orgs.v1.BatchCheckRequest\x1a!.pylee.orgs.v1.BatchCheckResponse\"5\xca\xf3\x18\x11\n" +
+	"\faccess.check*\x01*\x82\xd3\xe4\x93\x02\x1a:\x01*\"\x15/v1/access:batchCheckB6Z4github.com/pyleeai/pylee/gen/go/pylee/orgs/v1;orgsv1b\x06proto3"
 
 var (
 	file_pylee_orgs_v1_access_service_proto_rawDescOnce sync.Once

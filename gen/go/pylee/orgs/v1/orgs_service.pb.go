@@ -515,7 +515,7 @@ const file_pylee_orgs_v1_orgs_service_proto_rawDesc = "" +
 	"\x13VerifyTokenResponse\x12\x1c\n" +
 	"\tprincipal\x18\x01 \x01(\tR\tprincipal\x12\x12\n" +
 	"\x04kind\x18\x02 \x01(\tR\x04kind\x12!\n" +
-	"\fdisplay_name\x18\x03 \x01(\tR\vdisplayName2\xc0\a\n" +
+	"\fdisplay_name\x18\x03 \x01(\tR\vdisplayName2\xc3\a\n" +
 	"\vOrgsService\x12\xab\x01\n" +
 	"\x12CreateOrganization\x12(.pylee.orgs.v1.CreateOrganizationRequest\x1a\x1b.pylee.orgs.v1.Organization\"N\xdaA\x1corganization,organization_id\xca\xf3\x18\r\n" +
 	"\vorgs.create\x82\xd3\xe4\x93\x02\x18:\forganization\"\b/v1/orgs\x12\x8b\x01\n" +
@@ -525,9 +525,9 @@ const file_pylee_orgs_v1_orgs_service_proto_rawDesc = "" +
 	"\torgs.list\x82\xd3\xe4\x93\x02\n" +
 	"\x12\b/v1/orgs\x12\xd0\x01\n" +
 	"\x12UpdateOrganization\x12(.pylee.orgs.v1.UpdateOrganizationRequest\x1a\x1b.pylee.orgs.v1.Organization\"s\xdaA\x18organization,update_mask\xca\xf3\x18 \n" +
-	"\vorgs.update\x12\x11organization.name\x82\xd3\xe4\x93\x02.:\forganization2\x1e/v1/{organization.name=orgs/*}\x12\x85\x01\n" +
-	"\vVerifyToken\x12!.pylee.orgs.v1.VerifyTokenRequest\x1a\".pylee.orgs.v1.VerifyTokenResponse\"/\xca\xf3\x18\x0f\n" +
-	"\rtokens.verify\x82\xd3\xe4\x93\x02\x16:\x01*\"\x11/v1/tokens:verify\x12\x8f\x01\n" +
+	"\vorgs.update\x12\x11organization.name\x82\xd3\xe4\x93\x02.:\forganization2\x1e/v1/{organization.name=orgs/*}\x12\x88\x01\n" +
+	"\vVerifyToken\x12!.pylee.orgs.v1.VerifyTokenRequest\x1a\".pylee.orgs.v1.VerifyTokenResponse\"2\xca\xf3\x18\x12\n" +
+	"\rtokens.verify*\x01*\x82\xd3\xe4\x93\x02\x16:\x01*\"\x11/v1/tokens:verify\x12\x8f\x01\n" +
 	"\x12DeleteOrganization\x12(.pylee.orgs.v1.DeleteOrganizationRequest\x1a\x16.google.protobuf.Empty\"7\xdaA\x04name\xca\xf3\x18\x13\n" +
 	"\vorgs.delete\x12\x04name\x82\xd3\xe4\x93\x02\x13*\x11/v1/{name=orgs/*}B\x90\x02\x92A\xd6\x01\x12l\n" +
 	"\tPylee API\x12[The REST facade of Pylee's gRPC services. Every call needs `Authorization: Bearer <token>`.2\x02v1ZX\n" +

@@ -2730,12 +2730,12 @@ const file_pylee_registry_v1_registry_service_proto_rawDesc = "" +
 	"\tEntryView\x12\x1a\n" +
 	"\x16ENTRY_VIEW_UNSPECIFIED\x10\x00\x12\x14\n" +
 	"\x10ENTRY_VIEW_BASIC\x10\x01\x12\x13\n" +
-	"\x0fENTRY_VIEW_FULL\x10\x022\xb0(\n" +
+	"\x0fENTRY_VIEW_FULL\x10\x022\xc2(\n" +
 	"\x0fRegistryService\x12\x9a\x01\n" +
 	"\fCreateServer\x12&.pylee.registry.v1.CreateServerRequest\x1a\x19.pylee.registry.v1.Server\"G\xca\xf3\x18\x18\n" +
-	"\x0eservers.create\x12\x06parent\x82\xd3\xe4\x93\x02%:\x06server\"\x1b/v1/{parent=orgs/*}/servers\x12\x87\x01\n" +
-	"\tGetServer\x12#.pylee.registry.v1.GetServerRequest\x1a\x19.pylee.registry.v1.Server\":\xca\xf3\x18\x13\n" +
-	"\vservers.get\x12\x04name\x82\xd3\xe4\x93\x02\x1d\x12\x1b/v1/{name=orgs/*/servers/*}\x12\x9a\x01\n" +
+	"\x0eservers.create\x12\x06parent\x82\xd3\xe4\x93\x02%:\x06server\"\x1b/v1/{parent=orgs/*}/servers\x12\x8d\x01\n" +
+	"\tGetServer\x12#.pylee.registry.v1.GetServerRequest\x1a\x19.pylee.registry.v1.Server\"@\xca\xf3\x18\x19\n" +
+	"\vservers.get\x12\x04name*\x04orgs\x82\xd3\xe4\x93\x02\x1d\x12\x1b/v1/{name=orgs/*/servers/*}\x12\x9a\x01\n" +
 	"\vListServers\x12%.pylee.registry.v1.ListServersRequest\x1a&.pylee.registry.v1.ListServersResponse\"<\xca\xf3\x18\x15\n" +
 	"\vservers.get\x12\x06parent\x82\xd3\xe4\x93\x02\x1d\x12\x1b/v1/{parent=orgs/*}/servers\x12\xa6\x01\n" +
 	"\fUpdateServer\x12&.pylee.registry.v1.UpdateServerRequest\x1a\x19.pylee.registry.v1.Server\"S\xca\xf3\x18\x1d\n" +
@@ -2760,9 +2760,9 @@ const file_pylee_registry_v1_registry_service_proto_rawDesc = "" +
 	"\x10ExportServerJson\x12*.pylee.registry.v1.ExportServerJsonRequest\x1a+.pylee.registry.v1.ExportServerJsonResponse\"W\xca\xf3\x18\x14\n" +
 	"\fversions.get\x12\x04name\x82\xd3\xe4\x93\x029\x127/v1/{name=orgs/*/servers/*/versions/*}:exportServerJson\x12\xa8\x01\n" +
 	"\x0eCreateRegistry\x12(.pylee.registry.v1.CreateRegistryRequest\x1a\x1b.pylee.registry.v1.Registry\"O\xca\xf3\x18\x1b\n" +
-	"\x11registries.create\x12\x06parent\x82\xd3\xe4\x93\x02*:\bregistry\"\x1e/v1/{parent=orgs/*}/registries\x12\x93\x01\n" +
-	"\vGetRegistry\x12%.pylee.registry.v1.GetRegistryRequest\x1a\x1b.pylee.registry.v1.Registry\"@\xca\xf3\x18\x16\n" +
-	"\x0eregistries.get\x12\x04name\x82\xd3\xe4\x93\x02 \x12\x1e/v1/{name=orgs/*/registries/*}\x12\xab\x01\n" +
+	"\x11registries.create\x12\x06parent\x82\xd3\xe4\x93\x02*:\bregistry\"\x1e/v1/{parent=orgs/*}/registries\x12\x99\x01\n" +
+	"\vGetRegistry\x12%.pylee.registry.v1.GetRegistryRequest\x1a\x1b.pylee.registry.v1.Registry\"F\xca\xf3\x18\x1c\n" +
+	"\x0eregistries.get\x12\x04name*\x04orgs\x82\xd3\xe4\x93\x02 \x12\x1e/v1/{name=orgs/*/registries/*}\x12\xab\x01\n" +
 	"\x0eListRegistries\x12(.pylee.registry.v1.ListRegistriesRequest\x1a).pylee.registry.v1.ListRegistriesResponse\"D\xca\xf3\x18\x1a\n" +
 	"\x0eregistries.get\x12\x06parent \x01\x82\xd3\xe4\x93\x02 \x12\x1e/v1/{parent=orgs/*}/registries\x12\xc6\x01\n" +
 	"\x0eUpdateRegistry\x12(.pylee.registry.v1.UpdateRegistryRequest\x1a).pylee.registry.v1.UpdateRegistryResponse\"_\xca\xf3\x18\"\n" +
@@ -2791,9 +2791,9 @@ const file_pylee_registry_v1_registry_service_proto_rawDesc = "" +
 	"\x06Reject\x12 .pylee.registry.v1.RejectRequest\x1a\x1b.pylee.registry.v1.Approval\"Y\xca\xf3\x18\x19\n" +
 	"\x11approvals.approve\x12\x04name\x82\xd3\xe4\x93\x026:\x01*\"1/v1/{name=orgs/*/registries/*/approvals/*}:reject\x12\xae\x01\n" +
 	"\x0eCancelApproval\x12(.pylee.registry.v1.CancelApprovalRequest\x1a\x1b.pylee.registry.v1.Approval\"U\xca\xf3\x18\x15\n" +
-	"\rapprovals.get\x12\x04name\x82\xd3\xe4\x93\x026:\x01*\"1/v1/{name=orgs/*/registries/*/approvals/*}:cancel\x12\xae\x01\n" +
-	"\x11PurgeOrganization\x12+.pylee.registry.v1.PurgeOrganizationRequest\x1a,.pylee.registry.v1.PurgeOrganizationResponse\">\xca\xf3\x18\x10\n" +
-	"\x0eregistry.purge\x82\xd3\xe4\x93\x02$:\x01*\"\x1f/v1/{name=orgs/*}:purgeRegistryB>Z<github.com/pyleeai/pylee/gen/go/pylee/registry/v1;registryv1b\x06proto3"
+	"\rapprovals.get\x12\x04name\x82\xd3\xe4\x93\x026:\x01*\"1/v1/{name=orgs/*/registries/*/approvals/*}:cancel\x12\xb4\x01\n" +
+	"\x11PurgeOrganization\x12+.pylee.registry.v1.PurgeOrganizationRequest\x1a,.pylee.registry.v1.PurgeOrganizationResponse\"D\xca\xf3\x18\x16\n" +
+	"\x0eregistry.purge*\x04orgs\x82\xd3\xe4\x93\x02$:\x01*\"\x1f/v1/{name=orgs/*}:purgeRegistryB>Z<github.com/pyleeai/pylee/gen/go/pylee/registry/v1;registryv1b\x06proto3"
 
 var (
 	file_pylee_registry_v1_registry_service_proto_rawDescOnce sync.Once
