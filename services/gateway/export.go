@@ -29,15 +29,41 @@ const exportSuffix = "/events:export"
 // the request id, the client address and user agent (for the audit log).
 func forwarded(r *http.Request) context.Context {
 	md := metadata.MD{}
-	if v := r.Header.Get("Authorization"); v != "" {
+	// gRPC metadata values must be printable ASCII, or the call fails
+	// before it leaves: a credential that is not cannot be valid (the route
+	// chain refused it already), and the client facts are cleaned.
+	if v := r.Header.Get("Authorization"); v != "" && printableASCII(v) {
 		md.Set("authorization", v)
 	}
-	if v := r.Header.Get("X-Request-Id"); v != "" {
+	if v := r.Header.Get("X-Request-Id"); v != "" && printableASCII(v) {
 		md.Set(server.RequestIDHeader, v)
 	}
-	md.Set("x-forwarded-for", r.RemoteAddr)
-	md.Set("grpcgateway-user-agent", r.UserAgent())
+	md.Set("x-forwarded-for", asciiOnly(r.RemoteAddr))
+	md.Set("grpcgateway-user-agent", asciiOnly(r.UserAgent()))
 	return metadata.NewOutgoingContext(r.Context(), md)
+}
+
+func printableASCII(s string) bool {
+	for i := 0; i < len(s); i++ {
+		if s[i] < 0x20 || s[i] > 0x7e {
+			return false
+		}
+	}
+	return true
+}
+
+// asciiOnly replaces every byte that may not be in gRPC metadata with '?'.
+func asciiOnly(s string) string {
+	if printableASCII(s) {
+		return s
+	}
+	b := []byte(s)
+	for i, c := range b {
+		if c < 0x20 || c > 0x7e {
+			b[i] = '?'
+		}
+	}
+	return string(b)
 }
 
 // ExportPattern is the route of the audit export download.

@@ -2,6 +2,7 @@ package registry
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"strings"
 	"time"
@@ -380,7 +381,10 @@ func (s *Service) ListEntries(ctx context.Context, req *registryv1.ListEntriesRe
 	}
 	tx := s.store.Read()
 	all, parentErr := s.allowed(ctx, "entries.get", req.GetParent())
-	if !all && !errs.Known(parentErr) {
+	if !all && (!errs.Known(parentErr) || errors.Is(parentErr, errs.ErrNotFound)) {
+		// Not a member of the organization (NOT_FOUND): nothing of it is
+		// visible, not even whether the registry exists, whatever the
+		// filters.
 		return nil, parentErr
 	}
 	if _, err := tx.Registry(ctx, req.GetParent(), false); err != nil {

@@ -231,6 +231,9 @@ func (s *Service) ListRegistries(ctx context.Context, req *registryv1.ListRegist
 	}
 	tx := s.store.Read()
 	all, parentErr := s.allowed(ctx, "registries.get", req.GetParent())
+	if !all && (!errs.Known(parentErr) || errors.Is(parentErr, errs.ErrNotFound)) {
+		return nil, parentErr // not a member: see ListEntries
+	}
 	limit := size + 1
 	if !all {
 		limit = 0
@@ -331,6 +334,13 @@ func (s *Service) UpdateRegistry(ctx context.Context, req *registryv1.UpdateRegi
 			return err
 		}
 		if eff.GetApprovalRequired() {
+			// What can be checked now is checked now: a request that could
+			// never apply is refused, not left for approvers.
+			if slices.Contains(paths, "parent") {
+				if err := checkParent(ctx, tx, cur.Name, in.GetParent()); err != nil {
+					return err
+				}
+			}
 			a := &registryv1.Approval{Kind: registryv1.Approval_KIND_UPDATE_REGISTRY, Registry: in,
 				UpdateMask: &fieldmaskpb.FieldMask{Paths: paths}, Reason: req.GetReason()}
 			created, err := s.request(ctx, tx, cur, eff, a)
