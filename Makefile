@@ -11,7 +11,7 @@ GOOGLEAPIS_FILES := api/annotations.proto api/http.proto api/httpbody.proto api/
 	api/field_behavior.proto api/resource.proto api/launch_stage.proto \
 	rpc/status.proto rpc/error_details.proto rpc/code.proto
 
-.PHONY: all tools third-party generate generate-proto generate-ent generate-docs lint buf-lint buf-breaking vet test fuzz build bench clean
+.PHONY: all tools third-party generate generate-proto generate-ent generate-docs migrations check-migrations lint buf-lint buf-breaking vet test fuzz build bench clean
 
 all: build
 
@@ -39,6 +39,7 @@ generate: generate-proto generate-ent generate-docs
 
 generate-docs:
 	$(GO) run ./services/orgs/internal/access/permdoc > docs/permissions.md
+	$(GO) run ./cmd/pylee/internal/actions/actiondoc > docs/audit-actions.md
 
 generate-proto: third-party
 	rm -rf gen/go/pylee gen/openapi
@@ -46,6 +47,18 @@ generate-proto: third-party
 
 generate-ent:
 	$(GO) generate github.com/pyleeai/pylee/services/...
+
+## migrations: writes a versioned migration named NAME, for SQLite and PostgreSQL, in every service
+## whose ent schema changed (services/<svc>/internal/ent/migrate/migrations/); PostgreSQL's dev
+## database is a scratch database on PYLEE_TEST_POSTGRES_URL or 127.0.0.1:5432.
+MIGRATION_GENERATORS = $(sort $(wildcard services/*/internal/ent/migrategen))
+migrations:
+	@if [ -z "$(NAME)" ]; then echo "usage: make migrations NAME=what_changed"; exit 1; fi
+	for g in $(MIGRATION_GENERATORS); do $(GO) run ./$$g -name '$(NAME)'; done
+
+## check-migrations: fails when a service's ent schema changed without a migration.
+check-migrations:
+	for g in $(MIGRATION_GENERATORS); do $(GO) run ./$$g -check; done
 
 ## lint: buf lint, gofmt and go vet.
 lint: buf-lint vet

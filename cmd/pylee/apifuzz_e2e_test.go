@@ -25,6 +25,7 @@ import (
 
 	_ "modernc.org/sqlite" // the driver kit/db uses, to read the outboxes
 
+	"github.com/pyleeai/pylee/cmd/pylee/internal/actions"
 	"github.com/pyleeai/pylee/kit/outbox"
 )
 
@@ -123,7 +124,36 @@ func TestAPIFuzz(t *testing.T) {
 		t.Errorf("/healthz after the run: %d %q %v", a.status, a.body, a.err)
 	}
 	waitOutboxes(t, u.dataDir, 10*time.Second)
+	checkActions(t, u, "fuzz-a", "fuzz-b", "-")
 	f.report(ops, len(corpus), n, sent)
+}
+
+// checkActions fails for an event in the logs of orgs whose action is not
+// in the catalog (docs/audit-actions.md): successes and refusals of every
+// RPC carry the action its rule gives.
+func checkActions(t *testing.T, u *upInstance, orgs ...string) {
+	t.Helper()
+	for _, org := range orgs {
+		seen, token := map[string]int{}, ""
+		for page := 0; page < 100; page++ {
+			r := u.do(t, "GET", "/v1/orgs/"+org+"/events?page_size=1000&page_token="+url.QueryEscape(token), u.token, nil)
+			if r.status != 200 {
+				t.Fatalf("list the events of %s: %d %v", org, r.status, r.body)
+			}
+			for _, e := range asList(r.body["events"]) {
+				seen[e.(map[string]any)["action"].(string)]++
+			}
+			if token, _ = r.body["nextPageToken"].(string); token == "" {
+				break
+			}
+		}
+		for action, n := range seen {
+			if !actions.Known(action) {
+				t.Errorf("%d events of %s carry %q, which is no action of the catalog", n, org, action)
+			}
+		}
+		t.Logf("%s: %d distinct actions, all in the catalog", org, len(seen))
+	}
 }
 
 // fuzzSeed is what the generator and the checks know of the seeded data.

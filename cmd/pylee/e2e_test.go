@@ -90,7 +90,12 @@ var (
 // end of the test.
 func startUp(t testing.TB, extra ...string) *upInstance {
 	t.Helper()
-	dataDir := filepath.Join(t.TempDir(), "data")
+	return startUpAt(t, filepath.Join(t.TempDir(), "data"), extra...)
+}
+
+// startUpAt is startUp on the data directory dataDir.
+func startUpAt(t testing.TB, dataDir string, extra ...string) *upInstance {
+	t.Helper()
 	args := append([]string{"up", "--http-addr", "127.0.0.1:0", "--grpc-addr", "127.0.0.1:0",
 		"--data-dir", dataDir, "--log-level", "warn", "--max-body-bytes", "65536", "--relay-poll", "50ms",
 		"--denied-window", "100ms"}, extra...)

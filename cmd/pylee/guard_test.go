@@ -18,7 +18,7 @@ import (
 func TestEveryRPCIsGuarded(t *testing.T) {
 	a, err := app.New(context.Background(), app.Config{
 		Targets: []string{"all"}, GRPCAddr: "127.0.0.1:0", HTTPAddr: "127.0.0.1:0",
-		Settings: module.Settings{DataDir: filepath.Join(t.TempDir(), "data")},
+		Settings: module.Settings{DataDir: filepath.Join(t.TempDir(), "data"), Migrate: true},
 	}, zap.NewNop())
 	if err != nil {
 		t.Fatal(err)

@@ -6,6 +6,9 @@ import (
 	"encoding/json"
 	"net/http"
 	"net/http/httptest"
+	"os"
+	"path/filepath"
+	"strings"
 	"testing"
 	"time"
 
@@ -62,7 +65,11 @@ func TestOIDCEndToEnd(t *testing.T) {
 
 // TestOrgOIDC: an organization's own identity provider authenticates users
 // for that organization only.
-func TestOrgOIDC(t *testing.T) {
+func TestOrgOIDC(t *testing.T) { testOrgOIDC(t, startUp(t)) }
+
+// testOrgOIDC runs the organization-SSO checks against u, a `pylee up` or
+// a split deployment.
+func testOrgOIDC(t *testing.T, u *upInstance) {
 	key, err := rsa.GenerateKey(rand.Reader, 2048)
 	if err != nil {
 		t.Fatal(err)
@@ -80,9 +87,12 @@ func TestOrgOIDC(t *testing.T) {
 		s, _ := obj.CompactSerialize()
 		return s
 	}
-	u := startUp(t)
 	u.expect(t, "POST", "/v1/orgs?organization_id=acme", u.token, `{}`, 200)
 	u.expect(t, "POST", "/v1/orgs?organization_id=globex", u.token, `{}`, 200)
+	for _, org := range []string{"acme", "globex"} {
+		u.expect(t, "POST", "/v1/orgs/"+org+"/servers?server_id=github", u.token, `{"serverName":"com.`+org+`/github"}`, 200)
+		u.expect(t, "POST", "/v1/orgs/"+org+"/registries?registry_id=prod", u.token, `{}`, 200)
+	}
 	// Before the organization names its IdP, its tokens mean nothing.
 	u.expect(t, "GET", "/v1/users/me", jwt("bob@globex.test", nil), "", 401)
 	u.expect(t, "PATCH", "/v1/orgs/globex?update_mask=oidc", u.token,
@@ -108,4 +118,35 @@ func TestOrgOIDC(t *testing.T) {
 	}
 	// Without the team group, no role in globex.
 	u.expect(t, "GET", "/v1/orgs/globex", jwt("carol@globex.test", nil), "", 404)
+	// The registry service and the gateway's own routes take the same
+	// credential, with its groups and its limit (in a split deployment
+	// they verify it through the orgs service).
+	u.expect(t, "GET", "/v1/orgs/globex/servers/github", bob, "", 200)
+	u.expect(t, "GET", "/v1/orgs/acme/servers/github", bob, "", 404)
+	u.officialGet(t, "/registries/globex/prod/v0.1/servers", bob, 200)
+	u.officialGet(t, "/registries/acme/prod/v0.1/servers", bob, 404)
+	u.expect(t, "GET", "/v1/orgs/globex/servers/github", jwt("carol@globex.test", nil), "", 404)
+}
+
+// TestOrgOIDCSplit: the same with orgs, registry, audit and the gateway as
+// four processes.
+func TestOrgOIDCSplit(t *testing.T) {
+	dir := t.TempDir()
+	addr := map[string][2]string{}
+	for _, target := range []string{"orgs", "registry", "audit", "gateway"} {
+		addr[target] = [2]string{freeAddr(t), freeAddr(t)}
+	}
+	common := []string{"--migrate", "--service-token", "pyl_oidc_split_service_token_0123456789", "--page-token-key",
+		"oidc-split-page-token-key-0123456789", "--log-format", "json", "--log-level", "warn", "--relay-poll", "50ms",
+		"--orgs-addr", addr["orgs"][0], "--registry-addr", addr["registry"][0], "--audit-addr", addr["audit"][0]}
+	for _, target := range []string{"audit", "orgs", "registry", "gateway"} {
+		args := append([]string{"serve", "--target=" + target, "--grpc-addr", addr[target][0], "--http-addr", addr[target][1],
+			"--data-dir", filepath.Join(dir, target)}, common...)
+		startProc(t, addr[target][1], filepath.Join(dir, target+".log"), args...)
+	}
+	tok, err := os.ReadFile(filepath.Join(dir, "orgs", "admin.token"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	testOrgOIDC(t, &upInstance{rest: "http://" + addr["gateway"][1], token: strings.TrimSpace(string(tok))})
 }

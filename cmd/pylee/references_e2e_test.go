@@ -74,3 +74,49 @@ func asList(v any) []any {
 	l, _ := v.([]any)
 	return l
 }
+
+// TestAccessListsPaginate: teams, bindings, tokens and roles page like
+// every other list (they returned everything at once before).
+func TestAccessListsPaginate(t *testing.T) {
+	u := startUp(t)
+	u.expect(t, "POST", "/v1/orgs?organization_id=acme", u.token, `{}`, 200)
+	u.expect(t, "POST", "/v1/orgs/acme/serviceAccounts?service_account_id=ci", u.token, `{}`, 200)
+	for _, id := range []string{"alpha", "beta", "gamma"} {
+		u.expect(t, "POST", "/v1/orgs/acme/teams?team_id="+id, u.token, `{}`, 200)
+		u.expect(t, "POST", "/v1/orgs/acme/bindings", u.token, `{"role":"roles/user","principal":"orgs/acme/teams/`+id+`"}`, 200)
+		u.expect(t, "POST", "/v1/orgs/acme/serviceAccounts/ci/tokens", u.token, `{}`, 200)
+		u.expect(t, "POST", "/v1/orgs/acme/roles?role_id="+id, u.token, `{"permissions":["orgs.get"]}`, 200)
+	}
+	for path, field := range map[string]string{
+		"/v1/orgs/acme/teams": "teams", "/v1/orgs/acme/bindings": "bindings",
+		"/v1/orgs/acme/serviceAccounts/ci/tokens": "tokens", "/v1/orgs/acme/roles": "roles",
+	} {
+		seen := map[string]bool{}
+		token := ""
+		for pages := 1; ; pages++ {
+			r := u.expect(t, "GET", path+"?page_size=2&page_token="+token, u.token, "", 200)
+			items := asList(r.body[field])
+			if len(items) > 2 {
+				t.Fatalf("%s: a page of %d, want at most 2", path, len(items))
+			}
+			for _, it := range items {
+				name := it.(map[string]any)["name"].(string)
+				if seen[name] {
+					t.Fatalf("%s: %s twice", path, name)
+				}
+				seen[name] = true
+			}
+			token, _ = r.body["nextPageToken"].(string)
+			if token == "" {
+				break
+			}
+			if pages > 10 {
+				t.Fatalf("%s: no last page", path)
+			}
+		}
+		if len(seen) < 3 {
+			t.Errorf("%s: %d items over the pages, want 3 or more", path, len(seen))
+		}
+		u.expect(t, "GET", path+"?page_token=garbage", u.token, "", 400)
+	}
+}

@@ -17,7 +17,7 @@ func TestSplitDeleteOrganization(t *testing.T) {
 	dir := t.TempDir()
 	orgsGRPC, orgsHTTP, regGRPC, regHTTP, auditGRPC, auditHTTP := freeAddr(t), freeAddr(t), freeAddr(t), freeAddr(t), freeAddr(t), freeAddr(t)
 	common := []string{"--service-token", "pyl_split_delete_service_token_0123456789", "--page-token-key",
-		"split-delete-page-token-key-0123456789", "--log-format", "json", "--log-level", "warn", "--relay-poll", "50ms"}
+		"split-delete-page-token-key-0123456789", "--log-format", "json", "--log-level", "warn", "--relay-poll", "50ms", "--migrate"}
 	serve := func(name, target, grpcAddr, httpAddr string, extra ...string) *proc {
 		args := append([]string{"serve", "--target=" + target, "--grpc-addr", grpcAddr, "--http-addr", httpAddr,
 			"--data-dir", filepath.Join(dir, name)}, extra...)

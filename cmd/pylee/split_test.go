@@ -66,6 +66,9 @@ type proc struct {
 	logFile  string
 	cmd      *exec.Cmd
 	done     chan struct{}
+	// https and client, when set, probe readiness over TLS.
+	https  bool
+	client *http.Client
 }
 
 func startProc(t *testing.T, httpAddr, logFile string, args ...string) *proc {
@@ -91,7 +94,11 @@ func (p *proc) start() {
 	go func() { _ = p.cmd.Wait(); f.Close(); close(p.done) }()
 	deadline := time.Now().Add(30 * time.Second)
 	for {
-		resp, err := http.Get("http://" + p.httpAddr + "/readyz")
+		scheme, client := "http://", http.DefaultClient
+		if p.https {
+			scheme, client = "https://", p.client
+		}
+		resp, err := client.Get(scheme + p.httpAddr + "/readyz")
 		if err == nil {
 			resp.Body.Close()
 			if resp.StatusCode == 200 {
@@ -139,7 +146,7 @@ func TestSplitAuditDownAndRelayKilled(t *testing.T) {
 	auditGRPC, auditHTTP, orgsGRPC, orgsHTTP := freeAddr(t), freeAddr(t), freeAddr(t), freeAddr(t)
 	common := []string{"--service-token", "pyl_split_test_service_token_0123456789", "--page-token-key",
 		"split-test-page-token-key-0123456789", "--log-format", "json", "--log-level", "warn", "--relay-poll", "50ms",
-		"--denied-window", "100ms"}
+		"--denied-window", "100ms", "--migrate"}
 	auditArgs := append([]string{"serve", "--target=audit", "--grpc-addr", auditGRPC, "--http-addr", auditHTTP,
 		"--data-dir", filepath.Join(dir, "audit"), "--orgs-addr", orgsGRPC}, common...)
 	orgsArgs := append([]string{"serve", "--target=orgs,gateway", "--grpc-addr", orgsGRPC, "--http-addr", orgsHTTP,

@@ -11,6 +11,8 @@ import (
 	"slices"
 	"strings"
 
+	"google.golang.org/grpc/metadata"
+
 	"github.com/pyleeai/pylee/kit/config"
 	"github.com/pyleeai/pylee/kit/errs"
 )
@@ -116,3 +118,13 @@ func (m Multi) Authenticate(ctx context.Context, cred config.Secret) (Principal,
 
 // ServiceOnlyPermissions are the permissions only services hold.
 var ServiceOnlyPermissions = map[string]bool{"audit.append": true, "tokens.verify": true, "registry.purge": true, "bindings.purge": true}
+
+// Outgoing returns ctx carrying token as the bearer credential of the gRPC
+// calls made with it. A zero token adds none: targets that authenticate
+// each other by certificate (mTLS) call with no bearer at all.
+func Outgoing(ctx context.Context, token config.Secret) context.Context {
+	if token.IsZero() {
+		return ctx
+	}
+	return metadata.AppendToOutgoingContext(ctx, "authorization", "Bearer "+token.Reveal())
+}

@@ -1,5 +1,6 @@
 // Package db opens a service's database by URL: a SQLite file (the embedded
-// default, pure Go) or PostgreSQL (production), ready for ent.
+// default, pure Go) or PostgreSQL (production), ready for ent; and brings
+// it to the service's schema with versioned migrations (Migrations).
 package db
 
 import (
@@ -105,6 +106,12 @@ func ensureSchema(ctx context.Context, rawURL, schema string) error {
 	defer sdb.Close()
 	quoted := `"` + strings.ReplaceAll(schema, `"`, `""`) + `"`
 	if _, err := sdb.ExecContext(ctx, "CREATE SCHEMA IF NOT EXISTS "+quoted); err != nil {
+		// Two processes creating it at once: one of them fails on the
+		// catalog's unique index although the schema now exists.
+		var exists bool
+		if qerr := sdb.QueryRowContext(ctx, "SELECT EXISTS (SELECT 1 FROM pg_namespace WHERE nspname = $1)", schema).Scan(&exists); qerr == nil && exists {
+			return nil
+		}
 		return fmt.Errorf("create schema %s on %s: %w", schema, Redact(u), Sanitize(err, u))
 	}
 	return nil

@@ -16,7 +16,11 @@ import (
 	"testing"
 	"time"
 
+	"entgo.io/ent/dialect"
+	"entgo.io/ent/dialect/sql/schema"
 	_ "github.com/jackc/pgx/v5/stdlib"
+
+	"github.com/pyleeai/pylee/kit/db/migrategen"
 )
 
 // RequirePostgres reports whether a missing PostgreSQL is a failure: in CI
@@ -37,6 +41,17 @@ func SQLiteURL(t testing.TB) string {
 	return "sqlite:" + filepath.Join(t.TempDir(), "test.db")
 }
 
+// MigratedSQLiteURL returns the URL of a new SQLite file in t's temporary
+// directory, migrated by migrate (a service's MigrateStore).
+func MigratedSQLiteURL(t testing.TB, migrate func(ctx context.Context, url string) error) string {
+	t.Helper()
+	u := SQLiteURL(t)
+	if err := migrate(context.Background(), u); err != nil {
+		t.Fatalf("migrate %s: %v", u, err)
+	}
+	return u
+}
+
 var (
 	mu        sync.Mutex
 	templates = map[string]string{} // name -> template database
@@ -50,19 +65,7 @@ func PostgresURL(t testing.TB, name string, migrate func(ctx context.Context, ur
 	t.Helper()
 	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
 	defer cancel()
-	admin, err := sql.Open("pgx", AdminURL())
-	if err == nil {
-		err = admin.PingContext(ctx)
-	}
-	if err != nil {
-		if admin != nil {
-			admin.Close()
-		}
-		if RequirePostgres() {
-			t.Fatalf("PostgreSQL is required in CI and not reachable at %s: %v", redacted(AdminURL()), err)
-		}
-		t.Skipf("SKIP: PostgreSQL not reachable at %s (%v); set CI=true to make this a failure", redacted(AdminURL()), err)
-	}
+	admin := adminDB(ctx, t)
 	defer admin.Close()
 
 	mu.Lock()
@@ -84,6 +87,35 @@ func PostgresURL(t testing.TB, name string, migrate func(ctx context.Context, ur
 	}
 	t.Cleanup(func() { dropDatabase(db) })
 	return withDatabase(AdminURL(), db)
+}
+
+// PostgresAdminURL returns AdminURL once the server answers; without it the
+// test fails in CI and is skipped elsewhere, as in PostgresURL.
+func PostgresAdminURL(t testing.TB) string {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	adminDB(ctx, t).Close()
+	return AdminURL()
+}
+
+// adminDB connects to AdminURL, or ends t: a failure in CI, else a skip.
+func adminDB(ctx context.Context, t testing.TB) *sql.DB {
+	t.Helper()
+	admin, err := sql.Open("pgx", AdminURL())
+	if err == nil {
+		err = admin.PingContext(ctx)
+	}
+	if err != nil {
+		if admin != nil {
+			admin.Close()
+		}
+		if RequirePostgres() {
+			t.Fatalf("PostgreSQL is required in CI and not reachable at %s: %v", redacted(AdminURL()), err)
+		}
+		t.Skipf("SKIP: PostgreSQL not reachable at %s (%v); set CI=true to make this a failure", redacted(AdminURL()), err)
+	}
+	return admin
 }
 
 // DropTemplates drops the template databases this process made; call it
@@ -129,4 +161,22 @@ func randomSuffix() string {
 	var b [6]byte
 	_, _ = rand.Read(b[:])
 	return hex.EncodeToString(b[:])
+}
+
+// CheckMigrations fails t when the ent tables have changes that the
+// migrations in dir (a service's internal/ent/migrate/migrations) do not
+// cover, for SQLite and, where dbtest reaches a server, PostgreSQL.
+func CheckMigrations(t *testing.T, tables []*schema.Table, dir string) {
+	t.Helper()
+	cfg := migrategen.Config{Tables: tables, Dir: dir}
+	for _, d := range migrategen.Dialects {
+		t.Run(d, func(t *testing.T) {
+			if d == dialect.Postgres {
+				cfg.PostgresURL = PostgresAdminURL(t)
+			}
+			if err := migrategen.CheckDialect(context.Background(), cfg, d); err != nil {
+				t.Fatal(err)
+			}
+		})
+	}
 }

@@ -21,6 +21,7 @@ import (
 	"github.com/pyleeai/pylee/kit/aip"
 	"github.com/pyleeai/pylee/kit/auth"
 	"github.com/pyleeai/pylee/kit/config"
+	"github.com/pyleeai/pylee/kit/db"
 	"github.com/pyleeai/pylee/kit/outbox"
 	"github.com/pyleeai/pylee/kit/server"
 )
@@ -37,6 +38,12 @@ type Module struct {
 	// routes, starts its background work through p. Nil for a target that
 	// serves nothing yet.
 	Init func(ctx context.Context, p Process) error
+	// Migrations, when the target keeps a database (Process.DatabaseURL of
+	// its name), are its versioned migrations: `pylee migrate` applies
+	// them, and a process applies them before Init when Settings.Migrate
+	// is set, or else refuses to run the target on a database that is
+	// behind them.
+	Migrations *db.Migrations
 }
 
 // AddrFlag is the flag naming where target listens for gRPC.
@@ -108,6 +115,9 @@ type Settings struct {
 	// InstallationOIDC is the authenticator of OIDC (nil without an
 	// issuer), so the orgs module can record first sign-ins through it.
 	InstallationOIDC auth.Authenticator
+	// Migrate applies the targets' pending migrations at start; without
+	// it a target whose database is behind does not start.
+	Migrate bool
 }
 
 // Order returns the modules named in targets in start order: every module

@@ -3,6 +3,7 @@ package outbox_test
 import (
 	"context"
 	"fmt"
+	"net"
 	"strings"
 	"sync"
 	"testing"
@@ -13,6 +14,7 @@ import (
 	"go.uber.org/zap"
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/metadata"
+	"google.golang.org/grpc/peer"
 	"google.golang.org/grpc/status"
 	"google.golang.org/protobuf/proto"
 	"google.golang.org/protobuf/types/known/timestamppb"
@@ -155,9 +157,12 @@ func TestDeniedAggregator(t *testing.T) {
 	}, time.Hour, zap.NewNop())
 	d := server.Denied{Method: "/pylee.orgs.v1.OrgsService/GetOrganization", Resource: "orgs/nope", Reason: "unauthenticated: token not valid"}
 	anon := func(addr string) context.Context {
-		// Client facts come from the request id interceptor, as for a call.
-		md := metadata.Pairs("x-forwarded-for", addr, "grpcgateway-user-agent", strings.Repeat("u", 900_000))
-		return metadata.NewIncomingContext(context.Background(), md)
+		// Client facts come from the request id interceptor, as for a call
+		// from that peer (a forwarded address is believed only from a
+		// trusted proxy).
+		md := metadata.Pairs("grpcgateway-user-agent", strings.Repeat("u", 900_000))
+		tcp, _ := net.ResolveTCPAddr("tcp", addr)
+		return peer.NewContext(metadata.NewIncomingContext(context.Background(), md), &peer.Peer{Addr: tcp})
 	}
 	for i := 0; i < 1000; i++ {
 		if !agg.Add(server.CallMetaContext(anon(fmt.Sprintf("10.0.0.%d:%d", i%2, 4000+i))), d) {

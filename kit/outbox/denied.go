@@ -8,7 +8,6 @@ import (
 	"strings"
 	"sync"
 	"time"
-	"unicode"
 
 	"go.uber.org/zap"
 
@@ -35,34 +34,9 @@ func DeniedEvent(ctx context.Context, d server.Denied) *auditv1.Event {
 	return ev
 }
 
-// ActionOf derives `<service>.<resource>.<verb>` from a full gRPC method
-// name: `/pylee.orgs.v1.OrgsService/ListOrganizations` is
-// `orgs.organization.list`. A plain HTTP route's name (server.HTTPRule)
-// is its action already.
-func ActionOf(fullMethod string) string {
-	if !strings.HasPrefix(fullMethod, "/") && strings.Count(fullMethod, ".") == 2 {
-		return fullMethod
-	}
-	svc, method, _ := strings.Cut(strings.TrimPrefix(fullMethod, "/"), "/")
-	parts := strings.Split(svc, ".")
-	service := "unknown"
-	if len(parts) >= 2 {
-		service = parts[1]
-	}
-	if method == "" {
-		return service + ".call.unknown"
-	}
-	verbEnd := 1
-	for verbEnd < len(method) && !unicode.IsUpper(rune(method[verbEnd])) {
-		verbEnd++
-	}
-	verb, resource := strings.ToLower(method[:verbEnd]), method[verbEnd:]
-	if resource == "" {
-		resource = "call"
-	}
-	resource = strings.TrimSuffix(strings.ToLower(resource[:1])+resource[1:], "s")
-	return service + "." + resource + "." + verb
-}
+// ActionOf is the audit action of a full method name or a plain HTTP
+// route's name (server.ActionFor).
+func ActionOf(fullMethod string) string { return server.ActionFor(fullMethod) }
 
 // DeniedAggregator counts refusals of unauthenticated callers instead of
 // recording one event per request: anyone can send those, as fast as they

@@ -4,9 +4,8 @@ import (
 	"context"
 	"fmt"
 
-	"google.golang.org/grpc/metadata"
-
 	auditv1 "github.com/pyleeai/pylee/gen/go/pylee/audit/v1"
+	"github.com/pyleeai/pylee/kit/auth"
 	"github.com/pyleeai/pylee/kit/config"
 )
 
@@ -19,7 +18,7 @@ type AuditSink struct {
 
 // Append implements Sink.
 func (a AuditSink) Append(ctx context.Context, events []*auditv1.Event) error {
-	ctx = metadata.AppendToOutgoingContext(ctx, "authorization", "Bearer "+a.Token.Reveal())
+	ctx = auth.Outgoing(ctx, a.Token)
 	if _, err := a.Client.AppendEvents(ctx, &auditv1.AppendEventsRequest{Events: events}); err != nil {
 		return fmt.Errorf("append %d events: %w", len(events), err)
 	}

@@ -45,9 +45,9 @@ func CallMetaFrom(ctx context.Context) CallMeta {
 // CallMetaContext returns ctx with the client facts of its incoming gRPC
 // metadata read as the interceptors read them (request id, client address,
 // user agent, each bounded), for code that handles a call outside the
-// interceptor chain.
+// interceptor chain. No forwarded address is believed.
 func CallMetaContext(ctx context.Context) context.Context {
 	ctx, _ = withCallInfo(ctx)
-	requestID(ctx)
+	readCallInfo(ctx, nil)
 	return ctx
 }

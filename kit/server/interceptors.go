@@ -4,6 +4,8 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"net"
+	"net/netip"
 	"runtime/debug"
 	"strings"
 	"time"
@@ -43,7 +45,7 @@ const RequestIDHeader = "x-request-id"
 func (s *Server) Chain() []Interceptor {
 	return []Interceptor{
 		{"recovery", s.recoveryUnary, s.recoveryStream},
-		{"request_id", requestIDUnary, requestIDStream},
+		{"request_id", s.requestIDUnary, s.requestIDStream},
 		{"access_log", s.logUnary, s.logStream},
 		{"metrics", s.metrics.unary, s.metrics.stream},
 		{"status", s.statusUnary, s.statusStream},
@@ -83,19 +85,26 @@ func (s *Server) recoveryStream(srv any, ss grpc.ServerStream, info *grpc.Stream
 
 // --- request id -------------------------------------------------------------
 
-func requestID(ctx context.Context) string {
+func (s *Server) requestID(ctx context.Context) string {
+	return readCallInfo(ctx, s.cfg.TrustedProxies)
+}
+
+// readCallInfo fills the call's info from its incoming metadata.
+func readCallInfo(ctx context.Context, trusted []netip.Prefix) string {
 	ci := callInfoFrom(ctx)
 	md, _ := metadata.FromIncomingContext(ctx)
 	if v := md.Get(RequestIDHeader); len(v) > 0 && validRequestID(v[0]) {
 		ci.requestID = v[0]
 	}
-	// The REST gateway forwards the HTTP client's address and user agent.
-	if v := md.Get("x-forwarded-for"); len(v) > 0 {
-		first, _, _ := strings.Cut(v[0], ",")
-		ci.clientAddress = cutBytes(strings.TrimSpace(first), maxClientAddress)
-	} else if p, ok := peer.FromContext(ctx); ok && p.Addr != nil {
-		ci.clientAddress = p.Addr.String()
+	// The REST gateway forwards the HTTP client's address: believed only
+	// from a trusted proxy, or a peer whose certificate names the gateway.
+	peerAddr := ""
+	if p, ok := peer.FromContext(ctx); ok && p.Addr != nil {
+		peerAddr = p.Addr.String()
 	}
+	id, verified := ServiceIdentityOf(ctx)
+	gateway := verified && auth.MayCall(id, []string{"gateway"})
+	ci.clientAddress = cutBytes(ClientAddress(peerAddr, md.Get("x-forwarded-for"), gateway, trusted), maxClientAddress)
 	if v := md.Get("grpcgateway-user-agent"); len(v) > 0 {
 		ci.userAgent = cutBytes(v[0], maxUserAgent)
 	} else if v := md.Get("user-agent"); len(v) > 0 {
@@ -105,6 +114,53 @@ func requestID(ctx context.Context) string {
 		ci.requestID = newRequestID()
 	}
 	return ci.requestID
+}
+
+// ClientAddress is the address a call or request came from: its peer's,
+// unless the peer is a trusted proxy (in trusted, or vouched for), whose
+// forwarded chain (X-Forwarded-For, each hop appending the address it saw)
+// is then walked from the right past trusted proxies to the first address
+// that is not one. A client cannot choose its address by sending the
+// header itself: only what trusted hops appended counts.
+func ClientAddress(peerAddr string, forwarded []string, vouched bool, trusted []netip.Prefix) string {
+	host := peerAddr
+	if h, _, err := net.SplitHostPort(peerAddr); err == nil {
+		host = h
+	}
+	isTrusted := func(a string) bool {
+		ip, err := netip.ParseAddr(a)
+		if err != nil {
+			return false
+		}
+		for _, p := range trusted {
+			if p.Contains(ip.Unmap()) {
+				return true
+			}
+		}
+		return false
+	}
+	if !vouched && !isTrusted(host) {
+		return host
+	}
+	var hops []string
+	for _, v := range forwarded {
+		for _, h := range strings.Split(v, ",") {
+			if h = strings.TrimSpace(h); h != "" {
+				hops = append(hops, h)
+			}
+		}
+	}
+	addr := host
+	for i := len(hops) - 1; i >= 0; i-- {
+		addr = hops[i]
+		if h, _, err := net.SplitHostPort(addr); err == nil {
+			addr = h
+		}
+		if !isTrusted(addr) {
+			return addr
+		}
+	}
+	return addr
 }
 
 // Client facts are kept to a bound: they reach logs and audit events.
@@ -143,13 +199,13 @@ func validRequestID(s string) bool {
 	return true
 }
 
-func requestIDUnary(ctx context.Context, req any, _ *grpc.UnaryServerInfo, next grpc.UnaryHandler) (any, error) {
-	_ = grpc.SetHeader(ctx, metadata.Pairs(RequestIDHeader, requestID(ctx)))
+func (s *Server) requestIDUnary(ctx context.Context, req any, _ *grpc.UnaryServerInfo, next grpc.UnaryHandler) (any, error) {
+	_ = grpc.SetHeader(ctx, metadata.Pairs(RequestIDHeader, s.requestID(ctx)))
 	return next(ctx, req)
 }
 
-func requestIDStream(srv any, ss grpc.ServerStream, _ *grpc.StreamServerInfo, next grpc.StreamHandler) error {
-	_ = ss.SetHeader(metadata.Pairs(RequestIDHeader, requestID(ss.Context())))
+func (s *Server) requestIDStream(srv any, ss grpc.ServerStream, _ *grpc.StreamServerInfo, next grpc.StreamHandler) error {
+	_ = ss.SetHeader(metadata.Pairs(RequestIDHeader, s.requestID(ss.Context())))
 	return next(srv, ss)
 }
 
@@ -303,6 +359,16 @@ func (s *Server) authenticate(ctx context.Context, method string) (context.Conte
 	md, _ := metadata.FromIncomingContext(ctx)
 	vals := md.Get("authorization")
 	if len(vals) == 0 {
+		// A call without a credential from a peer whose client certificate
+		// the server verified is that peer's service identity (mTLS
+		// between targets).
+		if p, ok := ServiceIdentityOf(ctx); ok {
+			callInfoFrom(ctx).principal = p.Name
+			if rule.Public {
+				return auth.WithPrincipal(ctx, p), nil, nil
+			}
+			return auth.WithPrincipal(ctx, p), &rule, nil
+		}
 		if rule.Public {
 			return ctx, nil, nil
 		}

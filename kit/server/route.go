@@ -111,7 +111,7 @@ func (s *Server) serveRoute(w http.ResponseWriter, r *http.Request, rule HTTPRul
 	r.Body = http.MaxBytesReader(w, r.Body, rule.MaxBodyBytes)
 	ctx, ci := withCallInfo(r.Context())
 	ci.requestID = r.Header.Get(RequestIDHeader)
-	ci.clientAddress = cutBytes(clientHost(r.RemoteAddr), maxClientAddress)
+	ci.clientAddress = cutBytes(ClientAddress(r.RemoteAddr, r.Header.Values("X-Forwarded-For"), false, s.cfg.TrustedProxies), maxClientAddress)
 	ci.userAgent = cutBytes(r.UserAgent(), maxUserAgent)
 	resource := ""
 	if rule.Resource != nil {
@@ -169,14 +169,6 @@ func (s *Server) authenticateHTTP(ctx context.Context, r *http.Request, rule HTT
 	}
 	callInfoFrom(ctx).principal = p.Name
 	return auth.WithPrincipal(ctx, p), nil
-}
-
-// clientHost is the host part of a remote address.
-func clientHost(remote string) string {
-	if i := strings.LastIndex(remote, ":"); i > 0 && !strings.HasSuffix(remote, "]") {
-		return strings.Trim(remote[:i], "[]")
-	}
-	return remote
 }
 
 // HTTPStatus is the HTTP status of a gRPC code, as grpc-gateway maps it,

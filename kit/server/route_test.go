@@ -4,6 +4,7 @@ import (
 	"context"
 	"io"
 	"net/http"
+	"net/netip"
 	"strings"
 	"sync"
 	"testing"
@@ -117,5 +118,31 @@ func TestHandleRoute(t *testing.T) {
 	_, metrics := do("GET", "/metrics", "")
 	if !strings.Contains(metrics, `pylee_http_route_duration_seconds_count{code="403",route="test.read"} 1`) {
 		t.Error("the route's metrics are missing")
+	}
+}
+
+func TestClientAddress(t *testing.T) {
+	lb := []netip.Prefix{netip.MustParsePrefix("127.0.0.0/8"), netip.MustParsePrefix("10.0.0.0/8")}
+	for _, c := range []struct {
+		peer      string
+		forwarded []string
+		vouched   bool
+		want      string
+	}{
+		{"203.0.113.7:5000", []string{"6.6.6.6"}, false, "203.0.113.7"},                        // untrusted peer: its header is ignored
+		{"127.0.0.1:5000", []string{"6.6.6.6, 198.51.100.2"}, false, "198.51.100.2"},           // the hop the proxy appended
+		{"127.0.0.1:5000", []string{"6.6.6.6, 198.51.100.2, 10.1.2.3"}, false, "198.51.100.2"}, // past trusted hops
+		{"127.0.0.1:5000", nil, false, "127.0.0.1"},
+		{"192.0.2.9:5000", []string{"198.51.100.2"}, true, "198.51.100.2"},      // the gateway's certificate vouches
+		{"[::1]:5000", []string{"garbage"}, false, "garbage"},                   // (bounded by the caller)
+		{"127.0.0.1:5000", []string{"10.0.0.1", "10.0.0.2"}, false, "10.0.0.1"}, // every hop trusted: the leftmost
+	} {
+		trusted := lb
+		if c.peer == "[::1]:5000" {
+			trusted = append(trusted, netip.MustParsePrefix("::1/128"))
+		}
+		if got := server.ClientAddress(c.peer, c.forwarded, c.vouched, trusted); got != c.want {
+			t.Errorf("ClientAddress(%s, %v, %v) = %s, want %s", c.peer, c.forwarded, c.vouched, got, c.want)
+		}
 	}
 }

@@ -4,6 +4,7 @@ import (
 	"fmt"
 	"sort"
 	"strings"
+	"unicode"
 
 	apiv1 "github.com/pyleeai/pylee/gen/go/pylee/api/v1"
 	"google.golang.org/grpc"
@@ -24,6 +25,9 @@ type Rule struct {
 	// Services are the targets whose service identities may call the RPC
 	// ("*": every target); any other service identity is refused.
 	Services []string
+	// Action is the RPC's audit action: declared, or derived from the
+	// method name (DeriveAction).
+	Action string
 }
 
 // RulesOf reads the access rules of every method of the services registered
@@ -88,8 +92,12 @@ func ruleOf(service, method string) (Rule, bool) {
 	if !r.GetPublic() && r.GetPermission() == "" {
 		return Rule{}, false
 	}
+	action := r.GetAction()
+	if action == "" {
+		action = DeriveAction("/" + service + "/" + method)
+	}
 	return Rule{Permission: r.GetPermission(), ResourceField: r.GetResourceField(), Public: r.GetPublic(), Filtered: r.GetFiltered(),
-		Services: r.GetServices()}, true
+		Services: r.GetServices(), Action: action}, true
 }
 
 // fieldString reads a string field of msg by dotted path; "" if absent.
@@ -113,4 +121,44 @@ func fieldString(msg proto.Message, path string) string {
 		m = m.Get(fd).Message()
 	}
 	return ""
+}
+
+// ActionFor is the audit action of a full method name
+// (`/pylee.orgs.v1.AccessService/DeleteToken`): the one its rule declares
+// or the one its name gives. Handlers record their success events with it
+// and refusals are recorded with it, so both carry the same action. A
+// plain HTTP route's name (HTTPRule.Name) is its action already.
+func ActionFor(fullMethod string) string {
+	if rule, ok := RuleFor(fullMethod); ok {
+		return rule.Action
+	}
+	return DeriveAction(fullMethod)
+}
+
+// DeriveAction derives `<service>.<resource>.<verb>` from a full gRPC
+// method name: `/pylee.orgs.v1.OrgsService/ListOrganizations` is
+// `orgs.organization.list`.
+func DeriveAction(fullMethod string) string {
+	if !strings.HasPrefix(fullMethod, "/") && strings.Count(fullMethod, ".") == 2 {
+		return fullMethod
+	}
+	svc, method, _ := strings.Cut(strings.TrimPrefix(fullMethod, "/"), "/")
+	parts := strings.Split(svc, ".")
+	service := "unknown"
+	if len(parts) >= 2 {
+		service = parts[1]
+	}
+	if method == "" {
+		return service + ".call.unknown"
+	}
+	verbEnd := 1
+	for verbEnd < len(method) && !unicode.IsUpper(rune(method[verbEnd])) {
+		verbEnd++
+	}
+	verb, resource := strings.ToLower(method[:verbEnd]), method[verbEnd:]
+	if resource == "" {
+		resource = "call"
+	}
+	resource = strings.TrimSuffix(strings.ToLower(resource[:1])+resource[1:], "s")
+	return service + "." + resource + "." + verb
 }

@@ -2,10 +2,12 @@ package server
 
 import (
 	"context"
+	"crypto/tls"
 	"errors"
 	"fmt"
 	"net"
 	"net/http"
+	"net/netip"
 	"sync"
 	"time"
 
@@ -14,6 +16,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus/promhttp"
 	"go.uber.org/zap"
 	"google.golang.org/grpc"
+	"google.golang.org/grpc/credentials"
 	"google.golang.org/grpc/health"
 	healthpb "google.golang.org/grpc/health/grpc_health_v1"
 	"google.golang.org/grpc/reflection"
@@ -35,6 +38,16 @@ type Config struct {
 	// take to send its headers, and its whole request (defaults 10 s, 30 s).
 	ReadHeaderTimeout time.Duration
 	ReadTimeout       time.Duration
+	// GRPCTLS and HTTPTLS, when set, serve the listeners over TLS. A gRPC
+	// TLS configuration with ClientCAs verifies the client certificates
+	// that are presented: their service identities (ServiceIdentityOf)
+	// authenticate calls that carry no credential.
+	GRPCTLS *tls.Config
+	HTTPTLS *tls.Config
+	// TrustedProxies are the peers whose X-Forwarded-For (and the REST
+	// gateway's x-forwarded-for metadata) is believed for the client
+	// address that logs and audit events record.
+	TrustedProxies []netip.Prefix
 }
 
 // Server is one process's gRPC and HTTP servers.
@@ -102,11 +115,15 @@ func New(cfg Config, log *zap.Logger) *Server {
 		unary = append(unary, ic.Unary)
 		stream = append(stream, ic.Stream)
 	}
-	s.grpc = grpc.NewServer(
+	opts := []grpc.ServerOption{
 		grpc.ChainUnaryInterceptor(unary...),
 		grpc.ChainStreamInterceptor(stream...),
 		grpc.MaxRecvMsgSize(cfg.MaxRecvBytes),
-	)
+	}
+	if cfg.GRPCTLS != nil {
+		opts = append(opts, grpc.Creds(credentials.NewTLS(cfg.GRPCTLS)))
+	}
+	s.grpc = grpc.NewServer(opts...)
 	healthpb.RegisterHealthServer(s.grpc, s.health)
 	reflection.Register(s.grpc)
 	s.mux.Handle("GET /metrics", promhttp.HandlerFor(reg, promhttp.HandlerOpts{Registry: reg}))
@@ -205,11 +222,16 @@ func (s *Server) Run(ctx context.Context) error {
 		ReadTimeout:       s.cfg.ReadTimeout,
 		IdleTimeout:       DefaultIdleTimeout,
 		ErrorLog:          zap.NewStdLog(s.log.Named("http")),
+		TLSConfig:         s.cfg.HTTPTLS,
+	}
+	httpLis := s.httpLis
+	if s.cfg.HTTPTLS != nil {
+		httpLis = tls.NewListener(s.httpLis, s.cfg.HTTPTLS)
 	}
 	errc := make(chan error, 2)
 	go func() { errc <- s.grpc.Serve(s.grpcLis) }()
 	go func() {
-		if err := s.httpSrv.Serve(s.httpLis); !errors.Is(err, http.ErrServerClosed) {
+		if err := s.httpSrv.Serve(httpLis); !errors.Is(err, http.ErrServerClosed) {
 			errc <- err
 			return
 		}

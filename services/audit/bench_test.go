@@ -14,7 +14,7 @@ import (
 // batches of 100, as the relay sends them. The metric is events/s.
 func BenchmarkAppend(b *testing.B) {
 	dbs := map[string]func(b *testing.B) string{
-		"sqlite":   func(b *testing.B) string { return dbtest.SQLiteURL(b) },
+		"sqlite":   func(b *testing.B) string { return dbtest.MigratedSQLiteURL(b, audit.MigrateStore) },
 		"postgres": func(b *testing.B) string { return dbtest.PostgresURL(b, "auditbench", audit.MigrateStore) },
 	}
 	for _, name := range []string{"sqlite", "postgres"} {

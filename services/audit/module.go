@@ -6,12 +6,13 @@ import (
 
 	"github.com/pyleeai/pylee/kit/module"
 	"github.com/pyleeai/pylee/kit/outbox"
+	"github.com/pyleeai/pylee/services/audit/internal/store"
 )
 
 // Module is the audit target: the hash-chained log every other target
 // delivers its events to.
 func Module() module.Module {
-	return module.Module{Name: Target, Init: initModule}
+	return module.Module{Name: Target, Init: initModule, Migrations: &store.Migrations}
 }
 
 func initModule(ctx context.Context, p module.Process) error {

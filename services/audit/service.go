@@ -16,6 +16,7 @@ import (
 	"github.com/pyleeai/pylee/kit/aip"
 	"github.com/pyleeai/pylee/kit/auditlog"
 	"github.com/pyleeai/pylee/kit/auth"
+	"github.com/pyleeai/pylee/kit/db"
 	"github.com/pyleeai/pylee/kit/errs"
 	"github.com/pyleeai/pylee/kit/outbox"
 	"github.com/pyleeai/pylee/kit/server"
@@ -35,6 +36,9 @@ const (
 	maxAppendBatch  = 1000
 )
 
+// paging is ListEvents' page size: 50 by default, at most 1,000.
+var paging = aip.Paging{Default: defaultPageSize, Max: maxPageSize}
+
 // Service implements pylee.audit.v1.AuditService.
 type Service struct {
 	auditv1.UnimplementedAuditServiceServer
@@ -53,11 +57,19 @@ type Service struct {
 // Store is the audit store.
 type Store = store.Store
 
-// OpenStore opens and migrates the audit database at url.
+// OpenStore opens the audit database at url, which MigrateStore has
+// migrated.
 func OpenStore(ctx context.Context, url string) (*Store, error) { return store.Open(ctx, url) }
 
-// MigrateStore migrates the audit database at url (for test templates).
+// MigrateStore applies the pending migrations to the audit database at url
+// (tests prepare template databases with it).
 func MigrateStore(ctx context.Context, url string) error { return store.Migrate(ctx, url) }
+
+// SchemaStatus tells whether the audit database at url is behind its
+// migrations.
+func SchemaStatus(ctx context.Context, url string) (db.Status, error) {
+	return store.SchemaStatus(ctx, url)
+}
 
 // New returns the service; key signs checkpoints.
 func New(st *Store, key ed25519.PrivateKey, pageTokens *aip.PageTokens, log *zap.Logger) *Service {
@@ -74,12 +86,12 @@ func (s *Service) UseAuthorizer(z auth.Authorizer) *Service {
 // visible is the part of org's chain the caller sees: the current
 // incarnation of the organization, or with showDeleted (installation
 // administrators only) all of it (nil).
-func (s *Service) visible(ctx context.Context, org string, showDeleted bool) (*store.Epoch, error) {
+func (s *Service) visible(ctx context.Context, method, org string, showDeleted bool) (*store.Epoch, error) {
 	if showDeleted {
 		p, _ := auth.FromContext(ctx)
 		if s.authz == nil || s.authz.Authorize(ctx, p, "audit.read", "") != nil {
 			// A refusal decided here is audited like the interceptor's.
-			ev := outbox.NewEvent(ctx, org, "audit.events.showDeleted", "orgs/"+org)
+			ev := outbox.NewEvent(ctx, org, server.ActionFor(method), "orgs/"+org)
 			ev.Outcome = auditlog.OutcomeDenied
 			ev.Metadata = map[string]string{"reason": "show_deleted needs audit.read on the installation"}
 			if err := s.RecordEvent(ctx, ev); err != nil {
@@ -183,22 +195,20 @@ func (s *Service) RunCheckpointer(ctx context.Context, interval time.Duration) {
 // ListEvents implements AuditService.
 func (s *Service) ListEvents(ctx context.Context, req *auditv1.ListEventsRequest) (*auditv1.ListEventsResponse, error) {
 	org := parentOrg(req.GetParent())
-	size, _ := aip.PageSize(req.GetPageSize(), defaultPageSize, maxPageSize)
 	f, _ := parseEventFilter(req.GetFilter())
-	epoch, err := s.visible(ctx, org, req.GetShowDeleted())
+	epoch, err := s.visible(ctx, auditv1.AuditService_ListEvents_FullMethodName, org, req.GetShowDeleted())
 	if err != nil {
 		return nil, err
 	}
-	query := aip.Query("pylee.audit.v1.ListEvents", req.GetParent(), req.GetFilter(), strconv.FormatBool(req.GetShowDeleted()))
-	cursor, err := s.tokens.Decode(ctx, query, req.GetPageToken())
+	page, err := s.tokens.Start(ctx, paging, req, aip.Query("pylee.audit.v1.ListEvents", req.GetParent(), req.GetFilter(), strconv.FormatBool(req.GetShowDeleted())))
 	if err != nil {
-		return nil, errs.Field("page_token", "%v", err)
+		return nil, err
 	}
 	q := f.query
-	q.Organization, q.Limit = org, size+1
-	q.Epoch = epoch
-	if cursor != "" {
-		if q.Before, err = strconv.ParseInt(cursor, 10, 64); err != nil {
+	q.Organization, q.Limit, q.Epoch = org, page.Limit(), epoch
+	if page.After != "" {
+		// Newest first: the page resumes below its cursor's sequence.
+		if q.Before, err = strconv.ParseInt(page.After, 10, 64); err != nil {
 			return nil, errs.Field("page_token", "is malformed")
 		}
 	}
@@ -207,11 +217,7 @@ func (s *Service) ListEvents(ctx context.Context, req *auditv1.ListEventsRequest
 		return nil, err
 	}
 	resp := &auditv1.ListEventsResponse{}
-	if len(rows) > size {
-		rows = rows[:size]
-		resp.NextPageToken = s.tokens.Encode(ctx, query, strconv.FormatInt(rows[len(rows)-1].GetSequence(), 10))
-	}
-	resp.Events = rows
+	resp.Events, resp.NextPageToken = aip.Finish(ctx, page, rows, func(ev *auditv1.Event) string { return strconv.FormatInt(ev.GetSequence(), 10) })
 	return resp, nil
 }
 
@@ -224,7 +230,7 @@ func (s *Service) GetEvent(ctx context.Context, req *auditv1.GetEventRequest) (*
 	}
 	// An event of an earlier, deleted organization of this id is not this
 	// organization's.
-	if epoch, err := s.visible(ctx, ids[0], false); err != nil {
+	if epoch, err := s.visible(ctx, auditv1.AuditService_GetEvent_FullMethodName, ids[0], false); err != nil {
 		return nil, err
 	} else if !epoch.Holds(ev) {
 		return nil, fmt.Errorf("event %q: %w", req.GetName(), errs.ErrNotFound)
@@ -238,7 +244,7 @@ func (s *Service) GetEvent(ctx context.Context, req *auditv1.GetEventRequest) (*
 func (s *Service) ExportEvents(req *auditv1.ExportEventsRequest, stream grpc.ServerStreamingServer[auditv1.ExportRecord]) error {
 	ctx := stream.Context()
 	org := parentOrg(req.GetParent())
-	epoch, err := s.visible(ctx, org, req.GetShowDeleted())
+	epoch, err := s.visible(ctx, auditv1.AuditService_ExportEvents_FullMethodName, org, req.GetShowDeleted())
 	if err != nil {
 		return err
 	}
@@ -299,7 +305,7 @@ func (s *Service) checkpointAt(ctx context.Context, org string, seq int64) (*aud
 // VerifyLog implements AuditService.
 func (s *Service) VerifyLog(ctx context.Context, req *auditv1.VerifyLogRequest) (*auditv1.VerifyLogResponse, error) {
 	org := parentOrg(req.GetParent())
-	epoch, err := s.visible(ctx, org, false)
+	epoch, err := s.visible(ctx, auditv1.AuditService_VerifyLog_FullMethodName, org, false)
 	if err != nil {
 		return nil, err
 	}

@@ -125,7 +125,7 @@ func appendN(t *testing.T, e *env, org string, n int) []*auditv1.Event {
 
 func backends(t *testing.T) map[string]func(t *testing.T) string {
 	return map[string]func(t *testing.T) string{
-		"SQLite":   func(t *testing.T) string { return dbtest.SQLiteURL(t) },
+		"SQLite":   func(t *testing.T) string { return dbtest.MigratedSQLiteURL(t, audit.MigrateStore) },
 		"Postgres": func(t *testing.T) string { return dbtest.PostgresURL(t, "audit", audit.MigrateStore) },
 	}
 }
@@ -222,7 +222,7 @@ func exportFile(t *testing.T, e *env, org string) []byte {
 }
 
 func TestCheckpointEvery1000(t *testing.T) {
-	e := start(t, dbtest.SQLiteURL(t))
+	e := start(t, dbtest.MigratedSQLiteURL(t, audit.MigrateStore))
 	appendN(t, e, "acme", 1500)
 	cps, err := e.store.Checkpoints(context.Background(), "acme", 1, 0)
 	if err != nil || len(cps) != 1 || cps[0].Sequence != 1000 {

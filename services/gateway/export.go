@@ -38,7 +38,12 @@ func forwarded(r *http.Request) context.Context {
 	if v := r.Header.Get("X-Request-Id"); v != "" && printableASCII(v) {
 		md.Set(server.RequestIDHeader, v)
 	}
-	md.Set("x-forwarded-for", asciiOnly(r.RemoteAddr))
+	// The client address the route chain settled (past trusted proxies).
+	client := server.CallMetaFrom(r.Context()).ClientAddress
+	if client == "" {
+		client = r.RemoteAddr
+	}
+	md.Set("x-forwarded-for", asciiOnly(client))
 	md.Set("grpcgateway-user-agent", asciiOnly(r.UserAgent()))
 	return metadata.NewOutgoingContext(r.Context(), md)
 }

@@ -105,7 +105,7 @@ func saProto(sa store.ServiceAccount) *orgsv1.ServiceAccount {
 func (s *AccessService) CreateServiceAccount(ctx context.Context, req *orgsv1.CreateServiceAccountRequest) (*orgsv1.ServiceAccount, error) {
 	org := access.OrgOf(req.GetParent())
 	name := req.GetParent() + "/serviceAccounts/" + req.GetServiceAccountId()
-	ev := outbox.NewEvent(ctx, org, "orgs.serviceAccount.create", name)
+	ev := outbox.NewEvent(ctx, org, server.ActionFor(orgsv1.AccessService_CreateServiceAccount_FullMethodName), name)
 	sa, err := s.store.CreateServiceAccount(ctx, store.ServiceAccount{Name: name, Organization: org,
 		DisplayName: req.GetServiceAccount().GetDisplayName(), Description: req.GetServiceAccount().GetDescription()}, ev)
 	if err != nil {
@@ -126,21 +126,16 @@ func (s *AccessService) GetServiceAccount(ctx context.Context, req *orgsv1.GetSe
 
 // ListServiceAccounts implements AccessService.
 func (s *AccessService) ListServiceAccounts(ctx context.Context, req *orgsv1.ListServiceAccountsRequest) (*orgsv1.ListServiceAccountsResponse, error) {
-	size, _ := aip.PageSize(req.GetPageSize(), defaultPageSize, maxPageSize)
-	query := aip.Query("pylee.orgs.v1.ListServiceAccounts", req.GetParent())
-	after, err := s.tokens.Decode(ctx, query, req.GetPageToken())
+	page, err := s.tokens.Start(ctx, paging, req, aip.Query("pylee.orgs.v1.ListServiceAccounts", req.GetParent()))
 	if err != nil {
-		return nil, errs.Field("page_token", "%v", err)
+		return nil, err
 	}
-	rows, err := s.store.ListServiceAccounts(ctx, access.OrgOf(req.GetParent()), after, size+1)
+	rows, err := s.store.ListServiceAccounts(ctx, access.OrgOf(req.GetParent()), page.After, page.Limit())
 	if err != nil {
 		return nil, err
 	}
 	resp := &orgsv1.ListServiceAccountsResponse{}
-	if len(rows) > size {
-		rows = rows[:size]
-		resp.NextPageToken = s.tokens.Encode(ctx, query, rows[len(rows)-1].Name)
-	}
+	rows, resp.NextPageToken = aip.Finish(ctx, page, rows, func(sa store.ServiceAccount) string { return sa.Name })
 	for _, r := range rows {
 		resp.ServiceAccounts = append(resp.ServiceAccounts, saProto(r))
 	}
@@ -149,13 +144,15 @@ func (s *AccessService) ListServiceAccounts(ctx context.Context, req *orgsv1.Lis
 
 // DeleteServiceAccount implements AccessService.
 func (s *AccessService) DeleteServiceAccount(ctx context.Context, req *orgsv1.DeleteServiceAccountRequest) (*emptypb.Empty, error) {
-	ev := outbox.NewEvent(ctx, access.OrgOf(req.GetName()), "orgs.serviceAccount.delete", req.GetName())
+	ev := outbox.NewEvent(ctx, access.OrgOf(req.GetName()), server.ActionFor(orgsv1.AccessService_DeleteServiceAccount_FullMethodName), req.GetName())
 	if err := s.store.DeleteServiceAccount(ctx, req.GetName(), ev); err != nil {
 		return nil, err
 	}
 	s.changed()
 	return &emptypb.Empty{}, nil
 }
+
+func tokenID(t store.APIToken) string { return t.ID }
 
 func tokenProto(t store.APIToken) *orgsv1.Token {
 	return &orgsv1.Token{Name: t.Principal + "/tokens/" + t.ID, DisplayName: t.DisplayName, CreateTime: timestamppb.New(t.CreateTime),
@@ -188,7 +185,7 @@ func (s *AccessService) CreateToken(ctx context.Context, req *orgsv1.CreateToken
 		e := et.AsTime().UTC()
 		t.ExpireTime = &e
 	}
-	ev := outbox.NewEvent(ctx, auditOrg(parent), "orgs.token.create", parent+"/tokens/"+t.ID)
+	ev := outbox.NewEvent(ctx, auditOrg(parent), server.ActionFor(orgsv1.AccessService_CreateToken_FullMethodName), parent+"/tokens/"+t.ID)
 	if err := s.store.CreateAPIToken(ctx, t, ev); err != nil {
 		return nil, err
 	}
@@ -200,11 +197,16 @@ func (s *AccessService) CreateToken(ctx context.Context, req *orgsv1.CreateToken
 
 // ListTokens implements AccessService.
 func (s *AccessService) ListTokens(ctx context.Context, req *orgsv1.ListTokensRequest) (*orgsv1.ListTokensResponse, error) {
+	page, err := s.tokens.Start(ctx, paging, req, aip.Query("pylee.orgs.v1.ListTokens", self(ctx, req.GetParent())))
+	if err != nil {
+		return nil, err
+	}
 	rows, err := s.store.ListAPITokens(ctx, self(ctx, req.GetParent()))
 	if err != nil {
 		return nil, err
 	}
 	resp := &orgsv1.ListTokensResponse{}
+	rows, resp.NextPageToken = aip.Finish(ctx, page, aip.Resume(page, rows, tokenID), tokenID)
 	for _, t := range rows {
 		resp.Tokens = append(resp.Tokens, tokenProto(t))
 	}
@@ -216,7 +218,7 @@ func (s *AccessService) DeleteToken(ctx context.Context, req *orgsv1.DeleteToken
 	name := self(ctx, req.GetName())
 	i := strings.LastIndex(name, "/tokens/")
 	principal, id := name[:i], name[i+len("/tokens/"):]
-	ev := outbox.NewEvent(ctx, auditOrg(principal), "orgs.token.revoke", name)
+	ev := outbox.NewEvent(ctx, auditOrg(principal), server.ActionFor(orgsv1.AccessService_DeleteToken_FullMethodName), name)
 	if err := s.store.DeleteAPIToken(ctx, principal, id, ev); err != nil {
 		return nil, err
 	}
@@ -241,14 +243,14 @@ func (s *AccessService) CreateBinding(ctx context.Context, req *orgsv1.CreateBin
 		return nil, err
 	}
 	p := caller(ctx)
-	if err := s.holdsAll(ctx, "orgs.binding.create", role.Sorted(), parent, "grant "+role.Name); err != nil {
+	if err := s.holdsAll(ctx, server.ActionFor(orgsv1.AccessService_CreateBinding_FullMethodName), role.Sorted(), parent, "grant "+role.Name); err != nil {
 		return nil, err
 	}
 	if err := s.resourceExists(ctx, parent); err != nil {
 		return nil, err
 	}
 	name := parent + "/bindings/" + uuid.NewString()[:8]
-	ev := outbox.NewEvent(ctx, org, "orgs.binding.create", name)
+	ev := outbox.NewEvent(ctx, org, server.ActionFor(orgsv1.AccessService_CreateBinding_FullMethodName), name)
 	ev.Metadata = map[string]string{"role": role.Name, "principal": b.GetPrincipal()}
 	created, err := s.store.CreateBinding(ctx, store.Binding{Name: name, Resource: parent, Organization: org,
 		Role: role.Name, Principal: b.GetPrincipal(), Creator: p.Name}, ev)
@@ -290,7 +292,7 @@ func (s *AccessService) resourceExists(ctx context.Context, resource string) err
 // is about to delete, or create anew) a server or registry.
 func (s *AccessService) PurgeBindings(ctx context.Context, req *orgsv1.PurgeBindingsRequest) (*orgsv1.PurgeBindingsResponse, error) {
 	res := req.GetResource()
-	n, err := s.store.PurgeBindings(ctx, res, outbox.NewEvent(ctx, access.OrgOf(res), "orgs.binding.purge", res))
+	n, err := s.store.PurgeBindings(ctx, res, outbox.NewEvent(ctx, access.OrgOf(res), server.ActionFor(orgsv1.AccessService_PurgeBindings_FullMethodName), res))
 	if err != nil {
 		return nil, err
 	}
@@ -366,11 +368,17 @@ func (s *AccessService) principalExists(ctx context.Context, org, principal stri
 
 // ListBindings implements AccessService.
 func (s *AccessService) ListBindings(ctx context.Context, req *orgsv1.ListBindingsRequest) (*orgsv1.ListBindingsResponse, error) {
+	page, err := s.tokens.Start(ctx, paging, req, aip.Query("pylee.orgs.v1.ListBindings", req.GetParent()))
+	if err != nil {
+		return nil, err
+	}
 	rows, err := s.store.ListBindings(ctx, req.GetParent())
 	if err != nil {
 		return nil, err
 	}
 	resp := &orgsv1.ListBindingsResponse{}
+	name := func(b store.Binding) string { return b.Name }
+	rows, resp.NextPageToken = aip.Finish(ctx, page, aip.Resume(page, rows, name), name)
 	for _, b := range rows {
 		resp.Bindings = append(resp.Bindings, bindingProto(b))
 	}
@@ -379,7 +387,7 @@ func (s *AccessService) ListBindings(ctx context.Context, req *orgsv1.ListBindin
 
 // DeleteBinding implements AccessService.
 func (s *AccessService) DeleteBinding(ctx context.Context, req *orgsv1.DeleteBindingRequest) (*emptypb.Empty, error) {
-	ev := outbox.NewEvent(ctx, access.OrgOf(req.GetName()), "orgs.binding.delete", req.GetName())
+	ev := outbox.NewEvent(ctx, access.OrgOf(req.GetName()), server.ActionFor(orgsv1.AccessService_DeleteBinding_FullMethodName), req.GetName())
 	if err := s.store.DeleteBinding(ctx, req.GetName(), ev); err != nil {
 		return nil, err
 	}
@@ -393,9 +401,13 @@ func roleProto(r access.Role, builtin bool, title, description string) *orgsv1.R
 
 // ListRoles implements AccessService.
 func (s *AccessService) ListRoles(ctx context.Context, req *orgsv1.ListRolesRequest) (*orgsv1.ListRolesResponse, error) {
-	resp := &orgsv1.ListRolesResponse{}
+	page, err := s.tokens.Start(ctx, paging, req, aip.Query("pylee.orgs.v1.ListRoles", req.GetParent()))
+	if err != nil {
+		return nil, err
+	}
+	var roles []*orgsv1.Role
 	for _, r := range access.BuiltinRoles {
-		resp.Roles = append(resp.Roles, roleProto(r, true, r.Title, r.Description))
+		roles = append(roles, roleProto(r, true, r.Title, r.Description))
 	}
 	custom, err := s.store.ListRoles(ctx, access.OrgOf(req.GetParent()))
 	if err != nil {
@@ -403,8 +415,11 @@ func (s *AccessService) ListRoles(ctx context.Context, req *orgsv1.ListRolesRequ
 	}
 	for _, cr := range custom {
 		sort.Strings(cr.Permissions)
-		resp.Roles = append(resp.Roles, &orgsv1.Role{Name: cr.Name, Title: cr.Title, Description: cr.Description, Permissions: cr.Permissions})
+		roles = append(roles, &orgsv1.Role{Name: cr.Name, Title: cr.Title, Description: cr.Description, Permissions: cr.Permissions})
 	}
+	resp := &orgsv1.ListRolesResponse{}
+	name := func(r *orgsv1.Role) string { return r.GetName() }
+	resp.Roles, resp.NextPageToken = aip.Finish(ctx, page, aip.Resume(page, roles, name), name)
 	return resp, nil
 }
 
@@ -412,11 +427,11 @@ func (s *AccessService) ListRoles(ctx context.Context, req *orgsv1.ListRolesRequ
 func (s *AccessService) CreateRole(ctx context.Context, req *orgsv1.CreateRoleRequest) (*orgsv1.Role, error) {
 	parent := req.GetParent()
 	perms := dedupe(req.GetRole().GetPermissions())
-	if err := s.holdsAll(ctx, "orgs.role.create", perms, parent, "create a role with these permissions"); err != nil {
+	if err := s.holdsAll(ctx, server.ActionFor(orgsv1.AccessService_CreateRole_FullMethodName), perms, parent, "create a role with these permissions"); err != nil {
 		return nil, err
 	}
 	name := parent + "/roles/" + req.GetRoleId()
-	ev := outbox.NewEvent(ctx, access.OrgOf(parent), "orgs.role.create", name)
+	ev := outbox.NewEvent(ctx, access.OrgOf(parent), server.ActionFor(orgsv1.AccessService_CreateRole_FullMethodName), name)
 	ev.Metadata = map[string]string{"permissions": strings.Join(perms, ",")}
 	cr, err := s.store.CreateRole(ctx, store.CustomRole{Name: name, Organization: access.OrgOf(parent),
 		Title: req.GetRole().GetTitle(), Description: req.GetRole().GetDescription(), Permissions: perms}, ev)
@@ -442,7 +457,7 @@ func dedupe(in []string) []string {
 
 // DeleteRole implements AccessService.
 func (s *AccessService) DeleteRole(ctx context.Context, req *orgsv1.DeleteRoleRequest) (*emptypb.Empty, error) {
-	ev := outbox.NewEvent(ctx, access.OrgOf(req.GetName()), "orgs.role.delete", req.GetName())
+	ev := outbox.NewEvent(ctx, access.OrgOf(req.GetName()), server.ActionFor(orgsv1.AccessService_DeleteRole_FullMethodName), req.GetName())
 	if err := s.store.DeleteRole(ctx, req.GetName(), ev); err != nil {
 		return nil, err
 	}
@@ -457,7 +472,7 @@ func teamProto(t store.Team) *orgsv1.Team {
 // CreateTeam implements AccessService.
 func (s *AccessService) CreateTeam(ctx context.Context, req *orgsv1.CreateTeamRequest) (*orgsv1.Team, error) {
 	name := req.GetParent() + "/teams/" + req.GetTeamId()
-	ev := outbox.NewEvent(ctx, access.OrgOf(name), "orgs.team.create", name)
+	ev := outbox.NewEvent(ctx, access.OrgOf(name), server.ActionFor(orgsv1.AccessService_CreateTeam_FullMethodName), name)
 	t, err := s.store.CreateTeam(ctx, store.Team{Name: name, Organization: access.OrgOf(name), DisplayName: req.GetTeam().GetDisplayName()}, ev)
 	if err != nil {
 		return nil, err
@@ -468,11 +483,17 @@ func (s *AccessService) CreateTeam(ctx context.Context, req *orgsv1.CreateTeamRe
 
 // ListTeams implements AccessService.
 func (s *AccessService) ListTeams(ctx context.Context, req *orgsv1.ListTeamsRequest) (*orgsv1.ListTeamsResponse, error) {
+	page, err := s.tokens.Start(ctx, paging, req, aip.Query("pylee.orgs.v1.ListTeams", req.GetParent()))
+	if err != nil {
+		return nil, err
+	}
 	rows, err := s.store.ListTeams(ctx, access.OrgOf(req.GetParent()))
 	if err != nil {
 		return nil, err
 	}
 	resp := &orgsv1.ListTeamsResponse{}
+	name := func(t store.Team) string { return t.Name }
+	rows, resp.NextPageToken = aip.Finish(ctx, page, aip.Resume(page, rows, name), name)
 	for _, t := range rows {
 		resp.Teams = append(resp.Teams, teamProto(t))
 	}
@@ -481,7 +502,7 @@ func (s *AccessService) ListTeams(ctx context.Context, req *orgsv1.ListTeamsRequ
 
 // DeleteTeam implements AccessService.
 func (s *AccessService) DeleteTeam(ctx context.Context, req *orgsv1.DeleteTeamRequest) (*emptypb.Empty, error) {
-	ev := outbox.NewEvent(ctx, access.OrgOf(req.GetName()), "orgs.team.delete", req.GetName())
+	ev := outbox.NewEvent(ctx, access.OrgOf(req.GetName()), server.ActionFor(orgsv1.AccessService_DeleteTeam_FullMethodName), req.GetName())
 	if err := s.store.DeleteTeam(ctx, req.GetName(), ev); err != nil {
 		return nil, err
 	}
@@ -506,7 +527,7 @@ func (s *AccessService) AddTeamMember(ctx context.Context, req *orgsv1.AddTeamMe
 		// that holds a role there (granted, or by an accepted invitation).
 		return nil, errs.Field("member", "%s is not a member of orgs/%s; grant it a role or invite it first", req.GetMember(), org)
 	}
-	ev := outbox.NewEvent(ctx, org, "orgs.team.addMember", req.GetTeam())
+	ev := outbox.NewEvent(ctx, org, server.ActionFor(orgsv1.AccessService_AddTeamMember_FullMethodName), req.GetTeam())
 	ev.Metadata = map[string]string{"member": req.GetMember()}
 	t, err := s.store.AddTeamMember(ctx, req.GetTeam(), req.GetMember(), ev)
 	if err != nil {
@@ -518,7 +539,7 @@ func (s *AccessService) AddTeamMember(ctx context.Context, req *orgsv1.AddTeamMe
 
 // RemoveTeamMember implements AccessService.
 func (s *AccessService) RemoveTeamMember(ctx context.Context, req *orgsv1.RemoveTeamMemberRequest) (*orgsv1.Team, error) {
-	ev := outbox.NewEvent(ctx, access.OrgOf(req.GetTeam()), "orgs.team.removeMember", req.GetTeam())
+	ev := outbox.NewEvent(ctx, access.OrgOf(req.GetTeam()), server.ActionFor(orgsv1.AccessService_RemoveTeamMember_FullMethodName), req.GetTeam())
 	ev.Metadata = map[string]string{"member": req.GetMember()}
 	t, err := s.store.RemoveTeamMember(ctx, req.GetTeam(), req.GetMember(), ev)
 	if err != nil {
@@ -544,8 +565,12 @@ func (s *AccessService) check(ctx context.Context, principal string, c *orgsv1.C
 		return &orgsv1.CheckResponse{}, nil
 	}
 	var groups []string
-	if principal == p.Name {
+	switch {
+	case principal == p.Name:
 		groups = p.Groups
+	case p.Kind == auth.KindService:
+		// A service asks for a principal whose credential it verified.
+		groups = c.GetGroups()
 	}
 	d, member, err := s.engine.Decide(ctx, principal, groups, c.GetPermission(), c.GetResource())
 	if err != nil {

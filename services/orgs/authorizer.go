@@ -159,6 +159,11 @@ func (e *Engine) orgExists(ctx context.Context, permission, resource string) err
 	return nil
 }
 
+// SelfPermission reports whether every authenticated principal holds
+// permission on its own identity and for discovery, whatever its
+// credential's organization limit.
+func SelfPermission(permission string) bool { return access.SelfPermissions[permission] }
+
 // Authorize implements auth.Authorizer. Service identities hold every
 // permission. A caller who is not a member of the resource's organization
 // gets NOT_FOUND, so another tenant's resources do not even show they exist.

@@ -58,7 +58,7 @@ func percentiles(b *testing.B, d []time.Duration) {
 // every check) on SQLite and PostgreSQL.
 func BenchmarkCheck(b *testing.B) {
 	dbs := map[string]func(b *testing.B) string{
-		"sqlite":   func(b *testing.B) string { return dbtest.SQLiteURL(b) },
+		"sqlite":   func(b *testing.B) string { return dbtest.MigratedSQLiteURL(b, store.Migrate) },
 		"postgres": func(b *testing.B) string { return dbtest.PostgresURL(b, "checkbench", store.Migrate) },
 	}
 	for _, db := range []string{"sqlite", "postgres"} {
@@ -108,7 +108,7 @@ func BenchmarkGetOrganizationAuthz(b *testing.B) {
 	targets := map[string]target{}
 	for _, mode := range []string{"authz-off", "authz-on"} {
 		ctx := context.Background()
-		st, err := store.Open(ctx, dbtest.SQLiteURL(b))
+		st, err := store.Open(ctx, dbtest.MigratedSQLiteURL(b, store.Migrate))
 		if err != nil {
 			b.Fatal(err)
 		}

@@ -14,6 +14,7 @@ import (
 	orgsv1 "github.com/pyleeai/pylee/gen/go/pylee/orgs/v1"
 	"github.com/pyleeai/pylee/kit/auth"
 	"github.com/pyleeai/pylee/kit/outbox"
+	"github.com/pyleeai/pylee/kit/server"
 	"github.com/pyleeai/pylee/services/orgs/internal/access"
 	"github.com/pyleeai/pylee/services/orgs/internal/store"
 )
@@ -51,7 +52,7 @@ func (s *AccessService) ListMembers(ctx context.Context, req *orgsv1.ListMembers
 func (s *AccessService) DeleteMember(ctx context.Context, req *orgsv1.DeleteMemberRequest) (*emptypb.Empty, error) {
 	org := access.OrgOf(req.GetName())
 	principal := "users/" + req.GetName()[strings.LastIndex(req.GetName(), "/members/")+len("/members/"):]
-	ev := outbox.NewEvent(ctx, org, "orgs.member.delete", req.GetName())
+	ev := outbox.NewEvent(ctx, org, server.ActionFor(orgsv1.AccessService_DeleteMember_FullMethodName), req.GetName())
 	ev.Metadata = map[string]string{"principal": principal}
 	if err := s.store.DeleteMember(ctx, org, principal, ev); err != nil {
 		return nil, err
@@ -74,7 +75,7 @@ func (s *AccessService) CreateInvitation(ctx context.Context, req *orgsv1.Create
 	if err != nil {
 		return nil, err
 	}
-	if err := s.holdsAll(ctx, "orgs.invitation.create", role.Sorted(), parent, "invite as "+role.Name); err != nil {
+	if err := s.holdsAll(ctx, server.ActionFor(orgsv1.AccessService_CreateInvitation_FullMethodName), role.Sorted(), parent, "invite as "+role.Name); err != nil {
 		return nil, err
 	}
 	p := caller(ctx)
@@ -89,7 +90,7 @@ func (s *AccessService) CreateInvitation(ctx context.Context, req *orgsv1.Create
 		expire = et.AsTime().UTC()
 	}
 	name := parent + "/invitations/" + uuid.NewString()[:8]
-	ev := outbox.NewEvent(ctx, org, "orgs.invitation.create", name)
+	ev := outbox.NewEvent(ctx, org, server.ActionFor(orgsv1.AccessService_CreateInvitation_FullMethodName), name)
 	ev.Metadata = map[string]string{"email": strings.ToLower(in.GetEmail()), "role": role.Name}
 	inv, err := s.store.CreateInvitation(ctx, store.Invitation{Name: name, Organization: org, Email: strings.ToLower(in.GetEmail()),
 		Role: role.Name, Hash: sum[:], ExpireTime: expire, Inviter: p.Name}, ev)
@@ -117,7 +118,7 @@ func (s *AccessService) ListInvitations(ctx context.Context, req *orgsv1.ListInv
 
 // RevokeInvitation implements AccessService.
 func (s *AccessService) RevokeInvitation(ctx context.Context, req *orgsv1.RevokeInvitationRequest) (*orgsv1.Invitation, error) {
-	ev := outbox.NewEvent(ctx, access.OrgOf(req.GetName()), "orgs.invitation.revoke", req.GetName())
+	ev := outbox.NewEvent(ctx, access.OrgOf(req.GetName()), server.ActionFor(orgsv1.AccessService_RevokeInvitation_FullMethodName), req.GetName())
 	inv, err := s.store.RevokeInvitation(ctx, req.GetName(), ev)
 	if err != nil {
 		return nil, err
@@ -150,7 +151,7 @@ func (s *AccessService) AcceptInvitation(ctx context.Context, req *orgsv1.Accept
 	if authenticated {
 		principal = p.Name
 	}
-	ev := outbox.NewEvent(ctx, "-", "orgs.invitation.accept", "")
+	ev := outbox.NewEvent(ctx, "-", server.ActionFor(orgsv1.AccessService_AcceptInvitation_FullMethodName), "")
 	inv, err := s.store.AcceptInvitation(ctx, sum[:], principal, p.DisplayName, now, tok, ev)
 	if err != nil {
 		return nil, err

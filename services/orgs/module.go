@@ -7,7 +7,6 @@ import (
 	"strings"
 
 	"google.golang.org/grpc/codes"
-	"google.golang.org/grpc/metadata"
 	"google.golang.org/grpc/status"
 
 	registryv1 "github.com/pyleeai/pylee/gen/go/pylee/registry/v1"
@@ -16,6 +15,7 @@ import (
 	"github.com/pyleeai/pylee/kit/errs"
 	"github.com/pyleeai/pylee/kit/module"
 	"github.com/pyleeai/pylee/kit/outbox"
+	"github.com/pyleeai/pylee/services/orgs/internal/store"
 )
 
 // registryTarget is the registry service, which this one asks whether the
@@ -28,7 +28,7 @@ func TokenFile(dataDir string) string { return filepath.Join(dataDir, "admin.tok
 // Module is the orgs target: organizations, access and identities. It
 // becomes its process's source of access decisions and API-token checks.
 func Module() module.Module {
-	return module.Module{Name: Target, Needs: []string{"audit"}, Init: initModule}
+	return module.Module{Name: Target, Needs: []string{"audit"}, Init: initModule, Migrations: &store.Migrations}
 }
 
 func initModule(ctx context.Context, p module.Process) error {
@@ -61,24 +61,30 @@ func initModule(ctx context.Context, p module.Process) error {
 	p.Server().SetDeniedRecorder(DeniedRecorder(st, agg, relay.Notify, p.Log()))
 	p.SetAuthorizer(engine)
 	authn := p.Authenticators()
-	// Organizations' own identity providers.
-	*authn = append(*authn, RecordSignIns(NewOrgOIDC(st), st, relay.Notify, p.Log()))
+	// Every credential of a user or service account this process accepts,
+	// which VerifyToken answers for the targets that do not run orgs: API
+	// tokens, organizations' own identity providers, and the
+	// installation's (whose first sign-ins create their users).
+	users := auth.Multi{RecordSignIns(NewOrgOIDC(st), st, relay.Notify, p.Log())}
 	if oidc := p.Settings().InstallationOIDC; oidc != nil {
-		// First sign-ins through the installation's identity provider
-		// create their users.
+		recorded := RecordSignIns(oidc, st, relay.Notify, p.Log())
+		users = append(users, recorded)
 		for i, a := range *authn {
 			if a == oidc {
-				(*authn)[i] = RecordSignIns(oidc, st, relay.Notify, p.Log())
+				(*authn)[i] = recorded
 			}
 		}
 	}
-	*authn = append(*authn, auth.NewCache(NewTokenAuthenticator(st), p.Settings().AuthCacheTTL, 10_000))
+	tokens := auth.NewCache(NewTokenAuthenticator(st), p.Settings().AuthCacheTTL, 10_000)
+	users = append(users, tokens)
+	*authn = append(*authn, users[0], tokens)
+	svc.VerifyWith(users)
 	return nil
 }
 
 // asService makes ctx carry the process's service credential.
 func asService(ctx context.Context, token config.Secret) context.Context {
-	return metadata.AppendToOutgoingContext(ctx, "authorization", "Bearer "+token.Reveal())
+	return auth.Outgoing(ctx, token)
 }
 
 // registryPurger deletes an organization's registry data as the process's

@@ -9,9 +9,9 @@ import (
 
 	orgsv1 "github.com/pyleeai/pylee/gen/go/pylee/orgs/v1"
 	"github.com/pyleeai/pylee/kit/aip"
-	"github.com/pyleeai/pylee/kit/auditlog"
 	"github.com/pyleeai/pylee/kit/auth"
 	"github.com/pyleeai/pylee/kit/config"
+	"github.com/pyleeai/pylee/kit/db"
 	"github.com/pyleeai/pylee/kit/errs"
 	"github.com/pyleeai/pylee/kit/outbox"
 	"github.com/pyleeai/pylee/kit/server"
@@ -20,11 +20,13 @@ import (
 	"google.golang.org/protobuf/types/known/timestamppb"
 )
 
-// Audit actions of the orgs service.
-const (
-	ActionCreate = auditlog.ActionOrganizationCreate
-	ActionUpdate = "orgs.organization.update"
-	ActionDelete = "orgs.organization.delete"
+// Audit actions of the organizations' own changes, from their RPCs' rules.
+// The audit service starts a new incarnation of an organization's chain
+// at ActionCreate (auditlog.ActionOrganizationCreate must stay equal).
+var (
+	ActionCreate = server.ActionFor(orgsv1.OrgsService_CreateOrganization_FullMethodName)
+	ActionUpdate = server.ActionFor(orgsv1.OrgsService_UpdateOrganization_FullMethodName)
+	ActionDelete = server.ActionFor(orgsv1.OrgsService_DeleteOrganization_FullMethodName)
 )
 
 // Page sizes of ListOrganizations (AIP-158).
@@ -32,6 +34,9 @@ const (
 	defaultPageSize = 50
 	maxPageSize     = 1000
 )
+
+// paging is every List RPC's page size: 50 by default, at most 1,000.
+var paging = aip.Paging{Default: defaultPageSize, Max: maxPageSize}
 
 // OrgName is the pattern of an organization's name.
 var OrgName = aip.MustPattern("orgs/{org}")
@@ -47,7 +52,7 @@ type Service struct {
 	// written is called after every committed change, to wake the outbox
 	// relay.
 	written func()
-	authn   *TokenAuthenticator
+	authn   auth.Authenticator
 	engine  *Engine
 	purgers []Purger
 }
@@ -176,24 +181,19 @@ func (s *Service) GetOrganization(ctx context.Context, req *orgsv1.GetOrganizati
 
 // ListOrganizations implements OrgsService.
 func (s *Service) ListOrganizations(ctx context.Context, req *orgsv1.ListOrganizationsRequest) (*orgsv1.ListOrganizationsResponse, error) {
-	size, _ := aip.PageSize(req.GetPageSize(), defaultPageSize, maxPageSize)
 	filter, _ := parseFilter(req.GetFilter())
-	query := aip.Query("pylee.orgs.v1.ListOrganizations", req.GetFilter())
-	after, err := s.tokens.Decode(ctx, query, req.GetPageToken())
+	page, err := s.tokens.Start(ctx, paging, req, aip.Query("pylee.orgs.v1.ListOrganizations", req.GetFilter()))
 	if err != nil {
-		return nil, errs.Field("page_token", "%v", err)
+		return nil, err
 	}
-	q := store.OrganizationQuery{After: after, Limit: size + 1}
+	q := store.OrganizationQuery{After: page.After, Limit: page.Limit()}
 	filter.apply(&q)
 	rows, err := s.store.ListOrganizations(ctx, q)
 	if err != nil {
 		return nil, err
 	}
 	resp := &orgsv1.ListOrganizationsResponse{}
-	if len(rows) > size {
-		rows = rows[:size]
-		resp.NextPageToken = s.tokens.Encode(ctx, query, rows[len(rows)-1].ID)
-	}
+	rows, resp.NextPageToken = aip.Finish(ctx, page, rows, func(o store.Organization) string { return o.ID })
 	p, _ := auth.FromContext(ctx)
 	for _, o := range rows {
 		// Only what the caller may see; a page may hold fewer than page_size.
@@ -282,15 +282,21 @@ func (s *Service) expectedRevision(ctx context.Context, id, name, etag string) (
 	return cur.Revision, nil
 }
 
-// OpenStore opens the orgs database at url (a SQLite path or postgres://)
-// and migrates it.
+// OpenStore opens the orgs database at url (a SQLite path or postgres://),
+// which MigrateStore has migrated.
 func OpenStore(ctx context.Context, url string) (store.Store, error) {
 	return store.Open(ctx, url)
 }
 
-// MigrateStore migrates the orgs database at url; tests use it to prepare
-// template databases.
+// MigrateStore applies the pending migrations to the orgs database at url
+// (tests prepare template databases with it).
 func MigrateStore(ctx context.Context, url string) error { return store.Migrate(ctx, url) }
+
+// SchemaStatus tells whether the orgs database at url is behind its
+// migrations.
+func SchemaStatus(ctx context.Context, url string) (db.Status, error) {
+	return store.SchemaStatus(ctx, url)
+}
 
 // VerifyToken implements OrgsService.
 func (s *Service) VerifyToken(ctx context.Context, req *orgsv1.VerifyTokenRequest) (*orgsv1.VerifyTokenResponse, error) {
@@ -298,5 +304,16 @@ func (s *Service) VerifyToken(ctx context.Context, req *orgsv1.VerifyTokenReques
 	if err != nil {
 		return nil, err
 	}
-	return &orgsv1.VerifyTokenResponse{Principal: p.Name, Kind: string(p.Kind), DisplayName: p.DisplayName}, nil
+	if p.Kind == auth.KindService {
+		// Service identities are verified where they call, never vouched for.
+		return nil, fmt.Errorf("not a user's or service account's credential: %w", errs.ErrUnauthenticated)
+	}
+	return &orgsv1.VerifyTokenResponse{Principal: p.Name, Kind: string(p.Kind), DisplayName: p.DisplayName,
+		Groups: p.Groups, Organization: p.Org}, nil
 }
+
+// VerifyWith sets what VerifyToken accepts: every credential of users and
+// service accounts the process accepts (API tokens, and JWTs of the
+// installation's and organizations' identity providers), so a target
+// without the orgs service accepts them all too. The default is API tokens.
+func (s *Service) VerifyWith(a auth.Authenticator) { s.authn = a }

@@ -62,7 +62,7 @@ func startOrgs(t *testing.T, dbURL string) (orgsv1.OrgsServiceClient, string) {
 	return orgsv1.NewOrgsServiceClient(conn), strings.TrimSpace(string(raw))
 }
 
-func TestServiceSQLite(t *testing.T) { testService(t, dbtest.SQLiteURL(t)) }
+func TestServiceSQLite(t *testing.T) { testService(t, dbtest.MigratedSQLiteURL(t, store.Migrate)) }
 
 func TestServicePostgres(t *testing.T) {
 	testService(t, dbtest.PostgresURL(t, "orgssvc", store.Migrate))
@@ -178,7 +178,7 @@ func testService(t *testing.T, dbURL string) {
 
 func TestBootstrapOnce(t *testing.T) {
 	ctx := context.Background()
-	dbURL := dbtest.SQLiteURL(t)
+	dbURL := dbtest.MigratedSQLiteURL(t, store.Migrate)
 	st, err := store.Open(ctx, dbURL)
 	if err != nil {
 		t.Fatal(err)
@@ -227,7 +227,7 @@ func TestBootstrapOnce(t *testing.T) {
 
 func TestExpiredToken(t *testing.T) {
 	ctx := context.Background()
-	st, err := store.Open(ctx, dbtest.SQLiteURL(t))
+	st, err := store.Open(ctx, dbtest.MigratedSQLiteURL(t, store.Migrate))
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -16,6 +16,7 @@ import (
 	"github.com/pyleeai/pylee/kit/auditlog"
 	"github.com/pyleeai/pylee/kit/errs"
 	"github.com/pyleeai/pylee/kit/outbox"
+	"github.com/pyleeai/pylee/kit/server"
 	"github.com/pyleeai/pylee/services/registry/internal/store"
 )
 
@@ -195,7 +196,7 @@ func (s *Service) Approve(ctx context.Context, req *registryv1.ApproveRequest) (
 		}
 		return nil
 	}
-	return s.decide(ctx, req.GetName(), "registry.approval.approve", check, func(tx *store.Tx, a *registryv1.Approval) error {
+	return s.decide(ctx, req.GetName(), server.ActionFor(registryv1.RegistryService_Approve_FullMethodName), check, func(tx *store.Tx, a *registryv1.Approval) error {
 		a.Approvals = append(a.Approvals, &registryv1.Decision{Principal: me, Comment: req.GetComment(), Time: timestamppb.New(tx.Now())})
 		if int32(len(a.GetApprovals())) < a.GetMinApprovals() {
 			return nil
@@ -246,7 +247,7 @@ func (s *Service) apply(ctx context.Context, tx *store.Tx, a *registryv1.Approva
 // Reject implements RegistryService.
 func (s *Service) Reject(ctx context.Context, req *registryv1.RejectRequest) (*registryv1.Approval, error) {
 	me := principalOf(ctx)
-	return s.decide(ctx, req.GetName(), "registry.approval.reject", mayDecide, func(tx *store.Tx, a *registryv1.Approval) error {
+	return s.decide(ctx, req.GetName(), server.ActionFor(registryv1.RegistryService_Reject_FullMethodName), mayDecide, func(tx *store.Tx, a *registryv1.Approval) error {
 		a.State = registryv1.Approval_STATE_REJECTED
 		a.Decision = &registryv1.Decision{Principal: me, Comment: req.GetComment(), Time: timestamppb.New(tx.Now())}
 		return nil
@@ -265,7 +266,7 @@ func (s *Service) CancelApproval(ctx context.Context, req *registryv1.CancelAppr
 		}
 		return nil
 	}
-	return s.decide(ctx, req.GetName(), "registry.approval.cancel", check, func(tx *store.Tx, a *registryv1.Approval) error {
+	return s.decide(ctx, req.GetName(), server.ActionFor(registryv1.RegistryService_CancelApproval_FullMethodName), check, func(tx *store.Tx, a *registryv1.Approval) error {
 		a.State = registryv1.Approval_STATE_CANCELLED
 		a.Decision = &registryv1.Decision{Principal: me, Comment: req.GetComment(), Time: timestamppb.New(tx.Now())}
 		return nil
@@ -286,25 +287,21 @@ func (s *Service) GetApproval(ctx context.Context, req *registryv1.GetApprovalRe
 
 // ListApprovals implements RegistryService.
 func (s *Service) ListApprovals(ctx context.Context, req *registryv1.ListApprovalsRequest) (*registryv1.ListApprovalsResponse, error) {
-	size, _ := aip.PageSize(req.GetPageSize(), defaultPageSize, maxPageSize)
-	query := aip.Query("pylee.registry.v1.ListApprovals", req.GetParent(), req.GetState().String())
-	before, err := s.tokens.Decode(ctx, query, req.GetPageToken())
+	page, err := s.tokens.Start(ctx, paging, req, aip.Query("pylee.registry.v1.ListApprovals", req.GetParent(), req.GetState().String()))
 	if err != nil {
-		return nil, errs.Field("page_token", "%v", err)
+		return nil, err
 	}
 	tx := s.store.Read()
 	if _, err := tx.Registry(ctx, req.GetParent(), false); err != nil {
 		return nil, err
 	}
-	rows, err := tx.Approvals(ctx, store.ApprovalQuery{Registry: req.GetParent(), State: stateNames[req.GetState()], Before: before, Limit: size + 1})
+	// Newest first: the page resumes before its cursor.
+	rows, err := tx.Approvals(ctx, store.ApprovalQuery{Registry: req.GetParent(), State: stateNames[req.GetState()], Before: page.After, Limit: page.Limit()})
 	if err != nil {
 		return nil, err
 	}
 	resp := &registryv1.ListApprovalsResponse{}
-	if len(rows) > size {
-		rows = rows[:size]
-		resp.NextPageToken = s.tokens.Encode(ctx, query, rows[len(rows)-1].Name)
-	}
+	rows, resp.NextPageToken = aip.Finish(ctx, page, rows, func(r store.Approval) string { return r.Name })
 	for _, r := range rows {
 		a, err := approvalFromRow(r)
 		if err != nil {

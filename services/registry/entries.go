@@ -15,6 +15,7 @@ import (
 	"github.com/pyleeai/pylee/kit/aip"
 	"github.com/pyleeai/pylee/kit/errs"
 	"github.com/pyleeai/pylee/kit/outbox"
+	"github.com/pyleeai/pylee/kit/server"
 	"github.com/pyleeai/pylee/services/registry/internal/semvers"
 	"github.com/pyleeai/pylee/services/registry/internal/store"
 )
@@ -181,7 +182,7 @@ func (s *Service) applyPin(ctx context.Context, tx *store.Tx, eff *registryv1.Re
 	}
 	e := store.Entry{Name: entry, Organization: orgOf(entry), Registry: registryOfEntry(entry), Server: t.server.Name,
 		ServerName: t.server.ServerName, Version: t.version.Version, VersionRange: rng, PinnedBy: actor}
-	return s.saveEntry(ctx, tx, e, t.version, prev, had, "registry.entry.pin")
+	return s.saveEntry(ctx, tx, e, t.version, prev, had, server.ActionFor(registryv1.RegistryService_PinEntry_FullMethodName))
 }
 
 // applyUnpin removes entry from its (locked) registry.
@@ -212,7 +213,7 @@ func (s *Service) applyUnpin(ctx context.Context, tx *store.Tx, entry string) er
 	if err := tx.AddChange(ctx, store.Change{Registry: prev.Registry, Revision: rev, Type: changeUnpinned, Entry: body, Time: tx.Now()}); err != nil {
 		return err
 	}
-	ev := outbox.NewEvent(ctx, prev.Organization, "registry.entry.unpin", entry)
+	ev := outbox.NewEvent(ctx, prev.Organization, server.ActionFor(registryv1.RegistryService_UnpinEntry_FullMethodName), entry)
 	ev.Changes = append(ev.Changes, outbox.Change("version", prev.Version, ""))
 	ev.Metadata = map[string]string{"revision": fmt.Sprint(rev)}
 	tx.Audit(ev)
@@ -368,16 +369,14 @@ func (s *Service) GetEntry(ctx context.Context, req *registryv1.GetEntryRequest)
 // ListEntries implements RegistryService: the entries the caller may see
 // (entries.get on the registry or above, or on the entry or its server).
 func (s *Service) ListEntries(ctx context.Context, req *registryv1.ListEntriesRequest) (*registryv1.ListEntriesResponse, error) {
-	size, _ := aip.PageSize(req.GetPageSize(), defaultPageSize, maxPageSize)
 	var since time.Time
 	if ts := req.GetUpdatedSince(); ts != nil {
 		since = ts.AsTime()
 	}
-	query := aip.Query("pylee.registry.v1.ListEntries", req.GetParent(), req.GetSearch(), req.GetServerName(), since.Format(time.RFC3339Nano),
-		req.GetView().String(), req.GetVersion())
-	after, err := s.tokens.Decode(ctx, query, req.GetPageToken())
+	page, err := s.tokens.Start(ctx, paging, req, aip.Query("pylee.registry.v1.ListEntries", req.GetParent(), req.GetSearch(),
+		req.GetServerName(), since.Format(time.RFC3339Nano), req.GetView().String(), req.GetVersion()))
 	if err != nil {
-		return nil, errs.Field("page_token", "%v", err)
+		return nil, err
 	}
 	tx := s.store.Read()
 	all, parentErr := s.allowed(ctx, "entries.get", req.GetParent())
@@ -393,10 +392,10 @@ func (s *Service) ListEntries(ctx context.Context, req *registryv1.ListEntriesRe
 		}
 		return nil, parentErr
 	}
-	q := store.EntryQuery{Registry: req.GetParent(), After: after, Search: req.GetSearch(), ServerName: req.GetServerName(), UpdatedSince: since,
+	q := store.EntryQuery{Registry: req.GetParent(), After: page.After, Search: req.GetSearch(), ServerName: req.GetServerName(), UpdatedSince: since,
 		Version: req.GetVersion()}
 	if all {
-		q.Limit = size + 1
+		q.Limit = page.Limit()
 	}
 	rows, err := tx.Entries(ctx, q)
 	if err != nil {
@@ -407,15 +406,12 @@ func (s *Service) ListEntries(ctx context.Context, req *registryv1.ListEntriesRe
 		if err != nil {
 			return nil, err
 		}
-		if len(rows) == 0 && after == "" && req.GetSearch() == "" && req.GetServerName() == "" && since.IsZero() && req.GetVersion() == "" {
+		if len(rows) == 0 && page.After == "" && req.GetSearch() == "" && req.GetServerName() == "" && since.IsZero() && req.GetVersion() == "" {
 			return nil, parentErr
 		}
 	}
 	resp := &registryv1.ListEntriesResponse{}
-	if len(rows) > size {
-		rows = rows[:size]
-		resp.NextPageToken = s.tokens.Encode(ctx, query, rows[len(rows)-1].Name)
-	}
+	rows, resp.NextPageToken = aip.Finish(ctx, page, rows, func(e store.Entry) string { return e.Name })
 	if resp.Entries, err = entriesToProto(ctx, tx, rows, req.GetView() == registryv1.EntryView_ENTRY_VIEW_FULL); err != nil {
 		return nil, err
 	}

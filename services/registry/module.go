@@ -5,13 +5,14 @@ import (
 	"fmt"
 
 	"google.golang.org/grpc/codes"
-	"google.golang.org/grpc/metadata"
 	"google.golang.org/grpc/status"
 
 	orgsv1 "github.com/pyleeai/pylee/gen/go/pylee/orgs/v1"
+	"github.com/pyleeai/pylee/kit/auth"
 	"github.com/pyleeai/pylee/kit/config"
 	"github.com/pyleeai/pylee/kit/errs"
 	"github.com/pyleeai/pylee/kit/module"
+	"github.com/pyleeai/pylee/services/registry/internal/store"
 )
 
 // orgsTarget is the orgs service: access decisions, owner teams, and the
@@ -21,7 +22,7 @@ const orgsTarget = "orgs"
 // Module is the registry target: servers, versions, registries, entries
 // and approvals.
 func Module() module.Module {
-	return module.Module{Name: Target, Needs: []string{"audit", orgsTarget}, Init: initModule}
+	return module.Module{Name: Target, Needs: []string{"audit", orgsTarget}, Init: initModule, Migrations: &store.Migrations}
 }
 
 func initModule(ctx context.Context, p module.Process) error {
@@ -57,7 +58,7 @@ type orgsDirectory struct {
 }
 
 func (o orgsDirectory) ctx(ctx context.Context) context.Context {
-	return metadata.AppendToOutgoingContext(ctx, "authorization", "Bearer "+o.token.Reveal())
+	return auth.Outgoing(ctx, o.token)
 }
 
 // TeamExists implements Orgs.

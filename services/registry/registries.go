@@ -20,6 +20,7 @@ import (
 	"github.com/pyleeai/pylee/kit/auth"
 	"github.com/pyleeai/pylee/kit/errs"
 	"github.com/pyleeai/pylee/kit/outbox"
+	"github.com/pyleeai/pylee/kit/server"
 	"github.com/pyleeai/pylee/services/registry/internal/store"
 )
 
@@ -196,7 +197,7 @@ func (s *Service) CreateRegistry(ctx context.Context, req *registryv1.CreateRegi
 		if err := tx.InsertRegistry(ctx, row, req.GetRequestId()); err != nil {
 			return err
 		}
-		ev := outbox.NewEvent(ctx, row.Organization, "registry.registry.create", name)
+		ev := outbox.NewEvent(ctx, row.Organization, server.ActionFor(registryv1.RegistryService_CreateRegistry_FullMethodName), name)
 		ev.Metadata = map[string]string{"settings": string(row.Settings), "parent": row.Parent}
 		tx.Audit(ev)
 		var err error
@@ -223,22 +224,20 @@ func (s *Service) GetRegistry(ctx context.Context, req *registryv1.GetRegistryRe
 // ListRegistries implements RegistryService: the registries the caller may
 // see (registries.get on the organization, or on the registry).
 func (s *Service) ListRegistries(ctx context.Context, req *registryv1.ListRegistriesRequest) (*registryv1.ListRegistriesResponse, error) {
-	size, _ := aip.PageSize(req.GetPageSize(), defaultPageSize, maxPageSize)
-	query := aip.Query("pylee.registry.v1.ListRegistries", req.GetParent())
-	after, err := s.tokens.Decode(ctx, query, req.GetPageToken())
+	page, err := s.tokens.Start(ctx, paging, req, aip.Query("pylee.registry.v1.ListRegistries", req.GetParent()))
 	if err != nil {
-		return nil, errs.Field("page_token", "%v", err)
+		return nil, err
 	}
 	tx := s.store.Read()
 	all, parentErr := s.allowed(ctx, "registries.get", req.GetParent())
 	if !all && (!errs.Known(parentErr) || errors.Is(parentErr, errs.ErrNotFound)) {
 		return nil, parentErr // not a member: see ListEntries
 	}
-	limit := size + 1
+	limit := page.Limit()
 	if !all {
-		limit = 0
+		limit = 0 // filtered item by item: read them all
 	}
-	rows, err := tx.Registries(ctx, orgOf(req.GetParent()), after, limit)
+	rows, err := tx.Registries(ctx, orgOf(req.GetParent()), page.After, limit)
 	if err != nil {
 		return nil, err
 	}
@@ -247,15 +246,12 @@ func (s *Service) ListRegistries(ctx context.Context, req *registryv1.ListRegist
 		if err != nil {
 			return nil, err
 		}
-		if len(rows) == 0 && after == "" {
+		if len(rows) == 0 && page.After == "" {
 			return nil, parentErr
 		}
 	}
 	resp := &registryv1.ListRegistriesResponse{}
-	if len(rows) > size {
-		rows = rows[:size]
-		resp.NextPageToken = s.tokens.Encode(ctx, query, rows[len(rows)-1].Name)
-	}
+	rows, resp.NextPageToken = aip.Finish(ctx, page, rows, func(r store.Registry) string { return r.Name })
 	for _, r := range rows {
 		p, err := s.registryProto(ctx, tx, r)
 		if err != nil {
@@ -405,7 +401,7 @@ func (s *Service) applyRegistryUpdate(ctx context.Context, tx *store.Tx, cur sto
 	if err != nil {
 		return nil, err
 	}
-	ev := outbox.NewEvent(ctx, cur.Organization, "registry.registry.update", cur.Name)
+	ev := outbox.NewEvent(ctx, cur.Organization, server.ActionFor(registryv1.RegistryService_UpdateRegistry_FullMethodName), cur.Name)
 	ev.Metadata = map[string]string{"update_mask": strings.Join(paths, ",")}
 	if old.GetDescription() != next.GetDescription() {
 		ev.Changes = append(ev.Changes, outbox.Change("description", old.GetDescription(), next.GetDescription()))
@@ -450,7 +446,7 @@ func (s *Service) DeleteRegistry(ctx context.Context, req *registryv1.DeleteRegi
 		if err := tx.DeleteRegistry(ctx, cur.Name); err != nil {
 			return err
 		}
-		tx.Audit(outbox.NewEvent(ctx, cur.Organization, "registry.registry.delete", cur.Name))
+		tx.Audit(outbox.NewEvent(ctx, cur.Organization, server.ActionFor(registryv1.RegistryService_DeleteRegistry_FullMethodName), cur.Name))
 		return nil
 	})
 	if err != nil {

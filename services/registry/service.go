@@ -16,6 +16,7 @@ import (
 	registryv1 "github.com/pyleeai/pylee/gen/go/pylee/registry/v1"
 	"github.com/pyleeai/pylee/kit/aip"
 	"github.com/pyleeai/pylee/kit/auth"
+	"github.com/pyleeai/pylee/kit/db"
 	"github.com/pyleeai/pylee/kit/errs"
 	"github.com/pyleeai/pylee/kit/outbox"
 	"github.com/pyleeai/pylee/kit/server"
@@ -28,6 +29,9 @@ const (
 	maxPageSize     = 1000
 )
 
+// paging is every List RPC's page size: 50 by default, at most 1,000.
+var paging = aip.Paging{Default: defaultPageSize, Max: maxPageSize}
+
 var (
 	orgName    = aip.MustPattern("orgs/{org}")
 	serverName = aip.MustPattern("orgs/{org}/servers/{server}")
@@ -39,11 +43,19 @@ var (
 // Store is the registry store.
 type Store = store.Store
 
-// OpenStore opens and migrates the registry database at url.
+// OpenStore opens the registry database at url, which MigrateStore has
+// migrated.
 func OpenStore(ctx context.Context, url string) (*Store, error) { return store.Open(ctx, url) }
 
-// MigrateStore migrates the registry database at url (for test templates).
+// MigrateStore applies the pending migrations to the registry database at
+// url (tests prepare template databases with it).
 func MigrateStore(ctx context.Context, url string) error { return store.Migrate(ctx, url) }
+
+// SchemaStatus tells whether the registry database at url is behind its
+// migrations.
+func SchemaStatus(ctx context.Context, url string) (db.Status, error) {
+	return store.SchemaStatus(ctx, url)
+}
 
 // Service implements pylee.registry.v1.RegistryService.
 type Service struct {
@@ -191,7 +203,7 @@ func (s *Service) CreateServer(ctx context.Context, req *registryv1.CreateServer
 			return nil, err
 		}
 	}
-	ev := outbox.NewEvent(ctx, v.Organization, "registry.server.create", v.Name)
+	ev := outbox.NewEvent(ctx, v.Organization, server.ActionFor(registryv1.RegistryService_CreateServer_FullMethodName), v.Name)
 	ev.Metadata = map[string]string{"server_name": v.ServerName}
 	created, err := s.store.CreateServer(ctx, v, req.GetRequestId(), ev)
 	if err != nil {
@@ -212,21 +224,16 @@ func (s *Service) GetServer(ctx context.Context, req *registryv1.GetServerReques
 
 // ListServers implements RegistryService.
 func (s *Service) ListServers(ctx context.Context, req *registryv1.ListServersRequest) (*registryv1.ListServersResponse, error) {
-	size, _ := aip.PageSize(req.GetPageSize(), defaultPageSize, maxPageSize)
-	query := aip.Query("pylee.registry.v1.ListServers", req.GetParent(), req.GetSearch())
-	after, err := s.tokens.Decode(ctx, query, req.GetPageToken())
+	page, err := s.tokens.Start(ctx, paging, req, aip.Query("pylee.registry.v1.ListServers", req.GetParent(), req.GetSearch()))
 	if err != nil {
-		return nil, errs.Field("page_token", "%v", err)
+		return nil, err
 	}
-	rows, err := s.store.ListServers(ctx, store.ServerQuery{Organization: orgOf(req.GetParent()), After: after, Limit: size + 1, Search: req.GetSearch()})
+	rows, err := s.store.ListServers(ctx, store.ServerQuery{Organization: orgOf(req.GetParent()), After: page.After, Limit: page.Limit(), Search: req.GetSearch()})
 	if err != nil {
 		return nil, err
 	}
 	resp := &registryv1.ListServersResponse{}
-	if len(rows) > size {
-		rows = rows[:size]
-		resp.NextPageToken = s.tokens.Encode(ctx, query, rows[len(rows)-1].Name)
-	}
+	rows, resp.NextPageToken = aip.Finish(ctx, page, rows, func(r store.Server) string { return r.Name })
 	for _, r := range rows {
 		resp.Servers = append(resp.Servers, toProto(r))
 	}
@@ -258,7 +265,7 @@ func (s *Service) UpdateServer(ctx context.Context, req *registryv1.UpdateServer
 	}
 	v := fromProto(in)
 	v.Name = in.GetName()
-	ev := outbox.NewEvent(ctx, orgOf(v.Name), "registry.server.update", v.Name)
+	ev := outbox.NewEvent(ctx, orgOf(v.Name), server.ActionFor(registryv1.RegistryService_UpdateServer_FullMethodName), v.Name)
 	ev.Metadata = map[string]string{"update_mask": strings.Join(paths, ",")}
 	up, err := s.store.UpdateServer(ctx, v, paths, expect, ev)
 	if err != nil {
@@ -282,7 +289,7 @@ func (s *Service) DeleteServer(ctx context.Context, req *registryv1.DeleteServer
 	if err := s.purgeBindings(ctx, req.GetName()); err != nil {
 		return nil, err
 	}
-	if err := s.store.DeleteServer(ctx, req.GetName(), expect, outbox.NewEvent(ctx, orgOf(req.GetName()), "registry.server.delete", req.GetName())); err != nil {
+	if err := s.store.DeleteServer(ctx, req.GetName(), expect, outbox.NewEvent(ctx, orgOf(req.GetName()), server.ActionFor(registryv1.RegistryService_DeleteServer_FullMethodName), req.GetName())); err != nil {
 		return nil, err
 	}
 	s.written()
@@ -296,7 +303,7 @@ func (s *Service) DeleteServer(ctx context.Context, req *registryv1.DeleteServer
 // the organization, and nothing of it may stay reachable here.
 func (s *Service) PurgeOrganization(ctx context.Context, req *registryv1.PurgeOrganizationRequest) (*registryv1.PurgeOrganizationResponse, error) {
 	org := orgOf(req.GetName())
-	n, err := s.store.PurgeOrganization(ctx, org, outbox.NewEvent(ctx, org, "registry.organization.purge", req.GetName()))
+	n, err := s.store.PurgeOrganization(ctx, org, outbox.NewEvent(ctx, org, server.ActionFor(registryv1.RegistryService_PurgeOrganization_FullMethodName), req.GetName()))
 	if err != nil {
 		return nil, err
 	}

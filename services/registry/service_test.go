@@ -102,7 +102,7 @@ func start(t *testing.T, url string) *env {
 
 func backends() map[string]func(t *testing.T) string {
 	return map[string]func(t *testing.T) string{
-		"SQLite":   func(t *testing.T) string { return dbtest.SQLiteURL(t) },
+		"SQLite":   func(t *testing.T) string { return dbtest.MigratedSQLiteURL(t, registry.MigrateStore) },
 		"Postgres": func(t *testing.T) string { return dbtest.PostgresURL(t, "registry", registry.MigrateStore) },
 	}
 }

@@ -6,6 +6,7 @@ import (
 	"encoding/hex"
 	"encoding/json"
 	"fmt"
+	"slices"
 	"sort"
 	"strings"
 
@@ -18,10 +19,15 @@ import (
 	"github.com/pyleeai/pylee/kit/auth"
 	"github.com/pyleeai/pylee/kit/errs"
 	"github.com/pyleeai/pylee/kit/outbox"
+	"github.com/pyleeai/pylee/kit/server"
 	"github.com/pyleeai/pylee/services/registry/internal/semvers"
 	"github.com/pyleeai/pylee/services/registry/internal/serverjson"
 	"github.com/pyleeai/pylee/services/registry/internal/store"
 )
+
+// actionVersionCreate is the action of a new version, from CreateVersion's
+// rule (ImportServerJson declares the same).
+var actionVersionCreate = server.ActionFor(registryv1.RegistryService_CreateVersion_FullMethodName)
 
 var versionName = aip.MustPattern("orgs/{org}/servers/{server}/versions/{version}")
 
@@ -216,7 +222,7 @@ func (s *Service) publish(ctx context.Context, server, version string, doc serve
 		if err := tx.InsertVersion(ctx, row); err != nil {
 			return err
 		}
-		ev := outbox.NewEvent(ctx, row.Organization, "registry.version.create", row.Name)
+		ev := outbox.NewEvent(ctx, row.Organization, actionVersionCreate, row.Name)
 		ev.Metadata = map[string]string{"version": version, "digest": row.Digest, "tools": fmt.Sprint(len(tools))}
 		tx.Audit(ev)
 		vs, err := loadVersions(ctx, tx, server)
@@ -309,11 +315,9 @@ func (s *Service) GetVersion(ctx context.Context, req *registryv1.GetVersionRequ
 
 // ListVersions implements RegistryService.
 func (s *Service) ListVersions(ctx context.Context, req *registryv1.ListVersionsRequest) (*registryv1.ListVersionsResponse, error) {
-	size, _ := aip.PageSize(req.GetPageSize(), defaultPageSize, maxPageSize)
-	query := aip.Query("pylee.registry.v1.ListVersions", req.GetParent())
-	after, err := s.tokens.Decode(ctx, query, req.GetPageToken())
+	page, err := s.tokens.Start(ctx, paging, req, aip.Query("pylee.registry.v1.ListVersions", req.GetParent()))
 	if err != nil {
-		return nil, errs.Field("page_token", "%v", err)
+		return nil, err
 	}
 	tx := s.store.Read()
 	if _, err := tx.Server(ctx, req.GetParent()); err != nil {
@@ -324,28 +328,25 @@ func (s *Service) ListVersions(ctx context.Context, req *registryv1.ListVersions
 		return nil, err
 	}
 	l, hasLatest := vs.latest()
+	// In SemVer order, which is not the names' order: resume after the
+	// cursor's position.
 	sorted := vs.sorted()
-	start := 0
-	if after != "" {
-		start = len(sorted)
-		for i, r := range sorted {
-			if r.Name == after {
-				start = i + 1
-				break
-			}
+	if page.After != "" {
+		if i := slices.IndexFunc(sorted, func(r store.Version) bool { return r.Name == page.After }); i >= 0 {
+			sorted = sorted[i+1:]
+		} else {
+			sorted = nil // the server's versions went with it
 		}
 	}
 	resp := &registryv1.ListVersionsResponse{}
-	end := min(start+size, len(sorted))
-	for _, r := range sorted[start:end] {
+	rows, next := aip.Finish(ctx, page, sorted, func(r store.Version) string { return r.Name })
+	resp.NextPageToken = next
+	for _, r := range rows {
 		p, err := versionToProto(r, hasLatest && r.Name == l.Name)
 		if err != nil {
 			return nil, err
 		}
 		resp.Versions = append(resp.Versions, p)
-	}
-	if end < len(sorted) {
-		resp.NextPageToken = s.tokens.Encode(ctx, query, sorted[end-1].Name)
 	}
 	return resp, nil
 }
@@ -363,7 +364,7 @@ func (s *Service) SetVersionStatus(ctx context.Context, req *registryv1.SetVersi
 		if out, err = tx.SetVersionStatus(ctx, req.GetName(), status, req.GetMessage()); err != nil {
 			return err
 		}
-		ev := outbox.NewEvent(ctx, orgOf(req.GetName()), "registry.version.status", req.GetName())
+		ev := outbox.NewEvent(ctx, orgOf(req.GetName()), server.ActionFor(registryv1.RegistryService_SetVersionStatus_FullMethodName), req.GetName())
 		ev.Changes = append(ev.Changes, outbox.Change("status", cur.Status, status))
 		if cur.StatusMessage != req.GetMessage() {
 			ev.Changes = append(ev.Changes, outbox.Change("status_message", cur.StatusMessage, req.GetMessage()))

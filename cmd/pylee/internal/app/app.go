@@ -6,10 +6,12 @@ package app
 import (
 	"context"
 	"crypto/rand"
+	"crypto/tls"
 	"database/sql"
 	"encoding/hex"
 	"errors"
 	"fmt"
+	"net/netip"
 	"os"
 	"path/filepath"
 	"slices"
@@ -21,6 +23,7 @@ import (
 	"go.uber.org/zap"
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/backoff"
+	"google.golang.org/grpc/credentials"
 	"google.golang.org/grpc/credentials/insecure"
 
 	auditv1 "github.com/pyleeai/pylee/gen/go/pylee/audit/v1"
@@ -64,6 +67,13 @@ type Config struct {
 	// target of an installation must share it. Empty means one kept in
 	// DataDir.
 	ServiceToken config.Secret
+	// TLS: --tls-cert and --tls-key serve both listeners over TLS; with
+	// --tls-ca the targets authenticate each other by client certificate
+	// (mTLS) and service tokens are not accepted.
+	TLS server.TLSFiles
+	// TrustedProxies are the peers whose X-Forwarded-For is believed for
+	// the client address of logs and audit events (--trusted-proxies).
+	TrustedProxies []netip.Prefix
 	// RelayPoll is how often the audit relay looks for undelivered events
 	// when not woken by a write.
 	RelayPoll time.Duration
@@ -98,6 +108,8 @@ type App struct {
 	authz      auth.Authorizer
 	svcToken   config.Secret
 	pageTokens *aip.PageTokens
+	// clientTLS is how this process dials other targets (nil: plaintext).
+	clientTLS *tls.Config
 
 	bgFuncs  []func(context.Context)
 	bgCancel context.CancelFunc
@@ -159,12 +171,22 @@ func New(ctx context.Context, cfg Config, log *zap.Logger) (*App, error) {
 	if err != nil {
 		return nil, err
 	}
+	if err := prepareSchemas(ctx, cfg, mods, log); err != nil {
+		_ = lock.Release()
+		return nil, err
+	}
 	if cfg.AuthCacheTTL <= 0 {
 		cfg.AuthCacheTTL = 10 * time.Second
 	}
-	a := &App{cfg: cfg, log: log, targets: targets, conns: map[string]*grpc.ClientConn{}}
+	grpcTLS, httpTLS, clientTLS, err := cfg.TLS.Load()
+	if err != nil {
+		_ = lock.Release()
+		return nil, err
+	}
+	a := &App{cfg: cfg, log: log, targets: targets, conns: map[string]*grpc.ClientConn{}, clientTLS: clientTLS}
 	a.srv = server.New(server.Config{
 		GRPCAddr: cfg.GRPCAddr, HTTPAddr: cfg.HTTPAddr, ShutdownTimeout: cfg.ShutdownTimeout, ReadTimeout: cfg.ReadTimeout,
+		GRPCTLS: grpcTLS, HTTPTLS: httpTLS, TrustedProxies: cfg.TrustedProxies,
 	}, log)
 	// The first cleanup registered runs last: the lock outlives every store.
 	a.srv.AddCleanup("data directory lock", func(context.Context) error { return lock.Release() })
@@ -187,7 +209,12 @@ func New(ctx context.Context, cfg Config, log *zap.Logger) (*App, error) {
 		return nil, err
 	}
 	a.pageTokens = aip.NewPageTokens([]byte(key.Reveal()))
-	a.authn = auth.Multi{auth.ServiceTokens{Secret: a.svcToken}}
+	a.authn = auth.Multi{}
+	if !cfg.TLS.Mutual() {
+		// With mTLS, service identities come from client certificates
+		// only: a token derived from a shared secret is not accepted.
+		a.authn = append(a.authn, auth.ServiceTokens{Secret: a.svcToken})
+	}
 	if cfg.OIDC.Issuer != "" {
 		if cfg.OIDC.Audience == "" {
 			return nil, errors.New("--oidc-audience is required with --oidc-issuer")
@@ -219,7 +246,7 @@ func New(ctx context.Context, cfg Config, log *zap.Logger) (*App, error) {
 		if conn, err := a.conn(orgs.Target); err == nil {
 			// No orgs service here: tokens and decisions come from it.
 			// It is asked as the process's first target.
-			token := auth.ServiceTokenFor(a.svcToken, targets[0])
+			token := process{a: a, name: targets[0]}.ServiceToken()
 			remote := remoteTokens{client: orgsv1.NewOrgsServiceClient(conn), serviceToken: token}
 			a.authn = append(a.authn, auth.NewCache(remote, cfg.AuthCacheTTL, 10_000))
 			a.authz = newRemoteAuthorizer(orgsv1.NewAccessServiceClient(conn), token)
@@ -258,7 +285,11 @@ func (a *App) conn(target string) (*grpc.ClientConn, error) {
 	// Reconnect within seconds of a peer's restart: gRPC's default backoff
 	// grows to two minutes, which would keep a restarted target unreachable
 	// long after it is back.
-	c, err := grpc.NewClient(addr, grpc.WithTransportCredentials(insecure.NewCredentials()),
+	creds := insecure.NewCredentials()
+	if a.clientTLS != nil {
+		creds = credentials.NewTLS(a.clientTLS)
+	}
+	c, err := grpc.NewClient(addr, grpc.WithTransportCredentials(creds),
 		grpc.WithConnectParams(grpc.ConnectParams{
 			Backoff:           backoff.Config{BaseDelay: 100 * time.Millisecond, Multiplier: 1.6, Jitter: 0.2, MaxDelay: 5 * time.Second},
 			MinConnectTimeout: 5 * time.Second,
@@ -281,20 +312,23 @@ func (p process) Server() *server.Server                       { return p.a.srv 
 func (p process) Settings() module.Settings                    { return p.a.cfg.Settings }
 func (p process) Runs(target string) bool                      { return slices.Contains(p.a.targets, target) }
 func (p process) Conn(target string) (*grpc.ClientConn, error) { return p.a.conn(target) }
-func (p process) ServiceToken() config.Secret                  { return auth.ServiceTokenFor(p.a.svcToken, p.name) }
-func (p process) PageTokens() *aip.PageTokens                  { return p.a.pageTokens }
-func (p process) Background(fn func(context.Context))          { p.a.bgFuncs = append(p.a.bgFuncs, fn) }
-func (p process) Authenticators() *auth.Multi                  { return &p.a.authn }
-func (p process) SetAuthorizer(z auth.Authorizer)              { p.a.authz = z }
-func (p process) Authorizer() auth.Authorizer                  { return appAuthorizer{p.a} }
+
+// ServiceToken implements module.Process: none with mTLS, where the
+// client certificate is the identity.
+func (p process) ServiceToken() config.Secret {
+	if p.a.cfg.TLS.Mutual() {
+		return config.Secret{}
+	}
+	return auth.ServiceTokenFor(p.a.svcToken, p.name)
+}
+func (p process) PageTokens() *aip.PageTokens         { return p.a.pageTokens }
+func (p process) Background(fn func(context.Context)) { p.a.bgFuncs = append(p.a.bgFuncs, fn) }
+func (p process) Authenticators() *auth.Multi         { return &p.a.authn }
+func (p process) SetAuthorizer(z auth.Authorizer)     { p.a.authz = z }
+func (p process) Authorizer() auth.Authorizer         { return appAuthorizer{p.a} }
 
 // DatabaseURL implements module.Process.
-func (p process) DatabaseURL(name string) string {
-	if p.a.cfg.DatabaseURL != "" {
-		return p.a.cfg.DatabaseURL
-	}
-	return "sqlite:" + filepath.Join(p.a.cfg.DataDir, name+".db")
-}
+func (p process) DatabaseURL(name string) string { return databaseURL(p.a.cfg, name) }
 
 // AuditRelay implements module.Process.
 func (p process) AuditRelay(db *sql.DB, dialect string) (*outbox.Relay, error) {

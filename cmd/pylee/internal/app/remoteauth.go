@@ -3,11 +3,11 @@ package app
 import (
 	"context"
 	"fmt"
+	"strings"
 	"sync"
 	"time"
 
 	"google.golang.org/grpc/codes"
-	"google.golang.org/grpc/metadata"
 	"google.golang.org/grpc/status"
 
 	orgsv1 "github.com/pyleeai/pylee/gen/go/pylee/orgs/v1"
@@ -27,11 +27,12 @@ type remoteTokens struct {
 
 // Authenticate implements auth.Authenticator.
 func (r remoteTokens) Authenticate(ctx context.Context, cred config.Secret) (auth.Principal, error) {
-	ctx = metadata.AppendToOutgoingContext(ctx, "authorization", "Bearer "+r.serviceToken.Reveal())
+	ctx = auth.Outgoing(ctx, r.serviceToken)
 	resp, err := r.client.VerifyToken(ctx, &orgsv1.VerifyTokenRequest{Token: cred.Reveal()})
 	switch status.Code(err) {
 	case codes.OK:
-		return auth.Principal{Name: resp.GetPrincipal(), Kind: auth.Kind(resp.GetKind()), DisplayName: resp.GetDisplayName()}, nil
+		return auth.Principal{Name: resp.GetPrincipal(), Kind: auth.Kind(resp.GetKind()), DisplayName: resp.GetDisplayName(),
+			Groups: resp.GetGroups(), Org: resp.GetOrganization()}, nil
 	case codes.Unauthenticated, codes.InvalidArgument:
 		return auth.Principal{}, fmt.Errorf("the token is not valid: %w", errs.ErrUnauthenticated)
 	default:
@@ -46,7 +47,7 @@ type remoteAuthorizer struct {
 	client       orgsv1.AccessServiceClient
 	serviceToken config.Secret
 	mu           sync.Mutex
-	cache        map[[3]string]remoteAnswer
+	cache        map[[4]string]remoteAnswer
 }
 
 type remoteAnswer struct {
@@ -55,7 +56,7 @@ type remoteAnswer struct {
 }
 
 func newRemoteAuthorizer(c orgsv1.AccessServiceClient, tok config.Secret) *remoteAuthorizer {
-	return &remoteAuthorizer{client: c, serviceToken: tok, cache: map[[3]string]remoteAnswer{}}
+	return &remoteAuthorizer{client: c, serviceToken: tok, cache: map[[4]string]remoteAnswer{}}
 }
 
 // Authorize implements auth.Authorizer.
@@ -66,24 +67,29 @@ func (r *remoteAuthorizer) Authorize(ctx context.Context, p auth.Principal, perm
 	if auth.ServiceOnlyPermissions[permission] {
 		return fmt.Errorf("%s is for service identities only: %w", permission, errs.ErrPermissionDenied)
 	}
-	if p.OutsideOrg(resource) {
+	// The organization limit of the credential, as orgs.Engine applies it:
+	// another organization's resources do not even show they exist.
+	if p.OutsideOrg(resource) && !orgs.SelfPermission(permission) {
+		if strings.HasPrefix(resource, "orgs/") {
+			return fmt.Errorf("%q: %w", resource, errs.ErrNotFound)
+		}
 		return fmt.Errorf("this credential is limited to orgs/%s: %w", p.Org, errs.ErrPermissionDenied)
 	}
-	key := [3]string{p.Name, permission, resource}
+	key := [4]string{p.Name, permission, resource, strings.Join(p.Groups, ",")}
 	now := time.Now()
 	r.mu.Lock()
 	a, ok := r.cache[key]
 	r.mu.Unlock()
 	if !ok || now.After(a.expires) {
-		cctx := metadata.AppendToOutgoingContext(ctx, "authorization", "Bearer "+r.serviceToken.Reveal())
-		resp, err := r.client.Check(cctx, &orgsv1.CheckRequest{Principal: p.Name, Permission: permission, Resource: resource})
+		cctx := auth.Outgoing(ctx, r.serviceToken)
+		resp, err := r.client.Check(cctx, &orgsv1.CheckRequest{Principal: p.Name, Permission: permission, Resource: resource, Groups: p.Groups})
 		if err != nil {
 			return fmt.Errorf("check access with the orgs service: %w", errs.ErrUnavailable)
 		}
 		a = remoteAnswer{allowed: resp.GetAllowed(), member: resp.GetMember(), expires: now.Add(orgs.DecisionTTL)}
 		r.mu.Lock()
 		if len(r.cache) > 100_000 {
-			r.cache = map[[3]string]remoteAnswer{}
+			r.cache = map[[4]string]remoteAnswer{}
 		}
 		r.cache[key] = a
 		r.mu.Unlock()
@@ -101,7 +107,7 @@ func (r *remoteAuthorizer) Authorize(ctx context.Context, p auth.Principal, perm
 // what was allowed under it no longer is.
 func (r *remoteAuthorizer) Invalidate() {
 	r.mu.Lock()
-	r.cache = map[[3]string]remoteAnswer{}
+	r.cache = map[[4]string]remoteAnswer{}
 	r.mu.Unlock()
 }
 

@@ -76,7 +76,7 @@ func newRoot(s Streams) *cobra.Command {
 	pf.StringVar(&g.apiURL, "api-url", "http://localhost:8080", "URL of the Pylee REST API (env PYLEE_API_URL)")
 	pf.Var(config.SecretValue{S: &g.token}, "token", "API token (env PYLEE_TOKEN; default: the admin token in $PYLEE_DATA_DIR)")
 	pf.StringVarP(&g.output, "output", "o", "table", "output format: table, json or yaml")
-	root.AddCommand(newUpCmd(g), newServeCmd(g), newOrgCmd(g), newAuditCmd(g), newVersionCmd(g),
+	root.AddCommand(newUpCmd(g), newServeCmd(g), newMigrateCmd(g), newOrgCmd(g), newAuditCmd(g), newVersionCmd(g),
 		newLoginCmd(g), newContextCmd(g), newWhoamiCmd(g), newServiceAccountCmd(g), newTokenCmd(g), newBindingCmd(g),
 		newTeamCmd(g), newRoleCmd(g), newMemberCmd(g), newInviteCmd(g), newServerCmd(g), newRegistryCmd(g), newApprovalCmd(g))
 	return root

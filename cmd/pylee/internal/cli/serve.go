@@ -3,6 +3,7 @@ package cli
 import (
 	"context"
 	"fmt"
+	"net/netip"
 	"os/signal"
 	"strings"
 	"syscall"
@@ -45,6 +46,10 @@ func (f *serveFlags) register(cmd *cobra.Command, logFormat, host string) {
 	fs.DurationVar(&f.cfg.ReadTimeout, "read-timeout", 30*time.Second, "longest time an HTTP client may take to send a whole request (headers and body)")
 	fs.DurationVar(&f.cfg.ShutdownTimeout, "shutdown-timeout", 15*time.Second, "grace period for calls in flight at shutdown")
 	fs.DurationVar(&f.cfg.AuthCacheTTL, "auth-cache-ttl", 10*time.Second, "how long a verified token is trusted without asking the store again")
+	fs.Var(&prefixList{&f.cfg.TrustedProxies}, "trusted-proxies", "comma-separated addresses or CIDRs of proxies whose X-Forwarded-For is believed for the client address; loopback by default: the REST facade's own hop")
+	fs.StringVar(&f.cfg.TLS.Cert, "tls-cert", "", "PEM certificate of both listeners, and this process's client certificate towards other targets")
+	fs.StringVar(&f.cfg.TLS.Key, "tls-key", "", "PEM private key of --tls-cert")
+	fs.StringVar(&f.cfg.TLS.CA, "tls-ca", "", "PEM CA of the installation: targets verify each other's certificates (mTLS) and take service identities from them")
 	fs.Var(config.SecretValue{S: &f.cfg.ServiceToken}, "service-token", "credential the targets of one installation share (default: kept in the data directory)")
 	fs.Var(config.SecretValue{S: &f.cfg.AuditSigningKey}, "audit-signing-key", "base64 Ed25519 seed signing audit checkpoints (default: kept in the data directory)")
 	fs.DurationVar(&f.cfg.CheckpointInterval, "checkpoint-interval", 10*time.Second, "longest time between signed audit checkpoints")
@@ -68,6 +73,7 @@ func newUpCmd(g *globals) *cobra.Command {
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			f.cfg.Targets = []string{"all"}
+			f.cfg.Migrate = true // a laptop's databases follow the binary
 			return run(cmd.Context(), g, f, true)
 		},
 	}
@@ -89,6 +95,7 @@ func newServeCmd(g *globals) *cobra.Command {
 	f.register(cmd, "json", "")
 	cmd.Flags().StringVar(&f.targets, "target", "", "comma-separated targets: all, "+strings.Join(app.Targets, ", "))
 	_ = cmd.MarkFlagRequired("target")
+	cmd.Flags().BoolVar(&f.cfg.Migrate, "migrate", false, "apply the targets' pending database migrations before starting (default: refuse to start on a database that is behind; see pylee migrate)")
 	return cmd
 }
 
@@ -100,6 +107,10 @@ func run(ctx context.Context, g *globals, f *serveFlags, banner bool) error {
 	defer func() { _ = logger.Sync() }()
 	ctx, stop := signal.NotifyContext(ctx, syscall.SIGINT, syscall.SIGTERM)
 	defer stop()
+	if f.cfg.TrustedProxies == nil {
+		// The REST facade calls its process's own gRPC listener on loopback.
+		f.cfg.TrustedProxies = []netip.Prefix{netip.MustParsePrefix("127.0.0.0/8"), netip.MustParsePrefix("::1/128")}
+	}
 	f.cfg.Addrs = map[string]string{}
 	for t, addr := range f.addrs {
 		f.cfg.Addrs[t] = *addr
@@ -142,3 +153,39 @@ Try:
 Stop with Ctrl-C.
 `, host, a.GRPCAddr(), a.DataDir(), store, app.TokenFile(a.DataDir()), tokenNote, app.TokenFile(a.DataDir()), host)
 }
+
+// prefixList is a flag of comma-separated IP addresses and CIDR prefixes.
+type prefixList struct{ p *[]netip.Prefix }
+
+func (l *prefixList) String() string {
+	if l.p == nil || *l.p == nil {
+		return "127.0.0.0/8,::1/128"
+	}
+	var out []string
+	for _, p := range *l.p {
+		out = append(out, p.String())
+	}
+	return strings.Join(out, ",")
+}
+
+func (l *prefixList) Set(v string) error {
+	var out []netip.Prefix
+	for _, s := range strings.Split(v, ",") {
+		if s = strings.TrimSpace(s); s == "" {
+			continue
+		}
+		if p, err := netip.ParsePrefix(s); err == nil {
+			out = append(out, p.Masked())
+			continue
+		}
+		a, err := netip.ParseAddr(s)
+		if err != nil {
+			return fmt.Errorf("%q is neither an IP address nor a CIDR prefix", s)
+		}
+		out = append(out, netip.PrefixFrom(a.Unmap(), a.Unmap().BitLen()))
+	}
+	*l.p = out
+	return nil
+}
+
+func (l *prefixList) Type() string { return "cidrs" }

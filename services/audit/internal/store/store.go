@@ -21,6 +21,7 @@ import (
 	"github.com/pyleeai/pylee/services/audit/internal/ent/chainhead"
 	"github.com/pyleeai/pylee/services/audit/internal/ent/checkpoint"
 	"github.com/pyleeai/pylee/services/audit/internal/ent/event"
+	"github.com/pyleeai/pylee/services/audit/internal/ent/migrate/migrations"
 	"github.com/pyleeai/pylee/services/audit/internal/ent/predicate"
 	"github.com/pyleeai/pylee/services/audit/internal/ent/schema"
 )
@@ -36,61 +37,33 @@ type Store struct {
 	now     func() time.Time
 }
 
-// appendOnlySQL makes audit_events append-only on PostgreSQL: any UPDATE,
-// DELETE or TRUNCATE raises an error.
-const appendOnlySQL = `
-CREATE OR REPLACE FUNCTION pylee_audit_append_only() RETURNS trigger AS $$
-BEGIN
-  RAISE EXCEPTION 'audit_events is append-only: % refused', TG_OP;
-END;
-$$ LANGUAGE plpgsql;
-DROP TRIGGER IF EXISTS audit_events_append_only ON audit_events;
-CREATE TRIGGER audit_events_append_only BEFORE UPDATE OR DELETE ON audit_events
-  FOR EACH ROW EXECUTE FUNCTION pylee_audit_append_only();
-DROP TRIGGER IF EXISTS audit_events_no_truncate ON audit_events;
-CREATE TRIGGER audit_events_no_truncate BEFORE TRUNCATE ON audit_events
-  FOR EACH STATEMENT EXECUTE FUNCTION pylee_audit_append_only();
-`
+// Migrations are the audit database's versioned migrations. The
+// append-only triggers of audit_events are one of them (written by hand:
+// atlas does not manage triggers), so a migrated database refuses any
+// UPDATE or DELETE of an event (and TRUNCATE on PostgreSQL).
+var Migrations = db.Migrations{Schema: Schema, FS: migrations.FS}
 
-// appendOnlySQLite does the same on SQLite.
-var appendOnlySQLite = []string{
-	`CREATE TRIGGER IF NOT EXISTS audit_events_no_update BEFORE UPDATE ON audit_events
-	 BEGIN SELECT RAISE(ABORT, 'audit_events is append-only: UPDATE refused'); END`,
-	`CREATE TRIGGER IF NOT EXISTS audit_events_no_delete BEFORE DELETE ON audit_events
-	 BEGIN SELECT RAISE(ABORT, 'audit_events is append-only: DELETE refused'); END`,
-}
-
-// Open opens and migrates the audit database at url.
+// Open opens the audit database at url. It does not migrate: Migrate does,
+// and SchemaStatus tells whether the database is behind.
 func Open(ctx context.Context, url string) (*Store, error) {
 	d, err := db.Open(ctx, url, Schema)
 	if err != nil {
 		return nil, err
 	}
 	client := ent.NewClient(ent.Driver(entsql.OpenDB(d.Dialect, d.DB)))
-	if err := client.Schema.Create(ctx); err != nil {
-		client.Close()
-		return nil, fmt.Errorf("migrate audit database: %w", err)
-	}
-	stmts := appendOnlySQLite
-	if d.Dialect == dialect.Postgres {
-		stmts = []string{appendOnlySQL}
-	}
-	for _, s := range stmts {
-		if _, err := d.ExecContext(ctx, s); err != nil {
-			client.Close()
-			return nil, fmt.Errorf("install append-only trigger: %w", err)
-		}
-	}
 	return &Store{client: client, dialect: d.Dialect, sqlDB: d, now: func() time.Time { return time.Now().UTC() }}, nil
 }
 
-// Migrate migrates the database at url; tests use it for templates.
+// Migrate applies the pending migrations to the database at url (see
+// kit/db.Migrations.Apply).
 func Migrate(ctx context.Context, url string) error {
-	s, err := Open(ctx, url)
-	if err != nil {
-		return err
-	}
-	return s.Close()
+	_, err := Migrations.Apply(ctx, url)
+	return err
+}
+
+// SchemaStatus tells how the database at url stands against the migrations.
+func SchemaStatus(ctx context.Context, url string) (db.Status, error) {
+	return Migrations.Status(ctx, url)
 }
 
 // Close closes the database.

@@ -17,7 +17,7 @@ import (
 // PostgreSQL; `make bench` prints the ratio (goal >= 0.9).
 func BenchmarkUpdateOrganization(b *testing.B) {
 	dbs := map[string]func(b *testing.B) string{
-		"sqlite":   func(b *testing.B) string { return dbtest.SQLiteURL(b) },
+		"sqlite":   func(b *testing.B) string { return dbtest.MigratedSQLiteURL(b, store.Migrate) },
 		"postgres": func(b *testing.B) string { return dbtest.PostgresURL(b, "orgsbench", store.Migrate) },
 	}
 	for _, db := range []string{"sqlite", "postgres"} {

@@ -19,6 +19,7 @@ import (
 	"github.com/pyleeai/pylee/services/orgs/internal/ent/binding"
 	"github.com/pyleeai/pylee/services/orgs/internal/ent/customrole"
 	"github.com/pyleeai/pylee/services/orgs/internal/ent/invitation"
+	"github.com/pyleeai/pylee/services/orgs/internal/ent/migrate/migrations"
 	"github.com/pyleeai/pylee/services/orgs/internal/ent/organization"
 	"github.com/pyleeai/pylee/services/orgs/internal/ent/serviceaccount"
 	"github.com/pyleeai/pylee/services/orgs/internal/ent/team"
@@ -37,29 +38,31 @@ type EntStore struct {
 	now     func() time.Time
 }
 
-// Open opens the database at url (see kit/db.Open), migrates its schema,
-// and returns the store.
+// Migrations are the orgs database's versioned migrations.
+var Migrations = db.Migrations{Schema: Schema, FS: migrations.FS}
+
+// Open opens the database at url (see kit/db.Open) and returns the store.
+// It does not migrate: Migrate does, and SchemaStatus tells whether the
+// database is behind.
 func Open(ctx context.Context, url string) (*EntStore, error) {
 	d, err := db.Open(ctx, url, Schema)
 	if err != nil {
 		return nil, err
 	}
 	client := ent.NewClient(ent.Driver(entsql.OpenDB(d.Dialect, d.DB)))
-	if err := client.Schema.Create(ctx); err != nil {
-		client.Close()
-		return nil, fmt.Errorf("migrate orgs database: %w", err)
-	}
 	return &EntStore{client: client, db: d, dialect: d.Dialect, now: now}, nil
 }
 
-// Migrate brings the database at url to the current schema; tests use it to
-// prepare template databases.
+// Migrate applies the pending migrations to the database at url (see
+// kit/db.Migrations.Apply).
 func Migrate(ctx context.Context, url string) error {
-	s, err := Open(ctx, url)
-	if err != nil {
-		return err
-	}
-	return s.Close()
+	_, err := Migrations.Apply(ctx, url)
+	return err
+}
+
+// SchemaStatus tells how the database at url stands against the migrations.
+func SchemaStatus(ctx context.Context, url string) (db.Status, error) {
+	return Migrations.Status(ctx, url)
 }
 
 func now() time.Time { return time.Now().UTC().Truncate(time.Microsecond) }

@@ -13,7 +13,7 @@ func TestMain(m *testing.M) { dbtest.Main(m) }
 
 func TestSQLite(t *testing.T) {
 	storetest.Run(t, func(t *testing.T) store.Store {
-		s, err := store.Open(context.Background(), dbtest.SQLiteURL(t))
+		s, err := store.Open(context.Background(), dbtest.MigratedSQLiteURL(t, store.Migrate))
 		if err != nil {
 			t.Fatal(err)
 		}

@@ -21,6 +21,7 @@ import (
 	entapproval "github.com/pyleeai/pylee/services/registry/internal/ent/approval"
 	ententry "github.com/pyleeai/pylee/services/registry/internal/ent/entry"
 	ententrychange "github.com/pyleeai/pylee/services/registry/internal/ent/entrychange"
+	"github.com/pyleeai/pylee/services/registry/internal/ent/migrate/migrations"
 	"github.com/pyleeai/pylee/services/registry/internal/ent/predicate"
 	entregistry "github.com/pyleeai/pylee/services/registry/internal/ent/registry"
 	entserver "github.com/pyleeai/pylee/services/registry/internal/ent/server"
@@ -59,27 +60,30 @@ type Store struct {
 	now     func() time.Time
 }
 
-// Open opens and migrates the registry database at url.
+// Migrations are the registry database's versioned migrations.
+var Migrations = db.Migrations{Schema: Schema, FS: migrations.FS}
+
+// Open opens the registry database at url. It does not migrate: Migrate
+// does, and SchemaStatus tells whether the database is behind.
 func Open(ctx context.Context, url string) (*Store, error) {
 	d, err := db.Open(ctx, url, Schema)
 	if err != nil {
 		return nil, err
 	}
 	client := ent.NewClient(ent.Driver(entsql.OpenDB(d.Dialect, d.DB)))
-	if err := client.Schema.Create(ctx); err != nil {
-		client.Close()
-		return nil, fmt.Errorf("migrate registry database: %w", err)
-	}
 	return &Store{client: client, db: d, dialect: d.Dialect, now: func() time.Time { return time.Now().UTC().Truncate(time.Microsecond) }}, nil
 }
 
-// Migrate migrates the database at url (for test templates).
+// Migrate applies the pending migrations to the database at url (see
+// kit/db.Migrations.Apply).
 func Migrate(ctx context.Context, url string) error {
-	s, err := Open(ctx, url)
-	if err != nil {
-		return err
-	}
-	return s.Close()
+	_, err := Migrations.Apply(ctx, url)
+	return err
+}
+
+// SchemaStatus tells how the database at url stands against the migrations.
+func SchemaStatus(ctx context.Context, url string) (db.Status, error) {
+	return Migrations.Status(ctx, url)
 }
 
 // Close closes the database.

@@ -24,7 +24,7 @@ func backends(t *testing.T) map[string]func(t *testing.T) *store.Store {
 		return s
 	}
 	return map[string]func(t *testing.T) *store.Store{
-		"SQLite":   func(t *testing.T) *store.Store { return open(t, dbtest.SQLiteURL(t)) },
+		"SQLite":   func(t *testing.T) *store.Store { return open(t, dbtest.MigratedSQLiteURL(t, store.Migrate)) },
 		"Postgres": func(t *testing.T) *store.Store { return open(t, dbtest.PostgresURL(t, "registry", store.Migrate)) },
 	}
 }

@@ -47,7 +47,12 @@ type AuthRule struct {
 	// service identity is refused every RPC whose rule does not list it:
 	// no identity skips the checks. Users and service accounts are decided
 	// by `permission` as always.
-	Services      []string `protobuf:"bytes,5,rep,name=services,proto3" json:"services,omitempty"`
+	Services []string `protobuf:"bytes,5,rep,name=services,proto3" json:"services,omitempty"`
+	// The audit action of the RPC, `<service>.<resource>.<verb>`, when it is
+	// not the one its method name gives (`ListOrganizations` gives
+	// `orgs.organization.list`). The event of a success and of a refusal
+	// both carry it.
+	Action        string `protobuf:"bytes,6,opt,name=action,proto3" json:"action,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -117,6 +122,13 @@ func (x *AuthRule) GetServices() []string {
 	return nil
 }
 
+func (x *AuthRule) GetAction() string {
+	if x != nil {
+		return x.Action
+	}
+	return ""
+}
+
 var file_pylee_api_v1_annotations_proto_extTypes = []protoimpl.ExtensionInfo{
 	{
 		ExtendedType:  (*descriptorpb.MethodOptions)(nil),
@@ -140,7 +152,7 @@ var File_pylee_api_v1_annotations_proto protoreflect.FileDescriptor
 
 const file_pylee_api_v1_annotations_proto_rawDesc = "" +
 	"\n" +
-	"\x1epylee/api/v1/annotations.proto\x12\fpylee.api.v1\x1a google/protobuf/descriptor.proto\"\xa1\x01\n" +
+	"\x1epylee/api/v1/annotations.proto\x12\fpylee.api.v1\x1a google/protobuf/descriptor.proto\"\xb9\x01\n" +
 	"\bAuthRule\x12\x1e\n" +
 	"\n" +
 	"permission\x18\x01 \x01(\tR\n" +
@@ -148,7 +160,8 @@ const file_pylee_api_v1_annotations_proto_rawDesc = "" +
 	"\x0eresource_field\x18\x02 \x01(\tR\rresourceField\x12\x16\n" +
 	"\x06public\x18\x03 \x01(\bR\x06public\x12\x1a\n" +
 	"\bfiltered\x18\x04 \x01(\bR\bfiltered\x12\x1a\n" +
-	"\bservices\x18\x05 \x03(\tR\bservices:L\n" +
+	"\bservices\x18\x05 \x03(\tR\bservices\x12\x16\n" +
+	"\x06action\x18\x06 \x01(\tR\x06action:L\n" +
 	"\x04auth\x12\x1e.google.protobuf.MethodOptions\x18\xb9\x8e\x03 \x01(\v2\x16.pylee.api.v1.AuthRuleR\x04authB4Z2github.com/pyleeai/pylee/gen/go/pylee/api/v1;apiv1b\x06proto3"
 
 var (

@@ -396,7 +396,11 @@ func (x *CreateTokenRequest) GetToken() *Token {
 type ListTokensRequest struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
 	// `orgs/{org}/serviceAccounts/{sa}` or `users/me`.
-	Parent        string `protobuf:"bytes,1,opt,name=parent,proto3" json:"parent,omitempty"`
+	Parent string `protobuf:"bytes,1,opt,name=parent,proto3" json:"parent,omitempty"`
+	// At most this many items; 0 means 50, more than 1,000 means 1,000.
+	PageSize int32 `protobuf:"varint,2,opt,name=page_size,json=pageSize,proto3" json:"page_size,omitempty"`
+	// The `next_page_token` of the previous page.
+	PageToken     string `protobuf:"bytes,3,opt,name=page_token,json=pageToken,proto3" json:"page_token,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -438,11 +442,27 @@ func (x *ListTokensRequest) GetParent() string {
 	return ""
 }
 
+func (x *ListTokensRequest) GetPageSize() int32 {
+	if x != nil {
+		return x.PageSize
+	}
+	return 0
+}
+
+func (x *ListTokensRequest) GetPageToken() string {
+	if x != nil {
+		return x.PageToken
+	}
+	return ""
+}
+
 // The response of ListTokens.
 type ListTokensResponse struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
 	// The tokens, without secrets.
-	Tokens        []*Token `protobuf:"bytes,1,rep,name=tokens,proto3" json:"tokens,omitempty"`
+	Tokens []*Token `protobuf:"bytes,1,rep,name=tokens,proto3" json:"tokens,omitempty"`
+	// The token of the next page; empty on the last.
+	NextPageToken string `protobuf:"bytes,2,opt,name=next_page_token,json=nextPageToken,proto3" json:"next_page_token,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -482,6 +502,13 @@ func (x *ListTokensResponse) GetTokens() []*Token {
 		return x.Tokens
 	}
 	return nil
+}
+
+func (x *ListTokensResponse) GetNextPageToken() string {
+	if x != nil {
+		return x.NextPageToken
+	}
+	return ""
 }
 
 // The request of DeleteToken.
@@ -590,7 +617,11 @@ func (x *CreateBindingRequest) GetBinding() *Binding {
 type ListBindingsRequest struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
 	// The resource.
-	Parent        string `protobuf:"bytes,1,opt,name=parent,proto3" json:"parent,omitempty"`
+	Parent string `protobuf:"bytes,1,opt,name=parent,proto3" json:"parent,omitempty"`
+	// At most this many items; 0 means 50, more than 1,000 means 1,000.
+	PageSize int32 `protobuf:"varint,2,opt,name=page_size,json=pageSize,proto3" json:"page_size,omitempty"`
+	// The `next_page_token` of the previous page.
+	PageToken     string `protobuf:"bytes,3,opt,name=page_token,json=pageToken,proto3" json:"page_token,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -632,11 +663,27 @@ func (x *ListBindingsRequest) GetParent() string {
 	return ""
 }
 
+func (x *ListBindingsRequest) GetPageSize() int32 {
+	if x != nil {
+		return x.PageSize
+	}
+	return 0
+}
+
+func (x *ListBindingsRequest) GetPageToken() string {
+	if x != nil {
+		return x.PageToken
+	}
+	return ""
+}
+
 // The response of ListBindings.
 type ListBindingsResponse struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
 	// The bindings on the resource itself.
-	Bindings      []*Binding `protobuf:"bytes,1,rep,name=bindings,proto3" json:"bindings,omitempty"`
+	Bindings []*Binding `protobuf:"bytes,1,rep,name=bindings,proto3" json:"bindings,omitempty"`
+	// The token of the next page; empty on the last.
+	NextPageToken string `protobuf:"bytes,2,opt,name=next_page_token,json=nextPageToken,proto3" json:"next_page_token,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -676,6 +723,13 @@ func (x *ListBindingsResponse) GetBindings() []*Binding {
 		return x.Bindings
 	}
 	return nil
+}
+
+func (x *ListBindingsResponse) GetNextPageToken() string {
+	if x != nil {
+		return x.NextPageToken
+	}
+	return ""
 }
 
 // The request of PurgeBindings.
@@ -820,7 +874,11 @@ func (x *DeleteBindingRequest) GetName() string {
 type ListRolesRequest struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
 	// `orgs/{org}`.
-	Parent        string `protobuf:"bytes,1,opt,name=parent,proto3" json:"parent,omitempty"`
+	Parent string `protobuf:"bytes,1,opt,name=parent,proto3" json:"parent,omitempty"`
+	// At most this many items; 0 means 50, more than 1,000 means 1,000.
+	PageSize int32 `protobuf:"varint,2,opt,name=page_size,json=pageSize,proto3" json:"page_size,omitempty"`
+	// The `next_page_token` of the previous page.
+	PageToken     string `protobuf:"bytes,3,opt,name=page_token,json=pageToken,proto3" json:"page_token,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -862,11 +920,27 @@ func (x *ListRolesRequest) GetParent() string {
 	return ""
 }
 
+func (x *ListRolesRequest) GetPageSize() int32 {
+	if x != nil {
+		return x.PageSize
+	}
+	return 0
+}
+
+func (x *ListRolesRequest) GetPageToken() string {
+	if x != nil {
+		return x.PageToken
+	}
+	return ""
+}
+
 // The response of ListRoles.
 type ListRolesResponse struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
 	// Built-in roles first, then custom ones.
-	Roles         []*Role `protobuf:"bytes,1,rep,name=roles,proto3" json:"roles,omitempty"`
+	Roles []*Role `protobuf:"bytes,1,rep,name=roles,proto3" json:"roles,omitempty"`
+	// The token of the next page; empty on the last.
+	NextPageToken string `protobuf:"bytes,2,opt,name=next_page_token,json=nextPageToken,proto3" json:"next_page_token,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -906,6 +980,13 @@ func (x *ListRolesResponse) GetRoles() []*Role {
 		return x.Roles
 	}
 	return nil
+}
+
+func (x *ListRolesResponse) GetNextPageToken() string {
+	if x != nil {
+		return x.NextPageToken
+	}
+	return ""
 }
 
 // The request of CreateRole.
@@ -1086,7 +1167,11 @@ func (x *CreateTeamRequest) GetTeam() *Team {
 type ListTeamsRequest struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
 	// `orgs/{org}`.
-	Parent        string `protobuf:"bytes,1,opt,name=parent,proto3" json:"parent,omitempty"`
+	Parent string `protobuf:"bytes,1,opt,name=parent,proto3" json:"parent,omitempty"`
+	// At most this many items; 0 means 50, more than 1,000 means 1,000.
+	PageSize int32 `protobuf:"varint,2,opt,name=page_size,json=pageSize,proto3" json:"page_size,omitempty"`
+	// The `next_page_token` of the previous page.
+	PageToken     string `protobuf:"bytes,3,opt,name=page_token,json=pageToken,proto3" json:"page_token,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -1128,11 +1213,27 @@ func (x *ListTeamsRequest) GetParent() string {
 	return ""
 }
 
+func (x *ListTeamsRequest) GetPageSize() int32 {
+	if x != nil {
+		return x.PageSize
+	}
+	return 0
+}
+
+func (x *ListTeamsRequest) GetPageToken() string {
+	if x != nil {
+		return x.PageToken
+	}
+	return ""
+}
+
 // The response of ListTeams.
 type ListTeamsResponse struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
 	// The teams with their members.
-	Teams         []*Team `protobuf:"bytes,1,rep,name=teams,proto3" json:"teams,omitempty"`
+	Teams []*Team `protobuf:"bytes,1,rep,name=teams,proto3" json:"teams,omitempty"`
+	// The token of the next page; empty on the last.
+	NextPageToken string `protobuf:"bytes,2,opt,name=next_page_token,json=nextPageToken,proto3" json:"next_page_token,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -1172,6 +1273,13 @@ func (x *ListTeamsResponse) GetTeams() []*Team {
 		return x.Teams
 	}
 	return nil
+}
+
+func (x *ListTeamsResponse) GetNextPageToken() string {
+	if x != nil {
+		return x.NextPageToken
+	}
+	return ""
 }
 
 // The request of DeleteTeam.
@@ -1338,7 +1446,12 @@ type CheckRequest struct {
 	// The permission, `<collection>.<verb>`.
 	Permission string `protobuf:"bytes,2,opt,name=permission,proto3" json:"permission,omitempty"`
 	// The resource name; empty means the installation.
-	Resource      string `protobuf:"bytes,3,opt,name=resource,proto3" json:"resource,omitempty"`
+	Resource string `protobuf:"bytes,3,opt,name=resource,proto3" json:"resource,omitempty"`
+	// The teams (`orgs/{org}/teams/{team}`) the principal's credential says
+	// it belongs to (an identity provider's groups claim), which the store
+	// does not know. Only services may give them, for a principal whose
+	// credential they verified.
+	Groups        []string `protobuf:"bytes,4,rep,name=groups,proto3" json:"groups,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -1392,6 +1505,13 @@ func (x *CheckRequest) GetResource() string {
 		return x.Resource
 	}
 	return ""
+}
+
+func (x *CheckRequest) GetGroups() []string {
+	if x != nil {
+		return x.Groups
+	}
+	return nil
 }
 
 // The response of Check.
@@ -2136,30 +2256,42 @@ const file_pylee_orgs_v1_access_service_proto_rawDesc = "" +
 	"\x04name\x18\x01 \x01(\tB\x03\xe0A\x02R\x04name\"]\n" +
 	"\x12CreateTokenRequest\x12\x1b\n" +
 	"\x06parent\x18\x01 \x01(\tB\x03\xe0A\x02R\x06parent\x12*\n" +
-	"\x05token\x18\x02 \x01(\v2\x14.pylee.orgs.v1.TokenR\x05token\"0\n" +
+	"\x05token\x18\x02 \x01(\v2\x14.pylee.orgs.v1.TokenR\x05token\"l\n" +
 	"\x11ListTokensRequest\x12\x1b\n" +
-	"\x06parent\x18\x01 \x01(\tB\x03\xe0A\x02R\x06parent\"B\n" +
+	"\x06parent\x18\x01 \x01(\tB\x03\xe0A\x02R\x06parent\x12\x1b\n" +
+	"\tpage_size\x18\x02 \x01(\x05R\bpageSize\x12\x1d\n" +
+	"\n" +
+	"page_token\x18\x03 \x01(\tR\tpageToken\"j\n" +
 	"\x12ListTokensResponse\x12,\n" +
-	"\x06tokens\x18\x01 \x03(\v2\x14.pylee.orgs.v1.TokenR\x06tokens\"-\n" +
+	"\x06tokens\x18\x01 \x03(\v2\x14.pylee.orgs.v1.TokenR\x06tokens\x12&\n" +
+	"\x0fnext_page_token\x18\x02 \x01(\tR\rnextPageToken\"-\n" +
 	"\x12DeleteTokenRequest\x12\x17\n" +
 	"\x04name\x18\x01 \x01(\tB\x03\xe0A\x02R\x04name\"j\n" +
 	"\x14CreateBindingRequest\x12\x1b\n" +
 	"\x06parent\x18\x01 \x01(\tB\x03\xe0A\x02R\x06parent\x125\n" +
-	"\abinding\x18\x02 \x01(\v2\x16.pylee.orgs.v1.BindingB\x03\xe0A\x02R\abinding\"2\n" +
+	"\abinding\x18\x02 \x01(\v2\x16.pylee.orgs.v1.BindingB\x03\xe0A\x02R\abinding\"n\n" +
 	"\x13ListBindingsRequest\x12\x1b\n" +
-	"\x06parent\x18\x01 \x01(\tB\x03\xe0A\x02R\x06parent\"J\n" +
+	"\x06parent\x18\x01 \x01(\tB\x03\xe0A\x02R\x06parent\x12\x1b\n" +
+	"\tpage_size\x18\x02 \x01(\x05R\bpageSize\x12\x1d\n" +
+	"\n" +
+	"page_token\x18\x03 \x01(\tR\tpageToken\"r\n" +
 	"\x14ListBindingsResponse\x122\n" +
-	"\bbindings\x18\x01 \x03(\v2\x16.pylee.orgs.v1.BindingR\bbindings\"7\n" +
+	"\bbindings\x18\x01 \x03(\v2\x16.pylee.orgs.v1.BindingR\bbindings\x12&\n" +
+	"\x0fnext_page_token\x18\x02 \x01(\tR\rnextPageToken\"7\n" +
 	"\x14PurgeBindingsRequest\x12\x1f\n" +
 	"\bresource\x18\x01 \x01(\tB\x03\xe0A\x02R\bresource\"1\n" +
 	"\x15PurgeBindingsResponse\x12\x18\n" +
 	"\adeleted\x18\x01 \x01(\x03R\adeleted\"/\n" +
 	"\x14DeleteBindingRequest\x12\x17\n" +
-	"\x04name\x18\x01 \x01(\tB\x03\xe0A\x02R\x04name\"/\n" +
+	"\x04name\x18\x01 \x01(\tB\x03\xe0A\x02R\x04name\"k\n" +
 	"\x10ListRolesRequest\x12\x1b\n" +
-	"\x06parent\x18\x01 \x01(\tB\x03\xe0A\x02R\x06parent\">\n" +
+	"\x06parent\x18\x01 \x01(\tB\x03\xe0A\x02R\x06parent\x12\x1b\n" +
+	"\tpage_size\x18\x02 \x01(\x05R\bpageSize\x12\x1d\n" +
+	"\n" +
+	"page_token\x18\x03 \x01(\tR\tpageToken\"f\n" +
 	"\x11ListRolesResponse\x12)\n" +
-	"\x05roles\x18\x01 \x03(\v2\x13.pylee.orgs.v1.RoleR\x05roles\"|\n" +
+	"\x05roles\x18\x01 \x03(\v2\x13.pylee.orgs.v1.RoleR\x05roles\x12&\n" +
+	"\x0fnext_page_token\x18\x02 \x01(\tR\rnextPageToken\"|\n" +
 	"\x11CreateRoleRequest\x12\x1b\n" +
 	"\x06parent\x18\x01 \x01(\tB\x03\xe0A\x02R\x06parent\x12\x1c\n" +
 	"\arole_id\x18\x02 \x01(\tB\x03\xe0A\x02R\x06roleId\x12,\n" +
@@ -2169,11 +2301,15 @@ const file_pylee_orgs_v1_access_service_proto_rawDesc = "" +
 	"\x11CreateTeamRequest\x12\x1b\n" +
 	"\x06parent\x18\x01 \x01(\tB\x03\xe0A\x02R\x06parent\x12\x1c\n" +
 	"\ateam_id\x18\x02 \x01(\tB\x03\xe0A\x02R\x06teamId\x12'\n" +
-	"\x04team\x18\x03 \x01(\v2\x13.pylee.orgs.v1.TeamR\x04team\"/\n" +
+	"\x04team\x18\x03 \x01(\v2\x13.pylee.orgs.v1.TeamR\x04team\"k\n" +
 	"\x10ListTeamsRequest\x12\x1b\n" +
-	"\x06parent\x18\x01 \x01(\tB\x03\xe0A\x02R\x06parent\">\n" +
+	"\x06parent\x18\x01 \x01(\tB\x03\xe0A\x02R\x06parent\x12\x1b\n" +
+	"\tpage_size\x18\x02 \x01(\x05R\bpageSize\x12\x1d\n" +
+	"\n" +
+	"page_token\x18\x03 \x01(\tR\tpageToken\"f\n" +
 	"\x11ListTeamsResponse\x12)\n" +
-	"\x05teams\x18\x01 \x03(\v2\x13.pylee.orgs.v1.TeamR\x05teams\",\n" +
+	"\x05teams\x18\x01 \x03(\v2\x13.pylee.orgs.v1.TeamR\x05teams\x12&\n" +
+	"\x0fnext_page_token\x18\x02 \x01(\tR\rnextPageToken\",\n" +
 	"\x11DeleteTeamRequest\x12\x17\n" +
 	"\x04name\x18\x01 \x01(\tB\x03\xe0A\x02R\x04name\"L\n" +
 	"\x14AddTeamMemberRequest\x12\x17\n" +
@@ -2181,13 +2317,14 @@ const file_pylee_orgs_v1_access_service_proto_rawDesc = "" +
 	"\x06member\x18\x02 \x01(\tB\x03\xe0A\x02R\x06member\"O\n" +
 	"\x17RemoveTeamMemberRequest\x12\x17\n" +
 	"\x04team\x18\x01 \x01(\tB\x03\xe0A\x02R\x04team\x12\x1b\n" +
-	"\x06member\x18\x02 \x01(\tB\x03\xe0A\x02R\x06member\"m\n" +
+	"\x06member\x18\x02 \x01(\tB\x03\xe0A\x02R\x06member\"\x85\x01\n" +
 	"\fCheckRequest\x12\x1c\n" +
 	"\tprincipal\x18\x01 \x01(\tR\tprincipal\x12#\n" +
 	"\n" +
 	"permission\x18\x02 \x01(\tB\x03\xe0A\x02R\n" +
 	"permission\x12\x1a\n" +
-	"\bresource\x18\x03 \x01(\tR\bresource\"[\n" +
+	"\bresource\x18\x03 \x01(\tR\bresource\x12\x16\n" +
+	"\x06groups\x18\x04 \x03(\tR\x06groups\"[\n" +
 	"\rCheckResponse\x12\x18\n" +
 	"\aallowed\x18\x01 \x01(\bR\aallowed\x12\x18\n" +
 	"\abinding\x18\x02 \x01(\tR\abinding\x12\x16\n" +
@@ -2227,7 +2364,7 @@ const file_pylee_orgs_v1_access_service_proto_rawDesc = "" +
 	"permission\x12!\n" +
 	"\tresources\x18\x03 \x03(\tB\x03\xe0A\x02R\tresources\"3\n" +
 	"\x13ListAllowedResponse\x12\x1c\n" +
-	"\tresources\x18\x01 \x03(\tR\tresources2\xc4'\n" +
+	"\tresources\x18\x01 \x03(\tR\tresources2\x84(\n" +
 	"\rAccessService\x12p\n" +
 	"\x0eGetCurrentUser\x12$.pylee.orgs.v1.GetCurrentUserRequest\x1a\x13.pylee.orgs.v1.User\"#\xca\xf3\x18\v\n" +
 	"\tusers.get\x82\xd3\xe4\x93\x02\x0e\x12\f/v1/users/me\x12\xc3\x01\n" +
@@ -2243,9 +2380,9 @@ const file_pylee_orgs_v1_access_service_proto_rawDesc = "" +
 	"\rtokens.create\x12\x06parent\x82\xd3\xe4\x93\x02[:\x05tokenZ$:\x05token\"\x1b/v1/{parent=users/*}/tokens\",/v1/{parent=orgs/*/serviceAccounts/*}/tokens\x12\xbf\x01\n" +
 	"\n" +
 	"ListTokens\x12 .pylee.orgs.v1.ListTokensRequest\x1a!.pylee.orgs.v1.ListTokensResponse\"l\xca\xf3\x18\x15\n" +
-	"\vtokens.list\x12\x06parent\x82\xd3\xe4\x93\x02MZ\x1d\x12\x1b/v1/{parent=users/*}/tokens\x12,/v1/{parent=orgs/*/serviceAccounts/*}/tokens\x12\xb6\x01\n" +
-	"\vDeleteToken\x12!.pylee.orgs.v1.DeleteTokenRequest\x1a\x16.google.protobuf.Empty\"l\xca\xf3\x18\x15\n" +
-	"\rtokens.revoke\x12\x04name\x82\xd3\xe4\x93\x02MZ\x1d*\x1b/v1/{name=users/*/tokens/*}*,/v1/{name=orgs/*/serviceAccounts/*/tokens/*}\x12\xbe\x02\n" +
+	"\vtokens.list\x12\x06parent\x82\xd3\xe4\x93\x02MZ\x1d\x12\x1b/v1/{parent=users/*}/tokens\x12,/v1/{parent=orgs/*/serviceAccounts/*}/tokens\x12\xc9\x01\n" +
+	"\vDeleteToken\x12!.pylee.orgs.v1.DeleteTokenRequest\x1a\x16.google.protobuf.Empty\"\x7f\xca\xf3\x18(\n" +
+	"\rtokens.revoke\x12\x04name2\x11orgs.token.revoke\x82\xd3\xe4\x93\x02MZ\x1d*\x1b/v1/{name=users/*/tokens/*}*,/v1/{name=orgs/*/serviceAccounts/*/tokens/*}\x12\xbe\x02\n" +
 	"\rCreateBinding\x12#.pylee.orgs.v1.CreateBindingRequest\x1a\x16.pylee.orgs.v1.Binding\"\xef\x01\xca\xf3\x18\x19\n" +
 	"\x0fbindings.create\x12\x06parent\x82\xd3\xe4\x93\x02\xcb\x01:\abindingZ4:\abinding\")/v1/{parent=orgs/*/registries/*}/bindingsZ1:\abinding\"&/v1/{parent=orgs/*/servers/*}/bindingsZ9:\abinding\"./v1/{parent=orgs/*/servers/*/tools/*}/bindings\"\x1c/v1/{parent=orgs/*}/bindings\x12\xa3\x02\n" +
 	"\fListBindings\x12\".pylee.orgs.v1.ListBindingsRequest\x1a#.pylee.orgs.v1.ListBindingsResponse\"\xc9\x01\xca\xf3\x18\x17\n" +
@@ -2269,11 +2406,11 @@ const file_pylee_orgs_v1_access_service_proto_rawDesc = "" +
 	"\tteams.get\x12\x06parent*\bregistry\x82\xd3\xe4\x93\x02\x1b\x12\x19/v1/{parent=orgs/*}/teams\x12\x81\x01\n" +
 	"\n" +
 	"DeleteTeam\x12 .pylee.orgs.v1.DeleteTeamRequest\x1a\x16.google.protobuf.Empty\"9\xca\xf3\x18\x14\n" +
-	"\fteams.delete\x12\x04name\x82\xd3\xe4\x93\x02\x1b*\x19/v1/{name=orgs/*/teams/*}\x12\x91\x01\n" +
-	"\rAddTeamMember\x12#.pylee.orgs.v1.AddTeamMemberRequest\x1a\x13.pylee.orgs.v1.Team\"F\xca\xf3\x18\x14\n" +
-	"\fteams.update\x12\x04team\x82\xd3\xe4\x93\x02(:\x01*\"#/v1/{team=orgs/*/teams/*}:addMember\x12\x9a\x01\n" +
-	"\x10RemoveTeamMember\x12&.pylee.orgs.v1.RemoveTeamMemberRequest\x1a\x13.pylee.orgs.v1.Team\"I\xca\xf3\x18\x14\n" +
-	"\fteams.update\x12\x04team\x82\xd3\xe4\x93\x02+:\x01*\"&/v1/{team=orgs/*/teams/*}:removeMember\x12\x93\x01\n" +
+	"\fteams.delete\x12\x04name\x82\xd3\xe4\x93\x02\x1b*\x19/v1/{name=orgs/*/teams/*}\x12\xa6\x01\n" +
+	"\rAddTeamMember\x12#.pylee.orgs.v1.AddTeamMemberRequest\x1a\x13.pylee.orgs.v1.Team\"[\xca\xf3\x18)\n" +
+	"\fteams.update\x12\x04team2\x13orgs.team.addMember\x82\xd3\xe4\x93\x02(:\x01*\"#/v1/{team=orgs/*/teams/*}:addMember\x12\xb2\x01\n" +
+	"\x10RemoveTeamMember\x12&.pylee.orgs.v1.RemoveTeamMemberRequest\x1a\x13.pylee.orgs.v1.Team\"a\xca\xf3\x18,\n" +
+	"\fteams.update\x12\x04team2\x16orgs.team.removeMember\x82\xd3\xe4\x93\x02+:\x01*\"&/v1/{team=orgs/*/teams/*}:removeMember\x12\x93\x01\n" +
 	"\vListMembers\x12!.pylee.orgs.v1.ListMembersRequest\x1a\".pylee.orgs.v1.ListMembersResponse\"=\xca\xf3\x18\x16\n" +
 	"\fmembers.list\x12\x06parent\x82\xd3\xe4\x93\x02\x1d\x12\x1b/v1/{parent=orgs/*}/members\x12\x8a\x01\n" +
 	"\fDeleteMember\x12\".pylee.orgs.v1.DeleteMemberRequest\x1a\x16.google.protobuf.Empty\">\xca\xf3\x18\x17\n" +

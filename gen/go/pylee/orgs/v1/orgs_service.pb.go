@@ -376,7 +376,8 @@ func (x *DeleteOrganizationRequest) GetEtag() string {
 // The request of VerifyToken.
 type VerifyTokenRequest struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
-	// The presented API token.
+	// The presented credential: an API token, or a JWT of the installation's
+	// identity provider or of an organization's own.
 	Token         string `protobuf:"bytes,1,opt,name=token,proto3" json:"token,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
@@ -427,7 +428,13 @@ type VerifyTokenResponse struct {
 	// `user`, `service-account` or `service`.
 	Kind string `protobuf:"bytes,2,opt,name=kind,proto3" json:"kind,omitempty"`
 	// A human-readable name.
-	DisplayName   string `protobuf:"bytes,3,opt,name=display_name,json=displayName,proto3" json:"display_name,omitempty"`
+	DisplayName string `protobuf:"bytes,3,opt,name=display_name,json=displayName,proto3" json:"display_name,omitempty"`
+	// The teams the credential says the principal belongs to (an identity
+	// provider's groups claim, as `orgs/{org}/teams/{team}`).
+	Groups []string `protobuf:"bytes,4,rep,name=groups,proto3" json:"groups,omitempty"`
+	// Set when the credential reaches one organization only (it came from
+	// that organization's own identity provider): its id.
+	Organization  string `protobuf:"bytes,5,opt,name=organization,proto3" json:"organization,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -483,6 +490,20 @@ func (x *VerifyTokenResponse) GetDisplayName() string {
 	return ""
 }
 
+func (x *VerifyTokenResponse) GetGroups() []string {
+	if x != nil {
+		return x.Groups
+	}
+	return nil
+}
+
+func (x *VerifyTokenResponse) GetOrganization() string {
+	if x != nil {
+		return x.Organization
+	}
+	return ""
+}
+
 var File_pylee_orgs_v1_orgs_service_proto protoreflect.FileDescriptor
 
 const file_pylee_orgs_v1_orgs_service_proto_rawDesc = "" +
@@ -511,11 +532,13 @@ const file_pylee_orgs_v1_orgs_service_proto_rawDesc = "" +
 	"\x04name\x18\x01 \x01(\tB\x03\xe0A\x02R\x04name\x12\x12\n" +
 	"\x04etag\x18\x02 \x01(\tR\x04etag\"/\n" +
 	"\x12VerifyTokenRequest\x12\x19\n" +
-	"\x05token\x18\x01 \x01(\tB\x03\xe0A\x02R\x05token\"j\n" +
+	"\x05token\x18\x01 \x01(\tB\x03\xe0A\x02R\x05token\"\xa6\x01\n" +
 	"\x13VerifyTokenResponse\x12\x1c\n" +
 	"\tprincipal\x18\x01 \x01(\tR\tprincipal\x12\x12\n" +
 	"\x04kind\x18\x02 \x01(\tR\x04kind\x12!\n" +
-	"\fdisplay_name\x18\x03 \x01(\tR\vdisplayName2\xc3\a\n" +
+	"\fdisplay_name\x18\x03 \x01(\tR\vdisplayName\x12\x16\n" +
+	"\x06groups\x18\x04 \x03(\tR\x06groups\x12\"\n" +
+	"\forganization\x18\x05 \x01(\tR\forganization2\xc3\a\n" +
 	"\vOrgsService\x12\xab\x01\n" +
 	"\x12CreateOrganization\x12(.pylee.orgs.v1.CreateOrganizationRequest\x1a\x1b.pylee.orgs.v1.Organization\"N\xdaA\x1corganization,organization_id\xca\xf3\x18\r\n" +
 	"\vorgs.create\x82\xd3\xe4\x93\x02\x18:\forganization\"\b/v1/orgs\x12\x8b\x01\n" +

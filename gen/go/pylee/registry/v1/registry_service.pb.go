@@ -2730,7 +2730,7 @@ const file_pylee_registry_v1_registry_service_proto_rawDesc = "" +
 	"\tEntryView\x12\x1a\n" +
 	"\x16ENTRY_VIEW_UNSPECIFIED\x10\x00\x12\x14\n" +
 	"\x10ENTRY_VIEW_BASIC\x10\x01\x12\x13\n" +
-	"\x0fENTRY_VIEW_FULL\x10\x022\xc2(\n" +
+	"\x0fENTRY_VIEW_FULL\x10\x022\xbd)\n" +
 	"\x0fRegistryService\x12\x9a\x01\n" +
 	"\fCreateServer\x12&.pylee.registry.v1.CreateServerRequest\x1a\x19.pylee.registry.v1.Server\"G\xca\xf3\x18\x18\n" +
 	"\x0eservers.create\x12\x06parent\x82\xd3\xe4\x93\x02%:\x06server\"\x1b/v1/{parent=orgs/*}/servers\x12\x8d\x01\n" +
@@ -2743,16 +2743,16 @@ const file_pylee_registry_v1_registry_service_proto_rawDesc = "" +
 	"\fDeleteServer\x12&.pylee.registry.v1.DeleteServerRequest\x1a\x16.google.protobuf.Empty\"=\xca\xf3\x18\x16\n" +
 	"\x0eservers.delete\x12\x04name\x82\xd3\xe4\x93\x02\x1d*\x1b/v1/{name=orgs/*/servers/*}\x12\xb1\x01\n" +
 	"\rCreateVersion\x12'.pylee.registry.v1.CreateVersionRequest\x1a .pylee.registry.v1.ServerVersion\"U\xca\xf3\x18\x1a\n" +
-	"\x10versions.publish\x12\x06parent\x82\xd3\xe4\x93\x021:\aversion\"&/v1/{parent=orgs/*/servers/*}/versions\x12\xb8\x01\n" +
-	"\x10ImportServerJson\x12*.pylee.registry.v1.ImportServerJsonRequest\x1a .pylee.registry.v1.ServerVersion\"V\xca\xf3\x18\x1a\n" +
-	"\x10versions.publish\x12\x06parent\x82\xd3\xe4\x93\x022:\x01*\"-/v1/{parent=orgs/*/servers/*}/versions:import\x12\x9c\x01\n" +
+	"\x10versions.publish\x12\x06parent\x82\xd3\xe4\x93\x021:\aversion\"&/v1/{parent=orgs/*/servers/*}/versions\x12\xd1\x01\n" +
+	"\x10ImportServerJson\x12*.pylee.registry.v1.ImportServerJsonRequest\x1a .pylee.registry.v1.ServerVersion\"o\xca\xf3\x183\n" +
+	"\x10versions.publish\x12\x06parent2\x17registry.version.create\x82\xd3\xe4\x93\x022:\x01*\"-/v1/{parent=orgs/*/servers/*}/versions:import\x12\x9c\x01\n" +
 	"\n" +
 	"GetVersion\x12$.pylee.registry.v1.GetVersionRequest\x1a .pylee.registry.v1.ServerVersion\"F\xca\xf3\x18\x14\n" +
 	"\fversions.get\x12\x04name\x82\xd3\xe4\x93\x02(\x12&/v1/{name=orgs/*/servers/*/versions/*}\x12\xa9\x01\n" +
 	"\fListVersions\x12&.pylee.registry.v1.ListVersionsRequest\x1a'.pylee.registry.v1.ListVersionsResponse\"H\xca\xf3\x18\x16\n" +
-	"\fversions.get\x12\x06parent\x82\xd3\xe4\x93\x02(\x12&/v1/{parent=orgs/*/servers/*}/versions\x12\xbb\x01\n" +
-	"\x10SetVersionStatus\x12*.pylee.registry.v1.SetVersionStatusRequest\x1a .pylee.registry.v1.ServerVersion\"Y\xca\xf3\x18\x1a\n" +
-	"\x12versions.deprecate\x12\x04name\x82\xd3\xe4\x93\x025:\x01*\"0/v1/{name=orgs/*/servers/*/versions/*}:setStatus\x12\xc7\x01\n" +
+	"\fversions.get\x12\x06parent\x82\xd3\xe4\x93\x02(\x12&/v1/{parent=orgs/*/servers/*}/versions\x12\xd4\x01\n" +
+	"\x10SetVersionStatus\x12*.pylee.registry.v1.SetVersionStatusRequest\x1a .pylee.registry.v1.ServerVersion\"r\xca\xf3\x183\n" +
+	"\x12versions.deprecate\x12\x04name2\x17registry.version.status\x82\xd3\xe4\x93\x025:\x01*\"0/v1/{name=orgs/*/servers/*/versions/*}:setStatus\x12\xc7\x01\n" +
 	"\x12SuggestNextVersion\x12,.pylee.registry.v1.SuggestNextVersionRequest\x1a-.pylee.registry.v1.SuggestNextVersionResponse\"T\xca\xf3\x18\x16\n" +
 	"\fversions.get\x12\x06parent\x82\xd3\xe4\x93\x024\x122/v1/{parent=orgs/*/servers/*}/versions:suggestNext\x12\xa2\x01\n" +
 	"\fDiffVersions\x12&.pylee.registry.v1.DiffVersionsRequest\x1a\x1b.pylee.registry.v1.ToolDiff\"M\xca\xf3\x18\x16\n" +
@@ -2773,9 +2773,9 @@ const file_pylee_registry_v1_registry_service_proto_rawDesc = "" +
 	"\ventries.pin\x12\x04name\x82\xd3\xe4\x93\x02\\:\x01*Z-:\x01*\"(/v1/{name=orgs/*/registries/*/entries/*}\x1a(/v1/{name=orgs/*/registries/*/entries/*}\x12\xa2\x01\n" +
 	"\n" +
 	"UnpinEntry\x12$.pylee.registry.v1.UnpinEntryRequest\x1a%.pylee.registry.v1.UnpinEntryResponse\"G\xca\xf3\x18\x13\n" +
-	"\ventries.pin\x12\x04name\x82\xd3\xe4\x93\x02**(/v1/{name=orgs/*/registries/*/entries/*}\x12\xba\x01\n" +
-	"\fPromoteEntry\x12&.pylee.registry.v1.PromoteEntryRequest\x1a#.pylee.registry.v1.PinEntryResponse\"]\xca\xf3\x18\x1e\n" +
-	"\ventries.pin\x12\x0ftarget_registry\x82\xd3\xe4\x93\x025:\x01*\"0/v1/{name=orgs/*/registries/*/entries/*}:promote\x12\x91\x01\n" +
+	"\ventries.pin\x12\x04name\x82\xd3\xe4\x93\x02**(/v1/{name=orgs/*/registries/*/entries/*}\x12\xce\x01\n" +
+	"\fPromoteEntry\x12&.pylee.registry.v1.PromoteEntryRequest\x1a#.pylee.registry.v1.PinEntryResponse\"q\xca\xf3\x182\n" +
+	"\ventries.pin\x12\x0ftarget_registry2\x12registry.entry.pin\x82\xd3\xe4\x93\x025:\x01*\"0/v1/{name=orgs/*/registries/*/entries/*}:promote\x12\x91\x01\n" +
 	"\bGetEntry\x12\".pylee.registry.v1.GetEntryRequest\x1a\x18.pylee.registry.v1.Entry\"G\xca\xf3\x18\x13\n" +
 	"\ventries.get\x12\x04name\x82\xd3\xe4\x93\x02*\x12(/v1/{name=orgs/*/registries/*/entries/*}\x12\xa9\x01\n" +
 	"\vListEntries\x12%.pylee.registry.v1.ListEntriesRequest\x1a&.pylee.registry.v1.ListEntriesResponse\"K\xca\xf3\x18\x17\n" +
@@ -2785,11 +2785,11 @@ const file_pylee_registry_v1_registry_service_proto_rawDesc = "" +
 	"\rListApprovals\x12'.pylee.registry.v1.ListApprovalsRequest\x1a(.pylee.registry.v1.ListApprovalsResponse\"M\xca\xf3\x18\x17\n" +
 	"\rapprovals.get\x12\x06parent\x82\xd3\xe4\x93\x02,\x12*/v1/{parent=orgs/*/registries/*}/approvals\x12\x9e\x01\n" +
 	"\vGetApproval\x12%.pylee.registry.v1.GetApprovalRequest\x1a\x1b.pylee.registry.v1.Approval\"K\xca\xf3\x18\x15\n" +
-	"\rapprovals.get\x12\x04name\x82\xd3\xe4\x93\x02,\x12*/v1/{name=orgs/*/registries/*/approvals/*}\x12\xa5\x01\n" +
-	"\aApprove\x12!.pylee.registry.v1.ApproveRequest\x1a\x1b.pylee.registry.v1.Approval\"Z\xca\xf3\x18\x19\n" +
-	"\x11approvals.approve\x12\x04name\x82\xd3\xe4\x93\x027:\x01*\"2/v1/{name=orgs/*/registries/*/approvals/*}:approve\x12\xa2\x01\n" +
-	"\x06Reject\x12 .pylee.registry.v1.RejectRequest\x1a\x1b.pylee.registry.v1.Approval\"Y\xca\xf3\x18\x19\n" +
-	"\x11approvals.approve\x12\x04name\x82\xd3\xe4\x93\x026:\x01*\"1/v1/{name=orgs/*/registries/*/approvals/*}:reject\x12\xae\x01\n" +
+	"\rapprovals.get\x12\x04name\x82\xd3\xe4\x93\x02,\x12*/v1/{name=orgs/*/registries/*/approvals/*}\x12\xc0\x01\n" +
+	"\aApprove\x12!.pylee.registry.v1.ApproveRequest\x1a\x1b.pylee.registry.v1.Approval\"u\xca\xf3\x184\n" +
+	"\x11approvals.approve\x12\x04name2\x19registry.approval.approve\x82\xd3\xe4\x93\x027:\x01*\"2/v1/{name=orgs/*/registries/*/approvals/*}:approve\x12\xbc\x01\n" +
+	"\x06Reject\x12 .pylee.registry.v1.RejectRequest\x1a\x1b.pylee.registry.v1.Approval\"s\xca\xf3\x183\n" +
+	"\x11approvals.approve\x12\x04name2\x18registry.approval.reject\x82\xd3\xe4\x93\x026:\x01*\"1/v1/{name=orgs/*/registries/*/approvals/*}:reject\x12\xae\x01\n" +
 	"\x0eCancelApproval\x12(.pylee.registry.v1.CancelApprovalRequest\x1a\x1b.pylee.registry.v1.Approval\"U\xca\xf3\x18\x15\n" +
 	"\rapprovals.get\x12\x04name\x82\xd3\xe4\x93\x026:\x01*\"1/v1/{name=orgs/*/registries/*/approvals/*}:cancel\x12\xb4\x01\n" +
 	"\x11PurgeOrganization\x12+.pylee.registry.v1.PurgeOrganizationRequest\x1a,.pylee.registry.v1.PurgeOrganizationResponse\"D\xca\xf3\x18\x16\n" +
