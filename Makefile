@@ -7,18 +7,21 @@ BUF       := tools/node_modules/.bin/buf
 GOMODCACHE = $(shell $(GO) env GOMODCACHE)
 # Every module of the workspace, so `go test` and `go vet` reach all of them.
 PKGS      := github.com/pyleeai/pylee/...
+GOLANGCI_LINT_VERSION := v2.15.0
+GOLANGCI_LINT := $(CURDIR)/tools/bin/golangci-lint-$(GOLANGCI_LINT_VERSION)
+LINT_MODULES := kit services/orgs services/registry services/audit services/gateway services/secrets services/deploy cmd/pylee
 GOOGLEAPIS_FILES := api/annotations.proto api/http.proto api/httpbody.proto api/client.proto \
 	api/field_behavior.proto api/resource.proto api/launch_stage.proto \
 	rpc/status.proto rpc/error_details.proto rpc/code.proto
 
-.PHONY: all tools third-party generate generate-proto generate-ent generate-docs migrations check-migrations lint buf-lint buf-breaking vet test fuzz build bench clean
+.PHONY: golangci-lint all tools third-party generate generate-proto generate-ent generate-docs migrations check-migrations lint buf-lint buf-breaking vet test fuzz build bench clean
 
 all: build
 
 ## tools: installs the pinned non-Go tools (buf, googleapis protos) exactly as tools/package-lock.json
 ## lists them (npm ci: the lock file holds every platform's optional buf package, so npm 10 and 11
 ## agree on it and nothing rewrites it).
-tools: $(BUF)
+tools: $(BUF) $(GOLANGCI_LINT)
 $(BUF): tools/package.json tools/package-lock.json
 	cd tools && npm ci --no-audit --no-fund --loglevel=error
 	touch $(BUF)
@@ -61,8 +64,17 @@ check-migrations:
 	for g in $(MIGRATION_GENERATORS); do $(GO) run ./$$g -check; done
 
 ## lint: buf lint, gofmt and go vet.
-lint: buf-lint vet
+lint: buf-lint vet golangci-lint
 	@out=$$(gofmt -l $$(git ls-files '*.go' | grep -v '^gen/')); if [ -n "$$out" ]; then echo "gofmt needed:"; echo "$$out"; exit 1; fi
+
+## golangci-lint: the linters of .golangci.yml on every module of the workspace.
+golangci-lint: $(GOLANGCI_LINT)
+	for m in $(LINT_MODULES); do (cd $$m && $(GOLANGCI_LINT) run --config $(CURDIR)/.golangci.yml ./...) || exit 1; done
+
+# golangci-lint, pinned, built into the git-ignored tools/bin (reused by later runs).
+$(GOLANGCI_LINT):
+	GOBIN=$(CURDIR)/tools/bin $(GO) install github.com/golangci/golangci-lint/v2/cmd/golangci-lint@$(GOLANGCI_LINT_VERSION)
+	mv $(CURDIR)/tools/bin/golangci-lint $@
 
 buf-lint: third-party
 	$(BUF) lint proto

@@ -2,6 +2,7 @@ package main
 
 import (
 	"encoding/base64"
+	"errors"
 	"fmt"
 	"io"
 	"net"
@@ -90,7 +91,7 @@ func TestSlowBodyIsCut(t *testing.T) {
 		}
 		_ = conn.SetReadDeadline(time.Now().Add(300 * time.Millisecond))
 		buf := make([]byte, 512)
-		if _, err := conn.Read(buf); err == io.EOF || (err == nil) {
+		if _, err := conn.Read(buf); errors.Is(err, io.EOF) || err == nil {
 			closed = true
 		}
 	}

@@ -2,6 +2,7 @@ package main
 
 import (
 	"context"
+	"errors"
 	"io"
 	"os"
 	"path/filepath"
@@ -350,7 +351,7 @@ func call(t *testing.T, conn *grpc.ClientConn, md protoreflect.MethodDescriptor,
 				for err == nil {
 					err = stream.RecvMsg(dynamicpb.NewMessage(md.Output()))
 				}
-				if err == io.EOF {
+				if errors.Is(err, io.EOF) {
 					err = nil
 				}
 			}

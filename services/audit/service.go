@@ -3,6 +3,7 @@ package audit
 import (
 	"context"
 	"crypto/ed25519"
+	"errors"
 	"fmt"
 	"strconv"
 	"sync"
@@ -341,7 +342,10 @@ func (s *Service) VerifyLog(ctx context.Context, req *auditv1.VerifyLogRequest) 
 	errStop := fmt.Errorf("stop")
 	err = s.store.ScanChain(ctx, org, start, req.GetEndSequence(), func(ev *auditv1.Event) error {
 		if err := chain.Next(ev); err != nil {
-			bad := err.(*auditlog.BadEventError)
+			var bad *auditlog.BadEventError
+			if !errors.As(err, &bad) {
+				return err
+			}
 			fail(bad.Sequence, ev.GetId(), bad.Reason)
 			return errStop
 		}
@@ -364,7 +368,7 @@ func (s *Service) VerifyLog(ctx context.Context, req *auditv1.VerifyLogRequest) 
 		}
 		return nil
 	})
-	if err != nil && err != errStop {
+	if err != nil && !errors.Is(err, errStop) {
 		return nil, err
 	}
 	if resp.Ok {

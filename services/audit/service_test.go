@@ -5,6 +5,7 @@ import (
 	"context"
 	"crypto/ed25519"
 	"crypto/rand"
+	"errors"
 	"fmt"
 	"io"
 	"os"
@@ -209,7 +210,7 @@ func exportFile(t *testing.T, e *env, org string) []byte {
 	var buf bytes.Buffer
 	for {
 		rec, err := stream.Recv()
-		if err == io.EOF {
+		if errors.Is(err, io.EOF) {
 			return buf.Bytes()
 		}
 		if err != nil {

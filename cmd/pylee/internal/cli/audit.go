@@ -236,7 +236,7 @@ func newAuditExportCmd(g *globals) *cobra.Command {
 			}
 			// To standard output the export is written as received, unless
 			// that is a terminal, which gets it escaped (writeDocument).
-			var w io.Writer = g.stdout
+			w := g.stdout
 			var shown *bytes.Buffer
 			var f *os.File
 			if out != "-" {

@@ -177,7 +177,7 @@ func (g *globals) applyContext(urlSet, tokenSet bool) error {
 	if !urlSet {
 		g.apiURL = ctx.APIURL
 	}
-	if !tokenSet && (urlSet == false || g.apiURL == ctx.APIURL) {
+	if !tokenSet && (!urlSet || g.apiURL == ctx.APIURL) {
 		g.token = config.NewSecret(ctx.Token)
 	}
 	return nil

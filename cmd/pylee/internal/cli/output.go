@@ -73,7 +73,7 @@ func morePages(w *tabwriter.Writer, next string) {
 	if next == "" {
 		return
 	}
-	w.Flush()
+	_ = w.Flush() // a failed write shows on the next
 	row(w)
 	row(w, "more: --page-token "+next)
 }

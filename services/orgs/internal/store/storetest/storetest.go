@@ -43,7 +43,7 @@ func Run(t *testing.T, newStore func(t *testing.T) store.Store) {
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
 			s := newStore(t)
-			t.Cleanup(func() { s.Close() })
+			t.Cleanup(func() { _ = s.Close() })
 			tt.fn(t, s)
 		})
 	}
