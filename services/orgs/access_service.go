@@ -26,10 +26,9 @@ import (
 // AccessService implements pylee.orgs.v1.AccessService.
 type AccessService struct {
 	orgsv1.UnimplementedAccessServiceServer
-	store   store.Store
-	engine  *Engine
-	tokens  *aip.PageTokens
-	written func()
+	store  store.Store
+	engine *Engine
+	tokens *aip.PageTokens
 	// resources checks that a registry or server named in a binding
 	// exists; nil refuses such bindings (no registry service to ask).
 	resources ResourceChecker
@@ -50,11 +49,8 @@ func (s *AccessService) CheckResourcesWith(fn ResourceChecker) *AccessService {
 
 // NewAccessService returns the access service; engine is the one the
 // process authorizes with, so changes here drop its cache at once.
-func NewAccessService(st store.Store, engine *Engine, pageTokens *aip.PageTokens, written func()) *AccessService {
-	if written == nil {
-		written = func() {}
-	}
-	return &AccessService{store: st, engine: engine, tokens: pageTokens, written: written}
+func NewAccessService(st store.Store, engine *Engine, pageTokens *aip.PageTokens) *AccessService {
+	return &AccessService{store: st, engine: engine, tokens: pageTokens}
 }
 
 // Register registers the service and its validators on srv.
@@ -62,11 +58,9 @@ func (s *AccessService) Register(srv *server.Server) {
 	srv.RegisterService(&orgsv1.AccessService_ServiceDesc, s, AccessValidators())
 }
 
-// changed runs after every committed access change.
-func (s *AccessService) changed() {
-	s.engine.Invalidate()
-	s.written()
-}
+// changed runs after every committed access change: decisions cached by
+// this process are dropped at once.
+func (s *AccessService) changed() { s.engine.Invalidate() }
 
 func caller(ctx context.Context) auth.Principal {
 	p, _ := auth.FromContext(ctx)
@@ -324,7 +318,6 @@ func (s *AccessService) holdsAll(ctx context.Context, action string, perms []str
 			if err := s.store.RecordEvent(ctx, ev); err != nil {
 				return err
 			}
-			s.written()
 			return refused
 		}
 	}

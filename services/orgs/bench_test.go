@@ -124,7 +124,7 @@ func BenchmarkGetOrganizationAuthz(b *testing.B) {
 			authz = engine
 		}
 		srv.SetAuth(auth.NewCache(orgs.NewTokenAuthenticator(st), 10*time.Second, 100), authz)
-		orgs.New(st, engine, aip.NewPageTokens([]byte("k")), nil).Register(srv)
+		orgs.New(st, engine, aip.NewPageTokens([]byte("k"))).Register(srv)
 		srv.AddCleanup("store", func(context.Context) error { return st.Close() })
 		c := orgsv1.NewOrgsServiceClient(servertest.Start(b, srv))
 		cctx := metadata.AppendToOutgoingContext(ctx, "authorization", "Bearer "+strings.TrimSpace(string(raw)))

@@ -20,7 +20,7 @@ import (
 // names an organization that does not exist goes to the installation's log
 // too, so no chain is started for an id nobody holds (and a later
 // organization of that id inherits nothing).
-func DeniedRecorder(st store.Store, agg *outbox.DeniedAggregator, written func(), log *zap.Logger) server.DeniedRecorder {
+func DeniedRecorder(st store.Store, agg *outbox.DeniedAggregator, log *zap.Logger) server.DeniedRecorder {
 	return func(ctx context.Context, d server.Denied) {
 		if agg.Add(ctx, d) {
 			return
@@ -35,22 +35,10 @@ func DeniedRecorder(st store.Store, agg *outbox.DeniedAggregator, written func()
 			log.Error("record denied event", zap.String("request_id", ev.GetRequestId()), zap.Error(err))
 			return
 		}
-		if written != nil {
-			written()
-		}
 	}
 }
 
-// RecordEvent returns a function that writes ev to the orgs outbox and wakes
-// the relay, for events that go with no change (aggregated refusals).
-func RecordEvent(st store.Store, written func()) func(context.Context, *auditv1.Event) error {
-	return func(ctx context.Context, ev *auditv1.Event) error {
-		if err := st.RecordEvent(ctx, ev); err != nil {
-			return err
-		}
-		if written != nil {
-			written()
-		}
-		return nil
-	}
-}
+// RecordEvent returns a function that writes ev to the orgs outbox (whose
+// commit wakes the relay), for events that go with no change (aggregated
+// refusals).
+func RecordEvent(st store.Store) func(context.Context, *auditv1.Event) error { return st.RecordEvent }

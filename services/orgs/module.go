@@ -44,9 +44,11 @@ func initModule(ctx context.Context, p module.Process) error {
 	if err != nil {
 		return err
 	}
+	// Every committed change wrote its audit event: the commit wakes the relay.
+	st.AfterCommit(relay.Notify)
 	engine := NewEngine(st)
-	svc := New(st, engine, p.PageTokens(), relay.Notify)
-	accessSvc := NewAccessService(st, engine, p.PageTokens(), relay.Notify)
+	svc := New(st, engine, p.PageTokens())
+	accessSvc := NewAccessService(st, engine, p.PageTokens())
 	if conn, err := p.Conn(registryTarget); err == nil {
 		c := registryv1.NewRegistryServiceClient(conn)
 		svc.PurgeWith(registryPurger(c, p.ServiceToken()))
@@ -56,18 +58,18 @@ func initModule(ctx context.Context, p module.Process) error {
 	}
 	svc.Register(p.Server())
 	accessSvc.Register(p.Server())
-	agg := outbox.NewDeniedAggregator(RecordEvent(st, relay.Notify), p.Settings().DeniedWindow, p.Log().Named("denied"))
+	agg := outbox.NewDeniedAggregator(RecordEvent(st), p.Settings().DeniedWindow, p.Log().Named("denied"))
 	p.Background(agg.Run)
-	p.Server().SetDeniedRecorder(DeniedRecorder(st, agg, relay.Notify, p.Log()))
+	p.Server().SetDeniedRecorder(DeniedRecorder(st, agg, p.Log()))
 	p.SetAuthorizer(engine)
 	authn := p.Authenticators()
 	// Every credential of a user or service account this process accepts,
 	// which VerifyToken answers for the targets that do not run orgs: API
 	// tokens, organizations' own identity providers, and the
 	// installation's (whose first sign-ins create their users).
-	users := auth.Multi{RecordSignIns(NewOrgOIDC(st), st, relay.Notify, p.Log())}
+	users := auth.Multi{RecordSignIns(NewOrgOIDC(st), st, p.Log())}
 	if oidc := p.Settings().InstallationOIDC; oidc != nil {
-		recorded := RecordSignIns(oidc, st, relay.Notify, p.Log())
+		recorded := RecordSignIns(oidc, st, p.Log())
 		users = append(users, recorded)
 		for i, a := range *authn {
 			if a == oidc {

@@ -49,9 +49,7 @@ type Service struct {
 	orgsv1.UnimplementedOrgsServiceServer
 	store  store.Store
 	tokens *aip.PageTokens
-	// written is called after every committed change, to wake the outbox
-	// relay.
-	written func()
+	// authn is what VerifyToken accepts.
 	authn   auth.Authenticator
 	engine  *Engine
 	purgers []Purger
@@ -81,13 +79,10 @@ func (s *Service) purge(ctx context.Context, org string) error {
 }
 
 // New returns the service over st; engine decides what callers may see;
-// pageTokens signs list page tokens; written (may be nil) is called after
-// each committed change.
-func New(st store.Store, engine *Engine, pageTokens *aip.PageTokens, written func()) *Service {
-	if written == nil {
-		written = func() {}
-	}
-	return &Service{store: st, engine: engine, tokens: pageTokens, written: written, authn: NewTokenAuthenticator(st)}
+// pageTokens seal list page tokens. The store wakes the audit relay at
+// each commit (Store.AfterCommit).
+func New(st store.Store, engine *Engine, pageTokens *aip.PageTokens) *Service {
+	return &Service{store: st, engine: engine, tokens: pageTokens, authn: NewTokenAuthenticator(st)}
 }
 
 // Register registers the service and its validators on srv.
@@ -166,7 +161,6 @@ func (s *Service) CreateOrganization(ctx context.Context, req *orgsv1.CreateOrga
 		return nil, err
 	}
 	s.engine.Invalidate()
-	s.written()
 	return toProto(created), nil
 }
 
@@ -233,7 +227,6 @@ func (s *Service) UpdateOrganization(ctx context.Context, req *orgsv1.UpdateOrga
 	if err != nil {
 		return nil, err
 	}
-	s.written()
 	return toProto(up), nil
 }
 
@@ -256,7 +249,6 @@ func (s *Service) DeleteOrganization(ctx context.Context, req *orgsv1.DeleteOrga
 		return nil, err
 	}
 	s.engine.Invalidate()
-	s.written()
 	// A write that raced the deletion (authorized just before it) is caught
 	// here, or at the latest before the id is created again.
 	// The deletion is done; a failure here is cured by the purge before a

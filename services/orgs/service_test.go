@@ -56,7 +56,7 @@ func startOrgs(t *testing.T, dbURL string) (orgsv1.OrgsServiceClient, string) {
 	srv := server.New(servertest.Config(), zap.NewNop())
 	engine := orgs.NewEngine(st)
 	srv.SetAuth(orgs.NewTokenAuthenticator(st), engine)
-	orgs.New(st, engine, aip.NewPageTokens([]byte("test-key")), nil).Register(srv)
+	orgs.New(st, engine, aip.NewPageTokens([]byte("test-key"))).Register(srv)
 	srv.AddCleanup("store", func(context.Context) error { return st.Close() })
 	conn := servertest.Start(t, srv)
 	return orgsv1.NewOrgsServiceClient(conn), strings.TrimSpace(string(raw))

@@ -16,17 +16,16 @@ import (
 // RecordSignIns wraps an authenticator of external identities (OIDC) so
 // that a user's first sign-in creates its user record (and an audit
 // event). Users already seen by this process are not looked up again.
-func RecordSignIns(next auth.Authenticator, st store.Store, written func(), log *zap.Logger) auth.Authenticator {
-	return &signIns{next: next, store: st, written: written, log: log, seen: map[string]bool{}}
+func RecordSignIns(next auth.Authenticator, st store.Store, log *zap.Logger) auth.Authenticator {
+	return &signIns{next: next, store: st, log: log, seen: map[string]bool{}}
 }
 
 type signIns struct {
-	next    auth.Authenticator
-	store   store.Store
-	written func()
-	log     *zap.Logger
-	mu      sync.Mutex
-	seen    map[string]bool
+	next  auth.Authenticator
+	store store.Store
+	log   *zap.Logger
+	mu    sync.Mutex
+	seen  map[string]bool
 }
 
 func (s *signIns) Authenticate(ctx context.Context, cred config.Secret) (auth.Principal, error) {
@@ -46,14 +45,10 @@ func (s *signIns) Authenticate(ctx context.Context, cred config.Secret) (auth.Pr
 		email = id
 	}
 	ev := outbox.NewEvent(auth.WithPrincipal(ctx, p), "-", "orgs.user.create", p.Name)
-	created, err := s.store.EnsureUser(ctx, store.User{ID: id, Email: email, DisplayName: p.DisplayName}, ev)
-	if err != nil {
+	if _, err := s.store.EnsureUser(ctx, store.User{ID: id, Email: email, DisplayName: p.DisplayName}, ev); err != nil {
 		// Signing in must not fail because the record could not be written.
 		s.log.Warn("record first sign-in", zap.String("user", p.Name), zap.Error(err))
 		return p, nil
-	}
-	if created && s.written != nil {
-		s.written()
 	}
 	s.mu.Lock()
 	if len(s.seen) > 100_000 {

@@ -35,7 +35,9 @@ func initModule(ctx context.Context, p module.Process) error {
 	if err != nil {
 		return err
 	}
-	svc := New(st, p.PageTokens(), p.Authorizer(), relay.Notify)
+	// Every committed change wrote its audit event: the commit wakes the relay.
+	st.AfterCommit(relay.Notify)
+	svc := New(st, p.PageTokens(), p.Authorizer())
 	if conn, err := p.Conn(orgsTarget); err == nil {
 		svc.UseOrgs(orgsDirectory{client: orgsv1.NewAccessServiceClient(conn), token: p.ServiceToken()})
 	} else {

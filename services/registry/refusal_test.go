@@ -40,7 +40,7 @@ func startWithOutbox(t *testing.T, url string) (*env, func() []*auditv1.Event) {
 	}
 	srv := server.New(servertest.Config(), zap.NewNop())
 	srv.SetAuth(tokens{}, z)
-	registry.New(st, aip.NewPageTokens([]byte("k")), z, nil).Register(srv)
+	registry.New(st, aip.NewPageTokens([]byte("k")), z).Register(srv)
 	srv.AddCleanup("store", func(context.Context) error { return st.Close() })
 	e := &env{client: registryv1.NewRegistryServiceClient(servertest.Start(t, srv)), authz: z}
 	db, dialect := st.OutboxDB()

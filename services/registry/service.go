@@ -111,15 +111,11 @@ func (s *Service) purgeBindings(ctx context.Context, resource string) error {
 }
 
 // New returns the service. authz decides, item by item, what filtered
-// lists show; written (may be nil) runs after each change.
-func New(st *store.Store, pageTokens *aip.PageTokens, authz auth.Authorizer, written func()) *Service {
+// lists show. The store wakes the audit relay at each commit
+// (Store.AfterCommit); written wakes the entry watchers.
+func New(st *store.Store, pageTokens *aip.PageTokens, authz auth.Authorizer) *Service {
 	s := &Service{store: st, tokens: pageTokens, authz: authz, watchPoll: 2 * time.Second}
-	s.written = func() {
-		s.changes.notify()
-		if written != nil {
-			written()
-		}
-	}
+	s.written = s.changes.notify
 	return s
 }
 

@@ -95,7 +95,7 @@ func start(t *testing.T, url string) *env {
 	srv := server.New(servertest.Config(), zap.NewNop())
 	srv.SetAuth(tokens{}, z)
 	o := newTestOrgs("orgs/acme/teams/platform", "orgs/acme/teams/platform-team", "orgs/acme/teams/data")
-	registry.New(st, aip.NewPageTokens([]byte("k")), z, nil).UseOrgs(o).Register(srv)
+	registry.New(st, aip.NewPageTokens([]byte("k")), z).UseOrgs(o).Register(srv)
 	srv.AddCleanup("store", func(context.Context) error { return st.Close() })
 	return &env{client: registryv1.NewRegistryServiceClient(servertest.Start(t, srv)), authz: z, orgs: o}
 }

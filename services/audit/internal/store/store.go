@@ -77,53 +77,48 @@ func (s *Store) DB() *db.DB { return s.sqlDB }
 // the log already is skipped and counted as a duplicate. All of a call's
 // events are stored in one transaction: all or none.
 func (s *Store) Append(ctx context.Context, events []*auditv1.Event) (appended, duplicates int, err error) {
-	tx, err := s.client.Tx(ctx)
-	if err != nil {
-		return 0, 0, fmt.Errorf("begin: %w", err)
-	}
-	defer func() {
-		if err != nil {
-			_ = tx.Rollback()
+	err = db.RunTx(ctx, s.client.Tx, func(tx *ent.Tx) error {
+		appended, duplicates = 0, 0
+		ids := make([]string, len(events))
+		for i, ev := range events {
+			ids[i] = ev.GetId()
 		}
-	}()
-	ids := make([]string, len(events))
-	for i, ev := range events {
-		ids[i] = ev.GetId()
-	}
-	existing, err := tx.Event.Query().Where(event.IDIn(ids...)).IDs(ctx)
+		existing, err := tx.Event.Query().Where(event.IDIn(ids...)).IDs(ctx)
+		if err != nil {
+			return err
+		}
+		seen := make(map[string]bool, len(events))
+		for _, id := range existing {
+			seen[id] = true
+		}
+		// Group by organization, keeping order within each.
+		var orgs []string
+		byOrg := map[string][]*auditv1.Event{}
+		for _, ev := range events {
+			if seen[ev.GetId()] {
+				duplicates++
+				continue
+			}
+			seen[ev.GetId()] = true
+			org := ev.GetOrganization()
+			if _, ok := byOrg[org]; !ok {
+				orgs = append(orgs, org)
+			}
+			byOrg[org] = append(byOrg[org], ev)
+		}
+		sort.Strings(orgs) // a fixed lock order across concurrent appends
+		received := s.now()
+		for _, org := range orgs {
+			n, err := s.appendOrg(ctx, tx, org, byOrg[org], received)
+			if err != nil {
+				return err
+			}
+			appended += n
+		}
+		return nil
+	})
 	if err != nil {
 		return 0, 0, err
-	}
-	seen := make(map[string]bool, len(events))
-	for _, id := range existing {
-		seen[id] = true
-	}
-	// Group by organization, keeping order within each.
-	var orgs []string
-	byOrg := map[string][]*auditv1.Event{}
-	for _, ev := range events {
-		if seen[ev.GetId()] {
-			duplicates++
-			continue
-		}
-		seen[ev.GetId()] = true
-		org := ev.GetOrganization()
-		if _, ok := byOrg[org]; !ok {
-			orgs = append(orgs, org)
-		}
-		byOrg[org] = append(byOrg[org], ev)
-	}
-	sort.Strings(orgs) // a fixed lock order across concurrent appends
-	received := s.now()
-	for _, org := range orgs {
-		n, err := s.appendOrg(ctx, tx, org, byOrg[org], received)
-		if err != nil {
-			return 0, 0, err
-		}
-		appended += n
-	}
-	if err := tx.Commit(); err != nil {
-		return 0, 0, fmt.Errorf("commit: %w", err)
 	}
 	return appended, duplicates, nil
 }
@@ -370,26 +365,20 @@ func (s *Store) OrganizationsBehindCheckpoint(ctx context.Context) ([]string, er
 // PutCheckpoint stores a signed checkpoint and moves the head's checkpoint
 // mark. Storing the same checkpoint twice is a no-op.
 func (s *Store) PutCheckpoint(ctx context.Context, cp *auditv1.Checkpoint) error {
-	tx, err := s.client.Tx(ctx)
-	if err != nil {
-		return err
-	}
-	err = tx.Checkpoint.Create().SetOrganization(cp.GetOrganization()).SetSequence(cp.GetSequence()).
-		SetHash(cp.GetHash()).SetCreateTime(cp.GetCreateTime().AsTime()).SetSignature(cp.GetSignature()).
-		SetPublicKey(cp.GetPublicKey()).Exec(ctx)
-	if ent.IsConstraintError(err) {
-		_ = tx.Rollback()
-		return nil
-	}
-	if err == nil {
-		err = tx.ChainHead.Update().Where(chainhead.ID(cp.GetOrganization()), chainhead.CheckpointSequenceLT(cp.GetSequence())).
+	err := db.RunTx(ctx, s.client.Tx, func(tx *ent.Tx) error {
+		err := tx.Checkpoint.Create().SetOrganization(cp.GetOrganization()).SetSequence(cp.GetSequence()).
+			SetHash(cp.GetHash()).SetCreateTime(cp.GetCreateTime().AsTime()).SetSignature(cp.GetSignature()).
+			SetPublicKey(cp.GetPublicKey()).Exec(ctx)
+		if err != nil {
+			return err
+		}
+		return tx.ChainHead.Update().Where(chainhead.ID(cp.GetOrganization()), chainhead.CheckpointSequenceLT(cp.GetSequence())).
 			SetCheckpointSequence(cp.GetSequence()).Exec(ctx)
+	})
+	if ent.IsConstraintError(err) {
+		return nil // stored already
 	}
-	if err != nil {
-		_ = tx.Rollback()
-		return err
-	}
-	return tx.Commit()
+	return err
 }
 
 func toCheckpoint(c *ent.Checkpoint) *auditv1.Checkpoint {

@@ -32,10 +32,11 @@ const Schema = "orgs"
 
 // EntStore is the Store on ent.
 type EntStore struct {
-	client  *ent.Client
-	db      *db.DB
-	dialect string
-	now     func() time.Time
+	client    *ent.Client
+	db        *db.DB
+	dialect   string
+	now       func() time.Time
+	committed db.Committed
 }
 
 // Migrations are the orgs database's versioned migrations.
@@ -78,19 +79,15 @@ func toOrganization(o *ent.Organization) Organization {
 }
 
 func (s *EntStore) withTx(ctx context.Context, fn func(tx *ent.Tx) error) error {
-	tx, err := s.client.Tx(ctx)
-	if err != nil {
-		return fmt.Errorf("begin: %w", err)
-	}
-	if err := fn(tx); err != nil {
-		_ = tx.Rollback()
+	if err := db.RunTx(ctx, s.client.Tx, fn); err != nil {
 		return err
 	}
-	if err := tx.Commit(); err != nil {
-		return fmt.Errorf("commit: %w", err)
-	}
+	s.committed.Run()
 	return nil
 }
+
+// AfterCommit implements Store.
+func (s *EntStore) AfterCommit(fn func()) { s.committed.Add(fn) }
 
 // CreateOrganization implements Store.
 func (s *EntStore) CreateOrganization(ctx context.Context, org Organization, requestID string, ev *auditv1.Event) (Organization, error) {

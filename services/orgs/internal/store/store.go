@@ -95,6 +95,9 @@ type Store interface {
 	RecordEvent(ctx context.Context, ev *auditv1.Event) error
 	// OutboxDB is the database holding the outbox, for the relay.
 	OutboxDB() (*sql.DB, string)
+	// AfterCommit registers fn to run after every committed change, each
+	// of which wrote its audit event: the relay is woken by the commit.
+	AfterCommit(fn func())
 
 	// CreateAPIToken stores t. It must return ErrAlreadyExists if its id or
 	// hash is taken.

@@ -54,11 +54,16 @@ type ServerQuery struct {
 // Store keeps the registry's data. Changes take their audit event (nil:
 // none), written to the outbox in the same transaction.
 type Store struct {
-	client  *ent.Client
-	db      *db.DB
-	dialect string
-	now     func() time.Time
+	client    *ent.Client
+	db        *db.DB
+	dialect   string
+	now       func() time.Time
+	committed db.Committed
 }
+
+// AfterCommit registers fn to run after every committed change (the audit
+// relay's wake-up: each change writes its event in its transaction).
+func (s *Store) AfterCommit(fn func()) { s.committed.Add(fn) }
 
 // Migrations are the registry database's versioned migrations.
 var Migrations = db.Migrations{Schema: Schema, FS: migrations.FS}
@@ -93,15 +98,11 @@ func (s *Store) Close() error { return s.client.Close() }
 func (s *Store) OutboxDB() (*sql.DB, string) { return s.db.DB, s.dialect }
 
 func (s *Store) withTx(ctx context.Context, fn func(tx *ent.Tx) error) error {
-	tx, err := s.client.Tx(ctx)
-	if err != nil {
-		return fmt.Errorf("begin: %w", err)
-	}
-	if err := fn(tx); err != nil {
-		_ = tx.Rollback()
+	if err := db.RunTx(ctx, s.client.Tx, fn); err != nil {
 		return err
 	}
-	return tx.Commit()
+	s.committed.Run()
+	return nil
 }
 
 func (s *Store) writeOutbox(ctx context.Context, tx *ent.Tx, ev *auditv1.Event) error {

@@ -9,6 +9,7 @@ import (
 
 	"github.com/pyleeai/pylee/kit/dbtest"
 	"github.com/pyleeai/pylee/kit/errs"
+	"github.com/pyleeai/pylee/kit/outbox"
 	"github.com/pyleeai/pylee/services/registry/internal/store"
 )
 
@@ -119,6 +120,57 @@ func TestConcurrentUpdatesOneWinner(t *testing.T) {
 			}
 			if ok != 1 {
 				t.Fatalf("%d updates won, want 1", ok)
+			}
+		})
+	}
+}
+
+// TestUnitOfWork: a change and its audit event commit together or not at
+// all, and only a commit wakes the relay (AfterCommit).
+func TestUnitOfWork(t *testing.T) {
+	for name, open := range backends(t) {
+		t.Run(name, func(t *testing.T) {
+			ctx := context.Background()
+			s := open(t)
+			var mu sync.Mutex
+			woken := 0
+			s.AfterCommit(func() { mu.Lock(); woken++; mu.Unlock() })
+			outboxRows := func() int {
+				db, _ := s.OutboxDB()
+				var n int
+				if err := db.QueryRowContext(ctx, "SELECT COUNT(*) FROM "+outbox.Table).Scan(&n); err != nil {
+					t.Fatal(err)
+				}
+				return n
+			}
+			ev := outbox.NewEvent(ctx, "acme", "registry.server.create", "orgs/acme/servers/github")
+			if _, err := s.CreateServer(ctx, srv("github", "com.acme/github"), "", ev); err != nil {
+				t.Fatal(err)
+			}
+			if outboxRows() != 1 || woken != 1 {
+				t.Fatalf("after a commit: %d outbox rows, relay woken %d times; want 1 and 1", outboxRows(), woken)
+			}
+			// Refused (the name is taken): neither the change nor its event.
+			ev = outbox.NewEvent(ctx, "acme", "registry.server.create", "orgs/acme/servers/github")
+			if _, err := s.CreateServer(ctx, srv("github", "com.acme/github"), "", ev); !errors.Is(err, errs.ErrAlreadyExists) {
+				t.Fatalf("duplicate = %v", err)
+			}
+			if outboxRows() != 1 || woken != 1 {
+				t.Fatalf("after a rollback: %d outbox rows, relay woken %d times; want 1 and 1", outboxRows(), woken)
+			}
+			// Purging an organization is one unit too, and idempotent.
+			n, err := s.PurgeOrganization(ctx, "acme", outbox.NewEvent(ctx, "acme", "registry.organization.purge", "orgs/acme"))
+			if err != nil || n != 1 {
+				t.Fatalf("purge = %d, %v", n, err)
+			}
+			if n, err := s.PurgeOrganization(ctx, "acme", outbox.NewEvent(ctx, "acme", "registry.organization.purge", "orgs/acme")); err != nil || n != 0 {
+				t.Fatalf("second purge = %d, %v", n, err)
+			}
+			if _, err := s.GetServer(ctx, "orgs/acme/servers/github"); !errors.Is(err, errs.ErrNotFound) {
+				t.Fatalf("a purged server: %v", err)
+			}
+			if outboxRows() != 2 {
+				t.Fatalf("outbox rows after the purges = %d, want 2 (a no-op purge records nothing)", outboxRows())
 			}
 		})
 	}

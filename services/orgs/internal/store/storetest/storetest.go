@@ -39,6 +39,7 @@ func Run(t *testing.T, newStore func(t *testing.T) store.Store) {
 		{"LastOwnerUnderConcurrency", testLastOwnerConcurrent},
 		{"TeamsAndRoles", testTeamsAndRoles},
 		{"ServiceAccountCascade", testServiceAccountCascade},
+		{"CommitWakesTheRelay", testAfterCommit},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -537,5 +538,22 @@ func testServiceAccountCascade(t *testing.T, s store.Store) {
 	}
 	if err := s.DeleteServiceAccount(ctx, sa, nil); !errors.Is(err, errs.ErrNotFound) {
 		t.Fatalf("second delete = %v", err)
+	}
+}
+
+// testAfterCommit: the hooks of AfterCommit run after each committed
+// change and not after a refused one, so the relay is woken by commits.
+func testAfterCommit(t *testing.T, s store.Store) {
+	woken := 0
+	s.AfterCommit(func() { woken++ })
+	mustCreate(t, s, "acme", "Acme")
+	if woken != 1 {
+		t.Fatalf("after a commit the hook ran %d times", woken)
+	}
+	if _, err := s.CreateOrganization(context.Background(), store.Organization{ID: "acme"}, "", nil); !errors.Is(err, errs.ErrAlreadyExists) {
+		t.Fatalf("duplicate = %v", err)
+	}
+	if woken != 1 {
+		t.Fatalf("after a refused change the hook ran %d times in all", woken)
 	}
 }
