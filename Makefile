@@ -10,6 +10,12 @@ PKGS      := github.com/pyleeai/pylee/...
 GOLANGCI_LINT_VERSION := v2.15.0
 GOLANGCI_LINT := $(CURDIR)/tools/bin/golangci-lint-$(GOLANGCI_LINT_VERSION)
 LINT_MODULES := kit services/orgs services/registry services/audit services/gateway services/secrets services/deploy cmd/pylee
+# buf/validate/validate.proto (protovalidate's rules) of this release of
+# github.com/bufbuild/protovalidate; it must be the file that the descriptor
+# module buf.build/gen/go/bufbuild/protovalidate/protocolbuffers/go (pinned in
+# gen/go/go.mod by buf.build/go/protovalidate, see docs/design.md) was
+# generated from, so both sides agree on extension numbers and rules.
+PROTOVALIDATE_PROTO_VERSION := v1.2.2
 GOOGLEAPIS_FILES := api/annotations.proto api/http.proto api/httpbody.proto api/client.proto \
 	api/field_behavior.proto api/resource.proto api/launch_stage.proto \
 	rpc/status.proto rpc/error_details.proto rpc/code.proto
@@ -35,6 +41,10 @@ third-party: tools
 	gw=$$($(GO) list -m -f '{{.Dir}}' github.com/grpc-ecosystem/grpc-gateway/v2); \
 	  mkdir -p third_party/grpc-gateway/protoc-gen-openapiv2/options; \
 	  cp $$gw/protoc-gen-openapiv2/options/*.proto third_party/grpc-gateway/protoc-gen-openapiv2/options/
+	$(GO) mod download github.com/bufbuild/protovalidate@$(PROTOVALIDATE_PROTO_VERSION)
+	pv=$$($(GO) list -m -f '{{.Dir}}' github.com/bufbuild/protovalidate@$(PROTOVALIDATE_PROTO_VERSION)); \
+	  mkdir -p third_party/protovalidate/buf/validate; \
+	  cp $$pv/proto/protovalidate/buf/validate/validate.proto third_party/protovalidate/buf/validate/
 	chmod -R u+w third_party
 
 ## generate: rewrites gen/ (protobuf, gRPC, grpc-gateway, OpenAPI), ent code and docs.

@@ -186,6 +186,12 @@ func TestCheckText(t *testing.T) {
 		if err := CheckText(tt.s, tt.max, tt.multiline); (err == nil) != tt.ok {
 			t.Errorf("CheckText(%q, %d, %v) = %v, want ok=%v", tt.s, tt.max, tt.multiline, err, tt.ok)
 		}
+		// Within the length, CheckPrintable decides alone.
+		if len([]rune(tt.s)) <= tt.max {
+			if err := CheckPrintable(tt.s, tt.multiline); (err == nil) != tt.ok {
+				t.Errorf("CheckPrintable(%q, %v) = %v, want ok=%v", tt.s, tt.multiline, err, tt.ok)
+			}
+		}
 	}
 }
 

@@ -484,37 +484,6 @@ func isInfrastructure(method string) bool {
 	return strings.HasPrefix(method, "/grpc.health.v1.") || strings.HasPrefix(method, "/grpc.reflection.")
 }
 
-// --- validation -------------------------------------------------------------
-
-// Validator checks a request before its handler runs and returns an error
-// naming the offending field (errs.Field / errs.Violations).
-type Validator func(req proto.Message) error
-
-func (s *Server) validate(method string, req any) error {
-	v, ok := s.validators[method]
-	if !ok {
-		return nil
-	}
-	msg, ok := req.(proto.Message)
-	if !ok {
-		return fmt.Errorf("request of %s is not a proto message", method)
-	}
-	return v(msg)
-}
-
-func (s *Server) validateUnary(ctx context.Context, req any, info *grpc.UnaryServerInfo, next grpc.UnaryHandler) (any, error) {
-	if err := s.validate(info.FullMethod, req); err != nil {
-		return nil, err
-	}
-	return next(ctx, req)
-}
-
-func (s *Server) validateStream(srv any, ss grpc.ServerStream, info *grpc.StreamServerInfo, next grpc.StreamHandler) error {
-	return next(srv, &wrappedStream{ServerStream: ss, ctx: ss.Context(), onFirstRecv: func(m any) error {
-		return s.validate(info.FullMethod, m)
-	}})
-}
-
 // wrappedStream replaces a stream's context and can check the first message.
 type wrappedStream struct {
 	grpc.ServerStream

@@ -10,7 +10,6 @@ import (
 	"google.golang.org/grpc"
 	"google.golang.org/protobuf/proto"
 	"google.golang.org/protobuf/reflect/protoreflect"
-	"google.golang.org/protobuf/reflect/protoregistry"
 	"google.golang.org/protobuf/types/descriptorpb"
 )
 
@@ -32,8 +31,9 @@ type Rule struct {
 
 // RulesOf reads the access rules of every method of the services registered
 // on srv, and fails naming every method that declares no rule, or no
-// validator in validators. Health and reflection are infrastructure and need
-// neither.
+// validator in validators (DeclaredOnly counts for a request that declares
+// rules in its proto, or has no fields). Health and reflection are
+// infrastructure and need neither.
 func RulesOf(srv *grpc.Server, validators map[string]Validator) (map[string]Rule, error) {
 	rules := map[string]Rule{}
 	var missing []string
@@ -48,8 +48,10 @@ func RulesOf(srv *grpc.Server, validators map[string]Validator) (map[string]Rule
 				missing = append(missing, full+" (no pylee.api.v1.auth option)")
 				continue
 			}
-			if _, ok := validators[full]; !ok {
+			if v, ok := validators[full]; !ok {
 				missing = append(missing, full+" (no request validator)")
+			} else if req := requestOf(svc, m.Name); v == nil && (req == nil || req.Fields().Len() > 0 && !declaresRules(req)) {
+				missing = append(missing, full+" (DeclaredOnly, but its request declares no rule)")
 			}
 			rules[full] = rule
 		}
@@ -71,16 +73,24 @@ func RuleFor(fullMethod string) (Rule, bool) {
 	return ruleOf(svc, method)
 }
 
-func ruleOf(service, method string) (Rule, bool) {
-	d, err := protoregistry.GlobalFiles.FindDescriptorByName(protoreflect.FullName(service))
+func methodOf(service, method string) protoreflect.MethodDescriptor {
+	sd, err := serviceDescriptor(service)
 	if err != nil {
-		return Rule{}, false
+		return nil
 	}
-	sd, ok := d.(protoreflect.ServiceDescriptor)
-	if !ok {
-		return Rule{}, false
+	return sd.Methods().ByName(protoreflect.Name(method))
+}
+
+// requestOf is the request message of a method; nil for an unknown one.
+func requestOf(service, method string) protoreflect.MessageDescriptor {
+	if md := methodOf(service, method); md != nil {
+		return md.Input()
 	}
-	md := sd.Methods().ByName(protoreflect.Name(method))
+	return nil
+}
+
+func ruleOf(service, method string) (Rule, bool) {
+	md := methodOf(service, method)
 	if md == nil {
 		return Rule{}, false
 	}

@@ -68,6 +68,9 @@ type Server struct {
 	authn        auth.Authenticator
 	authz        auth.Authorizer
 	denied       DeniedRecorder
+	// validation is built by Run from the validators and the rules the
+	// requests of every registered service declare.
+	validation *Validation
 
 	grpcLis, httpLis net.Listener
 	httpSrv          *http.Server
@@ -144,14 +147,27 @@ func (s *Server) SetAuth(authn auth.Authenticator, authz auth.Authorizer) {
 // SetDeniedRecorder sets where refused calls are recorded.
 func (s *Server) SetDeniedRecorder(r DeniedRecorder) { s.denied = r }
 
-// RegisterService registers a gRPC service and the validators of its
-// requests, keyed by full method name (`/pylee.orgs.v1.OrgsService/GetOrganization`).
+// RegisterService registers a gRPC service and the hand-written validators
+// of its requests, keyed by full method name
+// (`/pylee.orgs.v1.OrgsService/GetOrganization`); every RPC needs one, or
+// DeclaredOnly when the rules declared in its proto say everything.
 func (s *Server) RegisterService(desc *grpc.ServiceDesc, impl any, validators map[string]Validator) {
 	s.grpc.RegisterService(desc, impl)
 	for m, v := range validators {
 		s.validators[m] = v
 	}
 	s.health.SetServingStatus(desc.ServiceName, healthpb.HealthCheckResponse_NOT_SERVING)
+}
+
+// serviceNames are the registered services but the infrastructure ones.
+func (s *Server) serviceNames() []string {
+	var names []string
+	for name := range s.grpc.GetServiceInfo() {
+		if !isInfrastructure("/" + name + "/") {
+			names = append(names, name)
+		}
+	}
+	return names
 }
 
 // GRPC returns the gRPC server, e.g. for tests that enumerate its services.
@@ -210,6 +226,9 @@ func (s *Server) Run(ctx context.Context) error {
 		}
 	}
 	rules, err := RulesOf(s.grpc, s.validators)
+	if err == nil {
+		s.validation, err = NewValidation(s.validators, s.serviceNames()...)
+	}
 	if err != nil {
 		s.closeListeners()
 		s.RunCleanups(ctx)

@@ -106,12 +106,19 @@ type harness struct {
 
 func start(t *testing.T, cfg Config) *harness {
 	t.Helper()
+	return startWith(t, cfg, allValidators(validGet))
+}
+
+// startWith starts a harness whose RPCs have the given hand-written
+// validators.
+func startWith(t *testing.T, cfg Config, validators map[string]Validator) *harness {
+	t.Helper()
 	core, logs := observer.New(zap.DebugLevel)
 	cfg.GRPCAddr, cfg.HTTPAddr = "127.0.0.1:0", "127.0.0.1:0"
 	s := New(cfg, zap.New(core))
 	h := &harness{srv: s, logs: logs, authz: &denyAll{}, fake: &fakeOrgs{block: make(chan struct{}), entered: make(chan struct{}, 1)}}
 	s.SetAuth(tokenAuthn{"pyl_good": {Name: "users/admin", Kind: auth.KindUser}}, h.authz)
-	s.RegisterService(&orgsv1.OrgsService_ServiceDesc, h.fake, allValidators(validGet))
+	s.RegisterService(&orgsv1.OrgsService_ServiceDesc, h.fake, validators)
 	if err := s.Listen(); err != nil {
 		t.Fatal(err)
 	}

@@ -34,7 +34,6 @@ const (
 const (
 	defaultPageSize = 50
 	maxPageSize     = 1000
-	maxAppendBatch  = 1000
 )
 
 // paging is ListEvents' page size: 50 by default, at most 1,000.
@@ -195,8 +194,14 @@ func (s *Service) RunCheckpointer(ctx context.Context, interval time.Duration) {
 
 // ListEvents implements AuditService.
 func (s *Service) ListEvents(ctx context.Context, req *auditv1.ListEventsRequest) (*auditv1.ListEventsResponse, error) {
-	org := parentOrg(req.GetParent())
-	f, _ := parseEventFilter(req.GetFilter())
+	org, err := parentOrg(req.GetParent())
+	if err != nil {
+		return nil, errs.Field("parent", "%v", err)
+	}
+	f, err := parseEventFilter(req.GetFilter())
+	if err != nil {
+		return nil, errs.Field("filter", "%v", err)
+	}
 	epoch, err := s.visible(ctx, auditv1.AuditService_ListEvents_FullMethodName, org, req.GetShowDeleted())
 	if err != nil {
 		return nil, err
@@ -224,14 +229,17 @@ func (s *Service) ListEvents(ctx context.Context, req *auditv1.ListEventsRequest
 
 // GetEvent implements AuditService.
 func (s *Service) GetEvent(ctx context.Context, req *auditv1.GetEventRequest) (*auditv1.Event, error) {
-	ids, _ := eventName.ParseLoose(req.GetName())
-	ev, err := s.store.GetEvent(ctx, ids[0], ids[1])
+	org, id, err := eventIDs(req.GetName())
+	if err != nil {
+		return nil, errs.Field("name", "%v", err)
+	}
+	ev, err := s.store.GetEvent(ctx, org, id)
 	if err != nil {
 		return nil, err
 	}
 	// An event of an earlier, deleted organization of this id is not this
 	// organization's.
-	if epoch, err := s.visible(ctx, auditv1.AuditService_GetEvent_FullMethodName, ids[0], false); err != nil {
+	if epoch, err := s.visible(ctx, auditv1.AuditService_GetEvent_FullMethodName, org, false); err != nil {
 		return nil, err
 	} else if !epoch.Holds(ev) {
 		return nil, fmt.Errorf("event %q: %w", req.GetName(), errs.ErrNotFound)
@@ -244,7 +252,10 @@ func (s *Service) GetEvent(ctx context.Context, req *auditv1.GetEventRequest) (*
 // signed at the head.
 func (s *Service) ExportEvents(req *auditv1.ExportEventsRequest, stream grpc.ServerStreamingServer[auditv1.ExportRecord]) error {
 	ctx := stream.Context()
-	org := parentOrg(req.GetParent())
+	org, err := parentOrg(req.GetParent())
+	if err != nil {
+		return errs.Field("parent", "%v", err)
+	}
 	epoch, err := s.visible(ctx, auditv1.AuditService_ExportEvents_FullMethodName, org, req.GetShowDeleted())
 	if err != nil {
 		return err
@@ -305,7 +316,10 @@ func (s *Service) checkpointAt(ctx context.Context, org string, seq int64) (*aud
 
 // VerifyLog implements AuditService.
 func (s *Service) VerifyLog(ctx context.Context, req *auditv1.VerifyLogRequest) (*auditv1.VerifyLogResponse, error) {
-	org := parentOrg(req.GetParent())
+	org, err := parentOrg(req.GetParent())
+	if err != nil {
+		return nil, errs.Field("parent", "%v", err)
+	}
 	epoch, err := s.visible(ctx, auditv1.AuditService_VerifyLog_FullMethodName, org, false)
 	if err != nil {
 		return nil, err
@@ -386,7 +400,11 @@ func (s *Service) VerifyLog(ctx context.Context, req *auditv1.VerifyLogRequest) 
 
 // GetCheckpoint implements AuditService.
 func (s *Service) GetCheckpoint(ctx context.Context, req *auditv1.GetCheckpointRequest) (*auditv1.Checkpoint, error) {
-	return s.store.LatestCheckpoint(ctx, parentOrg(req.GetParent()))
+	org, err := parentOrg(req.GetParent())
+	if err != nil {
+		return nil, errs.Field("parent", "%v", err)
+	}
+	return s.store.LatestCheckpoint(ctx, org)
 }
 
 // GetPublicKey implements AuditService.

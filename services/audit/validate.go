@@ -22,58 +22,63 @@ var (
 	eventName = aip.MustPattern("orgs/{org}/events/{event}")
 )
 
-// Validators returns the request validator of every RPC.
+// Requests are validated in two steps (see docs/design.md). The field rules
+// are declared in the protos (`buf.validate`: required fields, page size,
+// batch size, sequences) and kit/server checks them first; the functions
+// here check, on requests that satisfy them, what needs code: organization
+// names (`orgs/-` included), event names, filters, and the events of a
+// batch.
+
+// Validators returns the hand-written validator of every RPC.
 func Validators() map[string]server.Validator {
 	return map[string]server.Validator{
-		auditv1.AuditService_AppendEvents_FullMethodName: func(m proto.Message) error {
-			return validateAppendEvents(m.(*auditv1.AppendEventsRequest))
-		},
-		auditv1.AuditService_ListEvents_FullMethodName: func(m proto.Message) error {
-			req := m.(*auditv1.ListEventsRequest)
-			var v errs.Violations
-			checkParent(&v, req.GetParent())
-			if _, err := aip.PageSize(req.GetPageSize(), defaultPageSize, maxPageSize); err != nil {
-				v.Check("page_size", err)
-			}
-			if _, err := parseEventFilter(req.GetFilter()); err != nil {
-				v.Check("filter", err)
-			}
-			return v.Err()
-		},
-		auditv1.AuditService_GetEvent_FullMethodName: func(m proto.Message) error {
-			var v errs.Violations
-			name := m.(*auditv1.GetEventRequest).GetName()
-			if ids, err := eventName.ParseLoose(name); err != nil {
-				v.Check("name", err)
-			} else if err := checkOrgID(ids[0]); err != nil {
-				v.Check("name", err)
-			}
-			return v.Err()
-		},
-		auditv1.AuditService_ExportEvents_FullMethodName: func(m proto.Message) error {
-			var v errs.Violations
-			checkParent(&v, m.(*auditv1.ExportEventsRequest).GetParent())
-			return v.Err()
-		},
-		auditv1.AuditService_VerifyLog_FullMethodName: func(m proto.Message) error {
-			req := m.(*auditv1.VerifyLogRequest)
-			var v errs.Violations
-			checkParent(&v, req.GetParent())
-			if req.GetStartSequence() < 0 {
-				v.Add("start_sequence", "must not be negative")
-			}
-			if req.GetEndSequence() < 0 || (req.GetEndSequence() > 0 && req.GetEndSequence() < req.GetStartSequence()) {
-				v.Add("end_sequence", "must be 0 (the head) or at least start_sequence")
-			}
-			return v.Err()
-		},
-		auditv1.AuditService_GetCheckpoint_FullMethodName: func(m proto.Message) error {
-			var v errs.Violations
-			checkParent(&v, m.(*auditv1.GetCheckpointRequest).GetParent())
-			return v.Err()
-		},
-		auditv1.AuditService_GetPublicKey_FullMethodName: func(proto.Message) error { return nil },
+		auditv1.AuditService_AppendEvents_FullMethodName:  server.ValidatorOf(validateAppendEvents),
+		auditv1.AuditService_ListEvents_FullMethodName:    server.ValidatorOf(validateListEvents),
+		auditv1.AuditService_GetEvent_FullMethodName:      server.ValidatorOf(validateGetEvent),
+		auditv1.AuditService_ExportEvents_FullMethodName:  parentOnly((*auditv1.ExportEventsRequest).GetParent),
+		auditv1.AuditService_VerifyLog_FullMethodName:     server.ValidatorOf(validateVerifyLog),
+		auditv1.AuditService_GetCheckpoint_FullMethodName: parentOnly((*auditv1.GetCheckpointRequest).GetParent),
+		auditv1.AuditService_GetPublicKey_FullMethodName:  server.DeclaredOnly,
 	}
+}
+
+func validateListEvents(req *auditv1.ListEventsRequest) error {
+	var v errs.Violations
+	_, err := parentOrg(req.GetParent())
+	v.Check("parent", err)
+	if _, err := parseEventFilter(req.GetFilter()); err != nil {
+		v.Check("filter", err)
+	}
+	return v.Err()
+}
+
+func validateGetEvent(req *auditv1.GetEventRequest) error {
+	if _, _, err := eventIDs(req.GetName()); err != nil {
+		return errs.Field("name", "%v", err)
+	}
+	return nil
+}
+
+func validateVerifyLog(req *auditv1.VerifyLogRequest) error {
+	var v errs.Violations
+	_, err := parentOrg(req.GetParent())
+	v.Check("parent", err)
+	// start_sequence >= 0 is declared; this compares the two.
+	if req.GetEndSequence() < 0 || (req.GetEndSequence() > 0 && req.GetEndSequence() < req.GetStartSequence()) {
+		v.Add("end_sequence", "must be 0 (the head) or at least start_sequence")
+	}
+	return v.Err()
+}
+
+// parentOnly is the validator of a request whose one rule that needs code
+// is its parent organization.
+func parentOnly[T proto.Message](parent func(T) string) server.Validator {
+	return server.ValidatorOf(func(r T) error {
+		if _, err := parentOrg(parent(r)); err != nil {
+			return errs.Field("parent", "%v", err)
+		}
+		return nil
+	})
 }
 
 func checkOrgID(id string) error {
@@ -83,37 +88,40 @@ func checkOrgID(id string) error {
 	return aip.ValidateID(id)
 }
 
-func checkParent(v *errs.Violations, parent string) {
+// parentOrg is the organization id of a parent, `orgs/{org}` (`orgs/-` for
+// the events of requests that named none).
+func parentOrg(parent string) (string, error) {
 	ids, err := orgName.ParseLoose(parent)
-	if err == nil {
-		err = checkOrgID(ids[0])
+	if err != nil {
+		return "", err
 	}
-	if parent == "" {
-		v.Add("parent", "is required")
-	} else if err != nil {
-		v.Check("parent", err)
+	if err := checkOrgID(ids[0]); err != nil {
+		return "", err
 	}
+	return ids[0], nil
 }
 
-// parentOrg is the org id of a validated parent.
-func parentOrg(parent string) string {
-	ids, _ := orgName.ParseLoose(parent)
-	if len(ids) == 0 {
-		return ""
+// eventIDs are the organization and event ids of an event's name,
+// `orgs/{org}/events/{event}`.
+func eventIDs(name string) (org, id string, err error) {
+	ids, err := eventName.ParseLoose(name)
+	if err != nil {
+		return "", "", err
 	}
-	return ids[0]
+	if err := checkOrgID(ids[0]); err != nil {
+		return "", "", err
+	}
+	return ids[0], ids[1], nil
 }
 
+// validateAppendEvents checks each event of a batch; the batch's size and
+// each event's time being set are declared in the proto.
 func validateAppendEvents(req *auditv1.AppendEventsRequest) error {
 	var v errs.Violations
-	if len(req.GetEvents()) == 0 {
-		v.Add("events", "is required")
-	}
-	if len(req.GetEvents()) > maxAppendBatch {
-		v.Add("events", "must hold at most %d events", maxAppendBatch)
-	}
 	for i, ev := range req.GetEvents() {
 		f := fmt.Sprintf("events[%d].", i)
+		// uuid.Parse, not protovalidate's string.uuid: it also takes the
+		// braced and URN forms, which relays may have sent.
 		if _, err := uuid.Parse(ev.GetId()); err != nil {
 			v.Add(f+"id", "must be a UUID")
 		}
@@ -123,12 +131,13 @@ func validateAppendEvents(req *auditv1.AppendEventsRequest) error {
 		if parts := strings.Split(ev.GetAction(), "."); len(parts) != 3 || parts[0] == "" || parts[1] == "" || parts[2] == "" {
 			v.Add(f+"action", "must be <service>.<resource>.<verb>")
 		}
+		// The outcomes are auditlog's, which the filter parser shares.
 		switch ev.GetOutcome() {
 		case auditlog.OutcomeOK, auditlog.OutcomeDenied, auditlog.OutcomeError:
 		default:
 			v.Add(f+"outcome", "must be ok, denied or error")
 		}
-		if ev.GetEventTime() == nil || !ev.GetEventTime().IsValid() {
+		if !ev.GetEventTime().IsValid() {
 			v.Add(f+"event_time", "is required")
 		}
 		if n := proto.Size(ev); n > outbox.MaxEventBytes {

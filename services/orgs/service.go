@@ -124,15 +124,6 @@ func oidcMap(c *orgsv1.OidcConfig) map[string]string {
 	return map[string]string{"issuer": c.GetIssuer(), "audience": c.GetAudience(), "jwks_uri": c.GetJwksUri(), "groups_claim": c.GetGroupsClaim()}
 }
 
-// orgID returns the id of a name that validation has already checked.
-func orgID(name string) string {
-	ids, _ := OrgName.Parse(name)
-	if len(ids) == 0 {
-		return ""
-	}
-	return ids[0]
-}
-
 // CreateOrganization implements OrgsService.
 func (s *Service) CreateOrganization(ctx context.Context, req *orgsv1.CreateOrganizationRequest) (*orgsv1.Organization, error) {
 	o := req.GetOrganization()
@@ -166,7 +157,11 @@ func (s *Service) CreateOrganization(ctx context.Context, req *orgsv1.CreateOrga
 
 // GetOrganization implements OrgsService.
 func (s *Service) GetOrganization(ctx context.Context, req *orgsv1.GetOrganizationRequest) (*orgsv1.Organization, error) {
-	o, err := s.store.GetOrganization(ctx, orgID(req.GetName()))
+	id, err := orgID(req.GetName())
+	if err != nil {
+		return nil, errs.Field("name", "%v", err)
+	}
+	o, err := s.store.GetOrganization(ctx, id)
 	if err != nil {
 		return nil, err
 	}
@@ -175,7 +170,10 @@ func (s *Service) GetOrganization(ctx context.Context, req *orgsv1.GetOrganizati
 
 // ListOrganizations implements OrgsService.
 func (s *Service) ListOrganizations(ctx context.Context, req *orgsv1.ListOrganizationsRequest) (*orgsv1.ListOrganizationsResponse, error) {
-	filter, _ := parseFilter(req.GetFilter())
+	filter, err := parseFilter(req.GetFilter())
+	if err != nil {
+		return nil, errs.Field("filter", "%v", err)
+	}
 	page, err := s.tokens.Start(ctx, paging, req, aip.Query("pylee.orgs.v1.ListOrganizations", req.GetFilter()))
 	if err != nil {
 		return nil, err
@@ -209,8 +207,14 @@ func (s *Service) ListOrganizations(ctx context.Context, req *orgsv1.ListOrganiz
 // UpdateOrganization implements OrgsService.
 func (s *Service) UpdateOrganization(ctx context.Context, req *orgsv1.UpdateOrganizationRequest) (*orgsv1.Organization, error) {
 	in := req.GetOrganization()
-	paths, _ := aip.UpdatePaths(req.GetUpdateMask(), in, updatable)
-	id := orgID(in.GetName())
+	paths, err := organizationPaths(req)
+	if err != nil {
+		return nil, errs.Field("update_mask", "%v", err)
+	}
+	id, err := orgID(in.GetName())
+	if err != nil {
+		return nil, errs.Field("organization.name", "%v", err)
+	}
 	expect, err := s.expectedRevision(ctx, id, in.GetName(), in.GetEtag())
 	if err != nil {
 		return nil, err
@@ -232,7 +236,10 @@ func (s *Service) UpdateOrganization(ctx context.Context, req *orgsv1.UpdateOrga
 
 // DeleteOrganization implements OrgsService.
 func (s *Service) DeleteOrganization(ctx context.Context, req *orgsv1.DeleteOrganizationRequest) (*emptypb.Empty, error) {
-	id := orgID(req.GetName())
+	id, err := orgID(req.GetName())
+	if err != nil {
+		return nil, errs.Field("name", "%v", err)
+	}
 	expect, err := s.expectedRevision(ctx, id, req.GetName(), req.GetEtag())
 	if err != nil {
 		return nil, err

@@ -7,6 +7,7 @@ import (
 
 	orgsv1 "github.com/pyleeai/pylee/gen/go/pylee/orgs/v1"
 	"github.com/pyleeai/pylee/kit/errs"
+	"github.com/pyleeai/pylee/kit/server"
 	"google.golang.org/protobuf/proto"
 	"google.golang.org/protobuf/types/known/fieldmaskpb"
 )
@@ -47,7 +48,12 @@ func TestValidators(t *testing.T) {
 		{"delete ok", &orgsv1.DeleteOrganizationRequest{Name: "orgs/acme"}, ""},
 		{"delete bad", &orgsv1.DeleteOrganizationRequest{Name: "orgs/"}, "name"},
 	}
-	validators := Validators()
+	// The declared rules (protovalidate) first, then the hand-written ones,
+	// as the server runs them.
+	validation, err := server.NewValidation(Validators(), orgsv1.OrgsService_ServiceDesc.ServiceName)
+	if err != nil {
+		t.Fatal(err)
+	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
 			method := ""
@@ -63,7 +69,7 @@ func TestValidators(t *testing.T) {
 			case *orgsv1.DeleteOrganizationRequest:
 				method = orgsv1.OrgsService_DeleteOrganization_FullMethodName
 			}
-			err := validators[method](tt.req)
+			err := validation.Check(method, tt.req)
 			if tt.field == "" {
 				if err != nil {
 					t.Fatalf("unexpected error: %v", err)

@@ -310,14 +310,17 @@ func filterVisible[T any](ctx context.Context, s *Service, permission string, it
 func (s *Service) UpdateRegistry(ctx context.Context, req *registryv1.UpdateRegistryRequest) (*registryv1.UpdateRegistryResponse, error) {
 	in := req.GetRegistry()
 	expandNames(orgOf(in.GetName()), in)
-	paths, _ := aip.UpdatePaths(req.GetUpdateMask(), in, registryFields)
+	paths, err := registryPaths(req)
+	if err != nil {
+		return nil, errs.Field("update_mask", "%v", err)
+	}
 	if slices.Contains(paths, "owner_teams") {
 		if err := s.checkOwnerTeams(ctx, orgOf(in.GetName()), in.GetOwnerTeams()); err != nil {
 			return nil, err
 		}
 	}
 	resp := &registryv1.UpdateRegistryResponse{}
-	err := s.store.Tx(ctx, func(tx *store.Tx) error {
+	err = s.store.Tx(ctx, func(tx *store.Tx) error {
 		cur, err := tx.Registry(ctx, in.GetName(), true)
 		if err != nil {
 			return err
@@ -476,85 +479,4 @@ func (s *Service) checkOwnerTeams(ctx context.Context, org string, teams []strin
 		}
 	}
 	return nil
-}
-
-// checkRegistry checks the settings of a registry given in a request.
-func checkRegistry(v *errs.Violations, r *registryv1.Registry, fields []string) {
-	for _, f := range fields {
-		switch f {
-		case "description":
-			v.Check("registry.description", aip.CheckText(r.GetDescription(), 2000, false))
-		case "parent":
-			if p := r.GetParent(); p != "" && !strings.Contains(p, "/") {
-				v.Check("registry.parent", aip.ValidateSegmentID(p))
-			} else if p != "" {
-				if _, err := registryName.Parse(p); err != nil {
-					v.Check("registry.parent", err)
-				}
-			}
-		case "min_approvals":
-			if r.MinApprovals != nil && (r.GetMinApprovals() < 1 || r.GetMinApprovals() > 10) {
-				v.Add("registry.min_approvals", "must be 1 to 10")
-			}
-		case "owner_teams":
-			if len(r.GetOwnerTeams()) > 50 {
-				v.Add("registry.owner_teams", "must hold at most 50 teams")
-			}
-			for i, t := range r.GetOwnerTeams() {
-				f := fmt.Sprintf("registry.owner_teams[%d]", i)
-				if !strings.Contains(t, "/") {
-					v.Check(f, aip.ValidateSegmentID(t))
-				} else if _, err := teamName.Parse(t); err != nil {
-					v.Check(f, err)
-				}
-			}
-		case "namespaces":
-			if len(r.GetNamespaces()) > 100 {
-				v.Add("registry.namespaces", "must hold at most 100 namespaces")
-			}
-			for i, n := range r.GetNamespaces() {
-				if !namespacePattern.MatchString(n) {
-					v.Add(fmt.Sprintf("registry.namespaces[%d]", i), "must be a reverse-DNS namespace such as com.acme")
-				}
-			}
-		case "tool_policy":
-			if _, ok := registryv1.ToolPolicy_name[int32(r.GetToolPolicy())]; !ok {
-				v.Add("registry.tool_policy", "must be TOOL_POLICY_ALL or TOOL_POLICY_READ_ONLY")
-			}
-		case "rollout_policy":
-			checkRollout(v, r.GetRolloutPolicy())
-		}
-	}
-}
-
-func checkRollout(v *errs.Violations, p *registryv1.RolloutPolicy) {
-	if p == nil {
-		return
-	}
-	switch p.GetStrategy() {
-	case registryv1.RolloutPolicy_STRATEGY_UNSPECIFIED, registryv1.RolloutPolicy_STRATEGY_DIRECT:
-		if len(p.GetSteps()) > 0 {
-			v.Add("registry.rollout_policy.steps", "are only for the CANARY strategy")
-		}
-	case registryv1.RolloutPolicy_STRATEGY_CANARY:
-		if len(p.GetSteps()) == 0 || len(p.GetSteps()) > 20 {
-			v.Add("registry.rollout_policy.steps", "must hold 1 to 20 steps for a canary")
-		}
-		last := int32(0)
-		for i, st := range p.GetSteps() {
-			f := fmt.Sprintf("registry.rollout_policy.steps[%d]", i)
-			if st.GetWeightPercent() < 1 || st.GetWeightPercent() > 100 || st.GetWeightPercent() <= last {
-				v.Add(f+".weight_percent", "must be 1 to 100 and greater than the step before")
-			}
-			last = st.GetWeightPercent()
-			if d := st.GetPause(); d != nil && (d.CheckValid() != nil || d.AsDuration() < 0 || d.AsDuration().Hours() > 24*7) {
-				v.Add(f+".pause", "must be between 0 and 7 days")
-			}
-		}
-	default:
-		v.Add("registry.rollout_policy.strategy", "must be STRATEGY_DIRECT or STRATEGY_CANARY")
-	}
-	if r := p.GetMaxErrorRate(); r < 0 || r > 1 {
-		v.Add("registry.rollout_policy.max_error_rate", "must be between 0 and 1")
-	}
 }

@@ -9,7 +9,6 @@ import (
 	"sync"
 	"time"
 
-	"google.golang.org/protobuf/proto"
 	"google.golang.org/protobuf/types/known/emptypb"
 	"google.golang.org/protobuf/types/known/timestamppb"
 
@@ -254,7 +253,10 @@ func (s *Service) expectedRevision(ctx context.Context, name, etag string) (int6
 // UpdateServer implements RegistryService.
 func (s *Service) UpdateServer(ctx context.Context, req *registryv1.UpdateServerRequest) (*registryv1.Server, error) {
 	in := req.GetServer()
-	paths, _ := aip.UpdatePaths(req.GetUpdateMask(), in, store.Updatable)
+	paths, err := serverPaths(req)
+	if err != nil {
+		return nil, errs.Field("update_mask", "%v", err)
+	}
 	expect, err := s.expectedRevision(ctx, in.GetName(), in.GetEtag())
 	if err != nil {
 		return nil, err
@@ -310,115 +312,6 @@ func (s *Service) PurgeOrganization(ctx context.Context, req *registryv1.PurgeOr
 		s.written()
 	}
 	return &registryv1.PurgeOrganizationResponse{DeletedRows: int64(n)}, nil
-}
-
-// Validators returns the request validator of every RPC.
-func Validators() map[string]server.Validator {
-	m := moreValidators()
-	for k, v := range serverValidators() {
-		m[k] = v
-	}
-	return m
-}
-
-func serverValidators() map[string]server.Validator {
-	return map[string]server.Validator{
-		registryv1.RegistryService_PurgeOrganization_FullMethodName: func(m proto.Message) error {
-			var v errs.Violations
-			checkName(&v, "name", m.(*registryv1.PurgeOrganizationRequest).GetName(), orgName)
-			return v.Err()
-		},
-		registryv1.RegistryService_CreateServer_FullMethodName: func(m proto.Message) error {
-			r := m.(*registryv1.CreateServerRequest)
-			var v errs.Violations
-			checkName(&v, "parent", r.GetParent(), orgName)
-			v.Check("server_id", aip.ValidateSegmentID(r.GetServerId()))
-			if r.GetServer() == nil {
-				v.Add("server", "is required")
-				return v.Err()
-			}
-			if n := r.GetServer().GetServerName(); len(n) < 3 || len(n) > 200 || !officialName.MatchString(n) {
-				v.Add("server.server_name", "must be a reverse-DNS namespace, a slash and a name, e.g. com.acme/github (3 to 200 characters)")
-			}
-			checkFields(&v, r.GetServer(), store.Updatable)
-			if len(r.GetRequestId()) > 128 {
-				v.Add("request_id", "must be at most 128 characters")
-			}
-			return v.Err()
-		},
-		registryv1.RegistryService_GetServer_FullMethodName: func(m proto.Message) error {
-			var v errs.Violations
-			checkName(&v, "name", m.(*registryv1.GetServerRequest).GetName(), serverName)
-			return v.Err()
-		},
-		registryv1.RegistryService_ListServers_FullMethodName: func(m proto.Message) error {
-			r := m.(*registryv1.ListServersRequest)
-			var v errs.Violations
-			checkName(&v, "parent", r.GetParent(), orgName)
-			if _, err := aip.PageSize(r.GetPageSize(), defaultPageSize, maxPageSize); err != nil {
-				v.Check("page_size", err)
-			}
-			if len(r.GetSearch()) > 200 {
-				v.Add("search", "must be at most 200 characters")
-			}
-			return v.Err()
-		},
-		registryv1.RegistryService_UpdateServer_FullMethodName: func(m proto.Message) error {
-			r := m.(*registryv1.UpdateServerRequest)
-			var v errs.Violations
-			if r.GetServer() == nil {
-				v.Add("server", "is required")
-				return v.Err()
-			}
-			checkName(&v, "server.name", r.GetServer().GetName(), serverName)
-			paths, err := aip.UpdatePaths(r.GetUpdateMask(), r.GetServer(), store.Updatable)
-			if err != nil {
-				v.Check("update_mask", err)
-			} else {
-				checkFields(&v, r.GetServer(), paths)
-			}
-			return v.Err()
-		},
-		registryv1.RegistryService_DeleteServer_FullMethodName: func(m proto.Message) error {
-			var v errs.Violations
-			checkName(&v, "name", m.(*registryv1.DeleteServerRequest).GetName(), serverName)
-			return v.Err()
-		},
-	}
-}
-
-func checkName(v *errs.Violations, field, name string, p aip.Pattern) {
-	if name == "" {
-		v.Add(field, "is required")
-	} else if _, err := p.Parse(name); err != nil {
-		v.Check(field, err)
-	}
-}
-
-// checkFields checks the named fields of a server.
-func checkFields(v *errs.Violations, s *registryv1.Server, fields []string) {
-	for _, f := range fields {
-		switch f {
-		case "title":
-			v.Check("server.title", aip.CheckText(s.GetTitle(), 200, false))
-		case "description":
-			v.Check("server.description", aip.CheckText(s.GetDescription(), 2000, false))
-		case "repository":
-			if u := s.GetRepository().GetUrl(); u != "" && !strings.HasPrefix(u, "https://") && !strings.HasPrefix(u, "http://") {
-				v.Add("server.repository.url", "must be an http(s) URL")
-			}
-		case "website_url":
-			if u := s.GetWebsiteUrl(); u != "" && !strings.HasPrefix(u, "https://") && !strings.HasPrefix(u, "http://") {
-				v.Add("server.website_url", "must be an http(s) URL")
-			}
-		case "icons":
-			for i, icon := range s.GetIcons() {
-				if !strings.HasPrefix(icon.GetSrc(), "https://") {
-					v.Add(fmt.Sprintf("server.icons[%d].src", i), "must be an https URL")
-				}
-			}
-		}
-	}
 }
 
 // ValidateServerJSON checks a document against the official server.json

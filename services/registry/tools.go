@@ -4,7 +4,6 @@ import (
 	"bytes"
 	"encoding/json"
 	"fmt"
-	"regexp"
 	"sort"
 
 	"google.golang.org/protobuf/encoding/protojson"
@@ -12,50 +11,7 @@ import (
 	"google.golang.org/protobuf/types/known/structpb"
 
 	registryv1 "github.com/pyleeai/pylee/gen/go/pylee/registry/v1"
-	"github.com/pyleeai/pylee/kit/aip"
-	"github.com/pyleeai/pylee/kit/errs"
-	"github.com/pyleeai/pylee/services/registry/internal/serverjson"
 )
-
-var toolName = regexp.MustCompile(`^[A-Za-z0-9_.-]{1,128}$`)
-
-// maxTools bounds the tool list of a version.
-const maxTools = 1000
-
-// checkTools checks a version's tool list; field prefixes the paths.
-func checkTools(v *errs.Violations, field string, tools []*registryv1.Tool) {
-	if len(tools) > maxTools {
-		v.Add(field, "must hold at most %d tools", maxTools)
-		return
-	}
-	seen := map[string]bool{}
-	for i, t := range tools {
-		p := fmt.Sprintf("%s[%d]", field, i)
-		switch {
-		case !toolName.MatchString(t.GetName()):
-			v.Add(p+".name", "must be 1 to 128 of [A-Za-z0-9_.-]")
-		case seen[t.GetName()]:
-			v.Add(p+".name", "%q is listed twice", t.GetName())
-		}
-		seen[t.GetName()] = true
-		// Tool descriptions are Markdown for models: newlines allowed.
-		v.Check(p+".description", aip.CheckText(t.GetDescription(), 10000, true))
-		v.Check(p+".title", aip.CheckText(t.GetTitle(), 200, false))
-		checkSchema(v, p+".input_schema", t.GetInputSchema())
-		checkSchema(v, p+".output_schema", t.GetOutputSchema())
-	}
-}
-
-// checkSchema checks an optional tool schema is a JSON Schema of an object.
-func checkSchema(v *errs.Violations, field string, schema *structpb.Struct) {
-	if schema != nil && structDepth(schema, serverjson.MaxDepth+1) > serverjson.MaxDepth {
-		v.Add(field, "nests more than %d levels deep", serverjson.MaxDepth)
-		return
-	}
-	if schema != nil && schema.GetFields()["type"].GetStringValue() != "object" {
-		v.Add(field, `must be a JSON Schema with "type": "object"`)
-	}
-}
 
 // structDepth is how deeply s nests objects and arrays, counted up to
 // limit (deeper ones are not walked).

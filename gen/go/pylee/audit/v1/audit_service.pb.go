@@ -7,6 +7,7 @@
 package auditv1
 
 import (
+	_ "buf.build/gen/go/bufbuild/protovalidate/protocolbuffers/go/buf/validate"
 	_ "github.com/pyleeai/pylee/gen/go/pylee/api/v1"
 	_ "google.golang.org/genproto/googleapis/api/annotations"
 	protoreflect "google.golang.org/protobuf/reflect/protoreflect"
@@ -677,32 +678,32 @@ var File_pylee_audit_v1_audit_service_proto protoreflect.FileDescriptor
 
 const file_pylee_audit_v1_audit_service_proto_rawDesc = "" +
 	"\n" +
-	"\"pylee/audit/v1/audit_service.proto\x12\x0epylee.audit.v1\x1a\x1cgoogle/api/annotations.proto\x1a\x1fgoogle/api/field_behavior.proto\x1a\x1fgoogle/protobuf/timestamp.proto\x1a\x1epylee/api/v1/annotations.proto\x1a\x1apylee/audit/v1/event.proto\"I\n" +
-	"\x13AppendEventsRequest\x122\n" +
-	"\x06events\x18\x01 \x03(\v2\x15.pylee.audit.v1.EventB\x03\xe0A\x02R\x06events\"R\n" +
+	"\"pylee/audit/v1/audit_service.proto\x12\x0epylee.audit.v1\x1a\x1bbuf/validate/validate.proto\x1a\x1cgoogle/api/annotations.proto\x1a\x1fgoogle/api/field_behavior.proto\x1a\x1fgoogle/protobuf/timestamp.proto\x1a\x1epylee/api/v1/annotations.proto\x1a\x1apylee/audit/v1/event.proto\"T\n" +
+	"\x13AppendEventsRequest\x12=\n" +
+	"\x06events\x18\x01 \x03(\v2\x15.pylee.audit.v1.EventB\x0e\xe0A\x02\xbaH\b\x92\x01\x05\b\x01\x10\xe8\aR\x06events\"R\n" +
 	"\x14AppendEventsResponse\x12\x1a\n" +
 	"\bappended\x18\x01 \x01(\x05R\bappended\x12\x1e\n" +
 	"\n" +
 	"duplicates\x18\x02 \x01(\x05R\n" +
-	"duplicates\"\xa7\x01\n" +
-	"\x11ListEventsRequest\x12\x1b\n" +
-	"\x06parent\x18\x01 \x01(\tB\x03\xe0A\x02R\x06parent\x12\x1b\n" +
-	"\tpage_size\x18\x02 \x01(\x05R\bpageSize\x12\x1d\n" +
+	"duplicates\"\xb6\x01\n" +
+	"\x11ListEventsRequest\x12!\n" +
+	"\x06parent\x18\x01 \x01(\tB\t\xe0A\x02\xbaH\x03\xc8\x01\x01R\x06parent\x12$\n" +
+	"\tpage_size\x18\x02 \x01(\x05B\a\xbaH\x04\x1a\x02(\x00R\bpageSize\x12\x1d\n" +
 	"\n" +
 	"page_token\x18\x03 \x01(\tR\tpageToken\x12\x16\n" +
 	"\x06filter\x18\x04 \x01(\tR\x06filter\x12!\n" +
 	"\fshow_deleted\x18\x05 \x01(\bR\vshowDeleted\"k\n" +
 	"\x12ListEventsResponse\x12-\n" +
 	"\x06events\x18\x01 \x03(\v2\x15.pylee.audit.v1.EventR\x06events\x12&\n" +
-	"\x0fnext_page_token\x18\x02 \x01(\tR\rnextPageToken\"*\n" +
-	"\x0fGetEventRequest\x12\x17\n" +
-	"\x04name\x18\x01 \x01(\tB\x03\xe0A\x02R\x04name\"U\n" +
-	"\x13ExportEventsRequest\x12\x1b\n" +
-	"\x06parent\x18\x01 \x01(\tB\x03\xe0A\x02R\x06parent\x12!\n" +
-	"\fshow_deleted\x18\x02 \x01(\bR\vshowDeleted\"y\n" +
-	"\x10VerifyLogRequest\x12\x1b\n" +
-	"\x06parent\x18\x01 \x01(\tB\x03\xe0A\x02R\x06parent\x12%\n" +
-	"\x0estart_sequence\x18\x02 \x01(\x03R\rstartSequence\x12!\n" +
+	"\x0fnext_page_token\x18\x02 \x01(\tR\rnextPageToken\"0\n" +
+	"\x0fGetEventRequest\x12\x1d\n" +
+	"\x04name\x18\x01 \x01(\tB\t\xe0A\x02\xbaH\x03\xc8\x01\x01R\x04name\"[\n" +
+	"\x13ExportEventsRequest\x12!\n" +
+	"\x06parent\x18\x01 \x01(\tB\t\xe0A\x02\xbaH\x03\xc8\x01\x01R\x06parent\x12!\n" +
+	"\fshow_deleted\x18\x02 \x01(\bR\vshowDeleted\"\x88\x01\n" +
+	"\x10VerifyLogRequest\x12!\n" +
+	"\x06parent\x18\x01 \x01(\tB\t\xe0A\x02\xbaH\x03\xc8\x01\x01R\x06parent\x12.\n" +
+	"\x0estart_sequence\x18\x02 \x01(\x03B\a\xbaH\x04\"\x02(\x00R\rstartSequence\x12!\n" +
 	"\fend_sequence\x18\x03 \x01(\x03R\vendSequence\"\xa4\x02\n" +
 	"\x11VerifyLogResponse\x12\x0e\n" +
 	"\x02ok\x18\x01 \x01(\bR\x02ok\x12\x18\n" +
@@ -714,9 +715,9 @@ const file_pylee_audit_v1_audit_service_proto_rawDesc = "" +
 	"checkpoint\x18\x06 \x01(\v2\x1a.pylee.audit.v1.CheckpointR\n" +
 	"checkpoint\x12;\n" +
 	"\vverify_time\x18\a \x01(\v2\x1a.google.protobuf.TimestampR\n" +
-	"verifyTime\"3\n" +
-	"\x14GetCheckpointRequest\x12\x1b\n" +
-	"\x06parent\x18\x01 \x01(\tB\x03\xe0A\x02R\x06parent\"\x15\n" +
+	"verifyTime\"9\n" +
+	"\x14GetCheckpointRequest\x12!\n" +
+	"\x06parent\x18\x01 \x01(\tB\t\xe0A\x02\xbaH\x03\xc8\x01\x01R\x06parent\"\x15\n" +
 	"\x13GetPublicKeyRequest\"S\n" +
 	"\x14GetPublicKeyResponse\x12\x1d\n" +
 	"\n" +

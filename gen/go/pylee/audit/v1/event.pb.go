@@ -7,6 +7,7 @@
 package auditv1
 
 import (
+	_ "buf.build/gen/go/bufbuild/protovalidate/protocolbuffers/go/buf/validate"
 	_ "google.golang.org/genproto/googleapis/api/annotations"
 	protoreflect "google.golang.org/protobuf/reflect/protoreflect"
 	protoimpl "google.golang.org/protobuf/runtime/protoimpl"
@@ -518,13 +519,13 @@ var File_pylee_audit_v1_event_proto protoreflect.FileDescriptor
 
 const file_pylee_audit_v1_event_proto_rawDesc = "" +
 	"\n" +
-	"\x1apylee/audit/v1/event.proto\x12\x0epylee.audit.v1\x1a\x1fgoogle/api/field_behavior.proto\x1a\x19google/api/resource.proto\x1a\x1fgoogle/protobuf/timestamp.proto\"\xcc\x05\n" +
+	"\x1apylee/audit/v1/event.proto\x12\x0epylee.audit.v1\x1a\x1bbuf/validate/validate.proto\x1a\x1fgoogle/api/field_behavior.proto\x1a\x19google/api/resource.proto\x1a\x1fgoogle/protobuf/timestamp.proto\"\xd4\x05\n" +
 	"\x05Event\x12\x17\n" +
 	"\x04name\x18\x01 \x01(\tB\x03\xe0A\bR\x04name\x12\x0e\n" +
 	"\x02id\x18\x02 \x01(\tR\x02id\x12\"\n" +
-	"\forganization\x18\x03 \x01(\tR\forganization\x129\n" +
+	"\forganization\x18\x03 \x01(\tR\forganization\x12A\n" +
 	"\n" +
-	"event_time\x18\x04 \x01(\v2\x1a.google.protobuf.TimestampR\teventTime\x12+\n" +
+	"event_time\x18\x04 \x01(\v2\x1a.google.protobuf.TimestampB\x06\xbaH\x03\xc8\x01\x01R\teventTime\x12+\n" +
 	"\x05actor\x18\x05 \x01(\v2\x15.pylee.audit.v1.ActorR\x05actor\x12\x16\n" +
 	"\x06action\x18\x06 \x01(\tR\x06action\x12\x1a\n" +
 	"\bresource\x18\a \x01(\tR\bresource\x12\x18\n" +

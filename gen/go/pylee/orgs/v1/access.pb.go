@@ -7,6 +7,7 @@
 package orgsv1
 
 import (
+	_ "buf.build/gen/go/bufbuild/protovalidate/protocolbuffers/go/buf/validate"
 	_ "google.golang.org/genproto/googleapis/api/annotations"
 	protoreflect "google.golang.org/protobuf/reflect/protoreflect"
 	protoimpl "google.golang.org/protobuf/runtime/protoimpl"
@@ -670,40 +671,40 @@ var File_pylee_orgs_v1_access_proto protoreflect.FileDescriptor
 
 const file_pylee_orgs_v1_access_proto_rawDesc = "" +
 	"\n" +
-	"\x1apylee/orgs/v1/access.proto\x12\rpylee.orgs.v1\x1a\x1fgoogle/api/field_behavior.proto\x1a\x19google/api/resource.proto\x1a\x1fgoogle/protobuf/timestamp.proto\"\x9d\x02\n" +
+	"\x1apylee/orgs/v1/access.proto\x12\rpylee.orgs.v1\x1a\x1bbuf/validate/validate.proto\x1a\x1fgoogle/api/field_behavior.proto\x1a\x19google/api/resource.proto\x1a\x1fgoogle/protobuf/timestamp.proto\"\xb1\x02\n" +
 	"\x0eServiceAccount\x12\x17\n" +
-	"\x04name\x18\x01 \x01(\tB\x03\xe0A\bR\x04name\x12!\n" +
-	"\fdisplay_name\x18\x02 \x01(\tR\vdisplayName\x12 \n" +
-	"\vdescription\x18\x03 \x01(\tR\vdescription\x12@\n" +
+	"\x04name\x18\x01 \x01(\tB\x03\xe0A\bR\x04name\x12+\n" +
+	"\fdisplay_name\x18\x02 \x01(\tB\b\xbaH\x05r\x03\x18\xc8\x01R\vdisplayName\x12*\n" +
+	"\vdescription\x18\x03 \x01(\tB\b\xbaH\x05r\x03\x18\xe8\aR\vdescription\x12@\n" +
 	"\vcreate_time\x18\x04 \x01(\v2\x1a.google.protobuf.TimestampB\x03\xe0A\x03R\n" +
 	"createTime:k\xeaAh\n" +
-	"\x17pylee.ai/ServiceAccount\x12,orgs/{org}/serviceAccounts/{service_account}*\x0fserviceAccounts2\x0eserviceAccount\"\xa2\x03\n" +
+	"\x17pylee.ai/ServiceAccount\x12,orgs/{org}/serviceAccounts/{service_account}*\x0fserviceAccounts2\x0eserviceAccount\"\xac\x03\n" +
 	"\x05Token\x12\x17\n" +
-	"\x04name\x18\x01 \x01(\tB\x03\xe0A\bR\x04name\x12!\n" +
-	"\fdisplay_name\x18\x02 \x01(\tR\vdisplayName\x12@\n" +
+	"\x04name\x18\x01 \x01(\tB\x03\xe0A\bR\x04name\x12+\n" +
+	"\fdisplay_name\x18\x02 \x01(\tB\b\xbaH\x05r\x03\x18\xc8\x01R\vdisplayName\x12@\n" +
 	"\vcreate_time\x18\x03 \x01(\v2\x1a.google.protobuf.TimestampB\x03\xe0A\x03R\n" +
 	"createTime\x12;\n" +
 	"\vexpire_time\x18\x04 \x01(\v2\x1a.google.protobuf.TimestampR\n" +
 	"expireTime\x12C\n" +
 	"\rlast_use_time\x18\x05 \x01(\v2\x1a.google.protobuf.TimestampB\x03\xe0A\x03R\vlastUseTime\x12\x1b\n" +
 	"\x06secret\x18\x06 \x01(\tB\x03\xe0A\x03R\x06secret:|\xeaAy\n" +
-	"\x0epylee.ai/Token\x12\x1busers/{user}/tokens/{token}\x12;orgs/{org}/serviceAccounts/{service_account}/tokens/{token}*\x06tokens2\x05token\"\xbf\x01\n" +
+	"\x0epylee.ai/Token\x12\x1busers/{user}/tokens/{token}\x12;orgs/{org}/serviceAccounts/{service_account}/tokens/{token}*\x06tokens2\x05token\"\xcb\x01\n" +
 	"\aBinding\x12\x17\n" +
-	"\x04name\x18\x01 \x01(\tB\x03\xe0A\bR\x04name\x12\x17\n" +
-	"\x04role\x18\x02 \x01(\tB\x03\xe0A\x02R\x04role\x12!\n" +
-	"\tprincipal\x18\x03 \x01(\tB\x03\xe0A\x02R\tprincipal\x12@\n" +
+	"\x04name\x18\x01 \x01(\tB\x03\xe0A\bR\x04name\x12\x1d\n" +
+	"\x04role\x18\x02 \x01(\tB\t\xe0A\x02\xbaH\x03\xc8\x01\x01R\x04role\x12'\n" +
+	"\tprincipal\x18\x03 \x01(\tB\t\xe0A\x02\xbaH\x03\xc8\x01\x01R\tprincipal\x12@\n" +
 	"\vcreate_time\x18\x04 \x01(\v2\x1a.google.protobuf.TimestampB\x03\xe0A\x03R\n" +
 	"createTime\x12\x1d\n" +
-	"\acreator\x18\x05 \x01(\tB\x03\xe0A\x03R\acreator\"\x98\x01\n" +
+	"\acreator\x18\x05 \x01(\tB\x03\xe0A\x03R\acreator\"\xb4\x01\n" +
 	"\x04Role\x12\x17\n" +
-	"\x04name\x18\x01 \x01(\tB\x03\xe0A\bR\x04name\x12\x14\n" +
-	"\x05title\x18\x02 \x01(\tR\x05title\x12 \n" +
-	"\vdescription\x18\x03 \x01(\tR\vdescription\x12 \n" +
-	"\vpermissions\x18\x04 \x03(\tR\vpermissions\x12\x1d\n" +
-	"\abuiltin\x18\x05 \x01(\bB\x03\xe0A\x03R\abuiltin\"\xdd\x01\n" +
+	"\x04name\x18\x01 \x01(\tB\x03\xe0A\bR\x04name\x12\x1e\n" +
+	"\x05title\x18\x02 \x01(\tB\b\xbaH\x05r\x03\x18\xc8\x01R\x05title\x12*\n" +
+	"\vdescription\x18\x03 \x01(\tB\b\xbaH\x05r\x03\x18\xe8\aR\vdescription\x12(\n" +
+	"\vpermissions\x18\x04 \x03(\tB\x06\xbaH\x03\xc8\x01\x01R\vpermissions\x12\x1d\n" +
+	"\abuiltin\x18\x05 \x01(\bB\x03\xe0A\x03R\abuiltin\"\xe7\x01\n" +
 	"\x04Team\x12\x17\n" +
-	"\x04name\x18\x01 \x01(\tB\x03\xe0A\bR\x04name\x12!\n" +
-	"\fdisplay_name\x18\x02 \x01(\tR\vdisplayName\x12\x1d\n" +
+	"\x04name\x18\x01 \x01(\tB\x03\xe0A\bR\x04name\x12+\n" +
+	"\fdisplay_name\x18\x02 \x01(\tB\b\xbaH\x05r\x03\x18\xc8\x01R\vdisplayName\x12\x1d\n" +
 	"\amembers\x18\x03 \x03(\tB\x03\xe0A\x03R\amembers\x12@\n" +
 	"\vcreate_time\x18\x04 \x01(\v2\x1a.google.protobuf.TimestampB\x03\xe0A\x03R\n" +
 	"createTime:8\xeaA5\n" +
@@ -715,12 +716,12 @@ const file_pylee_orgs_v1_access_proto_rawDesc = "" +
 	"\x04kind\x18\x04 \x01(\tR\x04kind\"<\n" +
 	"\x06Member\x12\x1c\n" +
 	"\tprincipal\x18\x01 \x01(\tR\tprincipal\x12\x14\n" +
-	"\x05roles\x18\x02 \x03(\tR\x05roles\"\x85\x03\n" +
+	"\x05roles\x18\x02 \x03(\tR\x05roles\"\x91\x03\n" +
 	"\n" +
 	"Invitation\x12\x17\n" +
-	"\x04name\x18\x01 \x01(\tB\x03\xe0A\bR\x04name\x12\x19\n" +
-	"\x05email\x18\x02 \x01(\tB\x03\xe0A\x02R\x05email\x12\x17\n" +
-	"\x04role\x18\x03 \x01(\tB\x03\xe0A\x02R\x04role\x12;\n" +
+	"\x04name\x18\x01 \x01(\tB\x03\xe0A\bR\x04name\x12\x1f\n" +
+	"\x05email\x18\x02 \x01(\tB\t\xe0A\x02\xbaH\x03\xc8\x01\x01R\x05email\x12\x1d\n" +
+	"\x04role\x18\x03 \x01(\tB\t\xe0A\x02\xbaH\x03\xc8\x01\x01R\x04role\x12;\n" +
 	"\vexpire_time\x18\x04 \x01(\v2\x1a.google.protobuf.TimestampR\n" +
 	"expireTime\x12\x19\n" +
 	"\x05state\x18\x05 \x01(\tB\x03\xe0A\x03R\x05state\x12\x1d\n" +

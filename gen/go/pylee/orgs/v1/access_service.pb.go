@@ -7,6 +7,7 @@
 package orgsv1
 
 import (
+	_ "buf.build/gen/go/bufbuild/protovalidate/protocolbuffers/go/buf/validate"
 	_ "github.com/pyleeai/pylee/gen/go/pylee/api/v1"
 	_ "google.golang.org/genproto/googleapis/api/annotations"
 	protoreflect "google.golang.org/protobuf/reflect/protoreflect"
@@ -2236,133 +2237,133 @@ var File_pylee_orgs_v1_access_service_proto protoreflect.FileDescriptor
 
 const file_pylee_orgs_v1_access_service_proto_rawDesc = "" +
 	"\n" +
-	"\"pylee/orgs/v1/access_service.proto\x12\rpylee.orgs.v1\x1a\x1cgoogle/api/annotations.proto\x1a\x1fgoogle/api/field_behavior.proto\x1a\x1bgoogle/protobuf/empty.proto\x1a\x1epylee/api/v1/annotations.proto\x1a\x1apylee/orgs/v1/access.proto\"\x17\n" +
-	"\x15GetCurrentUserRequest\"\xb5\x01\n" +
-	"\x1bCreateServiceAccountRequest\x12\x1b\n" +
-	"\x06parent\x18\x01 \x01(\tB\x03\xe0A\x02R\x06parent\x121\n" +
-	"\x12service_account_id\x18\x02 \x01(\tB\x03\xe0A\x02R\x10serviceAccountId\x12F\n" +
-	"\x0fservice_account\x18\x03 \x01(\v2\x1d.pylee.orgs.v1.ServiceAccountR\x0eserviceAccount\"3\n" +
-	"\x18GetServiceAccountRequest\x12\x17\n" +
-	"\x04name\x18\x01 \x01(\tB\x03\xe0A\x02R\x04name\"u\n" +
-	"\x1aListServiceAccountsRequest\x12\x1b\n" +
-	"\x06parent\x18\x01 \x01(\tB\x03\xe0A\x02R\x06parent\x12\x1b\n" +
-	"\tpage_size\x18\x02 \x01(\x05R\bpageSize\x12\x1d\n" +
+	"\"pylee/orgs/v1/access_service.proto\x12\rpylee.orgs.v1\x1a\x1bbuf/validate/validate.proto\x1a\x1cgoogle/api/annotations.proto\x1a\x1fgoogle/api/field_behavior.proto\x1a\x1bgoogle/protobuf/empty.proto\x1a\x1epylee/api/v1/annotations.proto\x1a\x1apylee/orgs/v1/access.proto\"\x17\n" +
+	"\x15GetCurrentUserRequest\"\xd8\x01\n" +
+	"\x1bCreateServiceAccountRequest\x12!\n" +
+	"\x06parent\x18\x01 \x01(\tB\t\xe0A\x02\xbaH\x03\xc8\x01\x01R\x06parent\x12N\n" +
+	"\x12service_account_id\x18\x02 \x01(\tB \xe0A\x02\xbaH\x1a\xc8\x01\x01r\x15\x18?2\x11^[a-z][a-z0-9-]*$R\x10serviceAccountId\x12F\n" +
+	"\x0fservice_account\x18\x03 \x01(\v2\x1d.pylee.orgs.v1.ServiceAccountR\x0eserviceAccount\"9\n" +
+	"\x18GetServiceAccountRequest\x12\x1d\n" +
+	"\x04name\x18\x01 \x01(\tB\t\xe0A\x02\xbaH\x03\xc8\x01\x01R\x04name\"\x84\x01\n" +
+	"\x1aListServiceAccountsRequest\x12!\n" +
+	"\x06parent\x18\x01 \x01(\tB\t\xe0A\x02\xbaH\x03\xc8\x01\x01R\x06parent\x12$\n" +
+	"\tpage_size\x18\x02 \x01(\x05B\a\xbaH\x04\x1a\x02(\x00R\bpageSize\x12\x1d\n" +
 	"\n" +
 	"page_token\x18\x03 \x01(\tR\tpageToken\"\x8f\x01\n" +
 	"\x1bListServiceAccountsResponse\x12H\n" +
 	"\x10service_accounts\x18\x01 \x03(\v2\x1d.pylee.orgs.v1.ServiceAccountR\x0fserviceAccounts\x12&\n" +
-	"\x0fnext_page_token\x18\x02 \x01(\tR\rnextPageToken\"6\n" +
-	"\x1bDeleteServiceAccountRequest\x12\x17\n" +
-	"\x04name\x18\x01 \x01(\tB\x03\xe0A\x02R\x04name\"]\n" +
-	"\x12CreateTokenRequest\x12\x1b\n" +
-	"\x06parent\x18\x01 \x01(\tB\x03\xe0A\x02R\x06parent\x12*\n" +
-	"\x05token\x18\x02 \x01(\v2\x14.pylee.orgs.v1.TokenR\x05token\"l\n" +
-	"\x11ListTokensRequest\x12\x1b\n" +
-	"\x06parent\x18\x01 \x01(\tB\x03\xe0A\x02R\x06parent\x12\x1b\n" +
-	"\tpage_size\x18\x02 \x01(\x05R\bpageSize\x12\x1d\n" +
+	"\x0fnext_page_token\x18\x02 \x01(\tR\rnextPageToken\"<\n" +
+	"\x1bDeleteServiceAccountRequest\x12\x1d\n" +
+	"\x04name\x18\x01 \x01(\tB\t\xe0A\x02\xbaH\x03\xc8\x01\x01R\x04name\"c\n" +
+	"\x12CreateTokenRequest\x12!\n" +
+	"\x06parent\x18\x01 \x01(\tB\t\xe0A\x02\xbaH\x03\xc8\x01\x01R\x06parent\x12*\n" +
+	"\x05token\x18\x02 \x01(\v2\x14.pylee.orgs.v1.TokenR\x05token\"{\n" +
+	"\x11ListTokensRequest\x12!\n" +
+	"\x06parent\x18\x01 \x01(\tB\t\xe0A\x02\xbaH\x03\xc8\x01\x01R\x06parent\x12$\n" +
+	"\tpage_size\x18\x02 \x01(\x05B\a\xbaH\x04\x1a\x02(\x00R\bpageSize\x12\x1d\n" +
 	"\n" +
 	"page_token\x18\x03 \x01(\tR\tpageToken\"j\n" +
 	"\x12ListTokensResponse\x12,\n" +
 	"\x06tokens\x18\x01 \x03(\v2\x14.pylee.orgs.v1.TokenR\x06tokens\x12&\n" +
-	"\x0fnext_page_token\x18\x02 \x01(\tR\rnextPageToken\"-\n" +
-	"\x12DeleteTokenRequest\x12\x17\n" +
-	"\x04name\x18\x01 \x01(\tB\x03\xe0A\x02R\x04name\"j\n" +
-	"\x14CreateBindingRequest\x12\x1b\n" +
-	"\x06parent\x18\x01 \x01(\tB\x03\xe0A\x02R\x06parent\x125\n" +
-	"\abinding\x18\x02 \x01(\v2\x16.pylee.orgs.v1.BindingB\x03\xe0A\x02R\abinding\"n\n" +
-	"\x13ListBindingsRequest\x12\x1b\n" +
-	"\x06parent\x18\x01 \x01(\tB\x03\xe0A\x02R\x06parent\x12\x1b\n" +
-	"\tpage_size\x18\x02 \x01(\x05R\bpageSize\x12\x1d\n" +
+	"\x0fnext_page_token\x18\x02 \x01(\tR\rnextPageToken\"3\n" +
+	"\x12DeleteTokenRequest\x12\x1d\n" +
+	"\x04name\x18\x01 \x01(\tB\t\xe0A\x02\xbaH\x03\xc8\x01\x01R\x04name\"v\n" +
+	"\x14CreateBindingRequest\x12!\n" +
+	"\x06parent\x18\x01 \x01(\tB\t\xe0A\x02\xbaH\x03\xc8\x01\x01R\x06parent\x12;\n" +
+	"\abinding\x18\x02 \x01(\v2\x16.pylee.orgs.v1.BindingB\t\xe0A\x02\xbaH\x03\xc8\x01\x01R\abinding\"}\n" +
+	"\x13ListBindingsRequest\x12!\n" +
+	"\x06parent\x18\x01 \x01(\tB\t\xe0A\x02\xbaH\x03\xc8\x01\x01R\x06parent\x12$\n" +
+	"\tpage_size\x18\x02 \x01(\x05B\a\xbaH\x04\x1a\x02(\x00R\bpageSize\x12\x1d\n" +
 	"\n" +
 	"page_token\x18\x03 \x01(\tR\tpageToken\"r\n" +
 	"\x14ListBindingsResponse\x122\n" +
 	"\bbindings\x18\x01 \x03(\v2\x16.pylee.orgs.v1.BindingR\bbindings\x12&\n" +
-	"\x0fnext_page_token\x18\x02 \x01(\tR\rnextPageToken\"7\n" +
-	"\x14PurgeBindingsRequest\x12\x1f\n" +
-	"\bresource\x18\x01 \x01(\tB\x03\xe0A\x02R\bresource\"1\n" +
+	"\x0fnext_page_token\x18\x02 \x01(\tR\rnextPageToken\"=\n" +
+	"\x14PurgeBindingsRequest\x12%\n" +
+	"\bresource\x18\x01 \x01(\tB\t\xe0A\x02\xbaH\x03\xc8\x01\x01R\bresource\"1\n" +
 	"\x15PurgeBindingsResponse\x12\x18\n" +
-	"\adeleted\x18\x01 \x01(\x03R\adeleted\"/\n" +
-	"\x14DeleteBindingRequest\x12\x17\n" +
-	"\x04name\x18\x01 \x01(\tB\x03\xe0A\x02R\x04name\"k\n" +
-	"\x10ListRolesRequest\x12\x1b\n" +
-	"\x06parent\x18\x01 \x01(\tB\x03\xe0A\x02R\x06parent\x12\x1b\n" +
-	"\tpage_size\x18\x02 \x01(\x05R\bpageSize\x12\x1d\n" +
+	"\adeleted\x18\x01 \x01(\x03R\adeleted\"5\n" +
+	"\x14DeleteBindingRequest\x12\x1d\n" +
+	"\x04name\x18\x01 \x01(\tB\t\xe0A\x02\xbaH\x03\xc8\x01\x01R\x04name\"z\n" +
+	"\x10ListRolesRequest\x12!\n" +
+	"\x06parent\x18\x01 \x01(\tB\t\xe0A\x02\xbaH\x03\xc8\x01\x01R\x06parent\x12$\n" +
+	"\tpage_size\x18\x02 \x01(\x05B\a\xbaH\x04\x1a\x02(\x00R\bpageSize\x12\x1d\n" +
 	"\n" +
 	"page_token\x18\x03 \x01(\tR\tpageToken\"f\n" +
 	"\x11ListRolesResponse\x12)\n" +
 	"\x05roles\x18\x01 \x03(\v2\x13.pylee.orgs.v1.RoleR\x05roles\x12&\n" +
-	"\x0fnext_page_token\x18\x02 \x01(\tR\rnextPageToken\"|\n" +
-	"\x11CreateRoleRequest\x12\x1b\n" +
-	"\x06parent\x18\x01 \x01(\tB\x03\xe0A\x02R\x06parent\x12\x1c\n" +
-	"\arole_id\x18\x02 \x01(\tB\x03\xe0A\x02R\x06roleId\x12,\n" +
-	"\x04role\x18\x03 \x01(\v2\x13.pylee.orgs.v1.RoleB\x03\xe0A\x02R\x04role\",\n" +
-	"\x11DeleteRoleRequest\x12\x17\n" +
-	"\x04name\x18\x01 \x01(\tB\x03\xe0A\x02R\x04name\"w\n" +
-	"\x11CreateTeamRequest\x12\x1b\n" +
-	"\x06parent\x18\x01 \x01(\tB\x03\xe0A\x02R\x06parent\x12\x1c\n" +
-	"\ateam_id\x18\x02 \x01(\tB\x03\xe0A\x02R\x06teamId\x12'\n" +
-	"\x04team\x18\x03 \x01(\v2\x13.pylee.orgs.v1.TeamR\x04team\"k\n" +
-	"\x10ListTeamsRequest\x12\x1b\n" +
-	"\x06parent\x18\x01 \x01(\tB\x03\xe0A\x02R\x06parent\x12\x1b\n" +
-	"\tpage_size\x18\x02 \x01(\x05R\bpageSize\x12\x1d\n" +
+	"\x0fnext_page_token\x18\x02 \x01(\tR\rnextPageToken\"\xa5\x01\n" +
+	"\x11CreateRoleRequest\x12!\n" +
+	"\x06parent\x18\x01 \x01(\tB\t\xe0A\x02\xbaH\x03\xc8\x01\x01R\x06parent\x129\n" +
+	"\arole_id\x18\x02 \x01(\tB \xe0A\x02\xbaH\x1a\xc8\x01\x01r\x15\x18?2\x11^[a-z][a-z0-9-]*$R\x06roleId\x122\n" +
+	"\x04role\x18\x03 \x01(\v2\x13.pylee.orgs.v1.RoleB\t\xe0A\x02\xbaH\x03\xc8\x01\x01R\x04role\"2\n" +
+	"\x11DeleteRoleRequest\x12\x1d\n" +
+	"\x04name\x18\x01 \x01(\tB\t\xe0A\x02\xbaH\x03\xc8\x01\x01R\x04name\"\x9a\x01\n" +
+	"\x11CreateTeamRequest\x12!\n" +
+	"\x06parent\x18\x01 \x01(\tB\t\xe0A\x02\xbaH\x03\xc8\x01\x01R\x06parent\x129\n" +
+	"\ateam_id\x18\x02 \x01(\tB \xe0A\x02\xbaH\x1a\xc8\x01\x01r\x15\x18?2\x11^[a-z][a-z0-9-]*$R\x06teamId\x12'\n" +
+	"\x04team\x18\x03 \x01(\v2\x13.pylee.orgs.v1.TeamR\x04team\"z\n" +
+	"\x10ListTeamsRequest\x12!\n" +
+	"\x06parent\x18\x01 \x01(\tB\t\xe0A\x02\xbaH\x03\xc8\x01\x01R\x06parent\x12$\n" +
+	"\tpage_size\x18\x02 \x01(\x05B\a\xbaH\x04\x1a\x02(\x00R\bpageSize\x12\x1d\n" +
 	"\n" +
 	"page_token\x18\x03 \x01(\tR\tpageToken\"f\n" +
 	"\x11ListTeamsResponse\x12)\n" +
 	"\x05teams\x18\x01 \x03(\v2\x13.pylee.orgs.v1.TeamR\x05teams\x12&\n" +
-	"\x0fnext_page_token\x18\x02 \x01(\tR\rnextPageToken\",\n" +
-	"\x11DeleteTeamRequest\x12\x17\n" +
-	"\x04name\x18\x01 \x01(\tB\x03\xe0A\x02R\x04name\"L\n" +
-	"\x14AddTeamMemberRequest\x12\x17\n" +
-	"\x04team\x18\x01 \x01(\tB\x03\xe0A\x02R\x04team\x12\x1b\n" +
-	"\x06member\x18\x02 \x01(\tB\x03\xe0A\x02R\x06member\"O\n" +
-	"\x17RemoveTeamMemberRequest\x12\x17\n" +
-	"\x04team\x18\x01 \x01(\tB\x03\xe0A\x02R\x04team\x12\x1b\n" +
-	"\x06member\x18\x02 \x01(\tB\x03\xe0A\x02R\x06member\"\x85\x01\n" +
+	"\x0fnext_page_token\x18\x02 \x01(\tR\rnextPageToken\"2\n" +
+	"\x11DeleteTeamRequest\x12\x1d\n" +
+	"\x04name\x18\x01 \x01(\tB\t\xe0A\x02\xbaH\x03\xc8\x01\x01R\x04name\"X\n" +
+	"\x14AddTeamMemberRequest\x12\x1d\n" +
+	"\x04team\x18\x01 \x01(\tB\t\xe0A\x02\xbaH\x03\xc8\x01\x01R\x04team\x12!\n" +
+	"\x06member\x18\x02 \x01(\tB\t\xe0A\x02\xbaH\x03\xc8\x01\x01R\x06member\"[\n" +
+	"\x17RemoveTeamMemberRequest\x12\x1d\n" +
+	"\x04team\x18\x01 \x01(\tB\t\xe0A\x02\xbaH\x03\xc8\x01\x01R\x04team\x12!\n" +
+	"\x06member\x18\x02 \x01(\tB\t\xe0A\x02\xbaH\x03\xc8\x01\x01R\x06member\"\x95\x01\n" +
 	"\fCheckRequest\x12\x1c\n" +
-	"\tprincipal\x18\x01 \x01(\tR\tprincipal\x12#\n" +
+	"\tprincipal\x18\x01 \x01(\tR\tprincipal\x12)\n" +
 	"\n" +
-	"permission\x18\x02 \x01(\tB\x03\xe0A\x02R\n" +
-	"permission\x12\x1a\n" +
-	"\bresource\x18\x03 \x01(\tR\bresource\x12\x16\n" +
+	"permission\x18\x02 \x01(\tB\t\xe0A\x02\xbaH\x03\xc8\x01\x01R\n" +
+	"permission\x12$\n" +
+	"\bresource\x18\x03 \x01(\tB\b\xbaH\x05r\x03(\x80\bR\bresource\x12\x16\n" +
 	"\x06groups\x18\x04 \x03(\tR\x06groups\"[\n" +
 	"\rCheckResponse\x12\x18\n" +
 	"\aallowed\x18\x01 \x01(\bR\aallowed\x12\x18\n" +
 	"\abinding\x18\x02 \x01(\tR\abinding\x12\x16\n" +
-	"\x06member\x18\x03 \x01(\bR\x06member\"k\n" +
+	"\x06member\x18\x03 \x01(\bR\x06member\"v\n" +
 	"\x11BatchCheckRequest\x12\x1c\n" +
-	"\tprincipal\x18\x01 \x01(\tR\tprincipal\x128\n" +
-	"\x06checks\x18\x02 \x03(\v2\x1b.pylee.orgs.v1.CheckRequestB\x03\xe0A\x02R\x06checks\"L\n" +
+	"\tprincipal\x18\x01 \x01(\tR\tprincipal\x12C\n" +
+	"\x06checks\x18\x02 \x03(\v2\x1b.pylee.orgs.v1.CheckRequestB\x0e\xe0A\x02\xbaH\b\x92\x01\x05\b\x01\x10\xe8\aR\x06checks\"L\n" +
 	"\x12BatchCheckResponse\x126\n" +
-	"\aresults\x18\x01 \x03(\v2\x1c.pylee.orgs.v1.CheckResponseR\aresults\"1\n" +
-	"\x12ListMembersRequest\x12\x1b\n" +
-	"\x06parent\x18\x01 \x01(\tB\x03\xe0A\x02R\x06parent\"F\n" +
+	"\aresults\x18\x01 \x03(\v2\x1c.pylee.orgs.v1.CheckResponseR\aresults\"7\n" +
+	"\x12ListMembersRequest\x12!\n" +
+	"\x06parent\x18\x01 \x01(\tB\t\xe0A\x02\xbaH\x03\xc8\x01\x01R\x06parent\"F\n" +
 	"\x13ListMembersResponse\x12/\n" +
-	"\amembers\x18\x01 \x03(\v2\x15.pylee.orgs.v1.MemberR\amembers\".\n" +
-	"\x13DeleteMemberRequest\x12\x17\n" +
-	"\x04name\x18\x01 \x01(\tB\x03\xe0A\x02R\x04name\"v\n" +
-	"\x17CreateInvitationRequest\x12\x1b\n" +
-	"\x06parent\x18\x01 \x01(\tB\x03\xe0A\x02R\x06parent\x12>\n" +
+	"\amembers\x18\x01 \x03(\v2\x15.pylee.orgs.v1.MemberR\amembers\"4\n" +
+	"\x13DeleteMemberRequest\x12\x1d\n" +
+	"\x04name\x18\x01 \x01(\tB\t\xe0A\x02\xbaH\x03\xc8\x01\x01R\x04name\"\x82\x01\n" +
+	"\x17CreateInvitationRequest\x12!\n" +
+	"\x06parent\x18\x01 \x01(\tB\t\xe0A\x02\xbaH\x03\xc8\x01\x01R\x06parent\x12D\n" +
 	"\n" +
-	"invitation\x18\x02 \x01(\v2\x19.pylee.orgs.v1.InvitationB\x03\xe0A\x02R\n" +
-	"invitation\"5\n" +
-	"\x16ListInvitationsRequest\x12\x1b\n" +
-	"\x06parent\x18\x01 \x01(\tB\x03\xe0A\x02R\x06parent\"V\n" +
+	"invitation\x18\x02 \x01(\v2\x19.pylee.orgs.v1.InvitationB\t\xe0A\x02\xbaH\x03\xc8\x01\x01R\n" +
+	"invitation\";\n" +
+	"\x16ListInvitationsRequest\x12!\n" +
+	"\x06parent\x18\x01 \x01(\tB\t\xe0A\x02\xbaH\x03\xc8\x01\x01R\x06parent\"V\n" +
 	"\x17ListInvitationsResponse\x12;\n" +
-	"\vinvitations\x18\x01 \x03(\v2\x19.pylee.orgs.v1.InvitationR\vinvitations\"2\n" +
-	"\x17RevokeInvitationRequest\x12\x17\n" +
-	"\x04name\x18\x01 \x01(\tB\x03\xe0A\x02R\x04name\"4\n" +
-	"\x17AcceptInvitationRequest\x12\x19\n" +
-	"\x05token\x18\x01 \x01(\tB\x03\xe0A\x02R\x05token\"\x93\x01\n" +
+	"\vinvitations\x18\x01 \x03(\v2\x19.pylee.orgs.v1.InvitationR\vinvitations\"8\n" +
+	"\x17RevokeInvitationRequest\x12\x1d\n" +
+	"\x04name\x18\x01 \x01(\tB\t\xe0A\x02\xbaH\x03\xc8\x01\x01R\x04name\":\n" +
+	"\x17AcceptInvitationRequest\x12\x1f\n" +
+	"\x05token\x18\x01 \x01(\tB\t\xe0A\x02\xbaH\x03\xc8\x01\x01R\x05token\"\x93\x01\n" +
 	"\x18AcceptInvitationResponse\x12'\n" +
 	"\x04user\x18\x01 \x01(\v2\x13.pylee.orgs.v1.UserR\x04user\x12\"\n" +
 	"\forganization\x18\x02 \x01(\tR\forganization\x12*\n" +
-	"\x05token\x18\x03 \x01(\v2\x14.pylee.orgs.v1.TokenR\x05token\"z\n" +
+	"\x05token\x18\x03 \x01(\v2\x14.pylee.orgs.v1.TokenR\x05token\"\x8b\x01\n" +
 	"\x12ListAllowedRequest\x12\x1c\n" +
-	"\tprincipal\x18\x01 \x01(\tR\tprincipal\x12#\n" +
+	"\tprincipal\x18\x01 \x01(\tR\tprincipal\x12)\n" +
 	"\n" +
-	"permission\x18\x02 \x01(\tB\x03\xe0A\x02R\n" +
-	"permission\x12!\n" +
-	"\tresources\x18\x03 \x03(\tB\x03\xe0A\x02R\tresources\"3\n" +
+	"permission\x18\x02 \x01(\tB\t\xe0A\x02\xbaH\x03\xc8\x01\x01R\n" +
+	"permission\x12,\n" +
+	"\tresources\x18\x03 \x03(\tB\x0e\xe0A\x02\xbaH\b\x92\x01\x05\b\x01\x10\xe8\aR\tresources\"3\n" +
 	"\x13ListAllowedResponse\x12\x1c\n" +
 	"\tresources\x18\x01 \x03(\tR\tresources2\x84(\n" +
 	"\rAccessService\x12p\n" +

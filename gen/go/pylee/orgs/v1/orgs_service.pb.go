@@ -7,6 +7,7 @@
 package orgsv1
 
 import (
+	_ "buf.build/gen/go/bufbuild/protovalidate/protocolbuffers/go/buf/validate"
 	_ "github.com/grpc-ecosystem/grpc-gateway/v2/protoc-gen-openapiv2/options"
 	_ "github.com/pyleeai/pylee/gen/go/pylee/api/v1"
 	_ "google.golang.org/genproto/googleapis/api/annotations"
@@ -508,31 +509,31 @@ var File_pylee_orgs_v1_orgs_service_proto protoreflect.FileDescriptor
 
 const file_pylee_orgs_v1_orgs_service_proto_rawDesc = "" +
 	"\n" +
-	" pylee/orgs/v1/orgs_service.proto\x12\rpylee.orgs.v1\x1a\x1cgoogle/api/annotations.proto\x1a\x17google/api/client.proto\x1a\x1fgoogle/api/field_behavior.proto\x1a\x1bgoogle/protobuf/empty.proto\x1a google/protobuf/field_mask.proto\x1a.protoc-gen-openapiv2/options/annotations.proto\x1a\x1epylee/api/v1/annotations.proto\x1a pylee/orgs/v1/organization.proto\"\xae\x01\n" +
-	"\x19CreateOrganizationRequest\x12D\n" +
-	"\forganization\x18\x01 \x01(\v2\x1b.pylee.orgs.v1.OrganizationB\x03\xe0A\x02R\forganization\x12,\n" +
-	"\x0forganization_id\x18\x02 \x01(\tB\x03\xe0A\x02R\x0eorganizationId\x12\x1d\n" +
+	" pylee/orgs/v1/orgs_service.proto\x12\rpylee.orgs.v1\x1a\x1bbuf/validate/validate.proto\x1a\x1cgoogle/api/annotations.proto\x1a\x17google/api/client.proto\x1a\x1fgoogle/api/field_behavior.proto\x1a\x1bgoogle/protobuf/empty.proto\x1a google/protobuf/field_mask.proto\x1a.protoc-gen-openapiv2/options/annotations.proto\x1a\x1epylee/api/v1/annotations.proto\x1a pylee/orgs/v1/organization.proto\"\xdd\x01\n" +
+	"\x19CreateOrganizationRequest\x12J\n" +
+	"\forganization\x18\x01 \x01(\v2\x1b.pylee.orgs.v1.OrganizationB\t\xe0A\x02\xbaH\x03\xc8\x01\x01R\forganization\x12K\n" +
+	"\x0forganization_id\x18\x02 \x01(\tB\"\xe0A\x02\xbaH\x1c\xc8\x01\x01r\x17\x10\x03\x18?2\x11^[a-z][a-z0-9-]*$R\x0eorganizationId\x12'\n" +
 	"\n" +
-	"request_id\x18\x03 \x01(\tR\trequestId\"1\n" +
-	"\x16GetOrganizationRequest\x12\x17\n" +
-	"\x04name\x18\x01 \x01(\tB\x03\xe0A\x02R\x04name\"n\n" +
-	"\x18ListOrganizationsRequest\x12\x1b\n" +
-	"\tpage_size\x18\x01 \x01(\x05R\bpageSize\x12\x1d\n" +
+	"request_id\x18\x03 \x01(\tB\b\xbaH\x05r\x03\x18\x80\x01R\trequestId\"7\n" +
+	"\x16GetOrganizationRequest\x12\x1d\n" +
+	"\x04name\x18\x01 \x01(\tB\t\xe0A\x02\xbaH\x03\xc8\x01\x01R\x04name\"w\n" +
+	"\x18ListOrganizationsRequest\x12$\n" +
+	"\tpage_size\x18\x01 \x01(\x05B\a\xbaH\x04\x1a\x02(\x00R\bpageSize\x12\x1d\n" +
 	"\n" +
 	"page_token\x18\x02 \x01(\tR\tpageToken\x12\x16\n" +
 	"\x06filter\x18\x03 \x01(\tR\x06filter\"\x86\x01\n" +
 	"\x19ListOrganizationsResponse\x12A\n" +
 	"\rorganizations\x18\x01 \x03(\v2\x1b.pylee.orgs.v1.OrganizationR\rorganizations\x12&\n" +
-	"\x0fnext_page_token\x18\x02 \x01(\tR\rnextPageToken\"\xa3\x01\n" +
-	"\x19UpdateOrganizationRequest\x12D\n" +
-	"\forganization\x18\x01 \x01(\v2\x1b.pylee.orgs.v1.OrganizationB\x03\xe0A\x02R\forganization\x12@\n" +
+	"\x0fnext_page_token\x18\x02 \x01(\tR\rnextPageToken\"\xa9\x01\n" +
+	"\x19UpdateOrganizationRequest\x12J\n" +
+	"\forganization\x18\x01 \x01(\v2\x1b.pylee.orgs.v1.OrganizationB\t\xe0A\x02\xbaH\x03\xc8\x01\x01R\forganization\x12@\n" +
 	"\vupdate_mask\x18\x02 \x01(\v2\x1a.google.protobuf.FieldMaskB\x03\xe0A\x02R\n" +
-	"updateMask\"H\n" +
-	"\x19DeleteOrganizationRequest\x12\x17\n" +
-	"\x04name\x18\x01 \x01(\tB\x03\xe0A\x02R\x04name\x12\x12\n" +
-	"\x04etag\x18\x02 \x01(\tR\x04etag\"/\n" +
-	"\x12VerifyTokenRequest\x12\x19\n" +
-	"\x05token\x18\x01 \x01(\tB\x03\xe0A\x02R\x05token\"\xa6\x01\n" +
+	"updateMask\"N\n" +
+	"\x19DeleteOrganizationRequest\x12\x1d\n" +
+	"\x04name\x18\x01 \x01(\tB\t\xe0A\x02\xbaH\x03\xc8\x01\x01R\x04name\x12\x12\n" +
+	"\x04etag\x18\x02 \x01(\tR\x04etag\"5\n" +
+	"\x12VerifyTokenRequest\x12\x1f\n" +
+	"\x05token\x18\x01 \x01(\tB\t\xe0A\x02\xbaH\x03\xc8\x01\x01R\x05token\"\xa6\x01\n" +
 	"\x13VerifyTokenResponse\x12\x1c\n" +
 	"\tprincipal\x18\x01 \x01(\tR\tprincipal\x12\x12\n" +
 	"\x04kind\x18\x02 \x01(\tR\x04kind\x12!\n" +

@@ -7,6 +7,7 @@
 package registryv1
 
 import (
+	_ "buf.build/gen/go/bufbuild/protovalidate/protocolbuffers/go/buf/validate"
 	_ "google.golang.org/genproto/googleapis/api/annotations"
 	protoreflect "google.golang.org/protobuf/reflect/protoreflect"
 	protoimpl "google.golang.org/protobuf/runtime/protoimpl"
@@ -1183,20 +1184,21 @@ var File_pylee_registry_v1_registry_proto protoreflect.FileDescriptor
 
 const file_pylee_registry_v1_registry_proto_rawDesc = "" +
 	"\n" +
-	" pylee/registry/v1/registry.proto\x12\x11pylee.registry.v1\x1a\x1fgoogle/api/field_behavior.proto\x1a\x19google/api/resource.proto\x1a\x1egoogle/protobuf/duration.proto\x1a google/protobuf/field_mask.proto\x1a\x1fgoogle/protobuf/timestamp.proto\x1a\x1fpylee/registry/v1/version.proto\"\x94\x06\n" +
+	" pylee/registry/v1/registry.proto\x12\x11pylee.registry.v1\x1a\x1bbuf/validate/validate.proto\x1a\x1fgoogle/api/field_behavior.proto\x1a\x19google/api/resource.proto\x1a\x1egoogle/protobuf/duration.proto\x1a google/protobuf/field_mask.proto\x1a\x1fgoogle/protobuf/timestamp.proto\x1a\x1fpylee/registry/v1/version.proto\"\xc7\x06\n" +
 	"\bRegistry\x12\x17\n" +
-	"\x04name\x18\x01 \x01(\tB\x03\xe0A\bR\x04name\x12 \n" +
-	"\vdescription\x18\x02 \x01(\tR\vdescription\x12\x16\n" +
+	"\x04name\x18\x01 \x01(\tB\x03\xe0A\bR\x04name\x12*\n" +
+	"\vdescription\x18\x02 \x01(\tB\b\xbaH\x05r\x03\x18\xd0\x0fR\vdescription\x12\x16\n" +
 	"\x06parent\x18\x03 \x01(\tR\x06parent\x12&\n" +
 	"\fauto_upgrade\x18\x04 \x01(\bH\x00R\vautoUpgrade\x88\x01\x01\x120\n" +
-	"\x11approval_required\x18\x05 \x01(\bH\x01R\x10approvalRequired\x88\x01\x01\x12(\n" +
-	"\rmin_approvals\x18\x06 \x01(\x05H\x02R\fminApprovals\x88\x01\x01\x12\x1f\n" +
-	"\vowner_teams\x18\a \x03(\tR\n" +
-	"ownerTeams\x12\x1e\n" +
+	"\x11approval_required\x18\x05 \x01(\bH\x01R\x10approvalRequired\x88\x01\x01\x123\n" +
+	"\rmin_approvals\x18\x06 \x01(\x05B\t\xbaH\x06\x1a\x04\x18\n" +
+	"(\x01H\x02R\fminApprovals\x88\x01\x01\x12)\n" +
+	"\vowner_teams\x18\a \x03(\tB\b\xbaH\x05\x92\x01\x02\x102R\n" +
+	"ownerTeams\x12(\n" +
 	"\n" +
-	"namespaces\x18\b \x03(\tR\n" +
-	"namespaces\x12>\n" +
-	"\vtool_policy\x18\t \x01(\x0e2\x1d.pylee.registry.v1.ToolPolicyR\n" +
+	"namespaces\x18\b \x03(\tB\b\xbaH\x05\x92\x01\x02\x10dR\n" +
+	"namespaces\x12H\n" +
+	"\vtool_policy\x18\t \x01(\x0e2\x1d.pylee.registry.v1.ToolPolicyB\b\xbaH\x05\x82\x01\x02\x10\x01R\n" +
 	"toolPolicy\x12G\n" +
 	"\x0erollout_policy\x18\n" +
 	" \x01(\v2 .pylee.registry.v1.RolloutPolicyR\rrolloutPolicy\x12F\n" +
@@ -1210,11 +1212,11 @@ const file_pylee_registry_v1_registry_proto_rawDesc = "" +
 	"registries2\bregistryB\x0f\n" +
 	"\r_auto_upgradeB\x14\n" +
 	"\x12_approval_requiredB\x10\n" +
-	"\x0e_min_approvals\"\x81\x02\n" +
-	"\rRolloutPolicy\x12E\n" +
-	"\bstrategy\x18\x01 \x01(\x0e2).pylee.registry.v1.RolloutPolicy.StrategyR\bstrategy\x123\n" +
-	"\x05steps\x18\x02 \x03(\v2\x1d.pylee.registry.v1.CanaryStepR\x05steps\x12$\n" +
-	"\x0emax_error_rate\x18\x03 \x01(\x01R\fmaxErrorRate\"N\n" +
+	"\x0e_min_approvals\"\xa4\x02\n" +
+	"\rRolloutPolicy\x12O\n" +
+	"\bstrategy\x18\x01 \x01(\x0e2).pylee.registry.v1.RolloutPolicy.StrategyB\b\xbaH\x05\x82\x01\x02\x10\x01R\bstrategy\x123\n" +
+	"\x05steps\x18\x02 \x03(\v2\x1d.pylee.registry.v1.CanaryStepR\x05steps\x12=\n" +
+	"\x0emax_error_rate\x18\x03 \x01(\x01B\x17\xbaH\x14\x12\x12\x19\x00\x00\x00\x00\x00\x00\xf0?)\x00\x00\x00\x00\x00\x00\x00\x00R\fmaxErrorRate\"N\n" +
 	"\bStrategy\x12\x18\n" +
 	"\x14STRATEGY_UNSPECIFIED\x10\x00\x12\x13\n" +
 	"\x0fSTRATEGY_DIRECT\x10\x01\x12\x13\n" +

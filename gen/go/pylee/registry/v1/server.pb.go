@@ -7,6 +7,7 @@
 package registryv1
 
 import (
+	_ "buf.build/gen/go/bufbuild/protovalidate/protocolbuffers/go/buf/validate"
 	_ "google.golang.org/genproto/googleapis/api/annotations"
 	protoreflect "google.golang.org/protobuf/reflect/protoreflect"
 	protoimpl "google.golang.org/protobuf/runtime/protoimpl"
@@ -284,13 +285,13 @@ var File_pylee_registry_v1_server_proto protoreflect.FileDescriptor
 
 const file_pylee_registry_v1_server_proto_rawDesc = "" +
 	"\n" +
-	"\x1epylee/registry/v1/server.proto\x12\x11pylee.registry.v1\x1a\x1fgoogle/api/field_behavior.proto\x1a\x19google/api/resource.proto\x1a\x1fgoogle/protobuf/timestamp.proto\"\xea\x03\n" +
+	"\x1epylee/registry/v1/server.proto\x12\x11pylee.registry.v1\x1a\x1bbuf/validate/validate.proto\x1a\x1fgoogle/api/field_behavior.proto\x1a\x19google/api/resource.proto\x1a\x1fgoogle/protobuf/timestamp.proto\"\xfe\x03\n" +
 	"\x06Server\x12\x17\n" +
 	"\x04name\x18\x01 \x01(\tB\x03\xe0A\bR\x04name\x12$\n" +
 	"\vserver_name\x18\x02 \x01(\tB\x03\xe0A\x02R\n" +
-	"serverName\x12\x14\n" +
-	"\x05title\x18\x03 \x01(\tR\x05title\x12 \n" +
-	"\vdescription\x18\x04 \x01(\tR\vdescription\x12=\n" +
+	"serverName\x12\x1e\n" +
+	"\x05title\x18\x03 \x01(\tB\b\xbaH\x05r\x03\x18\xc8\x01R\x05title\x12*\n" +
+	"\vdescription\x18\x04 \x01(\tB\b\xbaH\x05r\x03\x18\xd0\x0fR\vdescription\x12=\n" +
 	"\n" +
 	"repository\x18\x05 \x01(\v2\x1d.pylee.registry.v1.RepositoryR\n" +
 	"repository\x12\x1f\n" +

@@ -7,6 +7,7 @@
 package registryv1
 
 import (
+	_ "buf.build/gen/go/bufbuild/protovalidate/protocolbuffers/go/buf/validate"
 	_ "google.golang.org/genproto/googleapis/api/annotations"
 	protoreflect "google.golang.org/protobuf/reflect/protoreflect"
 	protoimpl "google.golang.org/protobuf/runtime/protoimpl"
@@ -545,14 +546,14 @@ var File_pylee_registry_v1_version_proto protoreflect.FileDescriptor
 
 const file_pylee_registry_v1_version_proto_rawDesc = "" +
 	"\n" +
-	"\x1fpylee/registry/v1/version.proto\x12\x11pylee.registry.v1\x1a\x1fgoogle/api/field_behavior.proto\x1a\x19google/api/resource.proto\x1a\x1cgoogle/protobuf/struct.proto\x1a\x1fgoogle/protobuf/timestamp.proto\"\xe8\x05\n" +
+	"\x1fpylee/registry/v1/version.proto\x12\x11pylee.registry.v1\x1a\x1bbuf/validate/validate.proto\x1a\x1fgoogle/api/field_behavior.proto\x1a\x19google/api/resource.proto\x1a\x1cgoogle/protobuf/struct.proto\x1a\x1fgoogle/protobuf/timestamp.proto\"\xfe\x05\n" +
 	"\rServerVersion\x12\x17\n" +
 	"\x04name\x18\x01 \x01(\tB\x03\xe0A\bR\x04name\x12\x1d\n" +
 	"\aversion\x18\x02 \x01(\tB\x03\xe0A\x02R\aversion\x128\n" +
 	"\vserver_json\x18\x03 \x01(\v2\x17.google.protobuf.StructR\n" +
-	"serverJson\x12#\n" +
-	"\rrelease_notes\x18\x04 \x01(\tR\freleaseNotes\x12-\n" +
-	"\x05tools\x18\x05 \x03(\v2\x17.pylee.registry.v1.ToolR\x05tools\x12D\n" +
+	"serverJson\x12.\n" +
+	"\rrelease_notes\x18\x04 \x01(\tB\t\xbaH\x06r\x04\x18\xa0\x9c\x01R\freleaseNotes\x128\n" +
+	"\x05tools\x18\x05 \x03(\v2\x17.pylee.registry.v1.ToolB\t\xbaH\x06\x92\x01\x03\x10\xe8\aR\x05tools\x12D\n" +
 	"\x06status\x18\x06 \x01(\x0e2'.pylee.registry.v1.ServerVersion.StatusB\x03\xe0A\x03R\x06status\x12*\n" +
 	"\x0estatus_message\x18\a \x01(\tB\x03\xe0A\x03R\rstatusMessage\x12 \n" +
 	"\tis_latest\x18\b \x01(\bB\x03\xe0A\x03R\bisLatest\x12\x1d\n" +
@@ -568,11 +569,11 @@ const file_pylee_registry_v1_version_proto_rawDesc = "" +
 	"\rSTATUS_ACTIVE\x10\x01\x12\x15\n" +
 	"\x11STATUS_DEPRECATED\x10\x02\x12\x11\n" +
 	"\rSTATUS_YANKED\x10\x03:^\xeaA[\n" +
-	"\x16pylee.ai/ServerVersion\x12.orgs/{org}/servers/{server}/versions/{version}*\bversions2\aversion\"\x97\x02\n" +
-	"\x04Tool\x12\x17\n" +
-	"\x04name\x18\x01 \x01(\tB\x03\xe0A\x02R\x04name\x12\x14\n" +
-	"\x05title\x18\x02 \x01(\tR\x05title\x12 \n" +
-	"\vdescription\x18\x03 \x01(\tR\vdescription\x12:\n" +
+	"\x16pylee.ai/ServerVersion\x12.orgs/{org}/servers/{server}/versions/{version}*\bversions2\aversion\"\xc9\x02\n" +
+	"\x04Tool\x125\n" +
+	"\x04name\x18\x01 \x01(\tB!\xe0A\x02\xbaH\x1b\xc8\x01\x01r\x16\x18\x80\x012\x11^[A-Za-z0-9_.-]*$R\x04name\x12\x1e\n" +
+	"\x05title\x18\x02 \x01(\tB\b\xbaH\x05r\x03\x18\xc8\x01R\x05title\x12*\n" +
+	"\vdescription\x18\x03 \x01(\tB\b\xbaH\x05r\x03\x18\x90NR\vdescription\x12:\n" +
 	"\finput_schema\x18\x04 \x01(\v2\x17.google.protobuf.StructR\vinputSchema\x12<\n" +
 	"\routput_schema\x18\x05 \x01(\v2\x17.google.protobuf.StructR\foutputSchema\x12D\n" +
 	"\vannotations\x18\x06 \x01(\v2\".pylee.registry.v1.ToolAnnotationsR\vannotations\"\xad\x02\n" +
