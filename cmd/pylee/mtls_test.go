@@ -9,6 +9,7 @@ import (
 	"crypto/x509"
 	"crypto/x509/pkix"
 	"encoding/pem"
+	"io"
 	"math/big"
 	"net"
 	"net/http"
@@ -145,6 +146,26 @@ func TestSplitOverMTLS(t *testing.T) {
 	}
 	u.waitEvent(t, "acme", func(ev map[string]any) bool { return ev["action"] == "registry.entry.pin" })
 	u.waitEvent(t, "acme", func(ev map[string]any) bool { return ev["action"] == "orgs.binding.create" })
+
+	// A request without a credential through the gateway stays anonymous:
+	// the gateway calls on a client's behalf without its certificate.
+	for _, c := range []struct{ method, path, body string }{
+		{"POST", "/v1/events:append", `{"events":[{"id":"01890000-0000-7000-8000-0000000000aa","organization":"acme","action":"x.y.z","outcome":"ok","eventTime":"2026-01-01T00:00:00Z"}]}`},
+		{"POST", "/v1/access:check", `{"principal":"users/admin","permission":"orgs.get","resource":"orgs/acme"}`},
+		{"POST", "/v1/tokens:verify", `{"token":"pyl_x"}`},
+		{"GET", "/v1/orgs/acme/servers/github", ""},
+		{"POST", "/v1/orgs/acme:purgeRegistry", `{}`},
+		{"GET", "/registries/acme/staging/v0.1/servers", ""},
+		{"GET", "/v1/orgs/acme/events:export", ""},
+	} {
+		var body io.Reader
+		if c.body != "" {
+			body = strings.NewReader(c.body)
+		}
+		if r := u.do(t, c.method, c.path, "", body); r.status != 401 {
+			t.Errorf("%s %s without a credential through the mTLS gateway: %d %v", c.method, c.path, r.status, r.body)
+		}
+	}
 
 	// Straight to the audit service's gRPC port.
 	dialAudit := func(cfg *tls.Config) auditv1.AuditServiceClient {

@@ -41,11 +41,24 @@ func TestSplitDeleteOrganization(t *testing.T) {
 	}
 	reg.start()
 	u.expect(t, "GET", "/v1/orgs/kept", u.token, "", 200)
-	// The gateway reconnects to the restarted registry within seconds.
+	// The gateway (for the client) and orgs (as itself) reconnect to the
+	// restarted registry within seconds: a read through the one, a binding
+	// on the server (orgs asks the registry whether it exists) through
+	// the other.
 	deadline := time.Now().Add(10 * time.Second)
 	for u.do(t, "GET", "/v1/orgs/kept/servers/github", u.token, nil).status != 200 {
 		if time.Now().After(deadline) {
 			t.Fatal("the server of the organization whose deletion was refused is gone, or the registry is unreachable")
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+	for {
+		r := u.do(t, "POST", "/v1/orgs/kept/servers/github/bindings", u.token, strings.NewReader(`{"role":"roles/user","principal":"users/kim"}`))
+		if r.status == 200 || r.status == 409 {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("orgs cannot reach the restarted registry: %d %v", r.status, r.body)
 		}
 		time.Sleep(50 * time.Millisecond)
 	}

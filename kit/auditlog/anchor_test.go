@@ -17,6 +17,11 @@ import (
 func TestVerifyAnchoredExport(t *testing.T) {
 	pub, key, _ := ed25519.GenerateKey(rand.Reader)
 	chain := makeChain(10)
+	// The organization was created again at event 7: reseal from there.
+	chain[6].Action = ActionOrganizationCreate
+	for i := 6; i < len(chain); i++ {
+		Seal(chain[i], chain[i].Sequence, chain[i-1].Hash)
+	}
 	tail := export(t, key, chain[6:], 2) // events 7..10
 	anchor := func(ev *auditv1.Event, signer ed25519.PrivateKey, hash string) string {
 		cp := &auditv1.Checkpoint{Organization: ev.Organization, Sequence: ev.Sequence, Hash: hash, CreateTime: timestamppb.Now()}
@@ -34,10 +39,11 @@ func TestVerifyAnchoredExport(t *testing.T) {
 	}
 	_, otherKey, _ := ed25519.GenerateKey(rand.Reader)
 	for name, lines := range map[string][]string{
-		"anchor signed by another key": append([]string{anchor(chain[5], otherKey, chain[5].Hash)}, tail...),
-		"anchor with another hash":     append([]string{anchor(chain[5], key, chain[4].Hash)}, tail...),
-		"anchor one event too early":   append([]string{anchor(chain[4], key, chain[4].Hash)}, tail...),
-		"no anchor":                    tail,
+		"anchor signed by another key":  append([]string{anchor(chain[5], otherKey, chain[5].Hash)}, tail...),
+		"anchor with another hash":      append([]string{anchor(chain[5], key, chain[4].Hash)}, tail...),
+		"anchor one event too early":    append([]string{anchor(chain[4], key, chain[4].Hash)}, tail...),
+		"no anchor":                     tail,
+		"anchor before a cut-off start": append([]string{anchor(chain[6], key, chain[6].Hash)}, export(t, key, chain[7:], 2)...),
 	} {
 		if _, err := VerifyExport(strings.NewReader(strings.Join(lines, "\n")), pub); err == nil {
 			t.Errorf("%s: verified", name)

@@ -42,6 +42,7 @@ func VerifyExport(r io.Reader, pub ed25519.PublicKey) (ExportResult, error) {
 		lastIsCP  bool
 		lineNo    int
 		lastEvent *auditv1.Event
+		anchored  bool
 	)
 	unmarshal := protojson.UnmarshalOptions{DiscardUnknown: false}
 	for sc.Scan() {
@@ -62,6 +63,13 @@ func VerifyExport(r io.Reader, pub ed25519.PublicKey) (ExportResult, error) {
 		switch {
 		case rec.GetEvent() != nil:
 			ev := rec.GetEvent()
+			if anchored && res.Events == 0 && (ev.GetAction() != ActionOrganizationCreate || ev.GetOutcome() != OutcomeOK) {
+				// An export may start after the chain's beginning only where
+				// an organization of the id was created again: otherwise a
+				// cut-off beginning would go unnoticed.
+				return res, &BadEventError{Sequence: ev.GetSequence(), ID: ev.GetId(),
+					Reason: "the export starts at a checkpoint but its first event is not an organization's creation (its beginning was cut off)"}
+			}
 			if chain == nil {
 				res.Organization, res.FirstSequence = ev.GetOrganization(), 1
 				chain = NewChain(ev.GetOrganization(), 1, ZeroHash)
@@ -86,7 +94,7 @@ func VerifyExport(r io.Reader, pub ed25519.PublicKey) (ExportResult, error) {
 				res.Organization, res.FirstSequence = cp.GetOrganization(), cp.GetSequence()+1
 				chain = NewChain(cp.GetOrganization(), cp.GetSequence()+1, cp.GetHash())
 				res.Checkpoints++
-				lastIsCP = false
+				lastIsCP, anchored = false, true
 				continue
 			}
 			seq, head := chain.Head()

@@ -70,6 +70,11 @@ type Process interface {
 	// listener when it runs here, else its address; ErrUnreachable when
 	// neither.
 	Conn(target string) (*grpc.ClientConn, error)
+	// UserConn is a connection to target for calls made on behalf of a
+	// client, carrying the client's credential: it never presents the
+	// process's certificate (mTLS), so a call without a credential is
+	// anonymous, never the process's service identity.
+	UserConn(target string) (*grpc.ClientConn, error)
 	// ServiceToken is the credential this process calls other targets
 	// with, as its service identity.
 	ServiceToken() config.Secret

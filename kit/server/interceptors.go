@@ -476,7 +476,11 @@ func (s *Server) authStream(srv any, ss grpc.ServerStream, info *grpc.StreamServ
 	}
 	// The resource is in the first request message: authorize on receipt.
 	return next(srv, &wrappedStream{ServerStream: ss, ctx: ctx, onFirstRecv: func(m any) error {
-		return s.authorize(ctx, rule, m)
+		err := s.authorize(ctx, rule, m)
+		if err != nil {
+			s.recordDenied(ctx, info.FullMethod, m, err)
+		}
+		return err
 	}})
 }
 

@@ -5,6 +5,7 @@ import (
 	"crypto/ed25519"
 	"errors"
 	"fmt"
+	"slices"
 	"strconv"
 	"sync"
 	"time"
@@ -35,6 +36,9 @@ const (
 	defaultPageSize = 50
 	maxPageSize     = 1000
 )
+
+// maxClockSkew bounds how far in the future an appended event may be.
+const maxClockSkew = 5 * time.Minute
 
 // paging is ListEvents' page size: 50 by default, at most 1,000.
 var paging = aip.Paging{Default: defaultPageSize, Max: maxPageSize}
@@ -115,6 +119,21 @@ func (s *Service) Register(srv *server.Server) {
 
 // AppendEvents implements AuditService.
 func (s *Service) AppendEvents(ctx context.Context, req *auditv1.AppendEventsRequest) (*auditv1.AppendEventsResponse, error) {
+	p, _ := auth.FromContext(ctx)
+	latest := s.now().Add(maxClockSkew)
+	for i, ev := range req.GetEvents() {
+		// An organization's creation starts a new incarnation of its chain
+		// (what earlier events its members see): only the orgs service,
+		// which creates organizations, may record one.
+		if ev.GetAction() == auditlog.ActionOrganizationCreate && !slices.Contains(auth.ServiceTargets(p), "orgs") {
+			return nil, fmt.Errorf("events[%d]: only the orgs service records %s: %w", i, auditlog.ActionOrganizationCreate, errs.ErrPermissionDenied)
+		}
+		// An event from the future would hide the ones after it from an
+		// incarnation that starts at it.
+		if ev.GetEventTime().AsTime().After(latest) {
+			return nil, errs.Field(fmt.Sprintf("events[%d].event_time", i), "is more than %s in the future", maxClockSkew)
+		}
+	}
 	appended, dups, err := s.store.Append(ctx, req.GetEvents())
 	if err != nil {
 		return nil, err

@@ -364,3 +364,24 @@ func forkStatements(t *testing.T, e *env) []string {
 	stmts = append(stmts, `UPDATE audit_events SET changes = '[{"field":"display_name","new":"forged"}]' WHERE id = '`+evs[2].Id+`'`)
 	return stmts
 }
+
+// TestOnlyOrgsStartsAnIncarnation: an organization's creation (which
+// hides what came before from its members) is accepted from the orgs
+// service only, and no event may come from the future.
+func TestOnlyOrgsStartsAnIncarnation(t *testing.T) {
+	e := start(t, dbtest.MigratedSQLiteURL(t, audit.MigrateStore))
+	registry := metadata.AppendToOutgoingContext(context.Background(), "authorization",
+		"Bearer "+auth.ServiceTokenFor(config.NewSecret(serviceSecret), "registry").Reveal())
+	create := newEvent("acme", auditlog.ActionOrganizationCreate, 0)
+	if _, err := e.client.AppendEvents(registry, &auditv1.AppendEventsRequest{Events: []*auditv1.Event{create}}); status.Code(err) != codes.PermissionDenied {
+		t.Fatalf("create recorded by the registry service: %v", err)
+	}
+	if _, err := e.client.AppendEvents(e.ctx, &auditv1.AppendEventsRequest{Events: []*auditv1.Event{create}}); err != nil {
+		t.Fatalf("create recorded by the orgs service: %v", err)
+	}
+	future := newEvent("acme", "registry.server.create", 1)
+	future.EventTime = timestamppb.New(time.Now().Add(time.Hour))
+	if _, err := e.client.AppendEvents(registry, &auditv1.AppendEventsRequest{Events: []*auditv1.Event{future}}); status.Code(err) != codes.InvalidArgument {
+		t.Fatalf("an event from the future: %v", err)
+	}
+}

@@ -16,7 +16,8 @@ func Module() module.Module {
 func initModule(ctx context.Context, p module.Process) error {
 	b := Backends{}
 	for _, rb := range restBackends {
-		conn, err := p.Conn(rb.target)
+		// On behalf of the client: never the gateway's own identity.
+		conn, err := p.UserConn(rb.target)
 		if errors.Is(err, module.ErrUnreachable) {
 			continue
 		}

@@ -77,10 +77,11 @@ func initModule(ctx context.Context, p module.Process) error {
 			}
 		}
 	}
-	tokens := auth.NewCache(NewTokenAuthenticator(st), p.Settings().AuthCacheTTL, 10_000)
-	users = append(users, tokens)
-	*authn = append(*authn, users[0], tokens)
-	svc.VerifyWith(users)
+	tokens := NewTokenAuthenticator(st)
+	*authn = append(*authn, users[0], auth.NewCache(tokens, p.Settings().AuthCacheTTL, 10_000))
+	// Uncached: the target asking caches the answer itself, so a revoked
+	// token stops working there within one --auth-cache-ttl, not two.
+	svc.VerifyWith(append(users, tokens))
 	return nil
 }
 

@@ -13,6 +13,7 @@ import (
 
 	registryv1 "github.com/pyleeai/pylee/gen/go/pylee/registry/v1"
 	"github.com/pyleeai/pylee/kit/aip"
+	"github.com/pyleeai/pylee/kit/auth"
 	"github.com/pyleeai/pylee/kit/errs"
 	"github.com/pyleeai/pylee/kit/outbox"
 	"github.com/pyleeai/pylee/kit/server"
@@ -418,15 +419,44 @@ func (s *Service) ListEntries(ctx context.Context, req *registryv1.ListEntriesRe
 	return resp, nil
 }
 
+// watchLifetime bounds one WatchEntries stream; the client resumes from
+// its last revision, with its credential verified again.
+const watchLifetime = time.Minute
+
 // WatchEntries implements RegistryService.
 func (s *Service) WatchEntries(req *registryv1.WatchEntriesRequest, stream grpc.ServerStreamingServer[registryv1.EntryEvent]) error {
 	ctx := stream.Context()
 	tx := s.store.Read()
-	if _, err := tx.Registry(ctx, req.GetParent(), false); err != nil {
+	reg, err := tx.Registry(ctx, req.GetParent(), false)
+	if err != nil {
 		return err
 	}
+	p, _ := auth.FromContext(ctx)
+	started, checked := time.Now(), time.Now()
 	rev := req.GetSinceRevision()
 	for {
+		// A watch holds what was allowed when it began only as long as a
+		// decision may be cached: re-checked every watchPoll, ended when
+		// the caller loses access or the registry is deleted (or is another
+		// registry of the same name now), and ended after watchLifetime so
+		// the credential itself is verified again on reconnect (clients
+		// resume with since_revision).
+		if time.Since(checked) >= s.watchPoll {
+			if err := s.authz.Authorize(ctx, p, "entries.get", req.GetParent()); err != nil {
+				return err
+			}
+			now, err := tx.Registry(ctx, req.GetParent(), false)
+			if err != nil {
+				return err
+			}
+			if !now.CreateTime.Equal(reg.CreateTime) {
+				return fmt.Errorf("registry %q was deleted: %w", req.GetParent(), errs.ErrNotFound)
+			}
+			checked = time.Now()
+		}
+		if time.Since(started) >= watchLifetime {
+			return nil
+		}
 		wake := s.changes.wait()
 		changes, err := tx.Changes(ctx, req.GetParent(), rev, 500)
 		if err != nil {

@@ -6,13 +6,16 @@ import (
 	"fmt"
 	"sync"
 	"testing"
+	"time"
 
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/status"
 	"google.golang.org/protobuf/types/known/fieldmaskpb"
 
 	registryv1 "github.com/pyleeai/pylee/gen/go/pylee/registry/v1"
+	"github.com/pyleeai/pylee/kit/dbtest"
 	"github.com/pyleeai/pylee/kit/errs"
+	"github.com/pyleeai/pylee/services/registry"
 )
 
 // testOrgs stands for the orgs service in these unit tests: a fixed set of
@@ -133,4 +136,41 @@ func TestReferences(t *testing.T) {
 			t.Errorf("delete again: %v", err)
 		}
 	})
+}
+
+// TestWatchEndsWhenAccessEnds: a watch does not outlive the caller's
+// access (re-checked while it runs), nor its registry.
+func TestWatchEndsWhenAccessEnds(t *testing.T) {
+	e := start(t, dbtest.MigratedSQLiteURL(t, registry.MigrateStore))
+	admin := e.as("admin")
+	for _, id := range []string{"staging", "dev"} {
+		if _, err := e.client.CreateRegistry(admin, &registryv1.CreateRegistryRequest{Parent: "orgs/acme", RegistryId: id, Registry: &registryv1.Registry{}}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	e.authz.add(grant{"users/zed", "entries.get", "orgs/acme/registries/staging"})
+	ctx, cancel := context.WithTimeout(e.as("zed"), 20*time.Second)
+	defer cancel()
+	watch, err := e.client.WatchEntries(ctx, &registryv1.WatchEntriesRequest{Parent: "orgs/acme/registries/staging"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	time.Sleep(300 * time.Millisecond) // the watch is running, past its first authorization
+	e.authz.remove("users/zed")
+	start := time.Now()
+	if _, err := watch.Recv(); status.Code(err) != codes.PermissionDenied {
+		t.Fatalf("the watch of a caller whose grant went: %v", err)
+	}
+	t.Logf("ended %s after the grant went", time.Since(start).Round(100*time.Millisecond))
+
+	watch, err = e.client.WatchEntries(admin, &registryv1.WatchEntriesRequest{Parent: "orgs/acme/registries/dev"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := e.client.DeleteRegistry(admin, &registryv1.DeleteRegistryRequest{Name: "orgs/acme/registries/dev"}); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := watch.Recv(); status.Code(err) != codes.NotFound {
+		t.Fatalf("the watch of a deleted registry: %v", err)
+	}
 }

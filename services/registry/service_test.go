@@ -49,6 +49,18 @@ func (z *testAuthz) add(g grant) {
 	z.grants = append(z.grants, g)
 }
 
+func (z *testAuthz) remove(principal string) {
+	z.mu.Lock()
+	defer z.mu.Unlock()
+	kept := z.grants[:0]
+	for _, g := range z.grants {
+		if g.principal != principal {
+			kept = append(kept, g)
+		}
+	}
+	z.grants = kept
+}
+
 func (z *testAuthz) Authorize(_ context.Context, p auth.Principal, permission, resource string) error {
 	z.mu.Lock()
 	defer z.mu.Unlock()

@@ -270,8 +270,27 @@ func New(ctx context.Context, cfg Config, log *zap.Logger) (*App, error) {
 }
 
 // conn is the (shared) connection to target: this process's own listener
-// when it runs it, else its configured address.
+// when it runs it, else its configured address. With mTLS it presents the
+// process's certificate: calls on it without a bearer are the process's
+// own service identity.
 func (a *App) conn(target string) (*grpc.ClientConn, error) {
+	return a.dialTarget(target, a.clientTLS, "")
+}
+
+// userConn is a connection to target for calls made on behalf of a client
+// (the REST facade, the official API, the export): it never presents the
+// process's certificate, so a request without a credential stays
+// anonymous instead of becoming the gateway's service identity.
+func (a *App) userConn(target string) (*grpc.ClientConn, error) {
+	var cfg *tls.Config
+	if a.clientTLS != nil {
+		cfg = a.clientTLS.Clone()
+		cfg.Certificates = nil
+	}
+	return a.dialTarget(target, cfg, "user ")
+}
+
+func (a *App) dialTarget(target string, clientTLS *tls.Config, kind string) (*grpc.ClientConn, error) {
 	addr := a.cfg.Addrs[target]
 	if slices.Contains(a.targets, target) {
 		addr = a.srv.GRPCAddr()
@@ -279,15 +298,15 @@ func (a *App) conn(target string) (*grpc.ClientConn, error) {
 	if addr == "" {
 		return nil, fmt.Errorf("%s (--%s): %w", target, module.AddrFlag(target), module.ErrUnreachable)
 	}
-	if c, ok := a.conns[addr]; ok {
+	if c, ok := a.conns[kind+addr]; ok {
 		return c, nil
 	}
 	// Reconnect within seconds of a peer's restart: gRPC's default backoff
 	// grows to two minutes, which would keep a restarted target unreachable
 	// long after it is back.
 	creds := insecure.NewCredentials()
-	if a.clientTLS != nil {
-		creds = credentials.NewTLS(a.clientTLS)
+	if clientTLS != nil {
+		creds = credentials.NewTLS(clientTLS)
 	}
 	c, err := grpc.NewClient(addr, grpc.WithTransportCredentials(creds),
 		grpc.WithConnectParams(grpc.ConnectParams{
@@ -297,7 +316,7 @@ func (a *App) conn(target string) (*grpc.ClientConn, error) {
 	if err != nil {
 		return nil, fmt.Errorf("dial %s at %s: %w", target, addr, err)
 	}
-	a.conns[addr] = c
+	a.conns[kind+addr] = c
 	return c, nil
 }
 
@@ -307,11 +326,12 @@ type process struct {
 	name string
 }
 
-func (p process) Log() *zap.Logger                             { return p.a.log.Named(p.name) }
-func (p process) Server() *server.Server                       { return p.a.srv }
-func (p process) Settings() module.Settings                    { return p.a.cfg.Settings }
-func (p process) Runs(target string) bool                      { return slices.Contains(p.a.targets, target) }
-func (p process) Conn(target string) (*grpc.ClientConn, error) { return p.a.conn(target) }
+func (p process) Log() *zap.Logger                                 { return p.a.log.Named(p.name) }
+func (p process) Server() *server.Server                           { return p.a.srv }
+func (p process) Settings() module.Settings                        { return p.a.cfg.Settings }
+func (p process) Runs(target string) bool                          { return slices.Contains(p.a.targets, target) }
+func (p process) UserConn(target string) (*grpc.ClientConn, error) { return p.a.userConn(target) }
+func (p process) Conn(target string) (*grpc.ClientConn, error)     { return p.a.conn(target) }
 
 // ServiceToken implements module.Process: none with mTLS, where the
 // client certificate is the identity.
