@@ -9,7 +9,6 @@ import (
 	"time"
 
 	"google.golang.org/grpc"
-	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/status"
 	"google.golang.org/protobuf/encoding/protojson"
 	"google.golang.org/protobuf/types/known/timestamppb"
@@ -99,7 +98,7 @@ func (o official) call(req *registryv1.ListEntriesRequest) (*registryv1.ListEntr
 	resp, err := o.client.ListEntries(forwarded(o.r), req)
 	if err != nil {
 		st := status.Convert(err)
-		code := officialStatus(st.Code())
+		code := server.HTTPStatus(st.Code())
 		if code == http.StatusUnauthorized {
 			o.w.Header().Set("WWW-Authenticate", `Bearer realm="pylee"`)
 		}
@@ -114,23 +113,6 @@ func (o official) call(req *registryv1.ListEntriesRequest) (*registryv1.ListEntr
 		return nil, false
 	}
 	return resp, true
-}
-
-func officialStatus(c codes.Code) int {
-	switch c {
-	case codes.InvalidArgument:
-		return http.StatusBadRequest
-	case codes.Unauthenticated:
-		return http.StatusUnauthorized
-	case codes.PermissionDenied:
-		return http.StatusForbidden
-	case codes.NotFound:
-		return http.StatusNotFound
-	case codes.Unavailable:
-		return http.StatusServiceUnavailable
-	default:
-		return http.StatusInternalServerError
-	}
 }
 
 func (o official) list() {
