@@ -247,6 +247,12 @@ func (s *Server) Run(ctx context.Context) error {
 	if s.cfg.HTTPTLS != nil {
 		httpLis = tls.NewListener(s.httpLis, s.cfg.HTTPTLS)
 	}
+	// Serving from the first call: a client that connected while the
+	// process was starting must not be told NOT_SERVING.
+	for name := range s.grpc.GetServiceInfo() {
+		s.health.SetServingStatus(name, healthpb.HealthCheckResponse_SERVING)
+	}
+	s.health.SetServingStatus("", healthpb.HealthCheckResponse_SERVING)
 	errc := make(chan error, 2)
 	go func() { errc <- s.grpc.Serve(s.grpcLis) }()
 	go func() {
@@ -256,10 +262,6 @@ func (s *Server) Run(ctx context.Context) error {
 		}
 		errc <- nil
 	}()
-	for name := range s.grpc.GetServiceInfo() {
-		s.health.SetServingStatus(name, healthpb.HealthCheckResponse_SERVING)
-	}
-	s.health.SetServingStatus("", healthpb.HealthCheckResponse_SERVING)
 
 	var serveErr error
 	select {
