@@ -13,6 +13,7 @@ import (
 	"google.golang.org/protobuf/reflect/protoreflect"
 	"google.golang.org/protobuf/reflect/protoregistry"
 
+	"github.com/pyleeai/pylee/kit/aip"
 	"github.com/pyleeai/pylee/kit/errs"
 )
 
@@ -27,6 +28,20 @@ type Validator func(req proto.Message) error
 // (`validateCreateOrganization(*orgsv1.CreateOrganizationRequest) error`).
 func ValidatorOf[T proto.Message](fn func(req T) error) Validator {
 	return func(m proto.Message) error { return fn(m.(T)) }
+}
+
+// NameOnly is the validator of a request whose one rule that needs code is
+// the resource name in field (that it is set is declared in the proto): it
+// must have the form of p, with valid ids.
+func NameOnly[T proto.Message](field string, p aip.Pattern, name func(T) string) Validator {
+	return ValidatorOf(func(r T) error {
+		if _, err := p.Parse(name(r)); err != nil {
+			var v errs.Violations
+			v.Check(field, err)
+			return v.Err()
+		}
+		return nil
+	})
 }
 
 // DeclaredOnly is the Validator of an RPC whose request needs no check

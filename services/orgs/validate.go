@@ -8,7 +8,6 @@ import (
 	"strings"
 	"time"
 
-	"google.golang.org/protobuf/proto"
 	"google.golang.org/protobuf/types/known/timestamppb"
 
 	orgsv1 "github.com/pyleeai/pylee/gen/go/pylee/orgs/v1"
@@ -49,11 +48,11 @@ var timeNow = time.Now
 func Validators() map[string]server.Validator {
 	return map[string]server.Validator{
 		orgsv1.OrgsService_CreateOrganization_FullMethodName: server.ValidatorOf(validateCreateOrganization),
-		orgsv1.OrgsService_GetOrganization_FullMethodName:    nameOnly("name", OrgName, (*orgsv1.GetOrganizationRequest).GetName),
+		orgsv1.OrgsService_GetOrganization_FullMethodName:    server.NameOnly("name", OrgName, (*orgsv1.GetOrganizationRequest).GetName),
 		orgsv1.OrgsService_ListOrganizations_FullMethodName:  server.ValidatorOf(validateListOrganizations),
 		orgsv1.OrgsService_UpdateOrganization_FullMethodName: server.ValidatorOf(validateUpdateOrganization),
 		orgsv1.OrgsService_VerifyToken_FullMethodName:        server.DeclaredOnly,
-		orgsv1.OrgsService_DeleteOrganization_FullMethodName: nameOnly("name", OrgName, (*orgsv1.DeleteOrganizationRequest).GetName),
+		orgsv1.OrgsService_DeleteOrganization_FullMethodName: server.NameOnly("name", OrgName, (*orgsv1.DeleteOrganizationRequest).GetName),
 	}
 }
 
@@ -63,9 +62,9 @@ func AccessValidators() map[string]server.Validator {
 	return map[string]server.Validator{
 		orgsv1.AccessService_GetCurrentUser_FullMethodName:       server.DeclaredOnly,
 		orgsv1.AccessService_CreateServiceAccount_FullMethodName: server.ValidatorOf(validateCreateServiceAccount),
-		orgsv1.AccessService_GetServiceAccount_FullMethodName:    nameOnly("name", saName, (*orgsv1.GetServiceAccountRequest).GetName),
-		orgsv1.AccessService_ListServiceAccounts_FullMethodName:  nameOnly("parent", OrgName, (*orgsv1.ListServiceAccountsRequest).GetParent),
-		orgsv1.AccessService_DeleteServiceAccount_FullMethodName: nameOnly("name", saName, (*orgsv1.DeleteServiceAccountRequest).GetName),
+		orgsv1.AccessService_GetServiceAccount_FullMethodName:    server.NameOnly("name", saName, (*orgsv1.GetServiceAccountRequest).GetName),
+		orgsv1.AccessService_ListServiceAccounts_FullMethodName:  server.NameOnly("parent", OrgName, (*orgsv1.ListServiceAccountsRequest).GetParent),
+		orgsv1.AccessService_DeleteServiceAccount_FullMethodName: server.NameOnly("name", saName, (*orgsv1.DeleteServiceAccountRequest).GetName),
 		orgsv1.AccessService_CreateToken_FullMethodName:          server.ValidatorOf(validateCreateToken),
 		orgsv1.AccessService_ListTokens_FullMethodName:           server.ValidatorOf(validateListTokens),
 		orgsv1.AccessService_DeleteToken_FullMethodName:          server.ValidatorOf(validateDeleteToken),
@@ -73,18 +72,18 @@ func AccessValidators() map[string]server.Validator {
 		orgsv1.AccessService_ListBindings_FullMethodName:         server.ValidatorOf(validateListBindings),
 		orgsv1.AccessService_DeleteBinding_FullMethodName:        server.ValidatorOf(validateDeleteBinding),
 		orgsv1.AccessService_PurgeBindings_FullMethodName:        server.ValidatorOf(validatePurgeBindings),
-		orgsv1.AccessService_ListRoles_FullMethodName:            nameOnly("parent", OrgName, (*orgsv1.ListRolesRequest).GetParent),
+		orgsv1.AccessService_ListRoles_FullMethodName:            server.NameOnly("parent", OrgName, (*orgsv1.ListRolesRequest).GetParent),
 		orgsv1.AccessService_CreateRole_FullMethodName:           server.ValidatorOf(validateCreateRole),
-		orgsv1.AccessService_DeleteRole_FullMethodName:           nameOnly("name", roleName, (*orgsv1.DeleteRoleRequest).GetName),
+		orgsv1.AccessService_DeleteRole_FullMethodName:           server.NameOnly("name", roleName, (*orgsv1.DeleteRoleRequest).GetName),
 		orgsv1.AccessService_CreateTeam_FullMethodName:           server.ValidatorOf(validateCreateTeam),
-		orgsv1.AccessService_ListTeams_FullMethodName:            nameOnly("parent", OrgName, (*orgsv1.ListTeamsRequest).GetParent),
-		orgsv1.AccessService_DeleteTeam_FullMethodName:           nameOnly("name", teamName, (*orgsv1.DeleteTeamRequest).GetName),
+		orgsv1.AccessService_ListTeams_FullMethodName:            server.NameOnly("parent", OrgName, (*orgsv1.ListTeamsRequest).GetParent),
+		orgsv1.AccessService_DeleteTeam_FullMethodName:           server.NameOnly("name", teamName, (*orgsv1.DeleteTeamRequest).GetName),
 		orgsv1.AccessService_AddTeamMember_FullMethodName:        server.ValidatorOf(validateAddTeamMember),
 		orgsv1.AccessService_RemoveTeamMember_FullMethodName:     server.ValidatorOf(validateRemoveTeamMember),
-		orgsv1.AccessService_ListMembers_FullMethodName:          nameOnly("parent", OrgName, (*orgsv1.ListMembersRequest).GetParent),
+		orgsv1.AccessService_ListMembers_FullMethodName:          server.NameOnly("parent", OrgName, (*orgsv1.ListMembersRequest).GetParent),
 		orgsv1.AccessService_DeleteMember_FullMethodName:         server.ValidatorOf(validateDeleteMember),
 		orgsv1.AccessService_CreateInvitation_FullMethodName:     server.ValidatorOf(validateCreateInvitation),
-		orgsv1.AccessService_ListInvitations_FullMethodName:      nameOnly("parent", OrgName, (*orgsv1.ListInvitationsRequest).GetParent),
+		orgsv1.AccessService_ListInvitations_FullMethodName:      server.NameOnly("parent", OrgName, (*orgsv1.ListInvitationsRequest).GetParent),
 		orgsv1.AccessService_RevokeInvitation_FullMethodName:     server.ValidatorOf(validateRevokeInvitation),
 		orgsv1.AccessService_AcceptInvitation_FullMethodName:     server.ValidatorOf(validateAcceptInvitation),
 		orgsv1.AccessService_ListAllowed_FullMethodName:          server.ValidatorOf(validateListAllowed),
@@ -375,16 +374,6 @@ func validateBatchCheck(r *orgsv1.BatchCheckRequest) error {
 		checkPermission(&v, fmt.Sprintf("checks[%d].permission", i), c.GetPermission())
 	}
 	return v.Err()
-}
-
-// nameOnly is the validator of a request whose one rule that needs code is
-// the resource name in field (that it is set is declared in the proto).
-func nameOnly[T proto.Message](field string, p aip.Pattern, name func(T) string) server.Validator {
-	return server.ValidatorOf(func(r T) error {
-		var v errs.Violations
-		checkName(&v, field, name(r), p)
-		return v.Err()
-	})
 }
 
 // checkName checks that name has the form of p, with valid ids.

@@ -27,32 +27,32 @@ import (
 // method name; the server refuses to start without one per RPC.
 func Validators() map[string]server.Validator {
 	return map[string]server.Validator{
-		registryv1.RegistryService_PurgeOrganization_FullMethodName:  nameOnly("name", orgName, (*registryv1.PurgeOrganizationRequest).GetName),
+		registryv1.RegistryService_PurgeOrganization_FullMethodName:  server.NameOnly("name", orgName, (*registryv1.PurgeOrganizationRequest).GetName),
 		registryv1.RegistryService_CreateServer_FullMethodName:       server.ValidatorOf(validateCreateServer),
-		registryv1.RegistryService_GetServer_FullMethodName:          nameOnly("name", serverName, (*registryv1.GetServerRequest).GetName),
-		registryv1.RegistryService_ListServers_FullMethodName:        nameOnly("parent", orgName, (*registryv1.ListServersRequest).GetParent),
+		registryv1.RegistryService_GetServer_FullMethodName:          server.NameOnly("name", serverName, (*registryv1.GetServerRequest).GetName),
+		registryv1.RegistryService_ListServers_FullMethodName:        server.NameOnly("parent", orgName, (*registryv1.ListServersRequest).GetParent),
 		registryv1.RegistryService_UpdateServer_FullMethodName:       server.ValidatorOf(validateUpdateServer),
-		registryv1.RegistryService_DeleteServer_FullMethodName:       nameOnly("name", serverName, (*registryv1.DeleteServerRequest).GetName),
+		registryv1.RegistryService_DeleteServer_FullMethodName:       server.NameOnly("name", serverName, (*registryv1.DeleteServerRequest).GetName),
 		registryv1.RegistryService_CreateVersion_FullMethodName:      server.ValidatorOf(validateCreateVersion),
 		registryv1.RegistryService_ImportServerJson_FullMethodName:   server.ValidatorOf(validateImportServerJSON),
 		registryv1.RegistryService_GetVersion_FullMethodName:         server.ValidatorOf(validateGetVersion),
-		registryv1.RegistryService_ListVersions_FullMethodName:       nameOnly("parent", serverName, (*registryv1.ListVersionsRequest).GetParent),
+		registryv1.RegistryService_ListVersions_FullMethodName:       server.NameOnly("parent", serverName, (*registryv1.ListVersionsRequest).GetParent),
 		registryv1.RegistryService_SetVersionStatus_FullMethodName:   server.ValidatorOf(validateSetVersionStatus),
-		registryv1.RegistryService_SuggestNextVersion_FullMethodName: nameOnly("parent", serverName, (*registryv1.SuggestNextVersionRequest).GetParent),
+		registryv1.RegistryService_SuggestNextVersion_FullMethodName: server.NameOnly("parent", serverName, (*registryv1.SuggestNextVersionRequest).GetParent),
 		registryv1.RegistryService_DiffVersions_FullMethodName:       server.ValidatorOf(validateDiffVersions),
 		registryv1.RegistryService_ExportServerJson_FullMethodName:   server.ValidatorOf(validateExportServerJSON),
 		registryv1.RegistryService_CreateRegistry_FullMethodName:     server.ValidatorOf(validateCreateRegistry),
-		registryv1.RegistryService_GetRegistry_FullMethodName:        nameOnly("name", registryName, (*registryv1.GetRegistryRequest).GetName),
-		registryv1.RegistryService_ListRegistries_FullMethodName:     nameOnly("parent", orgName, (*registryv1.ListRegistriesRequest).GetParent),
+		registryv1.RegistryService_GetRegistry_FullMethodName:        server.NameOnly("name", registryName, (*registryv1.GetRegistryRequest).GetName),
+		registryv1.RegistryService_ListRegistries_FullMethodName:     server.NameOnly("parent", orgName, (*registryv1.ListRegistriesRequest).GetParent),
 		registryv1.RegistryService_UpdateRegistry_FullMethodName:     server.ValidatorOf(validateUpdateRegistry),
-		registryv1.RegistryService_DeleteRegistry_FullMethodName:     nameOnly("name", registryName, (*registryv1.DeleteRegistryRequest).GetName),
+		registryv1.RegistryService_DeleteRegistry_FullMethodName:     server.NameOnly("name", registryName, (*registryv1.DeleteRegistryRequest).GetName),
 		registryv1.RegistryService_PinEntry_FullMethodName:           server.ValidatorOf(validatePinEntry),
-		registryv1.RegistryService_UnpinEntry_FullMethodName:         nameOnly("name", entryName, (*registryv1.UnpinEntryRequest).GetName),
+		registryv1.RegistryService_UnpinEntry_FullMethodName:         server.NameOnly("name", entryName, (*registryv1.UnpinEntryRequest).GetName),
 		registryv1.RegistryService_PromoteEntry_FullMethodName:       server.ValidatorOf(validatePromoteEntry),
-		registryv1.RegistryService_GetEntry_FullMethodName:           nameOnly("name", entryName, (*registryv1.GetEntryRequest).GetName),
+		registryv1.RegistryService_GetEntry_FullMethodName:           server.NameOnly("name", entryName, (*registryv1.GetEntryRequest).GetName),
 		registryv1.RegistryService_ListEntries_FullMethodName:        server.ValidatorOf(validateListEntries),
-		registryv1.RegistryService_WatchEntries_FullMethodName:       nameOnly("parent", registryName, (*registryv1.WatchEntriesRequest).GetParent),
-		registryv1.RegistryService_ListApprovals_FullMethodName:      nameOnly("parent", registryName, (*registryv1.ListApprovalsRequest).GetParent),
+		registryv1.RegistryService_WatchEntries_FullMethodName:       server.NameOnly("parent", registryName, (*registryv1.WatchEntriesRequest).GetParent),
+		registryv1.RegistryService_ListApprovals_FullMethodName:      server.NameOnly("parent", registryName, (*registryv1.ListApprovalsRequest).GetParent),
 		registryv1.RegistryService_GetApproval_FullMethodName:        looseNameOnly("name", approvalName, (*registryv1.GetApprovalRequest).GetName),
 		registryv1.RegistryService_Approve_FullMethodName:            looseNameOnly("name", approvalName, (*registryv1.ApproveRequest).GetName),
 		registryv1.RegistryService_Reject_FullMethodName:             looseNameOnly("name", approvalName, (*registryv1.RejectRequest).GetName),
@@ -355,17 +355,7 @@ func validateListEntries(r *registryv1.ListEntriesRequest) error {
 
 // --- names ------------------------------------------------------------------
 
-// nameOnly is the validator of a request whose one rule that needs code is
-// the resource name in field (that it is set is declared in the proto).
-func nameOnly[T proto.Message](field string, p aip.Pattern, name func(T) string) server.Validator {
-	return server.ValidatorOf(func(r T) error {
-		var v errs.Violations
-		checkName(&v, field, name(r), p)
-		return v.Err()
-	})
-}
-
-// looseNameOnly is nameOnly for a name whose last id is not a slug (an
+// looseNameOnly is server.NameOnly for a name whose last id is not a slug (an
 // approval's UUID).
 func looseNameOnly[T proto.Message](field string, p aip.Pattern, name func(T) string) server.Validator {
 	return server.ValidatorOf(func(r T) error {
