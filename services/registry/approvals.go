@@ -175,7 +175,6 @@ func (s *Service) decide(ctx context.Context, name, action string, check, change
 	if err != nil {
 		return nil, err
 	}
-	s.written()
 	if refused != nil {
 		return nil, refused
 	}

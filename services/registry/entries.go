@@ -296,7 +296,6 @@ func (s *Service) pin(ctx context.Context, entry, version, rng, reason string) (
 	if err != nil {
 		return nil, err
 	}
-	s.written()
 	return resp, nil
 }
 
@@ -326,7 +325,6 @@ func (s *Service) UnpinEntry(ctx context.Context, req *registryv1.UnpinEntryRequ
 	if err != nil {
 		return nil, err
 	}
-	s.written()
 	return resp, nil
 }
 

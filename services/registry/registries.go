@@ -207,7 +207,6 @@ func (s *Service) CreateRegistry(ctx context.Context, req *registryv1.CreateRegi
 	if err != nil {
 		return nil, err
 	}
-	s.written()
 	return out, nil
 }
 
@@ -359,7 +358,6 @@ func (s *Service) UpdateRegistry(ctx context.Context, req *registryv1.UpdateRegi
 	if err != nil {
 		return nil, err
 	}
-	s.written()
 	return resp, nil
 }
 
@@ -455,7 +453,6 @@ func (s *Service) DeleteRegistry(ctx context.Context, req *registryv1.DeleteRegi
 	if err != nil {
 		return nil, err
 	}
-	s.written()
 	_ = s.purgeBindings(ctx, req.GetName())
 	return &emptypb.Empty{}, nil
 }

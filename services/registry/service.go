@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"regexp"
+	"strconv"
 	"strings"
 	"sync"
 	"time"
@@ -62,7 +63,6 @@ type Service struct {
 	store     *store.Store
 	tokens    *aip.PageTokens
 	authz     auth.Authorizer
-	written   func()
 	changes   broadcast
 	watchPoll time.Duration
 	orgs      Orgs
@@ -110,11 +110,11 @@ func (s *Service) purgeBindings(ctx context.Context, resource string) error {
 }
 
 // New returns the service. authz decides, item by item, what filtered
-// lists show. The store wakes the audit relay at each commit
-// (Store.AfterCommit); written wakes the entry watchers.
+// lists show. Each commit of the store wakes the entry watchers (and, as
+// the module wires it, the audit relay): no handler wakes anything by hand.
 func New(st *store.Store, pageTokens *aip.PageTokens, authz auth.Authorizer) *Service {
 	s := &Service{store: st, tokens: pageTokens, authz: authz, watchPoll: 2 * time.Second}
-	s.written = s.changes.notify
+	st.AfterCommit(s.changes.notify)
 	return s
 }
 
@@ -192,7 +192,7 @@ func (s *Service) CreateServer(ctx context.Context, req *registryv1.CreateServer
 	v := fromProto(req.GetServer())
 	v.Name = req.GetParent() + "/servers/" + req.GetServerId()
 	v.Organization = orgOf(req.GetParent())
-	if _, err := s.store.GetServer(ctx, v.Name); errors.Is(err, errs.ErrNotFound) {
+	if _, err := s.store.Read().Server(ctx, v.Name); errors.Is(err, errs.ErrNotFound) {
 		// A new id: grants left on an earlier server of this id go first.
 		if err := s.purgeBindings(ctx, v.Name); err != nil {
 			return nil, err
@@ -200,17 +200,37 @@ func (s *Service) CreateServer(ctx context.Context, req *registryv1.CreateServer
 	}
 	ev := outbox.NewEvent(ctx, v.Organization, server.ActionFor(registryv1.RegistryService_CreateServer_FullMethodName), v.Name)
 	ev.Metadata = map[string]string{"server_name": v.ServerName}
-	created, err := s.store.CreateServer(ctx, v, req.GetRequestId(), ev)
+	var created store.Server
+	err := s.store.Tx(ctx, func(tx *store.Tx) error {
+		if id := req.GetRequestId(); id != "" {
+			prev, ok, err := tx.ServerByRequestID(ctx, id)
+			if err != nil {
+				return err
+			}
+			if ok && prev.Name != v.Name {
+				return fmt.Errorf("request_id %q created %q: %w", id, prev.Name, errs.ErrRequestIDReused)
+			}
+			if ok { // a retry: the server it created, and no second event
+				created = prev
+				return nil
+			}
+		}
+		var err error
+		if created, err = tx.InsertServer(ctx, v, req.GetRequestId()); err != nil {
+			return err
+		}
+		tx.Audit(ev)
+		return nil
+	})
 	if err != nil {
 		return nil, err
 	}
-	s.written()
 	return toProto(created), nil
 }
 
 // GetServer implements RegistryService.
 func (s *Service) GetServer(ctx context.Context, req *registryv1.GetServerRequest) (*registryv1.Server, error) {
-	v, err := s.store.GetServer(ctx, req.GetName())
+	v, err := s.store.Read().Server(ctx, req.GetName())
 	if err != nil {
 		return nil, err
 	}
@@ -223,7 +243,7 @@ func (s *Service) ListServers(ctx context.Context, req *registryv1.ListServersRe
 	if err != nil {
 		return nil, err
 	}
-	rows, err := s.store.ListServers(ctx, store.ServerQuery{Organization: orgOf(req.GetParent()), After: page.After, Limit: page.Limit(), Search: req.GetSearch()})
+	rows, err := s.store.Read().Servers(ctx, store.ServerQuery{Organization: orgOf(req.GetParent()), After: page.After, Limit: page.Limit(), Search: req.GetSearch()})
 	if err != nil {
 		return nil, err
 	}
@@ -240,7 +260,7 @@ func (s *Service) expectedRevision(ctx context.Context, name, etag string) (int6
 	if etag == "" {
 		return 0, nil
 	}
-	cur, err := s.store.GetServer(ctx, name)
+	cur, err := s.store.Read().Server(ctx, name)
 	if err != nil {
 		return 0, err
 	}
@@ -265,11 +285,20 @@ func (s *Service) UpdateServer(ctx context.Context, req *registryv1.UpdateServer
 	v.Name = in.GetName()
 	ev := outbox.NewEvent(ctx, orgOf(v.Name), server.ActionFor(registryv1.RegistryService_UpdateServer_FullMethodName), v.Name)
 	ev.Metadata = map[string]string{"update_mask": strings.Join(paths, ",")}
-	up, err := s.store.UpdateServer(ctx, v, paths, expect, ev)
+	var up store.Server
+	err = s.store.Tx(ctx, func(tx *store.Tx) error {
+		before, after, err := tx.UpdateServer(ctx, v, paths, expect)
+		if err != nil {
+			return err
+		}
+		up = after
+		ev.Changes = store.ServerChanges(before, after, paths)
+		tx.Audit(ev)
+		return nil
+	})
 	if err != nil {
 		return nil, err
 	}
-	s.written()
 	return toProto(up), nil
 }
 
@@ -279,7 +308,7 @@ func (s *Service) DeleteServer(ctx context.Context, req *registryv1.DeleteServer
 	if err != nil {
 		return nil, err
 	}
-	if _, err := s.store.GetServer(ctx, req.GetName()); err != nil {
+	if _, err := s.store.Read().Server(ctx, req.GetName()); err != nil {
 		return nil, err
 	}
 	// The grants on the server go first: if the orgs service cannot be
@@ -287,10 +316,17 @@ func (s *Service) DeleteServer(ctx context.Context, req *registryv1.DeleteServer
 	if err := s.purgeBindings(ctx, req.GetName()); err != nil {
 		return nil, err
 	}
-	if err := s.store.DeleteServer(ctx, req.GetName(), expect, outbox.NewEvent(ctx, orgOf(req.GetName()), server.ActionFor(registryv1.RegistryService_DeleteServer_FullMethodName), req.GetName())); err != nil {
+	ev := outbox.NewEvent(ctx, orgOf(req.GetName()), server.ActionFor(registryv1.RegistryService_DeleteServer_FullMethodName), req.GetName())
+	err = s.store.Tx(ctx, func(tx *store.Tx) error {
+		if err := tx.DeleteServer(ctx, req.GetName(), expect); err != nil {
+			return err
+		}
+		tx.Audit(ev)
+		return nil
+	})
+	if err != nil {
 		return nil, err
 	}
-	s.written()
 	// A grant that raced the deletion is caught here, or at the latest
 	// before the id is created again.
 	_ = s.purgeBindings(ctx, req.GetName())
@@ -301,15 +337,22 @@ func (s *Service) DeleteServer(ctx context.Context, req *registryv1.DeleteServer
 // the organization, and nothing of it may stay reachable here.
 func (s *Service) PurgeOrganization(ctx context.Context, req *registryv1.PurgeOrganizationRequest) (*registryv1.PurgeOrganizationResponse, error) {
 	org := orgOf(req.GetName())
-	n, err := s.store.PurgeOrganization(ctx, org, outbox.NewEvent(ctx, org, server.ActionFor(registryv1.RegistryService_PurgeOrganization_FullMethodName), req.GetName()))
+	var n int
+	err := s.store.Tx(ctx, func(tx *store.Tx) error {
+		var err error
+		if n, err = tx.PurgeOrganization(ctx, org); err != nil || n == 0 {
+			return err // nothing held: no event for a no-op
+		}
+		ev := outbox.NewEvent(ctx, org, server.ActionFor(registryv1.RegistryService_PurgeOrganization_FullMethodName), req.GetName())
+		ev.Metadata = map[string]string{"deleted_rows": strconv.Itoa(n)}
+		tx.Audit(ev)
+		return nil
+	})
 	if err != nil {
 		return nil, err
 	}
 	if s.purged != nil {
 		s.purged(org)
-	}
-	if n > 0 {
-		s.written()
 	}
 	return &registryv1.PurgeOrganizationResponse{DeletedRows: int64(n)}, nil
 }

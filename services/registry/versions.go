@@ -171,7 +171,7 @@ func (s *Service) ImportServerJson(ctx context.Context, req *registryv1.ImportSe
 // publish stores a new version of server. An empty doc is made from the
 // server's fields; an empty version is the document's.
 func (s *Service) publish(ctx context.Context, server, version string, doc serverjson.Doc, notes string, tools []*registryv1.Tool, field string) (*registryv1.ServerVersion, error) {
-	srv, err := s.store.GetServer(ctx, server)
+	srv, err := s.store.Read().Server(ctx, server)
 	if err != nil {
 		return nil, err
 	}
@@ -237,7 +237,6 @@ func (s *Service) publish(ctx context.Context, server, version string, doc serve
 	if err != nil {
 		return nil, err
 	}
-	s.written()
 	return versionToProto(row, latest)
 }
 
@@ -381,7 +380,6 @@ func (s *Service) SetVersionStatus(ctx context.Context, req *registryv1.SetVersi
 	if err != nil {
 		return nil, err
 	}
-	s.written()
 	return versionToProto(out, latest)
 }
 

@@ -1,5 +1,14 @@
 // Package store is the persistence of the registry service on ent
 // (SQLite or PostgreSQL), with the audit outbox.
+//
+// One pattern for every write: a handler opens a unit of work with
+// Store.Tx, reads and changes rows through the Tx (each method's comment is
+// its contract: which errs sentinel it returns and when), records its audit
+// event with Tx.Audit, and returns; the store commits the rows and the
+// events together, then runs the AfterCommit hooks (the audit relay, the
+// entry watchers). Reads outside a unit of work use Store.Read. The
+// conformance tests in store_test.go hold every contract on SQLite and on
+// PostgreSQL.
 package store
 
 import (
@@ -10,7 +19,6 @@ import (
 	"strings"
 	"time"
 
-	"entgo.io/ent/dialect"
 	entsql "entgo.io/ent/dialect/sql"
 
 	auditv1 "github.com/pyleeai/pylee/gen/go/pylee/audit/v1"
@@ -51,8 +59,9 @@ type ServerQuery struct {
 	Search       string // case-insensitive, in server name, title, description
 }
 
-// Store keeps the registry's data. Changes take their audit event (nil:
-// none), written to the outbox in the same transaction.
+// Store keeps the registry's data. Every change runs in a unit of work
+// (Store.Tx), and the audit events it records (Tx.Audit) are written to
+// the outbox in the same transaction; reads outside one use Store.Read.
 type Store struct {
 	client    *ent.Client
 	db        *db.DB
@@ -115,52 +124,42 @@ func toServer(e *ent.Server) Server {
 		Revision: e.Revision}
 }
 
-// CreateServer stores srv with revision 1. It returns ErrAlreadyExists if
-// the name or, in the organization, the server name is taken. A repeated
-// requestID returns the server it created if the name matches, else
-// ErrRequestIDReused.
-func (s *Store) CreateServer(ctx context.Context, srv Server, requestID string, ev *auditv1.Event) (Server, error) {
-	var out Server
-	err := s.withTx(ctx, func(tx *ent.Tx) error {
-		if requestID != "" {
-			prev, err := tx.Server.Query().Where(entserver.CreateRequestID(requestID)).Only(ctx)
-			switch {
-			case err == nil && prev.ID == srv.Name:
-				out = toServer(prev)
-				return nil
-			case err == nil:
-				return fmt.Errorf("request_id %q created %q: %w", requestID, prev.ID, errs.ErrRequestIDReused)
-			case !ent.IsNotFound(err):
-				return err
-			}
-		}
-		t := s.now()
-		c := tx.Server.Create().SetID(srv.Name).SetOrganization(srv.Organization).SetServerName(srv.ServerName).
-			SetTitle(srv.Title).SetDescription(srv.Description).SetRepository(srv.Repository).SetWebsiteURL(srv.WebsiteURL).
-			SetIcons(srv.Icons).SetCreateTime(t).SetUpdateTime(t)
-		if requestID != "" {
-			c.SetCreateRequestID(requestID)
-		}
-		created, err := c.Save(ctx)
-		if ent.IsConstraintError(err) {
-			return fmt.Errorf("server %q or server name %q: %w", srv.Name, srv.ServerName, errs.ErrAlreadyExists)
-		}
-		if err != nil {
-			return err
-		}
-		out = toServer(created)
-		return s.writeOutbox(ctx, tx, ev)
-	})
-	return out, err
+// ServerByRequestID returns the server created with requestID.
+func (t *Tx) ServerByRequestID(ctx context.Context, requestID string) (Server, bool, error) {
+	e, err := t.c.Server.Query().Where(entserver.CreateRequestID(requestID)).Only(ctx)
+	if ent.IsNotFound(err) {
+		return Server{}, false, nil
+	}
+	if err != nil {
+		return Server{}, false, err
+	}
+	return toServer(e), true, nil
 }
 
-// GetServer returns server name, or ErrNotFound.
-func (s *Store) GetServer(ctx context.Context, name string) (Server, error) {
-	return s.Read().Server(ctx, name)
+// InsertServer stores srv with revision 1 and returns it as stored.
+// Contract: ErrAlreadyExists if the name or, in the organization, the
+// server name is taken; a request id is stored once (ServerByRequestID
+// finds it).
+func (t *Tx) InsertServer(ctx context.Context, srv Server, requestID string) (Server, error) {
+	now := t.Now()
+	c := t.c.Server.Create().SetID(srv.Name).SetOrganization(srv.Organization).SetServerName(srv.ServerName).
+		SetTitle(srv.Title).SetDescription(srv.Description).SetRepository(srv.Repository).SetWebsiteURL(srv.WebsiteURL).
+		SetIcons(srv.Icons).SetCreateTime(now).SetUpdateTime(now)
+	if requestID != "" {
+		c.SetCreateRequestID(requestID)
+	}
+	created, err := c.Save(ctx)
+	if ent.IsConstraintError(err) {
+		return Server{}, fmt.Errorf("server %q or server name %q: %w", srv.Name, srv.ServerName, errs.ErrAlreadyExists)
+	}
+	if err != nil {
+		return Server{}, err
+	}
+	return toServer(created), nil
 }
 
-// ListServers returns the servers matching q, ordered by name.
-func (s *Store) ListServers(ctx context.Context, q ServerQuery) ([]Server, error) {
+// Servers returns the servers matching q, ordered by name.
+func (t *Tx) Servers(ctx context.Context, q ServerQuery) ([]Server, error) {
 	preds := []predicate.Server{entserver.Organization(q.Organization)}
 	if q.After != "" {
 		preds = append(preds, entserver.IDGT(q.After))
@@ -169,7 +168,7 @@ func (s *Store) ListServers(ctx context.Context, q ServerQuery) ([]Server, error
 		preds = append(preds, entserver.Or(entserver.ServerNameContainsFold(q.Search), entserver.TitleContainsFold(q.Search),
 			entserver.DescriptionContainsFold(q.Search)))
 	}
-	rows, err := s.client.Server.Query().Where(preds...).Order(ent.Asc(entserver.FieldID)).Limit(q.Limit).All(ctx)
+	rows, err := t.c.Server.Query().Where(preds...).Order(ent.Asc(entserver.FieldID)).Limit(q.Limit).All(ctx)
 	if err != nil {
 		return nil, err
 	}
@@ -180,11 +179,11 @@ func (s *Store) ListServers(ctx context.Context, q ServerQuery) ([]Server, error
 	return out, nil
 }
 
-// locked reads server name, row-locked on PostgreSQL, checking its
+// lockedServer reads server name, row-locked on PostgreSQL, checking its
 // revision against expect (0: any).
-func (s *Store) locked(ctx context.Context, tx *ent.Tx, name string, expect int64) (*ent.Server, error) {
-	q := tx.Server.Query().Where(entserver.ID(name))
-	if s.dialect == dialect.Postgres {
+func (t *Tx) lockedServer(ctx context.Context, name string, expect int64) (*ent.Server, error) {
+	q := t.c.Server.Query().Where(entserver.ID(name))
+	if t.lock() {
 		q.ForUpdate()
 	}
 	cur, err := q.Only(ctx)
@@ -200,49 +199,55 @@ func (s *Store) locked(ctx context.Context, tx *ent.Tx, name string, expect int6
 	return cur, nil
 }
 
-// UpdateServer sets the named fields of srv on the stored server; the
-// revision check and the change are atomic.
-func (s *Store) UpdateServer(ctx context.Context, srv Server, fields []string, expect int64, ev *auditv1.Event) (Server, error) {
-	var out Server
-	err := s.withTx(ctx, func(tx *ent.Tx) error {
-		cur, err := s.locked(ctx, tx, srv.Name, expect)
-		if err != nil {
-			return err
+// UpdateServer sets the named fields of srv on the stored server and bumps
+// its revision. Contract: ErrNotFound if it does not exist;
+// ErrEtagMismatch if expect is set and the stored revision differs (the
+// check and the change are atomic: of two updates expecting the same
+// revision, one wins); ErrInvalidArgument for a field not in Updatable. It
+// returns the server before and after, for the audit event's changes.
+func (t *Tx) UpdateServer(ctx context.Context, srv Server, fields []string, expect int64) (before, after Server, err error) {
+	cur, err := t.lockedServer(ctx, srv.Name, expect)
+	if err != nil {
+		return Server{}, Server{}, err
+	}
+	u := t.c.Server.UpdateOneID(srv.Name).Where(entserver.Revision(cur.Revision)).SetRevision(cur.Revision + 1).SetUpdateTime(t.Now())
+	sort.Strings(fields)
+	for _, f := range fields {
+		switch f {
+		case "title":
+			u.SetTitle(srv.Title)
+		case "description":
+			u.SetDescription(srv.Description)
+		case "repository":
+			u.SetRepository(srv.Repository)
+		case "website_url":
+			u.SetWebsiteURL(srv.WebsiteURL)
+		case "icons":
+			u.SetIcons(srv.Icons)
+		default:
+			return Server{}, Server{}, fmt.Errorf("field %q is not updatable: %w", f, errs.ErrInvalidArgument)
 		}
-		before := toServer(cur)
-		u := tx.Server.UpdateOneID(srv.Name).Where(entserver.Revision(cur.Revision)).SetRevision(cur.Revision + 1).SetUpdateTime(s.now())
-		sort.Strings(fields)
-		for _, f := range fields {
-			switch f {
-			case "title":
-				u.SetTitle(srv.Title)
-			case "description":
-				u.SetDescription(srv.Description)
-			case "repository":
-				u.SetRepository(srv.Repository)
-			case "website_url":
-				u.SetWebsiteURL(srv.WebsiteURL)
-			case "icons":
-				u.SetIcons(srv.Icons)
-			default:
-				return fmt.Errorf("field %q is not updatable: %w", f, errs.ErrInvalidArgument)
-			}
+	}
+	updated, err := u.Save(ctx)
+	if ent.IsNotFound(err) {
+		return Server{}, Server{}, fmt.Errorf("server %q changed meanwhile: %w", srv.Name, errs.ErrEtagMismatch)
+	}
+	if err != nil {
+		return Server{}, Server{}, err
+	}
+	return toServer(cur), toServer(updated), nil
+}
+
+// ServerChanges lists the fields that differ between before and after, as
+// audit field changes.
+func ServerChanges(before, after Server, fields []string) []*auditv1.FieldChange {
+	var out []*auditv1.FieldChange
+	for _, f := range fields {
+		if o, n := fieldString(before, f), fieldString(after, f); o != n {
+			out = append(out, outbox.Change(f, o, n))
 		}
-		updated, err := u.Save(ctx)
-		if err != nil {
-			return err
-		}
-		out = toServer(updated)
-		if ev != nil {
-			for _, f := range fields {
-				if o, n := fieldString(before, f), fieldString(out, f); o != n {
-					ev.Changes = append(ev.Changes, outbox.Change(f, o, n))
-				}
-			}
-		}
-		return s.writeOutbox(ctx, tx, ev)
-	})
-	return out, err
+	}
+	return out
 }
 
 func fieldString(s Server, f string) string {
@@ -268,64 +273,52 @@ func fieldString(s Server, f string) string {
 	return ""
 }
 
-// DeleteServer deletes server name (revision checked when expect is set).
-func (s *Store) DeleteServer(ctx context.Context, name string, expect int64, ev *auditv1.Event) error {
-	return s.withTx(ctx, func(tx *ent.Tx) error {
-		cur, err := s.locked(ctx, tx, name, expect)
-		if err != nil {
-			return err
-		}
-		pins, err := tx.Entry.Query().Where(ententry.Server(name)).IDs(ctx)
-		if err != nil {
-			return err
-		}
-		if len(pins) > 0 {
-			return fmt.Errorf("server %q is pinned by %s: unpin it first: %w", name, strings.Join(pins, ", "), errs.ErrFailedPrecondition)
-		}
-		if _, err := tx.Version.Delete().Where(entversion.Server(name)).Exec(ctx); err != nil {
-			return err
-		}
-		if err := tx.Server.DeleteOneID(cur.ID).Exec(ctx); err != nil {
-			return err
-		}
-		return s.writeOutbox(ctx, tx, ev)
-	})
+// DeleteServer deletes server name and its versions. Contract:
+// ErrNotFound if it does not exist; ErrEtagMismatch as UpdateServer;
+// ErrFailedPrecondition, naming the entries, while a registry pins it.
+func (t *Tx) DeleteServer(ctx context.Context, name string, expect int64) error {
+	cur, err := t.lockedServer(ctx, name, expect)
+	if err != nil {
+		return err
+	}
+	pins, err := t.c.Entry.Query().Where(ententry.Server(name)).IDs(ctx)
+	if err != nil {
+		return err
+	}
+	if len(pins) > 0 {
+		return fmt.Errorf("server %q is pinned by %s: unpin it first: %w", name, strings.Join(pins, ", "), errs.ErrFailedPrecondition)
+	}
+	if _, err := t.c.Version.Delete().Where(entversion.Server(name)).Exec(ctx); err != nil {
+		return err
+	}
+	return t.c.Server.DeleteOneID(cur.ID).Exec(ctx)
 }
 
 // PurgeOrganization deletes everything the registry service holds of
 // organization org (servers, versions, registries, entries, their change
-// log, approvals) in one transaction with ev. It is idempotent: the orgs
-// service calls it when the organization is deleted, and again after, to
-// catch a write that raced the deletion.
-func (s *Store) PurgeOrganization(ctx context.Context, org string, ev *auditv1.Event) (int, error) {
+// log, approvals) and returns the number of rows deleted. Contract: it is
+// idempotent (the orgs service calls it when the organization is deleted,
+// and again after, to catch a write that raced the deletion); nothing of
+// another organization is touched, even one whose id has org as a prefix.
+func (t *Tx) PurgeOrganization(ctx context.Context, org string) (int, error) {
 	total := 0
-	err := s.withTx(ctx, func(tx *ent.Tx) error {
-		total = 0
-		prefix := "orgs/" + org + "/"
-		steps := []func() (int, error){
-			func() (int, error) { return tx.Approval.Delete().Where(entapproval.Organization(org)).Exec(ctx) },
-			func() (int, error) { return tx.Entry.Delete().Where(ententry.Organization(org)).Exec(ctx) },
-			func() (int, error) {
-				return tx.EntryChange.Delete().Where(ententrychange.RegistryHasPrefix(prefix)).Exec(ctx)
-			},
-			func() (int, error) { return tx.Registry.Delete().Where(entregistry.Organization(org)).Exec(ctx) },
-			func() (int, error) { return tx.Version.Delete().Where(entversion.Organization(org)).Exec(ctx) },
-			func() (int, error) { return tx.Server.Delete().Where(entserver.Organization(org)).Exec(ctx) },
+	prefix := "orgs/" + org + "/"
+	steps := []func() (int, error){
+		func() (int, error) { return t.c.Approval.Delete().Where(entapproval.Organization(org)).Exec(ctx) },
+		func() (int, error) { return t.c.Entry.Delete().Where(ententry.Organization(org)).Exec(ctx) },
+		func() (int, error) {
+			return t.c.EntryChange.Delete().Where(ententrychange.RegistryHasPrefix(prefix)).Exec(ctx)
+		},
+		func() (int, error) { return t.c.Registry.Delete().Where(entregistry.Organization(org)).Exec(ctx) },
+		func() (int, error) { return t.c.Version.Delete().Where(entversion.Organization(org)).Exec(ctx) },
+		func() (int, error) { return t.c.Server.Delete().Where(entserver.Organization(org)).Exec(ctx) },
+	}
+	for _, step := range steps {
+		n, err := step()
+		if err != nil {
+			return 0, err
 		}
-		for _, step := range steps {
-			n, err := step()
-			if err != nil {
-				return err
-			}
-			total += n
-		}
-		if total == 0 {
-			return nil // nothing held: no event for a no-op
-		}
-		if ev != nil {
-			ev.Metadata = map[string]string{"deleted_rows": fmt.Sprint(total)}
-		}
-		return s.writeOutbox(ctx, tx, ev)
-	})
-	return total, err
+		total += n
+	}
+	return total, nil
 }
