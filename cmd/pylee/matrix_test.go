@@ -182,9 +182,10 @@ var matrixTargets = map[string]func(org string, m protoreflect.Message){
 	"pylee.registry.v1.RegistryService/GetEntry": func(org string, m protoreflect.Message) {
 		set(m, "name", "orgs/"+org+"/registries/nope/entries/nope")
 	},
-	"pylee.registry.v1.RegistryService/ListEntries":   func(org string, m protoreflect.Message) { set(m, "parent", "orgs/"+org+"/registries/nope") },
-	"pylee.registry.v1.RegistryService/WatchEntries":  func(org string, m protoreflect.Message) { set(m, "parent", "orgs/"+org+"/registries/nope") },
-	"pylee.registry.v1.RegistryService/ListApprovals": func(org string, m protoreflect.Message) { set(m, "parent", "orgs/"+org+"/registries/nope") },
+	"pylee.registry.v1.RegistryService/ListEntries":    func(org string, m protoreflect.Message) { set(m, "parent", "orgs/"+org+"/registries/nope") },
+	"pylee.registry.v1.RegistryService/WatchEntries":   func(org string, m protoreflect.Message) { set(m, "parent", "orgs/"+org+"/registries/nope") },
+	"pylee.registry.v1.RegistryService/RenderOfficial": func(org string, m protoreflect.Message) { set(m, "parent", "orgs/"+org+"/registries/nope") },
+	"pylee.registry.v1.RegistryService/ListApprovals":  func(org string, m protoreflect.Message) { set(m, "parent", "orgs/"+org+"/registries/nope") },
 	"pylee.registry.v1.RegistryService/GetApproval": func(org string, m protoreflect.Message) {
 		set(m, "name", "orgs/"+org+"/registries/nope/approvals/nope")
 	},

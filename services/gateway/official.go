@@ -7,10 +7,10 @@ import (
 	"strconv"
 	"strings"
 	"time"
+	"unicode/utf8"
 
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/status"
-	"google.golang.org/protobuf/encoding/protojson"
 	"google.golang.org/protobuf/types/known/timestamppb"
 
 	registryv1 "github.com/pyleeai/pylee/gen/go/pylee/registry/v1"
@@ -21,19 +21,15 @@ import (
 // served for each registry: /registries/{org}/{registry}/v0.1/servers...
 const OfficialPrefix = "/registries/"
 
-// Official API limits, as the official registry has them.
-const (
-	officialDefaultLimit = 30
-	officialMaxLimit     = 100
-)
-
-// officialMetaKey is the official registry's block in a response's _meta.
-const officialMetaKey = "io.modelcontextprotocol.registry/official"
+// officialMaxLimit is the official API's largest page, as the official
+// registry has it.
+const officialMaxLimit = 100
 
 // NewOfficial returns the handler of the official MCP Registry read API
 // (v0.1) for every registry: the registry's pinned entries the caller may
 // see, each as the server.json of its pinned version, in the official
-// response shape. It is backed by RegistryService.ListEntries.
+// response shape. It is backed by RegistryService.RenderOfficial, which
+// renders each registry once per change and answers from memory.
 func NewOfficial(conn *grpc.ClientConn) http.Handler {
 	client := registryv1.NewRegistryServiceClient(conn)
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
@@ -76,26 +72,14 @@ type official struct {
 	registry string
 }
 
-// serverResponse is the official ServerResponse.
-type serverResponse struct {
-	Server json.RawMessage `json:"server"`
-	Meta   map[string]any  `json:"_meta"`
-}
-
-type serverList struct {
-	Servers  []serverResponse `json:"servers"`
-	Metadata listMetadata     `json:"metadata"`
-}
-
-type listMetadata struct {
-	NextCursor string `json:"nextCursor,omitempty"`
-	Count      int    `json:"count"`
-}
-
-func (o official) call(req *registryv1.ListEntriesRequest) (*registryv1.ListEntriesResponse, bool) {
+// render asks the registry service for the response of req and writes it:
+// the bytes as rendered, with their ETag, or 304 when the client holds
+// them already.
+func (o official) render(req *registryv1.RenderOfficialRequest) {
 	req.Parent = o.registry
-	req.View = registryv1.EntryView_ENTRY_VIEW_FULL
-	resp, err := o.client.ListEntries(forwarded(o.r), req)
+	req.IfNoneMatch = o.r.Header.Get("If-None-Match")
+	req.AcceptGzip = acceptsGzip(o.r.Header.Get("Accept-Encoding"))
+	resp, err := o.client.RenderOfficial(forwarded(o.r), req)
 	if err != nil {
 		st := status.Convert(err)
 		code := server.HTTPStatus(st.Code())
@@ -103,31 +87,67 @@ func (o official) call(req *registryv1.ListEntriesRequest) (*registryv1.ListEntr
 			o.w.Header().Set("WWW-Authenticate", `Bearer realm="pylee"`)
 		}
 		msg := st.Message()
-		if code == http.StatusNotFound {
+		switch {
+		case code == http.StatusNotFound && msg != "Server not found" && msg != "Server version not found":
 			msg = "Registry not found"
-		}
-		if code == http.StatusInternalServerError {
+		case code == http.StatusInternalServerError:
 			msg = "Internal error"
 		}
 		officialError(o.w, code, msg)
-		return nil, false
+		return
 	}
-	return resp, true
+	h := o.w.Header()
+	h.Set("ETag", resp.GetEtag())
+	// Private: what a response holds depends on who asks. Revalidate:
+	// a pin shows on the next read.
+	h.Set("Cache-Control", "private, no-cache")
+	h.Set("Vary", "Authorization, Accept-Encoding")
+	if resp.GetNotModified() {
+		o.w.WriteHeader(http.StatusNotModified)
+		return
+	}
+	h.Set("Content-Type", "application/json")
+	if ce := resp.GetContentEncoding(); ce != "" {
+		h.Set("Content-Encoding", ce)
+	}
+	h.Set("Content-Length", strconv.Itoa(len(resp.GetBody())))
+	o.w.WriteHeader(http.StatusOK)
+	if o.r.Method != http.MethodHead {
+		_, _ = o.w.Write(resp.GetBody())
+	}
+}
+
+// acceptsGzip reports whether an Accept-Encoding header takes gzip.
+func acceptsGzip(header string) bool {
+	for header != "" {
+		var coding string
+		coding, header, _ = strings.Cut(header, ",")
+		name, params, _ := strings.Cut(strings.TrimSpace(coding), ";")
+		if strings.EqualFold(strings.TrimSpace(name), "gzip") {
+			q := strings.ReplaceAll(strings.TrimSpace(params), " ", "")
+			return q != "q=0" && q != "q=0.0" && q != "q=0.00" && q != "q=0.000"
+		}
+	}
+	return false
 }
 
 func (o official) list() {
 	q := o.r.URL.Query()
-	limit := officialDefaultLimit
+	for _, k := range []string{"cursor", "search", "version", "updated_since", "limit", "include_deleted"} {
+		if !utf8.ValidString(q.Get(k)) {
+			officialError(o.w, http.StatusBadRequest, k+" must be valid UTF-8")
+			return
+		}
+	}
+	req := &registryv1.RenderOfficialRequest{Cursor: q.Get("cursor"), Search: q.Get("search"), IncludeDeleted: q.Get("include_deleted") == "true"}
 	if s := q.Get("limit"); s != "" {
 		n, err := strconv.Atoi(s)
 		if err != nil || n < 1 || n > officialMaxLimit {
 			officialError(o.w, http.StatusBadRequest, "limit must be an integer from 1 to 100")
 			return
 		}
-		limit = n
+		req.Limit = int32(n)
 	}
-	req := &registryv1.ListEntriesRequest{PageSize: int32(limit), PageToken: q.Get("cursor"), Search: q.Get("search")}
-	includeDeleted := q.Get("include_deleted") == "true"
 	if s := q.Get("updated_since"); s != "" {
 		t, err := time.Parse(time.RFC3339, s)
 		if err != nil {
@@ -135,98 +155,17 @@ func (o official) list() {
 			return
 		}
 		req.UpdatedSince = timestamppb.New(t)
-		includeDeleted = true
 	}
-	// In a registry each server has one version, the pinned one: it is
-	// the latest, so version=latest selects everything.
-	if version := q.Get("version"); version != "" && version != "latest" {
-		req.Version = version
-	}
-	resp, ok := o.call(req)
-	if !ok {
-		return
-	}
-	out := serverList{Servers: []serverResponse{}}
-	for _, e := range resp.GetEntries() {
-		if !includeDeleted && e.GetVersionStatus() == registryv1.ServerVersion_STATUS_YANKED {
-			continue
-		}
-		if sr, ok := toServerResponse(e); ok {
-			out.Servers = append(out.Servers, sr)
-		}
-	}
-	out.Metadata = listMetadata{NextCursor: resp.GetNextPageToken(), Count: len(out.Servers)}
-	writeOfficial(o.w, http.StatusOK, out)
+	req.VersionFilter = q.Get("version")
+	o.render(req)
 }
 
 func (o official) versions(serverName, version string) {
-	resp, ok := o.call(&registryv1.ListEntriesRequest{ServerName: serverName, PageSize: 1})
-	if !ok {
+	if !utf8.ValidString(serverName) || !utf8.ValidString(version) {
+		officialError(o.w, http.StatusBadRequest, "Invalid path encoding")
 		return
 	}
-	var found []serverResponse
-	for _, e := range resp.GetEntries() {
-		if version != "" && version != "latest" && e.GetVersion() != version {
-			continue
-		}
-		if sr, ok := toServerResponse(e); ok {
-			found = append(found, sr)
-		}
-	}
-	switch {
-	case len(found) == 0 && version != "":
-		officialError(o.w, http.StatusNotFound, "Server version not found")
-	case len(found) == 0:
-		officialError(o.w, http.StatusNotFound, "Server not found")
-	case version != "":
-		writeOfficial(o.w, http.StatusOK, found[0])
-	default:
-		writeOfficial(o.w, http.StatusOK, serverList{Servers: found, Metadata: listMetadata{Count: len(found)}})
-	}
-}
-
-var officialStatusNames = map[registryv1.ServerVersion_Status]string{
-	registryv1.ServerVersion_STATUS_ACTIVE:     "active",
-	registryv1.ServerVersion_STATUS_DEPRECATED: "deprecated",
-	registryv1.ServerVersion_STATUS_YANKED:     "deleted",
-}
-
-// toServerResponse is an entry as the official API shows it: the pinned
-// version's server.json, and the registry's metadata. In a Pylee registry
-// the pinned version is the server's only, hence latest, version.
-func toServerResponse(e *registryv1.Entry) (serverResponse, bool) {
-	d := e.GetVersionDetail()
-	if d == nil || d.GetServerJson() == nil {
-		return serverResponse{}, false
-	}
-	doc, err := protojson.Marshal(d.GetServerJson())
-	if err != nil {
-		return serverResponse{}, false
-	}
-	meta := map[string]any{
-		"status":          officialStatusNames[d.GetStatus()],
-		"publishedAt":     d.GetCreateTime().AsTime().Format(time.RFC3339Nano),
-		"updatedAt":       e.GetUpdateTime().AsTime().Format(time.RFC3339Nano),
-		"statusChangedAt": d.GetUpdateTime().AsTime().Format(time.RFC3339Nano),
-		"isLatest":        true,
-	}
-	if m := d.GetStatusMessage(); m != "" {
-		if len(m) > 500 {
-			m = m[:500]
-		}
-		meta["statusMessage"] = m
-	}
-	return serverResponse{Server: doc, Meta: map[string]any{
-		officialMetaKey: meta,
-		"ai.pylee/entry": map[string]any{"name": e.GetName(), "versionRange": e.GetVersionRange(), "revision": e.GetRevision(),
-			"digest": d.GetDigest()},
-	}}, true
-}
-
-func writeOfficial(w http.ResponseWriter, code int, v any) {
-	w.Header().Set("Content-Type", "application/json")
-	w.WriteHeader(code)
-	_ = json.NewEncoder(w).Encode(v)
+	o.render(&registryv1.RenderOfficialRequest{ServerName: serverName, Version: version})
 }
 
 // OfficialRule is the official API's access rule: any authenticated caller;
@@ -241,4 +180,10 @@ var OfficialRule = server.HTTPRule{Name: "registry.official.read", Methods: []st
 
 func officialError(w http.ResponseWriter, code int, msg string) {
 	writeOfficial(w, code, map[string]string{"error": msg})
+}
+
+func writeOfficial(w http.ResponseWriter, code int, v any) {
+	w.Header().Set("Content-Type", "application/json")
+	w.WriteHeader(code)
+	_ = json.NewEncoder(w).Encode(v)
 }

@@ -68,6 +68,8 @@ type Service struct {
 	orgs      Orgs
 	// purged runs after PurgeOrganization (nil: nothing).
 	purged func(org string)
+	// official serves the official MCP Registry API from memory.
+	official *officialCache
 }
 
 // AfterPurge sets what runs after an organization's data is purged: a
@@ -113,8 +115,9 @@ func (s *Service) purgeBindings(ctx context.Context, resource string) error {
 // lists show. Each commit of the store wakes the entry watchers (and, as
 // the module wires it, the audit relay): no handler wakes anything by hand.
 func New(st *store.Store, pageTokens *aip.PageTokens, authz auth.Authorizer) *Service {
-	s := &Service{store: st, tokens: pageTokens, authz: authz, watchPoll: 2 * time.Second}
+	s := &Service{store: st, tokens: pageTokens, authz: authz, watchPoll: 2 * time.Second, official: newOfficialCache()}
 	st.AfterCommit(s.changes.notify)
+	st.AfterCommit(func() { s.official.commits.Add(1) })
 	return s
 }
 

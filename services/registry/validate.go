@@ -51,6 +51,7 @@ func Validators() map[string]server.Validator {
 		registryv1.RegistryService_PromoteEntry_FullMethodName:       server.ValidatorOf(validatePromoteEntry),
 		registryv1.RegistryService_GetEntry_FullMethodName:           server.NameOnly("name", entryName, (*registryv1.GetEntryRequest).GetName),
 		registryv1.RegistryService_ListEntries_FullMethodName:        server.ValidatorOf(validateListEntries),
+		registryv1.RegistryService_RenderOfficial_FullMethodName:     server.ValidatorOf(validateRenderOfficial),
 		registryv1.RegistryService_WatchEntries_FullMethodName:       server.NameOnly("parent", registryName, (*registryv1.WatchEntriesRequest).GetParent),
 		registryv1.RegistryService_ListApprovals_FullMethodName:      server.NameOnly("parent", registryName, (*registryv1.ListApprovalsRequest).GetParent),
 		registryv1.RegistryService_GetApproval_FullMethodName:        looseNameOnly("name", approvalName, (*registryv1.GetApprovalRequest).GetName),
@@ -349,6 +350,18 @@ func validateListEntries(r *registryv1.ListEntriesRequest) error {
 	checkName(&v, "parent", r.GetParent(), registryName)
 	if ts := r.GetUpdatedSince(); ts != nil && ts.CheckValid() != nil {
 		v.Add("updated_since", "must be a valid timestamp")
+	}
+	return v.Err()
+}
+
+func validateRenderOfficial(r *registryv1.RenderOfficialRequest) error {
+	var v errs.Violations
+	checkName(&v, "parent", r.GetParent(), registryName)
+	if ts := r.GetUpdatedSince(); ts != nil && ts.CheckValid() != nil {
+		v.Add("updated_since", "must be a valid timestamp")
+	}
+	if r.GetVersion() != "" && r.GetServerName() == "" {
+		v.Add("version", "needs server_name")
 	}
 	return v.Err()
 }

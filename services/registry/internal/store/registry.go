@@ -487,3 +487,42 @@ func (t *Tx) SaveApproval(ctx context.Context, a Approval) error {
 	return t.c.Approval.Create().SetID(a.Name).SetOrganization(a.Organization).SetRegistry(a.Registry).SetState(a.State).
 		SetBody(string(a.Body)).SetCreateTime(a.CreateTime).SetUpdateTime(a.UpdateTime).Exec(ctx)
 }
+
+// Stamp tells whether what a registry's entries show may have changed:
+// two equal stamps of a registry mean the same entries pinning versions in
+// the same state, so what was rendered from the first still holds.
+type Stamp struct {
+	// Created tells a registry from an earlier one of the same name.
+	Created time.Time
+	// EntryRevision counts the changes of its entries.
+	EntryRevision int64
+	// Versions and VersionsChanged are the number of the organization's
+	// versions and the latest time one of them changed (a status change
+	// moves it).
+	Versions        int
+	VersionsChanged time.Time
+}
+
+// RegistryStamp returns the stamp of registry name, or ErrNotFound.
+func (t *Tx) RegistryStamp(ctx context.Context, name string) (Stamp, error) {
+	r, err := t.c.Registry.Get(ctx, name)
+	if ent.IsNotFound(err) {
+		return Stamp{}, fmt.Errorf("registry %q: %w", name, errs.ErrNotFound)
+	}
+	if err != nil {
+		return Stamp{}, err
+	}
+	st := Stamp{Created: r.CreateTime.UTC(), EntryRevision: r.EntryRevision}
+	q := t.c.Version.Query().Where(entversion.Organization(r.Organization))
+	if st.Versions, err = q.Clone().Count(ctx); err != nil {
+		return Stamp{}, err
+	}
+	if st.Versions > 0 {
+		last, err := q.Order(ent.Desc(entversion.FieldUpdateTime)).Select(entversion.FieldUpdateTime).First(ctx)
+		if err != nil {
+			return Stamp{}, err
+		}
+		st.VersionsChanged = last.UpdateTime.UTC()
+	}
+	return st, nil
+}

@@ -2170,6 +2170,222 @@ func (x *ListEntriesResponse) GetNextPageToken() string {
 	return ""
 }
 
+// The request of RenderOfficial: one call of the official MCP Registry
+// API (v0.1) on a registry.
+type RenderOfficialRequest struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// `orgs/{org}/registries/{registry}`.
+	Parent string `protobuf:"bytes,1,opt,name=parent,proto3" json:"parent,omitempty"`
+	// Empty: the list of servers (`GET /v0.1/servers`). Set: this server's
+	// versions (`/v0.1/servers/{server_name}/versions`), or one of them
+	// when `version` is set.
+	ServerName string `protobuf:"bytes,2,opt,name=server_name,json=serverName,proto3" json:"server_name,omitempty"`
+	// With `server_name`: the version to show, `latest` included.
+	Version string `protobuf:"bytes,3,opt,name=version,proto3" json:"version,omitempty"`
+	// The list's `limit`: 1 to 100; 0 means 30.
+	Limit int32 `protobuf:"varint,4,opt,name=limit,proto3" json:"limit,omitempty"`
+	// The list's `cursor`: the `nextCursor` of the previous page.
+	Cursor string `protobuf:"bytes,5,opt,name=cursor,proto3" json:"cursor,omitempty"`
+	// The list's `search`: text in the server's official name, any case.
+	Search string `protobuf:"bytes,6,opt,name=search,proto3" json:"search,omitempty"`
+	// The list's `updated_since`: only entries changed at or after it
+	// (yanked ones included, as `deleted`).
+	UpdatedSince *timestamppb.Timestamp `protobuf:"bytes,7,opt,name=updated_since,json=updatedSince,proto3" json:"updated_since,omitempty"`
+	// The list's `include_deleted`: show yanked versions too.
+	IncludeDeleted bool `protobuf:"varint,8,opt,name=include_deleted,json=includeDeleted,proto3" json:"include_deleted,omitempty"`
+	// The list's `version`: only entries whose version in force is this
+	// one (`latest`, or empty: every entry).
+	VersionFilter string `protobuf:"bytes,9,opt,name=version_filter,json=versionFilter,proto3" json:"version_filter,omitempty"`
+	// The client's `If-None-Match`: when it holds the current ETag, the
+	// response is `not_modified` and carries no body.
+	IfNoneMatch string `protobuf:"bytes,10,opt,name=if_none_match,json=ifNoneMatch,proto3" json:"if_none_match,omitempty"`
+	// The client accepts a gzip body.
+	AcceptGzip    bool `protobuf:"varint,11,opt,name=accept_gzip,json=acceptGzip,proto3" json:"accept_gzip,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *RenderOfficialRequest) Reset() {
+	*x = RenderOfficialRequest{}
+	mi := &file_pylee_registry_v1_registry_service_proto_msgTypes[34]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *RenderOfficialRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*RenderOfficialRequest) ProtoMessage() {}
+
+func (x *RenderOfficialRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_pylee_registry_v1_registry_service_proto_msgTypes[34]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use RenderOfficialRequest.ProtoReflect.Descriptor instead.
+func (*RenderOfficialRequest) Descriptor() ([]byte, []int) {
+	return file_pylee_registry_v1_registry_service_proto_rawDescGZIP(), []int{34}
+}
+
+func (x *RenderOfficialRequest) GetParent() string {
+	if x != nil {
+		return x.Parent
+	}
+	return ""
+}
+
+func (x *RenderOfficialRequest) GetServerName() string {
+	if x != nil {
+		return x.ServerName
+	}
+	return ""
+}
+
+func (x *RenderOfficialRequest) GetVersion() string {
+	if x != nil {
+		return x.Version
+	}
+	return ""
+}
+
+func (x *RenderOfficialRequest) GetLimit() int32 {
+	if x != nil {
+		return x.Limit
+	}
+	return 0
+}
+
+func (x *RenderOfficialRequest) GetCursor() string {
+	if x != nil {
+		return x.Cursor
+	}
+	return ""
+}
+
+func (x *RenderOfficialRequest) GetSearch() string {
+	if x != nil {
+		return x.Search
+	}
+	return ""
+}
+
+func (x *RenderOfficialRequest) GetUpdatedSince() *timestamppb.Timestamp {
+	if x != nil {
+		return x.UpdatedSince
+	}
+	return nil
+}
+
+func (x *RenderOfficialRequest) GetIncludeDeleted() bool {
+	if x != nil {
+		return x.IncludeDeleted
+	}
+	return false
+}
+
+func (x *RenderOfficialRequest) GetVersionFilter() string {
+	if x != nil {
+		return x.VersionFilter
+	}
+	return ""
+}
+
+func (x *RenderOfficialRequest) GetIfNoneMatch() string {
+	if x != nil {
+		return x.IfNoneMatch
+	}
+	return ""
+}
+
+func (x *RenderOfficialRequest) GetAcceptGzip() bool {
+	if x != nil {
+		return x.AcceptGzip
+	}
+	return false
+}
+
+// The response of RenderOfficial.
+type RenderOfficialResponse struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// The JSON body, gzip-compressed when `content_encoding` is `gzip`;
+	// empty when `not_modified`.
+	Body []byte `protobuf:"bytes,1,opt,name=body,proto3" json:"body,omitempty"`
+	// The body's strong ETag, quoted.
+	Etag string `protobuf:"bytes,2,opt,name=etag,proto3" json:"etag,omitempty"`
+	// The client's `If-None-Match` holds `etag`.
+	NotModified bool `protobuf:"varint,3,opt,name=not_modified,json=notModified,proto3" json:"not_modified,omitempty"`
+	// `gzip` or empty.
+	ContentEncoding string `protobuf:"bytes,4,opt,name=content_encoding,json=contentEncoding,proto3" json:"content_encoding,omitempty"`
+	unknownFields   protoimpl.UnknownFields
+	sizeCache       protoimpl.SizeCache
+}
+
+func (x *RenderOfficialResponse) Reset() {
+	*x = RenderOfficialResponse{}
+	mi := &file_pylee_registry_v1_registry_service_proto_msgTypes[35]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *RenderOfficialResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*RenderOfficialResponse) ProtoMessage() {}
+
+func (x *RenderOfficialResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_pylee_registry_v1_registry_service_proto_msgTypes[35]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use RenderOfficialResponse.ProtoReflect.Descriptor instead.
+func (*RenderOfficialResponse) Descriptor() ([]byte, []int) {
+	return file_pylee_registry_v1_registry_service_proto_rawDescGZIP(), []int{35}
+}
+
+func (x *RenderOfficialResponse) GetBody() []byte {
+	if x != nil {
+		return x.Body
+	}
+	return nil
+}
+
+func (x *RenderOfficialResponse) GetEtag() string {
+	if x != nil {
+		return x.Etag
+	}
+	return ""
+}
+
+func (x *RenderOfficialResponse) GetNotModified() bool {
+	if x != nil {
+		return x.NotModified
+	}
+	return false
+}
+
+func (x *RenderOfficialResponse) GetContentEncoding() string {
+	if x != nil {
+		return x.ContentEncoding
+	}
+	return ""
+}
+
 // The request of WatchEntries.
 type WatchEntriesRequest struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
@@ -2183,7 +2399,7 @@ type WatchEntriesRequest struct {
 
 func (x *WatchEntriesRequest) Reset() {
 	*x = WatchEntriesRequest{}
-	mi := &file_pylee_registry_v1_registry_service_proto_msgTypes[34]
+	mi := &file_pylee_registry_v1_registry_service_proto_msgTypes[36]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2195,7 +2411,7 @@ func (x *WatchEntriesRequest) String() string {
 func (*WatchEntriesRequest) ProtoMessage() {}
 
 func (x *WatchEntriesRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_pylee_registry_v1_registry_service_proto_msgTypes[34]
+	mi := &file_pylee_registry_v1_registry_service_proto_msgTypes[36]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2208,7 +2424,7 @@ func (x *WatchEntriesRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use WatchEntriesRequest.ProtoReflect.Descriptor instead.
 func (*WatchEntriesRequest) Descriptor() ([]byte, []int) {
-	return file_pylee_registry_v1_registry_service_proto_rawDescGZIP(), []int{34}
+	return file_pylee_registry_v1_registry_service_proto_rawDescGZIP(), []int{36}
 }
 
 func (x *WatchEntriesRequest) GetParent() string {
@@ -2242,7 +2458,7 @@ type ListApprovalsRequest struct {
 
 func (x *ListApprovalsRequest) Reset() {
 	*x = ListApprovalsRequest{}
-	mi := &file_pylee_registry_v1_registry_service_proto_msgTypes[35]
+	mi := &file_pylee_registry_v1_registry_service_proto_msgTypes[37]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2254,7 +2470,7 @@ func (x *ListApprovalsRequest) String() string {
 func (*ListApprovalsRequest) ProtoMessage() {}
 
 func (x *ListApprovalsRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_pylee_registry_v1_registry_service_proto_msgTypes[35]
+	mi := &file_pylee_registry_v1_registry_service_proto_msgTypes[37]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2267,7 +2483,7 @@ func (x *ListApprovalsRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListApprovalsRequest.ProtoReflect.Descriptor instead.
 func (*ListApprovalsRequest) Descriptor() ([]byte, []int) {
-	return file_pylee_registry_v1_registry_service_proto_rawDescGZIP(), []int{35}
+	return file_pylee_registry_v1_registry_service_proto_rawDescGZIP(), []int{37}
 }
 
 func (x *ListApprovalsRequest) GetParent() string {
@@ -2311,7 +2527,7 @@ type ListApprovalsResponse struct {
 
 func (x *ListApprovalsResponse) Reset() {
 	*x = ListApprovalsResponse{}
-	mi := &file_pylee_registry_v1_registry_service_proto_msgTypes[36]
+	mi := &file_pylee_registry_v1_registry_service_proto_msgTypes[38]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2323,7 +2539,7 @@ func (x *ListApprovalsResponse) String() string {
 func (*ListApprovalsResponse) ProtoMessage() {}
 
 func (x *ListApprovalsResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_pylee_registry_v1_registry_service_proto_msgTypes[36]
+	mi := &file_pylee_registry_v1_registry_service_proto_msgTypes[38]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2336,7 +2552,7 @@ func (x *ListApprovalsResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListApprovalsResponse.ProtoReflect.Descriptor instead.
 func (*ListApprovalsResponse) Descriptor() ([]byte, []int) {
-	return file_pylee_registry_v1_registry_service_proto_rawDescGZIP(), []int{36}
+	return file_pylee_registry_v1_registry_service_proto_rawDescGZIP(), []int{38}
 }
 
 func (x *ListApprovalsResponse) GetApprovals() []*Approval {
@@ -2364,7 +2580,7 @@ type GetApprovalRequest struct {
 
 func (x *GetApprovalRequest) Reset() {
 	*x = GetApprovalRequest{}
-	mi := &file_pylee_registry_v1_registry_service_proto_msgTypes[37]
+	mi := &file_pylee_registry_v1_registry_service_proto_msgTypes[39]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2376,7 +2592,7 @@ func (x *GetApprovalRequest) String() string {
 func (*GetApprovalRequest) ProtoMessage() {}
 
 func (x *GetApprovalRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_pylee_registry_v1_registry_service_proto_msgTypes[37]
+	mi := &file_pylee_registry_v1_registry_service_proto_msgTypes[39]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2389,7 +2605,7 @@ func (x *GetApprovalRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use GetApprovalRequest.ProtoReflect.Descriptor instead.
 func (*GetApprovalRequest) Descriptor() ([]byte, []int) {
-	return file_pylee_registry_v1_registry_service_proto_rawDescGZIP(), []int{37}
+	return file_pylee_registry_v1_registry_service_proto_rawDescGZIP(), []int{39}
 }
 
 func (x *GetApprovalRequest) GetName() string {
@@ -2412,7 +2628,7 @@ type ApproveRequest struct {
 
 func (x *ApproveRequest) Reset() {
 	*x = ApproveRequest{}
-	mi := &file_pylee_registry_v1_registry_service_proto_msgTypes[38]
+	mi := &file_pylee_registry_v1_registry_service_proto_msgTypes[40]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2424,7 +2640,7 @@ func (x *ApproveRequest) String() string {
 func (*ApproveRequest) ProtoMessage() {}
 
 func (x *ApproveRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_pylee_registry_v1_registry_service_proto_msgTypes[38]
+	mi := &file_pylee_registry_v1_registry_service_proto_msgTypes[40]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2437,7 +2653,7 @@ func (x *ApproveRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ApproveRequest.ProtoReflect.Descriptor instead.
 func (*ApproveRequest) Descriptor() ([]byte, []int) {
-	return file_pylee_registry_v1_registry_service_proto_rawDescGZIP(), []int{38}
+	return file_pylee_registry_v1_registry_service_proto_rawDescGZIP(), []int{40}
 }
 
 func (x *ApproveRequest) GetName() string {
@@ -2467,7 +2683,7 @@ type RejectRequest struct {
 
 func (x *RejectRequest) Reset() {
 	*x = RejectRequest{}
-	mi := &file_pylee_registry_v1_registry_service_proto_msgTypes[39]
+	mi := &file_pylee_registry_v1_registry_service_proto_msgTypes[41]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2479,7 +2695,7 @@ func (x *RejectRequest) String() string {
 func (*RejectRequest) ProtoMessage() {}
 
 func (x *RejectRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_pylee_registry_v1_registry_service_proto_msgTypes[39]
+	mi := &file_pylee_registry_v1_registry_service_proto_msgTypes[41]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2492,7 +2708,7 @@ func (x *RejectRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RejectRequest.ProtoReflect.Descriptor instead.
 func (*RejectRequest) Descriptor() ([]byte, []int) {
-	return file_pylee_registry_v1_registry_service_proto_rawDescGZIP(), []int{39}
+	return file_pylee_registry_v1_registry_service_proto_rawDescGZIP(), []int{41}
 }
 
 func (x *RejectRequest) GetName() string {
@@ -2522,7 +2738,7 @@ type CancelApprovalRequest struct {
 
 func (x *CancelApprovalRequest) Reset() {
 	*x = CancelApprovalRequest{}
-	mi := &file_pylee_registry_v1_registry_service_proto_msgTypes[40]
+	mi := &file_pylee_registry_v1_registry_service_proto_msgTypes[42]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2534,7 +2750,7 @@ func (x *CancelApprovalRequest) String() string {
 func (*CancelApprovalRequest) ProtoMessage() {}
 
 func (x *CancelApprovalRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_pylee_registry_v1_registry_service_proto_msgTypes[40]
+	mi := &file_pylee_registry_v1_registry_service_proto_msgTypes[42]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2547,7 +2763,7 @@ func (x *CancelApprovalRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use CancelApprovalRequest.ProtoReflect.Descriptor instead.
 func (*CancelApprovalRequest) Descriptor() ([]byte, []int) {
-	return file_pylee_registry_v1_registry_service_proto_rawDescGZIP(), []int{40}
+	return file_pylee_registry_v1_registry_service_proto_rawDescGZIP(), []int{42}
 }
 
 func (x *CancelApprovalRequest) GetName() string {
@@ -2704,7 +2920,27 @@ const file_pylee_registry_v1_registry_service_proto_rawDesc = "" +
 	"\aversion\x18\b \x01(\tB\b\xbaH\x05r\x03\x18\x80\x01R\aversion\"q\n" +
 	"\x13ListEntriesResponse\x122\n" +
 	"\aentries\x18\x01 \x03(\v2\x18.pylee.registry.v1.EntryR\aentries\x12&\n" +
-	"\x0fnext_page_token\x18\x02 \x01(\tR\rnextPageToken\"h\n" +
+	"\x0fnext_page_token\x18\x02 \x01(\tR\rnextPageToken\"\xd8\x03\n" +
+	"\x15RenderOfficialRequest\x12!\n" +
+	"\x06parent\x18\x01 \x01(\tB\t\xe0A\x02\xbaH\x03\xc8\x01\x01R\x06parent\x12)\n" +
+	"\vserver_name\x18\x02 \x01(\tB\b\xbaH\x05r\x03\x18\xc8\x01R\n" +
+	"serverName\x12\"\n" +
+	"\aversion\x18\x03 \x01(\tB\b\xbaH\x05r\x03\x18\x80\x01R\aversion\x12\x1f\n" +
+	"\x05limit\x18\x04 \x01(\x05B\t\xbaH\x06\x1a\x04\x18d(\x00R\x05limit\x12 \n" +
+	"\x06cursor\x18\x05 \x01(\tB\b\xbaH\x05r\x03\x18\x80\bR\x06cursor\x12 \n" +
+	"\x06search\x18\x06 \x01(\tB\b\xbaH\x05r\x03\x18\xc8\x01R\x06search\x12?\n" +
+	"\rupdated_since\x18\a \x01(\v2\x1a.google.protobuf.TimestampR\fupdatedSince\x12'\n" +
+	"\x0finclude_deleted\x18\b \x01(\bR\x0eincludeDeleted\x12/\n" +
+	"\x0eversion_filter\x18\t \x01(\tB\b\xbaH\x05r\x03\x18\x80\x01R\rversionFilter\x12,\n" +
+	"\rif_none_match\x18\n" +
+	" \x01(\tB\b\xbaH\x05r\x03\x18\x80\bR\vifNoneMatch\x12\x1f\n" +
+	"\vaccept_gzip\x18\v \x01(\bR\n" +
+	"acceptGzip\"\x8e\x01\n" +
+	"\x16RenderOfficialResponse\x12\x12\n" +
+	"\x04body\x18\x01 \x01(\fR\x04body\x12\x12\n" +
+	"\x04etag\x18\x02 \x01(\tR\x04etag\x12!\n" +
+	"\fnot_modified\x18\x03 \x01(\bR\vnotModified\x12)\n" +
+	"\x10content_encoding\x18\x04 \x01(\tR\x0fcontentEncoding\"h\n" +
 	"\x13WatchEntriesRequest\x12!\n" +
 	"\x06parent\x18\x01 \x01(\tB\t\xe0A\x02\xbaH\x03\xc8\x01\x01R\x06parent\x12.\n" +
 	"\x0esince_revision\x18\x02 \x01(\x03B\a\xbaH\x04\"\x02(\x00R\rsinceRevision\"\xc1\x01\n" +
@@ -2731,7 +2967,7 @@ const file_pylee_registry_v1_registry_service_proto_rawDesc = "" +
 	"\tEntryView\x12\x1a\n" +
 	"\x16ENTRY_VIEW_UNSPECIFIED\x10\x00\x12\x14\n" +
 	"\x10ENTRY_VIEW_BASIC\x10\x01\x12\x13\n" +
-	"\x0fENTRY_VIEW_FULL\x10\x022\xbd)\n" +
+	"\x0fENTRY_VIEW_FULL\x10\x022\xda*\n" +
 	"\x0fRegistryService\x12\x9a\x01\n" +
 	"\fCreateServer\x12&.pylee.registry.v1.CreateServerRequest\x1a\x19.pylee.registry.v1.Server\"G\xca\xf3\x18\x18\n" +
 	"\x0eservers.create\x12\x06parent\x82\xd3\xe4\x93\x02%:\x06server\"\x1b/v1/{parent=orgs/*}/servers\x12\x8d\x01\n" +
@@ -2782,7 +3018,9 @@ const file_pylee_registry_v1_registry_service_proto_rawDesc = "" +
 	"\vListEntries\x12%.pylee.registry.v1.ListEntriesRequest\x1a&.pylee.registry.v1.ListEntriesResponse\"K\xca\xf3\x18\x17\n" +
 	"\ventries.get\x12\x06parent \x01\x82\xd3\xe4\x93\x02*\x12(/v1/{parent=orgs/*/registries/*}/entries\x12\xa8\x01\n" +
 	"\fWatchEntries\x12&.pylee.registry.v1.WatchEntriesRequest\x1a\x1d.pylee.registry.v1.EntryEvent\"O\xca\xf3\x18\x15\n" +
-	"\ventries.get\x12\x06parent\x82\xd3\xe4\x93\x020\x12./v1/{parent=orgs/*/registries/*}/entries:watch0\x01\x12\xb1\x01\n" +
+	"\ventries.get\x12\x06parent\x82\xd3\xe4\x93\x020\x12./v1/{parent=orgs/*/registries/*}/entries:watch0\x01\x12\x9a\x01\n" +
+	"\x0eRenderOfficial\x12(.pylee.registry.v1.RenderOfficialRequest\x1a).pylee.registry.v1.RenderOfficialResponse\"3\xca\xf3\x18/\n" +
+	"\ventries.get\x12\x06parent \x012\x16registry.official.read\x12\xb1\x01\n" +
 	"\rListApprovals\x12'.pylee.registry.v1.ListApprovalsRequest\x1a(.pylee.registry.v1.ListApprovalsResponse\"M\xca\xf3\x18\x17\n" +
 	"\rapprovals.get\x12\x06parent\x82\xd3\xe4\x93\x02,\x12*/v1/{parent=orgs/*/registries/*}/approvals\x12\x9e\x01\n" +
 	"\vGetApproval\x12%.pylee.registry.v1.GetApprovalRequest\x1a\x1b.pylee.registry.v1.Approval\"K\xca\xf3\x18\x15\n" +
@@ -2809,7 +3047,7 @@ func file_pylee_registry_v1_registry_service_proto_rawDescGZIP() []byte {
 }
 
 var file_pylee_registry_v1_registry_service_proto_enumTypes = make([]protoimpl.EnumInfo, 1)
-var file_pylee_registry_v1_registry_service_proto_msgTypes = make([]protoimpl.MessageInfo, 41)
+var file_pylee_registry_v1_registry_service_proto_msgTypes = make([]protoimpl.MessageInfo, 43)
 var file_pylee_registry_v1_registry_service_proto_goTypes = []any{
 	(EntryView)(0),                     // 0: pylee.registry.v1.EntryView
 	(*PurgeOrganizationRequest)(nil),   // 1: pylee.registry.v1.PurgeOrganizationRequest
@@ -2846,116 +3084,121 @@ var file_pylee_registry_v1_registry_service_proto_goTypes = []any{
 	(*GetEntryRequest)(nil),            // 32: pylee.registry.v1.GetEntryRequest
 	(*ListEntriesRequest)(nil),         // 33: pylee.registry.v1.ListEntriesRequest
 	(*ListEntriesResponse)(nil),        // 34: pylee.registry.v1.ListEntriesResponse
-	(*WatchEntriesRequest)(nil),        // 35: pylee.registry.v1.WatchEntriesRequest
-	(*ListApprovalsRequest)(nil),       // 36: pylee.registry.v1.ListApprovalsRequest
-	(*ListApprovalsResponse)(nil),      // 37: pylee.registry.v1.ListApprovalsResponse
-	(*GetApprovalRequest)(nil),         // 38: pylee.registry.v1.GetApprovalRequest
-	(*ApproveRequest)(nil),             // 39: pylee.registry.v1.ApproveRequest
-	(*RejectRequest)(nil),              // 40: pylee.registry.v1.RejectRequest
-	(*CancelApprovalRequest)(nil),      // 41: pylee.registry.v1.CancelApprovalRequest
-	(*Server)(nil),                     // 42: pylee.registry.v1.Server
-	(*fieldmaskpb.FieldMask)(nil),      // 43: google.protobuf.FieldMask
-	(*ServerVersion)(nil),              // 44: pylee.registry.v1.ServerVersion
-	(*Tool)(nil),                       // 45: pylee.registry.v1.Tool
-	(ServerVersion_Status)(0),          // 46: pylee.registry.v1.ServerVersion.Status
-	(*Registry)(nil),                   // 47: pylee.registry.v1.Registry
-	(*Approval)(nil),                   // 48: pylee.registry.v1.Approval
-	(*Entry)(nil),                      // 49: pylee.registry.v1.Entry
-	(*timestamppb.Timestamp)(nil),      // 50: google.protobuf.Timestamp
-	(Approval_State)(0),                // 51: pylee.registry.v1.Approval.State
-	(*emptypb.Empty)(nil),              // 52: google.protobuf.Empty
-	(*ToolDiff)(nil),                   // 53: pylee.registry.v1.ToolDiff
-	(*EntryEvent)(nil),                 // 54: pylee.registry.v1.EntryEvent
+	(*RenderOfficialRequest)(nil),      // 35: pylee.registry.v1.RenderOfficialRequest
+	(*RenderOfficialResponse)(nil),     // 36: pylee.registry.v1.RenderOfficialResponse
+	(*WatchEntriesRequest)(nil),        // 37: pylee.registry.v1.WatchEntriesRequest
+	(*ListApprovalsRequest)(nil),       // 38: pylee.registry.v1.ListApprovalsRequest
+	(*ListApprovalsResponse)(nil),      // 39: pylee.registry.v1.ListApprovalsResponse
+	(*GetApprovalRequest)(nil),         // 40: pylee.registry.v1.GetApprovalRequest
+	(*ApproveRequest)(nil),             // 41: pylee.registry.v1.ApproveRequest
+	(*RejectRequest)(nil),              // 42: pylee.registry.v1.RejectRequest
+	(*CancelApprovalRequest)(nil),      // 43: pylee.registry.v1.CancelApprovalRequest
+	(*Server)(nil),                     // 44: pylee.registry.v1.Server
+	(*fieldmaskpb.FieldMask)(nil),      // 45: google.protobuf.FieldMask
+	(*ServerVersion)(nil),              // 46: pylee.registry.v1.ServerVersion
+	(*Tool)(nil),                       // 47: pylee.registry.v1.Tool
+	(ServerVersion_Status)(0),          // 48: pylee.registry.v1.ServerVersion.Status
+	(*Registry)(nil),                   // 49: pylee.registry.v1.Registry
+	(*Approval)(nil),                   // 50: pylee.registry.v1.Approval
+	(*Entry)(nil),                      // 51: pylee.registry.v1.Entry
+	(*timestamppb.Timestamp)(nil),      // 52: google.protobuf.Timestamp
+	(Approval_State)(0),                // 53: pylee.registry.v1.Approval.State
+	(*emptypb.Empty)(nil),              // 54: google.protobuf.Empty
+	(*ToolDiff)(nil),                   // 55: pylee.registry.v1.ToolDiff
+	(*EntryEvent)(nil),                 // 56: pylee.registry.v1.EntryEvent
 }
 var file_pylee_registry_v1_registry_service_proto_depIdxs = []int32{
-	42, // 0: pylee.registry.v1.CreateServerRequest.server:type_name -> pylee.registry.v1.Server
-	42, // 1: pylee.registry.v1.ListServersResponse.servers:type_name -> pylee.registry.v1.Server
-	42, // 2: pylee.registry.v1.UpdateServerRequest.server:type_name -> pylee.registry.v1.Server
-	43, // 3: pylee.registry.v1.UpdateServerRequest.update_mask:type_name -> google.protobuf.FieldMask
-	44, // 4: pylee.registry.v1.CreateVersionRequest.version:type_name -> pylee.registry.v1.ServerVersion
-	45, // 5: pylee.registry.v1.ImportServerJsonRequest.tools:type_name -> pylee.registry.v1.Tool
-	44, // 6: pylee.registry.v1.ListVersionsResponse.versions:type_name -> pylee.registry.v1.ServerVersion
-	46, // 7: pylee.registry.v1.SetVersionStatusRequest.status:type_name -> pylee.registry.v1.ServerVersion.Status
-	47, // 8: pylee.registry.v1.CreateRegistryRequest.registry:type_name -> pylee.registry.v1.Registry
-	47, // 9: pylee.registry.v1.ListRegistriesResponse.registries:type_name -> pylee.registry.v1.Registry
-	47, // 10: pylee.registry.v1.UpdateRegistryRequest.registry:type_name -> pylee.registry.v1.Registry
-	43, // 11: pylee.registry.v1.UpdateRegistryRequest.update_mask:type_name -> google.protobuf.FieldMask
-	47, // 12: pylee.registry.v1.UpdateRegistryResponse.registry:type_name -> pylee.registry.v1.Registry
-	48, // 13: pylee.registry.v1.UpdateRegistryResponse.approval:type_name -> pylee.registry.v1.Approval
-	49, // 14: pylee.registry.v1.PinEntryResponse.entry:type_name -> pylee.registry.v1.Entry
-	48, // 15: pylee.registry.v1.PinEntryResponse.approval:type_name -> pylee.registry.v1.Approval
-	48, // 16: pylee.registry.v1.UnpinEntryResponse.approval:type_name -> pylee.registry.v1.Approval
+	44, // 0: pylee.registry.v1.CreateServerRequest.server:type_name -> pylee.registry.v1.Server
+	44, // 1: pylee.registry.v1.ListServersResponse.servers:type_name -> pylee.registry.v1.Server
+	44, // 2: pylee.registry.v1.UpdateServerRequest.server:type_name -> pylee.registry.v1.Server
+	45, // 3: pylee.registry.v1.UpdateServerRequest.update_mask:type_name -> google.protobuf.FieldMask
+	46, // 4: pylee.registry.v1.CreateVersionRequest.version:type_name -> pylee.registry.v1.ServerVersion
+	47, // 5: pylee.registry.v1.ImportServerJsonRequest.tools:type_name -> pylee.registry.v1.Tool
+	46, // 6: pylee.registry.v1.ListVersionsResponse.versions:type_name -> pylee.registry.v1.ServerVersion
+	48, // 7: pylee.registry.v1.SetVersionStatusRequest.status:type_name -> pylee.registry.v1.ServerVersion.Status
+	49, // 8: pylee.registry.v1.CreateRegistryRequest.registry:type_name -> pylee.registry.v1.Registry
+	49, // 9: pylee.registry.v1.ListRegistriesResponse.registries:type_name -> pylee.registry.v1.Registry
+	49, // 10: pylee.registry.v1.UpdateRegistryRequest.registry:type_name -> pylee.registry.v1.Registry
+	45, // 11: pylee.registry.v1.UpdateRegistryRequest.update_mask:type_name -> google.protobuf.FieldMask
+	49, // 12: pylee.registry.v1.UpdateRegistryResponse.registry:type_name -> pylee.registry.v1.Registry
+	50, // 13: pylee.registry.v1.UpdateRegistryResponse.approval:type_name -> pylee.registry.v1.Approval
+	51, // 14: pylee.registry.v1.PinEntryResponse.entry:type_name -> pylee.registry.v1.Entry
+	50, // 15: pylee.registry.v1.PinEntryResponse.approval:type_name -> pylee.registry.v1.Approval
+	50, // 16: pylee.registry.v1.UnpinEntryResponse.approval:type_name -> pylee.registry.v1.Approval
 	0,  // 17: pylee.registry.v1.GetEntryRequest.view:type_name -> pylee.registry.v1.EntryView
-	50, // 18: pylee.registry.v1.ListEntriesRequest.updated_since:type_name -> google.protobuf.Timestamp
+	52, // 18: pylee.registry.v1.ListEntriesRequest.updated_since:type_name -> google.protobuf.Timestamp
 	0,  // 19: pylee.registry.v1.ListEntriesRequest.view:type_name -> pylee.registry.v1.EntryView
-	49, // 20: pylee.registry.v1.ListEntriesResponse.entries:type_name -> pylee.registry.v1.Entry
-	51, // 21: pylee.registry.v1.ListApprovalsRequest.state:type_name -> pylee.registry.v1.Approval.State
-	48, // 22: pylee.registry.v1.ListApprovalsResponse.approvals:type_name -> pylee.registry.v1.Approval
-	3,  // 23: pylee.registry.v1.RegistryService.CreateServer:input_type -> pylee.registry.v1.CreateServerRequest
-	4,  // 24: pylee.registry.v1.RegistryService.GetServer:input_type -> pylee.registry.v1.GetServerRequest
-	5,  // 25: pylee.registry.v1.RegistryService.ListServers:input_type -> pylee.registry.v1.ListServersRequest
-	7,  // 26: pylee.registry.v1.RegistryService.UpdateServer:input_type -> pylee.registry.v1.UpdateServerRequest
-	8,  // 27: pylee.registry.v1.RegistryService.DeleteServer:input_type -> pylee.registry.v1.DeleteServerRequest
-	9,  // 28: pylee.registry.v1.RegistryService.CreateVersion:input_type -> pylee.registry.v1.CreateVersionRequest
-	10, // 29: pylee.registry.v1.RegistryService.ImportServerJson:input_type -> pylee.registry.v1.ImportServerJsonRequest
-	11, // 30: pylee.registry.v1.RegistryService.GetVersion:input_type -> pylee.registry.v1.GetVersionRequest
-	12, // 31: pylee.registry.v1.RegistryService.ListVersions:input_type -> pylee.registry.v1.ListVersionsRequest
-	14, // 32: pylee.registry.v1.RegistryService.SetVersionStatus:input_type -> pylee.registry.v1.SetVersionStatusRequest
-	15, // 33: pylee.registry.v1.RegistryService.SuggestNextVersion:input_type -> pylee.registry.v1.SuggestNextVersionRequest
-	17, // 34: pylee.registry.v1.RegistryService.DiffVersions:input_type -> pylee.registry.v1.DiffVersionsRequest
-	18, // 35: pylee.registry.v1.RegistryService.ExportServerJson:input_type -> pylee.registry.v1.ExportServerJsonRequest
-	20, // 36: pylee.registry.v1.RegistryService.CreateRegistry:input_type -> pylee.registry.v1.CreateRegistryRequest
-	21, // 37: pylee.registry.v1.RegistryService.GetRegistry:input_type -> pylee.registry.v1.GetRegistryRequest
-	22, // 38: pylee.registry.v1.RegistryService.ListRegistries:input_type -> pylee.registry.v1.ListRegistriesRequest
-	24, // 39: pylee.registry.v1.RegistryService.UpdateRegistry:input_type -> pylee.registry.v1.UpdateRegistryRequest
-	26, // 40: pylee.registry.v1.RegistryService.DeleteRegistry:input_type -> pylee.registry.v1.DeleteRegistryRequest
-	27, // 41: pylee.registry.v1.RegistryService.PinEntry:input_type -> pylee.registry.v1.PinEntryRequest
-	29, // 42: pylee.registry.v1.RegistryService.UnpinEntry:input_type -> pylee.registry.v1.UnpinEntryRequest
-	31, // 43: pylee.registry.v1.RegistryService.PromoteEntry:input_type -> pylee.registry.v1.PromoteEntryRequest
-	32, // 44: pylee.registry.v1.RegistryService.GetEntry:input_type -> pylee.registry.v1.GetEntryRequest
-	33, // 45: pylee.registry.v1.RegistryService.ListEntries:input_type -> pylee.registry.v1.ListEntriesRequest
-	35, // 46: pylee.registry.v1.RegistryService.WatchEntries:input_type -> pylee.registry.v1.WatchEntriesRequest
-	36, // 47: pylee.registry.v1.RegistryService.ListApprovals:input_type -> pylee.registry.v1.ListApprovalsRequest
-	38, // 48: pylee.registry.v1.RegistryService.GetApproval:input_type -> pylee.registry.v1.GetApprovalRequest
-	39, // 49: pylee.registry.v1.RegistryService.Approve:input_type -> pylee.registry.v1.ApproveRequest
-	40, // 50: pylee.registry.v1.RegistryService.Reject:input_type -> pylee.registry.v1.RejectRequest
-	41, // 51: pylee.registry.v1.RegistryService.CancelApproval:input_type -> pylee.registry.v1.CancelApprovalRequest
-	1,  // 52: pylee.registry.v1.RegistryService.PurgeOrganization:input_type -> pylee.registry.v1.PurgeOrganizationRequest
-	42, // 53: pylee.registry.v1.RegistryService.CreateServer:output_type -> pylee.registry.v1.Server
-	42, // 54: pylee.registry.v1.RegistryService.GetServer:output_type -> pylee.registry.v1.Server
-	6,  // 55: pylee.registry.v1.RegistryService.ListServers:output_type -> pylee.registry.v1.ListServersResponse
-	42, // 56: pylee.registry.v1.RegistryService.UpdateServer:output_type -> pylee.registry.v1.Server
-	52, // 57: pylee.registry.v1.RegistryService.DeleteServer:output_type -> google.protobuf.Empty
-	44, // 58: pylee.registry.v1.RegistryService.CreateVersion:output_type -> pylee.registry.v1.ServerVersion
-	44, // 59: pylee.registry.v1.RegistryService.ImportServerJson:output_type -> pylee.registry.v1.ServerVersion
-	44, // 60: pylee.registry.v1.RegistryService.GetVersion:output_type -> pylee.registry.v1.ServerVersion
-	13, // 61: pylee.registry.v1.RegistryService.ListVersions:output_type -> pylee.registry.v1.ListVersionsResponse
-	44, // 62: pylee.registry.v1.RegistryService.SetVersionStatus:output_type -> pylee.registry.v1.ServerVersion
-	16, // 63: pylee.registry.v1.RegistryService.SuggestNextVersion:output_type -> pylee.registry.v1.SuggestNextVersionResponse
-	53, // 64: pylee.registry.v1.RegistryService.DiffVersions:output_type -> pylee.registry.v1.ToolDiff
-	19, // 65: pylee.registry.v1.RegistryService.ExportServerJson:output_type -> pylee.registry.v1.ExportServerJsonResponse
-	47, // 66: pylee.registry.v1.RegistryService.CreateRegistry:output_type -> pylee.registry.v1.Registry
-	47, // 67: pylee.registry.v1.RegistryService.GetRegistry:output_type -> pylee.registry.v1.Registry
-	23, // 68: pylee.registry.v1.RegistryService.ListRegistries:output_type -> pylee.registry.v1.ListRegistriesResponse
-	25, // 69: pylee.registry.v1.RegistryService.UpdateRegistry:output_type -> pylee.registry.v1.UpdateRegistryResponse
-	52, // 70: pylee.registry.v1.RegistryService.DeleteRegistry:output_type -> google.protobuf.Empty
-	28, // 71: pylee.registry.v1.RegistryService.PinEntry:output_type -> pylee.registry.v1.PinEntryResponse
-	30, // 72: pylee.registry.v1.RegistryService.UnpinEntry:output_type -> pylee.registry.v1.UnpinEntryResponse
-	28, // 73: pylee.registry.v1.RegistryService.PromoteEntry:output_type -> pylee.registry.v1.PinEntryResponse
-	49, // 74: pylee.registry.v1.RegistryService.GetEntry:output_type -> pylee.registry.v1.Entry
-	34, // 75: pylee.registry.v1.RegistryService.ListEntries:output_type -> pylee.registry.v1.ListEntriesResponse
-	54, // 76: pylee.registry.v1.RegistryService.WatchEntries:output_type -> pylee.registry.v1.EntryEvent
-	37, // 77: pylee.registry.v1.RegistryService.ListApprovals:output_type -> pylee.registry.v1.ListApprovalsResponse
-	48, // 78: pylee.registry.v1.RegistryService.GetApproval:output_type -> pylee.registry.v1.Approval
-	48, // 79: pylee.registry.v1.RegistryService.Approve:output_type -> pylee.registry.v1.Approval
-	48, // 80: pylee.registry.v1.RegistryService.Reject:output_type -> pylee.registry.v1.Approval
-	48, // 81: pylee.registry.v1.RegistryService.CancelApproval:output_type -> pylee.registry.v1.Approval
-	2,  // 82: pylee.registry.v1.RegistryService.PurgeOrganization:output_type -> pylee.registry.v1.PurgeOrganizationResponse
-	53, // [53:83] is the sub-list for method output_type
-	23, // [23:53] is the sub-list for method input_type
-	23, // [23:23] is the sub-list for extension type_name
-	23, // [23:23] is the sub-list for extension extendee
-	0,  // [0:23] is the sub-list for field type_name
+	51, // 20: pylee.registry.v1.ListEntriesResponse.entries:type_name -> pylee.registry.v1.Entry
+	52, // 21: pylee.registry.v1.RenderOfficialRequest.updated_since:type_name -> google.protobuf.Timestamp
+	53, // 22: pylee.registry.v1.ListApprovalsRequest.state:type_name -> pylee.registry.v1.Approval.State
+	50, // 23: pylee.registry.v1.ListApprovalsResponse.approvals:type_name -> pylee.registry.v1.Approval
+	3,  // 24: pylee.registry.v1.RegistryService.CreateServer:input_type -> pylee.registry.v1.CreateServerRequest
+	4,  // 25: pylee.registry.v1.RegistryService.GetServer:input_type -> pylee.registry.v1.GetServerRequest
+	5,  // 26: pylee.registry.v1.RegistryService.ListServers:input_type -> pylee.registry.v1.ListServersRequest
+	7,  // 27: pylee.registry.v1.RegistryService.UpdateServer:input_type -> pylee.registry.v1.UpdateServerRequest
+	8,  // 28: pylee.registry.v1.RegistryService.DeleteServer:input_type -> pylee.registry.v1.DeleteServerRequest
+	9,  // 29: pylee.registry.v1.RegistryService.CreateVersion:input_type -> pylee.registry.v1.CreateVersionRequest
+	10, // 30: pylee.registry.v1.RegistryService.ImportServerJson:input_type -> pylee.registry.v1.ImportServerJsonRequest
+	11, // 31: pylee.registry.v1.RegistryService.GetVersion:input_type -> pylee.registry.v1.GetVersionRequest
+	12, // 32: pylee.registry.v1.RegistryService.ListVersions:input_type -> pylee.registry.v1.ListVersionsRequest
+	14, // 33: pylee.registry.v1.RegistryService.SetVersionStatus:input_type -> pylee.registry.v1.SetVersionStatusRequest
+	15, // 34: pylee.registry.v1.RegistryService.SuggestNextVersion:input_type -> pylee.registry.v1.SuggestNextVersionRequest
+	17, // 35: pylee.registry.v1.RegistryService.DiffVersions:input_type -> pylee.registry.v1.DiffVersionsRequest
+	18, // 36: pylee.registry.v1.RegistryService.ExportServerJson:input_type -> pylee.registry.v1.ExportServerJsonRequest
+	20, // 37: pylee.registry.v1.RegistryService.CreateRegistry:input_type -> pylee.registry.v1.CreateRegistryRequest
+	21, // 38: pylee.registry.v1.RegistryService.GetRegistry:input_type -> pylee.registry.v1.GetRegistryRequest
+	22, // 39: pylee.registry.v1.RegistryService.ListRegistries:input_type -> pylee.registry.v1.ListRegistriesRequest
+	24, // 40: pylee.registry.v1.RegistryService.UpdateRegistry:input_type -> pylee.registry.v1.UpdateRegistryRequest
+	26, // 41: pylee.registry.v1.RegistryService.DeleteRegistry:input_type -> pylee.registry.v1.DeleteRegistryRequest
+	27, // 42: pylee.registry.v1.RegistryService.PinEntry:input_type -> pylee.registry.v1.PinEntryRequest
+	29, // 43: pylee.registry.v1.RegistryService.UnpinEntry:input_type -> pylee.registry.v1.UnpinEntryRequest
+	31, // 44: pylee.registry.v1.RegistryService.PromoteEntry:input_type -> pylee.registry.v1.PromoteEntryRequest
+	32, // 45: pylee.registry.v1.RegistryService.GetEntry:input_type -> pylee.registry.v1.GetEntryRequest
+	33, // 46: pylee.registry.v1.RegistryService.ListEntries:input_type -> pylee.registry.v1.ListEntriesRequest
+	37, // 47: pylee.registry.v1.RegistryService.WatchEntries:input_type -> pylee.registry.v1.WatchEntriesRequest
+	35, // 48: pylee.registry.v1.RegistryService.RenderOfficial:input_type -> pylee.registry.v1.RenderOfficialRequest
+	38, // 49: pylee.registry.v1.RegistryService.ListApprovals:input_type -> pylee.registry.v1.ListApprovalsRequest
+	40, // 50: pylee.registry.v1.RegistryService.GetApproval:input_type -> pylee.registry.v1.GetApprovalRequest
+	41, // 51: pylee.registry.v1.RegistryService.Approve:input_type -> pylee.registry.v1.ApproveRequest
+	42, // 52: pylee.registry.v1.RegistryService.Reject:input_type -> pylee.registry.v1.RejectRequest
+	43, // 53: pylee.registry.v1.RegistryService.CancelApproval:input_type -> pylee.registry.v1.CancelApprovalRequest
+	1,  // 54: pylee.registry.v1.RegistryService.PurgeOrganization:input_type -> pylee.registry.v1.PurgeOrganizationRequest
+	44, // 55: pylee.registry.v1.RegistryService.CreateServer:output_type -> pylee.registry.v1.Server
+	44, // 56: pylee.registry.v1.RegistryService.GetServer:output_type -> pylee.registry.v1.Server
+	6,  // 57: pylee.registry.v1.RegistryService.ListServers:output_type -> pylee.registry.v1.ListServersResponse
+	44, // 58: pylee.registry.v1.RegistryService.UpdateServer:output_type -> pylee.registry.v1.Server
+	54, // 59: pylee.registry.v1.RegistryService.DeleteServer:output_type -> google.protobuf.Empty
+	46, // 60: pylee.registry.v1.RegistryService.CreateVersion:output_type -> pylee.registry.v1.ServerVersion
+	46, // 61: pylee.registry.v1.RegistryService.ImportServerJson:output_type -> pylee.registry.v1.ServerVersion
+	46, // 62: pylee.registry.v1.RegistryService.GetVersion:output_type -> pylee.registry.v1.ServerVersion
+	13, // 63: pylee.registry.v1.RegistryService.ListVersions:output_type -> pylee.registry.v1.ListVersionsResponse
+	46, // 64: pylee.registry.v1.RegistryService.SetVersionStatus:output_type -> pylee.registry.v1.ServerVersion
+	16, // 65: pylee.registry.v1.RegistryService.SuggestNextVersion:output_type -> pylee.registry.v1.SuggestNextVersionResponse
+	55, // 66: pylee.registry.v1.RegistryService.DiffVersions:output_type -> pylee.registry.v1.ToolDiff
+	19, // 67: pylee.registry.v1.RegistryService.ExportServerJson:output_type -> pylee.registry.v1.ExportServerJsonResponse
+	49, // 68: pylee.registry.v1.RegistryService.CreateRegistry:output_type -> pylee.registry.v1.Registry
+	49, // 69: pylee.registry.v1.RegistryService.GetRegistry:output_type -> pylee.registry.v1.Registry
+	23, // 70: pylee.registry.v1.RegistryService.ListRegistries:output_type -> pylee.registry.v1.ListRegistriesResponse
+	25, // 71: pylee.registry.v1.RegistryService.UpdateRegistry:output_type -> pylee.registry.v1.UpdateRegistryResponse
+	54, // 72: pylee.registry.v1.RegistryService.DeleteRegistry:output_type -> google.protobuf.Empty
+	28, // 73: pylee.registry.v1.RegistryService.PinEntry:output_type -> pylee.registry.v1.PinEntryResponse
+	30, // 74: pylee.registry.v1.RegistryService.UnpinEntry:output_type -> pylee.registry.v1.UnpinEntryResponse
+	28, // 75: pylee.registry.v1.RegistryService.PromoteEntry:output_type -> pylee.registry.v1.PinEntryResponse
+	51, // 76: pylee.registry.v1.RegistryService.GetEntry:output_type -> pylee.registry.v1.Entry
+	34, // 77: pylee.registry.v1.RegistryService.ListEntries:output_type -> pylee.registry.v1.ListEntriesResponse
+	56, // 78: pylee.registry.v1.RegistryService.WatchEntries:output_type -> pylee.registry.v1.EntryEvent
+	36, // 79: pylee.registry.v1.RegistryService.RenderOfficial:output_type -> pylee.registry.v1.RenderOfficialResponse
+	39, // 80: pylee.registry.v1.RegistryService.ListApprovals:output_type -> pylee.registry.v1.ListApprovalsResponse
+	50, // 81: pylee.registry.v1.RegistryService.GetApproval:output_type -> pylee.registry.v1.Approval
+	50, // 82: pylee.registry.v1.RegistryService.Approve:output_type -> pylee.registry.v1.Approval
+	50, // 83: pylee.registry.v1.RegistryService.Reject:output_type -> pylee.registry.v1.Approval
+	50, // 84: pylee.registry.v1.RegistryService.CancelApproval:output_type -> pylee.registry.v1.Approval
+	2,  // 85: pylee.registry.v1.RegistryService.PurgeOrganization:output_type -> pylee.registry.v1.PurgeOrganizationResponse
+	55, // [55:86] is the sub-list for method output_type
+	24, // [24:55] is the sub-list for method input_type
+	24, // [24:24] is the sub-list for extension type_name
+	24, // [24:24] is the sub-list for extension extendee
+	0,  // [0:24] is the sub-list for field type_name
 }
 
 func init() { file_pylee_registry_v1_registry_service_proto_init() }
@@ -2980,7 +3223,7 @@ func file_pylee_registry_v1_registry_service_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_pylee_registry_v1_registry_service_proto_rawDesc), len(file_pylee_registry_v1_registry_service_proto_rawDesc)),
 			NumEnums:      1,
-			NumMessages:   41,
+			NumMessages:   43,
 			NumExtensions: 0,
 			NumServices:   1,
 		},

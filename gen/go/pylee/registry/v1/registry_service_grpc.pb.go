@@ -44,6 +44,7 @@ const (
 	RegistryService_GetEntry_FullMethodName           = "/pylee.registry.v1.RegistryService/GetEntry"
 	RegistryService_ListEntries_FullMethodName        = "/pylee.registry.v1.RegistryService/ListEntries"
 	RegistryService_WatchEntries_FullMethodName       = "/pylee.registry.v1.RegistryService/WatchEntries"
+	RegistryService_RenderOfficial_FullMethodName     = "/pylee.registry.v1.RegistryService/RenderOfficial"
 	RegistryService_ListApprovals_FullMethodName      = "/pylee.registry.v1.RegistryService/ListApprovals"
 	RegistryService_GetApproval_FullMethodName        = "/pylee.registry.v1.RegistryService/GetApproval"
 	RegistryService_Approve_FullMethodName            = "/pylee.registry.v1.RegistryService/Approve"
@@ -114,6 +115,11 @@ type RegistryServiceClient interface {
 	// Streams the changes of a registry's entries after a revision, then
 	// each new change as it happens. Resume with the last revision received.
 	WatchEntries(ctx context.Context, in *WatchEntriesRequest, opts ...grpc.CallOption) (grpc.ServerStreamingClient[EntryEvent], error)
+	// Renders a registry's official MCP Registry API (v0.1) response, as
+	// the gateway serves it at `/registries/{org}/{registry}/v0.1/servers`:
+	// the JSON bytes of the entries the caller may see, rendered once per
+	// registry revision and kept in memory. Not mapped to REST.
+	RenderOfficial(ctx context.Context, in *RenderOfficialRequest, opts ...grpc.CallOption) (*RenderOfficialResponse, error)
 	// Lists a registry's approval requests, newest first.
 	ListApprovals(ctx context.Context, in *ListApprovalsRequest, opts ...grpc.CallOption) (*ListApprovalsResponse, error)
 	// Gets an approval request.
@@ -387,6 +393,16 @@ func (c *registryServiceClient) WatchEntries(ctx context.Context, in *WatchEntri
 // This type alias is provided for backwards compatibility with existing code that references the prior non-generic stream type by name.
 type RegistryService_WatchEntriesClient = grpc.ServerStreamingClient[EntryEvent]
 
+func (c *registryServiceClient) RenderOfficial(ctx context.Context, in *RenderOfficialRequest, opts ...grpc.CallOption) (*RenderOfficialResponse, error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	out := new(RenderOfficialResponse)
+	err := c.cc.Invoke(ctx, RegistryService_RenderOfficial_FullMethodName, in, out, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
 func (c *registryServiceClient) ListApprovals(ctx context.Context, in *ListApprovalsRequest, opts ...grpc.CallOption) (*ListApprovalsResponse, error) {
 	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
 	out := new(ListApprovalsResponse)
@@ -509,6 +525,11 @@ type RegistryServiceServer interface {
 	// Streams the changes of a registry's entries after a revision, then
 	// each new change as it happens. Resume with the last revision received.
 	WatchEntries(*WatchEntriesRequest, grpc.ServerStreamingServer[EntryEvent]) error
+	// Renders a registry's official MCP Registry API (v0.1) response, as
+	// the gateway serves it at `/registries/{org}/{registry}/v0.1/servers`:
+	// the JSON bytes of the entries the caller may see, rendered once per
+	// registry revision and kept in memory. Not mapped to REST.
+	RenderOfficial(context.Context, *RenderOfficialRequest) (*RenderOfficialResponse, error)
 	// Lists a registry's approval requests, newest first.
 	ListApprovals(context.Context, *ListApprovalsRequest) (*ListApprovalsResponse, error)
 	// Gets an approval request.
@@ -604,6 +625,9 @@ func (UnimplementedRegistryServiceServer) ListEntries(context.Context, *ListEntr
 }
 func (UnimplementedRegistryServiceServer) WatchEntries(*WatchEntriesRequest, grpc.ServerStreamingServer[EntryEvent]) error {
 	return status.Error(codes.Unimplemented, "method WatchEntries not implemented")
+}
+func (UnimplementedRegistryServiceServer) RenderOfficial(context.Context, *RenderOfficialRequest) (*RenderOfficialResponse, error) {
+	return nil, status.Error(codes.Unimplemented, "method RenderOfficial not implemented")
 }
 func (UnimplementedRegistryServiceServer) ListApprovals(context.Context, *ListApprovalsRequest) (*ListApprovalsResponse, error) {
 	return nil, status.Error(codes.Unimplemented, "method ListApprovals not implemented")
@@ -1069,6 +1093,24 @@ func _RegistryService_WatchEntries_Handler(srv interface{}, stream grpc.ServerSt
 // This type alias is provided for backwards compatibility with existing code that references the prior non-generic stream type by name.
 type RegistryService_WatchEntriesServer = grpc.ServerStreamingServer[EntryEvent]
 
+func _RegistryService_RenderOfficial_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
+	in := new(RenderOfficialRequest)
+	if err := dec(in); err != nil {
+		return nil, err
+	}
+	if interceptor == nil {
+		return srv.(RegistryServiceServer).RenderOfficial(ctx, in)
+	}
+	info := &grpc.UnaryServerInfo{
+		Server:     srv,
+		FullMethod: RegistryService_RenderOfficial_FullMethodName,
+	}
+	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
+		return srv.(RegistryServiceServer).RenderOfficial(ctx, req.(*RenderOfficialRequest))
+	}
+	return interceptor(ctx, in, info, handler)
+}
+
 func _RegistryService_ListApprovals_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
 	in := new(ListApprovalsRequest)
 	if err := dec(in); err != nil {
@@ -1275,6 +1317,10 @@ var RegistryService_ServiceDesc = grpc.ServiceDesc{
 		{
 			MethodName: "ListEntries",
 			Handler:    _RegistryService_ListEntries_Handler,
+		},
+		{
+			MethodName: "RenderOfficial",
+			Handler:    _RegistryService_RenderOfficial_Handler,
 		},
 		{
 			MethodName: "ListApprovals",

@@ -1,0 +1,486 @@
+package registry
+
+import (
+	"bytes"
+	"compress/gzip"
+	"context"
+	"encoding/hex"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"sort"
+	"strconv"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"time"
+	"unicode/utf8"
+
+	"github.com/cespare/xxhash/v2"
+	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/status"
+
+	registryv1 "github.com/pyleeai/pylee/gen/go/pylee/registry/v1"
+	"github.com/pyleeai/pylee/kit/aip"
+	"github.com/pyleeai/pylee/kit/auth"
+	"github.com/pyleeai/pylee/kit/errs"
+	"github.com/pyleeai/pylee/services/registry/internal/store"
+)
+
+// The official MCP Registry API (v0.1) is read far more than a registry
+// changes, so it is served from memory: each registry's entries are
+// rendered once into their JSON (a snapshot), and a request picks the
+// rendered entries the caller may see and joins them. A version is
+// immutable, so its server.json passes through as the bytes it was
+// validated into.
+//
+// Freshness: every commit of this process's store marks the snapshots to
+// be checked, so a read after an acknowledged write shows it; a change
+// made by another replica of the registry service is seen within
+// officialRecheck. A check compares the registry's stamp (its entry
+// revision, its creation, the state of the organization's versions) and
+// renders again only when it moved.
+const (
+	officialRecheck      = 500 * time.Millisecond
+	officialDefaultLimit = 30
+	officialMaxRegistry  = 1024   // snapshots kept; beyond, one is dropped
+	officialMaxViews     = 10_000 // visible sets kept; beyond, all are
+	officialMaxGzip      = 256    // gzip bodies kept; beyond, all are
+	officialStatusMax    = 500    // bytes of a status message shown
+)
+
+// officialMetaKey is the official registry's block in a response's _meta.
+const officialMetaKey = "io.modelcontextprotocol.registry/official"
+
+// Messages of the official API's not-found answers; the gateway shows
+// them as they are.
+const (
+	officialServerNotFound  = "Server not found"
+	officialVersionNotFound = "Server version not found"
+)
+
+var officialStatusNames = map[string]string{statusActive: "active", statusDeprecated: "deprecated", statusYanked: "deleted"}
+
+// officialItem is one entry as the official API shows it.
+type officialItem struct {
+	entry    store.Entry
+	status   string // of the pinned version
+	nameFold string // the server name in lower case, for search
+	body     []byte // its ServerResponse; nil when the version is gone
+}
+
+// snapshot is a registry's entries, rendered, in name order.
+type snapshot struct {
+	stamp   store.Stamp
+	items   []officialItem
+	byName  map[string]int // official server name -> index
+	commits atomic.Uint64  // the process's commit count when last checked
+	checked atomic.Int64   // unix nanoseconds of the last check
+}
+
+type snapshotSlot struct {
+	build sync.Mutex // one check or build at a time
+	cur   atomic.Pointer[snapshot]
+}
+
+// view is what one caller sees of a snapshot: every item (all) or the
+// indexes listed.
+type view struct {
+	snap    *snapshot
+	until   time.Time // the decisions it was made of may be this old
+	all     bool
+	visible []int
+}
+
+// officialCache holds the snapshots, the callers' views and gzip bodies.
+type officialCache struct {
+	commits atomic.Uint64 // bumped by every commit of the store
+
+	mu    sync.Mutex
+	slots map[string]*snapshotSlot
+
+	viewsMu sync.Mutex
+	views   map[[2]string]view
+
+	gzMu sync.Mutex
+	gz   map[string][]byte // etag -> gzip body
+}
+
+func newOfficialCache() *officialCache {
+	return &officialCache{slots: map[string]*snapshotSlot{}, views: map[[2]string]view{}, gz: map[string][]byte{}}
+}
+
+func (c *officialCache) slot(registry string) *snapshotSlot {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	sl, ok := c.slots[registry]
+	if !ok {
+		if len(c.slots) >= officialMaxRegistry {
+			for k := range c.slots { // drop any one: it is rebuilt on use
+				delete(c.slots, k)
+				break
+			}
+		}
+		sl = &snapshotSlot{}
+		c.slots[registry] = sl
+	}
+	return sl
+}
+
+func (c *officialCache) drop(registry string) {
+	c.mu.Lock()
+	delete(c.slots, registry)
+	c.mu.Unlock()
+}
+
+// fresh reports whether snap may be served without a check.
+func (c *officialCache) fresh(snap *snapshot, now time.Time) bool {
+	return snap != nil && snap.commits.Load() == c.commits.Load() && now.UnixNano()-snap.checked.Load() < int64(officialRecheck)
+}
+
+// snapshot returns registry's current snapshot, checking its stamp or
+// rendering it when it may be stale.
+func (s *Service) snapshot(ctx context.Context, registry string) (*snapshot, error) {
+	c := s.official
+	sl := c.slot(registry)
+	now := time.Now()
+	if snap := sl.cur.Load(); c.fresh(snap, now) {
+		return snap, nil
+	}
+	sl.build.Lock()
+	defer sl.build.Unlock()
+	snap := sl.cur.Load()
+	if c.fresh(snap, now) {
+		return snap, nil // checked meanwhile
+	}
+	commits := c.commits.Load() // before reading: a later commit forces another check
+	tx := s.store.Read()
+	stamp, err := tx.RegistryStamp(ctx, registry)
+	if err != nil {
+		if errors.Is(err, errs.ErrNotFound) {
+			c.drop(registry)
+		}
+		return nil, err
+	}
+	if snap == nil || snap.stamp != stamp {
+		if snap, err = renderSnapshot(ctx, tx, registry, stamp); err != nil {
+			return nil, err
+		}
+	}
+	snap.commits.Store(commits)
+	snap.checked.Store(now.UnixNano())
+	sl.cur.Store(snap)
+	return snap, nil
+}
+
+// renderSnapshot reads registry's entries and their versions and renders
+// each as the official API's ServerResponse.
+func renderSnapshot(ctx context.Context, tx *store.Tx, registry string, stamp store.Stamp) (*snapshot, error) {
+	rows, err := tx.Entries(ctx, store.EntryQuery{Registry: registry})
+	if err != nil {
+		return nil, err
+	}
+	names := make([]string, len(rows))
+	for i, r := range rows {
+		names[i] = r.Server + "/versions/" + r.Version
+	}
+	vs, err := tx.VersionsByName(ctx, names)
+	if err != nil {
+		return nil, err
+	}
+	snap := &snapshot{stamp: stamp, items: make([]officialItem, len(rows)), byName: make(map[string]int, len(rows))}
+	for i, r := range rows {
+		it := officialItem{entry: r, nameFold: strings.ToLower(r.ServerName)}
+		if v, ok := vs[names[i]]; ok {
+			it.status = v.Status
+			if it.body, err = renderServerResponse(r, v); err != nil {
+				return nil, err
+			}
+		}
+		snap.items[i] = it
+		snap.byName[r.ServerName] = i
+	}
+	return snap, nil
+}
+
+// serverResponse is the official ServerResponse.
+type serverResponse struct {
+	Server json.RawMessage `json:"server"`
+	Meta   map[string]any  `json:"_meta"`
+}
+
+// renderServerResponse is an entry as the official API shows it: the
+// pinned version's server.json, and the registry's metadata. In a Pylee
+// registry the pinned version is the server's only, hence latest, version.
+func renderServerResponse(e store.Entry, v store.Version) ([]byte, error) {
+	meta := map[string]any{
+		"status":          officialStatusNames[v.Status],
+		"publishedAt":     v.CreateTime.UTC().Format(time.RFC3339Nano),
+		"updatedAt":       e.UpdateTime.UTC().Format(time.RFC3339Nano),
+		"statusChangedAt": v.UpdateTime.UTC().Format(time.RFC3339Nano),
+		"isLatest":        true,
+	}
+	if m := v.StatusMessage; m != "" {
+		if len(m) > officialStatusMax {
+			m = m[:officialStatusMax]
+			for !utf8.ValidString(m) { // cut at a character's start
+				m = m[:len(m)-1]
+			}
+		}
+		meta["statusMessage"] = m
+	}
+	b, err := json.Marshal(serverResponse{Server: v.ServerJSON, Meta: map[string]any{
+		officialMetaKey: meta,
+		"ai.pylee/entry": map[string]any{"name": e.Name, "versionRange": e.VersionRange, "revision": e.Revision,
+			"digest": v.Digest},
+	}})
+	if err != nil {
+		return nil, fmt.Errorf("render %q: %w", e.Name, err)
+	}
+	return b, nil
+}
+
+// viewerKey identifies what a caller may see: its name, the teams its
+// credential names, and the organization it is limited to.
+func viewerKey(p auth.Principal) string {
+	return p.Name + "\x00" + strings.Join(p.Groups, "\x01") + "\x00" + p.Org
+}
+
+// view returns what the caller of ctx sees of registry's snapshot; the
+// error is the registry's refusal when it sees nothing of it.
+func (s *Service) view(ctx context.Context, registry string) (view, error) {
+	all, parentErr := s.allowed(ctx, "entries.get", registry)
+	if !all && (!errs.Known(parentErr) || errors.Is(parentErr, errs.ErrNotFound)) {
+		// Not a member of the organization: nothing of it is visible, not
+		// even whether the registry exists.
+		return view{}, parentErr
+	}
+	snap, err := s.snapshot(ctx, registry)
+	if err != nil {
+		if all || !errors.Is(err, errs.ErrNotFound) {
+			return view{}, err
+		}
+		return view{}, parentErr
+	}
+	if all {
+		return view{snap: snap, all: true}, nil
+	}
+	p, _ := auth.FromContext(ctx)
+	key := [2]string{registry, viewerKey(p)}
+	now := time.Now()
+	c := s.official
+	c.viewsMu.Lock()
+	v, ok := c.views[key]
+	c.viewsMu.Unlock()
+	if !ok || v.snap != snap || now.After(v.until) {
+		v = view{snap: snap, until: now.Add(visibleTTL)}
+		for i, it := range snap.items {
+			switch err := s.authz.Authorize(ctx, p, "entries.get", it.entry.Name); {
+			case err == nil:
+				v.visible = append(v.visible, i)
+			case !errs.Known(err):
+				return view{}, err
+			}
+		}
+		c.viewsMu.Lock()
+		if len(c.views) >= officialMaxViews {
+			c.views = map[[2]string]view{}
+		}
+		c.views[key] = v
+		c.viewsMu.Unlock()
+	}
+	if len(v.visible) == 0 {
+		return view{}, parentErr
+	}
+	return v, nil
+}
+
+// visibleTTL bounds how long a caller's visible set is reused: no longer
+// than the access decisions it was made of are cached.
+const visibleTTL = 2 * time.Second
+
+// len is the number of items the view holds.
+func (v view) len() int {
+	if v.all {
+		return len(v.snap.items)
+	}
+	return len(v.visible)
+}
+
+// at is the view's i-th item.
+func (v view) at(i int) *officialItem {
+	if v.all {
+		return &v.snap.items[i]
+	}
+	return &v.snap.items[v.visible[i]]
+}
+
+// start is the position of the first item after name.
+func (v view) start(name string) int {
+	return sort.Search(v.len(), func(i int) bool { return v.at(i).entry.Name > name })
+}
+
+// RenderOfficial implements RegistryService.
+func (s *Service) RenderOfficial(ctx context.Context, req *registryv1.RenderOfficialRequest) (*registryv1.RenderOfficialResponse, error) {
+	v, err := s.view(ctx, req.GetParent())
+	if err != nil {
+		return nil, err
+	}
+	var body []byte
+	if req.GetServerName() != "" {
+		if body, err = officialVersions(v, req.GetServerName(), req.GetVersion()); err != nil {
+			return nil, err
+		}
+	} else if body, err = s.officialList(ctx, v, req); err != nil {
+		return nil, err
+	}
+	sum := xxhash.Sum64(body)
+	var tag [8]byte
+	for i := range tag {
+		tag[i] = byte(sum >> (56 - 8*i))
+	}
+	etag := `"` + hex.EncodeToString(tag[:]) + `"`
+	out := &registryv1.RenderOfficialResponse{Etag: etag}
+	if etagListed(req.GetIfNoneMatch(), etag) {
+		out.NotModified = true
+		return out, nil
+	}
+	if req.GetAcceptGzip() {
+		out.Body, out.ContentEncoding = s.official.gzipped(etag, body), "gzip"
+		return out, nil
+	}
+	out.Body = body
+	return out, nil
+}
+
+// officialList renders a page of the list of servers.
+func (s *Service) officialList(ctx context.Context, v view, req *registryv1.RenderOfficialRequest) ([]byte, error) {
+	limit := int(req.GetLimit())
+	if limit == 0 {
+		limit = officialDefaultLimit
+	}
+	var since time.Time
+	includeDeleted := req.GetIncludeDeleted()
+	if ts := req.GetUpdatedSince(); ts != nil {
+		since = ts.AsTime()
+		includeDeleted = true
+	}
+	// In a registry each server has one version, the pinned one: it is
+	// the latest, so version=latest selects everything.
+	version := req.GetVersionFilter()
+	if version == "latest" {
+		version = ""
+	}
+	search := strings.ToLower(req.GetSearch())
+	query := aip.Query("pylee.registry.v1.RenderOfficial", req.GetParent(), search, since.Format(time.RFC3339Nano),
+		strconv.FormatBool(includeDeleted), version)
+	after, err := s.tokens.Decode(ctx, query, req.GetCursor())
+	if err != nil {
+		return nil, errs.Field("cursor", "%v", err)
+	}
+	page := make([]*officialItem, 0, limit+1)
+	for i, n := v.start(after), v.len(); i < n && len(page) <= limit; i++ {
+		it := v.at(i)
+		switch {
+		case it.body == nil,
+			!includeDeleted && it.status == statusYanked,
+			search != "" && !strings.Contains(it.nameFold, search),
+			version != "" && it.entry.Version != version,
+			!since.IsZero() && it.entry.UpdateTime.Before(since):
+			continue
+		}
+		page = append(page, it)
+	}
+	next := ""
+	if len(page) > limit {
+		page = page[:limit]
+		next = s.tokens.Encode(ctx, query, page[limit-1].entry.Name)
+	}
+	size := 64 + len(next)
+	for _, it := range page {
+		size += len(it.body) + 1
+	}
+	b := make([]byte, 0, size)
+	b = append(b, `{"servers":[`...)
+	for i, it := range page {
+		if i > 0 {
+			b = append(b, ',')
+		}
+		b = append(b, it.body...)
+	}
+	b = append(b, `],"metadata":{`...)
+	if next != "" {
+		b = append(b, `"nextCursor":"`...)
+		b = append(b, next...) // base64url: nothing to escape
+		b = append(b, `",`...)
+	}
+	b = append(b, `"count":`...)
+	b = strconv.AppendInt(b, int64(len(page)), 10)
+	return append(b, "}}\n"...), nil
+}
+
+// officialVersions renders /servers/{name}/versions (version empty) or
+// /servers/{name}/versions/{version}.
+func officialVersions(v view, serverName, version string) ([]byte, error) {
+	i, ok := v.snap.byName[serverName]
+	var it *officialItem
+	if ok {
+		it = &v.snap.items[i]
+		if !v.all {
+			k := sort.SearchInts(v.visible, i)
+			ok = k < len(v.visible) && v.visible[k] == i
+		}
+	}
+	if !ok || it.body == nil || (version != "" && version != "latest" && it.entry.Version != version) {
+		if version != "" {
+			return nil, status.Error(codes.NotFound, officialVersionNotFound)
+		}
+		return nil, status.Error(codes.NotFound, officialServerNotFound)
+	}
+	if version != "" {
+		return append(append(make([]byte, 0, len(it.body)+1), it.body...), '\n'), nil
+	}
+	b := make([]byte, 0, len(it.body)+48)
+	b = append(b, `{"servers":[`...)
+	b = append(b, it.body...)
+	return append(b, `],"metadata":{"count":1}}`+"\n"...), nil
+}
+
+// etagListed reports whether an If-None-Match header value names etag.
+func etagListed(header, etag string) bool {
+	for header != "" {
+		var tag string
+		tag, header, _ = strings.Cut(header, ",")
+		tag = strings.TrimPrefix(strings.TrimSpace(tag), "W/")
+		if tag == etag || tag == "*" {
+			return true
+		}
+	}
+	return false
+}
+
+var gzipWriters = sync.Pool{New: func() any { return gzip.NewWriter(nil) }}
+
+// gzipped returns body compressed, once per etag.
+func (c *officialCache) gzipped(etag string, body []byte) []byte {
+	c.gzMu.Lock()
+	z, ok := c.gz[etag]
+	c.gzMu.Unlock()
+	if ok {
+		return z
+	}
+	var buf bytes.Buffer
+	w := gzipWriters.Get().(*gzip.Writer)
+	w.Reset(&buf)
+	_, _ = w.Write(body) // a bytes.Buffer takes every write
+	_ = w.Close()
+	gzipWriters.Put(w)
+	z = buf.Bytes()
+	c.gzMu.Lock()
+	if len(c.gz) >= officialMaxGzip {
+		c.gz = map[string][]byte{}
+	}
+	c.gz[etag] = z
+	c.gzMu.Unlock()
+	return z
+}
