@@ -2,7 +2,6 @@ package registry
 
 import (
 	"context"
-	"errors"
 	"fmt"
 	"strings"
 	"time"
@@ -377,42 +376,37 @@ func (s *Service) ListEntries(ctx context.Context, req *registryv1.ListEntriesRe
 	if err != nil {
 		return nil, err
 	}
-	tx := s.store.Read()
-	all, parentErr := s.allowed(ctx, "entries.get", req.GetParent())
-	if !all && (!errs.Known(parentErr) || errors.Is(parentErr, errs.ErrNotFound)) {
-		// Not a member of the organization (NOT_FOUND): nothing of it is
-		// visible, not even whether the registry exists, whatever the
-		// filters.
-		return nil, parentErr
-	}
-	if _, err := tx.Registry(ctx, req.GetParent(), false); err != nil {
-		if all {
-			return nil, err
-		}
-		return nil, parentErr
-	}
-	q := store.EntryQuery{Registry: req.GetParent(), After: page.After, Search: req.GetSearch(), ServerName: req.GetServerName(), UpdatedSince: since,
-		Version: req.GetVersion()}
-	if all {
-		q.Limit = page.Limit()
-	}
-	rows, err := tx.Entries(ctx, q)
+	// Served from the registry's snapshot (see official.go): what the
+	// database holds, read once per change.
+	v, parentErr, err := s.viewOf(ctx, req.GetParent())
 	if err != nil {
 		return nil, err
 	}
-	if !all {
-		rows, err = filterVisible(ctx, s, "entries.get", rows, func(e store.Entry) string { return e.Name })
-		if err != nil {
-			return nil, err
+	filtered := page.After != "" || req.GetSearch() != "" || req.GetServerName() != "" || !since.IsZero() || req.GetVersion() != ""
+	if !v.all && v.len() == 0 && !filtered {
+		return nil, parentErr
+	}
+	search := strings.ToLower(req.GetSearch())
+	full := req.GetView() == registryv1.EntryView_ENTRY_VIEW_FULL
+	rows := make([]*officialItem, 0, min(page.Limit(), v.len()))
+	for i, n := v.start(page.After), v.len(); i < n && len(rows) < page.Limit(); i++ {
+		it := v.at(i)
+		switch {
+		case search != "" && !strings.Contains(it.nameFold, search),
+			req.GetServerName() != "" && it.entry.ServerName != req.GetServerName(),
+			req.GetVersion() != "" && it.entry.Version != req.GetVersion(),
+			!since.IsZero() && it.entry.UpdateTime.Before(since):
+			continue
 		}
-		if len(rows) == 0 && page.After == "" && req.GetSearch() == "" && req.GetServerName() == "" && since.IsZero() && req.GetVersion() == "" {
-			return nil, parentErr
-		}
+		rows = append(rows, it)
 	}
 	resp := &registryv1.ListEntriesResponse{}
-	rows, resp.NextPageToken = aip.Finish(ctx, page, rows, func(e store.Entry) string { return e.Name })
-	if resp.Entries, err = entriesToProto(ctx, tx, rows, req.GetView() == registryv1.EntryView_ENTRY_VIEW_FULL); err != nil {
-		return nil, err
+	rows, resp.NextPageToken = aip.Finish(ctx, page, rows, func(it *officialItem) string { return it.entry.Name })
+	resp.Entries = make([]*registryv1.Entry, len(rows))
+	for i, it := range rows {
+		if resp.Entries[i], err = it.proto(full); err != nil {
+			return nil, err
+		}
 	}
 	return resp, nil
 }

@@ -64,9 +64,31 @@ var officialStatusNames = map[string]string{statusActive: "active", statusDeprec
 // officialItem is one entry as the official API shows it.
 type officialItem struct {
 	entry    store.Entry
-	status   string // of the pinned version
-	nameFold string // the server name in lower case, for search
-	body     []byte // its ServerResponse; nil when the version is gone
+	version  *store.Version // the pinned version; nil when it is gone
+	status   string         // of the pinned version
+	nameFold string         // the server name in lower case, for search
+	body     []byte         // its ServerResponse; nil when the version is gone
+
+	// The entry as ListEntries shows it, made on first use.
+	basic, full atomic.Pointer[registryv1.Entry]
+}
+
+// proto returns the entry as ListEntries shows it (full: with its
+// version's detail). The message is shared: nobody may change it.
+func (it *officialItem) proto(full bool) (*registryv1.Entry, error) {
+	p := &it.basic
+	if full {
+		p = &it.full
+	}
+	if e := p.Load(); e != nil {
+		return e, nil
+	}
+	e, err := entryToProto(it.entry, it.version, full)
+	if err != nil {
+		return nil, err
+	}
+	p.Store(e)
+	return e, nil
 }
 
 // snapshot is a registry's entries, rendered, in name order.
@@ -190,14 +212,14 @@ func renderSnapshot(ctx context.Context, tx *store.Tx, registry string, stamp st
 	}
 	snap := &snapshot{stamp: stamp, items: make([]officialItem, len(rows)), byName: make(map[string]int, len(rows))}
 	for i, r := range rows {
-		it := officialItem{entry: r, nameFold: strings.ToLower(r.ServerName)}
+		it := &snap.items[i]
+		it.entry, it.nameFold = r, strings.ToLower(r.ServerName)
 		if v, ok := vs[names[i]]; ok {
-			it.status = v.Status
+			it.version, it.status = &v, v.Status
 			if it.body, err = renderServerResponse(r, v); err != nil {
 				return nil, err
 			}
 		}
-		snap.items[i] = it
 		snap.byName[r.ServerName] = i
 	}
 	return snap, nil
@@ -249,21 +271,31 @@ func viewerKey(p auth.Principal) string {
 // view returns what the caller of ctx sees of registry's snapshot; the
 // error is the registry's refusal when it sees nothing of it.
 func (s *Service) view(ctx context.Context, registry string) (view, error) {
+	v, parentErr, err := s.viewOf(ctx, registry)
+	if err == nil && v.len() == 0 && !v.all {
+		return view{}, parentErr
+	}
+	return v, err
+}
+
+// viewOf returns what the caller of ctx sees of registry's snapshot, and
+// the refusal of the registry itself (nil when all of it is visible).
+func (s *Service) viewOf(ctx context.Context, registry string) (view, error, error) {
 	all, parentErr := s.allowed(ctx, "entries.get", registry)
 	if !all && (!errs.Known(parentErr) || errors.Is(parentErr, errs.ErrNotFound)) {
 		// Not a member of the organization: nothing of it is visible, not
 		// even whether the registry exists.
-		return view{}, parentErr
+		return view{}, parentErr, parentErr
 	}
 	snap, err := s.snapshot(ctx, registry)
 	if err != nil {
 		if all || !errors.Is(err, errs.ErrNotFound) {
-			return view{}, err
+			return view{}, parentErr, err
 		}
-		return view{}, parentErr
+		return view{}, parentErr, parentErr
 	}
 	if all {
-		return view{snap: snap, all: true}, nil
+		return view{snap: snap, all: true}, nil, nil
 	}
 	p, _ := auth.FromContext(ctx)
 	key := [2]string{registry, viewerKey(p)}
@@ -274,12 +306,12 @@ func (s *Service) view(ctx context.Context, registry string) (view, error) {
 	c.viewsMu.Unlock()
 	if !ok || v.snap != snap || now.After(v.until) {
 		v = view{snap: snap, until: now.Add(visibleTTL)}
-		for i, it := range snap.items {
-			switch err := s.authz.Authorize(ctx, p, "entries.get", it.entry.Name); {
+		for i := range snap.items {
+			switch err := s.authz.Authorize(ctx, p, "entries.get", snap.items[i].entry.Name); {
 			case err == nil:
 				v.visible = append(v.visible, i)
 			case !errs.Known(err):
-				return view{}, err
+				return view{}, parentErr, err
 			}
 		}
 		c.viewsMu.Lock()
@@ -289,10 +321,7 @@ func (s *Service) view(ctx context.Context, registry string) (view, error) {
 		c.views[key] = v
 		c.viewsMu.Unlock()
 	}
-	if len(v.visible) == 0 {
-		return view{}, parentErr
-	}
-	return v, nil
+	return v, parentErr, nil
 }
 
 // visibleTTL bounds how long a caller's visible set is reused: no longer
