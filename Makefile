@@ -20,7 +20,7 @@ GOOGLEAPIS_FILES := api/annotations.proto api/http.proto api/httpbody.proto api/
 	api/field_behavior.proto api/resource.proto api/launch_stage.proto \
 	rpc/status.proto rpc/error_details.proto rpc/code.proto
 
-.PHONY: golangci-lint all tools third-party generate generate-proto generate-ent generate-docs migrations check-migrations lint buf-lint buf-breaking vet test fuzz build bench clean
+.PHONY: golangci-lint all tools third-party generate generate-proto generate-ent generate-docs migrations check-migrations lint buf-lint buf-breaking vet test fuzz build bench bench-official clean
 
 all: build
 
@@ -113,6 +113,7 @@ FUZZTIME ?= 10s
 fuzz:
 	$(GO) test -run '^$$' -fuzz '^FuzzPatternParse$$' -fuzztime $(FUZZTIME) ./kit/aip/
 	$(GO) test -run '^$$' -fuzz '^FuzzPageTokenDecode$$' -fuzztime $(FUZZTIME) ./kit/aip/
+	$(GO) test -run '^$$' -fuzz '^FuzzParseServer$$' -fuzztime $(FUZZTIME) ./kit/names/
 	$(GO) test -run '^$$' -fuzz '^FuzzParseBearer$$' -fuzztime $(FUZZTIME) ./kit/auth/
 	$(GO) test -run '^$$' -fuzz '^FuzzUnverifiedIssuer$$' -fuzztime $(FUZZTIME) ./kit/auth/
 	$(GO) test -run '^$$' -fuzz '^FuzzVerifyExport$$' -fuzztime $(FUZZTIME) ./kit/auditlog/
@@ -136,6 +137,14 @@ bench:
 	$(GO) test -run '^$$' -bench 'Check|GetOrganizationAuthz' -benchtime 2s -count 1 ./services/orgs/ | tee -a bench.txt
 	$(GO) test -run '^$$' -bench RegistryList -benchtime 3s -count 1 ./cmd/pylee/ | tee -a bench.txt
 	$(GO) run ./cmd/pylee/internal/benchratio < bench.txt
+
+## bench-official: the official MCP Registry read API and the REST entries list under wrk: 500
+## servers on SQLite and PostgreSQL, as the admin and as a service account that sees 50 of them;
+## prints req/s, p50, p99 and response sizes (BENCH_OFFICIAL_FLAGS=-quick for a trial run).
+BENCH_OFFICIAL_FLAGS ?=
+bench-official:
+	@command -v wrk >/dev/null || { echo "bench-official needs wrk: apt-get install -y wrk (Debian, Ubuntu) or brew install wrk (macOS)"; exit 1; }
+	$(GO) run ./cmd/pylee/internal/benchofficial $(BENCH_OFFICIAL_FLAGS)
 
 clean:
 	rm -rf bin third_party bench.txt
