@@ -17,6 +17,7 @@ import (
 	"unicode/utf8"
 
 	"github.com/cespare/xxhash/v2"
+	"golang.org/x/sync/singleflight"
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/status"
 
@@ -121,8 +122,9 @@ type officialCache struct {
 	mu    sync.Mutex
 	slots map[string]*snapshotSlot
 
-	viewsMu sync.Mutex
-	views   map[[2]string]view
+	viewsMu  sync.Mutex
+	views    map[[2]string]view
+	building singleflight.Group // of views
 
 	gzMu sync.Mutex
 	gz   map[string][]byte // etag -> gzip body
@@ -305,21 +307,37 @@ func (s *Service) viewOf(ctx context.Context, registry string) (view, error, err
 	v, ok := c.views[key]
 	c.viewsMu.Unlock()
 	if !ok || v.snap != snap || now.After(v.until) {
-		v = view{snap: snap, until: now.Add(visibleTTL)}
-		for i := range snap.items {
-			switch err := s.authz.Authorize(ctx, p, "entries.get", snap.items[i].entry.Name); {
-			case err == nil:
-				v.visible = append(v.visible, i)
-			case !errs.Known(err):
-				return view{}, parentErr, err
+		// One computation per caller and registry at a time: the callers
+		// that arrive meanwhile wait for it instead of each asking for
+		// every entry's decision.
+		res, err, _ := c.building.Do(key[0]+"\x00"+key[1], func() (any, error) {
+			c.viewsMu.Lock()
+			v, ok := c.views[key]
+			c.viewsMu.Unlock()
+			if ok && v.snap == snap && time.Now().Before(v.until) {
+				return v, nil // made while this caller waited
 			}
+			v = view{snap: snap, until: time.Now().Add(visibleTTL)}
+			for i := range snap.items {
+				switch err := s.authz.Authorize(ctx, p, "entries.get", snap.items[i].entry.Name); {
+				case err == nil:
+					v.visible = append(v.visible, i)
+				case !errs.Known(err):
+					return nil, err
+				}
+			}
+			c.viewsMu.Lock()
+			if len(c.views) >= officialMaxViews {
+				c.views = map[[2]string]view{}
+			}
+			c.views[key] = v
+			c.viewsMu.Unlock()
+			return v, nil
+		})
+		if err != nil {
+			return view{}, parentErr, err
 		}
-		c.viewsMu.Lock()
-		if len(c.views) >= officialMaxViews {
-			c.views = map[[2]string]view{}
-		}
-		c.views[key] = v
-		c.viewsMu.Unlock()
+		v = res.(view)
 	}
 	return v, parentErr, nil
 }
