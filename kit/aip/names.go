@@ -108,10 +108,24 @@ func (p Pattern) parse(name string, validate func(string) error) ([]string, erro
 	return vals, nil
 }
 
-// Format builds a name from the variables' values, in order.
+// Format builds a name from the variables' values, in order. It allocates
+// once: the name's length is known before it is written.
 func (p Pattern) Format(values ...string) string {
-	var b strings.Builder
+	n := len(p.segments) - 1
 	vi := 0
+	for _, seg := range p.segments {
+		if seg.literal != "" {
+			n += len(seg.literal)
+			continue
+		}
+		if vi < len(values) {
+			n += len(values[vi])
+		}
+		vi++
+	}
+	var b strings.Builder
+	b.Grow(n)
+	vi = 0
 	for i, seg := range p.segments {
 		if i > 0 {
 			b.WriteByte('/')

@@ -139,3 +139,11 @@ func PageSize(requested int32, def, max int) (int, error) {
 		return int(requested), nil
 	}
 }
+
+// DeriveKey returns a 32-byte key for purpose derived from the codec's
+// installation key, for another keyed function every replica must compute
+// alike (the secrets service's value fingerprints). Distinct purposes give
+// independent keys, and none reveals the installation key.
+func (t *PageTokens) DeriveKey(purpose string) []byte {
+	return deriveKey(t.nonceKey, "pylee derived key\x00"+purpose)
+}

@@ -18,6 +18,7 @@ import (
 	"time"
 
 	auditv1 "github.com/pyleeai/pylee/gen/go/pylee/audit/v1"
+	"github.com/pyleeai/pylee/kit/names"
 )
 
 // ZeroHash is the previous hash of an organization's first event.
@@ -104,16 +105,13 @@ func Hash(ev *auditv1.Event) string {
 	return hex.EncodeToString(sum[:])
 }
 
-// EventName is the resource name of an event.
-func EventName(org, id string) string { return "orgs/" + org + "/events/" + id }
-
 // Seal places ev in its chain after an event with hash prev: it sets the
 // sequence, the previous hash, the hash and the name.
 func Seal(ev *auditv1.Event, seq int64, prev string) {
 	ev.Sequence = seq
 	ev.PreviousHash = prev
 	ev.Hash = Hash(ev)
-	ev.Name = EventName(ev.GetOrganization(), ev.GetId())
+	ev.Name = names.Event{Org: ev.GetOrganization(), Event: ev.GetId()}.String()
 }
 
 // BadEventError names the first event of a chain that does not verify.

@@ -74,7 +74,9 @@ type Process interface {
 	// client, carrying the client's credential: it never presents the
 	// process's certificate (mTLS), so a call without a credential is
 	// anonymous, never the process's service identity.
-	UserConn(target string) (*grpc.ClientConn, error)
+	// When target runs in this process the connection calls it without a
+	// network hop, through the same interceptor chain (server.InProcess).
+	UserConn(target string) (grpc.ClientConnInterface, error)
 	// ServiceToken is the credential this process calls other targets
 	// with, as its service identity.
 	ServiceToken() config.Secret
@@ -123,6 +125,21 @@ type Settings struct {
 	// Migrate applies the targets' pending migrations at start; without
 	// it a target whose database is behind does not start.
 	Migrate bool
+	// Secrets configures where the secrets service keeps values.
+	Secrets SecretsSettings
+}
+
+// SecretsSettings choose and configure the secrets backend.
+type SecretsSettings struct {
+	// Backend is "keyring" (the default) or "vault".
+	Backend string
+	// KeyringKey is the base64 key-encryption key of the keyring; empty
+	// means one kept in DataDir. KeyringPreviousKey, during a rotation,
+	// opens what the previous key sealed.
+	KeyringKey, KeyringPreviousKey config.Secret
+	// Vault is the Vault KV v2 backend's configuration.
+	VaultAddr, VaultNamespace, VaultMount, VaultPrefix string
+	VaultToken, VaultRoleID, VaultSecretID             config.Secret
 }
 
 // Order returns the modules named in targets in start order: every module

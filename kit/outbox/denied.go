@@ -14,6 +14,7 @@ import (
 	auditv1 "github.com/pyleeai/pylee/gen/go/pylee/audit/v1"
 	"github.com/pyleeai/pylee/kit/auditlog"
 	"github.com/pyleeai/pylee/kit/auth"
+	"github.com/pyleeai/pylee/kit/names"
 	"github.com/pyleeai/pylee/kit/server"
 )
 
@@ -23,10 +24,8 @@ import (
 // of it.
 func DeniedEvent(ctx context.Context, d server.Denied) *auditv1.Event {
 	org := auditlog.NoOrg
-	if strings.HasPrefix(d.Resource, "orgs/") {
-		if id, _, _ := strings.Cut(strings.TrimPrefix(d.Resource, "orgs/"), "/"); id != "" && id != "-" {
-			org = id
-		}
+	if id := names.OrgID(d.Resource); id != "" && id != "-" {
+		org = id
 	}
 	ev := NewEvent(ctx, org, ActionOf(d.Method), d.Resource)
 	ev.Outcome = auditlog.OutcomeDenied

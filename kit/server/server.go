@@ -65,9 +65,12 @@ type Server struct {
 	routeMetrics *routeMetrics
 	validators   map[string]Validator
 	rules        map[string]Rule
-	authn        auth.Authenticator
-	authz        auth.Authorizer
-	denied       DeniedRecorder
+	// local are the unary methods of the registered services, for calls
+	// made in this process (InProcess).
+	local  map[string]localMethod
+	authn  auth.Authenticator
+	authz  auth.Authorizer
+	denied DeniedRecorder
 	// validation is built by Run from the validators and the rules the
 	// requests of every registered service declare.
 	validation *Validation
@@ -110,6 +113,7 @@ func New(cfg Config, log *zap.Logger) *Server {
 		httpMetrics:  newHTTPMetrics(reg),
 		routeMetrics: newRouteMetrics(reg),
 		validators:   map[string]Validator{},
+		local:        map[string]localMethod{},
 		authz:        auth.DenyAll{},
 	}
 	var unary []grpc.UnaryServerInterceptor
@@ -153,6 +157,9 @@ func (s *Server) SetDeniedRecorder(r DeniedRecorder) { s.denied = r }
 // DeclaredOnly when the rules declared in its proto say everything.
 func (s *Server) RegisterService(desc *grpc.ServiceDesc, impl any, validators map[string]Validator) {
 	s.grpc.RegisterService(desc, impl)
+	for _, m := range desc.Methods {
+		s.local["/"+desc.ServiceName+"/"+m.MethodName] = localMethod{impl: impl, handler: m.Handler}
+	}
 	for m, v := range validators {
 		s.validators[m] = v
 	}

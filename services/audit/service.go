@@ -20,6 +20,7 @@ import (
 	"github.com/pyleeai/pylee/kit/auth"
 	"github.com/pyleeai/pylee/kit/db"
 	"github.com/pyleeai/pylee/kit/errs"
+	"github.com/pyleeai/pylee/kit/names"
 	"github.com/pyleeai/pylee/kit/outbox"
 	"github.com/pyleeai/pylee/kit/server"
 	"github.com/pyleeai/pylee/services/audit/internal/store"
@@ -95,7 +96,7 @@ func (s *Service) visible(ctx context.Context, method, org string, showDeleted b
 		p, _ := auth.FromContext(ctx)
 		if s.authz == nil || s.authz.Authorize(ctx, p, "audit.read", "") != nil {
 			// A refusal decided here is audited like the interceptor's.
-			ev := outbox.NewEvent(ctx, org, server.ActionFor(method), "orgs/"+org)
+			ev := outbox.NewEvent(ctx, org, server.ActionFor(method), names.Org{Org: org}.String())
 			ev.Outcome = auditlog.OutcomeDenied
 			ev.Metadata = map[string]string{"reason": "show_deleted needs audit.read on the installation"}
 			if err := s.RecordEvent(ctx, ev); err != nil {
@@ -369,7 +370,7 @@ func (s *Service) VerifyLog(ctx context.Context, req *auditv1.VerifyLogRequest) 
 	fail := func(seq int64, id, reason string) {
 		resp.Ok, resp.FirstBadSequence, resp.Reason = false, seq, reason
 		if id != "" {
-			resp.FirstBadEvent = auditlog.EventName(org, id)
+			resp.FirstBadEvent = names.Event{Org: org, Event: id}.String()
 		}
 	}
 	errStop := fmt.Errorf("stop")

@@ -12,14 +12,10 @@ import (
 	"github.com/pyleeai/pylee/kit/aip"
 	"github.com/pyleeai/pylee/kit/auditlog"
 	"github.com/pyleeai/pylee/kit/errs"
+	"github.com/pyleeai/pylee/kit/names"
 	"github.com/pyleeai/pylee/kit/outbox"
 	"github.com/pyleeai/pylee/kit/server"
 	"github.com/pyleeai/pylee/services/audit/internal/store"
-)
-
-var (
-	orgName   = aip.MustPattern("orgs/{org}")
-	eventName = aip.MustPattern("orgs/{org}/events/{event}")
 )
 
 // Requests are validated in two steps (see docs/design.md). The field rules
@@ -91,7 +87,7 @@ func checkOrgID(id string) error {
 // parentOrg is the organization id of a parent, `orgs/{org}` (`orgs/-` for
 // the events of requests that named none).
 func parentOrg(parent string) (string, error) {
-	ids, err := orgName.ParseLoose(parent)
+	ids, err := names.OrgPattern.ParseLoose(parent)
 	if err != nil {
 		return "", err
 	}
@@ -104,7 +100,7 @@ func parentOrg(parent string) (string, error) {
 // eventIDs are the organization and event ids of an event's name,
 // `orgs/{org}/events/{event}`.
 func eventIDs(name string) (org, id string, err error) {
-	ids, err := eventName.ParseLoose(name)
+	ids, err := names.EventPattern.ParseLoose(name)
 	if err != nil {
 		return "", "", err
 	}

@@ -19,6 +19,7 @@ import (
 
 	auditv1 "github.com/pyleeai/pylee/gen/go/pylee/audit/v1"
 	"github.com/pyleeai/pylee/kit/auditlog"
+	"github.com/pyleeai/pylee/kit/names"
 	"github.com/pyleeai/pylee/kit/server"
 )
 
@@ -77,11 +78,11 @@ const ExportPattern = "/v1/orgs/{org}" + exportSuffix
 // ExportRule is the export route's access rule: audit.export on the
 // organization, checked at the edge as the audit service checks it.
 var ExportRule = server.HTTPRule{Name: "audit.event.export", Methods: []string{http.MethodGet}, Permission: "audit.export",
-	Resource: func(r *http.Request) string { return "orgs/" + r.PathValue("org") }}
+	Resource: func(r *http.Request) string { return names.Org{Org: r.PathValue("org")}.String() }}
 
 // NewExport serves `GET /v1/orgs/{org}/events:export?format=ndjson|csv` as
 // a download streamed from AuditService.ExportEvents.
-func NewExport(conn *grpc.ClientConn) http.Handler {
+func NewExport(conn grpc.ClientConnInterface) http.Handler {
 	client := auditv1.NewAuditServiceClient(conn)
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) { exportEvents(w, r, client) })
 }
@@ -110,7 +111,7 @@ func exportEvents(w http.ResponseWriter, r *http.Request, client auditv1.AuditSe
 			return
 		}
 	}
-	stream, err := client.ExportEvents(ctx, &auditv1.ExportEventsRequest{Parent: "orgs/" + org, ShowDeleted: showDeleted})
+	stream, err := client.ExportEvents(ctx, &auditv1.ExportEventsRequest{Parent: names.Org{Org: org}.String(), ShowDeleted: showDeleted})
 	var first *auditv1.ExportRecord
 	if err == nil {
 		first, err = stream.Recv()

@@ -14,6 +14,7 @@ import (
 	"google.golang.org/protobuf/types/known/timestamppb"
 
 	registryv1 "github.com/pyleeai/pylee/gen/go/pylee/registry/v1"
+	"github.com/pyleeai/pylee/kit/names"
 	"github.com/pyleeai/pylee/kit/server"
 )
 
@@ -30,7 +31,7 @@ const officialMaxLimit = 100
 // see, each as the server.json of its pinned version, in the official
 // response shape. It is backed by RegistryService.RenderOfficial, which
 // renders each registry once per change and answers from memory.
-func NewOfficial(conn *grpc.ClientConn) http.Handler {
+func NewOfficial(conn grpc.ClientConnInterface) http.Handler {
 	client := registryv1.NewRegistryServiceClient(conn)
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		if r.Method != http.MethodGet && r.Method != http.MethodHead {
@@ -51,7 +52,7 @@ func NewOfficial(conn *grpc.ClientConn) http.Handler {
 			}
 			parts[i] = u
 		}
-		o := official{client: client, w: w, r: r, registry: "orgs/" + parts[0] + "/registries/" + parts[1]}
+		o := official{client: client, w: w, r: r, registry: names.Registry{Org: parts[0], Registry: parts[1]}.String()}
 		switch {
 		case len(parts) == 4:
 			o.list()
@@ -174,7 +175,7 @@ var OfficialRule = server.HTTPRule{Name: "registry.official.read", Methods: []st
 	Resource: func(r *http.Request) string {
 		org, rest, _ := strings.Cut(strings.TrimPrefix(r.URL.Path, OfficialPrefix), "/")
 		reg, _, _ := strings.Cut(rest, "/")
-		return "orgs/" + org + "/registries/" + reg
+		return names.Registry{Org: org, Registry: reg}.String()
 	},
 	WriteError: func(w http.ResponseWriter, code int, st *status.Status) { officialError(w, code, st.Message()) }}
 

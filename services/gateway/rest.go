@@ -19,6 +19,7 @@ import (
 	auditv1 "github.com/pyleeai/pylee/gen/go/pylee/audit/v1"
 	orgsv1 "github.com/pyleeai/pylee/gen/go/pylee/orgs/v1"
 	registryv1 "github.com/pyleeai/pylee/gen/go/pylee/registry/v1"
+	secretsv1 "github.com/pyleeai/pylee/gen/go/pylee/secrets/v1"
 	"github.com/pyleeai/pylee/kit/server"
 )
 
@@ -29,25 +30,42 @@ const DefaultMaxBodyBytes = 1 << 20
 // fronts, by target. They are dialled by address, so the same code serves
 // `pylee up` (its own loopback listener) and a split deployment. A target
 // without a connection is not served.
-type Backends map[string]*grpc.ClientConn
+type Backends map[string]grpc.ClientConnInterface
 
 // restBackend is a service the REST facade fronts: its target, the gRPC
 // services whose HTTP rules it serves, and their grpc-gateway handlers.
 type restBackend struct {
 	target   string
 	services []protoreflect.FullName
-	register []func(context.Context, *runtime.ServeMux, *grpc.ClientConn) error
+	register []func(context.Context, *runtime.ServeMux, grpc.ClientConnInterface) error
 }
 
 // restBackends are every service the facade can front; adding a service
 // to the REST API is one line here.
 var restBackends = []restBackend{
 	{"orgs", []protoreflect.FullName{"pylee.orgs.v1.OrgsService", "pylee.orgs.v1.AccessService"},
-		[]func(context.Context, *runtime.ServeMux, *grpc.ClientConn) error{orgsv1.RegisterOrgsServiceHandler, orgsv1.RegisterAccessServiceHandler}},
+		[]func(context.Context, *runtime.ServeMux, grpc.ClientConnInterface) error{
+			func(ctx context.Context, m *runtime.ServeMux, c grpc.ClientConnInterface) error {
+				return orgsv1.RegisterOrgsServiceHandlerClient(ctx, m, orgsv1.NewOrgsServiceClient(c))
+			},
+			func(ctx context.Context, m *runtime.ServeMux, c grpc.ClientConnInterface) error {
+				return orgsv1.RegisterAccessServiceHandlerClient(ctx, m, orgsv1.NewAccessServiceClient(c))
+			}}},
 	{"registry", []protoreflect.FullName{"pylee.registry.v1.RegistryService"},
-		[]func(context.Context, *runtime.ServeMux, *grpc.ClientConn) error{registryv1.RegisterRegistryServiceHandler}},
+		[]func(context.Context, *runtime.ServeMux, grpc.ClientConnInterface) error{
+			func(ctx context.Context, m *runtime.ServeMux, c grpc.ClientConnInterface) error {
+				return registryv1.RegisterRegistryServiceHandlerClient(ctx, m, registryv1.NewRegistryServiceClient(c))
+			}}},
 	{"audit", []protoreflect.FullName{"pylee.audit.v1.AuditService"},
-		[]func(context.Context, *runtime.ServeMux, *grpc.ClientConn) error{auditv1.RegisterAuditServiceHandler}},
+		[]func(context.Context, *runtime.ServeMux, grpc.ClientConnInterface) error{
+			func(ctx context.Context, m *runtime.ServeMux, c grpc.ClientConnInterface) error {
+				return auditv1.RegisterAuditServiceHandlerClient(ctx, m, auditv1.NewAuditServiceClient(c))
+			}}},
+	{"secrets", []protoreflect.FullName{"pylee.secrets.v1.SecretsService"},
+		[]func(context.Context, *runtime.ServeMux, grpc.ClientConnInterface) error{
+			func(ctx context.Context, m *runtime.ServeMux, c grpc.ClientConnInterface) error {
+				return secretsv1.RegisterSecretsServiceHandlerClient(ctx, m, secretsv1.NewSecretsServiceClient(c))
+			}}},
 }
 
 // RESTConfig configures the REST facade.

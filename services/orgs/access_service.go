@@ -17,6 +17,7 @@ import (
 	"github.com/pyleeai/pylee/kit/auditlog"
 	"github.com/pyleeai/pylee/kit/auth"
 	"github.com/pyleeai/pylee/kit/errs"
+	"github.com/pyleeai/pylee/kit/names"
 	"github.com/pyleeai/pylee/kit/outbox"
 	"github.com/pyleeai/pylee/kit/server"
 	"github.com/pyleeai/pylee/services/orgs/internal/access"
@@ -97,8 +98,8 @@ func saProto(sa store.ServiceAccount) *orgsv1.ServiceAccount {
 
 // CreateServiceAccount implements AccessService.
 func (s *AccessService) CreateServiceAccount(ctx context.Context, req *orgsv1.CreateServiceAccountRequest) (*orgsv1.ServiceAccount, error) {
-	org := access.OrgOf(req.GetParent())
-	name := req.GetParent() + "/serviceAccounts/" + req.GetServiceAccountId()
+	org := names.OrgID(req.GetParent())
+	name := names.ServiceAccount{Org: org, ServiceAccount: req.GetServiceAccountId()}.String()
 	ev := outbox.NewEvent(ctx, org, server.ActionFor(orgsv1.AccessService_CreateServiceAccount_FullMethodName), name)
 	sa, err := s.store.CreateServiceAccount(ctx, store.ServiceAccount{Name: name, Organization: org,
 		DisplayName: req.GetServiceAccount().GetDisplayName(), Description: req.GetServiceAccount().GetDescription()}, ev)
@@ -124,7 +125,7 @@ func (s *AccessService) ListServiceAccounts(ctx context.Context, req *orgsv1.Lis
 	if err != nil {
 		return nil, err
 	}
-	rows, err := s.store.ListServiceAccounts(ctx, access.OrgOf(req.GetParent()), page.After, page.Limit())
+	rows, err := s.store.ListServiceAccounts(ctx, names.OrgID(req.GetParent()), page.After, page.Limit())
 	if err != nil {
 		return nil, err
 	}
@@ -138,7 +139,7 @@ func (s *AccessService) ListServiceAccounts(ctx context.Context, req *orgsv1.Lis
 
 // DeleteServiceAccount implements AccessService.
 func (s *AccessService) DeleteServiceAccount(ctx context.Context, req *orgsv1.DeleteServiceAccountRequest) (*emptypb.Empty, error) {
-	ev := outbox.NewEvent(ctx, access.OrgOf(req.GetName()), server.ActionFor(orgsv1.AccessService_DeleteServiceAccount_FullMethodName), req.GetName())
+	ev := outbox.NewEvent(ctx, names.OrgID(req.GetName()), server.ActionFor(orgsv1.AccessService_DeleteServiceAccount_FullMethodName), req.GetName())
 	if err := s.store.DeleteServiceAccount(ctx, req.GetName(), ev); err != nil {
 		return nil, err
 	}
@@ -149,13 +150,13 @@ func (s *AccessService) DeleteServiceAccount(ctx context.Context, req *orgsv1.De
 func tokenID(t store.APIToken) string { return t.ID }
 
 func tokenProto(t store.APIToken) *orgsv1.Token {
-	return &orgsv1.Token{Name: t.Principal + "/tokens/" + t.ID, DisplayName: t.DisplayName, CreateTime: timestamppb.New(t.CreateTime),
+	return &orgsv1.Token{Name: names.Token{Parent: t.Principal, Token: t.ID}.String(), DisplayName: t.DisplayName, CreateTime: timestamppb.New(t.CreateTime),
 		ExpireTime: ts(t.ExpireTime), LastUseTime: ts(t.LastUseTime)}
 }
 
 // auditOrg is the organization whose log records a change to principal.
 func auditOrg(principal string) string {
-	if org := access.OrgOf(principal); org != "" {
+	if org := names.OrgID(principal); org != "" {
 		return org
 	}
 	return "-"
@@ -179,7 +180,7 @@ func (s *AccessService) CreateToken(ctx context.Context, req *orgsv1.CreateToken
 		e := et.AsTime().UTC()
 		t.ExpireTime = &e
 	}
-	ev := outbox.NewEvent(ctx, auditOrg(parent), server.ActionFor(orgsv1.AccessService_CreateToken_FullMethodName), parent+"/tokens/"+t.ID)
+	ev := outbox.NewEvent(ctx, auditOrg(parent), server.ActionFor(orgsv1.AccessService_CreateToken_FullMethodName), names.Token{Parent: parent, Token: t.ID}.String())
 	if err := s.store.CreateAPIToken(ctx, t, ev); err != nil {
 		return nil, err
 	}
@@ -210,8 +211,11 @@ func (s *AccessService) ListTokens(ctx context.Context, req *orgsv1.ListTokensRe
 // DeleteToken implements AccessService.
 func (s *AccessService) DeleteToken(ctx context.Context, req *orgsv1.DeleteTokenRequest) (*emptypb.Empty, error) {
 	name := self(ctx, req.GetName())
-	i := strings.LastIndex(name, "/tokens/")
-	principal, id := name[:i], name[i+len("/tokens/"):]
+	tok, err := names.ParseToken(name)
+	if err != nil {
+		return nil, errs.Field("name", "%v", err)
+	}
+	principal, id := tok.Parent, tok.Token
 	ev := outbox.NewEvent(ctx, auditOrg(principal), server.ActionFor(orgsv1.AccessService_DeleteToken_FullMethodName), name)
 	if err := s.store.DeleteAPIToken(ctx, principal, id, ev); err != nil {
 		return nil, err
@@ -228,7 +232,7 @@ func bindingProto(b store.Binding) *orgsv1.Binding {
 // hold: the caller must hold every permission of the role on the resource.
 func (s *AccessService) CreateBinding(ctx context.Context, req *orgsv1.CreateBindingRequest) (*orgsv1.Binding, error) {
 	parent, b := req.GetParent(), req.GetBinding()
-	org := access.OrgOf(parent)
+	org := names.OrgID(parent)
 	role, err := s.role(ctx, org, b.GetRole())
 	if err != nil {
 		return nil, err
@@ -243,7 +247,7 @@ func (s *AccessService) CreateBinding(ctx context.Context, req *orgsv1.CreateBin
 	if err := s.resourceExists(ctx, parent); err != nil {
 		return nil, err
 	}
-	name := parent + "/bindings/" + uuid.NewString()[:8]
+	name := names.Binding{Resource: parent, Binding: uuid.NewString()[:8]}.String()
 	ev := outbox.NewEvent(ctx, org, server.ActionFor(orgsv1.AccessService_CreateBinding_FullMethodName), name)
 	ev.Metadata = map[string]string{"role": role.Name, "principal": b.GetPrincipal()}
 	created, err := s.store.CreateBinding(ctx, store.Binding{Name: name, Resource: parent, Organization: org,
@@ -262,10 +266,10 @@ func (s *AccessService) CreateBinding(ctx context.Context, req *orgsv1.CreateBin
 // tools arrive with versions.
 func (s *AccessService) resourceExists(ctx context.Context, resource string) error {
 	target := resource
-	if ids, err := toolPattern.ParseLoose(resource); err == nil {
-		target = "orgs/" + ids[0] + "/servers/" + ids[1]
+	if t, err := names.ParseTool(resource); err == nil {
+		target = t.ServerName().String()
 	}
-	if target == "orgs/"+access.OrgOf(resource) {
+	if target == names.OrgOf(resource) {
 		return nil
 	}
 	if s.resources == nil {
@@ -286,7 +290,7 @@ func (s *AccessService) resourceExists(ctx context.Context, resource string) err
 // is about to delete, or create anew) a server or registry.
 func (s *AccessService) PurgeBindings(ctx context.Context, req *orgsv1.PurgeBindingsRequest) (*orgsv1.PurgeBindingsResponse, error) {
 	res := req.GetResource()
-	n, err := s.store.PurgeBindings(ctx, res, outbox.NewEvent(ctx, access.OrgOf(res), server.ActionFor(orgsv1.AccessService_PurgeBindings_FullMethodName), res))
+	n, err := s.store.PurgeBindings(ctx, res, outbox.NewEvent(ctx, names.OrgID(res), server.ActionFor(orgsv1.AccessService_PurgeBindings_FullMethodName), res))
 	if err != nil {
 		return nil, err
 	}
@@ -312,7 +316,7 @@ func (s *AccessService) holdsAll(ctx context.Context, action string, perms []str
 		if !d.Allowed {
 			refused := fmt.Errorf("%s cannot %s on %q: it does not hold %s there: %w", p.Name, what, resource, perm, errs.ErrPermissionDenied)
 			// A refusal decided here is audited like the interceptor's.
-			ev := outbox.NewEvent(ctx, access.OrgOf(resource), action, resource)
+			ev := outbox.NewEvent(ctx, names.OrgID(resource), action, resource)
 			ev.Outcome = auditlog.OutcomeDenied
 			ev.Metadata = map[string]string{"reason": "escalation", "permission": perm}
 			if err := s.store.RecordEvent(ctx, ev); err != nil {
@@ -380,7 +384,7 @@ func (s *AccessService) ListBindings(ctx context.Context, req *orgsv1.ListBindin
 
 // DeleteBinding implements AccessService.
 func (s *AccessService) DeleteBinding(ctx context.Context, req *orgsv1.DeleteBindingRequest) (*emptypb.Empty, error) {
-	ev := outbox.NewEvent(ctx, access.OrgOf(req.GetName()), server.ActionFor(orgsv1.AccessService_DeleteBinding_FullMethodName), req.GetName())
+	ev := outbox.NewEvent(ctx, names.OrgID(req.GetName()), server.ActionFor(orgsv1.AccessService_DeleteBinding_FullMethodName), req.GetName())
 	if err := s.store.DeleteBinding(ctx, req.GetName(), ev); err != nil {
 		return nil, err
 	}
@@ -402,7 +406,7 @@ func (s *AccessService) ListRoles(ctx context.Context, req *orgsv1.ListRolesRequ
 	for _, r := range access.BuiltinRoles {
 		roles = append(roles, roleProto(r, true, r.Title, r.Description))
 	}
-	custom, err := s.store.ListRoles(ctx, access.OrgOf(req.GetParent()))
+	custom, err := s.store.ListRoles(ctx, names.OrgID(req.GetParent()))
 	if err != nil {
 		return nil, err
 	}
@@ -423,10 +427,11 @@ func (s *AccessService) CreateRole(ctx context.Context, req *orgsv1.CreateRoleRe
 	if err := s.holdsAll(ctx, server.ActionFor(orgsv1.AccessService_CreateRole_FullMethodName), perms, parent, "create a role with these permissions"); err != nil {
 		return nil, err
 	}
-	name := parent + "/roles/" + req.GetRoleId()
-	ev := outbox.NewEvent(ctx, access.OrgOf(parent), server.ActionFor(orgsv1.AccessService_CreateRole_FullMethodName), name)
+	org := names.OrgID(parent)
+	name := names.Role{Org: org, Role: req.GetRoleId()}.String()
+	ev := outbox.NewEvent(ctx, org, server.ActionFor(orgsv1.AccessService_CreateRole_FullMethodName), name)
 	ev.Metadata = map[string]string{"permissions": strings.Join(perms, ",")}
-	cr, err := s.store.CreateRole(ctx, store.CustomRole{Name: name, Organization: access.OrgOf(parent),
+	cr, err := s.store.CreateRole(ctx, store.CustomRole{Name: name, Organization: org,
 		Title: req.GetRole().GetTitle(), Description: req.GetRole().GetDescription(), Permissions: perms}, ev)
 	if err != nil {
 		return nil, err
@@ -450,7 +455,7 @@ func dedupe(in []string) []string {
 
 // DeleteRole implements AccessService.
 func (s *AccessService) DeleteRole(ctx context.Context, req *orgsv1.DeleteRoleRequest) (*emptypb.Empty, error) {
-	ev := outbox.NewEvent(ctx, access.OrgOf(req.GetName()), server.ActionFor(orgsv1.AccessService_DeleteRole_FullMethodName), req.GetName())
+	ev := outbox.NewEvent(ctx, names.OrgID(req.GetName()), server.ActionFor(orgsv1.AccessService_DeleteRole_FullMethodName), req.GetName())
 	if err := s.store.DeleteRole(ctx, req.GetName(), ev); err != nil {
 		return nil, err
 	}
@@ -464,9 +469,10 @@ func teamProto(t store.Team) *orgsv1.Team {
 
 // CreateTeam implements AccessService.
 func (s *AccessService) CreateTeam(ctx context.Context, req *orgsv1.CreateTeamRequest) (*orgsv1.Team, error) {
-	name := req.GetParent() + "/teams/" + req.GetTeamId()
-	ev := outbox.NewEvent(ctx, access.OrgOf(name), server.ActionFor(orgsv1.AccessService_CreateTeam_FullMethodName), name)
-	t, err := s.store.CreateTeam(ctx, store.Team{Name: name, Organization: access.OrgOf(name), DisplayName: req.GetTeam().GetDisplayName()}, ev)
+	org := names.OrgID(req.GetParent())
+	name := names.Team{Org: org, Team: req.GetTeamId()}.String()
+	ev := outbox.NewEvent(ctx, org, server.ActionFor(orgsv1.AccessService_CreateTeam_FullMethodName), name)
+	t, err := s.store.CreateTeam(ctx, store.Team{Name: name, Organization: org, DisplayName: req.GetTeam().GetDisplayName()}, ev)
 	if err != nil {
 		return nil, err
 	}
@@ -480,7 +486,7 @@ func (s *AccessService) ListTeams(ctx context.Context, req *orgsv1.ListTeamsRequ
 	if err != nil {
 		return nil, err
 	}
-	rows, err := s.store.ListTeams(ctx, access.OrgOf(req.GetParent()))
+	rows, err := s.store.ListTeams(ctx, names.OrgID(req.GetParent()))
 	if err != nil {
 		return nil, err
 	}
@@ -495,7 +501,7 @@ func (s *AccessService) ListTeams(ctx context.Context, req *orgsv1.ListTeamsRequ
 
 // DeleteTeam implements AccessService.
 func (s *AccessService) DeleteTeam(ctx context.Context, req *orgsv1.DeleteTeamRequest) (*emptypb.Empty, error) {
-	ev := outbox.NewEvent(ctx, access.OrgOf(req.GetName()), server.ActionFor(orgsv1.AccessService_DeleteTeam_FullMethodName), req.GetName())
+	ev := outbox.NewEvent(ctx, names.OrgID(req.GetName()), server.ActionFor(orgsv1.AccessService_DeleteTeam_FullMethodName), req.GetName())
 	if err := s.store.DeleteTeam(ctx, req.GetName(), ev); err != nil {
 		return nil, err
 	}
@@ -505,10 +511,10 @@ func (s *AccessService) DeleteTeam(ctx context.Context, req *orgsv1.DeleteTeamRe
 
 // AddTeamMember implements AccessService.
 func (s *AccessService) AddTeamMember(ctx context.Context, req *orgsv1.AddTeamMemberRequest) (*orgsv1.Team, error) {
-	org := access.OrgOf(req.GetTeam())
+	org := names.OrgID(req.GetTeam())
 	if strings.HasPrefix(req.GetMember(), "orgs/") {
 		if !strings.HasPrefix(req.GetMember(), "orgs/"+org+"/serviceAccounts/") {
-			return nil, errs.Field("member", "must be a user or a service account of %s", "orgs/"+org)
+			return nil, errs.Field("member", "must be a user or a service account of %s", names.Org{Org: org})
 		}
 		if _, err := s.store.GetServiceAccount(ctx, req.GetMember()); err != nil {
 			return nil, errs.Field("member", "service account %q does not exist", req.GetMember())
@@ -532,7 +538,7 @@ func (s *AccessService) AddTeamMember(ctx context.Context, req *orgsv1.AddTeamMe
 
 // RemoveTeamMember implements AccessService.
 func (s *AccessService) RemoveTeamMember(ctx context.Context, req *orgsv1.RemoveTeamMemberRequest) (*orgsv1.Team, error) {
-	ev := outbox.NewEvent(ctx, access.OrgOf(req.GetTeam()), server.ActionFor(orgsv1.AccessService_RemoveTeamMember_FullMethodName), req.GetTeam())
+	ev := outbox.NewEvent(ctx, names.OrgID(req.GetTeam()), server.ActionFor(orgsv1.AccessService_RemoveTeamMember_FullMethodName), req.GetTeam())
 	ev.Metadata = map[string]string{"member": req.GetMember()}
 	t, err := s.store.RemoveTeamMember(ctx, req.GetTeam(), req.GetMember(), ev)
 	if err != nil {

@@ -10,6 +10,7 @@ import (
 
 	"github.com/pyleeai/pylee/kit/auth"
 	"github.com/pyleeai/pylee/kit/errs"
+	"github.com/pyleeai/pylee/kit/names"
 	"github.com/pyleeai/pylee/services/orgs/internal/access"
 	"github.com/pyleeai/pylee/services/orgs/internal/store"
 )
@@ -111,7 +112,7 @@ func (e *Engine) Decide(ctx context.Context, principal string, groups []string, 
 	}
 	d := access.Decide(ps, permission, resource, ab, e.roles(ctx))
 	member := true
-	if org := access.OrgOf(resource); org != "" && !d.Allowed {
+	if org := names.OrgID(resource); org != "" && !d.Allowed {
 		member = len(bindings) > 0
 		if !member {
 			if member, err = e.store.HasBindingIn(ctx, ps, org); err != nil {
@@ -136,7 +137,7 @@ func (e *Engine) Decide(ctx context.Context, principal string, groups []string, 
 // NOT_FOUND by itself), and so does its audit log, which stays readable,
 // exportable and verifiable by whoever may (audit.*).
 func (e *Engine) orgExists(ctx context.Context, permission, resource string) error {
-	org := access.OrgOf(resource)
+	org := names.OrgID(resource)
 	if org == "" || org == "-" || (resource == "orgs/"+org && strings.HasPrefix(permission, "orgs.")) || strings.HasPrefix(permission, "audit.") {
 		return nil
 	}
@@ -186,7 +187,7 @@ func (e *Engine) Authorize(ctx context.Context, p auth.Principal, permission, re
 	// A credential from an organization's own identity provider reaches
 	// that organization only.
 	if p.OutsideOrg(resource) && !access.SelfPermissions[permission] {
-		if access.OrgOf(resource) != "" {
+		if names.OrgID(resource) != "" {
 			return fmt.Errorf("%q: %w", resource, errs.ErrNotFound)
 		}
 		return fmt.Errorf("this credential is limited to orgs/%s: %w", p.Org, errs.ErrPermissionDenied)
@@ -195,6 +196,20 @@ func (e *Engine) Authorize(ctx context.Context, p auth.Principal, permission, re
 	if err != nil {
 		return err
 	}
+	// A user scope, orgs/{org}/users/{id}, is its user's alone: a member
+	// manages the secrets and variables there without any role, and no
+	// role reaches into another's (the gateway and deploy resolve them as
+	// services).
+	if owner := userScopeOwner(resource); owner != "" {
+		switch {
+		case !member:
+			return fmt.Errorf("%q: %w", resource, errs.ErrNotFound)
+		case p.Kind == auth.KindUser && p.Name == owner && (permission == "secrets.list" || permission == "secrets.write"):
+			return e.orgExists(ctx, permission, resource)
+		default:
+			return fmt.Errorf("%q is %s's own: %w", resource, owner, errs.ErrPermissionDenied)
+		}
+	}
 	if d.Allowed {
 		return e.orgExists(ctx, permission, resource)
 	}
@@ -202,6 +217,25 @@ func (e *Engine) Authorize(ctx context.Context, p auth.Principal, permission, re
 		return fmt.Errorf("%q: %w", resource, errs.ErrNotFound)
 	}
 	return fmt.Errorf("%s lacks %s on %q: %w", p.Name, permission, resource, errs.ErrPermissionDenied)
+}
+
+// userScopeOwner returns users/{id} when resource is a user scope,
+// orgs/{org}/users/{id}, or below it; "" otherwise.
+func userScopeOwner(resource string) string {
+	rest, ok := strings.CutPrefix(resource, "orgs/")
+	if !ok {
+		return ""
+	}
+	_, rest, ok = strings.Cut(rest, "/")
+	if !ok {
+		return ""
+	}
+	id, ok := strings.CutPrefix(rest, "users/")
+	if !ok || id == "" {
+		return ""
+	}
+	id, _, _ = strings.Cut(id, "/")
+	return "users/" + id
 }
 
 // isSelf reports whether resource is the principal or below it.

@@ -13,9 +13,10 @@ import (
 
 	orgsv1 "github.com/pyleeai/pylee/gen/go/pylee/orgs/v1"
 	"github.com/pyleeai/pylee/kit/auth"
+	"github.com/pyleeai/pylee/kit/errs"
+	"github.com/pyleeai/pylee/kit/names"
 	"github.com/pyleeai/pylee/kit/outbox"
 	"github.com/pyleeai/pylee/kit/server"
-	"github.com/pyleeai/pylee/services/orgs/internal/access"
 	"github.com/pyleeai/pylee/services/orgs/internal/store"
 )
 
@@ -28,7 +29,7 @@ const invitationPrefix = "pyli_"
 
 // ListMembers implements AccessService.
 func (s *AccessService) ListMembers(ctx context.Context, req *orgsv1.ListMembersRequest) (*orgsv1.ListMembersResponse, error) {
-	bs, err := s.store.MemberBindings(ctx, access.OrgOf(req.GetParent()))
+	bs, err := s.store.MemberBindings(ctx, names.OrgID(req.GetParent()))
 	if err != nil {
 		return nil, err
 	}
@@ -50,8 +51,11 @@ func (s *AccessService) ListMembers(ctx context.Context, req *orgsv1.ListMembers
 
 // DeleteMember implements AccessService.
 func (s *AccessService) DeleteMember(ctx context.Context, req *orgsv1.DeleteMemberRequest) (*emptypb.Empty, error) {
-	org := access.OrgOf(req.GetName())
-	principal := "users/" + req.GetName()[strings.LastIndex(req.GetName(), "/members/")+len("/members/"):]
+	m, err := names.ParseMember(req.GetName())
+	if err != nil {
+		return nil, errs.Field("name", "%v", err)
+	}
+	org, principal := m.Org, m.UserName().String()
 	ev := outbox.NewEvent(ctx, org, server.ActionFor(orgsv1.AccessService_DeleteMember_FullMethodName), req.GetName())
 	ev.Metadata = map[string]string{"principal": principal}
 	if err := s.store.DeleteMember(ctx, org, principal, ev); err != nil {
@@ -70,7 +74,7 @@ func invitationProto(i store.Invitation) *orgsv1.Invitation {
 // role's permissions on the organization, as for a binding.
 func (s *AccessService) CreateInvitation(ctx context.Context, req *orgsv1.CreateInvitationRequest) (*orgsv1.Invitation, error) {
 	parent, in := req.GetParent(), req.GetInvitation()
-	org := access.OrgOf(parent)
+	org := names.OrgID(parent)
 	role, err := s.role(ctx, org, in.GetRole())
 	if err != nil {
 		return nil, err
@@ -89,7 +93,7 @@ func (s *AccessService) CreateInvitation(ctx context.Context, req *orgsv1.Create
 	if et := in.GetExpireTime(); et != nil {
 		expire = et.AsTime().UTC()
 	}
-	name := parent + "/invitations/" + uuid.NewString()[:8]
+	name := names.Invitation{Org: org, Invitation: uuid.NewString()[:8]}.String()
 	ev := outbox.NewEvent(ctx, org, server.ActionFor(orgsv1.AccessService_CreateInvitation_FullMethodName), name)
 	ev.Metadata = map[string]string{"email": strings.ToLower(in.GetEmail()), "role": role.Name}
 	inv, err := s.store.CreateInvitation(ctx, store.Invitation{Name: name, Organization: org, Email: strings.ToLower(in.GetEmail()),
@@ -105,7 +109,7 @@ func (s *AccessService) CreateInvitation(ctx context.Context, req *orgsv1.Create
 
 // ListInvitations implements AccessService.
 func (s *AccessService) ListInvitations(ctx context.Context, req *orgsv1.ListInvitationsRequest) (*orgsv1.ListInvitationsResponse, error) {
-	rows, err := s.store.ListInvitations(ctx, access.OrgOf(req.GetParent()))
+	rows, err := s.store.ListInvitations(ctx, names.OrgID(req.GetParent()))
 	if err != nil {
 		return nil, err
 	}
@@ -118,7 +122,7 @@ func (s *AccessService) ListInvitations(ctx context.Context, req *orgsv1.ListInv
 
 // RevokeInvitation implements AccessService.
 func (s *AccessService) RevokeInvitation(ctx context.Context, req *orgsv1.RevokeInvitationRequest) (*orgsv1.Invitation, error) {
-	ev := outbox.NewEvent(ctx, access.OrgOf(req.GetName()), server.ActionFor(orgsv1.AccessService_RevokeInvitation_FullMethodName), req.GetName())
+	ev := outbox.NewEvent(ctx, names.OrgID(req.GetName()), server.ActionFor(orgsv1.AccessService_RevokeInvitation_FullMethodName), req.GetName())
 	inv, err := s.store.RevokeInvitation(ctx, req.GetName(), ev)
 	if err != nil {
 		return nil, err
@@ -159,9 +163,9 @@ func (s *AccessService) AcceptInvitation(ctx context.Context, req *orgsv1.Accept
 	principal = inv.AcceptedBy
 	s.changed()
 	resp.User = &orgsv1.User{Name: principal, Email: inv.Email, Kind: string(auth.KindUser)}
-	resp.Organization = "orgs/" + inv.Organization
+	resp.Organization = names.Org{Org: inv.Organization}.String()
 	if tok != nil {
-		resp.Token = &orgsv1.Token{Name: principal + "/tokens/" + tok.ID, DisplayName: tok.DisplayName, CreateTime: timestamppb.New(tok.CreateTime), Secret: secret}
+		resp.Token = &orgsv1.Token{Name: names.Token{Parent: principal, Token: tok.ID}.String(), DisplayName: tok.DisplayName, CreateTime: timestamppb.New(tok.CreateTime), Secret: secret}
 	}
 	return resp, nil
 }

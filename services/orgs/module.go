@@ -4,7 +4,6 @@ import (
 	"context"
 	"fmt"
 	"path/filepath"
-	"strings"
 
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/status"
@@ -14,6 +13,7 @@ import (
 	"github.com/pyleeai/pylee/kit/config"
 	"github.com/pyleeai/pylee/kit/errs"
 	"github.com/pyleeai/pylee/kit/module"
+	"github.com/pyleeai/pylee/kit/names"
 	"github.com/pyleeai/pylee/kit/outbox"
 	"github.com/pyleeai/pylee/services/orgs/internal/store"
 )
@@ -94,7 +94,7 @@ func asService(ctx context.Context, token config.Secret) context.Context {
 // service identity.
 func registryPurger(c registryv1.RegistryServiceClient, token config.Secret) Purger {
 	return func(ctx context.Context, org string) error {
-		_, err := c.PurgeOrganization(asService(ctx, token), &registryv1.PurgeOrganizationRequest{Name: "orgs/" + org})
+		_, err := c.PurgeOrganization(asService(ctx, token), &registryv1.PurgeOrganizationRequest{Name: names.Org{Org: org}.String()})
 		return err
 	}
 }
@@ -105,7 +105,7 @@ func registryResources(c registryv1.RegistryServiceClient, token config.Secret) 
 	return func(ctx context.Context, name string) error {
 		ctx = asService(ctx, token)
 		var err error
-		if strings.Contains(name, "/registries/") {
+		if _, perr := names.ParseRegistry(name); perr == nil {
 			_, err = c.GetRegistry(ctx, &registryv1.GetRegistryRequest{Name: name})
 		} else {
 			_, err = c.GetServer(ctx, &registryv1.GetServerRequest{Name: name})

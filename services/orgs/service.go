@@ -13,6 +13,7 @@ import (
 	"github.com/pyleeai/pylee/kit/config"
 	"github.com/pyleeai/pylee/kit/db"
 	"github.com/pyleeai/pylee/kit/errs"
+	"github.com/pyleeai/pylee/kit/names"
 	"github.com/pyleeai/pylee/kit/outbox"
 	"github.com/pyleeai/pylee/kit/server"
 	"github.com/pyleeai/pylee/services/orgs/internal/store"
@@ -37,9 +38,6 @@ const (
 
 // paging is every List RPC's page size: 50 by default, at most 1,000.
 var paging = aip.Paging{Default: defaultPageSize, Max: maxPageSize}
-
-// OrgName is the pattern of an organization's name.
-var OrgName = aip.MustPattern("orgs/{org}")
 
 // updatable are the fields UpdateOrganization may change.
 var updatable = []string{store.FieldDisplayName, store.FieldDescription, store.FieldOverview, store.FieldOIDC}
@@ -91,7 +89,7 @@ func (s *Service) Register(srv *server.Server) {
 }
 
 func toProto(o store.Organization) *orgsv1.Organization {
-	name := OrgName.Format(o.ID)
+	name := names.Org{Org: o.ID}.String()
 	return &orgsv1.Organization{
 		Name:        name,
 		DisplayName: o.DisplayName,
@@ -107,7 +105,7 @@ func toProto(o store.Organization) *orgsv1.Organization {
 // orgETag includes the creation time, so an organization deleted and
 // created again under its id never repeats an etag of the old one.
 func orgETag(o store.Organization) string {
-	return aip.ETag(OrgName.Format(o.ID)+"@"+strconv.FormatInt(o.CreateTime.UnixMicro(), 10), o.Revision)
+	return aip.ETag(names.Org{Org: o.ID}.String()+"@"+strconv.FormatInt(o.CreateTime.UnixMicro(), 10), o.Revision)
 }
 
 func oidcProto(m map[string]string) *orgsv1.OidcConfig {
@@ -128,7 +126,7 @@ func oidcMap(c *orgsv1.OidcConfig) map[string]string {
 func (s *Service) CreateOrganization(ctx context.Context, req *orgsv1.CreateOrganizationRequest) (*orgsv1.Organization, error) {
 	o := req.GetOrganization()
 	id := req.GetOrganizationId()
-	ev := outbox.NewEvent(ctx, id, ActionCreate, OrgName.Format(id))
+	ev := outbox.NewEvent(ctx, id, ActionCreate, names.Org{Org: id}.String())
 	org := store.Organization{
 		ID:          id,
 		DisplayName: o.GetDisplayName(),
@@ -189,11 +187,11 @@ func (s *Service) ListOrganizations(ctx context.Context, req *orgsv1.ListOrganiz
 	p, _ := auth.FromContext(ctx)
 	for _, o := range rows {
 		// Only what the caller may see; a page may hold fewer than page_size.
-		if p.OutsideOrg(OrgName.Format(o.ID)) {
+		if p.OutsideOrg(names.Org{Org: o.ID}.String()) {
 			continue
 		}
 		if p.Kind != auth.KindService {
-			if d, _, err := s.engine.Decide(ctx, p.Name, p.Groups, "orgs.get", OrgName.Format(o.ID)); err != nil {
+			if d, _, err := s.engine.Decide(ctx, p.Name, p.Groups, "orgs.get", names.Org{Org: o.ID}.String()); err != nil {
 				return nil, err
 			} else if !d.Allowed {
 				continue

@@ -14,6 +14,7 @@ import (
 	"github.com/pyleeai/pylee/kit/aip"
 	"github.com/pyleeai/pylee/kit/auth"
 	"github.com/pyleeai/pylee/kit/errs"
+	"github.com/pyleeai/pylee/kit/names"
 	"github.com/pyleeai/pylee/kit/server"
 	"github.com/pyleeai/pylee/services/orgs/internal/access"
 	"github.com/pyleeai/pylee/services/orgs/internal/store"
@@ -26,18 +27,9 @@ import (
 // needs code: resource names, filters, update masks, control characters,
 // known permissions and rules across fields.
 
-var (
-	saName         = aip.MustPattern("orgs/{org}/serviceAccounts/{service_account}")
-	teamName       = aip.MustPattern("orgs/{org}/teams/{team}")
-	roleName       = aip.MustPattern("orgs/{org}/roles/{role}")
-	userName       = aip.MustPattern("users/{user}")
-	bindingOn      = []aip.Pattern{OrgName, registryName, serverName}
-	toolPattern    = aip.MustPattern("orgs/{org}/servers/{server}/tools/{tool}")
-	registryName   = aip.MustPattern("orgs/{org}/registries/{registry}")
-	serverName     = aip.MustPattern("orgs/{org}/servers/{server}")
-	memberName     = aip.MustPattern("orgs/{org}/members/{user}")
-	invitationName = aip.MustPattern("orgs/{org}/invitations/{invitation}")
-)
+// bindingOn are the resources that hold bindings, tools aside (their ids
+// are MCP tool names, checked by checkBindable).
+var bindingOn = []aip.Pattern{names.OrgPattern, names.RegistryPattern, names.ServerPattern}
 
 // timeNow is the clock validation compares expire times with.
 var timeNow = time.Now
@@ -48,11 +40,11 @@ var timeNow = time.Now
 func Validators() map[string]server.Validator {
 	return map[string]server.Validator{
 		orgsv1.OrgsService_CreateOrganization_FullMethodName: server.ValidatorOf(validateCreateOrganization),
-		orgsv1.OrgsService_GetOrganization_FullMethodName:    server.NameOnly("name", OrgName, (*orgsv1.GetOrganizationRequest).GetName),
+		orgsv1.OrgsService_GetOrganization_FullMethodName:    server.NameOnly("name", names.OrgPattern, (*orgsv1.GetOrganizationRequest).GetName),
 		orgsv1.OrgsService_ListOrganizations_FullMethodName:  server.ValidatorOf(validateListOrganizations),
 		orgsv1.OrgsService_UpdateOrganization_FullMethodName: server.ValidatorOf(validateUpdateOrganization),
 		orgsv1.OrgsService_VerifyToken_FullMethodName:        server.DeclaredOnly,
-		orgsv1.OrgsService_DeleteOrganization_FullMethodName: server.NameOnly("name", OrgName, (*orgsv1.DeleteOrganizationRequest).GetName),
+		orgsv1.OrgsService_DeleteOrganization_FullMethodName: server.NameOnly("name", names.OrgPattern, (*orgsv1.DeleteOrganizationRequest).GetName),
 	}
 }
 
@@ -62,9 +54,9 @@ func AccessValidators() map[string]server.Validator {
 	return map[string]server.Validator{
 		orgsv1.AccessService_GetCurrentUser_FullMethodName:       server.DeclaredOnly,
 		orgsv1.AccessService_CreateServiceAccount_FullMethodName: server.ValidatorOf(validateCreateServiceAccount),
-		orgsv1.AccessService_GetServiceAccount_FullMethodName:    server.NameOnly("name", saName, (*orgsv1.GetServiceAccountRequest).GetName),
-		orgsv1.AccessService_ListServiceAccounts_FullMethodName:  server.NameOnly("parent", OrgName, (*orgsv1.ListServiceAccountsRequest).GetParent),
-		orgsv1.AccessService_DeleteServiceAccount_FullMethodName: server.NameOnly("name", saName, (*orgsv1.DeleteServiceAccountRequest).GetName),
+		orgsv1.AccessService_GetServiceAccount_FullMethodName:    server.NameOnly("name", names.ServiceAccountPattern, (*orgsv1.GetServiceAccountRequest).GetName),
+		orgsv1.AccessService_ListServiceAccounts_FullMethodName:  server.NameOnly("parent", names.OrgPattern, (*orgsv1.ListServiceAccountsRequest).GetParent),
+		orgsv1.AccessService_DeleteServiceAccount_FullMethodName: server.NameOnly("name", names.ServiceAccountPattern, (*orgsv1.DeleteServiceAccountRequest).GetName),
 		orgsv1.AccessService_CreateToken_FullMethodName:          server.ValidatorOf(validateCreateToken),
 		orgsv1.AccessService_ListTokens_FullMethodName:           server.ValidatorOf(validateListTokens),
 		orgsv1.AccessService_DeleteToken_FullMethodName:          server.ValidatorOf(validateDeleteToken),
@@ -72,18 +64,18 @@ func AccessValidators() map[string]server.Validator {
 		orgsv1.AccessService_ListBindings_FullMethodName:         server.ValidatorOf(validateListBindings),
 		orgsv1.AccessService_DeleteBinding_FullMethodName:        server.ValidatorOf(validateDeleteBinding),
 		orgsv1.AccessService_PurgeBindings_FullMethodName:        server.ValidatorOf(validatePurgeBindings),
-		orgsv1.AccessService_ListRoles_FullMethodName:            server.NameOnly("parent", OrgName, (*orgsv1.ListRolesRequest).GetParent),
+		orgsv1.AccessService_ListRoles_FullMethodName:            server.NameOnly("parent", names.OrgPattern, (*orgsv1.ListRolesRequest).GetParent),
 		orgsv1.AccessService_CreateRole_FullMethodName:           server.ValidatorOf(validateCreateRole),
-		orgsv1.AccessService_DeleteRole_FullMethodName:           server.NameOnly("name", roleName, (*orgsv1.DeleteRoleRequest).GetName),
+		orgsv1.AccessService_DeleteRole_FullMethodName:           server.NameOnly("name", names.RolePattern, (*orgsv1.DeleteRoleRequest).GetName),
 		orgsv1.AccessService_CreateTeam_FullMethodName:           server.ValidatorOf(validateCreateTeam),
-		orgsv1.AccessService_ListTeams_FullMethodName:            server.NameOnly("parent", OrgName, (*orgsv1.ListTeamsRequest).GetParent),
-		orgsv1.AccessService_DeleteTeam_FullMethodName:           server.NameOnly("name", teamName, (*orgsv1.DeleteTeamRequest).GetName),
+		orgsv1.AccessService_ListTeams_FullMethodName:            server.NameOnly("parent", names.OrgPattern, (*orgsv1.ListTeamsRequest).GetParent),
+		orgsv1.AccessService_DeleteTeam_FullMethodName:           server.NameOnly("name", names.TeamPattern, (*orgsv1.DeleteTeamRequest).GetName),
 		orgsv1.AccessService_AddTeamMember_FullMethodName:        server.ValidatorOf(validateAddTeamMember),
 		orgsv1.AccessService_RemoveTeamMember_FullMethodName:     server.ValidatorOf(validateRemoveTeamMember),
-		orgsv1.AccessService_ListMembers_FullMethodName:          server.NameOnly("parent", OrgName, (*orgsv1.ListMembersRequest).GetParent),
+		orgsv1.AccessService_ListMembers_FullMethodName:          server.NameOnly("parent", names.OrgPattern, (*orgsv1.ListMembersRequest).GetParent),
 		orgsv1.AccessService_DeleteMember_FullMethodName:         server.ValidatorOf(validateDeleteMember),
 		orgsv1.AccessService_CreateInvitation_FullMethodName:     server.ValidatorOf(validateCreateInvitation),
-		orgsv1.AccessService_ListInvitations_FullMethodName:      server.NameOnly("parent", OrgName, (*orgsv1.ListInvitationsRequest).GetParent),
+		orgsv1.AccessService_ListInvitations_FullMethodName:      server.NameOnly("parent", names.OrgPattern, (*orgsv1.ListInvitationsRequest).GetParent),
 		orgsv1.AccessService_RevokeInvitation_FullMethodName:     server.ValidatorOf(validateRevokeInvitation),
 		orgsv1.AccessService_AcceptInvitation_FullMethodName:     server.ValidatorOf(validateAcceptInvitation),
 		orgsv1.AccessService_ListAllowed_FullMethodName:          server.ValidatorOf(validateListAllowed),
@@ -109,7 +101,7 @@ func validateListOrganizations(req *orgsv1.ListOrganizationsRequest) error {
 
 func validateUpdateOrganization(req *orgsv1.UpdateOrganizationRequest) error {
 	var v errs.Violations
-	checkName(&v, "organization.name", req.GetOrganization().GetName(), OrgName)
+	checkName(&v, "organization.name", req.GetOrganization().GetName(), names.OrgPattern)
 	paths, err := organizationPaths(req)
 	if err != nil {
 		v.Check("update_mask", err)
@@ -126,7 +118,7 @@ func organizationPaths(req *orgsv1.UpdateOrganizationRequest) ([]string, error) 
 
 // orgID is the id of an organization's name, `orgs/{org}`.
 func orgID(name string) (string, error) {
-	ids, err := OrgName.Parse(name)
+	ids, err := names.OrgPattern.Parse(name)
 	if err != nil {
 		return "", err
 	}
@@ -224,7 +216,7 @@ func secureURL(raw string) bool {
 
 func validateCreateServiceAccount(r *orgsv1.CreateServiceAccountRequest) error {
 	var v errs.Violations
-	checkName(&v, "parent", r.GetParent(), OrgName)
+	checkName(&v, "parent", r.GetParent(), names.OrgPattern)
 	v.Check("service_account.display_name", aip.CheckPrintable(r.GetServiceAccount().GetDisplayName(), false))
 	v.Check("service_account.description", aip.CheckPrintable(r.GetServiceAccount().GetDescription(), false))
 	return v.Err()
@@ -246,10 +238,10 @@ func validateListTokens(r *orgsv1.ListTokensRequest) error {
 
 func validateDeleteToken(r *orgsv1.DeleteTokenRequest) error {
 	var v errs.Violations
-	if parent, ok := cutCollection(r.GetName(), "/tokens/"); !ok {
+	if tok, err := names.ParseToken(r.GetName()); err != nil {
 		v.Add("name", "must be {parent}/tokens/{id}")
 	} else {
-		checkTokenParent(&v, "name", parent)
+		checkTokenParent(&v, "name", tok.Parent)
 	}
 	return v.Err()
 }
@@ -257,7 +249,7 @@ func validateDeleteToken(r *orgsv1.DeleteTokenRequest) error {
 func validateCreateBinding(r *orgsv1.CreateBindingRequest) error {
 	var v errs.Violations
 	checkBindable(&v, "parent", r.GetParent())
-	checkPrincipal(&v, "binding.principal", r.GetBinding().GetPrincipal(), access.OrgOf(r.GetParent()))
+	checkPrincipal(&v, "binding.principal", r.GetBinding().GetPrincipal(), names.OrgID(r.GetParent()))
 	return v.Err()
 }
 
@@ -269,26 +261,26 @@ func validateListBindings(r *orgsv1.ListBindingsRequest) error {
 
 func validateDeleteBinding(r *orgsv1.DeleteBindingRequest) error {
 	var v errs.Violations
-	if resource, ok := cutCollection(r.GetName(), "/bindings/"); !ok {
+	if b, err := names.ParseBinding(r.GetName()); err != nil {
 		v.Add("name", "must be {resource}/bindings/{id}")
 	} else {
-		checkBindable(&v, "name", resource)
+		checkBindable(&v, "name", b.Resource)
 	}
 	return v.Err()
 }
 
 func validatePurgeBindings(r *orgsv1.PurgeBindingsRequest) error {
-	if _, err := registryName.Parse(r.GetResource()); err == nil {
+	if _, err := names.RegistryPattern.Parse(r.GetResource()); err == nil {
 		return nil
 	}
 	var v errs.Violations
-	checkName(&v, "resource", r.GetResource(), serverName)
+	checkName(&v, "resource", r.GetResource(), names.ServerPattern)
 	return v.Err()
 }
 
 func validateCreateRole(r *orgsv1.CreateRoleRequest) error {
 	var v errs.Violations
-	checkName(&v, "parent", r.GetParent(), OrgName)
+	checkName(&v, "parent", r.GetParent(), names.OrgPattern)
 	v.Check("role.title", aip.CheckPrintable(r.GetRole().GetTitle(), false))
 	v.Check("role.description", aip.CheckPrintable(r.GetRole().GetDescription(), false))
 	for i, p := range r.GetRole().GetPermissions() {
@@ -301,7 +293,7 @@ func validateCreateRole(r *orgsv1.CreateRoleRequest) error {
 
 func validateCreateTeam(r *orgsv1.CreateTeamRequest) error {
 	var v errs.Violations
-	checkName(&v, "parent", r.GetParent(), OrgName)
+	checkName(&v, "parent", r.GetParent(), names.OrgPattern)
 	v.Check("team.display_name", aip.CheckPrintable(r.GetTeam().GetDisplayName(), false))
 	return v.Err()
 }
@@ -316,7 +308,7 @@ func validateRemoveTeamMember(r *orgsv1.RemoveTeamMemberRequest) error {
 
 func checkTeamMember(team, member string) error {
 	var v errs.Violations
-	checkName(&v, "team", team, teamName)
+	checkName(&v, "team", team, names.TeamPattern)
 	if !validMember(member) {
 		v.Add("member", "must be users/{id} or orgs/{org}/serviceAccounts/{sa}")
 	}
@@ -324,7 +316,7 @@ func checkTeamMember(team, member string) error {
 }
 
 func validateDeleteMember(r *orgsv1.DeleteMemberRequest) error {
-	ids, err := memberName.ParseLoose(r.GetName())
+	ids, err := names.MemberPattern.ParseLoose(r.GetName())
 	if err != nil || aip.ValidateID(ids[0]) != nil || !validUserID(ids[1]) {
 		return errs.Field("name", "must be orgs/{org}/members/{user}")
 	}
@@ -333,7 +325,7 @@ func validateDeleteMember(r *orgsv1.DeleteMemberRequest) error {
 
 func validateCreateInvitation(r *orgsv1.CreateInvitationRequest) error {
 	var v errs.Violations
-	checkName(&v, "parent", r.GetParent(), OrgName)
+	checkName(&v, "parent", r.GetParent(), names.OrgPattern)
 	inv := r.GetInvitation()
 	if a, err := mail.ParseAddress(inv.GetEmail()); err != nil || a.Address != inv.GetEmail() || strings.ContainsAny(a.Address, "/ ") {
 		v.Add("invitation.email", "must be a plain email address")
@@ -343,7 +335,7 @@ func validateCreateInvitation(r *orgsv1.CreateInvitationRequest) error {
 }
 
 func validateRevokeInvitation(r *orgsv1.RevokeInvitationRequest) error {
-	if ids, err := invitationName.ParseLoose(r.GetName()); err != nil || aip.ValidateID(ids[0]) != nil {
+	if ids, err := names.InvitationPattern.ParseLoose(r.GetName()); err != nil || aip.ValidateID(ids[0]) != nil {
 		return errs.Field("name", "must be orgs/{org}/invitations/{id}")
 	}
 	return nil
@@ -382,16 +374,6 @@ func checkName(v *errs.Violations, field, name string, p aip.Pattern) {
 	v.Check(field, err)
 }
 
-// cutCollection splits `{parent}/<collection>/{id}` at its last collection
-// segment (sep is `/tokens/`) and returns the parent.
-func cutCollection(name, sep string) (string, bool) {
-	i := strings.LastIndex(name, sep)
-	if i <= 0 || name[i+len(sep):] == "" || strings.Contains(name[i+len(sep):], "/") {
-		return "", false
-	}
-	return name[:i], true
-}
-
 // checkBindable checks a resource that can hold bindings.
 func checkBindable(v *errs.Violations, field, name string) {
 	for _, p := range bindingOn {
@@ -399,7 +381,7 @@ func checkBindable(v *errs.Violations, field, name string) {
 			return
 		}
 	}
-	if ids, err := toolPattern.ParseLoose(name); err == nil && aip.ValidateSegmentID(ids[0]) == nil && aip.ValidateSegmentID(ids[1]) == nil && validToolName(ids[2]) {
+	if ids, err := names.ToolPattern.ParseLoose(name); err == nil && aip.ValidateSegmentID(ids[0]) == nil && aip.ValidateSegmentID(ids[1]) == nil && validToolName(ids[2]) {
 		return
 	}
 	v.Add(field, "must be orgs/{org}, orgs/{org}/registries/{r}, orgs/{org}/servers/{s} or orgs/{org}/servers/{s}/tools/{t}")
@@ -420,20 +402,20 @@ func validToolName(s string) bool {
 
 // checkTokenParent accepts a service account or a user (users/me included).
 func checkTokenParent(v *errs.Violations, field, name string) {
-	if ids, err := userName.ParseLoose(name); err == nil && validUserID(ids[0]) {
+	if ids, err := names.UserPattern.ParseLoose(name); err == nil && validUserID(ids[0]) {
 		return
 	}
-	checkName(v, field, name, saName)
+	checkName(v, field, name, names.ServiceAccountPattern)
 }
 
 func validUserID(id string) bool { return id != "" && len(id) <= 128 && !strings.ContainsAny(id, "/ ") }
 
 // checkPrincipal accepts users/{id}, or a team or service account of org.
 func checkPrincipal(v *errs.Violations, field, principal, org string) {
-	if ids, err := userName.ParseLoose(principal); err == nil && validUserID(ids[0]) && ids[0] != "me" {
+	if ids, err := names.UserPattern.ParseLoose(principal); err == nil && validUserID(ids[0]) && ids[0] != "me" {
 		return
 	}
-	for _, p := range []aip.Pattern{teamName, saName} {
+	for _, p := range []aip.Pattern{names.TeamPattern, names.ServiceAccountPattern} {
 		if ids, err := p.Parse(principal); err == nil {
 			if ids[0] != org {
 				v.Add(field, "must belong to orgs/%s", org)
@@ -446,10 +428,10 @@ func checkPrincipal(v *errs.Violations, field, principal, org string) {
 
 // validMember accepts users/{id} (not users/me) or a service account.
 func validMember(member string) bool {
-	if ids, err := userName.ParseLoose(member); err == nil && validUserID(ids[0]) && ids[0] != "me" {
+	if ids, err := names.UserPattern.ParseLoose(member); err == nil && validUserID(ids[0]) && ids[0] != "me" {
 		return true
 	}
-	_, err := saName.Parse(member)
+	_, err := names.ServiceAccountPattern.Parse(member)
 	return err == nil
 }
 

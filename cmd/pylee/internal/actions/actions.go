@@ -15,12 +15,14 @@ import (
 	_ "github.com/pyleeai/pylee/gen/go/pylee/audit/v1"
 	_ "github.com/pyleeai/pylee/gen/go/pylee/orgs/v1"
 	_ "github.com/pyleeai/pylee/gen/go/pylee/registry/v1"
+	_ "github.com/pyleeai/pylee/gen/go/pylee/secrets/v1"
 
 	"github.com/pyleeai/pylee/kit/server"
 )
 
 // Services are the gRPC services whose RPCs have actions.
-var Services = []string{"pylee.orgs.v1.OrgsService", "pylee.orgs.v1.AccessService", "pylee.registry.v1.RegistryService", "pylee.audit.v1.AuditService"}
+var Services = []string{"pylee.orgs.v1.OrgsService", "pylee.orgs.v1.AccessService", "pylee.registry.v1.RegistryService", "pylee.audit.v1.AuditService",
+	"pylee.secrets.v1.SecretsService"}
 
 // Action is one audit action.
 type Action struct {

@@ -326,12 +326,19 @@ type process struct {
 	name string
 }
 
-func (p process) Log() *zap.Logger                                 { return p.a.log.Named(p.name) }
-func (p process) Server() *server.Server                           { return p.a.srv }
-func (p process) Settings() module.Settings                        { return p.a.cfg.Settings }
-func (p process) Runs(target string) bool                          { return slices.Contains(p.a.targets, target) }
-func (p process) UserConn(target string) (*grpc.ClientConn, error) { return p.a.userConn(target) }
-func (p process) Conn(target string) (*grpc.ClientConn, error)     { return p.a.conn(target) }
+func (p process) Log() *zap.Logger          { return p.a.log.Named(p.name) }
+func (p process) Server() *server.Server    { return p.a.srv }
+func (p process) Settings() module.Settings { return p.a.cfg.Settings }
+func (p process) Runs(target string) bool   { return slices.Contains(p.a.targets, target) }
+func (p process) UserConn(target string) (grpc.ClientConnInterface, error) {
+	conn, err := p.a.userConn(target)
+	if err != nil || !slices.Contains(p.a.targets, target) {
+		return conn, err
+	}
+	// In this process: no hop (streams still take the loopback listener).
+	return p.a.srv.InProcess(conn), nil
+}
+func (p process) Conn(target string) (*grpc.ClientConn, error) { return p.a.conn(target) }
 
 // ServiceToken implements module.Process: none with mTLS, where the
 // client certificate is the identity.

@@ -12,6 +12,7 @@ import (
 	"google.golang.org/protobuf/types/known/timestamppb"
 
 	orgsv1 "github.com/pyleeai/pylee/gen/go/pylee/orgs/v1"
+	"github.com/pyleeai/pylee/kit/names"
 )
 
 // call runs one REST call and prints the answer with table.
@@ -29,7 +30,16 @@ func (g *globals) call(cmd *cobra.Command, method, path string, q url.Values, bo
 	return g.printMessage(out, table)
 }
 
-func orgPathOf(org string) string { return "orgs/" + strings.TrimPrefix(org, "orgs/") }
+// orgPathOf is the name of an organization given by id or by name.
+func orgPathOf(org string) string { return names.Org{Org: orgID(org)}.String() }
+
+// userID is the id of a user given by id or by name (users/{user}).
+func userID(s string) string {
+	if u, err := names.ParseUser(s); err == nil {
+		return u.User
+	}
+	return s
+}
 
 func newWhoamiCmd(g *globals) *cobra.Command {
 	return &cobra.Command{
@@ -73,7 +83,7 @@ func newServiceAccountCmd(g *globals) *cobra.Command {
 	del := &cobra.Command{
 		Use: "delete ID --org ORG", Short: "Delete a service account with its tokens and bindings", Args: cobra.ExactArgs(1),
 		RunE: func(c *cobra.Command, args []string) error {
-			return g.call(c, http.MethodDelete, "/v1/"+orgPathOf(org)+"/serviceAccounts/"+args[0], nil, nil, nil, func(w *tabwriter.Writer) { row(w, "deleted") })
+			return g.call(c, http.MethodDelete, "/v1/"+names.ServiceAccount{Org: orgID(org), ServiceAccount: args[0]}.String(), nil, nil, nil, func(w *tabwriter.Writer) { row(w, "deleted") })
 		},
 	}
 	for _, c := range []*cobra.Command{create, list, del} {
@@ -90,7 +100,7 @@ func newTokenCmd(g *globals) *cobra.Command {
 		if sa == "" {
 			return "users/me"
 		}
-		return orgPathOf(org) + "/serviceAccounts/" + sa
+		return names.ServiceAccount{Org: orgID(org), ServiceAccount: sa}.String()
 	}
 	create := &cobra.Command{
 		Use: "create", Short: "Create a token; its secret is printed once", Args: cobra.NoArgs,
@@ -128,7 +138,7 @@ func newTokenCmd(g *globals) *cobra.Command {
 	revoke := &cobra.Command{
 		Use: "revoke ID", Short: "Revoke a token", Args: cobra.ExactArgs(1),
 		RunE: func(c *cobra.Command, args []string) error {
-			return g.call(c, http.MethodDelete, "/v1/"+parent()+"/tokens/"+args[0], nil, nil, nil, func(w *tabwriter.Writer) { row(w, "revoked") })
+			return g.call(c, http.MethodDelete, "/v1/"+names.Token{Parent: parent(), Token: args[0]}.String(), nil, nil, nil, func(w *tabwriter.Writer) { row(w, "revoked") })
 		},
 	}
 	for _, c := range []*cobra.Command{create, list, revoke} {
@@ -202,7 +212,7 @@ func newTeamCmd(g *globals) *cobra.Command {
 	del := &cobra.Command{
 		Use: "delete ID --org ORG", Short: "Delete a team", Args: cobra.ExactArgs(1),
 		RunE: func(c *cobra.Command, args []string) error {
-			return g.call(c, http.MethodDelete, "/v1/"+orgPathOf(org)+"/teams/"+args[0], nil, nil, nil, func(w *tabwriter.Writer) { row(w, "deleted") })
+			return g.call(c, http.MethodDelete, "/v1/"+names.Team{Org: orgID(org), Team: args[0]}.String(), nil, nil, nil, func(w *tabwriter.Writer) { row(w, "deleted") })
 		},
 	}
 	member := func(verb string) *cobra.Command {
@@ -210,7 +220,7 @@ func newTeamCmd(g *globals) *cobra.Command {
 			Use: verb + "-member TEAM MEMBER --org ORG", Short: verb + " a team member", Args: cobra.ExactArgs(2),
 			RunE: func(c *cobra.Command, args []string) error {
 				t := &orgsv1.Team{}
-				return g.call(c, http.MethodPost, "/v1/"+orgPathOf(org)+"/teams/"+args[0]+":"+verb+"Member", nil,
+				return g.call(c, http.MethodPost, "/v1/"+names.Team{Org: orgID(org), Team: args[0]}.String()+":"+verb+"Member", nil,
 					&orgsv1.AddTeamMemberRequest{Member: args[1]}, t,
 					func(w *tabwriter.Writer) { row(w, "NAME", "MEMBERS"); row(w, t.Name, strings.Join(t.Members, ",")) })
 			},
@@ -252,7 +262,7 @@ func newRoleCmd(g *globals) *cobra.Command {
 	del := &cobra.Command{
 		Use: "delete ID --org ORG", Short: "Delete a custom role no binding uses", Args: cobra.ExactArgs(1),
 		RunE: func(c *cobra.Command, args []string) error {
-			return g.call(c, http.MethodDelete, "/v1/"+orgPathOf(org)+"/roles/"+args[0], nil, nil, nil, func(w *tabwriter.Writer) { row(w, "deleted") })
+			return g.call(c, http.MethodDelete, "/v1/"+names.Role{Org: orgID(org), Role: args[0]}.String(), nil, nil, nil, func(w *tabwriter.Writer) { row(w, "deleted") })
 		},
 	}
 	for _, c := range []*cobra.Command{list, create, del} {
@@ -288,7 +298,7 @@ func newMemberCmd(g *globals) *cobra.Command {
 	remove := &cobra.Command{
 		Use: "remove USER --org ORG", Short: "Remove a user (all its roles) from the organization", Args: cobra.ExactArgs(1),
 		RunE: func(c *cobra.Command, args []string) error {
-			return g.call(c, http.MethodDelete, "/v1/"+orgPathOf(org)+"/members/"+strings.TrimPrefix(args[0], "users/"), nil, nil, nil,
+			return g.call(c, http.MethodDelete, "/v1/"+names.Member{Org: orgID(org), User: userID(args[0])}.String(), nil, nil, nil,
 				func(w *tabwriter.Writer) { row(w, "removed") })
 		},
 	}
@@ -330,7 +340,7 @@ func newInviteCmd(g *globals) *cobra.Command {
 		Use: "revoke ID --org ORG", Short: "Revoke a pending invitation", Args: cobra.ExactArgs(1),
 		RunE: func(c *cobra.Command, args []string) error {
 			inv := &orgsv1.Invitation{}
-			return g.call(c, http.MethodPost, "/v1/"+orgPathOf(org)+"/invitations/"+args[0]+":revoke", nil, &emptypb.Empty{}, inv,
+			return g.call(c, http.MethodPost, "/v1/"+names.Invitation{Org: orgID(org), Invitation: args[0]}.String()+":revoke", nil, &emptypb.Empty{}, inv,
 				func(w *tabwriter.Writer) { row(w, "NAME", "STATE"); row(w, inv.Name, inv.State) })
 		},
 	}

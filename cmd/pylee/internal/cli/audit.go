@@ -91,7 +91,7 @@ func orgFlag(cmd *cobra.Command, org *string) {
 }
 
 func eventsPath(org string) string {
-	return "/v1/orgs/" + url.PathEscape(strings.TrimPrefix(org, "orgs/")) + "/events"
+	return "/v1/orgs/" + url.PathEscape(orgID(org)) + "/events"
 }
 
 func (g *globals) printEvents(resp *auditv1.ListEventsResponse, header bool) error {

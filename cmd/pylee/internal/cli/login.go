@@ -7,7 +7,6 @@ import (
 	"os"
 	"path/filepath"
 	"sort"
-	"strings"
 
 	"github.com/spf13/cobra"
 	"sigs.k8s.io/yaml"
@@ -103,7 +102,7 @@ func newLoginCmd(g *globals) *cobra.Command {
 			if err != nil {
 				return err
 			}
-			cfg.Contexts[name] = cliContext{APIURL: g.apiURL, Token: g.token.Reveal(), User: u.Name, Org: strings.TrimPrefix(org, "orgs/")}
+			cfg.Contexts[name] = cliContext{APIURL: g.apiURL, Token: g.token.Reveal(), User: u.Name, Org: orgID(org)}
 			cfg.CurrentContext = name
 			p, err := saveConfig(cfg)
 			if err != nil {

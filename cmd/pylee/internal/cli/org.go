@@ -13,6 +13,7 @@ import (
 	"google.golang.org/protobuf/types/known/timestamppb"
 
 	orgsv1 "github.com/pyleeai/pylee/gen/go/pylee/orgs/v1"
+	"github.com/pyleeai/pylee/kit/names"
 )
 
 func newOrgCmd(g *globals) *cobra.Command {
@@ -27,7 +28,7 @@ func newOrgCmd(g *globals) *cobra.Command {
 
 // orgPath is the REST path of organization id (or of an `orgs/{id}` name).
 func orgPath(id string) string {
-	return "/v1/orgs/" + url.PathEscape(strings.TrimPrefix(id, "orgs/"))
+	return "/v1/orgs/" + url.PathEscape(orgID(id))
 }
 
 func fmtTime(ts *timestamppb.Timestamp) string {
@@ -206,8 +207,9 @@ func newOrgDeleteCmd(g *globals) *cobra.Command {
 			if err != nil {
 				return err
 			}
-			id := strings.TrimPrefix(args[0], "orgs/")
-			if err := g.confirmDelete(yes, "organization", "orgs/"+id, id,
+			id := orgID(args[0])
+			name := names.Org{Org: id}.String()
+			if err := g.confirmDelete(yes, "organization", name, id,
 				"and everything in it: registries, servers and their versions, approvals, teams, roles, service accounts, tokens, bindings and invitations (its audit log stays)"); err != nil {
 				return err
 			}
@@ -218,7 +220,7 @@ func newOrgDeleteCmd(g *globals) *cobra.Command {
 			if err := c.Do(cmd.Context(), http.MethodDelete, orgPath(id), q, nil, nil); err != nil {
 				return err
 			}
-			_, err = fmt.Fprintln(g.stdout, "deleted "+printable("orgs/"+id))
+			_, err = fmt.Fprintln(g.stdout, "deleted "+printable(name))
 			return err
 		},
 	}

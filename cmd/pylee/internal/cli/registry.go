@@ -17,12 +17,22 @@ import (
 	"google.golang.org/protobuf/types/known/durationpb"
 
 	registryv1 "github.com/pyleeai/pylee/gen/go/pylee/registry/v1"
+	"github.com/pyleeai/pylee/kit/aip"
+	"github.com/pyleeai/pylee/kit/names"
 )
+
+// orgID is the id of an organization given by id or by name (orgs/{org}).
+func orgID(s string) string {
+	if o, err := names.ParseOrg(s); err == nil {
+		return o.Org
+	}
+	return s
+}
 
 // orgOf returns the organization a command works in: --org, else the
 // current context's.
 func (g *globals) orgOf(flag string) (string, error) {
-	org := strings.TrimPrefix(flag, "orgs/")
+	org := orgID(flag)
 	if org == "" {
 		org = g.contextOrg
 	}
@@ -32,9 +42,22 @@ func (g *globals) orgOf(flag string) (string, error) {
 	return org, nil
 }
 
-// ref turns an id into a resource name under orgs/{org}/{collection};
-// full names pass through.
-func (g *globals) ref(org, collection, id string) (string, error) {
+// kind is a collection of an organization's resources that commands take
+// by id or by full name.
+type kind struct {
+	noun    string
+	pattern aip.Pattern // orgs/{org}/<collection>/{id}
+}
+
+var (
+	serverKind   = kind{"server", names.ServerPattern}
+	registryKind = kind{"registry", names.RegistryPattern}
+	teamKind     = kind{"team", names.TeamPattern}
+)
+
+// ref turns an id into the name of a resource of kind k in the command's
+// organization; full names pass through.
+func (g *globals) ref(org string, k kind, id string) (string, error) {
 	if strings.HasPrefix(id, "orgs/") {
 		return id, nil
 	}
@@ -43,9 +66,9 @@ func (g *globals) ref(org, collection, id string) (string, error) {
 		return "", err
 	}
 	if id == "" {
-		return "", fmt.Errorf("give the %s", strings.TrimSuffix(collection, "s"))
+		return "", fmt.Errorf("give the %s", k.noun)
 	}
-	return "orgs/" + o + "/" + collection + "/" + id, nil
+	return k.pattern.Format(o, id), nil
 }
 
 func optionalOrg(cmd *cobra.Command, org *string) {
@@ -135,7 +158,7 @@ func newServerCmd(g *globals) *cobra.Command {
 	get := &cobra.Command{
 		Use: "get SERVER", Short: "Show a server", Args: cobra.ExactArgs(1),
 		RunE: func(c *cobra.Command, args []string) error {
-			name, err := g.ref(org, "servers", args[0])
+			name, err := g.ref(org, serverKind, args[0])
 			if err != nil {
 				return err
 			}
@@ -146,7 +169,7 @@ func newServerCmd(g *globals) *cobra.Command {
 	update := &cobra.Command{
 		Use: "update SERVER", Short: "Change a server's title, description, repository or website", Args: cobra.ExactArgs(1),
 		RunE: func(c *cobra.Command, args []string) error {
-			name, err := g.ref(org, "servers", args[0])
+			name, err := g.ref(org, serverKind, args[0])
 			if err != nil {
 				return err
 			}
@@ -171,7 +194,7 @@ func newServerCmd(g *globals) *cobra.Command {
 	del := &cobra.Command{
 		Use: "delete SERVER [--yes]", Short: "Delete a server and its versions (refused while a registry pins it; asks first)", Args: cobra.ExactArgs(1),
 		RunE: func(c *cobra.Command, args []string) error {
-			name, err := g.ref(org, "servers", args[0])
+			name, err := g.ref(org, serverKind, args[0])
 			if err != nil {
 				return err
 			}
@@ -250,7 +273,7 @@ func newVersionCmdGroup(g *globals) *cobra.Command {
 		Short: "Publish a version, from a server.json document or from the server's fields",
 		Args:  cobra.NoArgs,
 		RunE: func(c *cobra.Command, _ []string) error {
-			parent, err := g.ref(org, "servers", server)
+			parent, err := g.ref(org, serverKind, server)
 			if err != nil {
 				return err
 			}
@@ -280,7 +303,7 @@ func newVersionCmdGroup(g *globals) *cobra.Command {
 	list := &cobra.Command{
 		Use: "list --server S", Short: "List versions, highest first", Args: cobra.NoArgs,
 		RunE: func(c *cobra.Command, _ []string) error {
-			parent, err := g.ref(org, "servers", server)
+			parent, err := g.ref(org, serverKind, server)
 			if err != nil {
 				return err
 			}
@@ -297,7 +320,7 @@ func newVersionCmdGroup(g *globals) *cobra.Command {
 	get := &cobra.Command{
 		Use: "get VERSION --server S", Short: "Show a version (VERSION may be latest)", Args: cobra.ExactArgs(1),
 		RunE: func(c *cobra.Command, args []string) error {
-			parent, err := g.ref(org, "servers", server)
+			parent, err := g.ref(org, serverKind, server)
 			if err != nil {
 				return err
 			}
@@ -310,7 +333,7 @@ func newVersionCmdGroup(g *globals) *cobra.Command {
 	suggest := &cobra.Command{
 		Use: "suggest --server S --bump patch|minor|major [--prerelease rc]", Short: "Suggest the next version", Args: cobra.NoArgs,
 		RunE: func(c *cobra.Command, _ []string) error {
-			parent, err := g.ref(org, "servers", server)
+			parent, err := g.ref(org, serverKind, server)
 			if err != nil {
 				return err
 			}
@@ -333,7 +356,7 @@ func newVersionCmdGroup(g *globals) *cobra.Command {
 		c := &cobra.Command{
 			Use: use + " VERSION --server S [--message TEXT]", Short: short, Args: cobra.ExactArgs(1),
 			RunE: func(c *cobra.Command, args []string) error {
-				parent, err := g.ref(org, "servers", server)
+				parent, err := g.ref(org, serverKind, server)
 				if err != nil {
 					return err
 				}
@@ -349,7 +372,7 @@ func newVersionCmdGroup(g *globals) *cobra.Command {
 	diff := &cobra.Command{
 		Use: "diff BASE TARGET --server S", Short: "Show the tools added, removed and changed between two versions", Args: cobra.ExactArgs(2),
 		RunE: func(c *cobra.Command, args []string) error {
-			parent, err := g.ref(org, "servers", server)
+			parent, err := g.ref(org, serverKind, server)
 			if err != nil {
 				return err
 			}
@@ -363,7 +386,7 @@ func newVersionCmdGroup(g *globals) *cobra.Command {
 	export := &cobra.Command{
 		Use: "export VERSION --server S [-f FILE]", Short: "Write a version's server.json", Args: cobra.ExactArgs(1),
 		RunE: func(c *cobra.Command, args []string) error {
-			parent, err := g.ref(org, "servers", server)
+			parent, err := g.ref(org, serverKind, server)
 			if err != nil {
 				return err
 			}
@@ -438,7 +461,7 @@ func (f *registryFlags) build(g *globals, c *cobra.Command, org string) (*regist
 	if changed("parent") {
 		mask = append(mask, "parent")
 		if f.parent != "" {
-			p, err := g.ref(org, "registries", f.parent)
+			p, err := g.ref(org, registryKind, f.parent)
 			if err != nil {
 				return nil, nil, err
 			}
@@ -456,7 +479,7 @@ func (f *registryFlags) build(g *globals, c *cobra.Command, org string) (*regist
 	}
 	if changed("owner-team") {
 		for _, t := range f.ownerTeams {
-			name, err := g.ref(org, "teams", t)
+			name, err := g.ref(org, teamKind, t)
 			if err != nil {
 				return nil, nil, err
 			}
@@ -601,7 +624,7 @@ func newRegistryCmd(g *globals) *cobra.Command {
 	get := &cobra.Command{
 		Use: "get REGISTRY", Short: "Show a registry with its settings in force", Args: cobra.ExactArgs(1),
 		RunE: func(c *cobra.Command, args []string) error {
-			name, err := g.ref(org, "registries", args[0])
+			name, err := g.ref(org, registryKind, args[0])
 			if err != nil {
 				return err
 			}
@@ -613,7 +636,7 @@ func newRegistryCmd(g *globals) *cobra.Command {
 	update := &cobra.Command{
 		Use: "update REGISTRY [settings flags]", Short: "Change a registry's settings (an approval request where approval is required)", Args: cobra.ExactArgs(1),
 		RunE: func(c *cobra.Command, args []string) error {
-			name, err := g.ref(org, "registries", args[0])
+			name, err := g.ref(org, registryKind, args[0])
 			if err != nil {
 				return err
 			}
@@ -656,12 +679,16 @@ func newRegistryCmd(g *globals) *cobra.Command {
 	pin := &cobra.Command{
 		Use: "pin --registry R --server S --version V | --range R", Short: "Pin a server to a version (or a range, in an auto-upgrading registry)", Args: cobra.NoArgs,
 		RunE: func(c *cobra.Command, _ []string) error {
-			reg, err := g.ref(org, "registries", registryFlag)
+			reg, err := g.ref(org, registryKind, registryFlag)
+			if err != nil {
+				return err
+			}
+			entry, err := entryName(reg, server)
 			if err != nil {
 				return err
 			}
 			resp := &registryv1.PinEntryResponse{}
-			return g.call(c, http.MethodPut, "/v1/"+reg+"/entries/"+serverID(server), nil,
+			return g.call(c, http.MethodPut, "/v1/"+entry, nil,
 				&registryv1.PinEntryRequest{Version: version, VersionRange: rng, Reason: reason}, resp, pinResult(resp))
 		},
 	}
@@ -671,7 +698,11 @@ func newRegistryCmd(g *globals) *cobra.Command {
 	unpin := &cobra.Command{
 		Use: "unpin --registry R --server S", Short: "Remove a server from a registry", Args: cobra.NoArgs,
 		RunE: func(c *cobra.Command, _ []string) error {
-			reg, err := g.ref(org, "registries", registryFlag)
+			reg, err := g.ref(org, registryKind, registryFlag)
+			if err != nil {
+				return err
+			}
+			entry, err := entryName(reg, server)
 			if err != nil {
 				return err
 			}
@@ -680,7 +711,7 @@ func newRegistryCmd(g *globals) *cobra.Command {
 			if reason != "" {
 				q.Set("reason", reason)
 			}
-			return g.call(c, http.MethodDelete, "/v1/"+reg+"/entries/"+serverID(server), q, nil, resp, func(w *tabwriter.Writer) {
+			return g.call(c, http.MethodDelete, "/v1/"+entry, q, nil, resp, func(w *tabwriter.Writer) {
 				if resp.Approval != nil {
 					printApproval(resp.Approval)(w)
 					return
@@ -694,16 +725,20 @@ func newRegistryCmd(g *globals) *cobra.Command {
 	promote := &cobra.Command{
 		Use: "promote --registry FROM --server S --to TO", Short: "Pin the version a server has in one registry in another", Args: cobra.NoArgs,
 		RunE: func(c *cobra.Command, _ []string) error {
-			reg, err := g.ref(org, "registries", registryFlag)
+			reg, err := g.ref(org, registryKind, registryFlag)
 			if err != nil {
 				return err
 			}
-			target, err := g.ref(org, "registries", to)
+			entry, err := entryName(reg, server)
+			if err != nil {
+				return err
+			}
+			target, err := g.ref(org, registryKind, to)
 			if err != nil {
 				return err
 			}
 			resp := &registryv1.PinEntryResponse{}
-			return g.call(c, http.MethodPost, "/v1/"+reg+"/entries/"+serverID(server)+":promote", nil,
+			return g.call(c, http.MethodPost, "/v1/"+entry+":promote", nil,
 				&registryv1.PromoteEntryRequest{TargetRegistry: target, Reason: reason}, resp, pinResult(resp))
 		},
 	}
@@ -713,7 +748,7 @@ func newRegistryCmd(g *globals) *cobra.Command {
 	entries := &cobra.Command{
 		Use: "entries REGISTRY", Short: "List a registry's entries", Args: cobra.ExactArgs(1),
 		RunE: func(c *cobra.Command, args []string) error {
-			reg, err := g.ref(org, "registries", args[0])
+			reg, err := g.ref(org, registryKind, args[0])
 			if err != nil {
 				return err
 			}
@@ -731,14 +766,17 @@ func newRegistryCmd(g *globals) *cobra.Command {
 	del := &cobra.Command{
 		Use: "delete REGISTRY [--yes]", Short: "Delete a registry without entries or child registries (asks first)", Args: cobra.ExactArgs(1),
 		RunE: func(c *cobra.Command, args []string) error {
-			name, err := g.ref(org, "registries", args[0])
+			name, err := g.ref(org, registryKind, args[0])
 			if err != nil {
 				return err
 			}
 			if _, err := g.client(); err != nil {
 				return err
 			}
-			id := name[strings.LastIndex(name, "/")+1:]
+			id := name
+			if r, err := names.ParseRegistry(name); err == nil {
+				id = r.Registry
+			}
 			if err := g.confirmDelete(yes, "registry", name, id, "with its settings and approval requests"); err != nil {
 				return err
 			}
@@ -761,10 +799,28 @@ func newRegistryCmd(g *globals) *cobra.Command {
 
 // serverID is the id of a server given by id or full name.
 func serverID(s string) string {
-	if i := strings.LastIndex(s, "/servers/"); i >= 0 {
-		return s[i+len("/servers/"):]
+	if sv, err := names.ParseServer(s); err == nil {
+		return sv.Server
 	}
 	return s
+}
+
+// inRegistry parses reg, a registry's name, for the names of what it holds.
+func inRegistry(reg string) (names.Registry, error) {
+	r, err := names.ParseRegistry(reg)
+	if err != nil {
+		return names.Registry{}, fmt.Errorf("registry %q: %v", reg, err)
+	}
+	return r, nil
+}
+
+// entryName is the name of server's entry in the registry named reg.
+func entryName(reg, server string) (string, error) {
+	r, err := inRegistry(reg)
+	if err != nil {
+		return "", err
+	}
+	return names.Entry{Org: r.Org, Registry: r.Registry, Server: serverID(server)}.String(), nil
 }
 
 func newApprovalCmd(g *globals) *cobra.Command {
@@ -774,16 +830,20 @@ func newApprovalCmd(g *globals) *cobra.Command {
 		if strings.HasPrefix(id, "orgs/") {
 			return id, nil
 		}
-		reg, err := g.ref(org, "registries", registry)
+		reg, err := g.ref(org, registryKind, registry)
 		if err != nil {
 			return "", fmt.Errorf("%v (or give the approval's full name)", err)
 		}
-		return reg + "/approvals/" + id, nil
+		r, err := inRegistry(reg)
+		if err != nil {
+			return "", err
+		}
+		return names.Approval{Org: r.Org, Registry: r.Registry, Approval: id}.String(), nil
 	}
 	list := &cobra.Command{
 		Use: "list --registry R [--state pending]", Short: "List approval requests, newest first", Args: cobra.NoArgs,
 		RunE: func(c *cobra.Command, _ []string) error {
-			reg, err := g.ref(org, "registries", registry)
+			reg, err := g.ref(org, registryKind, registry)
 			if err != nil {
 				return err
 			}

@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"net/netip"
+	"os"
 	"os/signal"
 	"strings"
 	"syscall"
@@ -59,6 +60,16 @@ func (f *serveFlags) register(cmd *cobra.Command, logFormat, host string) {
 	fs.StringVar(&f.cfg.OIDC.Audience, "oidc-audience", "", "the audience JWTs must carry")
 	fs.StringVar(&f.cfg.OIDC.JWKSURL, "oidc-jwks-url", "", "JWKS URL (default: from the issuer's discovery document)")
 	fs.StringVar(&f.cfg.OIDC.GroupsClaim, "oidc-groups-claim", "groups", "claim whose `org/team` values make the user a member of those teams")
+	fs.StringVar(&f.cfg.Secrets.Backend, "secrets-backend", "keyring", "where secret and variable values are kept: keyring (built-in, in the secrets database) or vault (HashiCorp Vault KV v2)")
+	fs.Var(config.SecretValue{S: &f.cfg.Secrets.KeyringKey}, "keyring-key", "base64 256-bit key-encryption key of the keyring (default: kept in the data directory as keyring.key)")
+	fs.Var(config.SecretValue{S: &f.cfg.Secrets.KeyringPreviousKey}, "keyring-previous-key", "during a key rotation, the previous --keyring-key: it still opens what it sealed (see pylee secrets rotate-key)")
+	fs.StringVar(&f.cfg.Secrets.VaultAddr, "vault-addr", os.Getenv("VAULT_ADDR"), "Vault address (env VAULT_ADDR), with --secrets-backend=vault")
+	fs.Var(config.SecretValue{S: &f.cfg.Secrets.VaultToken}, "vault-token", "Vault token (env VAULT_TOKEN); or AppRole with --vault-role-id and --vault-secret-id")
+	fs.Var(config.SecretValue{S: &f.cfg.Secrets.VaultRoleID}, "vault-role-id", "Vault AppRole role id")
+	fs.Var(config.SecretValue{S: &f.cfg.Secrets.VaultSecretID}, "vault-secret-id", "Vault AppRole secret id")
+	fs.StringVar(&f.cfg.Secrets.VaultNamespace, "vault-namespace", "", "Vault namespace (Vault Enterprise)")
+	fs.StringVar(&f.cfg.Secrets.VaultMount, "vault-mount", "secret", "mount of the KV v2 secrets engine")
+	fs.StringVar(&f.cfg.Secrets.VaultPrefix, "vault-prefix", "pylee", "path prefix under the mount")
 	fs.StringVar(&f.logFormat, "log-format", logFormat, "log format: console or json")
 	fs.StringVar(&f.logLevel, "log-level", "info", "log level: debug, info, warn or error")
 }

@@ -17,6 +17,7 @@ import (
 	"github.com/pyleeai/pylee/kit/auditlog"
 	"github.com/pyleeai/pylee/kit/db"
 	"github.com/pyleeai/pylee/kit/errs"
+	"github.com/pyleeai/pylee/kit/names"
 	"github.com/pyleeai/pylee/services/audit/internal/ent"
 	"github.com/pyleeai/pylee/services/audit/internal/ent/chainhead"
 	"github.com/pyleeai/pylee/services/audit/internal/ent/checkpoint"
@@ -194,7 +195,7 @@ func toChanges(in []*auditv1.FieldChange) []schema.Change {
 // ToProto rebuilds the event a row stores.
 func ToProto(e *ent.Event) *auditv1.Event {
 	ev := &auditv1.Event{
-		Name: auditlog.EventName(e.Organization, e.ID), Id: e.ID, Organization: e.Organization,
+		Name: names.Event{Org: e.Organization, Event: e.ID}.String(), Id: e.ID, Organization: e.Organization,
 		EventTime: timestamppb.New(e.EventTime.UTC()),
 		Actor:     &auditv1.Actor{Principal: e.ActorPrincipal, Kind: e.ActorKind, DisplayName: e.ActorDisplayName},
 		Action:    e.Action, Resource: e.Resource, Outcome: e.Outcome, RequestId: e.RequestID,
@@ -299,7 +300,7 @@ func (s *Store) ListEvents(ctx context.Context, q EventQuery) ([]*auditv1.Event,
 func (s *Store) GetEvent(ctx context.Context, org, id string) (*auditv1.Event, error) {
 	e, err := s.client.Event.Query().Where(event.ID(id), event.Organization(org)).Only(ctx)
 	if ent.IsNotFound(err) {
-		return nil, fmt.Errorf("event %q: %w", auditlog.EventName(org, id), errs.ErrNotFound)
+		return nil, fmt.Errorf("event %q: %w", names.Event{Org: org, Event: id}.String(), errs.ErrNotFound)
 	}
 	if err != nil {
 		return nil, err

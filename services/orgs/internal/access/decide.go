@@ -54,15 +54,6 @@ func Ancestors(resource string) []string {
 	return out
 }
 
-// OrgOf returns the organization id a resource belongs to, or "".
-func OrgOf(resource string) string {
-	if !strings.HasPrefix(resource, "orgs/") {
-		return ""
-	}
-	id, _, _ := strings.Cut(strings.TrimPrefix(resource, "orgs/"), "/")
-	return id
-}
-
 // RoleLookup finds a role by name (built-in or custom).
 type RoleLookup func(name string) (Role, bool)
 

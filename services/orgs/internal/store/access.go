@@ -11,6 +11,7 @@ import (
 
 	auditv1 "github.com/pyleeai/pylee/gen/go/pylee/audit/v1"
 	"github.com/pyleeai/pylee/kit/errs"
+	"github.com/pyleeai/pylee/kit/names"
 	"github.com/pyleeai/pylee/services/orgs/internal/ent"
 	"github.com/pyleeai/pylee/services/orgs/internal/ent/apitoken"
 	"github.com/pyleeai/pylee/services/orgs/internal/ent/binding"
@@ -160,7 +161,7 @@ func (s *EntStore) CreateServiceAccount(ctx context.Context, sa ServiceAccount, 
 	var out ServiceAccount
 	err := s.withTx(ctx, func(tx *ent.Tx) error {
 		if _, err := tx.Organization.Get(ctx, sa.Organization); ent.IsNotFound(err) {
-			return notFound("organization", "orgs/"+sa.Organization)
+			return notFound("organization", names.Org{Org: sa.Organization}.String())
 		}
 		created, err := tx.ServiceAccount.Create().SetID(sa.Name).SetOrganization(sa.Organization).
 			SetDisplayName(sa.DisplayName).SetDescription(sa.Description).SetCreateTime(s.now()).Save(ctx)
@@ -249,7 +250,7 @@ func (s *EntStore) DeleteAPIToken(ctx context.Context, principal, id string, ev 
 			return err
 		}
 		if n == 0 {
-			return notFound("token", principal+"/tokens/"+id)
+			return notFound("token", names.Token{Parent: principal, Token: id}.String())
 		}
 		return s.writeOutbox(ctx, tx, ev)
 	})
@@ -296,7 +297,7 @@ func (s *EntStore) DeleteBinding(ctx context.Context, name string, ev *auditv1.E
 		if err != nil {
 			return err
 		}
-		if b.Role == OwnerRole && b.Resource == "orgs/"+b.Organization {
+		if b.Role == OwnerRole && b.Resource == (names.Org{Org: b.Organization}).String() {
 			// Lock the owner rows (PostgreSQL; SQLite's immediate
 			// transactions serialize writers), so two owners removed at once
 			// cannot both see the other still there.
@@ -387,7 +388,7 @@ func (s *EntStore) CreateTeam(ctx context.Context, t Team, ev *auditv1.Event) (T
 	var out Team
 	err := s.withTx(ctx, func(tx *ent.Tx) error {
 		if _, err := tx.Organization.Get(ctx, t.Organization); ent.IsNotFound(err) {
-			return notFound("organization", "orgs/"+t.Organization)
+			return notFound("organization", names.Org{Org: t.Organization}.String())
 		}
 		created, err := tx.Team.Create().SetID(t.Name).SetOrganization(t.Organization).SetDisplayName(t.DisplayName).SetCreateTime(s.now()).Save(ctx)
 		if ent.IsConstraintError(err) {
@@ -516,7 +517,7 @@ func (s *EntStore) CreateRole(ctx context.Context, r CustomRole, ev *auditv1.Eve
 	var out CustomRole
 	err := s.withTx(ctx, func(tx *ent.Tx) error {
 		if _, err := tx.Organization.Get(ctx, r.Organization); ent.IsNotFound(err) {
-			return notFound("organization", "orgs/"+r.Organization)
+			return notFound("organization", names.Org{Org: r.Organization}.String())
 		}
 		created, err := tx.CustomRole.Create().SetID(r.Name).SetOrganization(r.Organization).SetTitle(r.Title).
 			SetDescription(r.Description).SetPermissions(r.Permissions).SetCreateTime(s.now()).Save(ctx)
@@ -596,7 +597,7 @@ func (s *EntStore) CreateInvitation(ctx context.Context, inv Invitation, ev *aud
 	var out Invitation
 	err := s.withTx(ctx, func(tx *ent.Tx) error {
 		if _, err := tx.Organization.Get(ctx, inv.Organization); ent.IsNotFound(err) {
-			return notFound("organization", "orgs/"+inv.Organization)
+			return notFound("organization", names.Org{Org: inv.Organization}.String())
 		}
 		created, err := tx.Invitation.Create().SetID(inv.Name).SetOrganization(inv.Organization).SetEmail(inv.Email).
 			SetRole(inv.Role).SetTokenHash(inv.Hash).SetExpireTime(inv.ExpireTime).SetInviter(inv.Inviter).
@@ -670,7 +671,7 @@ func (s *EntStore) AcceptInvitation(ctx context.Context, hash []byte, principal,
 		}
 		if principal == "" {
 			// An unauthenticated acceptance: the invited user joins.
-			principal = "users/" + inv.Email
+			principal = names.User{User: inv.Email}.String()
 			if ev != nil {
 				ev.Actor = &auditv1.Actor{Principal: principal, Kind: "user"}
 			}
@@ -695,8 +696,8 @@ func (s *EntStore) AcceptInvitation(ctx context.Context, hash []byte, principal,
 				}
 			}
 		}
-		resource := "orgs/" + inv.Organization
-		err = tx.Binding.Create().SetID(resource + "/bindings/" + uuid.NewString()[:8]).SetResource(resource).
+		resource := names.Org{Org: inv.Organization}.String()
+		err = tx.Binding.Create().SetID(names.Binding{Resource: resource, Binding: uuid.NewString()[:8]}.String()).SetResource(resource).
 			SetOrganization(inv.Organization).SetRole(inv.Role).SetPrincipal(principal).SetCreator(inv.Inviter).
 			SetCreateTime(s.now()).Exec(ctx)
 		if err != nil && !ent.IsConstraintError(err) { // already holds the role: fine
@@ -736,7 +737,7 @@ func (s *EntStore) MemberBindings(ctx context.Context, org string) ([]Binding, e
 // it holds none, ErrFailedPrecondition if it is the last owner.
 func (s *EntStore) DeleteMember(ctx context.Context, org, principal string, ev *auditv1.Event) error {
 	return s.withTx(ctx, func(tx *ent.Tx) error {
-		q := tx.Binding.Query().Where(binding.Resource("orgs/"+org), binding.Role(OwnerRole))
+		q := tx.Binding.Query().Where(binding.Resource(names.Org{Org: org}.String()), binding.Role(OwnerRole))
 		if s.dialect == dialect.Postgres {
 			q.ForUpdate()
 		}
@@ -799,7 +800,7 @@ func (s *EntStore) EnsureUser(ctx context.Context, u User, ev *auditv1.Event) (b
 func (s *EntStore) GetUser(ctx context.Context, id string) (User, error) {
 	u, err := s.client.User.Get(ctx, id)
 	if ent.IsNotFound(err) {
-		return User{}, notFound("user", "users/"+id)
+		return User{}, notFound("user", names.User{User: id}.String())
 	}
 	if err != nil {
 		return User{}, err

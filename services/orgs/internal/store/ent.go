@@ -13,6 +13,7 @@ import (
 	auditv1 "github.com/pyleeai/pylee/gen/go/pylee/audit/v1"
 	"github.com/pyleeai/pylee/kit/db"
 	"github.com/pyleeai/pylee/kit/errs"
+	"github.com/pyleeai/pylee/kit/names"
 	"github.com/pyleeai/pylee/kit/outbox"
 	"github.com/pyleeai/pylee/services/orgs/internal/ent"
 	"github.com/pyleeai/pylee/services/orgs/internal/ent/apitoken"
@@ -121,8 +122,8 @@ func (s *EntStore) CreateOrganization(ctx context.Context, org Organization, req
 		}
 		out = toOrganization(created)
 		if org.Owner != "" {
-			name := "orgs/" + org.ID
-			if err := tx.Binding.Create().SetID(name + "/bindings/" + uuid.NewString()[:8]).SetResource(name).
+			name := names.Org{Org: org.ID}.String()
+			if err := tx.Binding.Create().SetID(names.Binding{Resource: name, Binding: uuid.NewString()[:8]}.String()).SetResource(name).
 				SetOrganization(org.ID).SetRole(OwnerRole).SetPrincipal(org.Owner).SetCreator(org.Owner).
 				SetCreateTime(s.now()).Exec(ctx); err != nil {
 				return err
@@ -312,10 +313,13 @@ func (s *EntStore) DeleteOrganization(ctx context.Context, id string, expectRevi
 		if _, err := tx.ServiceAccount.Delete().Where(serviceaccount.Organization(id)).Exec(ctx); err != nil {
 			return err
 		}
-		if _, err := tx.APIToken.Delete().Where(apitoken.PrincipalHasPrefix("orgs/" + id + "/")).Exec(ctx); err != nil {
+		// Names under the organization: its service accounts' tokens, its
+		// teams' members.
+		under := names.Org{Org: id}.String() + "/"
+		if _, err := tx.APIToken.Delete().Where(apitoken.PrincipalHasPrefix(under)).Exec(ctx); err != nil {
 			return err
 		}
-		if _, err := tx.TeamMember.Delete().Where(teammember.TeamHasPrefix("orgs/" + id + "/")).Exec(ctx); err != nil {
+		if _, err := tx.TeamMember.Delete().Where(teammember.TeamHasPrefix(under)).Exec(ctx); err != nil {
 			return err
 		}
 		if _, err := tx.Team.Delete().Where(team.Organization(id)).Exec(ctx); err != nil {

@@ -2967,7 +2967,7 @@ const file_pylee_registry_v1_registry_service_proto_rawDesc = "" +
 	"\tEntryView\x12\x1a\n" +
 	"\x16ENTRY_VIEW_UNSPECIFIED\x10\x00\x12\x14\n" +
 	"\x10ENTRY_VIEW_BASIC\x10\x01\x12\x13\n" +
-	"\x0fENTRY_VIEW_FULL\x10\x022\xda*\n" +
+	"\x0fENTRY_VIEW_FULL\x10\x022\xd4*\n" +
 	"\x0fRegistryService\x12\x9a\x01\n" +
 	"\fCreateServer\x12&.pylee.registry.v1.CreateServerRequest\x1a\x19.pylee.registry.v1.Server\"G\xca\xf3\x18\x18\n" +
 	"\x0eservers.create\x12\x06parent\x82\xd3\xe4\x93\x02%:\x06server\"\x1b/v1/{parent=orgs/*}/servers\x12\x8d\x01\n" +
@@ -2997,9 +2997,9 @@ const file_pylee_registry_v1_registry_service_proto_rawDesc = "" +
 	"\x10ExportServerJson\x12*.pylee.registry.v1.ExportServerJsonRequest\x1a+.pylee.registry.v1.ExportServerJsonResponse\"W\xca\xf3\x18\x14\n" +
 	"\fversions.get\x12\x04name\x82\xd3\xe4\x93\x029\x127/v1/{name=orgs/*/servers/*/versions/*}:exportServerJson\x12\xa8\x01\n" +
 	"\x0eCreateRegistry\x12(.pylee.registry.v1.CreateRegistryRequest\x1a\x1b.pylee.registry.v1.Registry\"O\xca\xf3\x18\x1b\n" +
-	"\x11registries.create\x12\x06parent\x82\xd3\xe4\x93\x02*:\bregistry\"\x1e/v1/{parent=orgs/*}/registries\x12\x99\x01\n" +
-	"\vGetRegistry\x12%.pylee.registry.v1.GetRegistryRequest\x1a\x1b.pylee.registry.v1.Registry\"F\xca\xf3\x18\x1c\n" +
-	"\x0eregistries.get\x12\x04name*\x04orgs\x82\xd3\xe4\x93\x02 \x12\x1e/v1/{name=orgs/*/registries/*}\x12\xab\x01\n" +
+	"\x11registries.create\x12\x06parent\x82\xd3\xe4\x93\x02*:\bregistry\"\x1e/v1/{parent=orgs/*}/registries\x12\xa2\x01\n" +
+	"\vGetRegistry\x12%.pylee.registry.v1.GetRegistryRequest\x1a\x1b.pylee.registry.v1.Registry\"O\xca\xf3\x18%\n" +
+	"\x0eregistries.get\x12\x04name*\x04orgs*\asecrets\x82\xd3\xe4\x93\x02 \x12\x1e/v1/{name=orgs/*/registries/*}\x12\xab\x01\n" +
 	"\x0eListRegistries\x12(.pylee.registry.v1.ListRegistriesRequest\x1a).pylee.registry.v1.ListRegistriesResponse\"D\xca\xf3\x18\x1a\n" +
 	"\x0eregistries.get\x12\x06parent \x01\x82\xd3\xe4\x93\x02 \x12\x1e/v1/{parent=orgs/*}/registries\x12\xc6\x01\n" +
 	"\x0eUpdateRegistry\x12(.pylee.registry.v1.UpdateRegistryRequest\x1a).pylee.registry.v1.UpdateRegistryResponse\"_\xca\xf3\x18\"\n" +
@@ -3012,15 +3012,15 @@ const file_pylee_registry_v1_registry_service_proto_rawDesc = "" +
 	"UnpinEntry\x12$.pylee.registry.v1.UnpinEntryRequest\x1a%.pylee.registry.v1.UnpinEntryResponse\"G\xca\xf3\x18\x13\n" +
 	"\ventries.pin\x12\x04name\x82\xd3\xe4\x93\x02**(/v1/{name=orgs/*/registries/*/entries/*}\x12\xce\x01\n" +
 	"\fPromoteEntry\x12&.pylee.registry.v1.PromoteEntryRequest\x1a#.pylee.registry.v1.PinEntryResponse\"q\xca\xf3\x182\n" +
-	"\ventries.pin\x12\x0ftarget_registry2\x12registry.entry.pin\x82\xd3\xe4\x93\x025:\x01*\"0/v1/{name=orgs/*/registries/*/entries/*}:promote\x12\x91\x01\n" +
-	"\bGetEntry\x12\".pylee.registry.v1.GetEntryRequest\x1a\x18.pylee.registry.v1.Entry\"G\xca\xf3\x18\x13\n" +
-	"\ventries.get\x12\x04name\x82\xd3\xe4\x93\x02*\x12(/v1/{name=orgs/*/registries/*/entries/*}\x12\xa9\x01\n" +
+	"\ventries.pin\x12\x0ftarget_registry2\x12registry.entry.pin\x82\xd3\xe4\x93\x025:\x01*\"0/v1/{name=orgs/*/registries/*/entries/*}:promote\x12\x9a\x01\n" +
+	"\bGetEntry\x12\".pylee.registry.v1.GetEntryRequest\x1a\x18.pylee.registry.v1.Entry\"P\xca\xf3\x18\x1c\n" +
+	"\ventries.get\x12\x04name*\asecrets\x82\xd3\xe4\x93\x02*\x12(/v1/{name=orgs/*/registries/*/entries/*}\x12\xa9\x01\n" +
 	"\vListEntries\x12%.pylee.registry.v1.ListEntriesRequest\x1a&.pylee.registry.v1.ListEntriesResponse\"K\xca\xf3\x18\x17\n" +
 	"\ventries.get\x12\x06parent \x01\x82\xd3\xe4\x93\x02*\x12(/v1/{parent=orgs/*/registries/*}/entries\x12\xa8\x01\n" +
 	"\fWatchEntries\x12&.pylee.registry.v1.WatchEntriesRequest\x1a\x1d.pylee.registry.v1.EntryEvent\"O\xca\xf3\x18\x15\n" +
-	"\ventries.get\x12\x06parent\x82\xd3\xe4\x93\x020\x12./v1/{parent=orgs/*/registries/*}/entries:watch0\x01\x12\x9a\x01\n" +
-	"\x0eRenderOfficial\x12(.pylee.registry.v1.RenderOfficialRequest\x1a).pylee.registry.v1.RenderOfficialResponse\"3\xca\xf3\x18/\n" +
-	"\ventries.get\x12\x06parent \x012\x16registry.official.read\x12\xb1\x01\n" +
+	"\ventries.get\x12\x06parent\x82\xd3\xe4\x93\x020\x12./v1/{parent=orgs/*/registries/*}/entries:watch0\x01\x12\x82\x01\n" +
+	"\x0eRenderOfficial\x12(.pylee.registry.v1.RenderOfficialRequest\x1a).pylee.registry.v1.RenderOfficialResponse\"\x1b\xca\xf3\x18\x17\n" +
+	"\ventries.get\x12\x06parent \x01\x12\xb1\x01\n" +
 	"\rListApprovals\x12'.pylee.registry.v1.ListApprovalsRequest\x1a(.pylee.registry.v1.ListApprovalsResponse\"M\xca\xf3\x18\x17\n" +
 	"\rapprovals.get\x12\x06parent\x82\xd3\xe4\x93\x02,\x12*/v1/{parent=orgs/*/registries/*}/approvals\x12\x9e\x01\n" +
 	"\vGetApproval\x12%.pylee.registry.v1.GetApprovalRequest\x1a\x1b.pylee.registry.v1.Approval\"K\xca\xf3\x18\x15\n" +

@@ -16,6 +16,7 @@ import (
 	auditv1 "github.com/pyleeai/pylee/gen/go/pylee/audit/v1"
 
 	"github.com/pyleeai/pylee/kit/errs"
+	"github.com/pyleeai/pylee/kit/names"
 	"github.com/pyleeai/pylee/services/orgs/internal/store"
 )
 
@@ -437,18 +438,19 @@ func testLastOwnerConcurrent(t *testing.T, s store.Store) {
 		if _, err := s.CreateOrganization(ctx, store.Organization{ID: org}, "", nil); err != nil {
 			t.Fatal(err)
 		}
-		var names []string
+		orgName := names.Org{Org: org}.String()
+		var owners []string
 		for i := 0; i < 4; i++ {
-			b, err := s.CreateBinding(ctx, store.Binding{Name: fmt.Sprintf("orgs/%s/bindings/o%d", org, i), Resource: "orgs/" + org,
+			b, err := s.CreateBinding(ctx, store.Binding{Name: names.Binding{Resource: orgName, Binding: fmt.Sprintf("o%d", i)}.String(), Resource: orgName,
 				Organization: org, Role: "roles/owner", Principal: fmt.Sprintf("users/o%d", i)}, nil)
 			if err != nil {
 				t.Fatal(err)
 			}
-			names = append(names, b.Name)
+			owners = append(owners, b.Name)
 		}
 		var wg sync.WaitGroup
 		start := make(chan struct{})
-		for _, name := range names {
+		for _, name := range owners {
 			wg.Add(1)
 			go func(name string) {
 				defer wg.Done()
@@ -458,7 +460,7 @@ func testLastOwnerConcurrent(t *testing.T, s store.Store) {
 		}
 		close(start)
 		wg.Wait()
-		if left, _ := s.ListBindings(ctx, "orgs/"+org); len(left) != 1 {
+		if left, _ := s.ListBindings(ctx, orgName); len(left) != 1 {
 			t.Fatalf("round %d: owners left = %d, want exactly 1", round, len(left))
 		}
 	}
