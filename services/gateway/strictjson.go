@@ -5,10 +5,14 @@ import (
 	"encoding/json"
 	"fmt"
 	"io"
+	"strconv"
+	"strings"
+	"sync"
 	"unicode/utf8"
 
 	"github.com/grpc-ecosystem/grpc-gateway/v2/runtime"
 
+	registryv1 "github.com/pyleeai/pylee/gen/go/pylee/registry/v1"
 	"github.com/pyleeai/pylee/kit/errs"
 	"github.com/pyleeai/pylee/kit/jsonlimit"
 )
@@ -35,6 +39,89 @@ func (m strictJSON) NewDecoder(r io.Reader) runtime.Decoder {
 		}
 		return m.JSONPb.NewDecoder(bytes.NewReader(b)).Decode(v)
 	})
+}
+
+// Marshal implements runtime.Marshaler. A list of registry entries is the
+// REST API's heaviest answer (each entry may carry its version's whole
+// server.json) and is read far more often than it changes, so each entry's
+// JSON is kept, keyed by what determines it, and a list joins them.
+func (m strictJSON) Marshal(v any) ([]byte, error) {
+	if l, ok := v.(*registryv1.ListEntriesResponse); ok {
+		return m.marshalEntries(l)
+	}
+	return m.JSONPb.Marshal(v)
+}
+
+// entryJSON keeps the JSON of entries by entryKey; bounded.
+var entryJSON = struct {
+	sync.Mutex
+	m map[string][]byte
+}{m: map[string][]byte{}}
+
+const maxEntryJSON = 20_000
+
+// entryKey is what an entry's JSON depends on: the entry's name, revision
+// and times (a re-created entry has another creation time), and its
+// version's state.
+func entryKey(e *registryv1.Entry) string {
+	d := e.GetVersionDetail()
+	var b strings.Builder
+	b.Grow(len(e.GetName()) + 128)
+	b.WriteString(e.GetName())
+	for _, n := range []int64{e.GetRevision(), e.GetCreateTime().GetSeconds(), int64(e.GetCreateTime().GetNanos()),
+		e.GetUpdateTime().GetSeconds(), int64(e.GetUpdateTime().GetNanos()), int64(e.GetVersionStatus()),
+		d.GetUpdateTime().GetSeconds(), int64(d.GetUpdateTime().GetNanos())} {
+		b.WriteByte(0)
+		b.WriteString(strconv.FormatInt(n, 10))
+	}
+	b.WriteByte(0)
+	b.WriteString(e.GetVersion())
+	b.WriteByte(0)
+	b.WriteString(d.GetDigest())
+	if d != nil {
+		b.WriteString("\x00full")
+	}
+	return b.String()
+}
+
+func (m strictJSON) marshalEntries(l *registryv1.ListEntriesResponse) ([]byte, error) {
+	parts := make([][]byte, len(l.GetEntries()))
+	size := 64 + len(l.GetNextPageToken())
+	for i, e := range l.GetEntries() {
+		key := entryKey(e)
+		entryJSON.Lock()
+		b, ok := entryJSON.m[key]
+		entryJSON.Unlock()
+		if !ok {
+			var err error
+			if b, err = m.JSONPb.Marshal(e); err != nil {
+				return nil, err
+			}
+			entryJSON.Lock()
+			if len(entryJSON.m) >= maxEntryJSON {
+				entryJSON.m = map[string][]byte{}
+			}
+			entryJSON.m[key] = b
+			entryJSON.Unlock()
+		}
+		parts[i] = b
+		size += len(b) + 1
+	}
+	token, err := json.Marshal(l.GetNextPageToken())
+	if err != nil {
+		return nil, err
+	}
+	out := make([]byte, 0, size)
+	out = append(out, `{"entries":[`...)
+	for i, b := range parts {
+		if i > 0 {
+			out = append(out, ',')
+		}
+		out = append(out, b...)
+	}
+	out = append(out, `],"nextPageToken":`...)
+	out = append(out, token...)
+	return append(out, '}'), nil
 }
 
 // CheckJSON reports a body that is not exactly one JSON value of valid
