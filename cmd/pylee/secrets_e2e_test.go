@@ -177,6 +177,21 @@ func testSecretsEndToEnd(t *testing.T, u *upInstance) {
 	u.expect(t, "DELETE", "/v1/orgs/acme/secrets/SENTRY_DSN", u.token, "", 200)
 	u.expect(t, "GET", "/v1/orgs/acme/secrets/SENTRY_DSN", u.token, "", 404)
 
+	// A deleted server's values go with it: a server made again under its
+	// id starts with none.
+	u.expect(t, "POST", "/v1/orgs/acme/servers?server_id=tmp", u.token, `{"serverName":"com.acme/tmp"}`, 200)
+	u.expect(t, "POST", "/v1/orgs/acme/servers/tmp/secrets?secret_id=OLD", u.token, `{"value":"tmp-canary"}`, 200)
+	u.expect(t, "POST", "/v1/orgs/acme/servers/tmp/variables?variable_id=OLD_VAR", u.token, `{"value":"x"}`, 200)
+	u.expect(t, "DELETE", "/v1/orgs/acme/servers/tmp", u.token, "", 200)
+	u.expect(t, "GET", "/v1/orgs/acme/servers/tmp/secrets/OLD", u.token, "", 404)
+	u.expect(t, "POST", "/v1/orgs/acme/servers?server_id=tmp", u.token, `{"serverName":"com.acme/tmp"}`, 200)
+	if l := u.expect(t, "GET", "/v1/orgs/acme/servers/tmp/secrets", u.token, "", 200); len(l.body["secrets"].([]any)) != 0 {
+		t.Fatalf("a re-created server has its predecessor's secrets: %v", l.body)
+	}
+	if l := u.expect(t, "GET", "/v1/orgs/acme/servers/tmp/variables", u.token, "", 200); len(l.body["variables"].([]any)) != 0 {
+		t.Fatalf("a re-created server has its predecessor's variables: %v", l.body)
+	}
+
 	// No value in the audit log, the logs, or the keyring's database file.
 	time.Sleep(300 * time.Millisecond)
 	events := u.expect(t, "GET", "/v1/orgs/acme/events?page_size=1000", u.token, "", 200)

@@ -9,6 +9,7 @@ import (
 	"google.golang.org/grpc/status"
 
 	registryv1 "github.com/pyleeai/pylee/gen/go/pylee/registry/v1"
+	secretsv1 "github.com/pyleeai/pylee/gen/go/pylee/secrets/v1"
 	"github.com/pyleeai/pylee/kit/auth"
 	"github.com/pyleeai/pylee/kit/config"
 	"github.com/pyleeai/pylee/kit/errs"
@@ -55,6 +56,15 @@ func initModule(ctx context.Context, p module.Process) error {
 		accessSvc.CheckResourcesWith(registryResources(c, p.ServiceToken()))
 	} else {
 		p.Log().Warn("no registry service (--registry-addr): deleting an organization will not delete its registry data, and bindings on registries and servers are refused")
+	}
+	if conn, err := p.Conn("secrets"); err == nil {
+		c := secretsv1.NewSecretsServiceClient(conn)
+		svc.PurgeWith(func(ctx context.Context, org string) error {
+			_, err := c.PurgeScope(asService(ctx, p.ServiceToken()), &secretsv1.PurgeScopeRequest{Scope: names.Org{Org: org}.String()})
+			return err
+		})
+	} else {
+		p.Log().Warn("no secrets service (--secrets-addr): deleting an organization will not delete its secrets and variables")
 	}
 	svc.Register(p.Server())
 	accessSvc.Register(p.Server())

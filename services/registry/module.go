@@ -8,6 +8,7 @@ import (
 	"google.golang.org/grpc/status"
 
 	orgsv1 "github.com/pyleeai/pylee/gen/go/pylee/orgs/v1"
+	secretsv1 "github.com/pyleeai/pylee/gen/go/pylee/secrets/v1"
 	"github.com/pyleeai/pylee/kit/auth"
 	"github.com/pyleeai/pylee/kit/config"
 	"github.com/pyleeai/pylee/kit/errs"
@@ -43,6 +44,11 @@ func initModule(ctx context.Context, p module.Process) error {
 	} else {
 		p.Log().Warn("no orgs service (--orgs-addr): owner teams are refused and deleting a server or registry leaves its role bindings")
 	}
+	if conn, err := p.Conn(secretsTarget); err == nil {
+		svc.UseValues(secretsValues{client: secretsv1.NewSecretsServiceClient(conn), token: p.ServiceToken()})
+	} else {
+		p.Log().Warn("no secrets service (--secrets-addr): deleting a server or registry leaves its secrets and variables")
+	}
 	// The orgs service purges an organization before and after deleting
 	// it; the process then drops its cached decisions, so nothing allowed
 	// under the organization stays allowed here (other replicas: within
@@ -50,6 +56,21 @@ func initModule(ctx context.Context, p module.Process) error {
 	svc.AfterPurge(func(string) { p.DecisionsChanged() })
 	svc.Register(p.Server())
 	return nil
+}
+
+// secretsTarget keeps the secrets and variables of servers and registries.
+const secretsTarget = "secrets"
+
+// secretsValues purges values as the process's service identity.
+type secretsValues struct {
+	client secretsv1.SecretsServiceClient
+	token  config.Secret
+}
+
+// PurgeScope implements Values.
+func (v secretsValues) PurgeScope(ctx context.Context, scope string) error {
+	_, err := v.client.PurgeScope(auth.Outgoing(ctx, v.token), &secretsv1.PurgeScopeRequest{Scope: scope})
+	return err
 }
 
 // orgsDirectory is what the registry service asks of the orgs service, as

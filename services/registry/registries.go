@@ -173,6 +173,9 @@ func (s *Service) CreateRegistry(ctx context.Context, req *registryv1.CreateRegi
 		if err := s.purgeBindings(ctx, name); err != nil {
 			return nil, err
 		}
+		if err := s.purgeValues(ctx, name); err != nil {
+			return nil, err
+		}
 	}
 	var out *registryv1.Registry
 	err := s.store.Tx(ctx, func(tx *store.Tx) error {
@@ -454,6 +457,7 @@ func (s *Service) DeleteRegistry(ctx context.Context, req *registryv1.DeleteRegi
 		return nil, err
 	}
 	_ = s.purgeBindings(ctx, req.GetName())
+	_ = s.purgeValues(ctx, req.GetName())
 	return &emptypb.Empty{}, nil
 }
 

@@ -70,6 +70,7 @@ type Service struct {
 	purged func(org string)
 	// official serves the official MCP Registry API from memory.
 	official *officialCache
+	values   Values
 }
 
 // AfterPurge sets what runs after an organization's data is purged: a
@@ -97,6 +98,31 @@ type Orgs interface {
 func (s *Service) UseOrgs(o Orgs) *Service {
 	s.orgs = o
 	return s
+}
+
+// Values is what the registry service asks of the secrets service: to
+// delete the secrets and variables of a server or registry that is
+// deleted, or created anew under an earlier one's id.
+type Values interface {
+	PurgeScope(ctx context.Context, scope string) error
+}
+
+// UseValues sets the secrets service whose values of deleted servers and
+// registries are purged; without it, none are.
+func (s *Service) UseValues(v Values) *Service {
+	s.values = v
+	return s
+}
+
+// purgeValues deletes the secrets and variables set at resource.
+func (s *Service) purgeValues(ctx context.Context, resource string) error {
+	if s.values == nil {
+		return nil
+	}
+	if err := s.values.PurgeScope(ctx, resource); err != nil {
+		return fmt.Errorf("delete the secrets and variables of %s: %v: %w", resource, err, errs.ErrUnavailable)
+	}
+	return nil
 }
 
 // purgeBindings deletes the grants on resource (a server or registry that
@@ -198,6 +224,9 @@ func (s *Service) CreateServer(ctx context.Context, req *registryv1.CreateServer
 	if _, err := s.store.Read().Server(ctx, v.Name); errors.Is(err, errs.ErrNotFound) {
 		// A new id: grants left on an earlier server of this id go first.
 		if err := s.purgeBindings(ctx, v.Name); err != nil {
+			return nil, err
+		}
+		if err := s.purgeValues(ctx, v.Name); err != nil {
 			return nil, err
 		}
 	}
@@ -333,6 +362,9 @@ func (s *Service) DeleteServer(ctx context.Context, req *registryv1.DeleteServer
 	// A grant that raced the deletion is caught here, or at the latest
 	// before the id is created again.
 	_ = s.purgeBindings(ctx, req.GetName())
+	// Its values go once it is gone (a failure here is cured before the
+	// id is created again).
+	_ = s.purgeValues(ctx, req.GetName())
 	return &emptypb.Empty{}, nil
 }
 
