@@ -156,3 +156,36 @@ func (r registryClient) Inputs(ctx context.Context, registry, server string) (st
 	}
 	return e.GetVersion(), declaredInputs(e.GetVersionDetail().GetServerJson().AsMap()), nil
 }
+
+// RotateKey re-wraps every data key of the keyring in the secrets database
+// at url under set.Secrets.KeyringKey; set.Secrets.KeyringPreviousKey (or
+// the data directory's key file) opens what is not re-wrapped yet. Values
+// stay readable throughout: processes started with both keys open either
+// wrapping. It returns how many data keys it re-wrapped.
+func RotateKey(ctx context.Context, url string, set module.Settings) (int, error) {
+	if set.Secrets.KeyringKey.IsZero() {
+		return 0, fmt.Errorf("--keyring-key: the new key is required")
+	}
+	kek, err := keyring.ParseKEK(set.Secrets.KeyringKey.Reveal())
+	if err != nil {
+		return 0, fmt.Errorf("--keyring-key: %w", err)
+	}
+	var prev keyring.KEK
+	if k := set.Secrets.KeyringPreviousKey; !k.IsZero() {
+		if prev, err = keyring.ParseKEK(k.Reveal()); err != nil {
+			return 0, fmt.Errorf("--keyring-previous-key: %w", err)
+		}
+	} else if prev, err = keyring.LoadOrCreateKEK(set.DataDir); err != nil {
+		return 0, fmt.Errorf("the previous key (the data directory's %s): %w", keyring.KeyFile, err)
+	}
+	st, err := store.Open(ctx, url)
+	if err != nil {
+		return 0, err
+	}
+	defer st.Close()
+	kr := keyring.New(st, kek, prev)
+	if err := kr.Check(ctx); err != nil {
+		return 0, err
+	}
+	return kr.Rewrap(ctx)
+}

@@ -78,7 +78,8 @@ func newRoot(s Streams) *cobra.Command {
 	pf.StringVarP(&g.output, "output", "o", "table", "output format: table, json or yaml")
 	root.AddCommand(newUpCmd(g), newServeCmd(g), newMigrateCmd(g), newOrgCmd(g), newAuditCmd(g), newVersionCmd(g),
 		newLoginCmd(g), newContextCmd(g), newWhoamiCmd(g), newServiceAccountCmd(g), newTokenCmd(g), newBindingCmd(g),
-		newTeamCmd(g), newRoleCmd(g), newMemberCmd(g), newInviteCmd(g), newServerCmd(g), newRegistryCmd(g), newApprovalCmd(g), newSecretCmd(g), newVariableCmd(g))
+		newTeamCmd(g), newRoleCmd(g), newMemberCmd(g), newInviteCmd(g), newServerCmd(g), newRegistryCmd(g), newApprovalCmd(g), newSecretCmd(g), newVariableCmd(g),
+		newSecretsAdminCmd(g))
 	return root
 }
 
