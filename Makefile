@@ -136,6 +136,7 @@ bench:
 	$(GO) test -run '^$$' -bench UpdateOrganization -benchtime 2s -count 1 ./services/orgs/internal/store/ | tee -a bench.txt
 	$(GO) test -run '^$$' -bench 'Check|GetOrganizationAuthz' -benchtime 2s -count 1 ./services/orgs/ | tee -a bench.txt
 	$(GO) test -run '^$$' -bench RegistryList -benchtime 3s -count 1 ./cmd/pylee/ | tee -a bench.txt
+	$(GO) test -run '^$$' -bench Resolve -benchtime 2s -count 1 ./services/secrets/ | tee -a bench.txt
 	$(GO) run ./cmd/pylee/internal/benchratio < bench.txt
 
 ## bench-official: the official MCP Registry read API and the REST entries list under wrk: 500

@@ -53,7 +53,7 @@ func BenchmarkGetOrganization(b *testing.B) {
 	})
 
 	b.Run("rest", func(b *testing.B) {
-		client := &http.Client{Transport: &http.Transport{MaxIdleConnsPerHost: 64}}
+		client := &http.Client{Transport: &http.Transport{MaxIdleConnsPerHost: 64, DisableCompression: true}} // as wrk: no gzip
 		defer client.CloseIdleConnections()
 		url := u.rest + "/v1/orgs/bench"
 		auth := "Bearer " + u.token
@@ -99,7 +99,7 @@ func BenchmarkRegistryList(b *testing.B) {
 	if _, err := c.CreateRegistry(ctx, &registryv1.CreateRegistryRequest{Parent: "orgs/bench", RegistryId: "production", Registry: &registryv1.Registry{}}); err != nil {
 		b.Fatal(err)
 	}
-	const n = 10000
+	const n = 2000
 	var wg sync.WaitGroup
 	errc := make(chan error, 8)
 	for w := range 8 {
@@ -147,7 +147,7 @@ func BenchmarkRegistryList(b *testing.B) {
 	})
 	httpBench := func(path string) func(b *testing.B) {
 		return func(b *testing.B) {
-			client := &http.Client{Transport: &http.Transport{MaxIdleConnsPerHost: 64}}
+			client := &http.Client{Transport: &http.Transport{MaxIdleConnsPerHost: 64, DisableCompression: true}} // as wrk: no gzip
 			defer client.CloseIdleConnections()
 			b.SetParallelism(8)
 			b.ResetTimer()

@@ -143,8 +143,34 @@ func testSecretsEndToEnd(t *testing.T, u *upInstance) {
 		}
 	}
 
-	// A rotated value is in use on the next resolve.
+	// The data plane watches for changes: names and versions, never
+	// values; from revision 0 it replays them all, then follows.
 	u.expect(t, "POST", "/v1/orgs/acme/servers/github/secrets?secret_id=DB_CONN_STR", u.token, `{"value":"postgres://canary-rotated@db/acme"}`, 200)
+	wctx, cancel := context.WithTimeout(bearer(u.serviceToken(t, "gateway")), 10*time.Second)
+	defer cancel()
+	watch, err := c.WatchValues(wctx, &secretsv1.WatchValuesRequest{Parent: "orgs/acme", SinceRevision: 0})
+	if err != nil {
+		t.Fatal(err)
+	}
+	next := func(rev int64) *secretsv1.ValueChange {
+		t.Helper()
+		ch, err := watch.Recv()
+		if err != nil || ch.GetRevision() != rev || strings.Contains(ch.String(), "canary") {
+			t.Fatalf("change %d: %v, %v", rev, ch, err)
+		}
+		return ch
+	}
+	rev := int64(1)
+	for ch := next(rev); ch.GetName() != "orgs/acme/servers/github/secrets/DB_CONN_STR" || ch.GetVersion() != 2; ch = next(rev) {
+		rev++
+	}
+	u.expect(t, "POST", "/v1/orgs/acme/variables?variable_id=LIVE", u.token, `{"value":"x"}`, 200)
+	if ch := next(rev + 1); ch.GetName() != "orgs/acme/variables/LIVE" || ch.GetType() != "set" {
+		t.Fatalf("a live change: %v", ch)
+	}
+	cancel()
+
+	// A rotated value is in use on the next resolve.
 	res, err = c.Resolve(bearer(u.serviceToken(t, "deploy")), req)
 	if err != nil {
 		t.Fatal(err)

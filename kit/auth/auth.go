@@ -117,3 +117,25 @@ func ParseBearer(header string) (config.Secret, error) {
 	}
 	return config.NewSecret(strings.TrimSpace(cred)), nil
 }
+
+// ManyAuthorizer decides one permission on many resources at once, for a
+// list filtered item by item: each answer is what Authorize would answer
+// for that resource, but the source of decisions may read what they share
+// (the caller's teams, its bindings in the organization) once.
+type ManyAuthorizer interface {
+	AuthorizeMany(ctx context.Context, p Principal, permission string, resources []string) ([]error, error)
+}
+
+// AuthorizeMany is z's AuthorizeMany when it has one, else Authorize on
+// each resource. The second result is an error that is no decision (the
+// source of decisions failed).
+func AuthorizeMany(ctx context.Context, z Authorizer, p Principal, permission string, resources []string) ([]error, error) {
+	if m, ok := z.(ManyAuthorizer); ok {
+		return m.AuthorizeMany(ctx, p, permission, resources)
+	}
+	out := make([]error, len(resources))
+	for i, r := range resources {
+		out[i] = z.Authorize(ctx, p, permission, r)
+	}
+	return out, nil
+}

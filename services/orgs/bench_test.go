@@ -26,7 +26,7 @@ import (
 
 // seedBindings stores n bindings spread over 20 organizations, their
 // registries, servers and tools, for 500 principals.
-func seedBindings(b *testing.B, st store.Store, n int) {
+func seedBindings(b testing.TB, st store.Store, n int) {
 	ctx := context.Background()
 	rng := rand.New(rand.NewSource(1))
 	roles := []string{"roles/owner", "roles/admin", "roles/developer", "roles/user", "roles/auditor"}

@@ -94,6 +94,7 @@ func (it *officialItem) proto(full bool) (*registryv1.Entry, error) {
 
 // snapshot is a registry's entries, rendered, in name order.
 type snapshot struct {
+	id      uint64 // unique in the process: what kept pages are keyed by
 	stamp   store.Stamp
 	items   []officialItem
 	byName  map[string]int // official server name -> index
@@ -128,10 +129,15 @@ type officialCache struct {
 
 	gzMu sync.Mutex
 	gz   map[string][]byte // etag -> gzip body
+
+	pagesMu   sync.Mutex
+	pages     map[string]renderedPage
+	pageBytes int
 }
 
 func newOfficialCache() *officialCache {
-	return &officialCache{slots: map[string]*snapshotSlot{}, views: map[[2]string]view{}, gz: map[string][]byte{}}
+	return &officialCache{slots: map[string]*snapshotSlot{}, views: map[[2]string]view{}, gz: map[string][]byte{},
+		pages: map[string]renderedPage{}}
 }
 
 func (c *officialCache) slot(registry string) *snapshotSlot {
@@ -212,7 +218,7 @@ func renderSnapshot(ctx context.Context, tx *store.Tx, registry string, stamp st
 	if err != nil {
 		return nil, err
 	}
-	snap := &snapshot{stamp: stamp, items: make([]officialItem, len(rows)), byName: make(map[string]int, len(rows))}
+	snap := &snapshot{id: snapshotIDs.Add(1), stamp: stamp, items: make([]officialItem, len(rows)), byName: make(map[string]int, len(rows))}
 	for i, r := range rows {
 		it := &snap.items[i]
 		it.entry, it.nameFold = r, strings.ToLower(r.ServerName)
@@ -226,6 +232,9 @@ func renderSnapshot(ctx context.Context, tx *store.Tx, registry string, stamp st
 	}
 	return snap, nil
 }
+
+// snapshotIDs numbers snapshots.
+var snapshotIDs atomic.Uint64
 
 // serverResponse is the official ServerResponse.
 type serverResponse struct {
@@ -318,8 +327,16 @@ func (s *Service) viewOf(ctx context.Context, registry string) (view, error, err
 				return v, nil // made while this caller waited
 			}
 			v = view{snap: snap, until: time.Now().Add(visibleTTL)}
+			names := make([]string, len(snap.items))
 			for i := range snap.items {
-				switch err := s.authz.Authorize(ctx, p, "entries.get", snap.items[i].entry.Name); {
+				names[i] = snap.items[i].entry.Name
+			}
+			answers, err := auth.AuthorizeMany(ctx, s.authz, p, "entries.get", names)
+			if err != nil {
+				return nil, err
+			}
+			for i, err := range answers {
+				switch {
 				case err == nil:
 					v.visible = append(v.visible, i)
 				case !errs.Known(err):
@@ -373,20 +390,28 @@ func (s *Service) RenderOfficial(ctx context.Context, req *registryv1.RenderOffi
 	if err != nil {
 		return nil, err
 	}
-	var body []byte
-	if req.GetServerName() != "" {
-		if body, err = officialVersions(v, req.GetServerName(), req.GetVersion()); err != nil {
+	// The same page for the same caller and snapshot is the same bytes:
+	// kept, with its ETag, while the snapshot and the caller's view last.
+	p, _ := auth.FromContext(ctx)
+	key := pageKey(v, viewerKey(p), req)
+	page, ok := s.official.page(key)
+	if !ok {
+		if req.GetServerName() != "" {
+			if page.body, err = officialVersions(v, req.GetServerName(), req.GetVersion()); err != nil {
+				return nil, err
+			}
+		} else if page.body, err = s.officialList(ctx, v, req); err != nil {
 			return nil, err
 		}
-	} else if body, err = s.officialList(ctx, v, req); err != nil {
-		return nil, err
+		sum := xxhash.Sum64(page.body)
+		var tag [8]byte
+		for i := range tag {
+			tag[i] = byte(sum >> (56 - 8*i))
+		}
+		page.etag = `"` + hex.EncodeToString(tag[:]) + `"`
+		s.official.keepPage(key, page)
 	}
-	sum := xxhash.Sum64(body)
-	var tag [8]byte
-	for i := range tag {
-		tag[i] = byte(sum >> (56 - 8*i))
-	}
-	etag := `"` + hex.EncodeToString(tag[:]) + `"`
+	body, etag := page.body, page.etag
 	out := &registryv1.RenderOfficialResponse{Etag: etag}
 	if etagListed(req.GetIfNoneMatch(), etag) {
 		out.NotModified = true
@@ -398,6 +423,46 @@ func (s *Service) RenderOfficial(ctx context.Context, req *registryv1.RenderOffi
 	}
 	out.Body = body
 	return out, nil
+}
+
+// renderedPage is an answer of RenderOfficial, kept.
+type renderedPage struct {
+	body []byte
+	etag string
+}
+
+// officialMaxPageBytes bounds the kept pages; beyond, all are dropped.
+const officialMaxPageBytes = 32 << 20
+
+// pageKey identifies an answer: the snapshot and view it is cut from (a
+// view is remade when its decisions may be stale), the caller (a page's
+// cursor is sealed for it), and every parameter of the request that
+// shapes the body.
+func pageKey(v view, viewer string, req *registryv1.RenderOfficialRequest) string {
+	var since string
+	if ts := req.GetUpdatedSince(); ts != nil {
+		since = ts.AsTime().Format(time.RFC3339Nano)
+	}
+	return fmt.Sprintf("%d\x00%d\x00%s\x00%s\x00%s\x00%d\x00%s\x00%s\x00%s\x00%t\x00%s", v.snap.id, v.until.UnixNano(), viewer,
+		req.GetServerName(), req.GetVersion(), req.GetLimit(), req.GetCursor(), req.GetSearch(), since, req.GetIncludeDeleted(),
+		req.GetVersionFilter())
+}
+
+func (c *officialCache) page(key string) (renderedPage, bool) {
+	c.pagesMu.Lock()
+	defer c.pagesMu.Unlock()
+	p, ok := c.pages[key]
+	return p, ok
+}
+
+func (c *officialCache) keepPage(key string, p renderedPage) {
+	c.pagesMu.Lock()
+	defer c.pagesMu.Unlock()
+	if c.pageBytes+len(p.body) > officialMaxPageBytes {
+		c.pages, c.pageBytes = map[string]renderedPage{}, 0
+	}
+	c.pages[key] = p
+	c.pageBytes += len(p.body)
 }
 
 // officialList renders a page of the list of servers.

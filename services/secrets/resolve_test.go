@@ -27,7 +27,9 @@ func (p parents) Parents(_ context.Context, registry string) ([]string, error) {
 	return p[registry], nil
 }
 
-func newTestService(t *testing.T, regs Registries) *Service {
+func newBenchService(b *testing.B) *Service { return newTestService(b, parents{}) }
+
+func newTestService(t testing.TB, regs Registries) *Service {
 	t.Helper()
 	ctx := context.Background()
 	st, err := store.Open(ctx, dbtest.MigratedSQLiteURL(t, store.Migrate))

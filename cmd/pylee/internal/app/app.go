@@ -384,6 +384,11 @@ func (z appAuthorizer) Authorize(ctx context.Context, p auth.Principal, permissi
 	return z.a.authz.Authorize(ctx, p, permission, resource)
 }
 
+// AuthorizeMany implements auth.ManyAuthorizer.
+func (z appAuthorizer) AuthorizeMany(ctx context.Context, p auth.Principal, permission string, resources []string) ([]error, error) {
+	return auth.AuthorizeMany(ctx, z.a.authz, p, permission, resources)
+}
+
 // secretFile returns configured when set, else the secret kept in the data
 // directory's file name, created (random, mode 0600) on first use.
 func (a *App) secretFile(configured config.Secret, name string) (config.Secret, error) {
