@@ -182,7 +182,7 @@ func RotateKey(ctx context.Context, url string, set module.Settings) (int, error
 	if err != nil {
 		return 0, err
 	}
-	defer st.Close()
+	defer func() { _ = st.Close() }()
 	kr := keyring.New(st, kek, prev)
 	if err := kr.Check(ctx); err != nil {
 		return 0, err
