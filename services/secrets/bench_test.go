@@ -2,13 +2,23 @@ package secrets
 
 import (
 	"context"
+	"crypto/rand"
+	"encoding/hex"
 	"fmt"
+	"net"
+	"net/http"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"runtime"
 	"sort"
 	"testing"
 	"time"
 
 	secretsv1 "github.com/pyleeai/pylee/gen/go/pylee/secrets/v1"
+	"github.com/pyleeai/pylee/kit/config"
 	"github.com/pyleeai/pylee/services/secrets/internal/backend"
+	"github.com/pyleeai/pylee/services/secrets/internal/backend/vault"
 )
 
 // BenchmarkResolve measures Resolve on the keyring (SQLite) with 20
@@ -16,8 +26,21 @@ import (
 // read again from the backend (cold: the cache marked stale before every
 // call, as a write would), with its audit event each time.
 func BenchmarkResolve(b *testing.B) {
+	b.Run("keyring", func(b *testing.B) { benchResolve(b, newBenchService(b)) })
+	b.Run("vault", func(b *testing.B) {
+		addr, token := startVault(b)
+		vb, err := vault.New(context.Background(), vault.Config{Addr: addr, Token: config.NewSecret(token)})
+		if err != nil {
+			b.Fatal(err)
+		}
+		s := newBenchService(b)
+		s.backend = vb
+		benchResolve(b, s)
+	})
+}
+
+func benchResolve(b *testing.B, s *Service) {
 	ctx := context.Background()
-	s := newBenchService(b)
 	for i := range 20 {
 		scope := []string{"orgs/acme", "orgs/acme/registries/prod", "orgs/acme/servers/gh", "orgs/acme/users/u1"}[i%4]
 		key := backend.Key{Org: "acme", Scope: scope, Kind: backend.Kind(1 + i%2), Name: fmt.Sprintf("NAME_%d", i)}
@@ -49,4 +72,45 @@ func BenchmarkResolve(b *testing.B) {
 			b.ReportMetric(float64(b.N)/b.Elapsed().Seconds(), "resolves/s")
 		})
 	}
+}
+
+// startVault starts a Vault dev server (tools/bin/vault, or
+// $PYLEE_VAULT_BIN) for a benchmark, or skips it without one.
+func startVault(b *testing.B) (addr, token string) {
+	b.Helper()
+	bin := os.Getenv("PYLEE_VAULT_BIN")
+	if bin == "" {
+		_, file, _, _ := runtime.Caller(0)
+		bin = filepath.Join(filepath.Dir(file), "..", "..", "tools", "bin", "vault")
+	}
+	if _, err := os.Stat(bin); err != nil {
+		b.Skip("no Vault binary: run tools/vault/build.sh")
+	}
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		b.Fatal(err)
+	}
+	listen := l.Addr().String()
+	l.Close()
+	raw := make([]byte, 16)
+	_, _ = rand.Read(raw)
+	token = "root-" + hex.EncodeToString(raw)
+	dir := b.TempDir()
+	cmd := exec.Command(bin, "server", "-dev", "-dev-root-token-id="+token, "-dev-listen-address="+listen)
+	cmd.Env, cmd.Dir = []string{"HOME=" + dir, "PATH=" + os.Getenv("PATH")}, dir
+	if err := cmd.Start(); err != nil {
+		b.Fatal(err)
+	}
+	b.Cleanup(func() { _ = cmd.Process.Kill(); _ = cmd.Wait() })
+	addr = "http://" + listen
+	for deadline := time.Now().Add(60 * time.Second); time.Now().Before(deadline); time.Sleep(100 * time.Millisecond) {
+		if resp, err := http.Get(addr + "/v1/sys/health"); err == nil {
+			resp.Body.Close()
+			if resp.StatusCode == http.StatusOK {
+				return addr, token
+			}
+		}
+	}
+	b.Fatal("vault dev server not ready")
+	return "", ""
 }
