@@ -6,7 +6,6 @@ import (
 	"fmt"
 	"io"
 	"strconv"
-	"strings"
 	"sync"
 	"unicode/utf8"
 
@@ -60,52 +59,65 @@ var entryJSON = struct {
 
 const maxEntryJSON = 20_000
 
-// entryKey is what an entry's JSON depends on: the entry's name, revision
-// and times (a re-created entry has another creation time), and its
-// version's state.
-func entryKey(e *registryv1.Entry) string {
+// appendEntryKey appends what an entry's JSON depends on: the entry's
+// name, revision and times (a re-created entry has another creation
+// time), and its version's state.
+func appendEntryKey(b []byte, e *registryv1.Entry) []byte {
 	d := e.GetVersionDetail()
-	var b strings.Builder
-	b.Grow(len(e.GetName()) + 128)
-	b.WriteString(e.GetName())
+	b = append(b, e.GetName()...)
 	for _, n := range []int64{e.GetRevision(), e.GetCreateTime().GetSeconds(), int64(e.GetCreateTime().GetNanos()),
 		e.GetUpdateTime().GetSeconds(), int64(e.GetUpdateTime().GetNanos()), int64(e.GetVersionStatus()),
 		d.GetUpdateTime().GetSeconds(), int64(d.GetUpdateTime().GetNanos())} {
-		b.WriteByte(0)
-		b.WriteString(strconv.FormatInt(n, 10))
+		b = append(b, 0)
+		b = strconv.AppendInt(b, n, 10)
 	}
-	b.WriteByte(0)
-	b.WriteString(e.GetVersion())
-	b.WriteByte(0)
-	b.WriteString(d.GetDigest())
+	b = append(b, 0)
+	b = append(b, e.GetVersion()...)
+	b = append(b, 0)
+	b = append(b, d.GetDigest()...)
 	if d != nil {
-		b.WriteString("\x00full")
+		b = append(b, "\x00full"...)
 	}
-	return b.String()
+	return b
 }
 
 func (m strictJSON) marshalEntries(l *registryv1.ListEntriesResponse) ([]byte, error) {
-	parts := make([][]byte, len(l.GetEntries()))
+	entries := l.GetEntries()
+	parts := make([][]byte, len(entries))
+	keys := make([]byte, 0, 160*len(entries))
+	ends := make([]int, len(entries))
+	for i, e := range entries {
+		keys = appendEntryKey(keys, e)
+		ends[i] = len(keys)
+	}
+	keyOf := func(i int) []byte {
+		start := 0
+		if i > 0 {
+			start = ends[i-1]
+		}
+		return keys[start:ends[i]]
+	}
+	entryJSON.Lock()
+	for i := range entries {
+		parts[i] = entryJSON.m[string(keyOf(i))] // no allocation for the lookup
+	}
+	entryJSON.Unlock()
 	size := 64 + len(l.GetNextPageToken())
-	for i, e := range l.GetEntries() {
-		key := entryKey(e)
-		entryJSON.Lock()
-		b, ok := entryJSON.m[key]
-		entryJSON.Unlock()
-		if !ok {
-			var err error
-			if b, err = m.JSONPb.Marshal(e); err != nil {
+	for i, e := range entries {
+		if parts[i] == nil {
+			b, err := m.JSONPb.Marshal(e)
+			if err != nil {
 				return nil, err
 			}
 			entryJSON.Lock()
 			if len(entryJSON.m) >= maxEntryJSON {
 				entryJSON.m = map[string][]byte{}
 			}
-			entryJSON.m[key] = b
+			entryJSON.m[string(keyOf(i))] = b
 			entryJSON.Unlock()
+			parts[i] = b
 		}
-		parts[i] = b
-		size += len(b) + 1
+		size += len(parts[i]) + 1
 	}
 	token, err := json.Marshal(l.GetNextPageToken())
 	if err != nil {
