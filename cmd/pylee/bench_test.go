@@ -173,6 +173,7 @@ func BenchmarkRegistryList(b *testing.B) {
 	}
 	b.Run("rest", httpBench("/v1/orgs/bench/registries/production/entries?page_size=100&view=ENTRY_VIEW_FULL"))
 	b.Run("official", httpBench("/registries/bench/production/v0.1/servers?limit=100"))
+	b.Run("official-latest", httpBench("/registries/bench/production/v0.1/servers/com.bench%2Fs00042/versions/latest"))
 	b.Run("getversion-grpc", func(b *testing.B) {
 		b.SetParallelism(8)
 		b.ResetTimer()

@@ -43,6 +43,7 @@ const (
 type resolution struct {
 	scopes   []string
 	values   []*secretsv1.ResolvedValue
+	fps      map[string]string // NAME -> fingerprint of the value resolved
 	revision int64
 	commits  uint64 // the process's commit count when last checked
 	checked  time.Time
@@ -83,6 +84,13 @@ func (s *Service) scopes(ctx context.Context, registry, srv, user string) ([]str
 // that sets a NAME wins; at one scope a secret wins over a variable of the
 // same NAME.
 func (s *Service) merge(ctx context.Context, scopes []string) ([]*secretsv1.ResolvedValue, map[string][]backend.Meta, error) {
+	values, all, _, err := s.mergeWithFingerprints(ctx, scopes)
+	return values, all, err
+}
+
+// mergeWithFingerprints is merge, with each resolved value's fingerprint.
+func (s *Service) mergeWithFingerprints(ctx context.Context, scopes []string) ([]*secretsv1.ResolvedValue, map[string][]backend.Meta, map[string]string, error) {
+	fps := map[string]string{}
 	seen := map[string]*secretsv1.ResolvedValue{}
 	all := map[string][]backend.Meta{} // every setting of a NAME, most specific first
 	tx := s.store.Read()
@@ -90,7 +98,7 @@ func (s *Service) merge(ctx context.Context, scopes []string) ([]*secretsv1.Reso
 		for _, kind := range []backend.Kind{backend.Secret, backend.Variable} {
 			metas, err := s.backend.List(ctx, tx, scope, kind)
 			if err != nil {
-				return nil, nil, err
+				return nil, nil, nil, err
 			}
 			for _, m := range metas {
 				all[m.Key.Name] = append(all[m.Key.Name], m)
@@ -102,8 +110,9 @@ func (s *Service) merge(ctx context.Context, scopes []string) ([]*secretsv1.Reso
 					continue // deleted meanwhile
 				}
 				if err != nil {
-					return nil, nil, err
+					return nil, nil, nil, err
 				}
+				fps[m.Key.Name] = cur.Fingerprint
 				seen[m.Key.Name] = &secretsv1.ResolvedValue{Name: m.Key.Name, Value: string(v), Secret: kind == backend.Secret,
 					Scope: scope, Version: cur.Version}
 			}
@@ -114,7 +123,7 @@ func (s *Service) merge(ctx context.Context, scopes []string) ([]*secretsv1.Reso
 		out = append(out, v)
 	}
 	sort.Slice(out, func(i, j int) bool { return out[i].Name < out[j].Name })
-	return out, all, nil
+	return out, all, fps, nil
 }
 
 // resolve returns the resolution for (registry, server, user), from the
@@ -144,8 +153,9 @@ func (s *Service) resolve(ctx context.Context, registry, srv, user string) (*res
 	scopes, err := s.scopes(ctx, registry, srv, user)
 	if err == nil {
 		var values []*secretsv1.ResolvedValue
-		if values, _, err = s.merge(ctx, scopes); err == nil {
-			fresh := &resolution{scopes: scopes, values: values, revision: rev, commits: commits, checked: now, fetched: now}
+		var fps map[string]string
+		if values, _, fps, err = s.mergeWithFingerprints(ctx, scopes); err == nil {
+			fresh := &resolution{scopes: scopes, values: values, fps: fps, revision: rev, commits: commits, checked: now, fetched: now}
 			c.put(key, fresh)
 			return fresh, nil
 		}
@@ -183,13 +193,14 @@ func (s *Service) Resolve(ctx context.Context, req *secretsv1.ResolveRequest) (*
 	if err != nil {
 		return nil, err
 	}
-	// Every resolve is audited: which names, from where, at which version;
-	// never a value.
+	// Every resolve is audited: which names, from where, at which version,
+	// with their fingerprints (NAME@scope#version:fingerprint); never a
+	// value.
 	ev := outbox.NewEvent(ctx, orgOf(req.GetRegistry()), server.ActionFor(secretsv1.SecretsService_Resolve_FullMethodName), req.GetServer())
 	ev.Metadata = map[string]string{"registry": req.GetRegistry(), "user": req.GetUser(), "revision": strconv.FormatInt(r.revision, 10)}
 	names := make([]string, len(r.values))
 	for i, v := range r.values {
-		names[i] = v.GetName() + "@" + v.GetScope() + "#" + strconv.FormatInt(v.GetVersion(), 10)
+		names[i] = v.GetName() + "@" + v.GetScope() + "#" + strconv.FormatInt(v.GetVersion(), 10) + ":" + r.fps[v.GetName()]
 	}
 	ev.Metadata["values"] = strings.Join(names, " ")
 	if err := s.store.Tx(ctx, func(tx *store.Tx) error { tx.Audit(ev); return nil }); err != nil {
