@@ -194,6 +194,23 @@ func testSecretsEndToEnd(t *testing.T, u *upInstance) {
 		t.Fatalf("explain does not say the user's GITHUB_TOKEN overrides the organization's: %v", ex.body)
 	}
 
+	// Explaining shows no more than listing would: another user's scope is
+	// refused, and a caller bound on one registry sees nothing of the
+	// organization's or the parent registry's values.
+	auditor := u.saToken(t, "acme", "auditor", "roles/auditor", "orgs/acme")
+	u.expect(t, "GET", "/v1/orgs/acme/registries/team/servers/github:explainResolution?user="+adminUser, auditor, "", 400)
+	dev := u.saToken(t, "acme", "teamdev", "roles/developer", "orgs/acme/registries/team")
+	if ex := u.expect(t, "GET", "/v1/orgs/acme/registries/team/servers/github:explainResolution", dev, "", 200); strings.Contains(fmt.Sprint(ex.body), model) ||
+		strings.Contains(fmt.Sprint(ex.body), "SENTRY_DSN") {
+		t.Fatalf("a caller bound on one registry sees its parent's or the organization's values: %v", ex.body)
+	}
+	// WatchValues is the data plane's: people are refused.
+	if w, err := c.WatchValues(bearer(u.token), &secretsv1.WatchValuesRequest{Parent: "orgs/acme"}); err == nil {
+		if _, err := w.Recv(); status.Code(err) != codes.PermissionDenied {
+			t.Fatalf("a person's watch: %v", err)
+		}
+	}
+
 	// A caller whose role does not grant secrets.list sees no names.
 	viewer := u.saToken(t, "acme", "viewer", "roles/user", "orgs/acme")
 	u.expect(t, "GET", "/v1/orgs/acme/secrets", viewer, "", 403)

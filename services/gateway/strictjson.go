@@ -54,10 +54,15 @@ func (m strictJSON) Marshal(v any) ([]byte, error) {
 // entryJSON keeps the JSON of entries by entryKey; bounded.
 var entryJSON = struct {
 	sync.Mutex
-	m map[string][]byte
+	m     map[string][]byte
+	bytes int
 }{m: map[string][]byte{}}
 
-const maxEntryJSON = 20_000
+// Bounds of the kept entry JSON; beyond either, all of it is dropped.
+const (
+	maxEntryJSON      = 20_000
+	maxEntryJSONBytes = 64 << 20
+)
 
 // appendEntryKey appends what an entry's JSON depends on: the entry's
 // name, revision and times (a re-created entry has another creation
@@ -110,10 +115,11 @@ func (m strictJSON) marshalEntries(l *registryv1.ListEntriesResponse) ([]byte, e
 				return nil, err
 			}
 			entryJSON.Lock()
-			if len(entryJSON.m) >= maxEntryJSON {
-				entryJSON.m = map[string][]byte{}
+			if len(entryJSON.m) >= maxEntryJSON || entryJSON.bytes+len(b) > maxEntryJSONBytes {
+				entryJSON.m, entryJSON.bytes = map[string][]byte{}, 0
 			}
 			entryJSON.m[string(keyOf(i))] = b
+			entryJSON.bytes += len(b) + len(keyOf(i))
 			entryJSON.Unlock()
 			parts[i] = b
 		}

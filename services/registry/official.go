@@ -127,8 +127,9 @@ type officialCache struct {
 	views    map[[2]string]view
 	building singleflight.Group // of views
 
-	gzMu sync.Mutex
-	gz   map[string][]byte // etag -> gzip body
+	gzMu    sync.Mutex
+	gz      map[string][]byte // etag -> gzip body
+	gzBytes int
 
 	pagesMu   sync.Mutex
 	pages     map[string]renderedPage
@@ -431,8 +432,12 @@ type renderedPage struct {
 	etag string
 }
 
-// officialMaxPageBytes bounds the kept pages; beyond, all are dropped.
-const officialMaxPageBytes = 32 << 20
+// officialMaxPageBytes and officialMaxGzipBytes bound the kept pages and
+// gzip bodies, keys included; beyond, all are dropped.
+const (
+	officialMaxPageBytes = 32 << 20
+	officialMaxGzipBytes = 16 << 20
+)
 
 // pageKey identifies an answer: the snapshot and view it is cut from (a
 // view is remade when its decisions may be stale), the caller (a page's
@@ -458,11 +463,12 @@ func (c *officialCache) page(key string) (renderedPage, bool) {
 func (c *officialCache) keepPage(key string, p renderedPage) {
 	c.pagesMu.Lock()
 	defer c.pagesMu.Unlock()
-	if c.pageBytes+len(p.body) > officialMaxPageBytes {
+	size := len(key) + len(p.body) + len(p.etag) + 64 // the map's own share, roughly
+	if c.pageBytes+size > officialMaxPageBytes {
 		c.pages, c.pageBytes = map[string]renderedPage{}, 0
 	}
 	c.pages[key] = p
-	c.pageBytes += len(p.body)
+	c.pageBytes += size
 }
 
 // officialList renders a page of the list of servers.
@@ -589,10 +595,11 @@ func (c *officialCache) gzipped(etag string, body []byte) []byte {
 	gzipWriters.Put(w)
 	z = buf.Bytes()
 	c.gzMu.Lock()
-	if len(c.gz) >= officialMaxGzip {
-		c.gz = map[string][]byte{}
+	if len(c.gz) >= officialMaxGzip || c.gzBytes+len(z) > officialMaxGzipBytes {
+		c.gz, c.gzBytes = map[string][]byte{}, 0
 	}
 	c.gz[etag] = z
+	c.gzBytes += len(z)
 	c.gzMu.Unlock()
 	return z
 }

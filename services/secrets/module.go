@@ -48,7 +48,7 @@ func initModule(ctx context.Context, p module.Process) error {
 	if err != nil {
 		return err
 	}
-	svc := New(st, b, p.PageTokens())
+	svc := New(st, b, p.PageTokens()).UseAuthorizer(p.Authorizer())
 	if conn, err := p.Conn(registryTarget); err == nil {
 		r := registryClient{client: registryv1.NewRegistryServiceClient(conn), token: p.ServiceToken()}
 		svc.UseRegistries(r).UseDeclared(r)

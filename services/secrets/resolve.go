@@ -12,6 +12,7 @@ import (
 	"time"
 
 	secretsv1 "github.com/pyleeai/pylee/gen/go/pylee/secrets/v1"
+	"github.com/pyleeai/pylee/kit/auth"
 	"github.com/pyleeai/pylee/kit/errs"
 	"github.com/pyleeai/pylee/kit/outbox"
 	"github.com/pyleeai/pylee/kit/server"
@@ -237,15 +238,31 @@ func (s *Service) UseDeclared(d Declared) *Service {
 func (s *Service) ExplainResolution(ctx context.Context, req *secretsv1.ExplainResolutionRequest) (*secretsv1.ExplainResolutionResponse, error) {
 	registry := req.GetRegistry()
 	srvName := "orgs/" + orgOf(registry) + "/servers/" + req.GetServerId()
+	// A person explains what it would get itself: another user's scope
+	// is that user's alone.
+	caller, _ := auth.FromContext(ctx)
 	user := req.GetUser()
-	if user == "" {
-		if p := principalOf(ctx); strings.HasPrefix(p, "users/") {
-			user = p
-		}
+	if user == "" && caller.Kind == auth.KindUser {
+		user = caller.Name
 	}
-	scopes, err := s.scopes(ctx, registry, srvName, user)
+	if user != "" && user != caller.Name && caller.Kind != auth.KindService {
+		return nil, errs.Field("user", "is not you: a user's own scope is theirs alone")
+	}
+	searched, err := s.scopes(ctx, registry, srvName, user)
 	if err != nil {
 		return nil, err
+	}
+	// Only the scopes the caller may list are searched: explaining must
+	// not show what listing would refuse.
+	answers, err := auth.AuthorizeMany(ctx, s.authz, caller, "secrets.list", searched)
+	if err != nil {
+		return nil, err
+	}
+	var scopes []string
+	for i, scope := range searched {
+		if answers[i] == nil {
+			scopes = append(scopes, scope)
+		}
 	}
 	values, all, err := s.merge(ctx, scopes)
 	if err != nil {

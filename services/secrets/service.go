@@ -46,6 +46,7 @@ type Service struct {
 	tokens     *aip.PageTokens
 	fpKey      []byte
 	registries Registries
+	authz      auth.Authorizer
 	declared   Declared
 	resolved   *resolutions
 	changes    broadcast
@@ -57,9 +58,16 @@ type Service struct {
 // so every replica computes the same fingerprint for a value.
 func New(st *store.Store, b backend.Backend, pageTokens *aip.PageTokens) *Service {
 	s := &Service{store: st, backend: b, tokens: pageTokens, fpKey: pageTokens.DeriveKey("secrets value fingerprint"),
-		resolved: newResolutions(), watchPoll: 2 * time.Second}
+		resolved: newResolutions(), watchPoll: 2 * time.Second, authz: auth.DenyAll{}}
 	st.AfterCommit(s.changes.notify)
 	st.AfterCommit(s.resolved.changed)
+	return s
+}
+
+// UseAuthorizer sets the source of access decisions ExplainResolution
+// checks each scope with; without it, every scope is refused.
+func (s *Service) UseAuthorizer(z auth.Authorizer) *Service {
+	s.authz = z
 	return s
 }
 
@@ -75,11 +83,16 @@ func (s *Service) Register(srv *server.Server) {
 	srv.RegisterService(&secretsv1.SecretsService_ServiceDesc, s, Validators())
 }
 
-// fingerprint is the keyed fingerprint of a value: HMAC-SHA-256 under the
-// installation's derived key, 16 hex digits. It tells equal values apart
-// from different ones and nothing more.
-func (s *Service) fingerprint(value []byte) string {
+// fingerprint is the keyed fingerprint of a version of key: HMAC-SHA-256
+// of the key's name and the value under the installation's derived key,
+// 16 hex digits. It tells whether two versions of one key hold the same
+// value, and nothing more.
+func (s *Service) fingerprint(key backend.Key, value []byte) string {
 	m := hmac.New(sha256.New, s.fpKey)
+	// Bound to the key: equal fingerprints tell equal versions of one
+	// secret, and setting a guess elsewhere tells nothing of another's.
+	m.Write([]byte(key.String()))
+	m.Write([]byte{0})
 	m.Write(value)
 	return hex.EncodeToString(m.Sum(nil)[:8])
 }
@@ -115,7 +128,7 @@ func (s *Service) set(ctx context.Context, action string, key backend.Key, value
 			return err
 		}
 		var err error
-		if m, err = s.backend.Put(ctx, tx, key, value, cas, backend.Write{Fingerprint: s.fingerprint(value), Creator: principalOf(ctx)}); err != nil {
+		if m, err = s.backend.Put(ctx, tx, key, value, cas, backend.Write{Fingerprint: s.fingerprint(key, value), Creator: principalOf(ctx)}); err != nil {
 			return err
 		}
 		if _, err := tx.AddChange(ctx, store.Change{Organization: key.Org, Key: key.String(), Version: m.Version, Type: changeSet, Time: tx.Now()}); err != nil {

@@ -248,11 +248,17 @@ func txOf(st *store.Store, tx backend.Tx) *store.Tx {
 	return st.Read()
 }
 
-// versionsOf returns key's rows, newest first.
+// versionsOf returns key's rows, newest first, without their sealed
+// bytes.
 func versionsOf(ctx context.Context, t *store.Tx, key backend.Key) ([]*ent.SealedValue, error) {
 	return t.Client().SealedValue.Query().Where(entsealed.Key(key.String()), entsealed.Organization(key.Org)).
-		Order(ent.Desc(entsealed.FieldVersion)).All(ctx)
+		Order(ent.Desc(entsealed.FieldVersion)).
+		Select(entsealed.FieldVersion, entsealed.FieldFingerprint, entsealed.FieldCreator, entsealed.FieldCreateTime).All(ctx)
 }
+
+// MaxVersions is how many versions of a value the keyring keeps: a write
+// beyond it drops the oldest (Vault's KV v2 keeps 10 by default).
+const MaxVersions = 100
 
 func toMeta(key backend.Key, r *ent.SealedValue, first *ent.SealedValue) backend.Meta {
 	m := backend.Meta{Key: key, Version: r.Version, Fingerprint: r.Fingerprint, Creator: r.Creator, UpdateTime: r.CreateTime.UTC(), CreateTime: r.CreateTime.UTC()}
@@ -315,28 +321,43 @@ func (k *Keyring) Put(ctx context.Context, tx backend.Tx, key backend.Key, value
 	if err != nil {
 		return backend.Meta{}, err
 	}
+	if version > MaxVersions {
+		if _, err := t.Client().SealedValue.Delete().Where(entsealed.Key(key.String()), entsealed.Organization(key.Org),
+			entsealed.VersionLTE(version-MaxVersions)).Exec(ctx); err != nil {
+			return backend.Meta{}, err
+		}
+	}
 	return backend.Meta{Key: key, Version: version, Fingerprint: w.Fingerprint, Creator: w.Creator, UpdateTime: now, CreateTime: created}, nil
 }
 
-// Get implements backend.Backend.
+// Get implements backend.Backend. It reads the one row it opens, and the
+// first version's creation time.
 func (k *Keyring) Get(ctx context.Context, tx backend.Tx, key backend.Key, version int64) ([]byte, backend.Meta, error) {
-	rows, err := versionsOf(ctx, txOf(k.st, tx), key)
+	t := txOf(k.st, tx)
+	q := t.Client().SealedValue.Query().Where(entsealed.Key(key.String()), entsealed.Organization(key.Org))
+	if version != 0 {
+		q.Where(entsealed.Version(version))
+	}
+	r, err := q.Order(ent.Desc(entsealed.FieldVersion)).First(ctx)
+	if ent.IsNotFound(err) {
+		if version != 0 {
+			return nil, backend.Meta{}, fmt.Errorf("%s version %d: %w", key, version, errs.ErrNotFound)
+		}
+		return nil, backend.Meta{}, fmt.Errorf("%s: %w", key, errs.ErrNotFound)
+	}
 	if err != nil {
 		return nil, backend.Meta{}, err
 	}
-	for _, r := range rows {
-		if version == 0 || r.Version == version {
-			v, err := k.open(r)
-			if err != nil {
-				return nil, backend.Meta{}, err
-			}
-			return v, toMeta(key, r, rows[len(rows)-1]), nil
-		}
+	first, err := t.Client().SealedValue.Query().Where(entsealed.Key(key.String()), entsealed.Organization(key.Org)).
+		Order(ent.Asc(entsealed.FieldVersion)).Select(entsealed.FieldCreateTime).First(ctx)
+	if err != nil {
+		return nil, backend.Meta{}, err
 	}
-	if version != 0 && len(rows) > 0 {
-		return nil, backend.Meta{}, fmt.Errorf("%s version %d: %w", key, version, errs.ErrNotFound)
+	v, err := k.open(r)
+	if err != nil {
+		return nil, backend.Meta{}, err
 	}
-	return nil, backend.Meta{}, fmt.Errorf("%s: %w", key, errs.ErrNotFound)
+	return v, toMeta(key, r, first), nil
 }
 
 // List implements backend.Backend.

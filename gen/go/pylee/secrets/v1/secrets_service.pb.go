@@ -2007,7 +2007,7 @@ const file_pylee_secrets_v1_secrets_service_proto_rawDesc = "" +
 	"\x11PurgeScopeRequest\x12\x1f\n" +
 	"\x05scope\x18\x01 \x01(\tB\t\xe0A\x02\xbaH\x03\xc8\x01\x01R\x05scope\".\n" +
 	"\x12PurgeScopeResponse\x12\x18\n" +
-	"\adeleted\x18\x01 \x01(\x03R\adeleted2\x96#\n" +
+	"\adeleted\x18\x01 \x01(\x03R\adeleted2\xf1\"\n" +
 	"\x0eSecretsService\x12\xbb\x02\n" +
 	"\tSetSecret\x12\".pylee.secrets.v1.SetSecretRequest\x1a\x18.pylee.secrets.v1.Secret\"\xef\x01\xca\xf3\x18+\n" +
 	"\rsecrets.write\x12\x06parent2\x12secrets.secret.set\x82\xd3\xe4\x93\x02\xb9\x01:\x06secretZ2:\x06secret\"(/v1/{parent=orgs/*/registries/*}/secretsZ/:\x06secret\"%/v1/{parent=orgs/*/servers/*}/secretsZ-:\x06secret\"#/v1/{parent=orgs/*/users/*}/secrets\"\x1b/v1/{parent=orgs/*}/secrets\x12\x84\x02\n" +
@@ -2036,9 +2036,9 @@ const file_pylee_secrets_v1_secrets_service_proto_rawDesc = "" +
 	"\aResolve\x12 .pylee.secrets.v1.ResolveRequest\x1a!.pylee.secrets.v1.ResolveResponse\"E\xca\xf3\x18A\n" +
 	"\x0fsecrets.resolve\x12\x06server*\agateway*\x06deploy2\x15secrets.value.resolve\x12\xf7\x01\n" +
 	"\x11ExplainResolution\x12*.pylee.secrets.v1.ExplainResolutionRequest\x1a+.pylee.secrets.v1.ExplainResolutionResponse\"\x88\x01\xca\xf3\x184\n" +
-	"\fsecrets.list\x12\bregistry2\x1asecrets.resolution.explain\x82\xd3\xe4\x93\x02J\x12H/v1/{registry=orgs/*/registries/*}/servers/{server_id}:explainResolution\x12\xa9\x01\n" +
-	"\vWatchValues\x12$.pylee.secrets.v1.WatchValuesRequest\x1a\x1d.pylee.secrets.v1.ValueChange\"S\xca\xf3\x18'\n" +
-	"\fsecrets.list\x12\x06parent*\agateway*\x06deploy\x82\xd3\xe4\x93\x02\"\x12 /v1/{parent=orgs/*}/values:watch0\x01\x12|\n" +
+	"\fsecrets.list\x12\bregistry2\x1asecrets.resolution.explain\x82\xd3\xe4\x93\x02J\x12H/v1/{registry=orgs/*/registries/*}/servers/{server_id}:explainResolution\x12\x84\x01\n" +
+	"\vWatchValues\x12$.pylee.secrets.v1.WatchValuesRequest\x1a\x1d.pylee.secrets.v1.ValueChange\".\xca\xf3\x18*\n" +
+	"\x0fsecrets.resolve\x12\x06parent*\agateway*\x06deploy0\x01\x12|\n" +
 	"\n" +
 	"PurgeScope\x12#.pylee.secrets.v1.PurgeScopeRequest\x1a$.pylee.secrets.v1.PurgeScopeResponse\"#\xca\xf3\x18\x1f\n" +
 	"\rsecrets.purge*\x04orgs*\bregistryB<Z:github.com/pyleeai/pylee/gen/go/pylee/secrets/v1;secretsv1b\x06proto3"

@@ -84,6 +84,8 @@ type SecretsServiceClient interface {
 	ExplainResolution(ctx context.Context, in *ExplainResolutionRequest, opts ...grpc.CallOption) (*ExplainResolutionResponse, error)
 	// Streams the changes of an organization's secrets and variables after
 	// a revision (names and versions, never values), then each new change.
+	// For the gateway's and deploy's identities only (it names every user
+	// scope's keys). Not mapped to REST.
 	WatchValues(ctx context.Context, in *WatchValuesRequest, opts ...grpc.CallOption) (grpc.ServerStreamingClient[ValueChange], error)
 	// Deletes every secret and variable of an organization, or of a
 	// registry or server being deleted. Only the orgs and registry
@@ -314,6 +316,8 @@ type SecretsServiceServer interface {
 	ExplainResolution(context.Context, *ExplainResolutionRequest) (*ExplainResolutionResponse, error)
 	// Streams the changes of an organization's secrets and variables after
 	// a revision (names and versions, never values), then each new change.
+	// For the gateway's and deploy's identities only (it names every user
+	// scope's keys). Not mapped to REST.
 	WatchValues(*WatchValuesRequest, grpc.ServerStreamingServer[ValueChange]) error
 	// Deletes every secret and variable of an organization, or of a
 	// registry or server being deleted. Only the orgs and registry
