@@ -66,6 +66,7 @@ func (c *inProcess) Invoke(ctx context.Context, method string, args, reply any, 
 	ictx = peer.NewContext(ictx, inProcessPeer)
 	st := &localStream{method: method}
 	ictx = grpc.NewContextWithServerTransportStream(ictx, st)
+	ictx = context.WithValue(ictx, inProcessKey{}, true)
 	dec := func(v any) error {
 		proto.Merge(v.(proto.Message), in)
 		return nil
@@ -145,4 +146,13 @@ func (l *localStream) SetTrailer(md metadata.MD) error {
 	l.trailer = metadata.Join(l.trailer, md)
 	l.mu.Unlock()
 	return nil
+}
+
+type inProcessKey struct{}
+
+// inProcessCall reports whether ctx is an in-process call's (InProcess):
+// only Invoke sets the key, and no network call can.
+func inProcessCall(ctx context.Context) bool {
+	v, _ := ctx.Value(inProcessKey{}).(bool)
+	return v
 }

@@ -103,7 +103,9 @@ func readCallInfo(ctx context.Context, trusted []netip.Prefix) string {
 		peerAddr = p.Addr.String()
 	}
 	id, verified := ServiceIdentityOf(ctx)
-	gateway := verified && auth.MayCall(id, []string{"gateway"})
+	// A call made in this process (InProcess) comes from this process's own
+	// gateway, which put the address there as it learnt it.
+	gateway := verified && auth.MayCall(id, []string{"gateway"}) || inProcessCall(ctx)
 	ci.clientAddress = cutBytes(ClientAddress(peerAddr, md.Get("x-forwarded-for"), gateway, trusted), maxClientAddress)
 	if v := md.Get("grpcgateway-user-agent"); len(v) > 0 {
 		ci.userAgent = cutBytes(v[0], maxUserAgent)

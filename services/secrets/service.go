@@ -390,6 +390,22 @@ func (s *Service) PurgeScope(ctx context.Context, req *secretsv1.PurgeScopeReque
 			}
 			n++
 		}
+		// What the backend holds beyond the log (a value whose unit of work
+		// failed after Vault took it) goes too.
+		if tp, ok := s.backend.(backend.TreePurger); ok {
+			extra, err := tp.PurgeTree(ctx, tx, scope)
+			if err != nil {
+				return err
+			}
+			n += int64(extra)
+		}
+		// An organization's change log goes with it: one made again under
+		// its id starts with none of its predecessor's names.
+		if scope == "orgs/"+org {
+			if err := tx.DeleteChanges(ctx, org); err != nil {
+				return err
+			}
+		}
 		if n > 0 {
 			ev := outbox.NewEvent(ctx, org, server.ActionFor(secretsv1.SecretsService_PurgeScope_FullMethodName), scope)
 			ev.Metadata = map[string]string{"deleted": strconv.FormatInt(n, 10)}

@@ -108,3 +108,12 @@ const MaxValueBytes = 64 << 10
 
 // ErrTooLarge is returned for a value over MaxValueBytes.
 var ErrTooLarge = fmt.Errorf("a value is at most %d bytes", MaxValueBytes)
+
+// TreePurger is a backend that can delete every value at a scope and below
+// it (an organization's registries, servers and users) by what it holds,
+// not by what the secrets service's change log says: a value written to
+// Vault whose unit of work then failed is in no log, and must not outlive
+// its organization.
+type TreePurger interface {
+	PurgeTree(ctx context.Context, tx Tx, scope string) (int, error)
+}

@@ -469,3 +469,17 @@ func (k *Keyring) Rewrap(ctx context.Context) (int, error) {
 		}
 	}
 }
+
+// PurgeTree implements backend.TreePurger: every value at scope and below.
+func (k *Keyring) PurgeTree(ctx context.Context, tx backend.Tx, scope string) (int, error) {
+	t := txOf(k.st, tx)
+	keys, err := t.Client().SealedValue.Query().Where(entsealed.Or(entsealed.Scope(scope), entsealed.ScopeHasPrefix(scope+"/"))).
+		Unique(true).Select(entsealed.FieldKey).Strings(ctx)
+	if err != nil {
+		return 0, err
+	}
+	if _, err := t.Client().SealedValue.Delete().Where(entsealed.Or(entsealed.Scope(scope), entsealed.ScopeHasPrefix(scope+"/"))).Exec(ctx); err != nil {
+		return 0, err
+	}
+	return len(keys), nil
+}

@@ -187,3 +187,10 @@ func (t *Tx) LockOrganization(ctx context.Context, org string) error {
 	_, err := t.tx.ExecContext(ctx, "SELECT pg_advisory_xact_lock(hashtext($1))", "pylee.secrets:"+org)
 	return err
 }
+
+// DeleteChanges deletes the organization's change log (the organization is
+// being deleted).
+func (t *Tx) DeleteChanges(ctx context.Context, org string) error {
+	_, err := t.c.ValueChange.Delete().Where(entchange.Organization(org)).Exec(ctx)
+	return err
+}

@@ -597,3 +597,52 @@ func (b *Backend) DeleteScope(ctx context.Context, _ backend.Tx, scope string) (
 }
 
 var _ backend.Backend = (*Backend)(nil)
+
+// PurgeTree implements backend.TreePurger: it walks the folders under the
+// scope (at most a scope's depth, secrets and variables folders) and
+// deletes every key's metadata, with all its versions.
+func (b *Backend) PurgeTree(ctx context.Context, _ backend.Tx, scope string) (int, error) {
+	if !strings.HasPrefix(scope, "orgs/") {
+		return 0, fmt.Errorf("scope %q is not an organization's: %w", scope, errs.ErrInvalidArgument)
+	}
+	if err := checkPath(scope); err != nil {
+		return 0, err
+	}
+	n := 0
+	var walk func(dir string, depth int) error
+	walk = func(dir string, depth int) error {
+		if depth > 8 {
+			return nil // deeper than any scope: not Pylee's
+		}
+		var s *api.Secret
+		err := b.call(ctx, func() (err error) {
+			s, err = b.client.Logical().ListWithContext(ctx, b.mount+"/metadata/"+dir+"/")
+			return err
+		})
+		if err != nil {
+			return b.wrap(ctx, "vault: list "+strings.TrimPrefix(dir, b.prefix+"/"), err)
+		}
+		if s == nil {
+			return nil
+		}
+		keys, _ := s.Data["keys"].([]any)
+		leaf := strings.HasSuffix(dir, "/secrets") || strings.HasSuffix(dir, "/variables")
+		for _, k := range keys {
+			name, _ := k.(string)
+			switch {
+			case strings.HasSuffix(name, "/"):
+				if err := walk(dir+"/"+strings.TrimSuffix(name, "/"), depth+1); err != nil {
+					return err
+				}
+			case leaf && nameRE.MatchString(name):
+				p := dir + "/" + name
+				if err := b.call(ctx, func() error { return b.kv.DeleteMetadata(ctx, p) }); err != nil {
+					return b.wrap(ctx, "vault: delete under "+scope, err)
+				}
+				n++
+			}
+		}
+		return nil
+	}
+	return n, walk(b.prefix+"/"+scope, 0)
+}
