@@ -3,6 +3,8 @@ package secrets
 import (
 	"fmt"
 	"strings"
+	"unicode"
+	"unicode/utf8"
 
 	"github.com/pyleeai/pylee/kit/aip"
 	"github.com/pyleeai/pylee/kit/errs"
@@ -21,18 +23,45 @@ var (
 	registryName = aip.MustPattern("orgs/{org}/registries/{registry}")
 	serverName   = aip.MustPattern("orgs/{org}/servers/{server}")
 	orgName      = aip.MustPattern("orgs/{org}")
-	userName     = aip.MustPattern("users/{user}")
 )
+
+// validUserID is the orgs service's rule for a user's id: 1 to 128 bytes
+// of printable UTF-8 without a slash or a space.
+func validUserID(id string) bool {
+	if id == "" || len(id) > 128 || !utf8.ValidString(id) {
+		return false
+	}
+	for _, r := range id {
+		if r == '/' || unicode.IsSpace(r) || !unicode.IsPrint(r) {
+			return false
+		}
+	}
+	return true
+}
+
+// checkUser reports why name is not users/{id}.
+func checkUser(name string) error {
+	id, ok := strings.CutPrefix(name, "users/")
+	if !ok || !validUserID(id) {
+		return fmt.Errorf("%q is not a user's name, users/{id}", name)
+	}
+	return nil
+}
 
 // maxNameLen bounds a NAME.
 const maxNameLen = 128
 
-// checkScope returns the organization of scope, or why it is not one.
+// checkScope returns the organization of scope, or why it is not one. A
+// user's id is the orgs service's (an OIDC subject or e-mail address is
+// one), not a slug.
 func checkScope(scope string) (string, error) {
-	for _, p := range scopePatterns {
+	for _, p := range scopePatterns[:3] {
 		if ids, err := p.Parse(scope); err == nil {
 			return ids[0], nil
 		}
+	}
+	if ids, err := scopePatterns[3].ParseLoose(scope); err == nil && aip.ValidateSegmentID(ids[0]) == nil && validUserID(ids[1]) {
+		return ids[0], nil
 	}
 	return "", fmt.Errorf("%q is not a scope: orgs/{org}, orgs/{org}/registries/{registry}, orgs/{org}/servers/{server} or orgs/{org}/users/{user}", scope)
 }

@@ -66,7 +66,7 @@ func validateResolve(r *secretsv1.ResolveRequest) error {
 		v.Add("server", "%v", err)
 	}
 	if u := r.GetUser(); u != "" {
-		if _, err := userName.Parse(u); err != nil {
+		if err := checkUser(u); err != nil {
 			v.Add("user", "%v", err)
 		}
 	}
@@ -85,7 +85,7 @@ func validateExplain(r *secretsv1.ExplainResolutionRequest) error {
 		v.Add("server_id", "%v", err)
 	}
 	if u := r.GetUser(); u != "" {
-		if _, err := userName.Parse(u); err != nil {
+		if err := checkUser(u); err != nil {
 			v.Add("user", "%v", err)
 		}
 	}

@@ -92,7 +92,7 @@ const (
 )
 
 var (
-	pathSegment = regexp.MustCompile(`^[A-Za-z0-9_.-]+$`)
+	pathSegment = regexp.MustCompile(`^[A-Za-z0-9_.@+-]+$`) // '@' and '+': users named by e-mail
 	nameRE      = regexp.MustCompile(`^[A-Za-z_][A-Za-z0-9_]*$`)
 )
 
