@@ -118,7 +118,7 @@ func (m Multi) Authenticate(ctx context.Context, cred config.Secret) (Principal,
 
 // ServiceOnlyPermissions are the permissions only services hold.
 var ServiceOnlyPermissions = map[string]bool{"audit.append": true, "tokens.verify": true, "registry.purge": true, "bindings.purge": true, "secrets.purge": true,
-	"secrets.resolve": true}
+	"secrets.resolve": true, "deployments.resolve": true, "deployments.report": true}
 
 // Outgoing returns ctx carrying token as the bearer credential of the gRPC
 // calls made with it. A zero token adds none: targets that authenticate

@@ -232,7 +232,7 @@ func (s *Service) apply(ctx context.Context, tx *store.Tx, a *registryv1.Approva
 	}
 	switch a.GetKind() {
 	case registryv1.Approval_KIND_PIN:
-		_, err = s.applyPin(ctx, tx, eff, a.GetEntry(), a.GetVersion(), a.GetVersionRange(), a.GetRequester())
+		_, err = s.applyPin(ctx, tx, eff, a.GetEntry(), a.GetVersion(), a.GetVersionRange(), a.GetRequester(), a.GetReason())
 	case registryv1.Approval_KIND_UNPIN:
 		err = s.applyUnpin(ctx, tx, a.GetEntry())
 	case registryv1.Approval_KIND_UPDATE_REGISTRY:

@@ -135,7 +135,7 @@ func resolvePin(ctx context.Context, tx *store.Tx, eff *registryv1.RegistrySetti
 
 // saveEntry writes e, pinning version v, at the registry's next revision
 // with its change record and audit event; the registry must be locked.
-func (s *Service) saveEntry(ctx context.Context, tx *store.Tx, e store.Entry, v store.Version, prev store.Entry, hadPrev bool, action string) (*registryv1.Entry, error) {
+func (s *Service) saveEntry(ctx context.Context, tx *store.Tx, e store.Entry, v store.Version, prev store.Entry, hadPrev bool, action, reason string) (*registryv1.Entry, error) {
 	rev, err := tx.NextRevision(ctx, e.Registry)
 	if err != nil {
 		return nil, err
@@ -166,12 +166,15 @@ func (s *Service) saveEntry(ctx context.Context, tx *store.Tx, e store.Entry, v 
 		ev.Changes = append(ev.Changes, outbox.Change("version_range", prev.VersionRange, e.VersionRange))
 	}
 	ev.Metadata = map[string]string{"revision": fmt.Sprint(rev), "pinned_by": e.PinnedBy}
+	if reason != "" {
+		ev.Metadata["reason"] = reason
+	}
 	tx.Audit(ev)
 	return out, nil
 }
 
 // applyPin pins entry in its (locked) registry.
-func (s *Service) applyPin(ctx context.Context, tx *store.Tx, eff *registryv1.RegistrySettings, entry, version, rng, actor string) (*registryv1.Entry, error) {
+func (s *Service) applyPin(ctx context.Context, tx *store.Tx, eff *registryv1.RegistrySettings, entry, version, rng, actor, reason string) (*registryv1.Entry, error) {
 	t, err := resolvePin(ctx, tx, eff, entry, version, rng)
 	if err != nil {
 		return nil, err
@@ -182,7 +185,7 @@ func (s *Service) applyPin(ctx context.Context, tx *store.Tx, eff *registryv1.Re
 	}
 	e := store.Entry{Name: entry, Organization: orgOf(entry), Registry: registryOfEntry(entry), Server: t.server.Name,
 		ServerName: t.server.ServerName, Version: t.version.Version, VersionRange: rng, PinnedBy: actor}
-	return s.saveEntry(ctx, tx, e, t.version, prev, had, server.ActionFor(registryv1.RegistryService_PinEntry_FullMethodName))
+	return s.saveEntry(ctx, tx, e, t.version, prev, had, server.ActionFor(registryv1.RegistryService_PinEntry_FullMethodName), reason)
 }
 
 // applyUnpin removes entry from its (locked) registry.
@@ -249,7 +252,7 @@ func (s *Service) followRanges(ctx context.Context, tx *store.Tx, server string,
 		}
 		next := e
 		next.Version = best.Version
-		if _, err := s.saveEntry(ctx, tx, next, best, e, true, "registry.entry.upgrade"); err != nil {
+		if _, err := s.saveEntry(ctx, tx, next, best, e, true, "registry.entry.upgrade", ""); err != nil {
 			return err
 		}
 	}
@@ -272,7 +275,10 @@ func (s *Service) pin(ctx context.Context, entry, version, rng, reason string) (
 		if err != nil {
 			return err
 		}
-		if eff.GetApprovalRequired() {
+		// The deploy service re-pins the version a failed rollout replaced:
+		// a rollback to what was approved before, which cannot wait for
+		// approvals.
+		if eff.GetApprovalRequired() && !deployRollback(ctx) {
 			t, err := resolvePin(ctx, tx, eff, entry, version, rng)
 			if err != nil {
 				return err
@@ -285,7 +291,7 @@ func (s *Service) pin(ctx context.Context, entry, version, rng, reason string) (
 			resp.Result = &registryv1.PinEntryResponse_Approval{Approval: a}
 			return nil
 		}
-		e, err := s.applyPin(ctx, tx, eff, entry, version, rng, principalOf(ctx))
+		e, err := s.applyPin(ctx, tx, eff, entry, version, rng, principalOf(ctx), reason)
 		if err != nil {
 			return err
 		}
@@ -478,4 +484,11 @@ func (s *Service) WatchEntries(req *registryv1.WatchEntriesRequest, stream grpc.
 		case <-time.After(s.watchPoll):
 		}
 	}
+}
+
+// deployRollback reports whether the caller is the deploy service's
+// identity, which pins only to roll a failed rollout back.
+func deployRollback(ctx context.Context) bool {
+	p, _ := auth.FromContext(ctx)
+	return p.Kind == auth.KindService && auth.MayCall(p, []string{"deploy"})
 }

@@ -32,7 +32,7 @@ var (
 
 // registryFields are the updatable fields of a registry.
 var registryFields = []string{"description", "parent", "auto_upgrade", "approval_required", "min_approvals", "owner_teams",
-	"namespaces", "tool_policy", "rollout_policy"}
+	"namespaces", "tool_policy", "rollout_policy", "deployments_enabled"}
 
 // maxDepth bounds a chain of parent registries.
 const maxDepth = 8
@@ -41,7 +41,8 @@ const maxDepth = 8
 // holding only them.
 func ownSettings(r *registryv1.Registry) []byte {
 	own := &registryv1.Registry{AutoUpgrade: r.AutoUpgrade, ApprovalRequired: r.ApprovalRequired, MinApprovals: r.MinApprovals,
-		OwnerTeams: r.GetOwnerTeams(), Namespaces: r.GetNamespaces(), ToolPolicy: r.GetToolPolicy(), RolloutPolicy: r.GetRolloutPolicy()}
+		OwnerTeams: r.GetOwnerTeams(), Namespaces: r.GetNamespaces(), ToolPolicy: r.GetToolPolicy(), RolloutPolicy: r.GetRolloutPolicy(),
+		DeploymentsEnabled: r.DeploymentsEnabled}
 	b, _ := protojson.Marshal(own)
 	return b
 }
@@ -61,7 +62,7 @@ func registryToProto(row store.Registry, eff *registryv1.RegistrySettings) (*reg
 // effective resolves the settings of registry row through its parents.
 func effective(ctx context.Context, tx *store.Tx, row store.Registry) (*registryv1.RegistrySettings, error) {
 	eff := &registryv1.RegistrySettings{}
-	var haveAuto, haveApproval, haveMin bool
+	var haveAuto, haveApproval, haveMin, haveDeploy bool
 	cur := row
 	for depth := 0; ; depth++ {
 		r := &registryv1.Registry{}
@@ -73,6 +74,9 @@ func effective(ctx context.Context, tx *store.Tx, row store.Registry) (*registry
 		}
 		if !haveApproval && r.ApprovalRequired != nil {
 			eff.ApprovalRequired, haveApproval = r.GetApprovalRequired(), true
+		}
+		if !haveDeploy && r.DeploymentsEnabled != nil {
+			eff.DeploymentsEnabled, haveDeploy = r.GetDeploymentsEnabled(), true
 		}
 		if !haveMin && r.MinApprovals != nil {
 			eff.MinApprovals, haveMin = r.GetMinApprovals(), true
@@ -100,6 +104,9 @@ func effective(ctx context.Context, tx *store.Tx, row store.Registry) (*registry
 	}
 	if eff.MinApprovals == 0 {
 		eff.MinApprovals = 1
+	}
+	if !haveDeploy {
+		eff.DeploymentsEnabled = true
 	}
 	if eff.ToolPolicy == registryv1.ToolPolicy_TOOL_POLICY_UNSPECIFIED {
 		eff.ToolPolicy = registryv1.ToolPolicy_TOOL_POLICY_ALL
@@ -395,6 +402,8 @@ func (s *Service) applyRegistryUpdate(ctx context.Context, tx *store.Tx, cur sto
 			next.ToolPolicy = in.GetToolPolicy()
 		case "rollout_policy":
 			next.RolloutPolicy = in.GetRolloutPolicy()
+		case "deployments_enabled":
+			next.DeploymentsEnabled = in.DeploymentsEnabled
 		default:
 			return nil, errs.Field("update_mask", "%q is not an updatable field", p)
 		}

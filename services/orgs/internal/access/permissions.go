@@ -59,7 +59,9 @@ var Permissions = []Permission{
 	{"secrets.write", "set and delete secrets and variables"},
 	{"secrets.resolve", "resolve secret values (deploy and gateway identities)"},
 	{"deployments.get", "see deployments"},
-	{"deployments.rollout", "roll out and roll back deployments"},
+	{"deployments.rollout", "roll out, roll back and restart deployments, read their logs"},
+	{"deployments.resolve", "resolve where a deployment's upstream is (gateway identity)"},
+	{"deployments.report", "report call outcomes for canary analysis (gateway identity)"},
 	{"tools.list", "see tools"},
 	{"tools.invoke", "call tools through the MCP gateway"},
 	{"audit.read", "read the audit log"},
@@ -113,10 +115,10 @@ var readOnly = []string{"orgs.get", "teams.get", "roles.get", "registries.get", 
 var (
 	RoleOwner = Role{Name: "roles/owner", Title: "Owner",
 		Description: "Everything, including deleting the organization and granting owner.",
-		Permissions: allExcept("orgs.create", "secrets.resolve")}
+		Permissions: allExcept("orgs.create", "secrets.resolve", "deployments.resolve", "deployments.report")}
 	RoleAdmin = Role{Name: "roles/admin", Title: "Admin",
 		Description: "Everything but deleting the organization; cannot grant owner.",
-		Permissions: allExcept("orgs.create", "secrets.resolve", "orgs.delete")}
+		Permissions: allExcept("orgs.create", "secrets.resolve", "deployments.resolve", "deployments.report", "orgs.delete")}
 	RoleDeveloper = Role{Name: "roles/developer", Title: "Developer",
 		Description: "Builds and ships servers: publishes versions, pins in registries that allow it, deploys, sets secrets.",
 		Permissions: set(append([]string{"members.list", "servers.create", "servers.update", "versions.publish",
@@ -133,7 +135,7 @@ var (
 	// admin: every permission everywhere, including creating organizations.
 	RoleInstallationOwner = Role{Name: "roles/installationOwner", Title: "Installation owner",
 		Description: "The bootstrap admin: everything on every organization, and creating organizations.",
-		Permissions: allExcept("secrets.resolve")}
+		Permissions: allExcept("secrets.resolve", "deployments.resolve", "deployments.report")}
 )
 
 // BuiltinRoles are the roles every organization has.

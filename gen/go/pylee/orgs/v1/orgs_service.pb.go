@@ -539,14 +539,14 @@ const file_pylee_orgs_v1_orgs_service_proto_rawDesc = "" +
 	"\x04kind\x18\x02 \x01(\tR\x04kind\x12!\n" +
 	"\fdisplay_name\x18\x03 \x01(\tR\vdisplayName\x12\x16\n" +
 	"\x06groups\x18\x04 \x03(\tR\x06groups\x12\"\n" +
-	"\forganization\x18\x05 \x01(\tR\forganization2\xc3\a\n" +
+	"\forganization\x18\x05 \x01(\tR\forganization2\xcb\a\n" +
 	"\vOrgsService\x12\xab\x01\n" +
 	"\x12CreateOrganization\x12(.pylee.orgs.v1.CreateOrganizationRequest\x1a\x1b.pylee.orgs.v1.Organization\"N\xdaA\x1corganization,organization_id\xca\xf3\x18\r\n" +
 	"\vorgs.create\x82\xd3\xe4\x93\x02\x18:\forganization\"\b/v1/orgs\x12\x8b\x01\n" +
 	"\x0fGetOrganization\x12%.pylee.orgs.v1.GetOrganizationRequest\x1a\x1b.pylee.orgs.v1.Organization\"4\xdaA\x04name\xca\xf3\x18\x10\n" +
-	"\borgs.get\x12\x04name\x82\xd3\xe4\x93\x02\x13\x12\x11/v1/{name=orgs/*}\x12\x87\x01\n" +
-	"\x11ListOrganizations\x12'.pylee.orgs.v1.ListOrganizationsRequest\x1a(.pylee.orgs.v1.ListOrganizationsResponse\"\x1f\xca\xf3\x18\v\n" +
-	"\torgs.list\x82\xd3\xe4\x93\x02\n" +
+	"\borgs.get\x12\x04name\x82\xd3\xe4\x93\x02\x13\x12\x11/v1/{name=orgs/*}\x12\x8f\x01\n" +
+	"\x11ListOrganizations\x12'.pylee.orgs.v1.ListOrganizationsRequest\x1a(.pylee.orgs.v1.ListOrganizationsResponse\"'\xca\xf3\x18\x13\n" +
+	"\torgs.list*\x06deploy\x82\xd3\xe4\x93\x02\n" +
 	"\x12\b/v1/orgs\x12\xd0\x01\n" +
 	"\x12UpdateOrganization\x12(.pylee.orgs.v1.UpdateOrganizationRequest\x1a\x1b.pylee.orgs.v1.Organization\"s\xdaA\x18organization,update_mask\xca\xf3\x18 \n" +
 	"\vorgs.update\x12\x11organization.name\x82\xd3\xe4\x93\x02.:\forganization2\x1e/v1/{organization.name=orgs/*}\x12\x88\x01\n" +

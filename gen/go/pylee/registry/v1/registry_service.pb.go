@@ -2967,7 +2967,7 @@ const file_pylee_registry_v1_registry_service_proto_rawDesc = "" +
 	"\tEntryView\x12\x1a\n" +
 	"\x16ENTRY_VIEW_UNSPECIFIED\x10\x00\x12\x14\n" +
 	"\x10ENTRY_VIEW_BASIC\x10\x01\x12\x13\n" +
-	"\x0fENTRY_VIEW_FULL\x10\x022\xd4*\n" +
+	"\x0fENTRY_VIEW_FULL\x10\x022\x85+\n" +
 	"\x0fRegistryService\x12\x9a\x01\n" +
 	"\fCreateServer\x12&.pylee.registry.v1.CreateServerRequest\x1a\x19.pylee.registry.v1.Server\"G\xca\xf3\x18\x18\n" +
 	"\x0eservers.create\x12\x06parent\x82\xd3\xe4\x93\x02%:\x06server\"\x1b/v1/{parent=orgs/*}/servers\x12\x8d\x01\n" +
@@ -2982,10 +2982,10 @@ const file_pylee_registry_v1_registry_service_proto_rawDesc = "" +
 	"\rCreateVersion\x12'.pylee.registry.v1.CreateVersionRequest\x1a .pylee.registry.v1.ServerVersion\"U\xca\xf3\x18\x1a\n" +
 	"\x10versions.publish\x12\x06parent\x82\xd3\xe4\x93\x021:\aversion\"&/v1/{parent=orgs/*/servers/*}/versions\x12\xd1\x01\n" +
 	"\x10ImportServerJson\x12*.pylee.registry.v1.ImportServerJsonRequest\x1a .pylee.registry.v1.ServerVersion\"o\xca\xf3\x183\n" +
-	"\x10versions.publish\x12\x06parent2\x17registry.version.create\x82\xd3\xe4\x93\x022:\x01*\"-/v1/{parent=orgs/*/servers/*}/versions:import\x12\x9c\x01\n" +
+	"\x10versions.publish\x12\x06parent2\x17registry.version.create\x82\xd3\xe4\x93\x022:\x01*\"-/v1/{parent=orgs/*/servers/*}/versions:import\x12\xa4\x01\n" +
 	"\n" +
-	"GetVersion\x12$.pylee.registry.v1.GetVersionRequest\x1a .pylee.registry.v1.ServerVersion\"F\xca\xf3\x18\x14\n" +
-	"\fversions.get\x12\x04name\x82\xd3\xe4\x93\x02(\x12&/v1/{name=orgs/*/servers/*/versions/*}\x12\xa9\x01\n" +
+	"GetVersion\x12$.pylee.registry.v1.GetVersionRequest\x1a .pylee.registry.v1.ServerVersion\"N\xca\xf3\x18\x1c\n" +
+	"\fversions.get\x12\x04name*\x06deploy\x82\xd3\xe4\x93\x02(\x12&/v1/{name=orgs/*/servers/*/versions/*}\x12\xa9\x01\n" +
 	"\fListVersions\x12&.pylee.registry.v1.ListVersionsRequest\x1a'.pylee.registry.v1.ListVersionsResponse\"H\xca\xf3\x18\x16\n" +
 	"\fversions.get\x12\x06parent\x82\xd3\xe4\x93\x02(\x12&/v1/{parent=orgs/*/servers/*}/versions\x12\xd4\x01\n" +
 	"\x10SetVersionStatus\x12*.pylee.registry.v1.SetVersionStatusRequest\x1a .pylee.registry.v1.ServerVersion\"r\xca\xf3\x183\n" +
@@ -2997,28 +2997,28 @@ const file_pylee_registry_v1_registry_service_proto_rawDesc = "" +
 	"\x10ExportServerJson\x12*.pylee.registry.v1.ExportServerJsonRequest\x1a+.pylee.registry.v1.ExportServerJsonResponse\"W\xca\xf3\x18\x14\n" +
 	"\fversions.get\x12\x04name\x82\xd3\xe4\x93\x029\x127/v1/{name=orgs/*/servers/*/versions/*}:exportServerJson\x12\xa8\x01\n" +
 	"\x0eCreateRegistry\x12(.pylee.registry.v1.CreateRegistryRequest\x1a\x1b.pylee.registry.v1.Registry\"O\xca\xf3\x18\x1b\n" +
-	"\x11registries.create\x12\x06parent\x82\xd3\xe4\x93\x02*:\bregistry\"\x1e/v1/{parent=orgs/*}/registries\x12\xa2\x01\n" +
-	"\vGetRegistry\x12%.pylee.registry.v1.GetRegistryRequest\x1a\x1b.pylee.registry.v1.Registry\"O\xca\xf3\x18%\n" +
-	"\x0eregistries.get\x12\x04name*\x04orgs*\asecrets\x82\xd3\xe4\x93\x02 \x12\x1e/v1/{name=orgs/*/registries/*}\x12\xab\x01\n" +
-	"\x0eListRegistries\x12(.pylee.registry.v1.ListRegistriesRequest\x1a).pylee.registry.v1.ListRegistriesResponse\"D\xca\xf3\x18\x1a\n" +
-	"\x0eregistries.get\x12\x06parent \x01\x82\xd3\xe4\x93\x02 \x12\x1e/v1/{parent=orgs/*}/registries\x12\xc6\x01\n" +
+	"\x11registries.create\x12\x06parent\x82\xd3\xe4\x93\x02*:\bregistry\"\x1e/v1/{parent=orgs/*}/registries\x12\xaa\x01\n" +
+	"\vGetRegistry\x12%.pylee.registry.v1.GetRegistryRequest\x1a\x1b.pylee.registry.v1.Registry\"W\xca\xf3\x18-\n" +
+	"\x0eregistries.get\x12\x04name*\x04orgs*\asecrets*\x06deploy\x82\xd3\xe4\x93\x02 \x12\x1e/v1/{name=orgs/*/registries/*}\x12\xb3\x01\n" +
+	"\x0eListRegistries\x12(.pylee.registry.v1.ListRegistriesRequest\x1a).pylee.registry.v1.ListRegistriesResponse\"L\xca\xf3\x18\"\n" +
+	"\x0eregistries.get\x12\x06parent \x01*\x06deploy\x82\xd3\xe4\x93\x02 \x12\x1e/v1/{parent=orgs/*}/registries\x12\xc6\x01\n" +
 	"\x0eUpdateRegistry\x12(.pylee.registry.v1.UpdateRegistryRequest\x1a).pylee.registry.v1.UpdateRegistryResponse\"_\xca\xf3\x18\"\n" +
 	"\x11registries.update\x12\rregistry.name\x82\xd3\xe4\x93\x023:\bregistry2'/v1/{registry.name=orgs/*/registries/*}\x12\x97\x01\n" +
 	"\x0eDeleteRegistry\x12(.pylee.registry.v1.DeleteRegistryRequest\x1a\x16.google.protobuf.Empty\"C\xca\xf3\x18\x19\n" +
-	"\x11registries.delete\x12\x04name\x82\xd3\xe4\x93\x02 *\x1e/v1/{name=orgs/*/registries/*}\x12\xce\x01\n" +
-	"\bPinEntry\x12\".pylee.registry.v1.PinEntryRequest\x1a#.pylee.registry.v1.PinEntryResponse\"y\xca\xf3\x18\x13\n" +
-	"\ventries.pin\x12\x04name\x82\xd3\xe4\x93\x02\\:\x01*Z-:\x01*\"(/v1/{name=orgs/*/registries/*/entries/*}\x1a(/v1/{name=orgs/*/registries/*/entries/*}\x12\xa2\x01\n" +
+	"\x11registries.delete\x12\x04name\x82\xd3\xe4\x93\x02 *\x1e/v1/{name=orgs/*/registries/*}\x12\xd7\x01\n" +
+	"\bPinEntry\x12\".pylee.registry.v1.PinEntryRequest\x1a#.pylee.registry.v1.PinEntryResponse\"\x81\x01\xca\xf3\x18\x1b\n" +
+	"\ventries.pin\x12\x04name*\x06deploy\x82\xd3\xe4\x93\x02\\:\x01*Z-:\x01*\"(/v1/{name=orgs/*/registries/*/entries/*}\x1a(/v1/{name=orgs/*/registries/*/entries/*}\x12\xa2\x01\n" +
 	"\n" +
 	"UnpinEntry\x12$.pylee.registry.v1.UnpinEntryRequest\x1a%.pylee.registry.v1.UnpinEntryResponse\"G\xca\xf3\x18\x13\n" +
 	"\ventries.pin\x12\x04name\x82\xd3\xe4\x93\x02**(/v1/{name=orgs/*/registries/*/entries/*}\x12\xce\x01\n" +
 	"\fPromoteEntry\x12&.pylee.registry.v1.PromoteEntryRequest\x1a#.pylee.registry.v1.PinEntryResponse\"q\xca\xf3\x182\n" +
-	"\ventries.pin\x12\x0ftarget_registry2\x12registry.entry.pin\x82\xd3\xe4\x93\x025:\x01*\"0/v1/{name=orgs/*/registries/*/entries/*}:promote\x12\x9a\x01\n" +
-	"\bGetEntry\x12\".pylee.registry.v1.GetEntryRequest\x1a\x18.pylee.registry.v1.Entry\"P\xca\xf3\x18\x1c\n" +
-	"\ventries.get\x12\x04name*\asecrets\x82\xd3\xe4\x93\x02*\x12(/v1/{name=orgs/*/registries/*/entries/*}\x12\xa9\x01\n" +
+	"\ventries.pin\x12\x0ftarget_registry2\x12registry.entry.pin\x82\xd3\xe4\x93\x025:\x01*\"0/v1/{name=orgs/*/registries/*/entries/*}:promote\x12\xa2\x01\n" +
+	"\bGetEntry\x12\".pylee.registry.v1.GetEntryRequest\x1a\x18.pylee.registry.v1.Entry\"X\xca\xf3\x18$\n" +
+	"\ventries.get\x12\x04name*\asecrets*\x06deploy\x82\xd3\xe4\x93\x02*\x12(/v1/{name=orgs/*/registries/*/entries/*}\x12\xa9\x01\n" +
 	"\vListEntries\x12%.pylee.registry.v1.ListEntriesRequest\x1a&.pylee.registry.v1.ListEntriesResponse\"K\xca\xf3\x18\x17\n" +
-	"\ventries.get\x12\x06parent \x01\x82\xd3\xe4\x93\x02*\x12(/v1/{parent=orgs/*/registries/*}/entries\x12\xa8\x01\n" +
-	"\fWatchEntries\x12&.pylee.registry.v1.WatchEntriesRequest\x1a\x1d.pylee.registry.v1.EntryEvent\"O\xca\xf3\x18\x15\n" +
-	"\ventries.get\x12\x06parent\x82\xd3\xe4\x93\x020\x12./v1/{parent=orgs/*/registries/*}/entries:watch0\x01\x12\x82\x01\n" +
+	"\ventries.get\x12\x06parent \x01\x82\xd3\xe4\x93\x02*\x12(/v1/{parent=orgs/*/registries/*}/entries\x12\xb0\x01\n" +
+	"\fWatchEntries\x12&.pylee.registry.v1.WatchEntriesRequest\x1a\x1d.pylee.registry.v1.EntryEvent\"W\xca\xf3\x18\x1d\n" +
+	"\ventries.get\x12\x06parent*\x06deploy\x82\xd3\xe4\x93\x020\x12./v1/{parent=orgs/*/registries/*}/entries:watch0\x01\x12\x82\x01\n" +
 	"\x0eRenderOfficial\x12(.pylee.registry.v1.RenderOfficialRequest\x1a).pylee.registry.v1.RenderOfficialResponse\"\x1b\xca\xf3\x18\x17\n" +
 	"\ventries.get\x12\x06parent \x01\x12\xb1\x01\n" +
 	"\rListApprovals\x12'.pylee.registry.v1.ListApprovalsRequest\x1a(.pylee.registry.v1.ListApprovalsResponse\"M\xca\xf3\x18\x17\n" +

@@ -1,0 +1,119 @@
+// Command testserver is an MCP server (stdio, official Go SDK) whose
+// behaviour a test controls through a JSON file named by
+// PYLEE_TEST_CONTROL, read on every call: {"fail_rate": 0.5} fails that
+// share of calls with a JSON-RPC error, {"slow_ms": 200} answers late,
+// {"crash": true} exits at the next call, {"description": "…"} changes the
+// echo tool's description (and announces the changed list). It is built
+// by the deploy service's tests and run through the command runtime.
+package main
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"log"
+	"math/rand/v2"
+	"os"
+	"sync"
+	"time"
+
+	"github.com/modelcontextprotocol/go-sdk/jsonrpc"
+	"github.com/modelcontextprotocol/go-sdk/mcp"
+)
+
+type control struct {
+	FailRate    float64 `json:"fail_rate"`
+	SlowMS      int     `json:"slow_ms"`
+	Crash       bool    `json:"crash"`
+	Description string  `json:"description"`
+}
+
+func readControl() control {
+	var c control
+	if p := os.Getenv("PYLEE_TEST_CONTROL"); p != "" {
+		if b, err := os.ReadFile(p); err == nil {
+			_ = json.Unmarshal(b, &c)
+		}
+	}
+	return c
+}
+
+func main() {
+	version := os.Getenv("TEST_SERVER_VERSION")
+	if version == "" {
+		version = "0.0.0"
+	}
+	s := mcp.NewServer(&mcp.Implementation{Name: "pylee-testserver", Version: version}, nil)
+	// Standard error is what the deploy service keeps as the instance's log.
+	fmt.Fprintf(os.Stderr, "testserver %s starting; API_KEY=%s\n", version, os.Getenv("API_KEY"))
+
+	var mu sync.Mutex
+	desc := "Echoes its text."
+	echo := func() *mcp.Tool {
+		return &mcp.Tool{Name: "echo", Description: desc, InputSchema: map[string]any{"type": "object",
+			"properties": map[string]any{"text": map[string]any{"type": "string"}}}}
+	}
+	var handle mcp.ToolHandler
+	handle = func(ctx context.Context, req *mcp.CallToolRequest) (*mcp.CallToolResult, error) {
+		c := readControl()
+		if c.Crash {
+			fmt.Fprintln(os.Stderr, "crashing as told")
+			os.Exit(3)
+		}
+		if c.Description != "" {
+			mu.Lock()
+			if c.Description != desc {
+				desc = c.Description
+				s.AddTool(echo(), handle)
+			}
+			mu.Unlock()
+		}
+		if c.SlowMS > 0 {
+			select {
+			case <-time.After(time.Duration(c.SlowMS) * time.Millisecond):
+			case <-ctx.Done():
+				return nil, ctx.Err()
+			}
+		}
+		if c.FailRate > 0 && rand.Float64() < c.FailRate {
+			return nil, &jsonrpc.Error{Code: jsonrpc.CodeInternalError, Message: "failing as told"}
+		}
+		var args struct {
+			Text string `json:"text"`
+		}
+		_ = json.Unmarshal(req.Params.Arguments, &args)
+		return &mcp.CallToolResult{Content: []mcp.Content{&mcp.TextContent{Text: version + ":" + args.Text}}}, nil
+	}
+	s.AddTool(echo(), handle)
+	s.AddTool(&mcp.Tool{Name: "env", Description: "Returns an environment variable.", InputSchema: map[string]any{"type": "object",
+		"properties": map[string]any{"name": map[string]any{"type": "string"}}}},
+		func(_ context.Context, req *mcp.CallToolRequest) (*mcp.CallToolResult, error) {
+			var args struct {
+				Name string `json:"name"`
+			}
+			_ = json.Unmarshal(req.Params.Arguments, &args)
+			return &mcp.CallToolResult{Content: []mcp.Content{&mcp.TextContent{Text: os.Getenv(args.Name)}}}, nil
+		})
+	s.AddTool(&mcp.Tool{Name: "count", Description: "Counts to n, with progress.", InputSchema: map[string]any{"type": "object",
+		"properties": map[string]any{"n": map[string]any{"type": "integer"}}}},
+		func(ctx context.Context, req *mcp.CallToolRequest) (*mcp.CallToolResult, error) {
+			var args struct {
+				N int `json:"n"`
+			}
+			_ = json.Unmarshal(req.Params.Arguments, &args)
+			for i := 1; i <= args.N; i++ {
+				if tok := req.Params.GetProgressToken(); tok != nil {
+					_ = req.Session.NotifyProgress(ctx, &mcp.ProgressNotificationParams{ProgressToken: tok, Progress: float64(i), Total: float64(args.N)})
+				}
+				select {
+				case <-time.After(20 * time.Millisecond):
+				case <-ctx.Done():
+					return nil, ctx.Err()
+				}
+			}
+			return &mcp.CallToolResult{Content: []mcp.Content{&mcp.TextContent{Text: fmt.Sprint(args.N)}}}, nil
+		})
+	if err := s.Run(context.Background(), &mcp.StdioTransport{}); err != nil {
+		log.Printf("testserver: %v", err)
+	}
+}
