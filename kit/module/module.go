@@ -127,6 +127,27 @@ type Settings struct {
 	Migrate bool
 	// Secrets configures where the secrets service keeps values.
 	Secrets SecretsSettings
+	// Deploy configures the deploy service's runtimes.
+	Deploy DeploySettings
+}
+
+// DeploySettings configure the deploy service.
+type DeploySettings struct {
+	// AllowCommand enables the command runtime: a version whose
+	// server.json names an executable in _meta runs it on this host. For
+	// development and tests; off by default, since whoever publishes a
+	// version would choose what runs.
+	AllowCommand bool
+	// DockerHost is the Docker engine of oci packages (default
+	// DOCKER_HOST, or the local socket).
+	DockerHost string
+	// WarmFor keeps a replaced version running for an instant rollback.
+	WarmFor time.Duration
+	// UserIdle stops a per-user instance unused this long.
+	UserIdle time.Duration
+	// Discover is how often registries are listed; HealthInterval how
+	// often each instance is checked.
+	Discover, HealthInterval time.Duration
 }
 
 // SecretsSettings choose and configure the secrets backend.

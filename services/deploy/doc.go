@@ -1,6 +1,7 @@
-// Package deploy is the deploy service of Pylee: deployments that run pinned server versions, with canary rollout, rollback and health checks.
-// It has no RPCs yet; the pylee binary lists it as a target so deployments
-// can be laid out now.
+// Package deploy is the deploy service of Pylee: it follows every
+// registry's entries and runs the pinned version of each (npm, PyPI, a
+// command, or a remote reached directly), supervised, with canary
+// rollouts, automatic and instant rollback, for the gateway to route to.
 package deploy
 
 // Target is the name of this service in `pylee serve --target`.

@@ -17,6 +17,7 @@ import (
 	"google.golang.org/protobuf/reflect/protoreflect"
 
 	auditv1 "github.com/pyleeai/pylee/gen/go/pylee/audit/v1"
+	deployv1 "github.com/pyleeai/pylee/gen/go/pylee/deploy/v1"
 	orgsv1 "github.com/pyleeai/pylee/gen/go/pylee/orgs/v1"
 	registryv1 "github.com/pyleeai/pylee/gen/go/pylee/registry/v1"
 	secretsv1 "github.com/pyleeai/pylee/gen/go/pylee/secrets/v1"
@@ -65,6 +66,11 @@ var restBackends = []restBackend{
 		[]func(context.Context, *runtime.ServeMux, grpc.ClientConnInterface) error{
 			func(ctx context.Context, m *runtime.ServeMux, c grpc.ClientConnInterface) error {
 				return secretsv1.RegisterSecretsServiceHandlerClient(ctx, m, secretsv1.NewSecretsServiceClient(c))
+			}}},
+	{"deploy", []protoreflect.FullName{"pylee.deploy.v1.DeployService"},
+		[]func(context.Context, *runtime.ServeMux, grpc.ClientConnInterface) error{
+			func(ctx context.Context, m *runtime.ServeMux, c grpc.ClientConnInterface) error {
+				return deployv1.RegisterDeployServiceHandlerClient(ctx, m, deployv1.NewDeployServiceClient(c))
 			}}},
 }
 

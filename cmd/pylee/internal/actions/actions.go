@@ -13,6 +13,7 @@ import (
 
 	// The contracts whose RPCs the catalog lists.
 	_ "github.com/pyleeai/pylee/gen/go/pylee/audit/v1"
+	_ "github.com/pyleeai/pylee/gen/go/pylee/deploy/v1"
 	_ "github.com/pyleeai/pylee/gen/go/pylee/orgs/v1"
 	_ "github.com/pyleeai/pylee/gen/go/pylee/registry/v1"
 	_ "github.com/pyleeai/pylee/gen/go/pylee/secrets/v1"
@@ -22,7 +23,7 @@ import (
 
 // Services are the gRPC services whose RPCs have actions.
 var Services = []string{"pylee.orgs.v1.OrgsService", "pylee.orgs.v1.AccessService", "pylee.registry.v1.RegistryService", "pylee.audit.v1.AuditService",
-	"pylee.secrets.v1.SecretsService"}
+	"pylee.secrets.v1.SecretsService", "pylee.deploy.v1.DeployService"}
 
 // Action is one audit action.
 type Action struct {
@@ -37,6 +38,12 @@ type Action struct {
 
 // Other are the events that no single RPC makes.
 var Other = []Action{
+	{Name: "deploy.rollout.start", Note: "the deploy service starts rolling a newly pinned version out (from, to, strategy)"},
+	{Name: "deploy.rollout.step", Note: "a canary rollout enters its next step (step, weight of new sessions)"},
+	{Name: "deploy.rollout.promote", Note: "a version takes all traffic; the previous one stays warm"},
+	{Name: "deploy.rollout.rollback", Note: "a rollout failed (error rate, health) and the deploy service re-pinned the previous version (reason)"},
+	{Name: "deploy.instance.restart", Note: "an instance exited and is restarted after its backoff (exit)"},
+	{Name: "deploy.instance.crash_loop", Note: "an instance keeps exiting shortly after it starts"},
 	{Name: "auth.credential.refuse", Note: "refusals of unauthenticated callers, counted per source address, reason and minute, in the installation's log (`orgs/-`)"},
 	{Name: "orgs.user.create", Note: "a user's first sign-in through an identity provider"},
 	{Name: "registry.approval.create", Note: "a change to a registry that needs approval becomes an approval request (PinEntry, UnpinEntry, PromoteEntry, UpdateRegistry)"},

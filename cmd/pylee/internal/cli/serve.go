@@ -70,6 +70,12 @@ func (f *serveFlags) register(cmd *cobra.Command, logFormat, host string) {
 	fs.StringVar(&f.cfg.Secrets.VaultNamespace, "vault-namespace", "", "Vault namespace (Vault Enterprise)")
 	fs.StringVar(&f.cfg.Secrets.VaultMount, "vault-mount", "secret", "mount of the KV v2 secrets engine")
 	fs.StringVar(&f.cfg.Secrets.VaultPrefix, "vault-prefix", "pylee", "path prefix under the mount")
+	fs.BoolVar(&f.cfg.Deploy.AllowCommand, "deploy-allow-command", false, "let versions whose server.json names a command in _meta (ai.pylee/command) run it on this host: for development and tests only")
+	fs.StringVar(&f.cfg.Deploy.DockerHost, "deploy-docker-host", "", "Docker engine for oci packages (default DOCKER_HOST or unix:///var/run/docker.sock)")
+	fs.DurationVar(&f.cfg.Deploy.WarmFor, "deploy-warm-for", 10*time.Minute, "how long a replaced version keeps running, so rolling back to it is instant")
+	fs.DurationVar(&f.cfg.Deploy.UserIdle, "deploy-user-idle", 15*time.Minute, "per-user instances unused this long are stopped")
+	fs.DurationVar(&f.cfg.Deploy.Discover, "deploy-discover-interval", 5*time.Second, "how often the deploy service lists registries to find new ones")
+	fs.DurationVar(&f.cfg.Deploy.HealthInterval, "deploy-health-interval", 5*time.Second, "how often each instance is health-checked (MCP ping)")
 	fs.StringVar(&f.logFormat, "log-format", logFormat, "log format: console or json")
 	fs.StringVar(&f.logLevel, "log-level", "info", "log level: debug, info, warn or error")
 }

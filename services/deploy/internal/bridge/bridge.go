@@ -65,7 +65,10 @@ func (b *Bridge) ClientOptions() *mcp.ClientOptions {
 			b.touch(func(s *mcp.Server) { s.AddTool(refreshTool, noTool); s.RemoveTools(refreshTool.Name) })
 		},
 		ResourceListChangedHandler: func(context.Context, *mcp.ResourceListChangedRequest) {
-			b.touch(func(s *mcp.Server) { s.AddResource(refreshResource, noResource); s.RemoveResources(refreshResource.URI) })
+			b.touch(func(s *mcp.Server) {
+				s.AddResource(refreshResource, noResource)
+				s.RemoveResources(refreshResource.URI)
+			})
 		},
 		PromptListChangedHandler: func(context.Context, *mcp.PromptListChangedRequest) {
 			b.touch(func(s *mcp.Server) { s.AddPrompt(refreshPrompt, noPrompt); s.RemovePrompts(refreshPrompt.Name) })

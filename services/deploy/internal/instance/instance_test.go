@@ -95,7 +95,7 @@ func TestBridgedProcessRestartsBehindTheSameAddress(t *testing.T) {
 	cs := connect(t, in.Address())
 	ctx := context.Background()
 	tools, err := cs.ListTools(ctx, nil)
-	if err != nil || len(tools.Tools) != 3 {
+	if err != nil || len(tools.Tools) != 4 {
 		t.Fatalf("tools = %v, %v", tools, err)
 	}
 	r, err := cs.CallTool(ctx, &mcp.CallToolParams{Name: "env", Arguments: map[string]any{"name": "API_KEY"}})

@@ -94,6 +94,10 @@ func main() {
 			_ = json.Unmarshal(req.Params.Arguments, &args)
 			return &mcp.CallToolResult{Content: []mcp.Content{&mcp.TextContent{Text: os.Getenv(args.Name)}}}, nil
 		})
+	s.AddTool(&mcp.Tool{Name: "pid", Description: "Returns its process id.", InputSchema: map[string]any{"type": "object"}},
+		func(context.Context, *mcp.CallToolRequest) (*mcp.CallToolResult, error) {
+			return &mcp.CallToolResult{Content: []mcp.Content{&mcp.TextContent{Text: fmt.Sprint(os.Getpid())}}}, nil
+		})
 	s.AddTool(&mcp.Tool{Name: "count", Description: "Counts to n, with progress.", InputSchema: map[string]any{"type": "object",
 		"properties": map[string]any{"n": map[string]any{"type": "integer"}}}},
 		func(ctx context.Context, req *mcp.CallToolRequest) (*mcp.CallToolResult, error) {

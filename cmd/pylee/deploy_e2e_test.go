@@ -1,0 +1,368 @@
+package main
+
+import (
+	"context"
+	"fmt"
+	"io"
+	"net/http"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"sync"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/modelcontextprotocol/go-sdk/mcp"
+	"google.golang.org/grpc"
+	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/credentials/insecure"
+	"google.golang.org/grpc/status"
+
+	deployv1 "github.com/pyleeai/pylee/gen/go/pylee/deploy/v1"
+)
+
+var (
+	testServerOnce sync.Once
+	testServerPath string
+	testServerErr  error
+)
+
+// buildTestServer builds the deploy service's Go SDK test server once.
+func buildTestServer(t *testing.T) string {
+	t.Helper()
+	testServerOnce.Do(func() {
+		dir, err := os.MkdirTemp("", "pylee-testserver")
+		if err != nil {
+			testServerErr = err
+			return
+		}
+		testServerPath = filepath.Join(dir, "testserver")
+		out, err := exec.Command("go", "build", "-o", testServerPath, "github.com/pyleeai/pylee/services/deploy/internal/testserver").CombinedOutput()
+		if err != nil {
+			testServerErr = fmt.Errorf("%v: %s", err, out)
+		}
+	})
+	if testServerErr != nil {
+		t.Fatal(testServerErr)
+	}
+	return testServerPath
+}
+
+func (u *upInstance) deployClient(t *testing.T) deployv1.DeployServiceClient {
+	t.Helper()
+	conn, err := grpc.NewClient(u.grpc, grpc.WithTransportCredentials(insecure.NewCredentials()))
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { conn.Close() })
+	return deployv1.NewDeployServiceClient(conn)
+}
+
+// testServerDoc is a server.json whose version runs the test server
+// through the command runtime, its behaviour read from control.
+func testServerDoc(bin, version, control string) string {
+	return fmt.Sprintf(`{"name":"com.acme/echo","description":"Echo","version":%q,"_meta":{"ai.pylee/command":{"command":%q,
+		"environmentVariables":[{"name":"API_KEY","isRequired":true,"isSecret":true},{"name":"TEST_SERVER_VERSION","value":%q},
+		{"name":"PYLEE_TEST_CONTROL","value":%q}]}}}`, version, bin, version, control)
+}
+
+// waitDeployment polls the REST status until ok accepts it.
+func (u *upInstance) waitDeployment(t *testing.T, path string, what string, ok func(map[string]any) bool) map[string]any {
+	t.Helper()
+	deadline := time.Now().Add(60 * time.Second)
+	var last map[string]any
+	for time.Now().Before(deadline) {
+		r := u.do(t, "GET", path, u.token, nil)
+		if r.status == 200 {
+			last = r.body
+			if ok(r.body) {
+				return r.body
+			}
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+	t.Fatalf("deployment never %s; last status %v", what, last)
+	return nil
+}
+
+func phaseIs(p string) func(map[string]any) bool {
+	return func(m map[string]any) bool { return m["phase"] == p }
+}
+
+// gatewayHeader lets a test act as the gateway toward instance addresses.
+type gatewayHeader struct {
+	token string
+	base  http.RoundTripper
+}
+
+func (g gatewayHeader) RoundTrip(r *http.Request) (*http.Response, error) {
+	r = r.Clone(r.Context())
+	r.Header.Set("Authorization", "Bearer "+g.token)
+	return g.base.RoundTrip(r)
+}
+
+// TestDeployEndToEnd: a registry's pin runs, supervised, through the
+// command runtime with the Go SDK test server: missing inputs hold it
+// back, a secret set lets it start with the value injected and redacted
+// from its log, a healthy version goes through its canary steps, one that
+// fails half its calls is rolled back and re-pinned, a rollback to the
+// warm version is instant, a killed instance is restarted, and a runtime
+// this host lacks is refused by name.
+func TestDeployEndToEnd(t *testing.T) {
+	bin := buildTestServer(t)
+	u := startUp(t, "--deploy-allow-command", "--deploy-discover-interval", "100ms", "--deploy-health-interval", "100ms")
+	dir := t.TempDir()
+	control := func(name, body string) string {
+		p := filepath.Join(dir, name)
+		if err := os.WriteFile(p, []byte(body), 0o600); err != nil {
+			t.Fatal(err)
+		}
+		return p
+	}
+	okControl := control("ok.json", `{}`)
+	failControl := control("fail.json", `{"fail_rate":0.5}`)
+
+	u.expect(t, "POST", "/v1/orgs?organization_id=acme", u.token, `{}`, 200)
+	u.expect(t, "POST", "/v1/orgs/acme/registries?registry_id=prod", u.token,
+		`{"rolloutPolicy":{"strategy":"STRATEGY_CANARY","steps":[{"weightPercent":50,"pause":"1s"}],"maxErrorRate":0.2}}`, 200)
+	u.expect(t, "POST", "/v1/orgs/acme/servers?server_id=echo", u.token, `{"serverName":"com.acme/echo"}`, 200)
+	for _, v := range []struct{ version, control string }{{"1.0.0", okControl}, {"1.1.0", okControl}, {"1.2.0", failControl}} {
+		u.expect(t, "POST", "/v1/orgs/acme/servers/echo/versions:import", u.token,
+			fmt.Sprintf(`{"serverJson":%q}`, testServerDoc(bin, v.version, v.control)), 200)
+	}
+	const path = "/v1/orgs/acme/registries/prod/deployments/echo"
+	const name = "orgs/acme/registries/prod/deployments/echo"
+
+	// A required input without a value: named, nothing started.
+	u.expect(t, "PUT", "/v1/orgs/acme/registries/prod/entries/echo", u.token, `{"version":"1.0.0"}`, 200)
+	st := u.waitDeployment(t, path, "waited for its inputs", phaseIs("PHASE_MISSING_INPUTS"))
+	if fmt.Sprint(st["missingInputs"]) != "[API_KEY]" || len(st["instances"].([]any)) != 0 {
+		t.Fatalf("missing inputs status: %v", st)
+	}
+
+	// The secret set: the version starts with it.
+	const canary = "sk-deploy-canary-5e1f9c"
+	u.expect(t, "POST", "/v1/orgs/acme/secrets?secret_id=API_KEY", u.token, fmt.Sprintf(`{"value":%q}`, canary), 200)
+	st = u.waitDeployment(t, path, "served 1.0.0", phaseIs("PHASE_SERVING"))
+	if st["runtime"] != "command" || st["version"] != "1.0.0" {
+		t.Fatalf("serving status: %v", st)
+	}
+
+	// The gateway's view: where to send a session, and the instance
+	// answers the gateway's identity only.
+	dc := u.deployClient(t)
+	gw := bearer(u.serviceToken(t, "gateway"))
+	if _, err := dc.ResolveUpstream(bearer(u.token), &deployv1.ResolveUpstreamRequest{Name: name}); status.Code(err) != codes.PermissionDenied {
+		t.Fatalf("ResolveUpstream as a person: %v", err)
+	}
+	up, err := dc.ResolveUpstream(gw, &deployv1.ResolveUpstreamRequest{Name: name})
+	if err != nil || up.GetVersion() != "1.0.0" || !up.GetServing() {
+		t.Fatalf("upstream = %v, %v", up, err)
+	}
+	plain := &http.Transport{}
+	defer plain.CloseIdleConnections()
+	r, err := (&http.Client{Transport: plain}).Post(up.GetUrl(), "application/json", strings.NewReader(`{}`))
+	if err != nil || r.StatusCode != 401 {
+		t.Fatalf("an instance called without the gateway's credential: %v %v", r, err)
+	}
+	r.Body.Close()
+	cs := mcpSession(t, up.GetUrl(), u.serviceToken(t, "gateway"))
+	if got := callText(t, cs, "env", map[string]any{"name": "API_KEY"}); got != canary {
+		t.Fatalf("the injected value did not arrive: %q", got)
+	}
+	logs := u.expect(t, "GET", path+":logs", u.token, "", 200)
+	if s := fmt.Sprint(logs.body); strings.Contains(s, canary) || !strings.Contains(s, "API_KEY=[REDACTED]") {
+		t.Fatalf("logs: %v", logs.body)
+	}
+
+	// A healthy new version goes through its canary step to 100 %.
+	u.expect(t, "PUT", "/v1/orgs/acme/registries/prod/entries/echo", u.token, `{"version":"1.1.0"}`, 200)
+	st = u.waitDeployment(t, path, "took its canary step", func(m map[string]any) bool {
+		ro, _ := m["rollout"].(map[string]any)
+		return ro["state"] == "STATE_PROGRESSING" && ro["toVersion"] == "1.1.0"
+	})
+	if w := armWeights(st); w["1.1.0"] != 50 || w["1.0.0"] != 50 {
+		t.Fatalf("canary step weights: %v", w)
+	}
+	st = u.waitDeployment(t, path, "promoted 1.1.0", func(m map[string]any) bool {
+		return m["phase"] == "PHASE_SERVING" && armWeights(m)["1.1.0"] == 100
+	})
+	if roles := armRoles(st); roles["1.0.0"] != "ROLE_WARM" || roles["1.1.0"] != "ROLE_STABLE" {
+		t.Fatalf("after promotion: %v", st["arms"])
+	}
+
+	// A version failing half its calls is rolled back within its step
+	// and the entry re-pinned to 1.1.0.
+	u.expect(t, "PUT", "/v1/orgs/acme/registries/prod/entries/echo", u.token, `{"version":"1.2.0"}`, 200)
+	u.waitDeployment(t, path, "started the 1.2.0 canary", func(m map[string]any) bool { return armWeights(m)["1.2.0"] == 50 })
+	up2, err := dc.ResolveUpstream(gw, &deployv1.ResolveUpstreamRequest{Name: name, Version: "1.2.0"})
+	if err != nil || up2.GetVersion() != "1.2.0" {
+		t.Fatalf("canary upstream = %v, %v", up2, err)
+	}
+	ccs := mcpSession(t, up2.GetUrl(), u.serviceToken(t, "gateway"))
+	counts := &deployv1.CallCounts{}
+	for i := 0; i < 40; i++ {
+		_, err := ccs.CallTool(context.Background(), &mcp.CallToolParams{Name: "echo", Arguments: map[string]any{"text": "x"}})
+		counts.Calls++
+		if err != nil {
+			counts.RpcErrors++
+		}
+	}
+	if counts.RpcErrors < 8 || counts.RpcErrors > 32 {
+		t.Fatalf("the failing version failed %d of 40 calls", counts.RpcErrors)
+	}
+	if _, err := dc.ReportCallOutcomes(gw, &deployv1.ReportCallOutcomesRequest{Name: name,
+		Versions: []*deployv1.VersionOutcomes{{Version: "1.2.0", Counts: counts}}}); err != nil {
+		t.Fatal(err)
+	}
+	st = u.waitDeployment(t, path, "rolled back", phaseIs("PHASE_ROLLED_BACK"))
+	if !strings.Contains(fmt.Sprint(st["reason"]), "error rate") || armWeights(st)["1.1.0"] != 100 {
+		t.Fatalf("rolled back status: %v", st)
+	}
+	entry := u.waitEntryVersion(t, "/v1/orgs/acme/registries/prod/entries/echo", "1.1.0")
+	if !strings.HasPrefix(fmt.Sprint(entry["pinnedBy"]), "services/deploy") {
+		t.Fatalf("the re-pin is the deploy service's: %v", entry)
+	}
+	u.waitEvent(t, "acme", func(e map[string]any) bool {
+		return e["action"] == "deploy.rollout.rollback" && !strings.Contains(fmt.Sprint(e), canary)
+	})
+	// The bad version is not rolled out again.
+	time.Sleep(500 * time.Millisecond)
+	if st := u.expect(t, "GET", path, u.token, "", 200).body; armWeights(st)["1.2.0"] != 0 || st["phase"] != "PHASE_ROLLED_BACK" {
+		t.Fatalf("the rolled back version came back: %v", st)
+	}
+
+	// Rollback to the warm previous version (1.0.0) is instant.
+	start := time.Now()
+	rb := u.expect(t, "POST", path+":rollback", u.token, `{"reason":"test"}`, 200)
+	switched := time.Since(start)
+	if armWeights(rb.body)["1.0.0"] != 100 || switched > time.Second {
+		t.Fatalf("rollback to the warm version took %v: %v", switched, rb.body)
+	}
+	t.Logf("rollback switch with a warm previous version: %v", switched)
+	u.waitEntryVersion(t, "/v1/orgs/acme/registries/prod/entries/echo", "1.0.0")
+
+	// kill -9 the serving instance: restarted, the restart in its status.
+	st = u.waitDeployment(t, path, "served 1.0.0 again", func(m map[string]any) bool {
+		return m["phase"] == "PHASE_SERVING" && m["version"] == "1.0.0"
+	})
+	up3, err := dc.ResolveUpstream(gw, &deployv1.ResolveUpstreamRequest{Name: name})
+	if err != nil {
+		t.Fatal(err)
+	}
+	pid := instancePid(t, up3.GetUrl(), u.serviceToken(t, "gateway"))
+	if err := syscall.Kill(pid, syscall.SIGKILL); err != nil {
+		t.Fatal(err)
+	}
+	st = u.waitDeployment(t, path, "restarted its instance", func(m map[string]any) bool {
+		for _, in := range m["instances"].([]any) {
+			in := in.(map[string]any)
+			if in["id"] == up3.GetInstance() && in["restarts"] == float64(1) && in["state"] == "STATE_HEALTHY" {
+				return strings.Contains(fmt.Sprint(in["lastExit"]), "killed")
+			}
+		}
+		return false
+	})
+	u.waitEvent(t, "acme", func(e map[string]any) bool { return e["action"] == "deploy.instance.restart" })
+
+	// A runtime this host lacks: a clear status, nothing crash-loops.
+	u.expect(t, "POST", "/v1/orgs/acme/servers?server_id=dotnet", u.token, `{"serverName":"com.acme/dotnet"}`, 200)
+	u.expect(t, "POST", "/v1/orgs/acme/servers/dotnet/versions:import", u.token, fmt.Sprintf(`{"serverJson":%q}`,
+		`{"name":"com.acme/dotnet","description":"d","version":"1.0.0","packages":[{"registryType":"nuget","identifier":"Acme.Mcp","version":"1.0.0","transport":{"type":"stdio"}}]}`), 200)
+	u.expect(t, "PUT", "/v1/orgs/acme/registries/prod/entries/dotnet", u.token, `{"version":"1.0.0"}`, 200)
+	st = u.waitDeployment(t, "/v1/orgs/acme/registries/prod/deployments/dotnet", "refused nuget", phaseIs("PHASE_UNSUPPORTED"))
+	if !strings.Contains(fmt.Sprint(st["reason"]), "nuget") || len(st["instances"].([]any)) != 0 {
+		t.Fatalf("unsupported status: %v", st)
+	}
+
+	// Nothing anywhere shows the secret's value.
+	list := u.expect(t, "GET", "/v1/orgs/acme/registries/prod/deployments", u.token, "", 200)
+	resp, err := (&http.Client{Transport: plain}).Get(u.rest + "/metrics")
+	if err != nil {
+		t.Fatal(err)
+	}
+	metrics, _ := io.ReadAll(resp.Body)
+	resp.Body.Close()
+	if !strings.Contains(string(metrics), `pylee_deploy_deployment_phase{phase="PHASE_UNSUPPORTED",registry="orgs/acme/registries/prod",server="dotnet"} 1`) ||
+		!strings.Contains(string(metrics), `pylee_deploy_instance_exits_total{kind="exited"} 1`) {
+		t.Fatalf("deploy metrics missing:\n%s", metrics)
+	}
+	for what, s := range map[string]string{"list": fmt.Sprint(list.body), "metrics": string(metrics), "server log": u.logs.String()} {
+		if strings.Contains(s, canary) {
+			t.Fatalf("the secret's value is in the %s", what)
+		}
+	}
+}
+
+func (u *upInstance) waitEntryVersion(t *testing.T, path, version string) map[string]any {
+	t.Helper()
+	deadline := time.Now().Add(20 * time.Second)
+	for {
+		e := u.expect(t, "GET", path, u.token, "", 200).body
+		if e["version"] == version {
+			return e
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("entry never pinned %s: %v", version, e)
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+}
+
+func armWeights(m map[string]any) map[string]float64 {
+	out := map[string]float64{}
+	arms, _ := m["arms"].([]any)
+	for _, a := range arms {
+		a := a.(map[string]any)
+		w, _ := a["weightPercent"].(float64)
+		out[a["version"].(string)] = w
+	}
+	return out
+}
+
+func armRoles(m map[string]any) map[string]string {
+	out := map[string]string{}
+	arms, _ := m["arms"].([]any)
+	for _, a := range arms {
+		a := a.(map[string]any)
+		out[a["version"].(string)] = fmt.Sprint(a["role"])
+	}
+	return out
+}
+
+func mcpSession(t *testing.T, url, token string) *mcp.ClientSession {
+	t.Helper()
+	c := mcp.NewClient(&mcp.Implementation{Name: "pylee-test"}, nil)
+	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
+	defer cancel()
+	tr := &http.Transport{}
+	cs, err := c.Connect(ctx, &mcp.StreamableClientTransport{Endpoint: url,
+		HTTPClient: &http.Client{Transport: gatewayHeader{token: token, base: tr}}}, nil)
+	if err != nil {
+		t.Fatalf("connect %s: %v", url, err)
+	}
+	t.Cleanup(func() { _ = cs.Close(); tr.CloseIdleConnections() })
+	return cs
+}
+
+func callText(t *testing.T, cs *mcp.ClientSession, tool string, args map[string]any) string {
+	t.Helper()
+	r, err := cs.CallTool(context.Background(), &mcp.CallToolParams{Name: tool, Arguments: args})
+	if err != nil {
+		t.Fatalf("call %s: %v", tool, err)
+	}
+	return r.Content[0].(*mcp.TextContent).Text
+}
+
+// instancePid asks the test server behind url for its process id.
+func instancePid(t *testing.T, url, token string) int {
+	t.Helper()
+	cs := mcpSession(t, url, token)
+	var pid int
+	if _, err := fmt.Sscan(callText(t, cs, "pid", nil), &pid); err != nil {
+		t.Fatal(err)
+	}
+	return pid
+}
