@@ -2,6 +2,7 @@ package main
 
 import (
 	"context"
+	"encoding/json"
 	"fmt"
 	"io"
 	"net/http"
@@ -177,25 +178,24 @@ func TestDeployEndToEnd(t *testing.T) {
 		t.Fatalf("logs: %v", logs.body)
 	}
 
-	// A healthy new version goes through its canary step to 100 %.
-	u.expect(t, "PUT", "/v1/orgs/acme/registries/prod/entries/echo", u.token, `{"version":"1.1.0"}`, 200)
-	st = u.waitDeployment(t, path, "took its canary step", func(m map[string]any) bool {
-		ro, _ := m["rollout"].(map[string]any)
-		return ro["state"] == "STATE_PROGRESSING" && ro["toVersion"] == "1.1.0"
-	})
-	if w := armWeights(st); w["1.1.0"] != 50 || w["1.0.0"] != 50 {
-		t.Fatalf("canary step weights: %v", w)
+	// A healthy new version goes through its canary step to 100 %: the
+	// CLI pins it and follows the rollout to the end.
+	out, errOut, code := u.cli("server", "deploy", "--org", "acme", "--registry", "prod", "--server", "echo", "--version", "1.1.0")
+	if code != 0 || !strings.Contains(out, "1.1.0 50% (canary)") || !strings.Contains(out, "step 1/2") || !strings.Contains(out, "serves 1.1.0") {
+		t.Fatalf("pylee server deploy 1.1.0 (exit %d):\n%s%s", code, out, errOut)
 	}
-	st = u.waitDeployment(t, path, "promoted 1.1.0", func(m map[string]any) bool {
-		return m["phase"] == "PHASE_SERVING" && armWeights(m)["1.1.0"] == 100
-	})
-	if roles := armRoles(st); roles["1.0.0"] != "ROLE_WARM" || roles["1.1.0"] != "ROLE_STABLE" {
+	st = u.expect(t, "GET", path, u.token, "", 200).body
+	if roles := armRoles(st); roles["1.0.0"] != "ROLE_WARM" || roles["1.1.0"] != "ROLE_STABLE" || armWeights(st)["1.1.0"] != 100 {
 		t.Fatalf("after promotion: %v", st["arms"])
 	}
 
 	// A version failing half its calls is rolled back within its step
 	// and the entry re-pinned to 1.1.0.
-	u.expect(t, "PUT", "/v1/orgs/acme/registries/prod/entries/echo", u.token, `{"version":"1.2.0"}`, 200)
+	deployed := make(chan string, 1)
+	go func() {
+		out, errOut, code := u.cli("server", "deploy", "--org", "acme", "--registry", "prod", "--server", "echo", "--version", "1.2.0")
+		deployed <- fmt.Sprintf("exit %d\n%s%s", code, out, errOut)
+	}()
 	u.waitDeployment(t, path, "started the 1.2.0 canary", func(m map[string]any) bool { return armWeights(m)["1.2.0"] == 50 })
 	up2, err := dc.ResolveUpstream(gw, &deployv1.ResolveUpstreamRequest{Name: name, Version: "1.2.0"})
 	if err != nil || up2.GetVersion() != "1.2.0" {
@@ -221,6 +221,9 @@ func TestDeployEndToEnd(t *testing.T) {
 	if !strings.Contains(fmt.Sprint(st["reason"]), "error rate") || armWeights(st)["1.1.0"] != 100 {
 		t.Fatalf("rolled back status: %v", st)
 	}
+	if got := <-deployed; !strings.HasPrefix(got, "exit 1") || !strings.Contains(got, "ROLLED_BACK") {
+		t.Fatalf("pylee server deploy of a failing version: %s", got)
+	}
 	entry := u.waitEntryVersion(t, "/v1/orgs/acme/registries/prod/entries/echo", "1.1.0")
 	if !strings.HasPrefix(fmt.Sprint(entry["pinnedBy"]), "services/deploy") {
 		t.Fatalf("the re-pin is the deploy service's: %v", entry)
@@ -236,10 +239,12 @@ func TestDeployEndToEnd(t *testing.T) {
 
 	// Rollback to the warm previous version (1.0.0) is instant.
 	start := time.Now()
-	rb := u.expect(t, "POST", path+":rollback", u.token, `{"reason":"test"}`, 200)
+	out, errOut, code = u.cli("deploy", "rollback", "--org", "acme", "--registry", "prod", "--server", "echo", "--reason", "test", "-o", "json")
 	switched := time.Since(start)
-	if armWeights(rb.body)["1.0.0"] != 100 || switched > time.Second {
-		t.Fatalf("rollback to the warm version took %v: %v", switched, rb.body)
+	var rolled map[string]any
+	_ = json.Unmarshal([]byte(out), &rolled)
+	if code != 0 || armWeights(rolled)["1.0.0"] != 100 || switched > time.Second {
+		t.Fatalf("rollback to the warm version took %v (exit %d): %s%s", switched, code, out, errOut)
 	}
 	t.Logf("rollback switch with a warm previous version: %v", switched)
 	u.waitEntryVersion(t, "/v1/orgs/acme/registries/prod/entries/echo", "1.0.0")
@@ -266,6 +271,14 @@ func TestDeployEndToEnd(t *testing.T) {
 		return false
 	})
 	u.waitEvent(t, "acme", func(e map[string]any) bool { return e["action"] == "deploy.instance.restart" })
+	out, _, code = u.cli("deploy", "status", "--org", "acme", "--registry", "prod", "--server", "echo")
+	if code != 0 || !strings.Contains(out, "SERVING") || !strings.Contains(out, "signal: killed") {
+		t.Fatalf("pylee deploy status:\n%s", out)
+	}
+	out, _, code = u.cli("deploy", "logs", "--org", "acme", "--registry", "prod", "--server", "echo")
+	if code != 0 || strings.Contains(out, canary) || !strings.Contains(out, "API_KEY=[REDACTED]") {
+		t.Fatalf("pylee deploy logs:\n%s", out)
+	}
 
 	// A runtime this host lacks: a clear status, nothing crash-loops.
 	u.expect(t, "POST", "/v1/orgs/acme/servers?server_id=dotnet", u.token, `{"serverName":"com.acme/dotnet"}`, 200)

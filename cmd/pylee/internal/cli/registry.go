@@ -211,7 +211,7 @@ func newServerCmd(g *globals) *cobra.Command {
 	for _, c := range []*cobra.Command{create, list, get, update, del} {
 		optionalOrg(c, &org)
 	}
-	cmd.AddCommand(create, list, get, update, del, newVersionCmdGroup(g))
+	cmd.AddCommand(create, list, get, update, del, newVersionCmdGroup(g), newServerDeployCmd(g))
 	return cmd
 }
 
