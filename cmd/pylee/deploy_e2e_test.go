@@ -2,10 +2,13 @@ package main
 
 import (
 	"context"
+	"crypto/rand"
+	"crypto/rsa"
 	"encoding/json"
 	"fmt"
 	"io"
 	"net/http"
+	"net/http/httptest"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -15,6 +18,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/go-jose/go-jose/v4"
 	"github.com/modelcontextprotocol/go-sdk/mcp"
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/codes"
@@ -280,6 +284,23 @@ func TestDeployEndToEnd(t *testing.T) {
 		t.Fatalf("pylee deploy logs:\n%s", out)
 	}
 
+	// A version that never becomes healthy never takes traffic, and the
+	// entry goes back to the version that served.
+	u.expect(t, "POST", "/v1/orgs/acme/servers/echo/versions:import", u.token, fmt.Sprintf(`{"serverJson":%q}`,
+		`{"name":"com.acme/echo","description":"Echo","version":"1.3.0","_meta":{"ai.pylee/command":{"command":"/bin/false"}}}`), 200)
+	u.expect(t, "PUT", "/v1/orgs/acme/registries/prod/entries/echo", u.token, `{"version":"1.3.0"}`, 200)
+	st = u.waitDeployment(t, path, "gave up on 1.3.0", func(m map[string]any) bool {
+		if armWeights(m)["1.3.0"] > 0 {
+			t.Fatalf("a version that never became healthy took traffic: %v", m)
+		}
+		ro, _ := m["rollout"].(map[string]any)
+		return ro["toVersion"] == "1.3.0" && ro["state"] == "STATE_FAILED"
+	})
+	if st["phase"] != "PHASE_ROLLED_BACK" || !strings.Contains(fmt.Sprint(st["reason"]), "never became healthy") || armWeights(st)["1.0.0"] != 100 {
+		t.Fatalf("after a version that never became healthy: %v", st)
+	}
+	u.waitEntryVersion(t, "/v1/orgs/acme/registries/prod/entries/echo", "1.0.0")
+
 	// A runtime this host lacks: a clear status, nothing crash-loops.
 	u.expect(t, "POST", "/v1/orgs/acme/servers?server_id=dotnet", u.token, `{"serverName":"com.acme/dotnet"}`, 200)
 	u.expect(t, "POST", "/v1/orgs/acme/servers/dotnet/versions:import", u.token, fmt.Sprintf(`{"serverJson":%q}`,
@@ -299,7 +320,8 @@ func TestDeployEndToEnd(t *testing.T) {
 	metrics, _ := io.ReadAll(resp.Body)
 	resp.Body.Close()
 	if !strings.Contains(string(metrics), `pylee_deploy_deployment_phase{phase="PHASE_UNSUPPORTED",registry="orgs/acme/registries/prod",server="dotnet"} 1`) ||
-		!strings.Contains(string(metrics), `pylee_deploy_instance_exits_total{kind="exited"} 1`) {
+		!strings.Contains(string(metrics), `pylee_deploy_instance_exits_total{kind="crash_loop"} 1`) ||
+		!strings.Contains(string(metrics), `pylee_deploy_calls_total{outcome="rpc_error",registry="orgs/acme/registries/prod",server="echo",version="1.2.0"}`) {
 		t.Fatalf("deploy metrics missing:\n%s", metrics)
 	}
 	for what, s := range map[string]string{"list": fmt.Sprint(list.body), "metrics": string(metrics), "server log": u.logs.String()} {
@@ -378,4 +400,165 @@ func instancePid(t *testing.T, url, token string) int {
 		t.Fatal(err)
 	}
 	return pid
+}
+
+// TestDeployPerUserInstances: a version whose required value is set only
+// at users' own scopes runs an instance per user, each with that user's
+// value; a user without one is refused by name, and the status says what
+// the shared scopes lack.
+func TestDeployPerUserInstances(t *testing.T) {
+	bin := buildTestServer(t)
+	key, err := rsa.GenerateKey(rand.Reader, 2048)
+	if err != nil {
+		t.Fatal(err)
+	}
+	jwks := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, _ *http.Request) {
+		_ = json.NewEncoder(w).Encode(jose.JSONWebKeySet{Keys: []jose.JSONWebKey{{Key: &key.PublicKey, KeyID: "k1", Algorithm: "RS256", Use: "sig"}}})
+	}))
+	defer jwks.Close()
+	const issuer = "https://idp.acme.test"
+	signer, _ := jose.NewSigner(jose.SigningKey{Algorithm: jose.RS256, Key: key}, (&jose.SignerOptions{}).WithHeader("kid", "k1"))
+	payload, _ := json.Marshal(map[string]any{"iss": issuer, "aud": "pylee", "sub": "7", "email": "alice@acme.test",
+		"groups": []string{"acme/dev"}, "exp": time.Now().Add(time.Hour).Unix(), "iat": time.Now().Unix()})
+	obj, _ := signer.Sign(payload)
+	alice, _ := obj.CompactSerialize()
+
+	u := startUp(t, "--deploy-allow-command", "--deploy-discover-interval", "100ms", "--deploy-health-interval", "100ms",
+		"--oidc-issuer", issuer, "--oidc-audience", "pylee", "--oidc-jwks-url", jwks.URL)
+	u.expect(t, "POST", "/v1/orgs?organization_id=acme", u.token, `{}`, 200)
+	u.expect(t, "POST", "/v1/orgs/acme/teams?team_id=dev", u.token, `{}`, 200)
+	u.expect(t, "POST", "/v1/orgs/acme/bindings", u.token, `{"role":"roles/user","principal":"orgs/acme/teams/dev"}`, 200)
+	u.expect(t, "POST", "/v1/orgs/acme/registries?registry_id=prod", u.token, `{}`, 200)
+	u.expect(t, "POST", "/v1/orgs/acme/servers?server_id=echo", u.token, `{"serverName":"com.acme/echo"}`, 200)
+	u.expect(t, "POST", "/v1/orgs/acme/servers/echo/versions:import", u.token,
+		fmt.Sprintf(`{"serverJson":%q}`, testServerDoc(bin, "1.0.0", "")), 200)
+	u.expect(t, "PUT", "/v1/orgs/acme/registries/prod/entries/echo", u.token, `{"version":"1.0.0"}`, 200)
+	const path = "/v1/orgs/acme/registries/prod/deployments/echo"
+	const name = "orgs/acme/registries/prod/deployments/echo"
+	u.waitDeployment(t, path, "waited for API_KEY", phaseIs("PHASE_MISSING_INPUTS"))
+
+	admin := strings.TrimPrefix(u.expect(t, "GET", "/v1/users/me", u.token, "", 200).body["name"].(string), "users/")
+	const adminValue, aliceValue = "user-canary-admin-3b7e", "user-canary-alice-91c2"
+	u.expect(t, "POST", "/v1/orgs/acme/users/"+admin+"/secrets?secret_id=API_KEY", u.token, fmt.Sprintf(`{"value":%q}`, adminValue), 200)
+	u.expect(t, "POST", "/v1/orgs/acme/users/alice@acme.test/secrets?secret_id=API_KEY", alice, fmt.Sprintf(`{"value":%q}`, aliceValue), 200)
+
+	dc := u.deployClient(t)
+	gw := bearer(u.serviceToken(t, "gateway"))
+	gwToken := u.serviceToken(t, "gateway")
+	seen := map[string]string{}
+	for user, want := range map[string]string{"users/" + admin: adminValue, "users/alice@acme.test": aliceValue} {
+		up, err := dc.ResolveUpstream(gw, &deployv1.ResolveUpstreamRequest{Name: name, User: user})
+		if err != nil {
+			t.Fatalf("upstream of %s: %v", user, err)
+		}
+		if got := callText(t, mcpSession(t, up.GetUrl(), gwToken), "env", map[string]any{"name": "API_KEY"}); got != want {
+			t.Fatalf("%s's instance has API_KEY %q, want their own", user, got)
+		}
+		seen[up.GetInstance()] = user
+	}
+	if len(seen) != 2 {
+		t.Fatalf("two users share an instance: %v", seen)
+	}
+	// Again: the same instance, not a new one.
+	up, err := dc.ResolveUpstream(gw, &deployv1.ResolveUpstreamRequest{Name: name, User: "users/alice@acme.test"})
+	if err != nil || seen[up.GetInstance()] != "users/alice@acme.test" {
+		t.Fatalf("alice's second session: %v %v", up, err)
+	}
+	if _, err := dc.ResolveUpstream(gw, &deployv1.ResolveUpstreamRequest{Name: name, User: "users/bob"}); status.Code(err) != codes.FailedPrecondition ||
+		!strings.Contains(err.Error(), "API_KEY") {
+		t.Fatalf("bob, who has no value: %v", err)
+	}
+	st := u.expect(t, "GET", path, u.token, "", 200).body
+	users := map[string]bool{}
+	for _, in := range st["instances"].([]any) {
+		users[fmt.Sprint(in.(map[string]any)["user"])] = true
+	}
+	if st["phase"] != "PHASE_MISSING_INPUTS" || !users["users/alice@acme.test"] || !users["users/"+admin] || len(users) != 2 {
+		t.Fatalf("per-user status: %v", st)
+	}
+	if s := fmt.Sprint(st); strings.Contains(s, adminValue) || strings.Contains(s, aliceValue) {
+		t.Fatalf("a user's value in the status: %v", st)
+	}
+}
+
+// TestDeployKilledMidRolloutResumes: the deploy target killed with -9 in
+// the middle of a canary rollout takes the rollout up where it was, and no
+// instance runs twice: the killed target's instances died with it.
+func TestDeployKilledMidRolloutResumes(t *testing.T) {
+	bin := buildTestServer(t)
+	dataDir := filepath.Join(t.TempDir(), "data")
+	httpAddr, grpcAddr := freeAddr(t), freeAddr(t)
+	args := []string{"up", "--http-addr", httpAddr, "--grpc-addr", grpcAddr, "--data-dir", dataDir, "--log-level", "warn",
+		"--deploy-allow-command", "--deploy-discover-interval", "100ms", "--deploy-health-interval", "100ms", "--relay-poll", "50ms"}
+	p := startProc(t, httpAddr, filepath.Join(t.TempDir(), "pylee.log"), args...)
+	tok, err := os.ReadFile(filepath.Join(dataDir, "admin.token"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	u := &upInstance{rest: "http://" + httpAddr, grpc: grpcAddr, dataDir: dataDir, token: strings.TrimSpace(string(tok)), logs: &syncBuffer{}}
+	u.expect(t, "POST", "/v1/orgs?organization_id=acme", u.token, `{}`, 200)
+	u.expect(t, "POST", "/v1/orgs/acme/registries?registry_id=prod", u.token,
+		`{"rolloutPolicy":{"strategy":"STRATEGY_CANARY","steps":[{"weightPercent":50,"pause":"600s"}],"maxErrorRate":0.2}}`, 200)
+	u.expect(t, "POST", "/v1/orgs/acme/servers?server_id=echo", u.token, `{"serverName":"com.acme/echo"}`, 200)
+	u.expect(t, "POST", "/v1/orgs/acme/secrets?secret_id=API_KEY", u.token, `{"value":"k"}`, 200)
+	for _, v := range []string{"1.0.0", "1.1.0"} {
+		u.expect(t, "POST", "/v1/orgs/acme/servers/echo/versions:import", u.token, fmt.Sprintf(`{"serverJson":%q}`, testServerDoc(bin, v, "")), 200)
+	}
+	const path = "/v1/orgs/acme/registries/prod/deployments/echo"
+	u.expect(t, "PUT", "/v1/orgs/acme/registries/prod/entries/echo", u.token, `{"version":"1.0.0"}`, 200)
+	u.waitDeployment(t, path, "served 1.0.0", phaseIs("PHASE_SERVING"))
+	u.expect(t, "PUT", "/v1/orgs/acme/registries/prod/entries/echo", u.token, `{"version":"1.1.0"}`, 200)
+	midway := func(m map[string]any) bool {
+		w := armWeights(m)
+		return w["1.1.0"] == 50 && w["1.0.0"] == 50 && fmt.Sprint(m["rollout"].(map[string]any)["step"]) == "1"
+	}
+	u.waitDeployment(t, path, "reached its first canary step", midway)
+	if n := countProcesses(bin); n != 2 {
+		out, _ := exec.Command("sh", "-c", "ps -eo pid,ppid,stat,etime,args | grep testserver").CombinedOutput()
+		t.Fatalf("%d test server processes before the kill, want 2:\n%s\n%v", n, out, u.expect(t, "GET", path, u.token, "", 200).body)
+	}
+
+	p.kill()
+	deadline := time.Now().Add(10 * time.Second)
+	for countProcesses(bin) != 0 {
+		if time.Now().After(deadline) {
+			t.Fatalf("%d instances outlived the killed deploy target", countProcesses(bin))
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+
+	p.start()
+	st := u.waitDeployment(t, path, "resumed its rollout", func(m map[string]any) bool {
+		healthy := 0
+		for _, in := range m["instances"].([]any) {
+			if in.(map[string]any)["state"] == "STATE_HEALTHY" {
+				healthy++
+			}
+		}
+		return midway(m) && healthy == 2
+	})
+	if ro := st["rollout"].(map[string]any); ro["state"] != "STATE_PROGRESSING" || ro["toVersion"] != "1.1.0" {
+		t.Fatalf("after the restart: %v", st)
+	}
+	time.Sleep(500 * time.Millisecond)
+	if n := countProcesses(bin); n != 2 {
+		t.Fatalf("%d test server processes after the restart, want 2 (no duplicate)", n)
+	}
+}
+
+// countProcesses counts running processes of the executable bin.
+func countProcesses(bin string) int {
+	entries, _ := os.ReadDir("/proc")
+	n := 0
+	for _, e := range entries {
+		b, err := os.ReadFile(filepath.Join("/proc", e.Name(), "cmdline"))
+		if err != nil {
+			continue
+		}
+		if strings.HasPrefix(string(b), bin+"\x00") || string(b) == bin {
+			// A zombie keeps no cmdline; only running processes count.
+			n++
+		}
+	}
+	return n
 }

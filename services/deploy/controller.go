@@ -5,7 +5,9 @@ import (
 	"crypto/rand"
 	"encoding/json"
 	"fmt"
+	"maps"
 	"net/http"
+	"reflect"
 	"sort"
 	"strings"
 	"sync"
@@ -298,19 +300,40 @@ func (c *Controller) watchValues(ctx context.Context, org string) {
 func (c *Controller) valuesChanged(ctx context.Context, d *deployment) {
 	d.mu.Lock()
 	var running []*arm
-	for v, a := range d.arms {
+	users := map[*arm]map[string]*userInstance{}
+	for _, a := range d.arms {
 		switch {
 		case a.failure != 0:
-			delete(d.arms, v) // try again at once
+			a.retry = true // try again at once
 		case a.runtime != "":
 			running = append(running, a)
 		}
+		users[a] = maps.Clone(a.users)
 	}
 	d.mu.Unlock()
 	d.wake()
 	for _, a := range running {
 		if err := c.replace(ctx, d, a, "a value it uses changed", false); err != nil {
 			c.log.Sugar().Warnw("restarting after a value changed", "deployment", d.rec.Name, "version", a.version, "error", err)
+		}
+	}
+	// A user's instance whose values changed stops; the user's next
+	// session starts one with the new values.
+	for a, us := range users {
+		for user, ui := range us {
+			vals, err := c.sec.Resolve(ctx, d.rec.Registry, d.rec.Server, user)
+			if err != nil {
+				continue
+			}
+			if p, _, err := c.choose(ctx, a.doc, vals); err == nil && reflect.DeepEqual(p, ui.inst.Plan()) {
+				continue
+			}
+			d.mu.Lock()
+			if a.users[user] == ui {
+				delete(a.users, user)
+			}
+			d.mu.Unlock()
+			go ui.inst.Stop()
 		}
 	}
 }

@@ -72,6 +72,8 @@ type arm struct {
 	reason    string
 	missing   []string
 	startedAt time.Time
+	// retry asks a failed arm to be tried again at the next reconcile.
+	retry bool
 }
 
 type userInstance struct {
@@ -233,6 +235,18 @@ func (d *deployment) reconcileLocked(ctx context.Context) {
 			d.finishRollout(now)
 		}
 		return
+	}
+	// After a restart of the deploy service, what the record says runs is
+	// started again: the stable version, and the warm one while its time
+	// lasts (an instant rollback still needs it).
+	// A version that could not start is tried again when due.
+	if r.Stable != "" {
+		d.ensureArm(ctx, r.Stable)
+	}
+	if r.Warm != "" {
+		d.ensureArm(ctx, r.Warm)
+	}
+	switch {
 	case r.Pinned == r.Rejected && r.Revision == r.RejectedRevision:
 		// Just rolled back; wait for the re-pin to arrive.
 		return
@@ -428,15 +442,17 @@ func (d *deployment) dropArm(version string) {
 
 // ensureArm returns version's arm, starting it when it does not run.
 func (d *deployment) ensureArm(ctx context.Context, version string) *arm {
+	users := map[string]*userInstance{}
 	if a := d.arms[version]; a != nil {
-		if a.failure == 0 || time.Since(a.startedAt) < d.c.opts.RetryFailed {
+		if a.failure == 0 || !a.retry && time.Since(a.startedAt) < d.c.opts.RetryFailed {
 			return a
 		}
 		// Missing inputs or an unsupported runtime: try again now and then,
-		// values may have been set meanwhile.
+		// values may have been set meanwhile. Users' own instances carry on.
+		users = a.users
 		delete(d.arms, version)
 	}
-	a := &arm{version: version, counts: &deployv1.CallCounts{}, users: map[string]*userInstance{}, startedAt: time.Now()}
+	a := &arm{version: version, counts: &deployv1.CallCounts{}, users: users, startedAt: time.Now()}
 	d.arms[version] = a
 	doc, err := d.c.reg.ServerJSON(ctx, d.rec.Server, version)
 	if err != nil {
@@ -520,6 +536,11 @@ func (d *deployment) weights() map[string]int {
 		return out
 	}
 	if r.Canary != "" && r.Rollout.State == deployv1.Rollout_STATE_PROGRESSING {
+		if a := d.arms[r.Canary]; a == nil || !a.healthy() {
+			// Restarted mid-rollout: the canary takes its share once healthy.
+			out[r.Stable] = 100
+			return out
+		}
 		out[r.Canary] = r.Rollout.WeightPercent
 		out[r.Stable] = 100 - r.Rollout.WeightPercent
 		return out

@@ -73,10 +73,18 @@ func (c *Controller) Resolve(ctx context.Context, name, user, version string) (*
 	if chosen == "" {
 		chosen = pick(w)
 	}
+	// Inputs missing at the shared scopes may be a user's own: such a
+	// version runs per user, for the users whose values complete it.
+	if chosen == "" && user != "" && !d.rec.RolledBack {
+		if a := d.arms[d.rec.Stable]; a != nil && a.failure == deployv1.Deployment_PHASE_MISSING_INPUTS && a.doc != nil {
+			chosen = d.rec.Stable
+		}
+	}
 	a := d.arms[chosen]
 	phase := d.phase
 	d.mu.Unlock()
-	if chosen == "" || a == nil || a.failure != 0 {
+	perUserOnly := a != nil && a.failure == deployv1.Deployment_PHASE_MISSING_INPUTS && user != ""
+	if chosen == "" || a == nil || a.failure != 0 && !perUserOnly {
 		return nil, fmt.Errorf("%s serves no version yet (%s): %w", name, strings.TrimPrefix(phase.String(), "PHASE_"), errs.ErrUnavailable)
 	}
 	up := &deployv1.Upstream{Version: chosen, Serving: serving}
@@ -86,9 +94,17 @@ func (c *Controller) Resolve(ctx context.Context, name, user, version string) (*
 		if err != nil {
 			return nil, fmt.Errorf("resolving %s's inputs: %v: %w", user, err, errs.ErrUnavailable)
 		}
-		if up, _, err := c.choose(ctx, a.doc, vals); err == nil && up.UserScoped && up.Runtime == p.Runtime {
+		up, _, err := c.choose(ctx, a.doc, vals)
+		switch {
+		case err == nil && up.UserScoped && (perUserOnly || up.Runtime == p.Runtime):
 			p = up
+		case perUserOnly && err == nil:
+			return nil, fmt.Errorf("%s needs values for %s (at the user's own scope or above): %w", name, strings.Join(up.Missing, ", "), errs.ErrFailedPrecondition)
+		case perUserOnly:
+			return nil, fmt.Errorf("%s: %v: %w", name, err, errs.ErrFailedPrecondition)
 		}
+	} else if perUserOnly {
+		return nil, fmt.Errorf("%s needs values for %s: %w", name, strings.Join(a.missing, ", "), errs.ErrFailedPrecondition)
 	}
 	if p.Runtime == plan.Remote {
 		up.Url, up.Transport, up.Headers = p.URL, p.Transport, p.Headers
