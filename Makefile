@@ -147,5 +147,11 @@ bench-official:
 	@command -v wrk >/dev/null || { echo "bench-official needs wrk: apt-get install -y wrk (Debian, Ubuntu) or brew install wrk (macOS)"; exit 1; }
 	$(GO) run ./cmd/pylee/internal/benchofficial $(BENCH_OFFICIAL_FLAGS)
 
+## bench-deploy: pin to serving (command runtime; a warm npm package when npx is installed),
+## rollback to the warm version, and memory per idle instance (bridge and child).
+bench-deploy:
+	$(GO) test -run '^$$' -bench 'BenchmarkDeploy' -benchtime 5x -count 1 ./cmd/pylee/ | tee bench-deploy.txt
+	$(GO) test -run '^$$' -bench IdleInstanceMemory -benchtime 1x -count 1 ./services/deploy/internal/instance/ | tee -a bench-deploy.txt
+
 clean:
-	rm -rf bin third_party bench.txt
+	rm -rf bin third_party bench.txt bench-deploy.txt

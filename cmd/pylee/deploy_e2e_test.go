@@ -35,7 +35,7 @@ var (
 )
 
 // buildTestServer builds the deploy service's Go SDK test server once.
-func buildTestServer(t *testing.T) string {
+func buildTestServer(t testing.TB) string {
 	t.Helper()
 	testServerOnce.Do(func() {
 		dir, err := os.MkdirTemp("", "pylee-testserver")
