@@ -320,7 +320,9 @@ func (d *deployment) progress(ctx context.Context, a *arm, now time.Time) {
 	r := &d.rec
 	ro := &r.Rollout
 	if a.failure != 0 {
-		d.rollback(ctx, now, fmt.Sprintf("version %s cannot run: %s", r.Canary, a.reason), deployv1.Rollout_STATE_FAILED)
+		// Missing inputs, no runtime here: the new version waits (and is
+		// tried again when values change) while the stable one serves. The
+		// pin was deliberate; setting the value is the fix, not a rollback.
 		return
 	}
 	switch ro.State {
