@@ -562,3 +562,91 @@ func countProcesses(bin string) int {
 	}
 	return n
 }
+
+// TestDeployHostileInput: the deploy API refuses bad names, other
+// tenants' deployments, forged call outcomes and service-only calls with
+// clear 4xx answers naming the field, and changes nothing.
+func TestDeployHostileInput(t *testing.T) {
+	u := startUp(t, "--deploy-discover-interval", "100ms")
+	u.expect(t, "POST", "/v1/orgs?organization_id=acme", u.token, `{}`, 200)
+	u.expect(t, "POST", "/v1/orgs?organization_id=globex", u.token, `{}`, 200)
+	u.expect(t, "POST", "/v1/orgs/acme/registries?registry_id=prod", u.token, `{}`, 200)
+	u.expect(t, "POST", "/v1/orgs/acme/servers?server_id=meta", u.token, `{"serverName":"com.acme/meta"}`, 200)
+	u.expect(t, "POST", "/v1/orgs/acme/servers/meta/versions:import", u.token,
+		fmt.Sprintf(`{"serverJson":%q}`, `{"name":"com.acme/meta","description":"no package","version":"1.0.0"}`), 200)
+	u.expect(t, "PUT", "/v1/orgs/acme/registries/prod/entries/meta", u.token, `{"version":"1.0.0"}`, 200)
+	const path = "/v1/orgs/acme/registries/prod/deployments/meta"
+	st := u.waitDeployment(t, path, "refused a version with nothing to run", phaseIs("PHASE_UNSUPPORTED"))
+	if !strings.Contains(fmt.Sprint(st["reason"]), "no package or remote") {
+		t.Fatalf("status: %v", st)
+	}
+
+	// A globex admin sees nothing of acme's deployments.
+	globex := u.saToken(t, "globex", "ops", "roles/admin", "orgs/globex")
+	u.expect(t, "GET", path, globex, "", 404)
+	u.expect(t, "GET", "/v1/orgs/acme/registries/prod/deployments", globex, "", 404)
+	u.expect(t, "POST", path+":rollback", globex, `{}`, 404)
+	u.expect(t, "GET", path, "", "", 401)
+	// A user of acme may look but not steer.
+	viewer := u.saToken(t, "acme", "viewer", "roles/user", "orgs/acme")
+	u.expect(t, "GET", path, viewer, "", 403)
+	u.expect(t, "POST", path+":restart", viewer, `{}`, 403)
+
+	for _, c := range []struct {
+		method, path, body, field string
+		status                    int
+	}{
+		{"GET", "/v1/orgs/acme/registries/prod/deployments/Bad_Id", "", "name", 400},
+		{"GET", "/v1/orgs/acme/registries/prod/deployments/nope", "", "", 404},
+		{"GET", path + ":logs?tail_lines=10001", "", "tail_lines", 400},
+		{"GET", path + ":logs?instance=nope", "", "", 404},
+		{"POST", path + ":rollback", `{"reason":"` + strings.Repeat("x", 501) + `"}`, "reason", 400},
+		{"POST", path + ":rollback", `{"reason":"bad \u0000 byte"}`, "reason", 400},
+		{"POST", path + ":rollback", `{}`, "", 400}, // nothing to roll back to
+		{"POST", path + ":rollback", `{"reason": 7}`, "", 400},
+		{"POST", path + ":rollback", "{\"reason\":\"\xff\xfe\"}", "", 400},
+		{"POST", path + ":rollback", strings.Repeat("[", 100000), "", 413},
+		{"POST", path + ":rollback", strings.Repeat("[", 5000), "", 400},
+		{"DELETE", path, "", "", 405},
+	} {
+		r := u.do(t, c.method, c.path, u.token, strings.NewReader(c.body))
+		if r.status != c.status && !(c.status == 405 && (r.status == 404 || r.status == 501)) {
+			t.Errorf("%s %s: %d, want %d: %v", c.method, c.path, r.status, c.status, r.body)
+			continue
+		}
+		if c.field != "" && !strings.Contains(fmt.Sprint(r.body), c.field) {
+			t.Errorf("%s %s: the error does not name %s: %v", c.method, c.path, c.field, r.body)
+		}
+	}
+
+	// The gateway's calls: refused to people, and forged counts refused.
+	dc := u.deployClient(t)
+	name := "orgs/acme/registries/prod/deployments/meta"
+	if _, err := dc.ReportCallOutcomes(bearer(u.token), &deployv1.ReportCallOutcomesRequest{Name: name}); status.Code(err) != codes.PermissionDenied {
+		t.Fatalf("ReportCallOutcomes as the admin: %v", err)
+	}
+	gw := bearer(u.serviceToken(t, "gateway"))
+	if _, err := dc.ReportCallOutcomes(bearer(u.serviceToken(t, "registry")), &deployv1.ReportCallOutcomesRequest{Name: name}); status.Code(err) != codes.PermissionDenied {
+		t.Fatalf("ReportCallOutcomes as another service: %v", err)
+	}
+	for _, counts := range []*deployv1.CallCounts{{Calls: -1}, {Calls: 1, RpcErrors: 2}, {Calls: 5, Timeouts: -3}} {
+		_, err := dc.ReportCallOutcomes(gw, &deployv1.ReportCallOutcomesRequest{Name: name,
+			Versions: []*deployv1.VersionOutcomes{{Version: "1.0.0", Counts: counts}}})
+		if status.Code(err) != codes.InvalidArgument || !strings.Contains(err.Error(), "versions[0].counts") {
+			t.Fatalf("forged counts %v: %v", counts, err)
+		}
+	}
+	if _, err := dc.ResolveUpstream(gw, &deployv1.ResolveUpstreamRequest{Name: name, User: "alice"}); status.Code(err) != codes.InvalidArgument {
+		t.Fatalf("a user that is not users/{user}: %v", err)
+	}
+	if _, err := dc.ResolveUpstream(gw, &deployv1.ResolveUpstreamRequest{Name: name}); status.Code(err) != codes.Unavailable {
+		t.Fatalf("upstream of a deployment that cannot run: %v", err)
+	}
+	if _, err := dc.ResolveUpstream(gw, &deployv1.ResolveUpstreamRequest{Name: "orgs/globex/registries/x/deployments/y"}); status.Code(err) != codes.NotFound {
+		t.Fatalf("upstream of nothing: %v", err)
+	}
+	// Nothing changed.
+	if after := u.expect(t, "GET", path, u.token, "", 200).body; after["phase"] != "PHASE_UNSUPPORTED" || after["version"] != "1.0.0" {
+		t.Fatalf("after the hostile calls: %v", after)
+	}
+}
