@@ -30,7 +30,7 @@ func pick(w map[string]int) string {
 		return ""
 	}
 	sort.Strings(versions)
-	n := rand.IntN(total)
+	n := rand.IntN(total) //nolint:gosec // spreading sessions by weight, not a secret
 	for _, v := range versions {
 		if n < w[v] {
 			return v

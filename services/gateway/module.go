@@ -3,6 +3,10 @@ package gateway
 import (
 	"context"
 	"errors"
+	"net/http"
+
+	deployv1 "github.com/pyleeai/pylee/gen/go/pylee/deploy/v1"
+	registryv1 "github.com/pyleeai/pylee/gen/go/pylee/registry/v1"
 
 	"github.com/pyleeai/pylee/kit/module"
 )
@@ -37,5 +41,33 @@ func initModule(ctx context.Context, p module.Process) error {
 	if conn := b["audit"]; conn != nil {
 		p.Server().HandleRoute(ExportPattern, ExportRule, NewExport(conn))
 	}
+	return initMCP(p)
+}
+
+// initMCP serves the MCP gateway when the deploy and registry services
+// are reachable (as the gateway's own identity: it resolves upstreams and
+// reads versions; callers are authorized here, per tool).
+func initMCP(p module.Process) error {
+	dc, err := p.Conn("deploy")
+	if errors.Is(err, module.ErrUnreachable) {
+		p.Log().Info("no deploy service (--deploy-addr): the MCP gateway is off")
+		return nil
+	}
+	if err != nil {
+		return err
+	}
+	rc, err := p.Conn("registry")
+	if err != nil {
+		return err
+	}
+	m, err := NewMCP(MCPConfig{SessionKey: p.PageTokens().DeriveKey("mcp session id"), Token: p.ServiceToken()},
+		p.Authenticators(), p.Authorizer(), deployv1.NewDeployServiceClient(dc), registryv1.NewRegistryServiceClient(rc),
+		p.Server().Registry(), p.Log())
+	if err != nil {
+		return err
+	}
+	p.Server().Handle(MCPPrefix, m)
+	p.Server().Handle(ProtectedResourcePrefix, http.HandlerFunc(m.ServeMetadata))
+	p.Background(m.Run)
 	return nil
 }

@@ -178,7 +178,7 @@ func (b *Bridge) newServer(init *mcp.InitializeResult) *mcp.Server {
 		opts.Instructions = init.Instructions
 		if init.Capabilities != nil {
 			caps := *init.Capabilities
-			caps.Logging = nil // a shared process's log lines are not every client's business
+			caps.Logging = nil //nolint:staticcheck // deprecated in 2026-07-28, still sent to older clients: a shared process's log lines are not every client's business
 			opts.Capabilities = &caps
 		}
 	}

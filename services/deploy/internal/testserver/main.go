@@ -75,7 +75,7 @@ func main() {
 				return nil, ctx.Err()
 			}
 		}
-		if c.FailRate > 0 && rand.Float64() < c.FailRate {
+		if c.FailRate > 0 && rand.Float64() < c.FailRate { //nolint:gosec // a test server failing a share of calls, not a secret
 			return nil, &jsonrpc.Error{Code: jsonrpc.CodeInternalError, Message: "failing as told"}
 		}
 		var args struct {

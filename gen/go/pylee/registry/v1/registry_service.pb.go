@@ -2967,7 +2967,7 @@ const file_pylee_registry_v1_registry_service_proto_rawDesc = "" +
 	"\tEntryView\x12\x1a\n" +
 	"\x16ENTRY_VIEW_UNSPECIFIED\x10\x00\x12\x14\n" +
 	"\x10ENTRY_VIEW_BASIC\x10\x01\x12\x13\n" +
-	"\x0fENTRY_VIEW_FULL\x10\x022\x85+\n" +
+	"\x0fENTRY_VIEW_FULL\x10\x022\x97+\n" +
 	"\x0fRegistryService\x12\x9a\x01\n" +
 	"\fCreateServer\x12&.pylee.registry.v1.CreateServerRequest\x1a\x19.pylee.registry.v1.Server\"G\xca\xf3\x18\x18\n" +
 	"\x0eservers.create\x12\x06parent\x82\xd3\xe4\x93\x02%:\x06server\"\x1b/v1/{parent=orgs/*}/servers\x12\x8d\x01\n" +
@@ -2982,10 +2982,10 @@ const file_pylee_registry_v1_registry_service_proto_rawDesc = "" +
 	"\rCreateVersion\x12'.pylee.registry.v1.CreateVersionRequest\x1a .pylee.registry.v1.ServerVersion\"U\xca\xf3\x18\x1a\n" +
 	"\x10versions.publish\x12\x06parent\x82\xd3\xe4\x93\x021:\aversion\"&/v1/{parent=orgs/*/servers/*}/versions\x12\xd1\x01\n" +
 	"\x10ImportServerJson\x12*.pylee.registry.v1.ImportServerJsonRequest\x1a .pylee.registry.v1.ServerVersion\"o\xca\xf3\x183\n" +
-	"\x10versions.publish\x12\x06parent2\x17registry.version.create\x82\xd3\xe4\x93\x022:\x01*\"-/v1/{parent=orgs/*/servers/*}/versions:import\x12\xa4\x01\n" +
+	"\x10versions.publish\x12\x06parent2\x17registry.version.create\x82\xd3\xe4\x93\x022:\x01*\"-/v1/{parent=orgs/*/servers/*}/versions:import\x12\xad\x01\n" +
 	"\n" +
-	"GetVersion\x12$.pylee.registry.v1.GetVersionRequest\x1a .pylee.registry.v1.ServerVersion\"N\xca\xf3\x18\x1c\n" +
-	"\fversions.get\x12\x04name*\x06deploy\x82\xd3\xe4\x93\x02(\x12&/v1/{name=orgs/*/servers/*/versions/*}\x12\xa9\x01\n" +
+	"GetVersion\x12$.pylee.registry.v1.GetVersionRequest\x1a .pylee.registry.v1.ServerVersion\"W\xca\xf3\x18%\n" +
+	"\fversions.get\x12\x04name*\x06deploy*\agateway\x82\xd3\xe4\x93\x02(\x12&/v1/{name=orgs/*/servers/*/versions/*}\x12\xa9\x01\n" +
 	"\fListVersions\x12&.pylee.registry.v1.ListVersionsRequest\x1a'.pylee.registry.v1.ListVersionsResponse\"H\xca\xf3\x18\x16\n" +
 	"\fversions.get\x12\x06parent\x82\xd3\xe4\x93\x02(\x12&/v1/{parent=orgs/*/servers/*}/versions\x12\xd4\x01\n" +
 	"\x10SetVersionStatus\x12*.pylee.registry.v1.SetVersionStatusRequest\x1a .pylee.registry.v1.ServerVersion\"r\xca\xf3\x183\n" +
@@ -2997,9 +2997,9 @@ const file_pylee_registry_v1_registry_service_proto_rawDesc = "" +
 	"\x10ExportServerJson\x12*.pylee.registry.v1.ExportServerJsonRequest\x1a+.pylee.registry.v1.ExportServerJsonResponse\"W\xca\xf3\x18\x14\n" +
 	"\fversions.get\x12\x04name\x82\xd3\xe4\x93\x029\x127/v1/{name=orgs/*/servers/*/versions/*}:exportServerJson\x12\xa8\x01\n" +
 	"\x0eCreateRegistry\x12(.pylee.registry.v1.CreateRegistryRequest\x1a\x1b.pylee.registry.v1.Registry\"O\xca\xf3\x18\x1b\n" +
-	"\x11registries.create\x12\x06parent\x82\xd3\xe4\x93\x02*:\bregistry\"\x1e/v1/{parent=orgs/*}/registries\x12\xaa\x01\n" +
-	"\vGetRegistry\x12%.pylee.registry.v1.GetRegistryRequest\x1a\x1b.pylee.registry.v1.Registry\"W\xca\xf3\x18-\n" +
-	"\x0eregistries.get\x12\x04name*\x04orgs*\asecrets*\x06deploy\x82\xd3\xe4\x93\x02 \x12\x1e/v1/{name=orgs/*/registries/*}\x12\xb3\x01\n" +
+	"\x11registries.create\x12\x06parent\x82\xd3\xe4\x93\x02*:\bregistry\"\x1e/v1/{parent=orgs/*}/registries\x12\xb3\x01\n" +
+	"\vGetRegistry\x12%.pylee.registry.v1.GetRegistryRequest\x1a\x1b.pylee.registry.v1.Registry\"`\xca\xf3\x186\n" +
+	"\x0eregistries.get\x12\x04name*\x04orgs*\asecrets*\x06deploy*\agateway\x82\xd3\xe4\x93\x02 \x12\x1e/v1/{name=orgs/*/registries/*}\x12\xb3\x01\n" +
 	"\x0eListRegistries\x12(.pylee.registry.v1.ListRegistriesRequest\x1a).pylee.registry.v1.ListRegistriesResponse\"L\xca\xf3\x18\"\n" +
 	"\x0eregistries.get\x12\x06parent \x01*\x06deploy\x82\xd3\xe4\x93\x02 \x12\x1e/v1/{parent=orgs/*}/registries\x12\xc6\x01\n" +
 	"\x0eUpdateRegistry\x12(.pylee.registry.v1.UpdateRegistryRequest\x1a).pylee.registry.v1.UpdateRegistryResponse\"_\xca\xf3\x18\"\n" +

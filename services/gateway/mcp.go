@@ -1,0 +1,550 @@
+package gateway
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"net/http"
+	"net/url"
+	"slices"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/modelcontextprotocol/go-sdk/jsonrpc"
+	"github.com/prometheus/client_golang/prometheus"
+	"go.uber.org/zap"
+	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/status"
+
+	deployv1 "github.com/pyleeai/pylee/gen/go/pylee/deploy/v1"
+	registryv1 "github.com/pyleeai/pylee/gen/go/pylee/registry/v1"
+	"github.com/pyleeai/pylee/kit/auth"
+	"github.com/pyleeai/pylee/kit/config"
+	"github.com/pyleeai/pylee/kit/errs"
+	"github.com/pyleeai/pylee/kit/names"
+)
+
+// MCPPrefix is where the MCP gateway serves: /mcp/{org}/{registry}/{server}.
+const MCPPrefix = "/mcp/"
+
+// ProtectedResourcePrefix serves RFC 9728 metadata per MCP URL.
+const ProtectedResourcePrefix = "/.well-known/oauth-protected-resource/mcp/"
+
+// Protocol versions the gateway speaks to clients.
+var mcpVersions = []string{"2025-03-26", "2025-06-18", "2025-11-25", "2026-07-28"}
+
+// JSON-RPC error codes of gateway refusals (HTTP 200, so clients keep the
+// connection).
+const (
+	codeForbidden   = -32003
+	codeUnavailable = -32002
+)
+
+// MCPConfig configures the MCP gateway.
+type MCPConfig struct {
+	// SessionKey seals session ids; every replica must have the same.
+	SessionKey []byte
+	// Token is the gateway's service credential toward instances.
+	Token config.Secret
+	// AllowedOrigins are browser origins allowed besides the gateway's own
+	// host.
+	AllowedOrigins []string
+	// MaxSessionAge bounds a session (default 24 h).
+	MaxSessionAge time.Duration
+	// Issuer names the organization's authorization server in the
+	// protected-resource metadata (empty: the gateway's own base URL).
+	Issuer string
+}
+
+// MCP is the MCP gateway handler.
+type MCP struct {
+	cfg      MCPConfig
+	authn    auth.Authenticator
+	authz    auth.Authorizer
+	deploy   deployv1.DeployServiceClient
+	registry registryv1.RegistryServiceClient
+	sealer   *sealer
+	client   *http.Client
+	log      *zap.Logger
+
+	upstreams cache[upstreamKey, *deployv1.Upstream]
+	versions  cache[string, *registryv1.ServerVersion]
+	policies  cache[string, registryv1.ToolPolicy]
+	outcomes  *outcomes
+	guard     guard
+	metrics   *mcpMetrics
+	// onDrift is told of each newly seen drift (for the audit log).
+	onDrift func(t target, version, tool, why string)
+}
+
+type upstreamKey struct{ name, user, version string }
+
+// NewMCP returns the gateway over the deploy and registry services (as
+// the gateway's identity).
+func NewMCP(cfg MCPConfig, authn auth.Authenticator, authz auth.Authorizer, deploy deployv1.DeployServiceClient,
+	registry registryv1.RegistryServiceClient, reg prometheus.Registerer, log *zap.Logger) (*MCP, error) {
+	s, err := newSealer(cfg.SessionKey)
+	if err != nil {
+		return nil, err
+	}
+	if cfg.MaxSessionAge <= 0 {
+		cfg.MaxSessionAge = 24 * time.Hour
+	}
+	tr := http.DefaultTransport.(*http.Transport).Clone()
+	tr.MaxIdleConns, tr.MaxIdleConnsPerHost = 1024, 256
+	m := &MCP{cfg: cfg, authn: authn, authz: authz, deploy: deploy, registry: registry, sealer: s, log: log,
+		client:    &http.Client{Transport: tr},
+		upstreams: newCache[upstreamKey, *deployv1.Upstream](5*time.Second, 10000),
+		versions:  newCache[string, *registryv1.ServerVersion](time.Hour, 10000),
+		policies:  newCache[string, registryv1.ToolPolicy](2*time.Second, 10000),
+	}
+	m.outcomes = newOutcomes(m)
+	if m.metrics, err = newMCPMetrics(reg); err != nil {
+		return nil, err
+	}
+	return m, nil
+}
+
+// Run reports call outcomes to the deploy service until ctx ends.
+func (m *MCP) Run(ctx context.Context) { m.outcomes.run(ctx) }
+
+// target is what an MCP URL names.
+type target struct {
+	org, registry, server string
+}
+
+func (t target) registryName() string { return names.Registry{Org: t.org, Registry: t.registry}.String() }
+func (t target) deployment() string   { return t.registryName() + "/deployments/" + t.server }
+func (t target) serverName() string   { return "orgs/" + t.org + "/servers/" + t.server }
+func (t target) toolResource(tool string) string {
+	return t.registryName() + "/servers/" + t.server + "/tools/" + tool
+}
+
+func parseTarget(path, prefix string) (target, bool) {
+	rest, ok := strings.CutPrefix(path, prefix)
+	if !ok {
+		return target{}, false
+	}
+	parts := strings.Split(rest, "/")
+	if len(parts) != 3 {
+		return target{}, false
+	}
+	t := target{org: parts[0], registry: parts[1], server: parts[2]}
+	if _, err := names.ParseRegistry(t.registryName()); err != nil {
+		return target{}, false
+	}
+	if _, err := names.ParseServer(t.serverName()); err != nil {
+		return target{}, false
+	}
+	return t, true
+}
+
+func baseURL(r *http.Request) string {
+	scheme := "http"
+	if r.TLS != nil {
+		scheme = "https"
+	}
+	return scheme + "://" + r.Host
+}
+
+// ServeMetadata serves the RFC 9728 protected-resource metadata of an MCP
+// URL.
+func (m *MCP) ServeMetadata(w http.ResponseWriter, r *http.Request) {
+	t, ok := parseTarget(r.URL.Path, ProtectedResourcePrefix)
+	if !ok {
+		http.NotFound(w, r)
+		return
+	}
+	if r.Method != http.MethodGet && r.Method != http.MethodHead {
+		w.Header().Set("Allow", "GET, HEAD")
+		http.Error(w, "method not allowed", http.StatusMethodNotAllowed)
+		return
+	}
+	issuer := m.cfg.Issuer
+	if issuer == "" {
+		issuer = baseURL(r)
+	}
+	w.Header().Set("Content-Type", "application/json")
+	w.Header().Set("Cache-Control", "public, max-age=300")
+	_ = json.NewEncoder(w).Encode(map[string]any{
+		"resource":                 baseURL(r) + MCPPrefix + t.org + "/" + t.registry + "/" + t.server,
+		"authorization_servers":    []string{issuer},
+		"bearer_methods_supported": []string{"header"},
+		"scopes_supported":         []string{"mcp"},
+		"resource_name":            "Pylee MCP gateway: " + t.server + " in " + t.registry,
+	})
+}
+
+// ServeHTTP serves /mcp/{org}/{registry}/{server}.
+func (m *MCP) ServeHTTP(w http.ResponseWriter, r *http.Request) {
+	t, ok := parseTarget(r.URL.Path, MCPPrefix)
+	if !ok {
+		http.Error(w, "not an MCP URL: /mcp/{org}/{registry}/{server}", http.StatusNotFound)
+		return
+	}
+	switch r.Method {
+	case http.MethodPost, http.MethodGet, http.MethodDelete:
+	default:
+		w.Header().Set("Allow", "POST, GET, DELETE")
+		http.Error(w, "method not allowed", http.StatusMethodNotAllowed)
+		return
+	}
+	if !m.originAllowed(r) {
+		http.Error(w, "origin not allowed", http.StatusForbidden)
+		return
+	}
+	if v := r.Header.Get("MCP-Protocol-Version"); v != "" && !slices.Contains(mcpVersions, v) {
+		http.Error(w, fmt.Sprintf("unsupported MCP-Protocol-Version %q; supported: %s", v, strings.Join(mcpVersions, ", ")), http.StatusBadRequest)
+		return
+	}
+	p, err := m.authenticate(r)
+	if err != nil {
+		w.Header().Set("WWW-Authenticate", fmt.Sprintf(`Bearer resource_metadata="%s%s%s/%s/%s"`, baseURL(r), ProtectedResourcePrefix, t.org, t.registry, t.server))
+		http.Error(w, err.Error(), http.StatusUnauthorized)
+		return
+	}
+	ctx := auth.WithPrincipal(r.Context(), p)
+	// Another tenant's server does not even exist for the caller.
+	if p.OutsideOrg("orgs/" + t.org) {
+		http.Error(w, "not found", http.StatusNotFound)
+		return
+	}
+	var sess *session
+	if id := r.Header.Get("Mcp-Session-Id"); id != "" {
+		s, err := m.sealer.open(id, m.cfg.MaxSessionAge)
+		if err != nil || s.Deployment != t.deployment() {
+			http.Error(w, "session not found", http.StatusNotFound)
+			return
+		}
+		if s.Principal != p.Name {
+			http.Error(w, "the session belongs to another caller", http.StatusForbidden)
+			return
+		}
+		sess = &s
+	}
+	switch r.Method {
+	case http.MethodGet:
+		m.forwardStream(ctx, w, r, t, p, sess)
+	case http.MethodDelete:
+		if sess == nil {
+			http.Error(w, "Mcp-Session-Id is required", http.StatusBadRequest)
+			return
+		}
+		m.forwardStream(ctx, w, r, t, p, sess)
+	default:
+		m.post(ctx, w, r, t, p, sess)
+	}
+}
+
+func (m *MCP) originAllowed(r *http.Request) bool {
+	o := r.Header.Get("Origin")
+	if o == "" {
+		return true // not a browser
+	}
+	u, err := url.Parse(o)
+	if err != nil {
+		return false
+	}
+	return u.Host == r.Host || slices.Contains(m.cfg.AllowedOrigins, o)
+}
+
+func (m *MCP) authenticate(r *http.Request) (auth.Principal, error) {
+	h := r.Header.Values("Authorization")
+	if len(h) != 1 {
+		return auth.Principal{}, errors.New("a bearer token is required")
+	}
+	cred, err := auth.ParseBearer(h[0])
+	if err != nil {
+		return auth.Principal{}, err
+	}
+	p, err := m.authn.Authenticate(r.Context(), cred)
+	if err != nil {
+		return auth.Principal{}, errors.New("the token is not valid")
+	}
+	if p.Kind == auth.KindService {
+		return auth.Principal{}, errors.New("service identities do not call MCP servers")
+	}
+	return p, nil
+}
+
+// rpcError writes a JSON-RPC error answer with HTTP 200.
+func rpcError(w http.ResponseWriter, id jsonrpc.ID, code int64, msg string) {
+	resp := &jsonrpc.Response{ID: id, Error: &jsonrpc.Error{Code: code, Message: msg}}
+	b, err := jsonrpc.EncodeMessage(resp)
+	if err != nil {
+		http.Error(w, "internal error", http.StatusInternalServerError)
+		return
+	}
+	w.Header().Set("Content-Type", "application/json")
+	_, _ = w.Write(b)
+}
+
+// maxMessageBytes bounds a client's message.
+const maxMessageBytes = 4 << 20
+
+// post handles one client message.
+func (m *MCP) post(ctx context.Context, w http.ResponseWriter, r *http.Request, t target, p auth.Principal, sess *session) {
+	body, err := io.ReadAll(http.MaxBytesReader(w, r.Body, maxMessageBytes))
+	if err != nil {
+		http.Error(w, "the message is larger than 4 MiB", http.StatusRequestEntityTooLarge)
+		return
+	}
+	msg, err := jsonrpc.DecodeMessage(body)
+	if err != nil {
+		rpcError(w, jsonrpc.ID{}, jsonrpc.CodeParseError, "not a JSON-RPC message: "+err.Error())
+		return
+	}
+	req, isReq := msg.(*jsonrpc.Request)
+	if isReq {
+		if err := checkHeaders(r, req); err != nil {
+			http.Error(w, err.Error(), http.StatusBadRequest)
+			return
+		}
+	}
+	stateless := r.Header.Get("MCP-Protocol-Version") >= "2026-07-28"
+	if sess == nil {
+		if isReq && req.Method != "initialize" && !stateless && req.IsCall() {
+			http.Error(w, "Mcp-Session-Id is required after initialize", http.StatusBadRequest)
+			return
+		}
+		if !isReq || !req.IsCall() {
+			http.Error(w, "Mcp-Session-Id is required", http.StatusBadRequest)
+			return
+		}
+	}
+	var call *callInfo
+	if isReq && req.IsCall() {
+		call = &callInfo{id: req.ID, method: req.Method, start: time.Now()}
+		if refusal := m.authorizeCall(ctx, t, p, req, call); refusal != "" {
+			rpcError(w, req.ID, codeForbidden, refusal)
+			m.outcomes.refused()
+			return
+		}
+	}
+	version := ""
+	if sess != nil {
+		version = sess.Version
+	}
+	up, err := m.upstream(ctx, t, p, version)
+	if err != nil {
+		m.upstreamError(w, req, err)
+		return
+	}
+	if sess != nil && !up.GetServing() {
+		// The session's version was rolled back: the client starts anew
+		// on the version that serves.
+		http.Error(w, "session ended: its version no longer serves", http.StatusNotFound)
+		return
+	}
+	if sess == nil {
+		if err := m.mayConnect(ctx, t, p, up.GetVersion()); err != nil {
+			if errors.Is(err, errs.ErrNotFound) {
+				http.Error(w, "not found", http.StatusNotFound)
+				return
+			}
+			w.Header().Set("WWW-Authenticate", `Bearer error="insufficient_scope", scope="mcp"`)
+			http.Error(w, "you may not use this server (tools.list on it, or tools.invoke on one of its tools)", http.StatusForbidden)
+			return
+		}
+	}
+	if call != nil {
+		call.version = up.GetVersion()
+		if call.tool != "" {
+			if refusal := m.checkTool(ctx, t, call.version, call.tool); refusal != "" {
+				rpcError(w, req.ID, codeForbidden, refusal)
+				m.outcomes.refused()
+				return
+			}
+		}
+	}
+	out, err := http.NewRequestWithContext(ctx, http.MethodPost, up.GetUrl(), bytes.NewReader(body))
+	if err != nil {
+		http.Error(w, "bad upstream", http.StatusBadGateway)
+		return
+	}
+	m.upstreamHeaders(out, r, up, sess)
+	resp, err := m.client.Do(out)
+	if err != nil {
+		m.upstreams.drop(upstreamKey{t.deployment(), userOf(p), version})
+		if call != nil {
+			m.outcomes.add(t.deployment(), call.version, outcomeTransport, call)
+			rpcError(w, req.ID, codeUnavailable, "the server could not be reached; retry")
+			return
+		}
+		http.Error(w, "the server could not be reached", http.StatusBadGateway)
+		return
+	}
+	defer resp.Body.Close()
+	if req != nil && req.Method == "initialize" && resp.StatusCode == http.StatusOK {
+		s := session{Principal: p.Name, Deployment: t.deployment(), Version: up.GetVersion(),
+			Upstream: resp.Header.Get("Mcp-Session-Id"), Issued: time.Now().Unix()}
+		id, err := m.sealer.seal(s)
+		if err != nil {
+			http.Error(w, "internal error", http.StatusInternalServerError)
+			return
+		}
+		w.Header().Set("Mcp-Session-Id", id)
+	}
+	m.relay(ctx, w, resp, t, p, call)
+}
+
+// checkHeaders checks the 2026-07-28 headers against the body.
+func checkHeaders(r *http.Request, req *jsonrpc.Request) error {
+	if h := r.Header.Get("Mcp-Method"); h != "" && h != req.Method {
+		return fmt.Errorf("Mcp-Method %q does not match the body's method %q", h, req.Method)
+	}
+	if h := r.Header.Get("Mcp-Name"); h != "" {
+		var p struct {
+			Name string `json:"name"`
+			URI  string `json:"uri"`
+		}
+		_ = json.Unmarshal(req.Params, &p)
+		if h != p.Name && h != p.URI {
+			return fmt.Errorf("Mcp-Name %q does not match the body's name", h)
+		}
+	}
+	return nil
+}
+
+func userOf(p auth.Principal) string {
+	if p.Kind == auth.KindUser {
+		return p.Name
+	}
+	return ""
+}
+
+func (m *MCP) upstreamError(w http.ResponseWriter, req *jsonrpc.Request, err error) {
+	code := status.Code(err)
+	msg := status.Convert(err).Message()
+	switch code {
+	case codes.NotFound:
+		http.Error(w, "not found", http.StatusNotFound)
+		return
+	case codes.FailedPrecondition:
+		if req != nil && req.IsCall() {
+			rpcError(w, req.ID, codeUnavailable, msg)
+			return
+		}
+	}
+	if req != nil && req.IsCall() {
+		rpcError(w, req.ID, codeUnavailable, "the server is not available: "+msg)
+		return
+	}
+	http.Error(w, "the server is not available", http.StatusServiceUnavailable)
+}
+
+// upstream is where the caller's session goes (cached briefly).
+func (m *MCP) upstream(ctx context.Context, t target, p auth.Principal, version string) (*deployv1.Upstream, error) {
+	k := upstreamKey{t.deployment(), userOf(p), version}
+	if up, ok := m.upstreams.get(k); ok {
+		return up, nil
+	}
+	up, err := m.deploy.ResolveUpstream(auth.Outgoing(ctx, m.cfg.Token), &deployv1.ResolveUpstreamRequest{Name: t.deployment(), User: userOf(p), Version: version})
+	if err != nil {
+		return nil, err
+	}
+	m.upstreams.put(k, up)
+	return up, nil
+}
+
+// upstreamHeaders sets what the upstream gets: never the client's token.
+func (m *MCP) upstreamHeaders(out, in *http.Request, up *deployv1.Upstream, sess *session) {
+	for _, h := range []string{"Content-Type", "Accept", "MCP-Protocol-Version", "Last-Event-ID", "Mcp-Method", "Mcp-Name"} {
+		if v := in.Header.Get(h); v != "" {
+			out.Header.Set(h, v)
+		}
+	}
+	if out.Header.Get("Accept") == "" {
+		out.Header.Set("Accept", "application/json, text/event-stream")
+	}
+	if sess != nil && sess.Upstream != "" {
+		out.Header.Set("Mcp-Session-Id", sess.Upstream)
+	}
+	if up.GetInstance() != "" {
+		out.Header.Set("Authorization", "Bearer "+m.cfg.Token.Reveal())
+	}
+	for k, v := range up.GetHeaders() {
+		out.Header.Set(k, v)
+	}
+}
+
+// forwardStream forwards a GET (the server's stream) or DELETE.
+func (m *MCP) forwardStream(ctx context.Context, w http.ResponseWriter, r *http.Request, t target, p auth.Principal, sess *session) {
+	if sess == nil {
+		http.Error(w, "Mcp-Session-Id is required", http.StatusBadRequest)
+		return
+	}
+	up, err := m.upstream(ctx, t, p, sess.Version)
+	if err != nil {
+		m.upstreamError(w, nil, err)
+		return
+	}
+	out, err := http.NewRequestWithContext(ctx, r.Method, up.GetUrl(), nil)
+	if err != nil {
+		http.Error(w, "bad upstream", http.StatusBadGateway)
+		return
+	}
+	m.upstreamHeaders(out, r, up, sess)
+	resp, err := m.client.Do(out)
+	if err != nil {
+		http.Error(w, "the server could not be reached", http.StatusBadGateway)
+		return
+	}
+	defer resp.Body.Close()
+	m.relay(ctx, w, resp, t, p, nil)
+}
+
+// cache is a small TTL cache.
+type cache[K comparable, V any] struct {
+	ttl time.Duration
+	max int
+	mu  sync.Mutex
+	m   map[K]cached[V]
+}
+
+type cached[V any] struct {
+	v   V
+	exp time.Time
+}
+
+func newCache[K comparable, V any](ttl time.Duration, max int) cache[K, V] {
+	return cache[K, V]{ttl: ttl, max: max, m: map[K]cached[V]{}}
+}
+
+func (c *cache[K, V]) get(k K) (V, bool) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	e, ok := c.m[k]
+	if !ok || time.Now().After(e.exp) {
+		var zero V
+		return zero, false
+	}
+	return e.v, true
+}
+
+func (c *cache[K, V]) put(k K, v V) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if len(c.m) >= c.max {
+		now := time.Now()
+		for key, e := range c.m {
+			if now.After(e.exp) {
+				delete(c.m, key)
+			}
+		}
+		if len(c.m) >= c.max {
+			clear(c.m)
+		}
+	}
+	c.m[k] = cached[V]{v: v, exp: time.Now().Add(c.ttl)}
+}
+
+func (c *cache[K, V]) drop(k K) {
+	c.mu.Lock()
+	delete(c.m, k)
+	c.mu.Unlock()
+}
