@@ -117,9 +117,11 @@ type target struct {
 	org, registry, server string
 }
 
-func (t target) registryName() string { return names.Registry{Org: t.org, Registry: t.registry}.String() }
-func (t target) deployment() string   { return t.registryName() + "/deployments/" + t.server }
-func (t target) serverName() string   { return "orgs/" + t.org + "/servers/" + t.server }
+func (t target) registryName() string {
+	return names.Registry{Org: t.org, Registry: t.registry}.String()
+}
+func (t target) deployment() string { return t.registryName() + "/deployments/" + t.server }
+func (t target) serverName() string { return "orgs/" + t.org + "/servers/" + t.server }
 func (t target) toolResource(tool string) string {
 	return t.registryName() + "/servers/" + t.server + "/tools/" + tool
 }
