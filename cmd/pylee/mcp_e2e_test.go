@@ -252,6 +252,25 @@ func TestMCPGatewayEndToEnd(t *testing.T) {
 		!strings.Contains(err.Error(), "drifted") {
 		t.Fatalf("calling a drifted tool: %v", err)
 	}
+	u.waitEvent(t, "acme", func(e map[string]any) bool {
+		return e["action"] == "tools.drift" && strings.Contains(fmt.Sprint(e["metadata"]), "description changed")
+	})
+
+	// Every call is in the audit log: the allowed ones and the refused.
+	agentName := "orgs/acme/serviceAccounts/agent"
+	u.waitEvent(t, "acme", func(e map[string]any) bool {
+		md, _ := e["metadata"].(map[string]any)
+		return e["action"] == "tools.call" && fmt.Sprint(e["actor"]) != "" && strings.Contains(fmt.Sprint(e["actor"]), agentName) &&
+			md["tool"] == "echo" && md["result"] == "ok" && md["version"] == "1.0.0" && md["estimated_tokens"] != ""
+	})
+	u.waitEvent(t, "acme", func(e map[string]any) bool {
+		md, _ := e["metadata"].(map[string]any)
+		return e["action"] == "tools.call" && e["outcome"] == "denied" && md["tool"] == "env" && strings.Contains(fmt.Sprint(e["actor"]), agentName)
+	})
+	out, _, code := u.cli("audit", "list", "--org", "acme", "--action", "tools.call")
+	if code != 0 || !strings.Contains(out, "tools.call") || strings.Contains(out, u.token) {
+		t.Fatalf("pylee audit list --action tools.call:\n%s", out)
+	}
 }
 
 // conn is a gRPC connection to u, closed with the test.

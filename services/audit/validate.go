@@ -124,8 +124,8 @@ func validateAppendEvents(req *auditv1.AppendEventsRequest) error {
 		if err := checkOrgID(ev.GetOrganization()); err != nil {
 			v.Check(f+"organization", err)
 		}
-		if parts := strings.Split(ev.GetAction(), "."); len(parts) != 3 || parts[0] == "" || parts[1] == "" || parts[2] == "" {
-			v.Add(f+"action", "must be <service>.<resource>.<verb>")
+		if !validAction(ev.GetAction()) {
+			v.Add(f+"action", "must be <service>.<resource>.<verb> (or tools.<verb>, the MCP gateway's)")
 		}
 		// The outcomes are auditlog's, which the filter parser shares.
 		switch ev.GetOutcome() {
@@ -233,4 +233,17 @@ func parseTerm(term string) (field, op, val string, err error) {
 	}
 	val = strings.ReplaceAll(lit[1:len(lit)-1], `\"`, `"`)
 	return field, op, val, nil
+}
+
+// validAction reports whether a is `<service>.<resource>.<verb>`, or one
+// of the data plane's `tools.<verb>` (tools.call, tools.drift), named by
+// what a platform team searches for.
+func validAction(a string) bool {
+	parts := strings.Split(a, ".")
+	for _, p := range parts {
+		if p == "" {
+			return false
+		}
+	}
+	return len(parts) == 3 || len(parts) == 2 && parts[0] == "tools"
 }

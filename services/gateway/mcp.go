@@ -10,6 +10,7 @@ import (
 	"net/http"
 	"net/url"
 	"slices"
+	"strconv"
 	"strings"
 	"sync"
 	"time"
@@ -22,10 +23,12 @@ import (
 
 	deployv1 "github.com/pyleeai/pylee/gen/go/pylee/deploy/v1"
 	registryv1 "github.com/pyleeai/pylee/gen/go/pylee/registry/v1"
+	"github.com/pyleeai/pylee/kit/auditlog"
 	"github.com/pyleeai/pylee/kit/auth"
 	"github.com/pyleeai/pylee/kit/config"
 	"github.com/pyleeai/pylee/kit/errs"
 	"github.com/pyleeai/pylee/kit/names"
+	"github.com/pyleeai/pylee/kit/outbox"
 )
 
 // MCPPrefix is where the MCP gateway serves: /mcp/{org}/{registry}/{server}.
@@ -79,6 +82,8 @@ type MCP struct {
 	metrics   *mcpMetrics
 	// onDrift is told of each newly seen drift (for the audit log).
 	onDrift func(t target, version, tool, why string)
+	// usage records tool calls in the audit log (nil: not recorded).
+	usage *usage
 }
 
 type upstreamKey struct{ name, user, version string }
@@ -320,10 +325,11 @@ func (m *MCP) post(ctx context.Context, w http.ResponseWriter, r *http.Request, 
 	}
 	var call *callInfo
 	if isReq && req.IsCall() {
-		call = &callInfo{id: req.ID, method: req.Method, start: time.Now()}
+		call = &callInfo{id: req.ID, method: req.Method, start: time.Now(), reqBytes: len(body)}
 		if refusal := m.authorizeCall(ctx, t, p, req, call); refusal != "" {
 			rpcError(w, req.ID, codeForbidden, refusal)
 			m.outcomes.refused()
+			m.recordCall(ctx, t, p, call, outcomeRefused, 0, refusal)
 			return
 		}
 	}
@@ -359,6 +365,7 @@ func (m *MCP) post(ctx context.Context, w http.ResponseWriter, r *http.Request, 
 			if refusal := m.checkTool(ctx, t, call.version, call.tool); refusal != "" {
 				rpcError(w, req.ID, codeForbidden, refusal)
 				m.outcomes.refused()
+				m.recordCall(ctx, t, p, call, outcomeRefused, 0, refusal)
 				return
 			}
 		}
@@ -374,6 +381,7 @@ func (m *MCP) post(ctx context.Context, w http.ResponseWriter, r *http.Request, 
 		m.upstreams.drop(upstreamKey{t.deployment(), userOf(p), version})
 		if call != nil {
 			m.outcomes.add(t.deployment(), call.version, outcomeTransport, call)
+			m.recordCall(ctx, t, p, call, outcomeTransport, 0, err.Error())
 			rpcError(w, req.ID, codeUnavailable, "the server could not be reached; retry")
 			return
 		}
@@ -549,4 +557,33 @@ func (c *cache[K, V]) drop(k K) {
 	c.mu.Lock()
 	delete(c.m, k)
 	c.mu.Unlock()
+}
+
+// recordCall records a tools/call in the audit log: who, which tool of
+// which version, the outcome, latency, bytes and estimated tokens.
+func (m *MCP) recordCall(ctx context.Context, t target, p auth.Principal, call *callInfo, outcome, respBytes int, detail string) {
+	if m.usage == nil || call == nil || call.method != "tools/call" {
+		return
+	}
+	ev := outbox.NewEvent(ctx, t.org, "tools.call", t.toolResource(call.tool))
+	ev.Outcome = auditlog.OutcomeOK
+	switch outcome {
+	case outcomeRefused:
+		ev.Outcome = auditlog.OutcomeDenied
+	case outcomeRPC, outcomeTransport, outcomeTimeout:
+		ev.Outcome = auditlog.OutcomeError
+	}
+	ev.Metadata = map[string]string{
+		"registry": t.registryName(), "server": t.serverName(), "version": call.version, "tool": call.tool,
+		"result": outcomeNames[outcome], "latency_ms": strconv.FormatFloat(float64(time.Since(call.start).Microseconds())/1000, 'f', 3, 64),
+		"request_bytes": strconv.Itoa(call.reqBytes), "response_bytes": strconv.Itoa(respBytes),
+		"estimated_tokens": strconv.Itoa((call.reqBytes + respBytes + 3) / 4),
+	}
+	if len(p.Groups) > 0 {
+		ev.Metadata["teams"] = strings.Join(p.Groups, ",")
+	}
+	if detail != "" {
+		ev.Metadata["detail"] = outbox.CutText(detail, 500)
+	}
+	m.usage.record(ev)
 }

@@ -21,6 +21,8 @@ type callInfo struct {
 	tool    string
 	version string
 	start   time.Time
+	// reqBytes is the size of the client's message.
+	reqBytes int
 }
 
 // Permissions of MCP methods beyond tools: resources, prompts and

@@ -111,6 +111,7 @@ func (m *MCP) relayEvents(ctx context.Context, w io.Writer, f http.Flusher, body
 			}
 			if call != nil && !answered {
 				m.outcomes.add(t.deployment(), call.version, outcomeTransport, call)
+				m.recordCall(ctx, t, p, call, outcomeTransport, 0, "the server's stream ended before its answer")
 			}
 			return
 		}
@@ -166,6 +167,7 @@ func (m *MCP) inspectEvent(ctx context.Context, t target, p auth.Principal, call
 		}
 	}
 	m.outcomes.add(t.deployment(), call.version, kind, call)
+	m.recordCall(ctx, t, p, call, kind, len(msg), "")
 	if call.method != "tools/list" || resp.Error != nil {
 		return nil, true
 	}
@@ -190,9 +192,10 @@ const (
 	outcomeTransport
 	outcomeTimeout
 	outcomeTool
+	outcomeRefused
 )
 
-var outcomeNames = [...]string{"ok", "rpc_error", "transport_error", "timeout", "tool_error"}
+var outcomeNames = [...]string{"ok", "rpc_error", "transport_error", "timeout", "tool_error", "refused"}
 
 // outcomes gathers call outcomes per deployment and version and reports
 // them to the deploy service every second (canary analysis), and counts

@@ -5,10 +5,13 @@ import (
 	"errors"
 	"net/http"
 
+	auditv1 "github.com/pyleeai/pylee/gen/go/pylee/audit/v1"
 	deployv1 "github.com/pyleeai/pylee/gen/go/pylee/deploy/v1"
 	registryv1 "github.com/pyleeai/pylee/gen/go/pylee/registry/v1"
 
+	"github.com/pyleeai/pylee/kit/auth"
 	"github.com/pyleeai/pylee/kit/module"
+	"github.com/pyleeai/pylee/kit/outbox"
 )
 
 // Module is the gateway target: the REST facade over every service it can
@@ -65,6 +68,21 @@ func initMCP(p module.Process) error {
 		p.Server().Registry(), p.Log())
 	if err != nil {
 		return err
+	}
+	if ac, err := p.Conn("audit"); err == nil {
+		u, err := newUsage(p.Settings().DataDir, outbox.AuditSink{Client: auditv1.NewAuditServiceClient(ac), Token: p.ServiceToken()}, p.Log())
+		if err != nil {
+			return err
+		}
+		m.usage = u
+		p.Background(u.run)
+		m.onDrift = func(t target, version, tool, why string) {
+			ev := outbox.NewEvent(auth.WithPrincipal(context.Background(), auth.ServiceIdentity(Target)), t.org, "tools.drift", t.toolResource(tool))
+			ev.Metadata = map[string]string{"version": version, "change": why, "registry": t.registryName(), "server": t.serverName()}
+			u.record(ev)
+		}
+	} else {
+		p.Log().Warn("no audit service (--audit-addr): tool calls are not recorded")
 	}
 	p.Server().Handle(MCPPrefix, m)
 	p.Server().Handle(ProtectedResourcePrefix, http.HandlerFunc(m.ServeMetadata))

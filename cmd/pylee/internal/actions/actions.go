@@ -44,6 +44,8 @@ var Other = []Action{
 	{Name: "deploy.rollout.rollback", Note: "a rollout failed (error rate, health) and the deploy service re-pinned the previous version (reason)"},
 	{Name: "deploy.instance.restart", Note: "an instance exited and is restarted after its backoff (exit)"},
 	{Name: "deploy.instance.crash_loop", Note: "an instance keeps exiting shortly after it starts"},
+	{Name: "tools.call", Note: "a tool call through the MCP gateway, allowed or refused: principal, teams, registry, server, version, tool, result, latency, bytes, estimated tokens"},
+	{Name: "tools.drift", Note: "the MCP gateway saw a tool that differs from the pinned version (hidden and not callable): version, what changed"},
 	{Name: "auth.credential.refuse", Note: "refusals of unauthenticated callers, counted per source address, reason and minute, in the installation's log (`orgs/-`)"},
 	{Name: "orgs.user.create", Note: "a user's first sign-in through an identity provider"},
 	{Name: "registry.approval.create", Note: "a change to a registry that needs approval becomes an approval request (PinEntry, UnpinEntry, PromoteEntry, UpdateRegistry)"},
