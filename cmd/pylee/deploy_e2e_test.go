@@ -254,7 +254,7 @@ func TestDeployEndToEnd(t *testing.T) {
 	u.waitEntryVersion(t, "/v1/orgs/acme/registries/prod/entries/echo", "1.0.0")
 
 	// kill -9 the serving instance: restarted, the restart in its status.
-	st = u.waitDeployment(t, path, "served 1.0.0 again", func(m map[string]any) bool {
+	u.waitDeployment(t, path, "served 1.0.0 again", func(m map[string]any) bool {
 		return m["phase"] == "PHASE_SERVING" && m["version"] == "1.0.0"
 	})
 	up3, err := dc.ResolveUpstream(gw, &deployv1.ResolveUpstreamRequest{Name: name})
@@ -265,7 +265,7 @@ func TestDeployEndToEnd(t *testing.T) {
 	if err := syscall.Kill(pid, syscall.SIGKILL); err != nil {
 		t.Fatal(err)
 	}
-	st = u.waitDeployment(t, path, "restarted its instance", func(m map[string]any) bool {
+	u.waitDeployment(t, path, "restarted its instance", func(m map[string]any) bool {
 		for _, in := range m["instances"].([]any) {
 			in := in.(map[string]any)
 			if in["id"] == up3.GetInstance() && in["restarts"] == float64(1) && in["state"] == "STATE_HEALTHY" {
