@@ -7,6 +7,7 @@ import (
 	"io"
 	"net/http"
 	"os"
+	"os/exec"
 	"path/filepath"
 	"sort"
 	"strings"
@@ -145,6 +146,9 @@ func TestMCPGatewayEndToEnd(t *testing.T) {
 		t.Fatalf("%d progress notifications, want 3", len(progress))
 	}
 
+	// The MCP Inspector's CLI mode, a client of its own: list and call.
+	inspectorLists(t, url, u.token)
+
 	// A service account bound on one tool lists and calls exactly it.
 	agent := u.saToken(t, "acme", "agent", "roles/user", "orgs/acme/servers/echo/tools/echo")
 	cs, err := gatewaySession(t, url, agent, nil)
@@ -282,4 +286,34 @@ func (u *upInstance) conn(t *testing.T) *grpc.ClientConn {
 	}
 	t.Cleanup(func() { c.Close() })
 	return c
+}
+
+// inspectorLists drives the MCP Inspector's CLI (tools/node_modules, from
+// tools/package.json) against url: tools/list, then a tools/call.
+func inspectorLists(t *testing.T, url, token string) {
+	t.Helper()
+	bin, _ := filepath.Abs(filepath.Join("..", "..", "tools", "node_modules", ".bin", "mcp-inspector"))
+	if _, err := os.Stat(bin); err != nil {
+		if os.Getenv("CI") == "true" {
+			t.Fatalf("no MCP Inspector at %s: run make tools (npm ci in tools/)", bin)
+		}
+		t.Logf("skipping the MCP Inspector part: no %s (make tools installs it; it runs in CI)", bin)
+		return
+	}
+	run := func(args ...string) string {
+		ctx, cancel := context.WithTimeout(context.Background(), 90*time.Second)
+		defer cancel()
+		cmd := exec.CommandContext(ctx, bin, append([]string{"--cli", url, "--transport", "http", "--header", "Authorization: Bearer " + token}, args...)...)
+		out, err := cmd.CombinedOutput()
+		if err != nil {
+			t.Fatalf("mcp-inspector %v: %v\n%s", args, err, out)
+		}
+		return string(out)
+	}
+	if out := run("--method", "tools/list"); !strings.Contains(out, `"echo"`) || !strings.Contains(out, `"count"`) {
+		t.Fatalf("inspector tools/list:\n%s", out)
+	}
+	if out := run("--method", "tools/call", "--tool-name", "echo", "--tool-arg", "text=from-inspector"); !strings.Contains(out, "1.0.0:from-inspector") {
+		t.Fatalf("inspector tools/call:\n%s", out)
+	}
 }
