@@ -24,7 +24,7 @@ import (
 
 // testServerTools are the tools the Go SDK test server lists, as a
 // version records them.
-func testServerTools(t *testing.T) []*registryv1.Tool {
+func testServerTools(t testing.TB) []*registryv1.Tool {
 	t.Helper()
 	obj := func(props map[string]any) *structpb.Struct {
 		m := map[string]any{"type": "object"}
@@ -278,7 +278,7 @@ func TestMCPGatewayEndToEnd(t *testing.T) {
 }
 
 // conn is a gRPC connection to u, closed with the test.
-func (u *upInstance) conn(t *testing.T) *grpc.ClientConn {
+func (u *upInstance) conn(t testing.TB) *grpc.ClientConn {
 	t.Helper()
 	c, err := grpc.NewClient(u.grpc, grpc.WithTransportCredentials(insecure.NewCredentials()))
 	if err != nil {

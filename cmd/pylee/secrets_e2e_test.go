@@ -37,7 +37,7 @@ func bearer(token string) context.Context {
 }
 
 // serviceToken is the credential of target's service identity in u.
-func (u *upInstance) serviceToken(t *testing.T, target string) string {
+func (u *upInstance) serviceToken(t testing.TB, target string) string {
 	t.Helper()
 	secret, err := os.ReadFile(filepath.Join(u.dataDir, "service.token"))
 	if err != nil {
