@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"net/http"
+	"net/http/httptest"
 	"sort"
 	"sync"
 	"sync/atomic"
@@ -49,9 +50,39 @@ func BenchmarkMCPToolCall(b *testing.B) {
 	if err != nil {
 		b.Fatal(err)
 	}
+	b.Run("stdio-bridge", func(b *testing.B) {
+		measureMCP(b, up.GetUrl(), gwToken, u.rest+"/mcp/acme/prod/echo", u.token)
+	})
+
+	// A remote upstream: a Go SDK streamable HTTP server in this process,
+	// pinned as a remote, so the gateway's own cost stands alone.
+	srv := mcp.NewServer(&mcp.Implementation{Name: "remote-echo", Version: "1.0.0"}, nil)
+	srv.AddTool(&mcp.Tool{Name: "echo", Description: "Echoes its text.", InputSchema: map[string]any{"type": "object",
+		"properties": map[string]any{"text": map[string]any{"type": "string"}}}},
+		func(_ context.Context, req *mcp.CallToolRequest) (*mcp.CallToolResult, error) {
+			return &mcp.CallToolResult{Content: []mcp.Content{&mcp.TextContent{Text: "1.0.0:x"}}}, nil
+		})
+	remote := httptest.NewServer(mcp.NewStreamableHTTPHandler(func(*http.Request) *mcp.Server { return srv }, nil))
+	defer remote.Close()
+	benchREST(b, u, "POST", "/v1/orgs/acme/servers?server_id=remote", `{"serverName":"com.acme/remote"}`, 200)
+	rdoc, _ := structpb.NewStruct(map[string]any{"name": "com.acme/remote", "description": "remote echo", "version": "1.0.0",
+		"remotes": []any{map[string]any{"type": "streamable-http", "url": remote.URL}}})
+	if _, err := rc.CreateVersion(bearer(u.token), &registryv1.CreateVersionRequest{Parent: "orgs/acme/servers/remote",
+		Version: &registryv1.ServerVersion{Version: "1.0.0", ServerJson: rdoc, Tools: tools[:1]}}); err != nil {
+		b.Fatal(err)
+	}
+	benchREST(b, u, "PUT", "/v1/orgs/acme/registries/prod/entries/remote", `{"version":"1.0.0"}`, 200)
+	benchWait(b, u, "/v1/orgs/acme/registries/prod/deployments/remote", func(m map[string]any) bool { return m["phase"] == "PHASE_SERVING" })
+	b.Run("remote", func(b *testing.B) {
+		measureMCP(b, remote.URL, "", u.rest+"/mcp/acme/prod/remote", u.token)
+	})
+}
+
+// measureMCP measures tools/call on directURL and through gatewayURL.
+func measureMCP(b *testing.B, directURL, directToken, gatewayURL, token string) {
 	modes := []struct{ name, url, token string }{
-		{"direct", up.GetUrl(), gwToken},
-		{"gateway", u.rest + "/mcp/acme/prod/echo", u.token},
+		{"direct", directURL, directToken},
+		{"gateway", gatewayURL, token},
 	}
 	type result struct {
 		p50, p99   time.Duration
@@ -144,7 +175,7 @@ func BenchmarkMCPToolCall(b *testing.B) {
 	b.ReportMetric(d.throughput, "direct-calls/s")
 	b.ReportMetric(g.throughput, "gateway-calls/s")
 	b.ReportMetric(g.throughput/d.throughput, "throughput-ratio")
-	fmt.Printf("tools/call at 1,000/s: direct p50 %v p99 %v; gateway p50 %v p99 %v (%.2fx, +%v)\n", d.p50, d.p99, g.p50, g.p99,
+	fmt.Printf("%s: tools/call at 1,000/s: direct p50 %v p99 %v; gateway p50 %v p99 %v (%.2fx, +%v)\n", b.Name(), d.p50, d.p99, g.p50, g.p99,
 		float64(g.p99)/float64(d.p99), g.p99-d.p99)
-	fmt.Printf("32 sessions: direct %.0f calls/s, gateway %.0f calls/s (%.2fx)\n", d.throughput, g.throughput, g.throughput/d.throughput)
+	fmt.Printf("%s: 32 sessions: direct %.0f calls/s, gateway %.0f calls/s (%.2fx)\n", b.Name(), d.throughput, g.throughput, g.throughput/d.throughput)
 }

@@ -317,3 +317,84 @@ func inspectorLists(t *testing.T, url, token string) {
 		t.Fatalf("inspector tools/call:\n%s", out)
 	}
 }
+
+// TestMCPGatewayCanary: a canary rollout judged on the calls that go
+// through the gateway: a version failing half its calls is rolled back by
+// the deploy service, sessions on it end (404), and sessions started
+// after land on the previous version.
+func TestMCPGatewayCanary(t *testing.T) {
+	bin := buildTestServer(t)
+	u := startUp(t, "--deploy-allow-command", "--deploy-discover-interval", "100ms", "--deploy-health-interval", "100ms")
+	dir := t.TempDir()
+	ok, bad := filepath.Join(dir, "ok.json"), filepath.Join(dir, "bad.json")
+	_ = os.WriteFile(ok, []byte(`{}`), 0o600)
+	_ = os.WriteFile(bad, []byte(`{"fail_rate":0.5}`), 0o600)
+	u.expect(t, "POST", "/v1/orgs?organization_id=acme", u.token, `{}`, 200)
+	u.expect(t, "POST", "/v1/orgs/acme/registries?registry_id=prod", u.token,
+		`{"rolloutPolicy":{"strategy":"STRATEGY_CANARY","steps":[{"weightPercent":50,"pause":"300s"}],"maxErrorRate":0.2}}`, 200)
+	u.expect(t, "POST", "/v1/orgs/acme/servers?server_id=echo", u.token, `{"serverName":"com.acme/echo"}`, 200)
+	u.expect(t, "POST", "/v1/orgs/acme/secrets?secret_id=API_KEY", u.token, `{"value":"k"}`, 200)
+	for v, control := range map[string]string{"1.0.0": ok, "1.1.0": bad} {
+		u.expect(t, "POST", "/v1/orgs/acme/servers/echo/versions:import", u.token, fmt.Sprintf(`{"serverJson":%q}`, testServerDoc(bin, v, control)), 200)
+	}
+	const path = "/v1/orgs/acme/registries/prod/deployments/echo"
+	u.expect(t, "PUT", "/v1/orgs/acme/registries/prod/entries/echo", u.token, `{"version":"1.0.0"}`, 200)
+	u.waitDeployment(t, path, "served 1.0.0", phaseIs("PHASE_SERVING"))
+	u.expect(t, "PUT", "/v1/orgs/acme/registries/prod/entries/echo", u.token, `{"version":"1.1.0"}`, 200)
+	u.waitDeployment(t, path, "started its canary", func(m map[string]any) bool { return armWeights(m)["1.1.0"] == 50 })
+
+	url := u.rest + "/mcp/acme/prod/echo"
+	versions := map[string]int{}
+	var canary []*mcp.ClientSession
+	for i := 0; i < 60 && (len(canary) < 3 || versions["1.0.0"] == 0); i++ {
+		cs, err := gatewaySession(t, url, u.token, nil)
+		if err != nil {
+			t.Fatal(err)
+		}
+		// The version answers in the text; the canary fails half its
+		// calls, so ask until one answers.
+		for try := 0; try < 8; try++ {
+			r, err := cs.CallTool(context.Background(), &mcp.CallToolParams{Name: "echo", Arguments: map[string]any{"text": "v"}})
+			if err != nil {
+				continue
+			}
+			v := strings.TrimSuffix(r.Content[0].(*mcp.TextContent).Text, ":v")
+			versions[v]++
+			if v == "1.1.0" {
+				canary = append(canary, cs)
+			}
+			break
+		}
+	}
+	if versions["1.0.0"] == 0 || len(canary) == 0 {
+		t.Fatalf("sessions by version: %v", versions)
+	}
+	// Drive the canary sessions: half their calls fail; the gateway
+	// reports it and the deploy service rolls back.
+	for _, cs := range canary {
+		for i := 0; i < 10; i++ {
+			_, _ = cs.CallTool(context.Background(), &mcp.CallToolParams{Name: "echo", Arguments: map[string]any{"text": "c"}})
+		}
+	}
+	st := u.waitDeployment(t, path, "rolled back on the gateway's reports", phaseIs("PHASE_ROLLED_BACK"))
+	if !strings.Contains(fmt.Sprint(st["reason"]), "error rate") {
+		t.Fatalf("rolled back for: %v", st["reason"])
+	}
+	u.waitEntryVersion(t, "/v1/orgs/acme/registries/prod/entries/echo", "1.0.0")
+	// New sessions land on 1.0.0.
+	for i := 0; i < 6; i++ {
+		cs, err := gatewaySession(t, url, u.token, nil)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if got := callText(t, cs, "echo", map[string]any{"text": "n"}); got != "1.0.0:n" {
+			t.Fatalf("a session started after the rollback answered %q", got)
+		}
+	}
+	// A canary session ends: its next request is refused (404), so its
+	// client starts anew.
+	time.Sleep(6 * time.Second) // the gateway's upstream cache (5 s)
+	if _, err := canary[0].CallTool(context.Background(), &mcp.CallToolParams{Name: "echo", Arguments: map[string]any{"text": "x"}}); err == nil {
+		t.Fatal("a session on the rolled back version still works")
+	}
+}

@@ -450,14 +450,22 @@ func (m *MCP) upstreamError(w http.ResponseWriter, req *jsonrpc.Request, err err
 // upstream is where the caller's session goes (cached briefly).
 func (m *MCP) upstream(ctx context.Context, t target, p auth.Principal, version string) (*deployv1.Upstream, error) {
 	k := upstreamKey{t.deployment(), userOf(p), version}
-	if up, ok := m.upstreams.get(k); ok {
-		return up, nil
+	if version != "" {
+		if up, ok := m.upstreams.get(k); ok {
+			return up, nil
+		}
 	}
 	up, err := m.deploy.ResolveUpstream(auth.Outgoing(ctx, m.cfg.Token), &deployv1.ResolveUpstreamRequest{Name: t.deployment(), User: userOf(p), Version: version})
 	if err != nil {
 		return nil, err
 	}
-	m.upstreams.put(k, up)
+	// A new session's version is drawn by the rollout's weights each time;
+	// a session's own version is kept, so its answer can be cached.
+	if version != "" {
+		m.upstreams.put(k, up)
+	} else {
+		m.upstreams.put(upstreamKey{t.deployment(), userOf(p), up.GetVersion()}, up)
+	}
 	return up, nil
 }
 
