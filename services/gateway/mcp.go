@@ -14,6 +14,7 @@ import (
 	"strings"
 	"sync"
 	"time"
+	"unicode/utf8"
 
 	"github.com/modelcontextprotocol/go-sdk/jsonrpc"
 	"github.com/prometheus/client_golang/prometheus"
@@ -23,6 +24,7 @@ import (
 
 	deployv1 "github.com/pyleeai/pylee/gen/go/pylee/deploy/v1"
 	registryv1 "github.com/pyleeai/pylee/gen/go/pylee/registry/v1"
+	"github.com/pyleeai/pylee/kit/aip"
 	"github.com/pyleeai/pylee/kit/auditlog"
 	"github.com/pyleeai/pylee/kit/auth"
 	"github.com/pyleeai/pylee/kit/config"
@@ -141,11 +143,10 @@ func parseTarget(path, prefix string) (target, bool) {
 		return target{}, false
 	}
 	t := target{org: parts[0], registry: parts[1], server: parts[2]}
-	if _, err := names.ParseRegistry(t.registryName()); err != nil {
-		return target{}, false
-	}
-	if _, err := names.ParseServer(t.serverName()); err != nil {
-		return target{}, false
+	for _, id := range parts {
+		if err := aip.ValidateSegmentID(id); err != nil {
+			return target{}, false
+		}
 	}
 	return t, true
 }
@@ -298,6 +299,10 @@ func (m *MCP) post(ctx context.Context, w http.ResponseWriter, r *http.Request, 
 	body, err := io.ReadAll(http.MaxBytesReader(w, r.Body, maxMessageBytes))
 	if err != nil {
 		http.Error(w, "the message is larger than 4 MiB", http.StatusRequestEntityTooLarge)
+		return
+	}
+	if !utf8.Valid(body) {
+		rpcError(w, jsonrpc.ID{}, jsonrpc.CodeParseError, "the message is not valid UTF-8")
 		return
 	}
 	msg, err := jsonrpc.DecodeMessage(body)
