@@ -146,6 +146,11 @@ func TestMCPGatewayEndToEnd(t *testing.T) {
 		t.Fatalf("%d progress notifications, want 3", len(progress))
 	}
 
+	// Each protocol version a client may speak, initialized by hand.
+	for _, pv := range []string{"2025-06-18", "2025-11-25"} {
+		rawProtocol(t, url, u.token, pv)
+	}
+
 	// The MCP Inspector's CLI mode, a client of its own: list and call.
 	inspectorLists(t, url, u.token)
 
@@ -396,5 +401,52 @@ func TestMCPGatewayCanary(t *testing.T) {
 	time.Sleep(6 * time.Second) // the gateway's upstream cache (5 s)
 	if _, err := canary[0].CallTool(context.Background(), &mcp.CallToolParams{Name: "echo", Arguments: map[string]any{"text": "x"}}); err == nil {
 		t.Fatal("a session on the rolled back version still works")
+	}
+}
+
+// rawProtocol speaks MCP streamable HTTP by hand at protocol version pv:
+// initialize, initialized, tools/list with the session and version
+// headers, DELETE.
+func rawProtocol(t *testing.T, url, token, pv string) {
+	t.Helper()
+	tr := &http.Transport{}
+	defer tr.CloseIdleConnections()
+	hc := &http.Client{Transport: tr}
+	post := func(body, session string) (*http.Response, string) {
+		req, _ := http.NewRequest("POST", url, strings.NewReader(body))
+		req.Header.Set("Authorization", "Bearer "+token)
+		req.Header.Set("Content-Type", "application/json")
+		req.Header.Set("Accept", "application/json, text/event-stream")
+		if session != "" {
+			req.Header.Set("Mcp-Session-Id", session)
+			req.Header.Set("MCP-Protocol-Version", pv)
+		}
+		resp, err := hc.Do(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		b, _ := io.ReadAll(resp.Body)
+		resp.Body.Close()
+		return resp, string(b)
+	}
+	resp, body := post(`{"jsonrpc":"2.0","id":1,"method":"initialize","params":{"protocolVersion":"`+pv+`","capabilities":{},"clientInfo":{"name":"raw","version":"1"}}}`, "")
+	session := resp.Header.Get("Mcp-Session-Id")
+	if resp.StatusCode != 200 || session == "" || !strings.Contains(body, `"protocolVersion":"`+pv+`"`) {
+		t.Fatalf("initialize at %s: %d %q %s", pv, resp.StatusCode, session, body)
+	}
+	if resp, body := post(`{"jsonrpc":"2.0","method":"notifications/initialized"}`, session); resp.StatusCode != 202 {
+		t.Fatalf("initialized at %s: %d %s", pv, resp.StatusCode, body)
+	}
+	if resp, body := post(`{"jsonrpc":"2.0","id":2,"method":"tools/list"}`, session); resp.StatusCode != 200 || !strings.Contains(body, `"name":"echo"`) {
+		t.Fatalf("tools/list at %s: %d %s", pv, resp.StatusCode, body)
+	}
+	req, _ := http.NewRequest("DELETE", url, nil)
+	req.Header.Set("Authorization", "Bearer "+token)
+	req.Header.Set("Mcp-Session-Id", session)
+	req.Header.Set("MCP-Protocol-Version", pv)
+	if r, err := hc.Do(req); err != nil || r.StatusCode >= 300 {
+		t.Fatalf("DELETE at %s: %v %v", pv, r, err)
+	} else {
+		r.Body.Close()
 	}
 }
