@@ -100,6 +100,15 @@ func (m *MCP) relayEvents(ctx context.Context, w io.Writer, f http.Flusher, body
 				if d, ok := strings.CutPrefix(trimmed, "data:"); ok {
 					data = append(data, strings.TrimPrefix(d, " "))
 				}
+				if ev.Len() > maxResponseBytes {
+					// An event larger than any answer may be: the upstream
+					// misbehaves; end the stream rather than hold it.
+					m.log.Sugar().Warnw("an upstream event exceeded the size bound; stream ended", "deployment", t.deployment())
+					if call != nil && !answered {
+						m.outcomes.add(t.deployment(), call.version, outcomeTransport, call)
+					}
+					return
+				}
 			}
 		}
 		if err != nil {
