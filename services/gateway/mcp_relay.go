@@ -5,6 +5,7 @@ import (
 	"bytes"
 	"context"
 	"encoding/json"
+	"errors"
 	"io"
 	"net/http"
 	"strings"
@@ -73,7 +74,7 @@ func (m *MCP) relayEvents(ctx context.Context, w io.Writer, f http.Flusher, body
 	var data []string
 	answered := false
 	for {
-		line, err := br.ReadString('\n')
+		line, err := readLine(br, maxResponseBytes)
 		if len(line) > 0 {
 			trimmed := strings.TrimRight(line, "\r\n")
 			if trimmed == "" {
@@ -312,4 +313,24 @@ func newMCPMetrics(reg prometheus.Registerer) (*mcpMetrics, error) {
 		}
 	}
 	return m, nil
+}
+
+// errLineTooLong ends a stream whose line exceeds the bound.
+var errLineTooLong = errors.New("an event line exceeds the size bound")
+
+// readLine reads up to and including the next newline, refusing to hold
+// more than max bytes of one line.
+func readLine(br *bufio.Reader, max int) (string, error) {
+	var line []byte
+	for {
+		chunk, err := br.ReadSlice('\n')
+		line = append(line, chunk...)
+		if len(line) > max {
+			return "", errLineTooLong
+		}
+		if errors.Is(err, bufio.ErrBufferFull) {
+			continue
+		}
+		return string(line), err
+	}
 }
