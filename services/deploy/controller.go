@@ -321,7 +321,7 @@ func (c *Controller) valuesChanged(ctx context.Context, d *deployment) {
 	// session starts one with the new values.
 	for a, us := range users {
 		for user, ui := range us {
-			vals, err := c.sec.Resolve(ctx, d.rec.Registry, d.rec.Server, user)
+			vals, err := c.sec.Resolve(ctx, d.rec.Registry, d.server(), user)
 			if err != nil {
 				continue
 			}

@@ -160,6 +160,13 @@ func (d *deployment) run(ctx context.Context) {
 	}
 }
 
+// server is the deployment's server, read under its lock.
+func (d *deployment) server() string {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	return d.rec.Server
+}
+
 // setSpec records the entry's pin from an entry event.
 func (d *deployment) setSpec(e *registryv1.Entry, revision int64, unpinned bool) {
 	d.mu.Lock()
@@ -167,7 +174,9 @@ func (d *deployment) setSpec(e *registryv1.Entry, revision int64, unpinned bool)
 		d.rec.Pinned = ""
 	} else {
 		d.rec.Pinned = e.GetVersion()
-		d.rec.Server, d.rec.ServerName = e.GetServer(), e.GetServerName()
+		if d.rec.Server != e.GetServer() || d.rec.ServerName != e.GetServerName() {
+			d.rec.Server, d.rec.ServerName = e.GetServer(), e.GetServerName()
+		}
 	}
 	d.rec.Revision = revision
 	d.mu.Unlock()

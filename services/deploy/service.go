@@ -288,7 +288,7 @@ func (c *Controller) replace(ctx context.Context, d *deployment, a *arm, why str
 	if a.doc == nil || a.runtime == "" {
 		return nil
 	}
-	vals, err := c.sec.Resolve(ctx, d.rec.Registry, d.rec.Server, "")
+	vals, err := c.sec.Resolve(ctx, d.rec.Registry, d.server(), "")
 	if err != nil {
 		return fmt.Errorf("resolving inputs: %v: %w", err, errs.ErrUnavailable)
 	}

@@ -82,15 +82,23 @@ func (c *Controller) Resolve(ctx context.Context, name, user, version string) (*
 	}
 	a := d.arms[chosen]
 	phase := d.phase
+	// What the arm is now, read under the lock (a restart replaces its
+	// plan and instance).
+	var failure deployv1.Deployment_Phase
+	var p plan.Plan
+	var shared *instance.Instance
+	var missing []string
+	if a != nil {
+		failure, p, shared, missing = a.failure, a.plan, a.shared, a.missing
+	}
 	d.mu.Unlock()
-	perUserOnly := a != nil && a.failure == deployv1.Deployment_PHASE_MISSING_INPUTS && user != ""
-	if chosen == "" || a == nil || a.failure != 0 && !perUserOnly {
+	perUserOnly := a != nil && failure == deployv1.Deployment_PHASE_MISSING_INPUTS && user != ""
+	if chosen == "" || a == nil || failure != 0 && !perUserOnly {
 		return nil, fmt.Errorf("%s serves no version yet (%s): %w", name, strings.TrimPrefix(phase.String(), "PHASE_"), errs.ErrUnavailable)
 	}
 	up := &deployv1.Upstream{Version: chosen, Serving: serving}
-	p := a.plan
 	if user != "" && declaresInputs(a.doc) {
-		vals, err := c.sec.Resolve(ctx, d.rec.Registry, d.rec.Server, user)
+		vals, err := c.sec.Resolve(ctx, d.rec.Registry, d.server(), user)
 		if err != nil {
 			return nil, fmt.Errorf("resolving %s's inputs: %v: %w", user, err, errs.ErrUnavailable)
 		}
@@ -104,7 +112,7 @@ func (c *Controller) Resolve(ctx context.Context, name, user, version string) (*
 			return nil, fmt.Errorf("%s: %v: %w", name, err, errs.ErrFailedPrecondition)
 		}
 	} else if perUserOnly {
-		return nil, fmt.Errorf("%s needs values for %s: %w", name, strings.Join(a.missing, ", "), errs.ErrFailedPrecondition)
+		return nil, fmt.Errorf("%s needs values for %s: %w", name, strings.Join(missing, ", "), errs.ErrFailedPrecondition)
 	}
 	if p.Runtime == plan.Remote {
 		up.Url, up.Transport, up.Headers = p.URL, p.Transport, p.Headers
@@ -112,10 +120,10 @@ func (c *Controller) Resolve(ctx context.Context, name, user, version string) (*
 	}
 	up.Transport = "streamable-http"
 	if !p.UserScoped {
-		if a.shared == nil {
+		if shared == nil {
 			return nil, fmt.Errorf("%s %s has no running instance: %w", name, chosen, errs.ErrUnavailable)
 		}
-		up.Url, up.Instance = a.shared.Address(), a.shared.Status().ID
+		up.Url, up.Instance = shared.Address(), shared.Status().ID
 		return up, nil
 	}
 	inst, err := c.userInstance(ctx, d, a, user, p)
