@@ -8,6 +8,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/modelcontextprotocol/go-sdk/mcp"
+
 	deployv1 "github.com/pyleeai/pylee/gen/go/pylee/deploy/v1"
 )
 
@@ -82,6 +84,40 @@ func TestDeployNPMServerEverything(t *testing.T) {
 	}
 	if got := callText(t, cs, "echo", map[string]any{"message": "hi"}); !strings.Contains(got, "hi") {
 		t.Fatalf("echo = %q", got)
+	}
+
+	// Through the MCP gateway: tools, resources and prompts of the real
+	// server, as the admin (tools.invoke on the organization).
+	gs, err := gatewaySession(t, u.rest+"/mcp/acme/prod/everything", u.token, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got := callText(t, gs, "echo", map[string]any{"message": "through the gateway"}); !strings.Contains(got, "through the gateway") {
+		t.Fatalf("echo through the gateway = %q", got)
+	}
+	res, err := gs.ListResources(t.Context(), nil)
+	if err != nil || len(res.Resources) == 0 {
+		t.Fatalf("resources/list through the gateway: %v, %v", res, err)
+	}
+	if rr, err := gs.ReadResource(t.Context(), &mcp.ReadResourceParams{URI: res.Resources[0].URI}); err != nil || len(rr.Contents) == 0 {
+		t.Fatalf("resources/read %s through the gateway: %v, %v", res.Resources[0].URI, rr, err)
+	}
+	prompts, err := gs.ListPrompts(t.Context(), nil)
+	if err != nil || len(prompts.Prompts) == 0 {
+		t.Fatalf("prompts/list through the gateway: %v, %v", prompts, err)
+	}
+	for _, p := range prompts.Prompts {
+		required := false
+		for _, a := range p.Arguments {
+			required = required || a.Required
+		}
+		if required {
+			continue
+		}
+		if gp, err := gs.GetPrompt(t.Context(), &mcp.GetPromptParams{Name: p.Name}); err != nil || len(gp.Messages) == 0 {
+			t.Fatalf("prompts/get %s through the gateway: %v, %v", p.Name, gp, err)
+		}
+		break
 	}
 
 	// A new version of the same package, now cached: pin to serving.

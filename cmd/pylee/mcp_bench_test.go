@@ -34,10 +34,7 @@ func BenchmarkMCPToolCall(b *testing.B) {
 	var doc map[string]any
 	_ = json.Unmarshal([]byte(testServerDoc(bin, "1.0.0", "")), &doc)
 	sj, _ := structpb.NewStruct(doc)
-	tools := []*registryv1.Tool{}
-	for _, tl := range testServerTools(b) {
-		tools = append(tools, tl)
-	}
+	tools := testServerTools(b)
 	rc := registryv1.NewRegistryServiceClient(u.conn(b))
 	if _, err := rc.CreateVersion(bearer(u.token), &registryv1.CreateVersionRequest{Parent: "orgs/acme/servers/echo",
 		Version: &registryv1.ServerVersion{Version: "1.0.0", ServerJson: sj, Tools: tools}}); err != nil {
