@@ -418,10 +418,14 @@ func TestDeployPerUserInstances(t *testing.T) {
 	defer jwks.Close()
 	const issuer = "https://idp.acme.test"
 	signer, _ := jose.NewSigner(jose.SigningKey{Algorithm: jose.RS256, Key: key}, (&jose.SignerOptions{}).WithHeader("kid", "k1"))
-	payload, _ := json.Marshal(map[string]any{"iss": issuer, "aud": "pylee", "sub": "7", "email": "alice@acme.test",
-		"groups": []string{"acme/dev"}, "exp": time.Now().Add(time.Hour).Unix(), "iat": time.Now().Unix()})
-	obj, _ := signer.Sign(payload)
-	alice, _ := obj.CompactSerialize()
+	jwt := func(iss string, aud any, exp time.Duration) string {
+		payload, _ := json.Marshal(map[string]any{"iss": iss, "aud": aud, "sub": "7", "email": "alice@acme.test",
+			"groups": []string{"acme/dev"}, "exp": time.Now().Add(exp).Unix(), "iat": time.Now().Unix()})
+		obj, _ := signer.Sign(payload)
+		s, _ := obj.CompactSerialize()
+		return s
+	}
+	alice := jwt(issuer, "pylee", time.Hour)
 
 	u := startUp(t, "--deploy-allow-command", "--deploy-discover-interval", "100ms", "--deploy-health-interval", "100ms",
 		"--oidc-issuer", issuer, "--oidc-audience", "pylee", "--oidc-jwks-url", jwks.URL)
@@ -479,6 +483,36 @@ func TestDeployPerUserInstances(t *testing.T) {
 	if s := fmt.Sprint(st); strings.Contains(s, adminValue) || strings.Contains(s, aliceValue) {
 		t.Fatalf("a user's value in the status: %v", st)
 	}
+
+	// Through the MCP gateway, alice's OAuth token for this MCP URL (RFC
+	// 8707) reaches her own instance; a token for the REST API, for
+	// another server, expired or from another issuer does not.
+	mcpURL := u.rest + "/mcp/acme/prod/echo"
+	cs, err := gatewaySession(t, mcpURL, jwt(issuer, []string{mcpURL}, time.Hour), nil)
+	if err != nil {
+		t.Fatalf("alice with a token for %s: %v", mcpURL, err)
+	}
+	if got := callText(t, cs, "env", map[string]any{"name": "API_KEY"}); got != aliceValue {
+		t.Fatalf("alice's value through the gateway: %q", got)
+	}
+	for what, tok := range map[string]string{
+		"a token for the REST API":   alice,
+		"a token for another server": jwt(issuer, u.rest+"/mcp/acme/prod/other", time.Hour),
+		"an expired token":           jwt(issuer, mcpURL, -10*time.Minute),
+		"a token of another issuer":  jwt("https://evil.example", mcpURL, time.Hour),
+	} {
+		req, _ := http.NewRequest("POST", mcpURL, strings.NewReader(`{"jsonrpc":"2.0","id":1,"method":"ping"}`))
+		req.Header.Set("Authorization", "Bearer "+tok)
+		resp, err := http.DefaultClient.Do(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		resp.Body.Close()
+		if resp.StatusCode != 401 || !strings.Contains(resp.Header.Get("WWW-Authenticate"), "resource_metadata=") {
+			t.Fatalf("%s: %d %q", what, resp.StatusCode, resp.Header.Get("WWW-Authenticate"))
+		}
+	}
+	http.DefaultClient.CloseIdleConnections()
 }
 
 // TestDeployKilledMidRolloutResumes: the deploy target killed with -9 in

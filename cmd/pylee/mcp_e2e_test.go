@@ -146,6 +146,22 @@ func TestMCPGatewayEndToEnd(t *testing.T) {
 		t.Fatalf("%d progress notifications, want 3", len(progress))
 	}
 
+	// Cancellation travels to the server: a long count stopped by the
+	// client ends in the server (its log says so).
+	cctx, cancel := context.WithTimeout(context.Background(), 300*time.Millisecond)
+	_, err = admin.CallTool(cctx, &mcp.CallToolParams{Name: "count", Arguments: map[string]any{"n": 500}})
+	cancel()
+	if err == nil {
+		t.Fatal("a cancelled call answered")
+	}
+	deadline := time.Now().Add(10 * time.Second)
+	for !strings.Contains(fmt.Sprint(u.expect(t, "GET", "/v1/orgs/acme/registries/prod/deployments/echo:logs", u.token, "", 200).body), "count cancelled") {
+		if time.Now().After(deadline) {
+			t.Fatal("the server never saw the cancellation")
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+
 	// Each protocol version a client may speak, initialized by hand.
 	for _, pv := range []string{"2025-06-18", "2025-11-25"} {
 		rawProtocol(t, url, u.token, pv)

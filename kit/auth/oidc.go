@@ -5,6 +5,7 @@ import (
 	"encoding/base64"
 	"encoding/json"
 	"fmt"
+	"slices"
 	"strings"
 	"sync"
 
@@ -43,6 +44,9 @@ type OIDC struct {
 
 	mu       sync.Mutex
 	verifier *oidc.IDTokenVerifier
+	// anyAud verifies everything but the audience, which
+	// AuthenticateAudience checks itself (RFC 8707 resources).
+	anyAud *oidc.IDTokenVerifier
 }
 
 // NewOIDC returns an authenticator for cfg. Discovery, when needed, happens
@@ -64,18 +68,46 @@ func (o *OIDC) getVerifier(ctx context.Context) (*oidc.IDTokenVerifier, error) {
 		return o.verifier, nil
 	}
 	conf := &oidc.Config{ClientID: o.cfg.Audience, SupportedSigningAlgs: supportedAlgs}
+	anyAud := &oidc.Config{SkipClientIDCheck: true, SupportedSigningAlgs: supportedAlgs}
 	// Keys are fetched with a background context: the key set outlives
 	// the request that first needed it.
 	if o.cfg.JWKSURL != "" {
-		o.verifier = oidc.NewVerifier(o.cfg.Issuer, oidc.NewRemoteKeySet(context.Background(), o.cfg.JWKSURL), conf)
+		keys := oidc.NewRemoteKeySet(context.Background(), o.cfg.JWKSURL)
+		o.verifier = oidc.NewVerifier(o.cfg.Issuer, keys, conf)
+		o.anyAud = oidc.NewVerifier(o.cfg.Issuer, keys, anyAud)
 		return o.verifier, nil
 	}
 	p, err := oidc.NewProvider(oidc.ClientContext(ctx, nil), o.cfg.Issuer)
 	if err != nil {
 		return nil, fmt.Errorf("oidc discovery for %s: %w", o.cfg.Issuer, errs.ErrUnavailable)
 	}
-	o.verifier = p.Verifier(conf)
+	o.verifier, o.anyAud = p.Verifier(conf), p.Verifier(anyAud)
 	return o.verifier, nil
+}
+
+// AuthenticateAudience authenticates a JWT issued for one resource (RFC
+// 8707): its `aud` must include audience, such as an MCP server's URL;
+// the installation's own audience does not do. Everything else is checked
+// as by Authenticate.
+func (o *OIDC) AuthenticateAudience(ctx context.Context, cred config.Secret, audience string) (Principal, error) {
+	raw := cred.Reveal()
+	if !looksLikeJWT(raw) {
+		return Principal{}, fmt.Errorf("not a JWT: %w", errs.ErrUnauthenticated)
+	}
+	if _, err := o.getVerifier(ctx); err != nil {
+		return Principal{}, err
+	}
+	o.mu.Lock()
+	v := o.anyAud
+	o.mu.Unlock()
+	tok, err := v.Verify(ctx, raw)
+	if err != nil {
+		return Principal{}, fmt.Errorf("the JWT is not valid: %s: %w", strings.TrimPrefix(err.Error(), "oidc: "), errs.ErrUnauthenticated)
+	}
+	if !slices.Contains(tok.Audience, audience) {
+		return Principal{}, fmt.Errorf("the JWT is not for %s (its audience is %v): %w", audience, tok.Audience, errs.ErrUnauthenticated)
+	}
+	return o.principal(tok)
 }
 
 // looksLikeJWT tells JWTs from Pylee's API tokens without parsing.
@@ -99,6 +131,11 @@ func (o *OIDC) Authenticate(ctx context.Context, cred config.Secret) (Principal,
 		// and help an operator; they never contain the token.
 		return Principal{}, fmt.Errorf("the JWT is not valid: %s: %w", strings.TrimPrefix(err.Error(), "oidc: "), errs.ErrUnauthenticated)
 	}
+	return o.principal(tok)
+}
+
+// principal is the user a verified token names.
+func (o *OIDC) principal(tok *oidc.IDToken) (Principal, error) {
 	claims := map[string]any{}
 	if err := tok.Claims(&claims); err != nil {
 		return Principal{}, fmt.Errorf("the JWT's claims are unreadable: %w", errs.ErrUnauthenticated)

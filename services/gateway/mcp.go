@@ -60,9 +60,18 @@ type MCPConfig struct {
 	AllowedOrigins []string
 	// MaxSessionAge bounds a session (default 24 h).
 	MaxSessionAge time.Duration
-	// Issuer names the organization's authorization server in the
-	// protected-resource metadata (empty: the gateway's own base URL).
+	// Issuer names the authorization server in the protected-resource
+	// metadata (empty: the gateway's own base URL).
 	Issuer string
+	// ResourceTokens verifies JWTs issued for one MCP URL (RFC 8707); nil
+	// when the installation has no identity provider.
+	ResourceTokens ResourceAuthenticator
+}
+
+// ResourceAuthenticator authenticates a JWT whose audience must include
+// a resource (auth.OIDC).
+type ResourceAuthenticator interface {
+	AuthenticateAudience(ctx context.Context, cred config.Secret, audience string) (auth.Principal, error)
 }
 
 // MCP is the MCP gateway handler.
@@ -209,7 +218,7 @@ func (m *MCP) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		http.Error(w, fmt.Sprintf("unsupported MCP-Protocol-Version %q; supported: %s", v, strings.Join(mcpVersions, ", ")), http.StatusBadRequest)
 		return
 	}
-	p, err := m.authenticate(r)
+	p, err := m.authenticate(r, baseURL(r)+MCPPrefix+t.org+"/"+t.registry+"/"+t.server)
 	if err != nil {
 		w.Header().Set("WWW-Authenticate", fmt.Sprintf(`Bearer resource_metadata="%s%s%s/%s/%s"`, baseURL(r), ProtectedResourcePrefix, t.org, t.registry, t.server))
 		http.Error(w, err.Error(), http.StatusUnauthorized)
@@ -260,7 +269,10 @@ func (m *MCP) originAllowed(r *http.Request) bool {
 	return u.Host == r.Host || slices.Contains(m.cfg.AllowedOrigins, o)
 }
 
-func (m *MCP) authenticate(r *http.Request) (auth.Principal, error) {
+// authenticate verifies the bearer: a Pylee API token, or a JWT whose
+// audience is this MCP URL (a token for another resource, the REST API's
+// included, is refused).
+func (m *MCP) authenticate(r *http.Request, resource string) (auth.Principal, error) {
 	h := r.Header.Values("Authorization")
 	if len(h) != 1 {
 		return auth.Principal{}, errors.New("a bearer token is required")
@@ -269,7 +281,12 @@ func (m *MCP) authenticate(r *http.Request) (auth.Principal, error) {
 	if err != nil {
 		return auth.Principal{}, err
 	}
-	p, err := m.authn.Authenticate(r.Context(), cred)
+	var p auth.Principal
+	if m.cfg.ResourceTokens != nil && auth.LooksLikeJWT(cred.Reveal()) {
+		p, err = m.cfg.ResourceTokens.AuthenticateAudience(r.Context(), cred, resource)
+	} else {
+		p, err = m.authn.Authenticate(r.Context(), cred)
+	}
 	if err != nil {
 		return auth.Principal{}, errors.New("the token is not valid")
 	}

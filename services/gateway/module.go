@@ -63,7 +63,12 @@ func initMCP(p module.Process) error {
 	if err != nil {
 		return err
 	}
-	m, err := NewMCP(MCPConfig{SessionKey: p.PageTokens().DeriveKey("mcp session id"), Token: p.ServiceToken()},
+	cfg := MCPConfig{SessionKey: p.PageTokens().DeriveKey("mcp session id"), Token: p.ServiceToken()}
+	if o, ok := p.Settings().InstallationOIDC.(ResourceAuthenticator); ok {
+		cfg.ResourceTokens = o
+		cfg.Issuer = p.Settings().OIDC.Issuer
+	}
+	m, err := NewMCP(cfg,
 		p.Authenticators(), p.Authorizer(), deployv1.NewDeployServiceClient(dc), registryv1.NewRegistryServiceClient(rc),
 		p.Server().Registry(), p.Log())
 	if err != nil {

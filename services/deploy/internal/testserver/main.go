@@ -112,6 +112,7 @@ func main() {
 				select {
 				case <-time.After(20 * time.Millisecond):
 				case <-ctx.Done():
+					fmt.Fprintf(os.Stderr, "count cancelled at %d of %d\n", i, args.N)
 					return nil, ctx.Err()
 				}
 			}
