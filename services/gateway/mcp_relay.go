@@ -69,7 +69,9 @@ func (m *MCP) relay(ctx context.Context, w http.ResponseWriter, resp *http.Respo
 
 // relayEvents copies server-sent events, flushing each.
 func (m *MCP) relayEvents(ctx context.Context, w io.Writer, f http.Flusher, body io.Reader, t target, p auth.Principal, call *callInfo) {
-	br := bufio.NewReaderSize(body, 64<<10)
+	br := readers.Get().(*bufio.Reader)
+	br.Reset(body)
+	defer func() { br.Reset(nil); readers.Put(br) }()
 	var ev bytes.Buffer
 	var data []string
 	answered := false
@@ -127,6 +129,10 @@ func (m *MCP) relayEvents(ctx context.Context, w io.Writer, f http.Flusher, body
 		}
 	}
 }
+
+// readers are reused across streams: a 16 KiB buffer per request is
+// garbage the collector would otherwise chase at every call.
+var readers = sync.Pool{New: func() any { return bufio.NewReaderSize(nil, 16<<10) }}
 
 // rebuildEvent replaces an event's data lines with data.
 func rebuildEvent(ev, data []byte) []byte {
