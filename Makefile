@@ -106,7 +106,7 @@ vet:
 ## message when absent, a failure when CI=true).
 TESTFLAGS ?=
 test:
-	$(GO) test -count=1 -timeout 20m $(TESTFLAGS) $(PKGS)
+	$(GO) test -count=1 -timeout 30m $(TESTFLAGS) $(PKGS)
 
 ## fuzz: runs every fuzz target for FUZZTIME each.
 FUZZTIME ?= 10s
