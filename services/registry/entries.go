@@ -455,7 +455,7 @@ func (s *Service) WatchEntries(req *registryv1.WatchEntriesRequest, stream grpc.
 		if time.Since(started) >= watchLifetime {
 			return nil
 		}
-		wake := s.changes.wait()
+		wake := s.changes.Wait()
 		changes, err := tx.Changes(ctx, req.GetParent(), rev, 500)
 		if err != nil {
 			return err

@@ -7,7 +7,6 @@ import (
 	"regexp"
 	"strconv"
 	"strings"
-	"sync"
 	"time"
 
 	"google.golang.org/protobuf/types/known/emptypb"
@@ -16,6 +15,7 @@ import (
 	registryv1 "github.com/pyleeai/pylee/gen/go/pylee/registry/v1"
 	"github.com/pyleeai/pylee/kit/aip"
 	"github.com/pyleeai/pylee/kit/auth"
+	"github.com/pyleeai/pylee/kit/broadcast"
 	"github.com/pyleeai/pylee/kit/db"
 	"github.com/pyleeai/pylee/kit/errs"
 	"github.com/pyleeai/pylee/kit/outbox"
@@ -63,7 +63,7 @@ type Service struct {
 	store     *store.Store
 	tokens    *aip.PageTokens
 	authz     auth.Authorizer
-	changes   broadcast
+	changes   broadcast.Broadcast
 	watchPoll time.Duration
 	orgs      Orgs
 	// purged runs after PurgeOrganization (nil: nothing).
@@ -142,34 +142,9 @@ func (s *Service) purgeBindings(ctx context.Context, resource string) error {
 // the module wires it, the audit relay): no handler wakes anything by hand.
 func New(st *store.Store, pageTokens *aip.PageTokens, authz auth.Authorizer) *Service {
 	s := &Service{store: st, tokens: pageTokens, authz: authz, watchPoll: 2 * time.Second, official: newOfficialCache()}
-	st.AfterCommit(s.changes.notify)
+	st.AfterCommit(s.changes.Notify)
 	st.AfterCommit(func() { s.official.commits.Add(1) })
 	return s
-}
-
-// broadcast wakes every waiter at each notify.
-type broadcast struct {
-	mu sync.Mutex
-	ch chan struct{}
-}
-
-// wait returns a channel closed at the next notify.
-func (b *broadcast) wait() <-chan struct{} {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	if b.ch == nil {
-		b.ch = make(chan struct{})
-	}
-	return b.ch
-}
-
-func (b *broadcast) notify() {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	if b.ch != nil {
-		close(b.ch)
-		b.ch = nil
-	}
 }
 
 // Register registers the service and its validators on srv.

@@ -9,7 +9,6 @@ import (
 	"fmt"
 	"strconv"
 	"strings"
-	"sync"
 	"time"
 
 	"google.golang.org/protobuf/types/known/emptypb"
@@ -19,6 +18,7 @@ import (
 	secretsv1 "github.com/pyleeai/pylee/gen/go/pylee/secrets/v1"
 	"github.com/pyleeai/pylee/kit/aip"
 	"github.com/pyleeai/pylee/kit/auth"
+	"github.com/pyleeai/pylee/kit/broadcast"
 	"github.com/pyleeai/pylee/kit/errs"
 	"github.com/pyleeai/pylee/kit/outbox"
 	"github.com/pyleeai/pylee/kit/server"
@@ -49,7 +49,7 @@ type Service struct {
 	authz      auth.Authorizer
 	declared   Declared
 	resolved   *resolutions
-	changes    broadcast
+	changes    broadcast.Broadcast
 	watchPoll  time.Duration
 }
 
@@ -59,7 +59,7 @@ type Service struct {
 func New(st *store.Store, b backend.Backend, pageTokens *aip.PageTokens) *Service {
 	s := &Service{store: st, backend: b, tokens: pageTokens, fpKey: pageTokens.DeriveKey("secrets value fingerprint"),
 		resolved: newResolutions(), watchPoll: 2 * time.Second, authz: auth.DenyAll{}}
-	st.AfterCommit(s.changes.notify)
+	st.AfterCommit(s.changes.Notify)
 	st.AfterCommit(s.resolved.changed)
 	return s
 }
@@ -465,7 +465,7 @@ func (s *Service) WatchValues(req *secretsv1.WatchValuesRequest, stream secretsv
 		if time.Since(started) >= watchLifetime {
 			return nil
 		}
-		wake := s.changes.wait()
+		wake := s.changes.Wait()
 		cs, err := s.store.Read().Changes(ctx, org, rev, 500)
 		if err != nil {
 			return err
@@ -485,29 +485,5 @@ func (s *Service) WatchValues(req *secretsv1.WatchValuesRequest, stream secretsv
 		case <-wake:
 		case <-time.After(s.watchPoll): // another replica's change
 		}
-	}
-}
-
-// broadcast wakes every waiter at each notify.
-type broadcast struct {
-	mu sync.Mutex
-	ch chan struct{}
-}
-
-func (b *broadcast) wait() <-chan struct{} {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	if b.ch == nil {
-		b.ch = make(chan struct{})
-	}
-	return b.ch
-}
-
-func (b *broadcast) notify() {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	if b.ch != nil {
-		close(b.ch)
-		b.ch = nil
 	}
 }
