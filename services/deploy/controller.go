@@ -511,11 +511,8 @@ func (c *Controller) instanceEvent(d *deployment, ev instance.Event) {
 	}
 }
 
-// changed announces a status change.
-func (c *Controller) changed(*deployment) { c.changes.Notify() }
-
-// changedAsync announces a change from outside the deployment's lock.
-func (c *Controller) changedAsync(*deployment) { c.changes.Notify() }
+// changed wakes the watchers of statuses.
+func (c *Controller) changed() { c.changes.Notify() }
 
 // get returns the deployment name.
 func (c *Controller) get(name string) (*deployment, bool) {

@@ -2,9 +2,9 @@ package deploy
 
 import (
 	"context"
-	"encoding/json"
 	"errors"
 	"fmt"
+	"reflect"
 	"sort"
 	"strings"
 	"sync"
@@ -190,20 +190,15 @@ func (d *deployment) reconcile(ctx context.Context) {
 	before, beforeRec := d.phase, d.rec
 	d.reconcileLocked(ctx)
 	d.phase = d.computePhase()
-	if d.phase != before || !sameRecord(d.rec, beforeRec) {
+	recChanged := !reflect.DeepEqual(d.rec, beforeRec)
+	if d.phase != before || recChanged {
 		d.update = time.Now()
-		d.c.changed(d)
+		d.c.changed()
 	}
-	if !sameRecord(d.rec, beforeRec) || len(d.events) > 0 {
+	if recChanged || len(d.events) > 0 {
 		d.c.save(ctx, d.rec, d.events)
 		d.events = nil
 	}
-}
-
-func sameRecord(a, b record) bool {
-	ja, _ := json.Marshal(a)
-	jb, _ := json.Marshal(b)
-	return string(ja) == string(jb)
 }
 
 func (d *deployment) reconcileLocked(ctx context.Context) {
@@ -506,7 +501,7 @@ func (d *deployment) onInstance(ev instance.Event) {
 		d.c.instanceEvent(d, ev)
 	}
 	d.wake()
-	d.c.changedAsync(d)
+	d.c.changed()
 }
 
 func (d *deployment) computePhase() deployv1.Deployment_Phase {

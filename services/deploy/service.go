@@ -340,6 +340,6 @@ func (c *Controller) replace(ctx context.Context, d *deployment, a *arm, why str
 			old.Stop()
 		}()
 	}
-	c.changedAsync(d)
+	c.changed()
 	return nil
 }

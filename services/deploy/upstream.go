@@ -40,18 +40,6 @@ func pick(w map[string]int) string {
 	return versions[len(versions)-1]
 }
 
-// declaresInputs reports whether a document asks for any value (so a
-// user's own values might change what runs for them).
-func declaresInputs(doc map[string]any) bool {
-	s := fmt.Sprint(doc)
-	for _, k := range []string{"environmentVariables", "headers", "Arguments", "${secret:", "variables"} {
-		if strings.Contains(s, k) {
-			return true
-		}
-	}
-	return false
-}
-
 // Resolve tells the gateway where a session of user goes: the version it
 // already uses while that still takes traffic, else one chosen by weight.
 func (c *Controller) Resolve(ctx context.Context, name, user, version string) (*deployv1.Upstream, error) {
@@ -97,7 +85,7 @@ func (c *Controller) Resolve(ctx context.Context, name, user, version string) (*
 		return nil, fmt.Errorf("%s serves no version yet (%s): %w", name, strings.TrimPrefix(phase.String(), "PHASE_"), errs.ErrUnavailable)
 	}
 	up := &deployv1.Upstream{Version: chosen, Serving: serving}
-	if user != "" && declaresInputs(a.doc) {
+	if user != "" && p.Asks {
 		vals, err := c.sec.Resolve(ctx, d.rec.Registry, d.server(), user)
 		if err != nil {
 			return nil, fmt.Errorf("resolving %s's inputs: %v: %w", user, err, errs.ErrUnavailable)
@@ -176,7 +164,7 @@ func (c *Controller) userInstance(ctx context.Context, d *deployment, a *arm, us
 		if err != nil {
 			return nil, err
 		}
-		d.c.changedAsync(d)
+		d.c.changed()
 		return inst, c.waitHealthy(ctx, inst)
 	}
 }

@@ -60,6 +60,9 @@ type Plan struct {
 	// UserScoped is true when a value comes from a user's scope: the
 	// instance runs per user.
 	UserScoped bool
+	// Asks is true when the plan looks up any value by name, found or
+	// not: a user's own values may change what runs for them.
+	Asks bool
 }
 
 // Choice is a candidate runtime of a document, in the document's order.
@@ -151,7 +154,7 @@ func Build(doc map[string]any, c Choice, vals Values) (Plan, error) {
 	default:
 		return Plan{}, fmt.Errorf("no runtime runs %q packages", c.Runtime)
 	}
-	p.Missing, p.Secrets, p.UserScoped = b.missingList(), b.secretList(), b.userScoped
+	p.Missing, p.Secrets, p.UserScoped, p.Asks = b.missingList(), b.secretList(), b.userScoped, b.asked
 	return p, nil
 }
 
@@ -165,6 +168,7 @@ func withVersion(id, sep, ver string) string {
 // builder resolves inputs, recording what is missing and what is secret.
 type builder struct {
 	vals       Values
+	asked      bool
 	missing    map[string]bool
 	secrets    map[string]bool
 	userScoped bool
@@ -194,6 +198,7 @@ func (b *builder) secret(v string) {
 
 // lookup is the resolved value of name.
 func (b *builder) lookup(name string) (string, bool) {
+	b.asked = true
 	v, ok := b.vals[name]
 	if !ok {
 		return "", false
