@@ -48,14 +48,24 @@ func pyleeBinary(t *testing.T) string {
 	return binPath
 }
 
+// handedOut are the addresses freeAddr gave: the kernel may offer a
+// closed port again at once, and two targets of one test must not get
+// the same.
+var handedOut sync.Map
+
 func freeAddr(t *testing.T) string {
 	t.Helper()
-	l, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
+	for {
+		l, err := net.Listen("tcp", "127.0.0.1:0")
+		if err != nil {
+			t.Fatal(err)
+		}
+		addr := l.Addr().String()
+		_ = l.Close()
+		if _, taken := handedOut.LoadOrStore(addr, true); !taken {
+			return addr
+		}
 	}
-	defer l.Close()
-	return l.Addr().String()
 }
 
 // proc is a `pylee serve` child process.
