@@ -5,6 +5,7 @@ import (
 	"crypto/rand"
 	"encoding/json"
 	"fmt"
+	"io"
 	"maps"
 	"net/http"
 	"reflect"
@@ -116,6 +117,13 @@ func (c *Controller) GuardInstances(g func(*http.Request) error) { c.guard = g }
 // Start loads the stored deployments and starts discovering registries.
 func (c *Controller) Start(ctx context.Context) error {
 	c.ctx, c.cancel = context.WithCancel(context.WithoutCancel(ctx))
+	for kind, rt := range c.rts {
+		if s, ok := rt.(runtime.Sweeper); ok {
+			if err := s.Sweep(ctx); err != nil {
+				c.log.Sugar().Warnw("what an earlier run left could not be removed", "runtime", kind, "error", err)
+			}
+		}
+	}
 	recs, err := c.st.Deployments(ctx)
 	if err != nil {
 		return err
@@ -145,6 +153,11 @@ func (c *Controller) Stop() {
 	}
 	c.cancel()
 	c.wg.Wait()
+	for _, rt := range c.rts {
+		if cl, ok := rt.(io.Closer); ok {
+			_ = cl.Close()
+		}
+	}
 }
 
 // startDeployment runs rec's deployment; c.mu is held.

@@ -2,6 +2,8 @@ package deploy
 
 import (
 	"context"
+	"crypto/sha256"
+	"encoding/hex"
 	"fmt"
 	"net/http"
 	"strings"
@@ -53,7 +55,7 @@ func initModule(ctx context.Context, p module.Process) error {
 	c := NewController(
 		grpcRegistry{orgs: orgsv1.NewOrgsServiceClient(orgsConn), reg: registryv1.NewRegistryServiceClient(regConn), token: token},
 		grpcSecrets{client: secretsv1.NewSecretsServiceClient(secConn), token: token},
-		runtime.Local(set.AllowCommand, set.DockerHost), st,
+		runtime.Local(set.AllowCommand, set.DockerHost, ownerID(p.DatabaseURL(Target))), st,
 		Options{WarmFor: set.WarmFor, UserIdle: set.UserIdle, Discover: set.Discover,
 			Instance: instance.Options{HealthInterval: set.HealthInterval}}, p.Log())
 	c.GuardInstances(GatewayOnly(p.Authenticators()))
@@ -88,4 +90,11 @@ func GatewayOnly(a auth.Authenticator) func(*http.Request) error {
 		}
 		return nil
 	}
+}
+
+// ownerID names this deploy target's containers: stable across restarts
+// (it derives from the target's database), distinct between targets.
+func ownerID(databaseURL string) string {
+	sum := sha256.Sum256([]byte(databaseURL))
+	return hex.EncodeToString(sum[:8])
 }

@@ -25,7 +25,7 @@ func BenchmarkIdleInstanceMemory(b *testing.B) {
 		var ins []*Instance
 		for j := 0; j < n; j++ {
 			p := plan.Plan{Runtime: plan.Command, Command: testServer, Transport: "stdio", Env: []string{"API_KEY=k"}}
-			in, err := Start(fmt.Sprint(j), "1.0.0", "", p, rt.Local(true, "")[plan.Command], Options{HealthInterval: time.Hour}, nil)
+			in, err := Start(fmt.Sprint(j), "1.0.0", "", p, rt.Local(true, "", "bench")[plan.Command], Options{HealthInterval: time.Hour}, nil)
 			if err != nil {
 				b.Fatal(err)
 			}

@@ -79,7 +79,7 @@ func TestBridgedProcessRestartsBehindTheSameAddress(t *testing.T) {
 		Env: []string{"API_KEY=canary-value-7f3a", "TEST_SERVER_VERSION=1.0.0"}, Secrets: []string{"canary-value-7f3a"}}
 	var mu sync.Mutex
 	var events []string
-	in, err := Start("i1", "1.0.0", "", p, runtime.Local(true, "")[plan.Command], Options{HealthInterval: 100 * time.Millisecond,
+	in, err := Start("i1", "1.0.0", "", p, runtime.Local(true, "", "test")[plan.Command], Options{HealthInterval: 100 * time.Millisecond,
 		BackoffBase: 50 * time.Millisecond}, func(e Event) {
 		if e.Kind != "" {
 			mu.Lock()
@@ -162,7 +162,7 @@ func TestBridgedProcessRestartsBehindTheSameAddress(t *testing.T) {
 // backoff that grows: it does not restart in a tight loop.
 func TestCrashLoopBacksOff(t *testing.T) {
 	p := plan.Plan{Runtime: plan.Command, Command: "/bin/false", Transport: "stdio"}
-	in, err := Start("i1", "1.0.0", "", p, runtime.Local(true, "")[plan.Command], Options{BackoffBase: 20 * time.Millisecond,
+	in, err := Start("i1", "1.0.0", "", p, runtime.Local(true, "", "test")[plan.Command], Options{BackoffBase: 20 * time.Millisecond,
 		BackoffMax: 400 * time.Millisecond, StartTimeout: 2 * time.Second}, nil)
 	if err != nil {
 		t.Fatal(err)
@@ -182,7 +182,7 @@ func TestCrashLoopBacksOff(t *testing.T) {
 // A runtime this host lacks refuses, naming what is missing.
 func TestRuntimeRefusals(t *testing.T) {
 	ctx := context.Background()
-	set := runtime.Local(false, "unix:///nonexistent/docker.sock")
+	set := runtime.Local(false, "unix:///nonexistent/docker.sock", "test")
 	if err := set[plan.Command].Check(ctx, plan.Plan{Command: testServer}); err == nil || !strings.Contains(err.Error(), "--deploy-allow-command") {
 		t.Fatalf("command runtime off: %v", err)
 	}

@@ -9,11 +9,8 @@ import (
 	"errors"
 	"fmt"
 	"io"
-	"net"
-	"net/http"
 	"os"
 	"os/exec"
-	"strings"
 	"syscall"
 	"time"
 
@@ -45,6 +42,12 @@ type Process interface {
 	Stop(grace time.Duration)
 }
 
+// Sweeper is a runtime that can remove what an earlier run of the same
+// deploy target left behind (a container outlives a killed parent).
+type Sweeper interface {
+	Sweep(ctx context.Context) error
+}
+
 // Set holds the runtimes of this host by kind.
 type Set map[string]Runtime
 
@@ -52,14 +55,16 @@ type Set map[string]Runtime
 var ErrUnsupported = errors.New("unsupported on this host")
 
 // Local returns the runtimes of a host that runs processes: npm, pypi,
-// command (when allowCommand) and oci (checked against the Docker engine
-// at dockerHost, or DOCKER_HOST, or the default socket).
-func Local(allowCommand bool, dockerHost string) Set {
+// command (when allowCommand) and oci (through the Docker engine at
+// dockerHost, or DOCKER_HOST, or the default socket; its containers are
+// labelled with owner, which must be stable across restarts of one deploy
+// target and differ between targets sharing an engine).
+func Local(allowCommand bool, dockerHost, owner string) Set {
 	return Set{
 		plan.NPM:     &process{kind: plan.NPM, tool: "npx"},
 		plan.PyPI:    &process{kind: plan.PyPI, tool: "uvx"},
 		plan.Command: &process{kind: plan.Command, disabled: !allowCommand},
-		plan.OCI:     &oci{host: dockerHost},
+		plan.OCI:     &oci{host: dockerHost, owner: owner},
 	}
 }
 
@@ -164,48 +169,4 @@ func (c *child) Stop(grace time.Duration) {
 	}
 	c.kill(syscall.SIGKILL)
 	_ = c.cs.Close()
-}
-
-// oci would run images through the Docker Engine API; it checks that an
-// engine answers and, on this release, says that running containers is
-// not implemented yet.
-type oci struct{ host string }
-
-func (r *oci) Name() string { return plan.OCI }
-
-func (r *oci) socket() string {
-	h := r.host
-	if h == "" {
-		h = os.Getenv("DOCKER_HOST")
-	}
-	if h == "" {
-		h = "unix:///var/run/docker.sock"
-	}
-	return h
-}
-
-func (r *oci) Check(ctx context.Context, _ plan.Plan) error {
-	h := r.socket()
-	path, ok := strings.CutPrefix(h, "unix://")
-	if !ok {
-		return fmt.Errorf("the Docker engine at %s: only unix sockets are supported: %w", h, ErrUnsupported)
-	}
-	tr := &http.Transport{DialContext: func(ctx context.Context, _, _ string) (net.Conn, error) {
-		var d net.Dialer
-		return d.DialContext(ctx, "unix", path)
-	}}
-	defer tr.CloseIdleConnections()
-	ctx, cancel := context.WithTimeout(ctx, 2*time.Second)
-	defer cancel()
-	req, _ := http.NewRequestWithContext(ctx, http.MethodGet, "http://docker/_ping", nil)
-	resp, err := (&http.Client{Transport: tr}).Do(req)
-	if err != nil {
-		return fmt.Errorf("no Docker engine answers at %s (oci packages need one): %w", h, ErrUnsupported)
-	}
-	_ = resp.Body.Close()
-	return fmt.Errorf("a Docker engine answers at %s, but running oci packages is not implemented yet: %w", h, ErrUnsupported)
-}
-
-func (r *oci) Start(ctx context.Context, p plan.Plan, _ *mcp.ClientOptions, _ io.Writer) (Process, error) {
-	return nil, r.Check(ctx, p)
 }
