@@ -129,6 +129,9 @@ type Settings struct {
 	Secrets SecretsSettings
 	// Deploy configures the deploy service's runtimes.
 	Deploy DeploySettings
+	// MCPListPoll is how often an aggregated MCP session's stream checks
+	// what its caller may use, to send list_changed (0: 5 s).
+	MCPListPoll time.Duration
 }
 
 // DeploySettings configure the deploy service.

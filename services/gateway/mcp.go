@@ -66,6 +66,9 @@ type MCPConfig struct {
 	// ResourceTokens verifies JWTs issued for one MCP URL (RFC 8707); nil
 	// when the installation has no identity provider.
 	ResourceTokens ResourceAuthenticator
+	// AggregatePoll is how often an aggregated session's stream checks
+	// what the caller may use, for list_changed (default 5 s).
+	AggregatePoll time.Duration
 }
 
 // ResourceAuthenticator authenticates a JWT whose audience must include
@@ -95,6 +98,8 @@ type MCP struct {
 	onDrift func(t target, version, tool, why string)
 	// usage records tool calls in the audit log (nil: not recorded).
 	usage *usage
+	// agg is the aggregated endpoint's per-replica state.
+	agg *aggregator
 }
 
 type upstreamKey struct{ name, user, version string }
@@ -110,6 +115,9 @@ func NewMCP(cfg MCPConfig, authn auth.Authenticator, authz auth.Authorizer, depl
 	if cfg.MaxSessionAge <= 0 {
 		cfg.MaxSessionAge = 24 * time.Hour
 	}
+	if cfg.AggregatePoll <= 0 {
+		cfg.AggregatePoll = 5 * time.Second
+	}
 	tr := http.DefaultTransport.(*http.Transport).Clone()
 	tr.MaxIdleConns, tr.MaxIdleConnsPerHost = 1024, 256
 	m := &MCP{cfg: cfg, authn: authn, authz: authz, deploy: deploy, registry: registry, sealer: s, log: log,
@@ -117,6 +125,7 @@ func NewMCP(cfg MCPConfig, authn auth.Authenticator, authz auth.Authorizer, depl
 		upstreams: newCache[upstreamKey, *deployv1.Upstream](5*time.Second, 10000),
 		versions:  newCache[string, *registryv1.ServerVersion](time.Hour, 10000),
 		policies:  newCache[string, registryv1.ToolPolicy](2*time.Second, 10000),
+		agg:       newAggregator(),
 	}
 	m.outcomes = newOutcomes(m)
 	if m.metrics, err = newMCPMetrics(reg); err != nil {
@@ -173,8 +182,10 @@ func baseURL(r *http.Request) string {
 func (m *MCP) ServeMetadata(w http.ResponseWriter, r *http.Request) {
 	t, ok := parseTarget(r.URL.Path, ProtectedResourcePrefix)
 	if !ok {
-		http.NotFound(w, r)
-		return
+		if t, ok = parseRegistryTarget(r.URL.Path, ProtectedResourcePrefix); !ok {
+			http.NotFound(w, r)
+			return
+		}
 	}
 	if r.Method != http.MethodGet && r.Method != http.MethodHead {
 		w.Header().Set("Allow", "GET, HEAD")
@@ -187,21 +198,29 @@ func (m *MCP) ServeMetadata(w http.ResponseWriter, r *http.Request) {
 	}
 	w.Header().Set("Content-Type", "application/json")
 	w.Header().Set("Cache-Control", "public, max-age=300")
+	resource, name := baseURL(r)+MCPPrefix+t.org+"/"+t.registry+"/"+t.server, t.server+" in "+t.registry
+	if t.server == "" {
+		resource, name = t.aggregateURL(baseURL(r)), "every server of "+t.registry
+	}
 	_ = json.NewEncoder(w).Encode(map[string]any{
-		"resource":                 baseURL(r) + MCPPrefix + t.org + "/" + t.registry + "/" + t.server,
+		"resource":                 resource,
 		"authorization_servers":    []string{issuer},
 		"bearer_methods_supported": []string{"header"},
 		"scopes_supported":         []string{"mcp"},
-		"resource_name":            "Pylee MCP gateway: " + t.server + " in " + t.registry,
+		"resource_name":            "Pylee MCP gateway: " + name,
 	})
 }
 
 // ServeHTTP serves /mcp/{org}/{registry}/{server}.
 func (m *MCP) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	t, ok := parseTarget(r.URL.Path, MCPPrefix)
+	aggregate := false
 	if !ok {
-		http.Error(w, "not an MCP URL: /mcp/{org}/{registry}/{server}", http.StatusNotFound)
-		return
+		if t, ok = parseRegistryTarget(r.URL.Path, MCPPrefix); !ok {
+			http.Error(w, "not an MCP URL: /mcp/{org}/{registry} or /mcp/{org}/{registry}/{server}", http.StatusNotFound)
+			return
+		}
+		aggregate = true
 	}
 	switch r.Method {
 	case http.MethodPost, http.MethodGet, http.MethodDelete:
@@ -216,6 +235,10 @@ func (m *MCP) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	}
 	if v := r.Header.Get("MCP-Protocol-Version"); v != "" && !slices.Contains(mcpVersions, v) {
 		http.Error(w, fmt.Sprintf("unsupported MCP-Protocol-Version %q; supported: %s", v, strings.Join(mcpVersions, ", ")), http.StatusBadRequest)
+		return
+	}
+	if aggregate {
+		m.serveAggregate(w, r, t)
 		return
 	}
 	p, err := m.authenticate(r, baseURL(r)+MCPPrefix+t.org+"/"+t.registry+"/"+t.server)

@@ -56,6 +56,10 @@ func (s *sealer) seal(v session) (string, error) {
 	if err != nil {
 		return "", err
 	}
+	return s.sealBytes(plain)
+}
+
+func (s *sealer) sealBytes(plain []byte) (string, error) {
 	nonce := make([]byte, s.aead.NonceSize())
 	if _, err := rand.Read(nonce); err != nil {
 		return "", err
@@ -69,17 +73,9 @@ var errBadSession = errors.New("unknown or expired session")
 // open returns the session of id, refusing anything not sealed by this
 // installation or older than maxAge.
 func (s *sealer) open(id string, maxAge time.Duration) (session, error) {
-	if len(id) > maxSessionID {
-		return session{}, errBadSession
-	}
-	raw, err := base64.RawURLEncoding.DecodeString(id)
-	if err != nil || len(raw) < s.aead.NonceSize()+s.aead.Overhead() {
-		return session{}, errBadSession
-	}
-	n := s.aead.NonceSize()
-	plain, err := s.aead.Open(nil, raw[:n], raw[n:], sessionAD)
+	plain, err := s.openBytes(id)
 	if err != nil {
-		return session{}, errBadSession
+		return session{}, err
 	}
 	var v session
 	if err := json.Unmarshal(plain, &v); err != nil {
@@ -89,4 +85,20 @@ func (s *sealer) open(id string, maxAge time.Duration) (session, error) {
 		return session{}, errBadSession
 	}
 	return v, nil
+}
+
+func (s *sealer) openBytes(id string) ([]byte, error) {
+	if len(id) > maxSessionID {
+		return nil, errBadSession
+	}
+	raw, err := base64.RawURLEncoding.DecodeString(id)
+	if err != nil || len(raw) < s.aead.NonceSize()+s.aead.Overhead() {
+		return nil, errBadSession
+	}
+	n := s.aead.NonceSize()
+	plain, err := s.aead.Open(nil, raw[:n], raw[n:], sessionAD)
+	if err != nil {
+		return nil, errBadSession
+	}
+	return plain, nil
 }

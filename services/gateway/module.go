@@ -63,7 +63,7 @@ func initMCP(p module.Process) error {
 	if err != nil {
 		return err
 	}
-	cfg := MCPConfig{SessionKey: p.PageTokens().DeriveKey("mcp session id"), Token: p.ServiceToken()}
+	cfg := MCPConfig{SessionKey: p.PageTokens().DeriveKey("mcp session id"), Token: p.ServiceToken(), AggregatePoll: p.Settings().MCPListPoll}
 	if o, ok := p.Settings().InstallationOIDC.(ResourceAuthenticator); ok {
 		cfg.ResourceTokens = o
 		cfg.Issuer = p.Settings().OIDC.Issuer

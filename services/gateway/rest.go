@@ -133,6 +133,10 @@ func incomingHeader(key string) (string, bool) {
 	if strings.EqualFold(key, server.RequestIDHeader) {
 		return server.RequestIDHeader, true
 	}
+	if strings.EqualFold(key, "X-Forwarded-Proto") {
+		// The scheme of the URLs GetConnectConfig writes.
+		return "x-forwarded-proto", true
+	}
 	return runtime.DefaultHeaderMatcher(key)
 }
 

@@ -42,6 +42,7 @@ func Validators() map[string]server.Validator {
 		registryv1.RegistryService_DiffVersions_FullMethodName:       server.ValidatorOf(validateDiffVersions),
 		registryv1.RegistryService_ExportServerJson_FullMethodName:   server.ValidatorOf(validateExportServerJSON),
 		registryv1.RegistryService_CreateRegistry_FullMethodName:     server.ValidatorOf(validateCreateRegistry),
+		registryv1.RegistryService_GetConnectConfig_FullMethodName:   server.ValidatorOf(validateGetConnectConfig),
 		registryv1.RegistryService_GetRegistry_FullMethodName:        server.NameOnly("name", registryName, (*registryv1.GetRegistryRequest).GetName),
 		registryv1.RegistryService_ListRegistries_FullMethodName:     server.NameOnly("parent", orgName, (*registryv1.ListRegistriesRequest).GetParent),
 		registryv1.RegistryService_UpdateRegistry_FullMethodName:     server.ValidatorOf(validateUpdateRegistry),
@@ -141,6 +142,15 @@ func validateImportServerJSON(r *registryv1.ImportServerJsonRequest) error {
 		}
 	}
 	checkTools(&v, "tools", r.GetTools())
+	return v.Err()
+}
+
+func validateGetConnectConfig(r *registryv1.GetConnectConfigRequest) error {
+	var v errs.Violations
+	checkName(&v, "name", r.GetName(), registryName)
+	if r.GetServer() != "" {
+		v.Check("server", aip.ValidateSegmentID(r.GetServer()))
+	}
 	return v.Err()
 }
 

@@ -3,7 +3,8 @@
 // PYLEE_TEST_CONTROL, read on every call: {"fail_rate": 0.5} fails that
 // share of calls with a JSON-RPC error, {"slow_ms": 200} answers late,
 // {"crash": true} exits at the next call, {"description": "…"} changes the
-// echo tool's description (and announces the changed list). It is built
+// echo tool's description (and announces the changed list);
+// TEST_SERVER_EXTRA_TOOLS adds tools by name. It is built
 // by the deploy service's tests and run through the command runtime.
 package main
 
@@ -14,6 +15,7 @@ import (
 	"log"
 	"math/rand/v2"
 	"os"
+	"strings"
 	"sync"
 	"time"
 
@@ -118,6 +120,17 @@ func main() {
 			}
 			return &mcp.CallToolResult{Content: []mcp.Content{&mcp.TextContent{Text: fmt.Sprint(args.N)}}}, nil
 		})
+	// TEST_SERVER_EXTRA_TOOLS adds tools by name (comma-separated), each
+	// answering its own name: names a client must not see as they are.
+	for _, name := range strings.Split(os.Getenv("TEST_SERVER_EXTRA_TOOLS"), ",") {
+		if name == "" {
+			continue
+		}
+		s.AddTool(&mcp.Tool{Name: name, Description: "An extra tool.", InputSchema: map[string]any{"type": "object"}},
+			func(context.Context, *mcp.CallToolRequest) (*mcp.CallToolResult, error) {
+				return &mcp.CallToolResult{Content: []mcp.Content{&mcp.TextContent{Text: "extra:" + name}}}, nil
+			})
+	}
 	if err := s.Run(context.Background(), &mcp.StdioTransport{}); err != nil {
 		log.Printf("testserver: %v", err)
 	}

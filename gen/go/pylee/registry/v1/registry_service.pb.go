@@ -1249,6 +1249,190 @@ func (x *CreateRegistryRequest) GetRequestId() string {
 	return ""
 }
 
+// The request of GetConnectConfig.
+type GetConnectConfigRequest struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// `orgs/{org}/registries/{registry}`.
+	Name string `protobuf:"bytes,1,opt,name=name,proto3" json:"name,omitempty"`
+	// The MCP client: `vscode`, `cursor`, `claude` (Claude Desktop) or
+	// `claude-code`.
+	Client string `protobuf:"bytes,2,opt,name=client,proto3" json:"client,omitempty"`
+	// One server of the registry instead of the aggregated endpoint.
+	Server string `protobuf:"bytes,3,opt,name=server,proto3" json:"server,omitempty"`
+	// `proxy` (default: the entry runs `pylee proxy`) or `http` (the
+	// client connects to the MCP URL itself and signs in through the
+	// gateway's OAuth metadata; needs an identity provider).
+	Mode          string `protobuf:"bytes,4,opt,name=mode,proto3" json:"mode,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *GetConnectConfigRequest) Reset() {
+	*x = GetConnectConfigRequest{}
+	mi := &file_pylee_registry_v1_registry_service_proto_msgTypes[20]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *GetConnectConfigRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*GetConnectConfigRequest) ProtoMessage() {}
+
+func (x *GetConnectConfigRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_pylee_registry_v1_registry_service_proto_msgTypes[20]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use GetConnectConfigRequest.ProtoReflect.Descriptor instead.
+func (*GetConnectConfigRequest) Descriptor() ([]byte, []int) {
+	return file_pylee_registry_v1_registry_service_proto_rawDescGZIP(), []int{20}
+}
+
+func (x *GetConnectConfigRequest) GetName() string {
+	if x != nil {
+		return x.Name
+	}
+	return ""
+}
+
+func (x *GetConnectConfigRequest) GetClient() string {
+	if x != nil {
+		return x.Client
+	}
+	return ""
+}
+
+func (x *GetConnectConfigRequest) GetServer() string {
+	if x != nil {
+		return x.Server
+	}
+	return ""
+}
+
+func (x *GetConnectConfigRequest) GetMode() string {
+	if x != nil {
+		return x.Mode
+	}
+	return ""
+}
+
+// What an MCP client needs to use a registry's MCP endpoint.
+type ConnectConfig struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// The client it is for.
+	Client string `protobuf:"bytes,1,opt,name=client,proto3" json:"client,omitempty"`
+	// The MCP URL the client reaches (through `pylee proxy`, or itself).
+	Url string `protobuf:"bytes,2,opt,name=url,proto3" json:"url,omitempty"`
+	// The name of the entry in the client's configuration.
+	EntryName string `protobuf:"bytes,3,opt,name=entry_name,json=entryName,proto3" json:"entry_name,omitempty"`
+	// The entry as the client's configuration file holds it (JSON).
+	ConfigJson string `protobuf:"bytes,4,opt,name=config_json,json=configJson,proto3" json:"config_json,omitempty"`
+	// The link that installs it (VS Code, Cursor), or empty.
+	DeepLink string `protobuf:"bytes,5,opt,name=deep_link,json=deepLink,proto3" json:"deep_link,omitempty"`
+	// The command line that installs it (Claude Code, VS Code), or empty.
+	Command string `protobuf:"bytes,6,opt,name=command,proto3" json:"command,omitempty"`
+	// The configuration file the entry belongs in, and the key under which.
+	ConfigFile    string `protobuf:"bytes,7,opt,name=config_file,json=configFile,proto3" json:"config_file,omitempty"`
+	ConfigKey     string `protobuf:"bytes,8,opt,name=config_key,json=configKey,proto3" json:"config_key,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *ConnectConfig) Reset() {
+	*x = ConnectConfig{}
+	mi := &file_pylee_registry_v1_registry_service_proto_msgTypes[21]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *ConnectConfig) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*ConnectConfig) ProtoMessage() {}
+
+func (x *ConnectConfig) ProtoReflect() protoreflect.Message {
+	mi := &file_pylee_registry_v1_registry_service_proto_msgTypes[21]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use ConnectConfig.ProtoReflect.Descriptor instead.
+func (*ConnectConfig) Descriptor() ([]byte, []int) {
+	return file_pylee_registry_v1_registry_service_proto_rawDescGZIP(), []int{21}
+}
+
+func (x *ConnectConfig) GetClient() string {
+	if x != nil {
+		return x.Client
+	}
+	return ""
+}
+
+func (x *ConnectConfig) GetUrl() string {
+	if x != nil {
+		return x.Url
+	}
+	return ""
+}
+
+func (x *ConnectConfig) GetEntryName() string {
+	if x != nil {
+		return x.EntryName
+	}
+	return ""
+}
+
+func (x *ConnectConfig) GetConfigJson() string {
+	if x != nil {
+		return x.ConfigJson
+	}
+	return ""
+}
+
+func (x *ConnectConfig) GetDeepLink() string {
+	if x != nil {
+		return x.DeepLink
+	}
+	return ""
+}
+
+func (x *ConnectConfig) GetCommand() string {
+	if x != nil {
+		return x.Command
+	}
+	return ""
+}
+
+func (x *ConnectConfig) GetConfigFile() string {
+	if x != nil {
+		return x.ConfigFile
+	}
+	return ""
+}
+
+func (x *ConnectConfig) GetConfigKey() string {
+	if x != nil {
+		return x.ConfigKey
+	}
+	return ""
+}
+
 // The request of GetRegistry.
 type GetRegistryRequest struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
@@ -1260,7 +1444,7 @@ type GetRegistryRequest struct {
 
 func (x *GetRegistryRequest) Reset() {
 	*x = GetRegistryRequest{}
-	mi := &file_pylee_registry_v1_registry_service_proto_msgTypes[20]
+	mi := &file_pylee_registry_v1_registry_service_proto_msgTypes[22]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1272,7 +1456,7 @@ func (x *GetRegistryRequest) String() string {
 func (*GetRegistryRequest) ProtoMessage() {}
 
 func (x *GetRegistryRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_pylee_registry_v1_registry_service_proto_msgTypes[20]
+	mi := &file_pylee_registry_v1_registry_service_proto_msgTypes[22]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1285,7 +1469,7 @@ func (x *GetRegistryRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use GetRegistryRequest.ProtoReflect.Descriptor instead.
 func (*GetRegistryRequest) Descriptor() ([]byte, []int) {
-	return file_pylee_registry_v1_registry_service_proto_rawDescGZIP(), []int{20}
+	return file_pylee_registry_v1_registry_service_proto_rawDescGZIP(), []int{22}
 }
 
 func (x *GetRegistryRequest) GetName() string {
@@ -1310,7 +1494,7 @@ type ListRegistriesRequest struct {
 
 func (x *ListRegistriesRequest) Reset() {
 	*x = ListRegistriesRequest{}
-	mi := &file_pylee_registry_v1_registry_service_proto_msgTypes[21]
+	mi := &file_pylee_registry_v1_registry_service_proto_msgTypes[23]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1322,7 +1506,7 @@ func (x *ListRegistriesRequest) String() string {
 func (*ListRegistriesRequest) ProtoMessage() {}
 
 func (x *ListRegistriesRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_pylee_registry_v1_registry_service_proto_msgTypes[21]
+	mi := &file_pylee_registry_v1_registry_service_proto_msgTypes[23]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1335,7 +1519,7 @@ func (x *ListRegistriesRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListRegistriesRequest.ProtoReflect.Descriptor instead.
 func (*ListRegistriesRequest) Descriptor() ([]byte, []int) {
-	return file_pylee_registry_v1_registry_service_proto_rawDescGZIP(), []int{21}
+	return file_pylee_registry_v1_registry_service_proto_rawDescGZIP(), []int{23}
 }
 
 func (x *ListRegistriesRequest) GetParent() string {
@@ -1372,7 +1556,7 @@ type ListRegistriesResponse struct {
 
 func (x *ListRegistriesResponse) Reset() {
 	*x = ListRegistriesResponse{}
-	mi := &file_pylee_registry_v1_registry_service_proto_msgTypes[22]
+	mi := &file_pylee_registry_v1_registry_service_proto_msgTypes[24]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1384,7 +1568,7 @@ func (x *ListRegistriesResponse) String() string {
 func (*ListRegistriesResponse) ProtoMessage() {}
 
 func (x *ListRegistriesResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_pylee_registry_v1_registry_service_proto_msgTypes[22]
+	mi := &file_pylee_registry_v1_registry_service_proto_msgTypes[24]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1397,7 +1581,7 @@ func (x *ListRegistriesResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListRegistriesResponse.ProtoReflect.Descriptor instead.
 func (*ListRegistriesResponse) Descriptor() ([]byte, []int) {
-	return file_pylee_registry_v1_registry_service_proto_rawDescGZIP(), []int{22}
+	return file_pylee_registry_v1_registry_service_proto_rawDescGZIP(), []int{24}
 }
 
 func (x *ListRegistriesResponse) GetRegistries() []*Registry {
@@ -1431,7 +1615,7 @@ type UpdateRegistryRequest struct {
 
 func (x *UpdateRegistryRequest) Reset() {
 	*x = UpdateRegistryRequest{}
-	mi := &file_pylee_registry_v1_registry_service_proto_msgTypes[23]
+	mi := &file_pylee_registry_v1_registry_service_proto_msgTypes[25]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1443,7 +1627,7 @@ func (x *UpdateRegistryRequest) String() string {
 func (*UpdateRegistryRequest) ProtoMessage() {}
 
 func (x *UpdateRegistryRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_pylee_registry_v1_registry_service_proto_msgTypes[23]
+	mi := &file_pylee_registry_v1_registry_service_proto_msgTypes[25]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1456,7 +1640,7 @@ func (x *UpdateRegistryRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use UpdateRegistryRequest.ProtoReflect.Descriptor instead.
 func (*UpdateRegistryRequest) Descriptor() ([]byte, []int) {
-	return file_pylee_registry_v1_registry_service_proto_rawDescGZIP(), []int{23}
+	return file_pylee_registry_v1_registry_service_proto_rawDescGZIP(), []int{25}
 }
 
 func (x *UpdateRegistryRequest) GetRegistry() *Registry {
@@ -1497,7 +1681,7 @@ type UpdateRegistryResponse struct {
 
 func (x *UpdateRegistryResponse) Reset() {
 	*x = UpdateRegistryResponse{}
-	mi := &file_pylee_registry_v1_registry_service_proto_msgTypes[24]
+	mi := &file_pylee_registry_v1_registry_service_proto_msgTypes[26]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1509,7 +1693,7 @@ func (x *UpdateRegistryResponse) String() string {
 func (*UpdateRegistryResponse) ProtoMessage() {}
 
 func (x *UpdateRegistryResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_pylee_registry_v1_registry_service_proto_msgTypes[24]
+	mi := &file_pylee_registry_v1_registry_service_proto_msgTypes[26]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1522,7 +1706,7 @@ func (x *UpdateRegistryResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use UpdateRegistryResponse.ProtoReflect.Descriptor instead.
 func (*UpdateRegistryResponse) Descriptor() ([]byte, []int) {
-	return file_pylee_registry_v1_registry_service_proto_rawDescGZIP(), []int{24}
+	return file_pylee_registry_v1_registry_service_proto_rawDescGZIP(), []int{26}
 }
 
 func (x *UpdateRegistryResponse) GetResult() isUpdateRegistryResponse_Result {
@@ -1581,7 +1765,7 @@ type DeleteRegistryRequest struct {
 
 func (x *DeleteRegistryRequest) Reset() {
 	*x = DeleteRegistryRequest{}
-	mi := &file_pylee_registry_v1_registry_service_proto_msgTypes[25]
+	mi := &file_pylee_registry_v1_registry_service_proto_msgTypes[27]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1593,7 +1777,7 @@ func (x *DeleteRegistryRequest) String() string {
 func (*DeleteRegistryRequest) ProtoMessage() {}
 
 func (x *DeleteRegistryRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_pylee_registry_v1_registry_service_proto_msgTypes[25]
+	mi := &file_pylee_registry_v1_registry_service_proto_msgTypes[27]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1606,7 +1790,7 @@ func (x *DeleteRegistryRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use DeleteRegistryRequest.ProtoReflect.Descriptor instead.
 func (*DeleteRegistryRequest) Descriptor() ([]byte, []int) {
-	return file_pylee_registry_v1_registry_service_proto_rawDescGZIP(), []int{25}
+	return file_pylee_registry_v1_registry_service_proto_rawDescGZIP(), []int{27}
 }
 
 func (x *DeleteRegistryRequest) GetName() string {
@@ -1642,7 +1826,7 @@ type PinEntryRequest struct {
 
 func (x *PinEntryRequest) Reset() {
 	*x = PinEntryRequest{}
-	mi := &file_pylee_registry_v1_registry_service_proto_msgTypes[26]
+	mi := &file_pylee_registry_v1_registry_service_proto_msgTypes[28]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1654,7 +1838,7 @@ func (x *PinEntryRequest) String() string {
 func (*PinEntryRequest) ProtoMessage() {}
 
 func (x *PinEntryRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_pylee_registry_v1_registry_service_proto_msgTypes[26]
+	mi := &file_pylee_registry_v1_registry_service_proto_msgTypes[28]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1667,7 +1851,7 @@ func (x *PinEntryRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use PinEntryRequest.ProtoReflect.Descriptor instead.
 func (*PinEntryRequest) Descriptor() ([]byte, []int) {
-	return file_pylee_registry_v1_registry_service_proto_rawDescGZIP(), []int{26}
+	return file_pylee_registry_v1_registry_service_proto_rawDescGZIP(), []int{28}
 }
 
 func (x *PinEntryRequest) GetName() string {
@@ -1714,7 +1898,7 @@ type PinEntryResponse struct {
 
 func (x *PinEntryResponse) Reset() {
 	*x = PinEntryResponse{}
-	mi := &file_pylee_registry_v1_registry_service_proto_msgTypes[27]
+	mi := &file_pylee_registry_v1_registry_service_proto_msgTypes[29]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1726,7 +1910,7 @@ func (x *PinEntryResponse) String() string {
 func (*PinEntryResponse) ProtoMessage() {}
 
 func (x *PinEntryResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_pylee_registry_v1_registry_service_proto_msgTypes[27]
+	mi := &file_pylee_registry_v1_registry_service_proto_msgTypes[29]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1739,7 +1923,7 @@ func (x *PinEntryResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use PinEntryResponse.ProtoReflect.Descriptor instead.
 func (*PinEntryResponse) Descriptor() ([]byte, []int) {
-	return file_pylee_registry_v1_registry_service_proto_rawDescGZIP(), []int{27}
+	return file_pylee_registry_v1_registry_service_proto_rawDescGZIP(), []int{29}
 }
 
 func (x *PinEntryResponse) GetResult() isPinEntryResponse_Result {
@@ -1798,7 +1982,7 @@ type UnpinEntryRequest struct {
 
 func (x *UnpinEntryRequest) Reset() {
 	*x = UnpinEntryRequest{}
-	mi := &file_pylee_registry_v1_registry_service_proto_msgTypes[28]
+	mi := &file_pylee_registry_v1_registry_service_proto_msgTypes[30]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1810,7 +1994,7 @@ func (x *UnpinEntryRequest) String() string {
 func (*UnpinEntryRequest) ProtoMessage() {}
 
 func (x *UnpinEntryRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_pylee_registry_v1_registry_service_proto_msgTypes[28]
+	mi := &file_pylee_registry_v1_registry_service_proto_msgTypes[30]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1823,7 +2007,7 @@ func (x *UnpinEntryRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use UnpinEntryRequest.ProtoReflect.Descriptor instead.
 func (*UnpinEntryRequest) Descriptor() ([]byte, []int) {
-	return file_pylee_registry_v1_registry_service_proto_rawDescGZIP(), []int{28}
+	return file_pylee_registry_v1_registry_service_proto_rawDescGZIP(), []int{30}
 }
 
 func (x *UnpinEntryRequest) GetName() string {
@@ -1852,7 +2036,7 @@ type UnpinEntryResponse struct {
 
 func (x *UnpinEntryResponse) Reset() {
 	*x = UnpinEntryResponse{}
-	mi := &file_pylee_registry_v1_registry_service_proto_msgTypes[29]
+	mi := &file_pylee_registry_v1_registry_service_proto_msgTypes[31]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1864,7 +2048,7 @@ func (x *UnpinEntryResponse) String() string {
 func (*UnpinEntryResponse) ProtoMessage() {}
 
 func (x *UnpinEntryResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_pylee_registry_v1_registry_service_proto_msgTypes[29]
+	mi := &file_pylee_registry_v1_registry_service_proto_msgTypes[31]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1877,7 +2061,7 @@ func (x *UnpinEntryResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use UnpinEntryResponse.ProtoReflect.Descriptor instead.
 func (*UnpinEntryResponse) Descriptor() ([]byte, []int) {
-	return file_pylee_registry_v1_registry_service_proto_rawDescGZIP(), []int{29}
+	return file_pylee_registry_v1_registry_service_proto_rawDescGZIP(), []int{31}
 }
 
 func (x *UnpinEntryResponse) GetApproval() *Approval {
@@ -1902,7 +2086,7 @@ type PromoteEntryRequest struct {
 
 func (x *PromoteEntryRequest) Reset() {
 	*x = PromoteEntryRequest{}
-	mi := &file_pylee_registry_v1_registry_service_proto_msgTypes[30]
+	mi := &file_pylee_registry_v1_registry_service_proto_msgTypes[32]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1914,7 +2098,7 @@ func (x *PromoteEntryRequest) String() string {
 func (*PromoteEntryRequest) ProtoMessage() {}
 
 func (x *PromoteEntryRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_pylee_registry_v1_registry_service_proto_msgTypes[30]
+	mi := &file_pylee_registry_v1_registry_service_proto_msgTypes[32]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1927,7 +2111,7 @@ func (x *PromoteEntryRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use PromoteEntryRequest.ProtoReflect.Descriptor instead.
 func (*PromoteEntryRequest) Descriptor() ([]byte, []int) {
-	return file_pylee_registry_v1_registry_service_proto_rawDescGZIP(), []int{30}
+	return file_pylee_registry_v1_registry_service_proto_rawDescGZIP(), []int{32}
 }
 
 func (x *PromoteEntryRequest) GetName() string {
@@ -1964,7 +2148,7 @@ type GetEntryRequest struct {
 
 func (x *GetEntryRequest) Reset() {
 	*x = GetEntryRequest{}
-	mi := &file_pylee_registry_v1_registry_service_proto_msgTypes[31]
+	mi := &file_pylee_registry_v1_registry_service_proto_msgTypes[33]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1976,7 +2160,7 @@ func (x *GetEntryRequest) String() string {
 func (*GetEntryRequest) ProtoMessage() {}
 
 func (x *GetEntryRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_pylee_registry_v1_registry_service_proto_msgTypes[31]
+	mi := &file_pylee_registry_v1_registry_service_proto_msgTypes[33]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1989,7 +2173,7 @@ func (x *GetEntryRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use GetEntryRequest.ProtoReflect.Descriptor instead.
 func (*GetEntryRequest) Descriptor() ([]byte, []int) {
-	return file_pylee_registry_v1_registry_service_proto_rawDescGZIP(), []int{31}
+	return file_pylee_registry_v1_registry_service_proto_rawDescGZIP(), []int{33}
 }
 
 func (x *GetEntryRequest) GetName() string {
@@ -2031,7 +2215,7 @@ type ListEntriesRequest struct {
 
 func (x *ListEntriesRequest) Reset() {
 	*x = ListEntriesRequest{}
-	mi := &file_pylee_registry_v1_registry_service_proto_msgTypes[32]
+	mi := &file_pylee_registry_v1_registry_service_proto_msgTypes[34]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2043,7 +2227,7 @@ func (x *ListEntriesRequest) String() string {
 func (*ListEntriesRequest) ProtoMessage() {}
 
 func (x *ListEntriesRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_pylee_registry_v1_registry_service_proto_msgTypes[32]
+	mi := &file_pylee_registry_v1_registry_service_proto_msgTypes[34]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2056,7 +2240,7 @@ func (x *ListEntriesRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListEntriesRequest.ProtoReflect.Descriptor instead.
 func (*ListEntriesRequest) Descriptor() ([]byte, []int) {
-	return file_pylee_registry_v1_registry_service_proto_rawDescGZIP(), []int{32}
+	return file_pylee_registry_v1_registry_service_proto_rawDescGZIP(), []int{34}
 }
 
 func (x *ListEntriesRequest) GetParent() string {
@@ -2128,7 +2312,7 @@ type ListEntriesResponse struct {
 
 func (x *ListEntriesResponse) Reset() {
 	*x = ListEntriesResponse{}
-	mi := &file_pylee_registry_v1_registry_service_proto_msgTypes[33]
+	mi := &file_pylee_registry_v1_registry_service_proto_msgTypes[35]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2140,7 +2324,7 @@ func (x *ListEntriesResponse) String() string {
 func (*ListEntriesResponse) ProtoMessage() {}
 
 func (x *ListEntriesResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_pylee_registry_v1_registry_service_proto_msgTypes[33]
+	mi := &file_pylee_registry_v1_registry_service_proto_msgTypes[35]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2153,7 +2337,7 @@ func (x *ListEntriesResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListEntriesResponse.ProtoReflect.Descriptor instead.
 func (*ListEntriesResponse) Descriptor() ([]byte, []int) {
-	return file_pylee_registry_v1_registry_service_proto_rawDescGZIP(), []int{33}
+	return file_pylee_registry_v1_registry_service_proto_rawDescGZIP(), []int{35}
 }
 
 func (x *ListEntriesResponse) GetEntries() []*Entry {
@@ -2207,7 +2391,7 @@ type RenderOfficialRequest struct {
 
 func (x *RenderOfficialRequest) Reset() {
 	*x = RenderOfficialRequest{}
-	mi := &file_pylee_registry_v1_registry_service_proto_msgTypes[34]
+	mi := &file_pylee_registry_v1_registry_service_proto_msgTypes[36]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2219,7 +2403,7 @@ func (x *RenderOfficialRequest) String() string {
 func (*RenderOfficialRequest) ProtoMessage() {}
 
 func (x *RenderOfficialRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_pylee_registry_v1_registry_service_proto_msgTypes[34]
+	mi := &file_pylee_registry_v1_registry_service_proto_msgTypes[36]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2232,7 +2416,7 @@ func (x *RenderOfficialRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RenderOfficialRequest.ProtoReflect.Descriptor instead.
 func (*RenderOfficialRequest) Descriptor() ([]byte, []int) {
-	return file_pylee_registry_v1_registry_service_proto_rawDescGZIP(), []int{34}
+	return file_pylee_registry_v1_registry_service_proto_rawDescGZIP(), []int{36}
 }
 
 func (x *RenderOfficialRequest) GetParent() string {
@@ -2330,7 +2514,7 @@ type RenderOfficialResponse struct {
 
 func (x *RenderOfficialResponse) Reset() {
 	*x = RenderOfficialResponse{}
-	mi := &file_pylee_registry_v1_registry_service_proto_msgTypes[35]
+	mi := &file_pylee_registry_v1_registry_service_proto_msgTypes[37]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2342,7 +2526,7 @@ func (x *RenderOfficialResponse) String() string {
 func (*RenderOfficialResponse) ProtoMessage() {}
 
 func (x *RenderOfficialResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_pylee_registry_v1_registry_service_proto_msgTypes[35]
+	mi := &file_pylee_registry_v1_registry_service_proto_msgTypes[37]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2355,7 +2539,7 @@ func (x *RenderOfficialResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RenderOfficialResponse.ProtoReflect.Descriptor instead.
 func (*RenderOfficialResponse) Descriptor() ([]byte, []int) {
-	return file_pylee_registry_v1_registry_service_proto_rawDescGZIP(), []int{35}
+	return file_pylee_registry_v1_registry_service_proto_rawDescGZIP(), []int{37}
 }
 
 func (x *RenderOfficialResponse) GetBody() []byte {
@@ -2399,7 +2583,7 @@ type WatchEntriesRequest struct {
 
 func (x *WatchEntriesRequest) Reset() {
 	*x = WatchEntriesRequest{}
-	mi := &file_pylee_registry_v1_registry_service_proto_msgTypes[36]
+	mi := &file_pylee_registry_v1_registry_service_proto_msgTypes[38]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2411,7 +2595,7 @@ func (x *WatchEntriesRequest) String() string {
 func (*WatchEntriesRequest) ProtoMessage() {}
 
 func (x *WatchEntriesRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_pylee_registry_v1_registry_service_proto_msgTypes[36]
+	mi := &file_pylee_registry_v1_registry_service_proto_msgTypes[38]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2424,7 +2608,7 @@ func (x *WatchEntriesRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use WatchEntriesRequest.ProtoReflect.Descriptor instead.
 func (*WatchEntriesRequest) Descriptor() ([]byte, []int) {
-	return file_pylee_registry_v1_registry_service_proto_rawDescGZIP(), []int{36}
+	return file_pylee_registry_v1_registry_service_proto_rawDescGZIP(), []int{38}
 }
 
 func (x *WatchEntriesRequest) GetParent() string {
@@ -2458,7 +2642,7 @@ type ListApprovalsRequest struct {
 
 func (x *ListApprovalsRequest) Reset() {
 	*x = ListApprovalsRequest{}
-	mi := &file_pylee_registry_v1_registry_service_proto_msgTypes[37]
+	mi := &file_pylee_registry_v1_registry_service_proto_msgTypes[39]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2470,7 +2654,7 @@ func (x *ListApprovalsRequest) String() string {
 func (*ListApprovalsRequest) ProtoMessage() {}
 
 func (x *ListApprovalsRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_pylee_registry_v1_registry_service_proto_msgTypes[37]
+	mi := &file_pylee_registry_v1_registry_service_proto_msgTypes[39]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2483,7 +2667,7 @@ func (x *ListApprovalsRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListApprovalsRequest.ProtoReflect.Descriptor instead.
 func (*ListApprovalsRequest) Descriptor() ([]byte, []int) {
-	return file_pylee_registry_v1_registry_service_proto_rawDescGZIP(), []int{37}
+	return file_pylee_registry_v1_registry_service_proto_rawDescGZIP(), []int{39}
 }
 
 func (x *ListApprovalsRequest) GetParent() string {
@@ -2527,7 +2711,7 @@ type ListApprovalsResponse struct {
 
 func (x *ListApprovalsResponse) Reset() {
 	*x = ListApprovalsResponse{}
-	mi := &file_pylee_registry_v1_registry_service_proto_msgTypes[38]
+	mi := &file_pylee_registry_v1_registry_service_proto_msgTypes[40]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2539,7 +2723,7 @@ func (x *ListApprovalsResponse) String() string {
 func (*ListApprovalsResponse) ProtoMessage() {}
 
 func (x *ListApprovalsResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_pylee_registry_v1_registry_service_proto_msgTypes[38]
+	mi := &file_pylee_registry_v1_registry_service_proto_msgTypes[40]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2552,7 +2736,7 @@ func (x *ListApprovalsResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListApprovalsResponse.ProtoReflect.Descriptor instead.
 func (*ListApprovalsResponse) Descriptor() ([]byte, []int) {
-	return file_pylee_registry_v1_registry_service_proto_rawDescGZIP(), []int{38}
+	return file_pylee_registry_v1_registry_service_proto_rawDescGZIP(), []int{40}
 }
 
 func (x *ListApprovalsResponse) GetApprovals() []*Approval {
@@ -2580,7 +2764,7 @@ type GetApprovalRequest struct {
 
 func (x *GetApprovalRequest) Reset() {
 	*x = GetApprovalRequest{}
-	mi := &file_pylee_registry_v1_registry_service_proto_msgTypes[39]
+	mi := &file_pylee_registry_v1_registry_service_proto_msgTypes[41]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2592,7 +2776,7 @@ func (x *GetApprovalRequest) String() string {
 func (*GetApprovalRequest) ProtoMessage() {}
 
 func (x *GetApprovalRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_pylee_registry_v1_registry_service_proto_msgTypes[39]
+	mi := &file_pylee_registry_v1_registry_service_proto_msgTypes[41]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2605,7 +2789,7 @@ func (x *GetApprovalRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use GetApprovalRequest.ProtoReflect.Descriptor instead.
 func (*GetApprovalRequest) Descriptor() ([]byte, []int) {
-	return file_pylee_registry_v1_registry_service_proto_rawDescGZIP(), []int{39}
+	return file_pylee_registry_v1_registry_service_proto_rawDescGZIP(), []int{41}
 }
 
 func (x *GetApprovalRequest) GetName() string {
@@ -2628,7 +2812,7 @@ type ApproveRequest struct {
 
 func (x *ApproveRequest) Reset() {
 	*x = ApproveRequest{}
-	mi := &file_pylee_registry_v1_registry_service_proto_msgTypes[40]
+	mi := &file_pylee_registry_v1_registry_service_proto_msgTypes[42]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2640,7 +2824,7 @@ func (x *ApproveRequest) String() string {
 func (*ApproveRequest) ProtoMessage() {}
 
 func (x *ApproveRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_pylee_registry_v1_registry_service_proto_msgTypes[40]
+	mi := &file_pylee_registry_v1_registry_service_proto_msgTypes[42]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2653,7 +2837,7 @@ func (x *ApproveRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ApproveRequest.ProtoReflect.Descriptor instead.
 func (*ApproveRequest) Descriptor() ([]byte, []int) {
-	return file_pylee_registry_v1_registry_service_proto_rawDescGZIP(), []int{40}
+	return file_pylee_registry_v1_registry_service_proto_rawDescGZIP(), []int{42}
 }
 
 func (x *ApproveRequest) GetName() string {
@@ -2683,7 +2867,7 @@ type RejectRequest struct {
 
 func (x *RejectRequest) Reset() {
 	*x = RejectRequest{}
-	mi := &file_pylee_registry_v1_registry_service_proto_msgTypes[41]
+	mi := &file_pylee_registry_v1_registry_service_proto_msgTypes[43]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2695,7 +2879,7 @@ func (x *RejectRequest) String() string {
 func (*RejectRequest) ProtoMessage() {}
 
 func (x *RejectRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_pylee_registry_v1_registry_service_proto_msgTypes[41]
+	mi := &file_pylee_registry_v1_registry_service_proto_msgTypes[43]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2708,7 +2892,7 @@ func (x *RejectRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RejectRequest.ProtoReflect.Descriptor instead.
 func (*RejectRequest) Descriptor() ([]byte, []int) {
-	return file_pylee_registry_v1_registry_service_proto_rawDescGZIP(), []int{41}
+	return file_pylee_registry_v1_registry_service_proto_rawDescGZIP(), []int{43}
 }
 
 func (x *RejectRequest) GetName() string {
@@ -2738,7 +2922,7 @@ type CancelApprovalRequest struct {
 
 func (x *CancelApprovalRequest) Reset() {
 	*x = CancelApprovalRequest{}
-	mi := &file_pylee_registry_v1_registry_service_proto_msgTypes[42]
+	mi := &file_pylee_registry_v1_registry_service_proto_msgTypes[44]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2750,7 +2934,7 @@ func (x *CancelApprovalRequest) String() string {
 func (*CancelApprovalRequest) ProtoMessage() {}
 
 func (x *CancelApprovalRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_pylee_registry_v1_registry_service_proto_msgTypes[42]
+	mi := &file_pylee_registry_v1_registry_service_proto_msgTypes[44]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2763,7 +2947,7 @@ func (x *CancelApprovalRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use CancelApprovalRequest.ProtoReflect.Descriptor instead.
 func (*CancelApprovalRequest) Descriptor() ([]byte, []int) {
-	return file_pylee_registry_v1_registry_service_proto_rawDescGZIP(), []int{42}
+	return file_pylee_registry_v1_registry_service_proto_rawDescGZIP(), []int{44}
 }
 
 func (x *CancelApprovalRequest) GetName() string {
@@ -2861,7 +3045,25 @@ const file_pylee_registry_v1_registry_service_proto_rawDesc = "" +
 	"registryId\x12B\n" +
 	"\bregistry\x18\x03 \x01(\v2\x1b.pylee.registry.v1.RegistryB\t\xe0A\x02\xbaH\x03\xc8\x01\x01R\bregistry\x12'\n" +
 	"\n" +
-	"request_id\x18\x04 \x01(\tB\b\xbaH\x05r\x03\x18\x80\x01R\trequestId\"3\n" +
+	"request_id\x18\x04 \x01(\tB\b\xbaH\x05r\x03\x18\x80\x01R\trequestId\"\xca\x01\n" +
+	"\x17GetConnectConfigRequest\x12\x1d\n" +
+	"\x04name\x18\x01 \x01(\tB\t\xe0A\x02\xbaH\x03\xc8\x01\x01R\x04name\x12E\n" +
+	"\x06client\x18\x02 \x01(\tB-\xe0A\x02\xbaH'r%R\x06vscodeR\x06cursorR\x06claudeR\vclaude-codeR\x06client\x12\x1f\n" +
+	"\x06server\x18\x03 \x01(\tB\a\xbaH\x04r\x02\x18?R\x06server\x12(\n" +
+	"\x04mode\x18\x04 \x01(\tB\x14\xbaH\x11r\x0fR\x00R\x05proxyR\x04httpR\x04mode\"\xf0\x01\n" +
+	"\rConnectConfig\x12\x16\n" +
+	"\x06client\x18\x01 \x01(\tR\x06client\x12\x10\n" +
+	"\x03url\x18\x02 \x01(\tR\x03url\x12\x1d\n" +
+	"\n" +
+	"entry_name\x18\x03 \x01(\tR\tentryName\x12\x1f\n" +
+	"\vconfig_json\x18\x04 \x01(\tR\n" +
+	"configJson\x12\x1b\n" +
+	"\tdeep_link\x18\x05 \x01(\tR\bdeepLink\x12\x18\n" +
+	"\acommand\x18\x06 \x01(\tR\acommand\x12\x1f\n" +
+	"\vconfig_file\x18\a \x01(\tR\n" +
+	"configFile\x12\x1d\n" +
+	"\n" +
+	"config_key\x18\b \x01(\tR\tconfigKey\"3\n" +
 	"\x12GetRegistryRequest\x12\x1d\n" +
 	"\x04name\x18\x01 \x01(\tB\t\xe0A\x02\xbaH\x03\xc8\x01\x01R\x04name\"\x7f\n" +
 	"\x15ListRegistriesRequest\x12!\n" +
@@ -2967,7 +3169,7 @@ const file_pylee_registry_v1_registry_service_proto_rawDesc = "" +
 	"\tEntryView\x12\x1a\n" +
 	"\x16ENTRY_VIEW_UNSPECIFIED\x10\x00\x12\x14\n" +
 	"\x10ENTRY_VIEW_BASIC\x10\x01\x12\x13\n" +
-	"\x0fENTRY_VIEW_FULL\x10\x022\x97+\n" +
+	"\x0fENTRY_VIEW_FULL\x10\x022\xcd,\n" +
 	"\x0fRegistryService\x12\x9a\x01\n" +
 	"\fCreateServer\x12&.pylee.registry.v1.CreateServerRequest\x1a\x19.pylee.registry.v1.Server\"G\xca\xf3\x18\x18\n" +
 	"\x0eservers.create\x12\x06parent\x82\xd3\xe4\x93\x02%:\x06server\"\x1b/v1/{parent=orgs/*}/servers\x12\x8d\x01\n" +
@@ -2997,7 +3199,9 @@ const file_pylee_registry_v1_registry_service_proto_rawDesc = "" +
 	"\x10ExportServerJson\x12*.pylee.registry.v1.ExportServerJsonRequest\x1a+.pylee.registry.v1.ExportServerJsonResponse\"W\xca\xf3\x18\x14\n" +
 	"\fversions.get\x12\x04name\x82\xd3\xe4\x93\x029\x127/v1/{name=orgs/*/servers/*/versions/*}:exportServerJson\x12\xa8\x01\n" +
 	"\x0eCreateRegistry\x12(.pylee.registry.v1.CreateRegistryRequest\x1a\x1b.pylee.registry.v1.Registry\"O\xca\xf3\x18\x1b\n" +
-	"\x11registries.create\x12\x06parent\x82\xd3\xe4\x93\x02*:\bregistry\"\x1e/v1/{parent=orgs/*}/registries\x12\xb3\x01\n" +
+	"\x11registries.create\x12\x06parent\x82\xd3\xe4\x93\x02*:\bregistry\"\x1e/v1/{parent=orgs/*}/registries\x12\xaa\x01\n" +
+	"\x10GetConnectConfig\x12*.pylee.registry.v1.GetConnectConfigRequest\x1a .pylee.registry.v1.ConnectConfig\"H\xca\xf3\x18\x16\n" +
+	"\x0eregistries.get\x12\x04name\x82\xd3\xe4\x93\x02(\x12&/v1/{name=orgs/*/registries/*}:connect\x12\xb3\x01\n" +
 	"\vGetRegistry\x12%.pylee.registry.v1.GetRegistryRequest\x1a\x1b.pylee.registry.v1.Registry\"`\xca\xf3\x186\n" +
 	"\x0eregistries.get\x12\x04name*\x04orgs*\asecrets*\x06deploy*\agateway\x82\xd3\xe4\x93\x02 \x12\x1e/v1/{name=orgs/*/registries/*}\x12\xb3\x01\n" +
 	"\x0eListRegistries\x12(.pylee.registry.v1.ListRegistriesRequest\x1a).pylee.registry.v1.ListRegistriesResponse\"L\xca\xf3\x18\"\n" +
@@ -3014,9 +3218,9 @@ const file_pylee_registry_v1_registry_service_proto_rawDesc = "" +
 	"\fPromoteEntry\x12&.pylee.registry.v1.PromoteEntryRequest\x1a#.pylee.registry.v1.PinEntryResponse\"q\xca\xf3\x182\n" +
 	"\ventries.pin\x12\x0ftarget_registry2\x12registry.entry.pin\x82\xd3\xe4\x93\x025:\x01*\"0/v1/{name=orgs/*/registries/*/entries/*}:promote\x12\xa2\x01\n" +
 	"\bGetEntry\x12\".pylee.registry.v1.GetEntryRequest\x1a\x18.pylee.registry.v1.Entry\"X\xca\xf3\x18$\n" +
-	"\ventries.get\x12\x04name*\asecrets*\x06deploy\x82\xd3\xe4\x93\x02*\x12(/v1/{name=orgs/*/registries/*/entries/*}\x12\xa9\x01\n" +
-	"\vListEntries\x12%.pylee.registry.v1.ListEntriesRequest\x1a&.pylee.registry.v1.ListEntriesResponse\"K\xca\xf3\x18\x17\n" +
-	"\ventries.get\x12\x06parent \x01\x82\xd3\xe4\x93\x02*\x12(/v1/{parent=orgs/*/registries/*}/entries\x12\xb0\x01\n" +
+	"\ventries.get\x12\x04name*\asecrets*\x06deploy\x82\xd3\xe4\x93\x02*\x12(/v1/{name=orgs/*/registries/*/entries/*}\x12\xb2\x01\n" +
+	"\vListEntries\x12%.pylee.registry.v1.ListEntriesRequest\x1a&.pylee.registry.v1.ListEntriesResponse\"T\xca\xf3\x18 \n" +
+	"\ventries.get\x12\x06parent \x01*\agateway\x82\xd3\xe4\x93\x02*\x12(/v1/{parent=orgs/*/registries/*}/entries\x12\xb0\x01\n" +
 	"\fWatchEntries\x12&.pylee.registry.v1.WatchEntriesRequest\x1a\x1d.pylee.registry.v1.EntryEvent\"W\xca\xf3\x18\x1d\n" +
 	"\ventries.get\x12\x06parent*\x06deploy\x82\xd3\xe4\x93\x020\x12./v1/{parent=orgs/*/registries/*}/entries:watch0\x01\x12\x82\x01\n" +
 	"\x0eRenderOfficial\x12(.pylee.registry.v1.RenderOfficialRequest\x1a).pylee.registry.v1.RenderOfficialResponse\"\x1b\xca\xf3\x18\x17\n" +
@@ -3047,7 +3251,7 @@ func file_pylee_registry_v1_registry_service_proto_rawDescGZIP() []byte {
 }
 
 var file_pylee_registry_v1_registry_service_proto_enumTypes = make([]protoimpl.EnumInfo, 1)
-var file_pylee_registry_v1_registry_service_proto_msgTypes = make([]protoimpl.MessageInfo, 43)
+var file_pylee_registry_v1_registry_service_proto_msgTypes = make([]protoimpl.MessageInfo, 45)
 var file_pylee_registry_v1_registry_service_proto_goTypes = []any{
 	(EntryView)(0),                     // 0: pylee.registry.v1.EntryView
 	(*PurgeOrganizationRequest)(nil),   // 1: pylee.registry.v1.PurgeOrganizationRequest
@@ -3070,68 +3274,70 @@ var file_pylee_registry_v1_registry_service_proto_goTypes = []any{
 	(*ExportServerJsonRequest)(nil),    // 18: pylee.registry.v1.ExportServerJsonRequest
 	(*ExportServerJsonResponse)(nil),   // 19: pylee.registry.v1.ExportServerJsonResponse
 	(*CreateRegistryRequest)(nil),      // 20: pylee.registry.v1.CreateRegistryRequest
-	(*GetRegistryRequest)(nil),         // 21: pylee.registry.v1.GetRegistryRequest
-	(*ListRegistriesRequest)(nil),      // 22: pylee.registry.v1.ListRegistriesRequest
-	(*ListRegistriesResponse)(nil),     // 23: pylee.registry.v1.ListRegistriesResponse
-	(*UpdateRegistryRequest)(nil),      // 24: pylee.registry.v1.UpdateRegistryRequest
-	(*UpdateRegistryResponse)(nil),     // 25: pylee.registry.v1.UpdateRegistryResponse
-	(*DeleteRegistryRequest)(nil),      // 26: pylee.registry.v1.DeleteRegistryRequest
-	(*PinEntryRequest)(nil),            // 27: pylee.registry.v1.PinEntryRequest
-	(*PinEntryResponse)(nil),           // 28: pylee.registry.v1.PinEntryResponse
-	(*UnpinEntryRequest)(nil),          // 29: pylee.registry.v1.UnpinEntryRequest
-	(*UnpinEntryResponse)(nil),         // 30: pylee.registry.v1.UnpinEntryResponse
-	(*PromoteEntryRequest)(nil),        // 31: pylee.registry.v1.PromoteEntryRequest
-	(*GetEntryRequest)(nil),            // 32: pylee.registry.v1.GetEntryRequest
-	(*ListEntriesRequest)(nil),         // 33: pylee.registry.v1.ListEntriesRequest
-	(*ListEntriesResponse)(nil),        // 34: pylee.registry.v1.ListEntriesResponse
-	(*RenderOfficialRequest)(nil),      // 35: pylee.registry.v1.RenderOfficialRequest
-	(*RenderOfficialResponse)(nil),     // 36: pylee.registry.v1.RenderOfficialResponse
-	(*WatchEntriesRequest)(nil),        // 37: pylee.registry.v1.WatchEntriesRequest
-	(*ListApprovalsRequest)(nil),       // 38: pylee.registry.v1.ListApprovalsRequest
-	(*ListApprovalsResponse)(nil),      // 39: pylee.registry.v1.ListApprovalsResponse
-	(*GetApprovalRequest)(nil),         // 40: pylee.registry.v1.GetApprovalRequest
-	(*ApproveRequest)(nil),             // 41: pylee.registry.v1.ApproveRequest
-	(*RejectRequest)(nil),              // 42: pylee.registry.v1.RejectRequest
-	(*CancelApprovalRequest)(nil),      // 43: pylee.registry.v1.CancelApprovalRequest
-	(*Server)(nil),                     // 44: pylee.registry.v1.Server
-	(*fieldmaskpb.FieldMask)(nil),      // 45: google.protobuf.FieldMask
-	(*ServerVersion)(nil),              // 46: pylee.registry.v1.ServerVersion
-	(*Tool)(nil),                       // 47: pylee.registry.v1.Tool
-	(ServerVersion_Status)(0),          // 48: pylee.registry.v1.ServerVersion.Status
-	(*Registry)(nil),                   // 49: pylee.registry.v1.Registry
-	(*Approval)(nil),                   // 50: pylee.registry.v1.Approval
-	(*Entry)(nil),                      // 51: pylee.registry.v1.Entry
-	(*timestamppb.Timestamp)(nil),      // 52: google.protobuf.Timestamp
-	(Approval_State)(0),                // 53: pylee.registry.v1.Approval.State
-	(*emptypb.Empty)(nil),              // 54: google.protobuf.Empty
-	(*ToolDiff)(nil),                   // 55: pylee.registry.v1.ToolDiff
-	(*EntryEvent)(nil),                 // 56: pylee.registry.v1.EntryEvent
+	(*GetConnectConfigRequest)(nil),    // 21: pylee.registry.v1.GetConnectConfigRequest
+	(*ConnectConfig)(nil),              // 22: pylee.registry.v1.ConnectConfig
+	(*GetRegistryRequest)(nil),         // 23: pylee.registry.v1.GetRegistryRequest
+	(*ListRegistriesRequest)(nil),      // 24: pylee.registry.v1.ListRegistriesRequest
+	(*ListRegistriesResponse)(nil),     // 25: pylee.registry.v1.ListRegistriesResponse
+	(*UpdateRegistryRequest)(nil),      // 26: pylee.registry.v1.UpdateRegistryRequest
+	(*UpdateRegistryResponse)(nil),     // 27: pylee.registry.v1.UpdateRegistryResponse
+	(*DeleteRegistryRequest)(nil),      // 28: pylee.registry.v1.DeleteRegistryRequest
+	(*PinEntryRequest)(nil),            // 29: pylee.registry.v1.PinEntryRequest
+	(*PinEntryResponse)(nil),           // 30: pylee.registry.v1.PinEntryResponse
+	(*UnpinEntryRequest)(nil),          // 31: pylee.registry.v1.UnpinEntryRequest
+	(*UnpinEntryResponse)(nil),         // 32: pylee.registry.v1.UnpinEntryResponse
+	(*PromoteEntryRequest)(nil),        // 33: pylee.registry.v1.PromoteEntryRequest
+	(*GetEntryRequest)(nil),            // 34: pylee.registry.v1.GetEntryRequest
+	(*ListEntriesRequest)(nil),         // 35: pylee.registry.v1.ListEntriesRequest
+	(*ListEntriesResponse)(nil),        // 36: pylee.registry.v1.ListEntriesResponse
+	(*RenderOfficialRequest)(nil),      // 37: pylee.registry.v1.RenderOfficialRequest
+	(*RenderOfficialResponse)(nil),     // 38: pylee.registry.v1.RenderOfficialResponse
+	(*WatchEntriesRequest)(nil),        // 39: pylee.registry.v1.WatchEntriesRequest
+	(*ListApprovalsRequest)(nil),       // 40: pylee.registry.v1.ListApprovalsRequest
+	(*ListApprovalsResponse)(nil),      // 41: pylee.registry.v1.ListApprovalsResponse
+	(*GetApprovalRequest)(nil),         // 42: pylee.registry.v1.GetApprovalRequest
+	(*ApproveRequest)(nil),             // 43: pylee.registry.v1.ApproveRequest
+	(*RejectRequest)(nil),              // 44: pylee.registry.v1.RejectRequest
+	(*CancelApprovalRequest)(nil),      // 45: pylee.registry.v1.CancelApprovalRequest
+	(*Server)(nil),                     // 46: pylee.registry.v1.Server
+	(*fieldmaskpb.FieldMask)(nil),      // 47: google.protobuf.FieldMask
+	(*ServerVersion)(nil),              // 48: pylee.registry.v1.ServerVersion
+	(*Tool)(nil),                       // 49: pylee.registry.v1.Tool
+	(ServerVersion_Status)(0),          // 50: pylee.registry.v1.ServerVersion.Status
+	(*Registry)(nil),                   // 51: pylee.registry.v1.Registry
+	(*Approval)(nil),                   // 52: pylee.registry.v1.Approval
+	(*Entry)(nil),                      // 53: pylee.registry.v1.Entry
+	(*timestamppb.Timestamp)(nil),      // 54: google.protobuf.Timestamp
+	(Approval_State)(0),                // 55: pylee.registry.v1.Approval.State
+	(*emptypb.Empty)(nil),              // 56: google.protobuf.Empty
+	(*ToolDiff)(nil),                   // 57: pylee.registry.v1.ToolDiff
+	(*EntryEvent)(nil),                 // 58: pylee.registry.v1.EntryEvent
 }
 var file_pylee_registry_v1_registry_service_proto_depIdxs = []int32{
-	44, // 0: pylee.registry.v1.CreateServerRequest.server:type_name -> pylee.registry.v1.Server
-	44, // 1: pylee.registry.v1.ListServersResponse.servers:type_name -> pylee.registry.v1.Server
-	44, // 2: pylee.registry.v1.UpdateServerRequest.server:type_name -> pylee.registry.v1.Server
-	45, // 3: pylee.registry.v1.UpdateServerRequest.update_mask:type_name -> google.protobuf.FieldMask
-	46, // 4: pylee.registry.v1.CreateVersionRequest.version:type_name -> pylee.registry.v1.ServerVersion
-	47, // 5: pylee.registry.v1.ImportServerJsonRequest.tools:type_name -> pylee.registry.v1.Tool
-	46, // 6: pylee.registry.v1.ListVersionsResponse.versions:type_name -> pylee.registry.v1.ServerVersion
-	48, // 7: pylee.registry.v1.SetVersionStatusRequest.status:type_name -> pylee.registry.v1.ServerVersion.Status
-	49, // 8: pylee.registry.v1.CreateRegistryRequest.registry:type_name -> pylee.registry.v1.Registry
-	49, // 9: pylee.registry.v1.ListRegistriesResponse.registries:type_name -> pylee.registry.v1.Registry
-	49, // 10: pylee.registry.v1.UpdateRegistryRequest.registry:type_name -> pylee.registry.v1.Registry
-	45, // 11: pylee.registry.v1.UpdateRegistryRequest.update_mask:type_name -> google.protobuf.FieldMask
-	49, // 12: pylee.registry.v1.UpdateRegistryResponse.registry:type_name -> pylee.registry.v1.Registry
-	50, // 13: pylee.registry.v1.UpdateRegistryResponse.approval:type_name -> pylee.registry.v1.Approval
-	51, // 14: pylee.registry.v1.PinEntryResponse.entry:type_name -> pylee.registry.v1.Entry
-	50, // 15: pylee.registry.v1.PinEntryResponse.approval:type_name -> pylee.registry.v1.Approval
-	50, // 16: pylee.registry.v1.UnpinEntryResponse.approval:type_name -> pylee.registry.v1.Approval
+	46, // 0: pylee.registry.v1.CreateServerRequest.server:type_name -> pylee.registry.v1.Server
+	46, // 1: pylee.registry.v1.ListServersResponse.servers:type_name -> pylee.registry.v1.Server
+	46, // 2: pylee.registry.v1.UpdateServerRequest.server:type_name -> pylee.registry.v1.Server
+	47, // 3: pylee.registry.v1.UpdateServerRequest.update_mask:type_name -> google.protobuf.FieldMask
+	48, // 4: pylee.registry.v1.CreateVersionRequest.version:type_name -> pylee.registry.v1.ServerVersion
+	49, // 5: pylee.registry.v1.ImportServerJsonRequest.tools:type_name -> pylee.registry.v1.Tool
+	48, // 6: pylee.registry.v1.ListVersionsResponse.versions:type_name -> pylee.registry.v1.ServerVersion
+	50, // 7: pylee.registry.v1.SetVersionStatusRequest.status:type_name -> pylee.registry.v1.ServerVersion.Status
+	51, // 8: pylee.registry.v1.CreateRegistryRequest.registry:type_name -> pylee.registry.v1.Registry
+	51, // 9: pylee.registry.v1.ListRegistriesResponse.registries:type_name -> pylee.registry.v1.Registry
+	51, // 10: pylee.registry.v1.UpdateRegistryRequest.registry:type_name -> pylee.registry.v1.Registry
+	47, // 11: pylee.registry.v1.UpdateRegistryRequest.update_mask:type_name -> google.protobuf.FieldMask
+	51, // 12: pylee.registry.v1.UpdateRegistryResponse.registry:type_name -> pylee.registry.v1.Registry
+	52, // 13: pylee.registry.v1.UpdateRegistryResponse.approval:type_name -> pylee.registry.v1.Approval
+	53, // 14: pylee.registry.v1.PinEntryResponse.entry:type_name -> pylee.registry.v1.Entry
+	52, // 15: pylee.registry.v1.PinEntryResponse.approval:type_name -> pylee.registry.v1.Approval
+	52, // 16: pylee.registry.v1.UnpinEntryResponse.approval:type_name -> pylee.registry.v1.Approval
 	0,  // 17: pylee.registry.v1.GetEntryRequest.view:type_name -> pylee.registry.v1.EntryView
-	52, // 18: pylee.registry.v1.ListEntriesRequest.updated_since:type_name -> google.protobuf.Timestamp
+	54, // 18: pylee.registry.v1.ListEntriesRequest.updated_since:type_name -> google.protobuf.Timestamp
 	0,  // 19: pylee.registry.v1.ListEntriesRequest.view:type_name -> pylee.registry.v1.EntryView
-	51, // 20: pylee.registry.v1.ListEntriesResponse.entries:type_name -> pylee.registry.v1.Entry
-	52, // 21: pylee.registry.v1.RenderOfficialRequest.updated_since:type_name -> google.protobuf.Timestamp
-	53, // 22: pylee.registry.v1.ListApprovalsRequest.state:type_name -> pylee.registry.v1.Approval.State
-	50, // 23: pylee.registry.v1.ListApprovalsResponse.approvals:type_name -> pylee.registry.v1.Approval
+	53, // 20: pylee.registry.v1.ListEntriesResponse.entries:type_name -> pylee.registry.v1.Entry
+	54, // 21: pylee.registry.v1.RenderOfficialRequest.updated_since:type_name -> google.protobuf.Timestamp
+	55, // 22: pylee.registry.v1.ListApprovalsRequest.state:type_name -> pylee.registry.v1.Approval.State
+	52, // 23: pylee.registry.v1.ListApprovalsResponse.approvals:type_name -> pylee.registry.v1.Approval
 	3,  // 24: pylee.registry.v1.RegistryService.CreateServer:input_type -> pylee.registry.v1.CreateServerRequest
 	4,  // 25: pylee.registry.v1.RegistryService.GetServer:input_type -> pylee.registry.v1.GetServerRequest
 	5,  // 26: pylee.registry.v1.RegistryService.ListServers:input_type -> pylee.registry.v1.ListServersRequest
@@ -3146,56 +3352,58 @@ var file_pylee_registry_v1_registry_service_proto_depIdxs = []int32{
 	17, // 35: pylee.registry.v1.RegistryService.DiffVersions:input_type -> pylee.registry.v1.DiffVersionsRequest
 	18, // 36: pylee.registry.v1.RegistryService.ExportServerJson:input_type -> pylee.registry.v1.ExportServerJsonRequest
 	20, // 37: pylee.registry.v1.RegistryService.CreateRegistry:input_type -> pylee.registry.v1.CreateRegistryRequest
-	21, // 38: pylee.registry.v1.RegistryService.GetRegistry:input_type -> pylee.registry.v1.GetRegistryRequest
-	22, // 39: pylee.registry.v1.RegistryService.ListRegistries:input_type -> pylee.registry.v1.ListRegistriesRequest
-	24, // 40: pylee.registry.v1.RegistryService.UpdateRegistry:input_type -> pylee.registry.v1.UpdateRegistryRequest
-	26, // 41: pylee.registry.v1.RegistryService.DeleteRegistry:input_type -> pylee.registry.v1.DeleteRegistryRequest
-	27, // 42: pylee.registry.v1.RegistryService.PinEntry:input_type -> pylee.registry.v1.PinEntryRequest
-	29, // 43: pylee.registry.v1.RegistryService.UnpinEntry:input_type -> pylee.registry.v1.UnpinEntryRequest
-	31, // 44: pylee.registry.v1.RegistryService.PromoteEntry:input_type -> pylee.registry.v1.PromoteEntryRequest
-	32, // 45: pylee.registry.v1.RegistryService.GetEntry:input_type -> pylee.registry.v1.GetEntryRequest
-	33, // 46: pylee.registry.v1.RegistryService.ListEntries:input_type -> pylee.registry.v1.ListEntriesRequest
-	37, // 47: pylee.registry.v1.RegistryService.WatchEntries:input_type -> pylee.registry.v1.WatchEntriesRequest
-	35, // 48: pylee.registry.v1.RegistryService.RenderOfficial:input_type -> pylee.registry.v1.RenderOfficialRequest
-	38, // 49: pylee.registry.v1.RegistryService.ListApprovals:input_type -> pylee.registry.v1.ListApprovalsRequest
-	40, // 50: pylee.registry.v1.RegistryService.GetApproval:input_type -> pylee.registry.v1.GetApprovalRequest
-	41, // 51: pylee.registry.v1.RegistryService.Approve:input_type -> pylee.registry.v1.ApproveRequest
-	42, // 52: pylee.registry.v1.RegistryService.Reject:input_type -> pylee.registry.v1.RejectRequest
-	43, // 53: pylee.registry.v1.RegistryService.CancelApproval:input_type -> pylee.registry.v1.CancelApprovalRequest
-	1,  // 54: pylee.registry.v1.RegistryService.PurgeOrganization:input_type -> pylee.registry.v1.PurgeOrganizationRequest
-	44, // 55: pylee.registry.v1.RegistryService.CreateServer:output_type -> pylee.registry.v1.Server
-	44, // 56: pylee.registry.v1.RegistryService.GetServer:output_type -> pylee.registry.v1.Server
-	6,  // 57: pylee.registry.v1.RegistryService.ListServers:output_type -> pylee.registry.v1.ListServersResponse
-	44, // 58: pylee.registry.v1.RegistryService.UpdateServer:output_type -> pylee.registry.v1.Server
-	54, // 59: pylee.registry.v1.RegistryService.DeleteServer:output_type -> google.protobuf.Empty
-	46, // 60: pylee.registry.v1.RegistryService.CreateVersion:output_type -> pylee.registry.v1.ServerVersion
-	46, // 61: pylee.registry.v1.RegistryService.ImportServerJson:output_type -> pylee.registry.v1.ServerVersion
-	46, // 62: pylee.registry.v1.RegistryService.GetVersion:output_type -> pylee.registry.v1.ServerVersion
-	13, // 63: pylee.registry.v1.RegistryService.ListVersions:output_type -> pylee.registry.v1.ListVersionsResponse
-	46, // 64: pylee.registry.v1.RegistryService.SetVersionStatus:output_type -> pylee.registry.v1.ServerVersion
-	16, // 65: pylee.registry.v1.RegistryService.SuggestNextVersion:output_type -> pylee.registry.v1.SuggestNextVersionResponse
-	55, // 66: pylee.registry.v1.RegistryService.DiffVersions:output_type -> pylee.registry.v1.ToolDiff
-	19, // 67: pylee.registry.v1.RegistryService.ExportServerJson:output_type -> pylee.registry.v1.ExportServerJsonResponse
-	49, // 68: pylee.registry.v1.RegistryService.CreateRegistry:output_type -> pylee.registry.v1.Registry
-	49, // 69: pylee.registry.v1.RegistryService.GetRegistry:output_type -> pylee.registry.v1.Registry
-	23, // 70: pylee.registry.v1.RegistryService.ListRegistries:output_type -> pylee.registry.v1.ListRegistriesResponse
-	25, // 71: pylee.registry.v1.RegistryService.UpdateRegistry:output_type -> pylee.registry.v1.UpdateRegistryResponse
-	54, // 72: pylee.registry.v1.RegistryService.DeleteRegistry:output_type -> google.protobuf.Empty
-	28, // 73: pylee.registry.v1.RegistryService.PinEntry:output_type -> pylee.registry.v1.PinEntryResponse
-	30, // 74: pylee.registry.v1.RegistryService.UnpinEntry:output_type -> pylee.registry.v1.UnpinEntryResponse
-	28, // 75: pylee.registry.v1.RegistryService.PromoteEntry:output_type -> pylee.registry.v1.PinEntryResponse
-	51, // 76: pylee.registry.v1.RegistryService.GetEntry:output_type -> pylee.registry.v1.Entry
-	34, // 77: pylee.registry.v1.RegistryService.ListEntries:output_type -> pylee.registry.v1.ListEntriesResponse
-	56, // 78: pylee.registry.v1.RegistryService.WatchEntries:output_type -> pylee.registry.v1.EntryEvent
-	36, // 79: pylee.registry.v1.RegistryService.RenderOfficial:output_type -> pylee.registry.v1.RenderOfficialResponse
-	39, // 80: pylee.registry.v1.RegistryService.ListApprovals:output_type -> pylee.registry.v1.ListApprovalsResponse
-	50, // 81: pylee.registry.v1.RegistryService.GetApproval:output_type -> pylee.registry.v1.Approval
-	50, // 82: pylee.registry.v1.RegistryService.Approve:output_type -> pylee.registry.v1.Approval
-	50, // 83: pylee.registry.v1.RegistryService.Reject:output_type -> pylee.registry.v1.Approval
-	50, // 84: pylee.registry.v1.RegistryService.CancelApproval:output_type -> pylee.registry.v1.Approval
-	2,  // 85: pylee.registry.v1.RegistryService.PurgeOrganization:output_type -> pylee.registry.v1.PurgeOrganizationResponse
-	55, // [55:86] is the sub-list for method output_type
-	24, // [24:55] is the sub-list for method input_type
+	21, // 38: pylee.registry.v1.RegistryService.GetConnectConfig:input_type -> pylee.registry.v1.GetConnectConfigRequest
+	23, // 39: pylee.registry.v1.RegistryService.GetRegistry:input_type -> pylee.registry.v1.GetRegistryRequest
+	24, // 40: pylee.registry.v1.RegistryService.ListRegistries:input_type -> pylee.registry.v1.ListRegistriesRequest
+	26, // 41: pylee.registry.v1.RegistryService.UpdateRegistry:input_type -> pylee.registry.v1.UpdateRegistryRequest
+	28, // 42: pylee.registry.v1.RegistryService.DeleteRegistry:input_type -> pylee.registry.v1.DeleteRegistryRequest
+	29, // 43: pylee.registry.v1.RegistryService.PinEntry:input_type -> pylee.registry.v1.PinEntryRequest
+	31, // 44: pylee.registry.v1.RegistryService.UnpinEntry:input_type -> pylee.registry.v1.UnpinEntryRequest
+	33, // 45: pylee.registry.v1.RegistryService.PromoteEntry:input_type -> pylee.registry.v1.PromoteEntryRequest
+	34, // 46: pylee.registry.v1.RegistryService.GetEntry:input_type -> pylee.registry.v1.GetEntryRequest
+	35, // 47: pylee.registry.v1.RegistryService.ListEntries:input_type -> pylee.registry.v1.ListEntriesRequest
+	39, // 48: pylee.registry.v1.RegistryService.WatchEntries:input_type -> pylee.registry.v1.WatchEntriesRequest
+	37, // 49: pylee.registry.v1.RegistryService.RenderOfficial:input_type -> pylee.registry.v1.RenderOfficialRequest
+	40, // 50: pylee.registry.v1.RegistryService.ListApprovals:input_type -> pylee.registry.v1.ListApprovalsRequest
+	42, // 51: pylee.registry.v1.RegistryService.GetApproval:input_type -> pylee.registry.v1.GetApprovalRequest
+	43, // 52: pylee.registry.v1.RegistryService.Approve:input_type -> pylee.registry.v1.ApproveRequest
+	44, // 53: pylee.registry.v1.RegistryService.Reject:input_type -> pylee.registry.v1.RejectRequest
+	45, // 54: pylee.registry.v1.RegistryService.CancelApproval:input_type -> pylee.registry.v1.CancelApprovalRequest
+	1,  // 55: pylee.registry.v1.RegistryService.PurgeOrganization:input_type -> pylee.registry.v1.PurgeOrganizationRequest
+	46, // 56: pylee.registry.v1.RegistryService.CreateServer:output_type -> pylee.registry.v1.Server
+	46, // 57: pylee.registry.v1.RegistryService.GetServer:output_type -> pylee.registry.v1.Server
+	6,  // 58: pylee.registry.v1.RegistryService.ListServers:output_type -> pylee.registry.v1.ListServersResponse
+	46, // 59: pylee.registry.v1.RegistryService.UpdateServer:output_type -> pylee.registry.v1.Server
+	56, // 60: pylee.registry.v1.RegistryService.DeleteServer:output_type -> google.protobuf.Empty
+	48, // 61: pylee.registry.v1.RegistryService.CreateVersion:output_type -> pylee.registry.v1.ServerVersion
+	48, // 62: pylee.registry.v1.RegistryService.ImportServerJson:output_type -> pylee.registry.v1.ServerVersion
+	48, // 63: pylee.registry.v1.RegistryService.GetVersion:output_type -> pylee.registry.v1.ServerVersion
+	13, // 64: pylee.registry.v1.RegistryService.ListVersions:output_type -> pylee.registry.v1.ListVersionsResponse
+	48, // 65: pylee.registry.v1.RegistryService.SetVersionStatus:output_type -> pylee.registry.v1.ServerVersion
+	16, // 66: pylee.registry.v1.RegistryService.SuggestNextVersion:output_type -> pylee.registry.v1.SuggestNextVersionResponse
+	57, // 67: pylee.registry.v1.RegistryService.DiffVersions:output_type -> pylee.registry.v1.ToolDiff
+	19, // 68: pylee.registry.v1.RegistryService.ExportServerJson:output_type -> pylee.registry.v1.ExportServerJsonResponse
+	51, // 69: pylee.registry.v1.RegistryService.CreateRegistry:output_type -> pylee.registry.v1.Registry
+	22, // 70: pylee.registry.v1.RegistryService.GetConnectConfig:output_type -> pylee.registry.v1.ConnectConfig
+	51, // 71: pylee.registry.v1.RegistryService.GetRegistry:output_type -> pylee.registry.v1.Registry
+	25, // 72: pylee.registry.v1.RegistryService.ListRegistries:output_type -> pylee.registry.v1.ListRegistriesResponse
+	27, // 73: pylee.registry.v1.RegistryService.UpdateRegistry:output_type -> pylee.registry.v1.UpdateRegistryResponse
+	56, // 74: pylee.registry.v1.RegistryService.DeleteRegistry:output_type -> google.protobuf.Empty
+	30, // 75: pylee.registry.v1.RegistryService.PinEntry:output_type -> pylee.registry.v1.PinEntryResponse
+	32, // 76: pylee.registry.v1.RegistryService.UnpinEntry:output_type -> pylee.registry.v1.UnpinEntryResponse
+	30, // 77: pylee.registry.v1.RegistryService.PromoteEntry:output_type -> pylee.registry.v1.PinEntryResponse
+	53, // 78: pylee.registry.v1.RegistryService.GetEntry:output_type -> pylee.registry.v1.Entry
+	36, // 79: pylee.registry.v1.RegistryService.ListEntries:output_type -> pylee.registry.v1.ListEntriesResponse
+	58, // 80: pylee.registry.v1.RegistryService.WatchEntries:output_type -> pylee.registry.v1.EntryEvent
+	38, // 81: pylee.registry.v1.RegistryService.RenderOfficial:output_type -> pylee.registry.v1.RenderOfficialResponse
+	41, // 82: pylee.registry.v1.RegistryService.ListApprovals:output_type -> pylee.registry.v1.ListApprovalsResponse
+	52, // 83: pylee.registry.v1.RegistryService.GetApproval:output_type -> pylee.registry.v1.Approval
+	52, // 84: pylee.registry.v1.RegistryService.Approve:output_type -> pylee.registry.v1.Approval
+	52, // 85: pylee.registry.v1.RegistryService.Reject:output_type -> pylee.registry.v1.Approval
+	52, // 86: pylee.registry.v1.RegistryService.CancelApproval:output_type -> pylee.registry.v1.Approval
+	2,  // 87: pylee.registry.v1.RegistryService.PurgeOrganization:output_type -> pylee.registry.v1.PurgeOrganizationResponse
+	56, // [56:88] is the sub-list for method output_type
+	24, // [24:56] is the sub-list for method input_type
 	24, // [24:24] is the sub-list for extension type_name
 	24, // [24:24] is the sub-list for extension extendee
 	0,  // [0:24] is the sub-list for field type_name
@@ -3209,11 +3417,11 @@ func file_pylee_registry_v1_registry_service_proto_init() {
 	file_pylee_registry_v1_registry_proto_init()
 	file_pylee_registry_v1_server_proto_init()
 	file_pylee_registry_v1_version_proto_init()
-	file_pylee_registry_v1_registry_service_proto_msgTypes[24].OneofWrappers = []any{
+	file_pylee_registry_v1_registry_service_proto_msgTypes[26].OneofWrappers = []any{
 		(*UpdateRegistryResponse_Registry)(nil),
 		(*UpdateRegistryResponse_Approval)(nil),
 	}
-	file_pylee_registry_v1_registry_service_proto_msgTypes[27].OneofWrappers = []any{
+	file_pylee_registry_v1_registry_service_proto_msgTypes[29].OneofWrappers = []any{
 		(*PinEntryResponse_Entry)(nil),
 		(*PinEntryResponse_Approval)(nil),
 	}
@@ -3223,7 +3431,7 @@ func file_pylee_registry_v1_registry_service_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_pylee_registry_v1_registry_service_proto_rawDesc), len(file_pylee_registry_v1_registry_service_proto_rawDesc)),
 			NumEnums:      1,
-			NumMessages:   43,
+			NumMessages:   45,
 			NumExtensions: 0,
 			NumServices:   1,
 		},

@@ -34,6 +34,7 @@ const (
 	RegistryService_DiffVersions_FullMethodName       = "/pylee.registry.v1.RegistryService/DiffVersions"
 	RegistryService_ExportServerJson_FullMethodName   = "/pylee.registry.v1.RegistryService/ExportServerJson"
 	RegistryService_CreateRegistry_FullMethodName     = "/pylee.registry.v1.RegistryService/CreateRegistry"
+	RegistryService_GetConnectConfig_FullMethodName   = "/pylee.registry.v1.RegistryService/GetConnectConfig"
 	RegistryService_GetRegistry_FullMethodName        = "/pylee.registry.v1.RegistryService/GetRegistry"
 	RegistryService_ListRegistries_FullMethodName     = "/pylee.registry.v1.RegistryService/ListRegistries"
 	RegistryService_UpdateRegistry_FullMethodName     = "/pylee.registry.v1.RegistryService/UpdateRegistry"
@@ -91,6 +92,13 @@ type RegistryServiceClient interface {
 	ExportServerJson(ctx context.Context, in *ExportServerJsonRequest, opts ...grpc.CallOption) (*ExportServerJsonResponse, error)
 	// Creates a registry.
 	CreateRegistry(ctx context.Context, in *CreateRegistryRequest, opts ...grpc.CallOption) (*Registry, error)
+	// Returns what an MCP client (VS Code, Cursor, Claude Desktop, Claude
+	// Code) needs to use the registry's aggregated MCP endpoint, or one of
+	// its servers: the configuration entry, the deep link and the command
+	// line that installs it. None of it holds a credential: the entry runs
+	// `pylee proxy`, which signs in with the user's own Pylee login, or
+	// (with an identity provider) relies on the gateway's OAuth metadata.
+	GetConnectConfig(ctx context.Context, in *GetConnectConfigRequest, opts ...grpc.CallOption) (*ConnectConfig, error)
 	// Gets a registry.
 	GetRegistry(ctx context.Context, in *GetRegistryRequest, opts ...grpc.CallOption) (*Registry, error)
 	// Lists the registries of an organization the caller may see.
@@ -278,6 +286,16 @@ func (c *registryServiceClient) CreateRegistry(ctx context.Context, in *CreateRe
 	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
 	out := new(Registry)
 	err := c.cc.Invoke(ctx, RegistryService_CreateRegistry_FullMethodName, in, out, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
+func (c *registryServiceClient) GetConnectConfig(ctx context.Context, in *GetConnectConfigRequest, opts ...grpc.CallOption) (*ConnectConfig, error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	out := new(ConnectConfig)
+	err := c.cc.Invoke(ctx, RegistryService_GetConnectConfig_FullMethodName, in, out, cOpts...)
 	if err != nil {
 		return nil, err
 	}
@@ -501,6 +519,13 @@ type RegistryServiceServer interface {
 	ExportServerJson(context.Context, *ExportServerJsonRequest) (*ExportServerJsonResponse, error)
 	// Creates a registry.
 	CreateRegistry(context.Context, *CreateRegistryRequest) (*Registry, error)
+	// Returns what an MCP client (VS Code, Cursor, Claude Desktop, Claude
+	// Code) needs to use the registry's aggregated MCP endpoint, or one of
+	// its servers: the configuration entry, the deep link and the command
+	// line that installs it. None of it holds a credential: the entry runs
+	// `pylee proxy`, which signs in with the user's own Pylee login, or
+	// (with an identity provider) relies on the gateway's OAuth metadata.
+	GetConnectConfig(context.Context, *GetConnectConfigRequest) (*ConnectConfig, error)
 	// Gets a registry.
 	GetRegistry(context.Context, *GetRegistryRequest) (*Registry, error)
 	// Lists the registries of an organization the caller may see.
@@ -595,6 +620,9 @@ func (UnimplementedRegistryServiceServer) ExportServerJson(context.Context, *Exp
 }
 func (UnimplementedRegistryServiceServer) CreateRegistry(context.Context, *CreateRegistryRequest) (*Registry, error) {
 	return nil, status.Error(codes.Unimplemented, "method CreateRegistry not implemented")
+}
+func (UnimplementedRegistryServiceServer) GetConnectConfig(context.Context, *GetConnectConfigRequest) (*ConnectConfig, error) {
+	return nil, status.Error(codes.Unimplemented, "method GetConnectConfig not implemented")
 }
 func (UnimplementedRegistryServiceServer) GetRegistry(context.Context, *GetRegistryRequest) (*Registry, error) {
 	return nil, status.Error(codes.Unimplemented, "method GetRegistry not implemented")
@@ -916,6 +944,24 @@ func _RegistryService_CreateRegistry_Handler(srv interface{}, ctx context.Contex
 	}
 	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
 		return srv.(RegistryServiceServer).CreateRegistry(ctx, req.(*CreateRegistryRequest))
+	}
+	return interceptor(ctx, in, info, handler)
+}
+
+func _RegistryService_GetConnectConfig_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
+	in := new(GetConnectConfigRequest)
+	if err := dec(in); err != nil {
+		return nil, err
+	}
+	if interceptor == nil {
+		return srv.(RegistryServiceServer).GetConnectConfig(ctx, in)
+	}
+	info := &grpc.UnaryServerInfo{
+		Server:     srv,
+		FullMethod: RegistryService_GetConnectConfig_FullMethodName,
+	}
+	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
+		return srv.(RegistryServiceServer).GetConnectConfig(ctx, req.(*GetConnectConfigRequest))
 	}
 	return interceptor(ctx, in, info, handler)
 }
@@ -1281,6 +1327,10 @@ var RegistryService_ServiceDesc = grpc.ServiceDesc{
 		{
 			MethodName: "CreateRegistry",
 			Handler:    _RegistryService_CreateRegistry_Handler,
+		},
+		{
+			MethodName: "GetConnectConfig",
+			Handler:    _RegistryService_GetConnectConfig_Handler,
 		},
 		{
 			MethodName: "GetRegistry",
