@@ -774,7 +774,10 @@ func (m *MCP) aggregateRoute(ctx context.Context, w http.ResponseWriter, r *http
 	}
 	in := r.Clone(ctx)
 	in.Header.Set("MCP-Protocol-Version", sess.Protocol)
+	// The request was rewritten (the original name): the 2026-07-28
+	// headers of the client's request name the exposed one.
 	in.Header.Del("Mcp-Name")
+	in.Header.Del("Mcp-Method")
 	m.upstreamHeaders(out, in, up, &session{Upstream: upSess})
 	resp, err := m.client.Do(out)
 	if err != nil {

@@ -18,7 +18,7 @@ import (
 	"github.com/modelcontextprotocol/go-sdk/jsonrpc"
 	"github.com/modelcontextprotocol/go-sdk/mcp"
 
-	"github.com/pyleeai/pylee/services/deploy/internal/bridge"
+	bridge "github.com/pyleeai/pylee/kit/mcpbridge"
 	"github.com/pyleeai/pylee/services/deploy/internal/logbuf"
 	"github.com/pyleeai/pylee/services/deploy/internal/plan"
 	"github.com/pyleeai/pylee/services/deploy/internal/runtime"

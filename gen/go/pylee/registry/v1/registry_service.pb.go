@@ -3199,11 +3199,11 @@ const file_pylee_registry_v1_registry_service_proto_rawDesc = "" +
 	"\x10ExportServerJson\x12*.pylee.registry.v1.ExportServerJsonRequest\x1a+.pylee.registry.v1.ExportServerJsonResponse\"W\xca\xf3\x18\x14\n" +
 	"\fversions.get\x12\x04name\x82\xd3\xe4\x93\x029\x127/v1/{name=orgs/*/servers/*/versions/*}:exportServerJson\x12\xa8\x01\n" +
 	"\x0eCreateRegistry\x12(.pylee.registry.v1.CreateRegistryRequest\x1a\x1b.pylee.registry.v1.Registry\"O\xca\xf3\x18\x1b\n" +
-	"\x11registries.create\x12\x06parent\x82\xd3\xe4\x93\x02*:\bregistry\"\x1e/v1/{parent=orgs/*}/registries\x12\xaa\x01\n" +
+	"\x11registries.create\x12\x06parent\x82\xd3\xe4\x93\x02*:\bregistry\"\x1e/v1/{parent=orgs/*}/registries\x12\xb3\x01\n" +
+	"\vGetRegistry\x12%.pylee.registry.v1.GetRegistryRequest\x1a\x1b.pylee.registry.v1.Registry\"`\xca\xf3\x186\n" +
+	"\x0eregistries.get\x12\x04name*\x04orgs*\asecrets*\x06deploy*\agateway\x82\xd3\xe4\x93\x02 \x12\x1e/v1/{name=orgs/*/registries/*}\x12\xaa\x01\n" +
 	"\x10GetConnectConfig\x12*.pylee.registry.v1.GetConnectConfigRequest\x1a .pylee.registry.v1.ConnectConfig\"H\xca\xf3\x18\x16\n" +
 	"\x0eregistries.get\x12\x04name\x82\xd3\xe4\x93\x02(\x12&/v1/{name=orgs/*/registries/*}:connect\x12\xb3\x01\n" +
-	"\vGetRegistry\x12%.pylee.registry.v1.GetRegistryRequest\x1a\x1b.pylee.registry.v1.Registry\"`\xca\xf3\x186\n" +
-	"\x0eregistries.get\x12\x04name*\x04orgs*\asecrets*\x06deploy*\agateway\x82\xd3\xe4\x93\x02 \x12\x1e/v1/{name=orgs/*/registries/*}\x12\xb3\x01\n" +
 	"\x0eListRegistries\x12(.pylee.registry.v1.ListRegistriesRequest\x1a).pylee.registry.v1.ListRegistriesResponse\"L\xca\xf3\x18\"\n" +
 	"\x0eregistries.get\x12\x06parent \x01*\x06deploy\x82\xd3\xe4\x93\x02 \x12\x1e/v1/{parent=orgs/*}/registries\x12\xc6\x01\n" +
 	"\x0eUpdateRegistry\x12(.pylee.registry.v1.UpdateRegistryRequest\x1a).pylee.registry.v1.UpdateRegistryResponse\"_\xca\xf3\x18\"\n" +
@@ -3352,8 +3352,8 @@ var file_pylee_registry_v1_registry_service_proto_depIdxs = []int32{
 	17, // 35: pylee.registry.v1.RegistryService.DiffVersions:input_type -> pylee.registry.v1.DiffVersionsRequest
 	18, // 36: pylee.registry.v1.RegistryService.ExportServerJson:input_type -> pylee.registry.v1.ExportServerJsonRequest
 	20, // 37: pylee.registry.v1.RegistryService.CreateRegistry:input_type -> pylee.registry.v1.CreateRegistryRequest
-	21, // 38: pylee.registry.v1.RegistryService.GetConnectConfig:input_type -> pylee.registry.v1.GetConnectConfigRequest
-	23, // 39: pylee.registry.v1.RegistryService.GetRegistry:input_type -> pylee.registry.v1.GetRegistryRequest
+	23, // 38: pylee.registry.v1.RegistryService.GetRegistry:input_type -> pylee.registry.v1.GetRegistryRequest
+	21, // 39: pylee.registry.v1.RegistryService.GetConnectConfig:input_type -> pylee.registry.v1.GetConnectConfigRequest
 	24, // 40: pylee.registry.v1.RegistryService.ListRegistries:input_type -> pylee.registry.v1.ListRegistriesRequest
 	26, // 41: pylee.registry.v1.RegistryService.UpdateRegistry:input_type -> pylee.registry.v1.UpdateRegistryRequest
 	28, // 42: pylee.registry.v1.RegistryService.DeleteRegistry:input_type -> pylee.registry.v1.DeleteRegistryRequest
@@ -3384,8 +3384,8 @@ var file_pylee_registry_v1_registry_service_proto_depIdxs = []int32{
 	57, // 67: pylee.registry.v1.RegistryService.DiffVersions:output_type -> pylee.registry.v1.ToolDiff
 	19, // 68: pylee.registry.v1.RegistryService.ExportServerJson:output_type -> pylee.registry.v1.ExportServerJsonResponse
 	51, // 69: pylee.registry.v1.RegistryService.CreateRegistry:output_type -> pylee.registry.v1.Registry
-	22, // 70: pylee.registry.v1.RegistryService.GetConnectConfig:output_type -> pylee.registry.v1.ConnectConfig
-	51, // 71: pylee.registry.v1.RegistryService.GetRegistry:output_type -> pylee.registry.v1.Registry
+	51, // 70: pylee.registry.v1.RegistryService.GetRegistry:output_type -> pylee.registry.v1.Registry
+	22, // 71: pylee.registry.v1.RegistryService.GetConnectConfig:output_type -> pylee.registry.v1.ConnectConfig
 	25, // 72: pylee.registry.v1.RegistryService.ListRegistries:output_type -> pylee.registry.v1.ListRegistriesResponse
 	27, // 73: pylee.registry.v1.RegistryService.UpdateRegistry:output_type -> pylee.registry.v1.UpdateRegistryResponse
 	56, // 74: pylee.registry.v1.RegistryService.DeleteRegistry:output_type -> google.protobuf.Empty

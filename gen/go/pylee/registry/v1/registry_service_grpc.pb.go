@@ -34,8 +34,8 @@ const (
 	RegistryService_DiffVersions_FullMethodName       = "/pylee.registry.v1.RegistryService/DiffVersions"
 	RegistryService_ExportServerJson_FullMethodName   = "/pylee.registry.v1.RegistryService/ExportServerJson"
 	RegistryService_CreateRegistry_FullMethodName     = "/pylee.registry.v1.RegistryService/CreateRegistry"
-	RegistryService_GetConnectConfig_FullMethodName   = "/pylee.registry.v1.RegistryService/GetConnectConfig"
 	RegistryService_GetRegistry_FullMethodName        = "/pylee.registry.v1.RegistryService/GetRegistry"
+	RegistryService_GetConnectConfig_FullMethodName   = "/pylee.registry.v1.RegistryService/GetConnectConfig"
 	RegistryService_ListRegistries_FullMethodName     = "/pylee.registry.v1.RegistryService/ListRegistries"
 	RegistryService_UpdateRegistry_FullMethodName     = "/pylee.registry.v1.RegistryService/UpdateRegistry"
 	RegistryService_DeleteRegistry_FullMethodName     = "/pylee.registry.v1.RegistryService/DeleteRegistry"
@@ -92,6 +92,8 @@ type RegistryServiceClient interface {
 	ExportServerJson(ctx context.Context, in *ExportServerJsonRequest, opts ...grpc.CallOption) (*ExportServerJsonResponse, error)
 	// Creates a registry.
 	CreateRegistry(ctx context.Context, in *CreateRegistryRequest, opts ...grpc.CallOption) (*Registry, error)
+	// Gets a registry.
+	GetRegistry(ctx context.Context, in *GetRegistryRequest, opts ...grpc.CallOption) (*Registry, error)
 	// Returns what an MCP client (VS Code, Cursor, Claude Desktop, Claude
 	// Code) needs to use the registry's aggregated MCP endpoint, or one of
 	// its servers: the configuration entry, the deep link and the command
@@ -99,8 +101,6 @@ type RegistryServiceClient interface {
 	// `pylee proxy`, which signs in with the user's own Pylee login, or
 	// (with an identity provider) relies on the gateway's OAuth metadata.
 	GetConnectConfig(ctx context.Context, in *GetConnectConfigRequest, opts ...grpc.CallOption) (*ConnectConfig, error)
-	// Gets a registry.
-	GetRegistry(ctx context.Context, in *GetRegistryRequest, opts ...grpc.CallOption) (*Registry, error)
 	// Lists the registries of an organization the caller may see.
 	ListRegistries(ctx context.Context, in *ListRegistriesRequest, opts ...grpc.CallOption) (*ListRegistriesResponse, error)
 	// Changes a registry's settings; in a registry with approval_required the
@@ -292,20 +292,20 @@ func (c *registryServiceClient) CreateRegistry(ctx context.Context, in *CreateRe
 	return out, nil
 }
 
-func (c *registryServiceClient) GetConnectConfig(ctx context.Context, in *GetConnectConfigRequest, opts ...grpc.CallOption) (*ConnectConfig, error) {
+func (c *registryServiceClient) GetRegistry(ctx context.Context, in *GetRegistryRequest, opts ...grpc.CallOption) (*Registry, error) {
 	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
-	out := new(ConnectConfig)
-	err := c.cc.Invoke(ctx, RegistryService_GetConnectConfig_FullMethodName, in, out, cOpts...)
+	out := new(Registry)
+	err := c.cc.Invoke(ctx, RegistryService_GetRegistry_FullMethodName, in, out, cOpts...)
 	if err != nil {
 		return nil, err
 	}
 	return out, nil
 }
 
-func (c *registryServiceClient) GetRegistry(ctx context.Context, in *GetRegistryRequest, opts ...grpc.CallOption) (*Registry, error) {
+func (c *registryServiceClient) GetConnectConfig(ctx context.Context, in *GetConnectConfigRequest, opts ...grpc.CallOption) (*ConnectConfig, error) {
 	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
-	out := new(Registry)
-	err := c.cc.Invoke(ctx, RegistryService_GetRegistry_FullMethodName, in, out, cOpts...)
+	out := new(ConnectConfig)
+	err := c.cc.Invoke(ctx, RegistryService_GetConnectConfig_FullMethodName, in, out, cOpts...)
 	if err != nil {
 		return nil, err
 	}
@@ -519,6 +519,8 @@ type RegistryServiceServer interface {
 	ExportServerJson(context.Context, *ExportServerJsonRequest) (*ExportServerJsonResponse, error)
 	// Creates a registry.
 	CreateRegistry(context.Context, *CreateRegistryRequest) (*Registry, error)
+	// Gets a registry.
+	GetRegistry(context.Context, *GetRegistryRequest) (*Registry, error)
 	// Returns what an MCP client (VS Code, Cursor, Claude Desktop, Claude
 	// Code) needs to use the registry's aggregated MCP endpoint, or one of
 	// its servers: the configuration entry, the deep link and the command
@@ -526,8 +528,6 @@ type RegistryServiceServer interface {
 	// `pylee proxy`, which signs in with the user's own Pylee login, or
 	// (with an identity provider) relies on the gateway's OAuth metadata.
 	GetConnectConfig(context.Context, *GetConnectConfigRequest) (*ConnectConfig, error)
-	// Gets a registry.
-	GetRegistry(context.Context, *GetRegistryRequest) (*Registry, error)
 	// Lists the registries of an organization the caller may see.
 	ListRegistries(context.Context, *ListRegistriesRequest) (*ListRegistriesResponse, error)
 	// Changes a registry's settings; in a registry with approval_required the
@@ -621,11 +621,11 @@ func (UnimplementedRegistryServiceServer) ExportServerJson(context.Context, *Exp
 func (UnimplementedRegistryServiceServer) CreateRegistry(context.Context, *CreateRegistryRequest) (*Registry, error) {
 	return nil, status.Error(codes.Unimplemented, "method CreateRegistry not implemented")
 }
-func (UnimplementedRegistryServiceServer) GetConnectConfig(context.Context, *GetConnectConfigRequest) (*ConnectConfig, error) {
-	return nil, status.Error(codes.Unimplemented, "method GetConnectConfig not implemented")
-}
 func (UnimplementedRegistryServiceServer) GetRegistry(context.Context, *GetRegistryRequest) (*Registry, error) {
 	return nil, status.Error(codes.Unimplemented, "method GetRegistry not implemented")
+}
+func (UnimplementedRegistryServiceServer) GetConnectConfig(context.Context, *GetConnectConfigRequest) (*ConnectConfig, error) {
+	return nil, status.Error(codes.Unimplemented, "method GetConnectConfig not implemented")
 }
 func (UnimplementedRegistryServiceServer) ListRegistries(context.Context, *ListRegistriesRequest) (*ListRegistriesResponse, error) {
 	return nil, status.Error(codes.Unimplemented, "method ListRegistries not implemented")
@@ -948,24 +948,6 @@ func _RegistryService_CreateRegistry_Handler(srv interface{}, ctx context.Contex
 	return interceptor(ctx, in, info, handler)
 }
 
-func _RegistryService_GetConnectConfig_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
-	in := new(GetConnectConfigRequest)
-	if err := dec(in); err != nil {
-		return nil, err
-	}
-	if interceptor == nil {
-		return srv.(RegistryServiceServer).GetConnectConfig(ctx, in)
-	}
-	info := &grpc.UnaryServerInfo{
-		Server:     srv,
-		FullMethod: RegistryService_GetConnectConfig_FullMethodName,
-	}
-	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
-		return srv.(RegistryServiceServer).GetConnectConfig(ctx, req.(*GetConnectConfigRequest))
-	}
-	return interceptor(ctx, in, info, handler)
-}
-
 func _RegistryService_GetRegistry_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
 	in := new(GetRegistryRequest)
 	if err := dec(in); err != nil {
@@ -980,6 +962,24 @@ func _RegistryService_GetRegistry_Handler(srv interface{}, ctx context.Context, 
 	}
 	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
 		return srv.(RegistryServiceServer).GetRegistry(ctx, req.(*GetRegistryRequest))
+	}
+	return interceptor(ctx, in, info, handler)
+}
+
+func _RegistryService_GetConnectConfig_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
+	in := new(GetConnectConfigRequest)
+	if err := dec(in); err != nil {
+		return nil, err
+	}
+	if interceptor == nil {
+		return srv.(RegistryServiceServer).GetConnectConfig(ctx, in)
+	}
+	info := &grpc.UnaryServerInfo{
+		Server:     srv,
+		FullMethod: RegistryService_GetConnectConfig_FullMethodName,
+	}
+	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
+		return srv.(RegistryServiceServer).GetConnectConfig(ctx, req.(*GetConnectConfigRequest))
 	}
 	return interceptor(ctx, in, info, handler)
 }
@@ -1329,12 +1329,12 @@ var RegistryService_ServiceDesc = grpc.ServiceDesc{
 			Handler:    _RegistryService_CreateRegistry_Handler,
 		},
 		{
-			MethodName: "GetConnectConfig",
-			Handler:    _RegistryService_GetConnectConfig_Handler,
-		},
-		{
 			MethodName: "GetRegistry",
 			Handler:    _RegistryService_GetRegistry_Handler,
+		},
+		{
+			MethodName: "GetConnectConfig",
+			Handler:    _RegistryService_GetConnectConfig_Handler,
 		},
 		{
 			MethodName: "ListRegistries",

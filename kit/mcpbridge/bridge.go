@@ -1,9 +1,11 @@
-// Package bridge exposes an MCP server that speaks stdio (a process the
-// deploy service runs) as a streamable HTTP endpoint, with the official MCP
-// Go SDK on both sides: an mcp.Client session to the process, and an
-// mcp.Server whose receiving middleware forwards every request to it.
-// The endpoint keeps its address while the process behind it restarts.
-package bridge
+// Package mcpbridge joins an MCP client session to an MCP server, with
+// the official MCP Go SDK on both sides: an mcp.Client session to the
+// upstream, and an mcp.Server whose receiving middleware forwards every
+// request to it. The deploy service exposes a process speaking stdio as a
+// streamable HTTP endpoint that keeps its address while the process
+// restarts; `pylee proxy` exposes the gateway over stdio to an editor,
+// reconnecting when the gateway's connection breaks.
+package mcpbridge
 
 import (
 	"context"
@@ -11,7 +13,9 @@ import (
 	"errors"
 	"fmt"
 	"net/http"
+	"reflect"
 	"strconv"
+	"strings"
 	"sync"
 	"sync/atomic"
 
@@ -35,6 +39,50 @@ type Bridge struct {
 	// the client that asked: tokens of different sessions may collide.
 	progress sync.Map // string -> progressTarget
 	next     atomic.Uint64
+
+	// reconnect, when set, replaces an upstream whose connection broke;
+	// the request that found it broken is sent once more.
+	reconnect func(ctx context.Context) (*mcp.ClientSession, error)
+	reMu      sync.Mutex
+}
+
+// OnBrokenUpstream sets how a broken upstream is replaced: a request that
+// fails because the connection closed calls fn, attaches what it returns
+// (keeping the server and its sessions) and is sent once more.
+func (b *Bridge) OnBrokenUpstream(fn func(ctx context.Context) (*mcp.ClientSession, error)) {
+	b.reconnect = fn
+}
+
+// Server is the server side, to run on a transport of the caller's (the
+// proxy's stdio).
+func (b *Bridge) Server() *mcp.Server {
+	b.mu.RLock()
+	defer b.mu.RUnlock()
+	return b.srv
+}
+
+// Swap makes cs the upstream, keeping the server and its sessions.
+func (b *Bridge) Swap(cs *mcp.ClientSession) {
+	b.mu.Lock()
+	b.up = cs
+	b.mu.Unlock()
+}
+
+// replace swaps in a new upstream for broken, unless another request did
+// already.
+func (b *Bridge) replace(ctx context.Context, broken *mcp.ClientSession) (*mcp.ClientSession, error) {
+	b.reMu.Lock()
+	defer b.reMu.Unlock()
+	if up := b.upstream(); up != broken && up != nil {
+		return up, nil
+	}
+	cs, err := b.reconnect(ctx)
+	if err != nil {
+		return nil, err
+	}
+	_ = broken.Close()
+	b.Swap(cs)
+	return cs, nil
 }
 
 type progressTarget struct {
@@ -188,15 +236,45 @@ func (b *Bridge) newServer(init *mcp.InitializeResult) *mcp.Server {
 }
 
 // forward sends each request of the forwarded methods to the attached
-// process and answers with its result or error unchanged.
+// upstream and answers with its result or error unchanged; with a
+// reconnect function, a request that found the connection closed is sent
+// once more on a new one.
 func (b *Bridge) forward(next mcp.MethodHandler) mcp.MethodHandler {
+	send := b.send(next)
 	return func(ctx context.Context, method string, req mcp.Request) (mcp.Result, error) {
+		up := b.upstream()
+		res, err := send(ctx, method, req, up)
+		if err != nil && b.reconnect != nil && up != nil && (errors.Is(err, mcp.ErrConnectionClosed) || errors.Is(err, mcp.ErrSessionMissing)) {
+			fresh, rerr := b.replace(ctx, up)
+			if rerr != nil {
+				return nil, fmt.Errorf("the connection to the server broke and could not be made again: %w", rerr)
+			}
+			return send(ctx, method, req, fresh)
+		}
+		return res, err
+	}
+}
+
+func (b *Bridge) send(next mcp.MethodHandler) func(ctx context.Context, method string, req mcp.Request, up *mcp.ClientSession) (mcp.Result, error) {
+	return func(ctx context.Context, method string, req mcp.Request, up *mcp.ClientSession) (mcp.Result, error) {
 		switch method {
 		case "initialize", "notifications/initialized", "ping", "notifications/cancelled", "notifications/progress",
 			"notifications/roots/list_changed", "logging/setLevel":
 			return next(ctx, method, req)
 		}
-		up := b.upstream()
+		if params := req.GetParams(); params != nil && !isNilParams(params) {
+			// The protocol's own _meta keys describe this hop (the
+			// client's protocol version); the next hop sets its own.
+			if m := params.GetMeta(); len(m) > 0 {
+				clean := make(map[string]any, len(m))
+				for k, v := range m {
+					if !strings.HasPrefix(k, "io.modelcontextprotocol/") {
+						clean[k] = v
+					}
+				}
+				params.SetMeta(clean)
+			}
+		}
 		if up == nil {
 			if _, ok := forwarded[method]; ok {
 				return nil, ErrNoUpstream
@@ -242,6 +320,11 @@ var forwarded = map[string]struct{}{"tools/list": {}, "tools/call": {}, "resourc
 func sessionOf(req mcp.Request) *mcp.ServerSession {
 	ss, _ := req.GetSession().(*mcp.ServerSession)
 	return ss
+}
+
+func isNilParams(p mcp.Params) bool {
+	v := reflect.ValueOf(p)
+	return v.Kind() == reflect.Pointer && v.IsNil()
 }
 
 func copyMeta(m mcp.Meta) mcp.Meta {
