@@ -224,7 +224,7 @@ func (m *MCP) aggregatePost(ctx context.Context, w http.ResponseWriter, r *http.
 	case "resources/templates/list":
 		m.aggregateList(ctx, w, reg, p, sess, key, req, "resourceTemplates")
 	case "tools/call", "prompts/get", "resources/read", "resources/subscribe", "resources/unsubscribe":
-		m.aggregateRoute(ctx, w, r, reg, p, sess, key, req, body)
+		m.aggregateRoute(ctx, w, r, reg, p, sess, key, req)
 	case "initialize":
 		rpcError(w, req.ID, jsonrpc.CodeInvalidRequest, "the session is already initialized")
 	default:
@@ -689,7 +689,7 @@ func (m *MCP) lookup(ctx context.Context, reg target, p auth.Principal, sess *ag
 
 // aggregateRoute sends a request for one tool, prompt or resource to the
 // server that offers it, through the single-server path's checks.
-func (m *MCP) aggregateRoute(ctx context.Context, w http.ResponseWriter, r *http.Request, reg target, p auth.Principal, sess *aggSession, key string, req *jsonrpc.Request, body []byte) {
+func (m *MCP) aggregateRoute(ctx context.Context, w http.ResponseWriter, r *http.Request, reg target, p auth.Principal, sess *aggSession, key string, req *jsonrpc.Request) {
 	var params map[string]json.RawMessage
 	if err := json.Unmarshal(req.Params, &params); err != nil {
 		rpcError(w, req.ID, jsonrpc.CodeInvalidParams, "params must be an object")
@@ -728,7 +728,8 @@ func (m *MCP) aggregateRoute(ctx context.Context, w http.ResponseWriter, r *http
 		return
 	}
 	fwd := &jsonrpc.Request{ID: req.ID, Method: req.Method, Params: rewritten}
-	if body, err = jsonrpc.EncodeMessage(fwd); err != nil {
+	body, err := jsonrpc.EncodeMessage(fwd)
+	if err != nil {
 		rpcError(w, req.ID, jsonrpc.CodeInvalidParams, "the request could not be rewritten")
 		return
 	}
