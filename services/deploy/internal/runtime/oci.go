@@ -11,6 +11,7 @@ import (
 	"sync"
 	"time"
 
+	cerrdefs "github.com/containerd/errdefs"
 	"github.com/docker/docker/api/types"
 	"github.com/docker/docker/api/types/container"
 	"github.com/docker/docker/api/types/filters"
@@ -86,7 +87,7 @@ func (r *oci) Check(ctx context.Context, p plan.Plan) error {
 func (r *oci) ensureImage(ctx context.Context, cli *client.Client, ref string) error {
 	if _, err := cli.ImageInspect(ctx, ref); err == nil {
 		return nil
-	} else if !client.IsErrNotFound(err) {
+	} else if !cerrdefs.IsNotFound(err) {
 		return fmt.Errorf("inspect image %s: %w", ref, err)
 	}
 	rc, err := cli.ImagePull(ctx, ref, image.PullOptions{})
@@ -218,7 +219,7 @@ func (c *containerRun) Wait() string {
 	go func() { waitErr <- c.cs.Wait() }()
 	select {
 	case <-c.done:
-	case <-waitErr:
+	case <-waitErr: //nolint:errcheck // how the connection ended is not how the container did
 		// The connection ended first: the container closed its output.
 		// Make sure it is gone.
 		c.kill()
@@ -231,7 +232,7 @@ func (c *containerRun) Wait() string {
 func (c *containerRun) kill() {
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()
-	if err := c.cli.ContainerKill(ctx, c.id, "KILL"); err != nil && !client.IsErrNotFound(err) && !errors.Is(err, context.DeadlineExceeded) &&
+	if err := c.cli.ContainerKill(ctx, c.id, "KILL"); err != nil && !cerrdefs.IsNotFound(err) && !errors.Is(err, context.DeadlineExceeded) &&
 		!strings.Contains(err.Error(), "is not running") {
 		_ = c.cli.ContainerRemove(ctx, c.id, container.RemoveOptions{Force: true})
 	}
