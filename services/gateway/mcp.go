@@ -91,9 +91,12 @@ type MCP struct {
 	upstreams cache[upstreamKey, *deployv1.Upstream]
 	versions  cache[string, *registryv1.ServerVersion]
 	policies  cache[string, registryv1.ToolPolicy]
-	outcomes  *outcomes
-	guard     guard
-	metrics   *mcpMetrics
+	// observed are the tools upstreams of versions without recorded
+	// tools list (for per-tool bindings' right to connect).
+	observed cache[string, []string]
+	outcomes *outcomes
+	guard    guard
+	metrics  *mcpMetrics
 	// onDrift is told of each newly seen drift (for the audit log).
 	onDrift func(t target, version, tool, why string)
 	// usage records tool calls in the audit log (nil: not recorded).
@@ -126,6 +129,7 @@ func NewMCP(cfg MCPConfig, authn auth.Authenticator, authz auth.Authorizer, depl
 		versions:  newCache[string, *registryv1.ServerVersion](time.Hour, 10000),
 		policies:  newCache[string, registryv1.ToolPolicy](2*time.Second, 10000),
 		agg:       newAggregator(),
+		observed:  newCache[string, []string](10*time.Second, 10000),
 	}
 	m.outcomes = newOutcomes(m)
 	if m.metrics, err = newMCPMetrics(reg); err != nil {

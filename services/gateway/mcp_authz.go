@@ -264,11 +264,21 @@ func (m *MCP) mayConnect(ctx context.Context, t target, p auth.Principal, versio
 		return nil
 	}
 	rec, rerr := m.recorded(ctx, t, version)
-	if rerr != nil || len(rec) == 0 {
+	if rerr != nil {
 		return err
 	}
-	resources := make([]string, 0, len(rec))
+	names := make([]string, 0, len(rec))
 	for name := range rec {
+		names = append(names, name)
+	}
+	if len(rec) == 0 {
+		// A version recorded without tools: the tools its upstream lists.
+		if names = m.observedTools(ctx, t, p, version); len(names) == 0 {
+			return err
+		}
+	}
+	resources := make([]string, 0, len(names))
+	for _, name := range names {
 		resources = append(resources, t.toolResource(name))
 	}
 	decisions, derr := auth.AuthorizeMany(ctx, m.authz, p, "tools.invoke", resources)
@@ -281,4 +291,42 @@ func (m *MCP) mayConnect(ctx context.Context, t target, p auth.Principal, versio
 		}
 	}
 	return err
+}
+
+// observedTools are the tool names the upstream of a version recorded
+// without tools lists (cached briefly); nil when it cannot be asked.
+func (m *MCP) observedTools(ctx context.Context, t target, p auth.Principal, version string) []string {
+	key := t.deployment() + "@" + version
+	if names, ok := m.observed.get(key); ok {
+		return names
+	}
+	up, err := m.upstream(ctx, t, p, version)
+	if err != nil || !up.GetServing() {
+		return nil
+	}
+	const protocol = "2025-06-18"
+	_, sid, err := m.rawCall(ctx, up, "", protocol, "initialize", map[string]any{"protocolVersion": protocol, "capabilities": map[string]any{},
+		"clientInfo": map[string]any{"name": "pylee-gateway", "version": "1"}})
+	if err != nil {
+		return nil
+	}
+	if _, _, err := m.rawCall(ctx, up, sid, protocol, "notifications/initialized", nil); err != nil {
+		return nil
+	}
+	res, _, err := m.rawCall(ctx, up, sid, protocol, "tools/list", map[string]any{})
+	if err != nil {
+		return nil
+	}
+	var list struct {
+		Tools []listedTool `json:"tools"`
+	}
+	if json.Unmarshal(res, &list) != nil {
+		return nil
+	}
+	names := make([]string, 0, len(list.Tools))
+	for _, tl := range list.Tools {
+		names = append(names, tl.Name)
+	}
+	m.observed.put(key, names)
+	return names
 }

@@ -79,7 +79,7 @@ func newRoot(s Streams) *cobra.Command {
 	root.AddCommand(newUpCmd(g), newServeCmd(g), newMigrateCmd(g), newOrgCmd(g), newAuditCmd(g), newVersionCmd(g),
 		newLoginCmd(g), newContextCmd(g), newWhoamiCmd(g), newServiceAccountCmd(g), newTokenCmd(g), newBindingCmd(g),
 		newTeamCmd(g), newRoleCmd(g), newMemberCmd(g), newInviteCmd(g), newServerCmd(g), newRegistryCmd(g), newApprovalCmd(g), newSecretCmd(g), newVariableCmd(g),
-		newSecretsAdminCmd(g), newDeployCmd(g), newProxyCmd(g), newConnectCmd(g))
+		newSecretsAdminCmd(g), newDeployCmd(g), newProxyCmd(g), newConnectCmd(g), newDevCmd(g))
 	return root
 }
 

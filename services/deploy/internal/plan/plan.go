@@ -21,8 +21,8 @@ const (
 )
 
 // CommandMeta is the `_meta` key of a server.json that asks for the
-// command runtime: {"command": "/path", "args": ["..."],
-// "environmentVariables": [...]}, for development and tests.
+// command runtime: {"command": "/path", "args": ["..."], "cwd": "/dir",
+// "environmentVariables": [...]}, for development (pylee dev) and tests.
 const CommandMeta = "ai.pylee/command"
 
 // Value is one resolved secret or variable.
@@ -45,6 +45,8 @@ type Plan struct {
 	// Command is the image and Args the container's arguments.
 	Command string
 	Args    []string
+	// Dir is the working directory of a command ("": a temporary one).
+	Dir string
 	// Env is the environment, NAME=value.
 	Env []string
 	// Transport is stdio, streamable-http or sse.
@@ -112,6 +114,7 @@ func Build(doc map[string]any, c Choice, vals Values) (Plan, error) {
 			p.Args = append(p.Args, b.refs(s))
 		}
 		p.Env = b.env(list(m["environmentVariables"]))
+		p.Dir, _ = m["cwd"].(string)
 		p.Transport = "stdio"
 	case NPM, PyPI, OCI:
 		pkgs := list(doc["packages"])

@@ -116,6 +116,9 @@ func (r *process) Start(ctx context.Context, p plan.Plan, opts *mcp.ClientOption
 	cmd.Env = environment(p)
 	cmd.Stderr = stderr
 	cmd.Dir = os.TempDir()
+	if p.Dir != "" {
+		cmd.Dir = p.Dir
+	}
 	// Its own process group, killed whole on stop; and killed with the
 	// deploy process, so a restarted target never finds an orphan.
 	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true, Pdeathsig: syscall.SIGKILL}
