@@ -161,4 +161,23 @@ func TestMCPGatewayReplicas(t *testing.T) {
 	if n := failures.Load(); n != 0 {
 		t.Fatalf("%d of %d sessions failed", n, sessions)
 	}
+
+	// The aggregated endpoint's session too: each request may reach
+	// another replica, which opens its own upstream session when needed.
+	agg := (&url.URL{Scheme: "http", Host: backHTTP, Path: "/mcp/acme/prod"}).String()
+	c := mcp.NewClient(&mcp.Implementation{Name: "replica-test"}, nil)
+	cs, err := c.Connect(context.Background(), &mcp.StreamableClientTransport{Endpoint: agg, HTTPClient: &http.Client{Transport: rr},
+		DisableStandaloneSSE: true}, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer cs.Close()
+	if got := toolNames(t, cs); !strings.Contains(fmt.Sprint(got), "echo_echo") {
+		t.Fatalf("aggregated tools across replicas: %v", got)
+	}
+	for i := 0; i < 20; i++ {
+		if got := callText(t, cs, "echo_echo", map[string]any{"text": fmt.Sprint(i)}); got != fmt.Sprintf("1.0.0:%d", i) {
+			t.Fatalf("aggregated call %d across replicas = %q", i, got)
+		}
+	}
 }

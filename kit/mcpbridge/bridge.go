@@ -244,14 +244,23 @@ func (b *Bridge) forward(next mcp.MethodHandler) mcp.MethodHandler {
 	return func(ctx context.Context, method string, req mcp.Request) (mcp.Result, error) {
 		up := b.upstream()
 		res, err := send(ctx, method, req, up)
-		if err != nil && b.reconnect != nil && up != nil && (errors.Is(err, mcp.ErrConnectionClosed) || errors.Is(err, mcp.ErrSessionMissing)) {
-			fresh, rerr := b.replace(ctx, up)
-			if rerr != nil {
-				return nil, fmt.Errorf("the connection to the server broke and could not be made again: %w", rerr)
-			}
-			return send(ctx, method, req, fresh)
+		if err == nil || b.reconnect == nil || up == nil {
+			return res, err
 		}
-		return res, err
+		missing := errors.Is(err, mcp.ErrSessionMissing)
+		if !missing && !errors.Is(err, mcp.ErrConnectionClosed) {
+			return res, err
+		}
+		fresh, rerr := b.replace(ctx, up)
+		if rerr != nil {
+			return nil, fmt.Errorf("the connection to the server broke and could not be made again: %w", rerr)
+		}
+		// A session the server no longer knew was not run; a tool call
+		// lost with its connection may have been, and is not sent twice.
+		if !missing && method == "tools/call" {
+			return nil, fmt.Errorf("the connection broke during the call, which may or may not have run; reconnected, call again if it should: %w", err)
+		}
+		return send(ctx, method, req, fresh)
 	}
 }
 

@@ -610,6 +610,18 @@ func (c *cache[K, V]) put(k K, v V) {
 	c.m[k] = cached[V]{v: v, exp: time.Now().Add(c.ttl)}
 }
 
+// each calls fn on every live entry (under the lock: fn must be quick).
+func (c *cache[K, V]) each(fn func(K, V)) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	now := time.Now()
+	for k, e := range c.m {
+		if now.Before(e.exp) {
+			fn(k, e.v)
+		}
+	}
+}
+
 func (c *cache[K, V]) drop(k K) {
 	c.mu.Lock()
 	delete(c.m, k)

@@ -62,11 +62,15 @@ type ref struct {
 // aggregator holds the per-replica state of aggregated sessions: the
 // name tables and the upstream sessions (any replica makes its own).
 type aggregator struct {
-	// names: registry \x00 kind \x00 exposed -> ref.
-	names sync.Map
+	// names: registry \x00 kind \x00 exposed -> ref (bounded, expiring).
+	names cache[string, ref]
+	// misses: names looked up and not found (briefly: a random name does
+	// not make every request list every server).
+	misses cache[string, bool]
 	// reported remembers collisions already reported.
-	reported sync.Map
-	// upstream sessions: session key \x00 server \x00 version -> id.
+	reported cache[string, bool]
+	// upstream sessions: session key \x00 server \x00 version -> the
+	// protocol the upstream negotiated \x00 its session id.
 	sessions cache[string, string]
 	// entries are the registry's entries (brief cache).
 	entries cache[string, []*registryv1.Entry]
@@ -78,7 +82,10 @@ type aggregator struct {
 
 func newAggregator() *aggregator {
 	return &aggregator{sessions: newCache[string, string](time.Hour, 100000),
-		entries: newCache[string, []*registryv1.Entry](2*time.Second, 10000)}
+		names:    newCache[string, ref](10*time.Minute, 200000),
+		misses:   newCache[string, bool](5*time.Second, 100000),
+		reported: newCache[string, bool](time.Hour, 100000),
+		entries:  newCache[string, []*registryv1.Entry](2*time.Second, 10000)}
 }
 
 func exposedName(server, name string) string {
@@ -316,13 +323,16 @@ func (m *MCP) aggregateServers(ctx context.Context, reg target, p auth.Principal
 		entries = all
 		m.agg.entries.put(reg.registryName(), entries)
 	}
+	if len(entries) > maxAggregateServers {
+		entries = entries[:maxAggregateServers]
+	}
 	var mu sync.Mutex
 	var out []aggServer
 	var wg sync.WaitGroup
 	sem := make(chan struct{}, 16)
 	for _, e := range entries {
 		id := e.GetServer()[strings.LastIndex(e.GetServer(), "/")+1:]
-		if id == "" || len(out) >= maxAggregateServers {
+		if id == "" {
 			continue
 		}
 		t := target{org: reg.org, registry: reg.registry, server: id}
@@ -330,6 +340,12 @@ func (m *MCP) aggregateServers(ctx context.Context, reg target, p auth.Principal
 		sem <- struct{}{}
 		go func() {
 			defer func() { <-sem; wg.Done() }()
+			// Whether the caller may use the server is decided before
+			// anything is resolved for them (a per-user instance starts
+			// on resolution), on the entry's pinned version.
+			if m.mayConnect(ctx, t, p, e.GetVersion()) != nil {
+				return
+			}
 			version := ""
 			if sess != nil {
 				version = sess.Versions[id]
@@ -340,9 +356,6 @@ func (m *MCP) aggregateServers(ctx context.Context, reg target, p auth.Principal
 				up, err = m.upstream(ctx, t, p, "")
 			}
 			if err != nil || !up.GetServing() {
-				return
-			}
-			if m.mayConnect(ctx, t, p, up.GetVersion()) != nil {
 				return
 			}
 			mu.Lock()
@@ -365,7 +378,8 @@ func (m *MCP) aggregateList(ctx context.Context, w http.ResponseWriter, reg targ
 	items, err := m.aggregateItems(ctx, reg, p, sess, key, kind)
 	m.metrics.latency.WithLabelValues(req.Method).Observe(time.Since(start).Seconds())
 	if err != nil {
-		rpcError(w, req.ID, codeUnavailable, "the list could not be made: "+err.Error())
+		m.log.Sugar().Warnw("aggregated endpoint: a list could not be made", "registry", reg.registryName(), "error", err)
+		rpcError(w, req.ID, codeUnavailable, "the list could not be made; retry")
 		return
 	}
 	writeResult(w, req.ID, map[string]any{kind: items})
@@ -439,12 +453,20 @@ func (m *MCP) aggregateItems(ctx context.Context, reg target, p auth.Principal, 
 		case (kind == "tools" || kind == "prompts") && len(n.exposed) > maxExposedName:
 			why = fmt.Sprintf("longer than %d characters", maxExposedName)
 		}
+		if prev, ok := m.agg.names.get(tkey); why == "" && ok && (prev.collision != "" || prev.server != n.ref.server || prev.name != n.ref.name) {
+			// Another listing (another caller's) mapped the name elsewhere:
+			// a collision stays one, whoever lists next.
+			why = "offered by more than one server"
+			if prev.collision != "" {
+				why = prev.collision
+			}
+		}
 		if why != "" {
-			m.agg.names.Store(tkey, ref{collision: why})
+			m.agg.names.put(tkey, ref{collision: why})
 			m.reportCollision(reg, kind, n.exposed, n.ref, why)
 			continue
 		}
-		m.agg.names.Store(tkey, n.ref)
+		m.agg.names.put(tkey, n.ref)
 		if kind == "tools" || kind == "prompts" {
 			n.item["name"], _ = json.Marshal(n.exposed)
 			if kind == "tools" {
@@ -464,9 +486,11 @@ func (m *MCP) aggregateItems(ctx context.Context, reg target, p auth.Principal, 
 }
 
 func (m *MCP) reportCollision(reg target, kind, exposed string, r ref, why string) {
-	if _, seen := m.agg.reported.LoadOrStore(reg.registryName()+"\x00"+kind+"\x00"+exposed+"\x00"+r.server+"\x00"+r.name, true); seen {
+	rkey := reg.registryName() + "\x00" + kind + "\x00" + exposed + "\x00" + r.server + "\x00" + r.name
+	if _, seen := m.agg.reported.get(rkey); seen {
 		return
 	}
+	m.agg.reported.put(rkey, true)
 	m.log.Sugar().Warnw("aggregated endpoint: a name is refused", "registry", reg.registryName(), "kind", kind, "name", exposed,
 		"server", r.server, "original", r.name, "why", why)
 	if m.usage != nil {
@@ -526,11 +550,11 @@ var errUpstreamSession = errors.New("the upstream session ended")
 // when the upstream forgot it.
 func (m *MCP) upstreamCall(ctx context.Context, sv aggServer, sess *aggSession, key, method string, params any) (json.RawMessage, error) {
 	for attempt := 0; ; attempt++ {
-		id, err := m.upstreamSession(ctx, sv, sess, key)
+		id, protocol, err := m.upstreamSession(ctx, sv, sess, key)
 		if err != nil {
 			return nil, err
 		}
-		res, _, err := m.rawCall(ctx, sv.up, id, sess.Protocol, method, params)
+		res, _, err := m.rawCall(ctx, sv.up, id, protocol, method, params)
 		if errors.Is(err, errUpstreamSession) && attempt == 0 {
 			m.agg.sessions.drop(key + "\x00" + sv.t.server + "\x00" + sv.version)
 			continue
@@ -540,24 +564,34 @@ func (m *MCP) upstreamCall(ctx context.Context, sv aggServer, sess *aggSession, 
 }
 
 // upstreamSession returns this replica's upstream session of sv for the
-// aggregated session key, initializing one when there is none.
-func (m *MCP) upstreamSession(ctx context.Context, sv aggServer, sess *aggSession, key string) (string, error) {
+// aggregated session key, and the protocol version the upstream
+// negotiated, initializing one when there is none.
+func (m *MCP) upstreamSession(ctx context.Context, sv aggServer, sess *aggSession, key string) (id, protocol string, err error) {
 	k := key + "\x00" + sv.t.server + "\x00" + sv.version
-	if id, ok := m.agg.sessions.get(k); ok {
-		return id, nil
+	if v, ok := m.agg.sessions.get(k); ok {
+		protocol, id, _ = strings.Cut(v, "\x00")
+		return id, protocol, nil
 	}
-	_, id, err := m.rawCall(ctx, sv.up, "", sess.Protocol, "initialize", map[string]any{
+	res, id, err := m.rawCall(ctx, sv.up, "", sess.Protocol, "initialize", map[string]any{
 		"protocolVersion": sess.Protocol, "capabilities": map[string]any{},
 		"clientInfo": map[string]any{"name": "pylee-gateway", "version": "1"},
 	})
 	if err != nil {
-		return "", fmt.Errorf("initialize: %w", err)
+		return "", "", fmt.Errorf("initialize: %w", err)
 	}
-	if _, _, err := m.rawCall(ctx, sv.up, id, sess.Protocol, "notifications/initialized", nil); err != nil {
-		return "", fmt.Errorf("initialized: %w", err)
+	var init struct {
+		ProtocolVersion string `json:"protocolVersion"`
 	}
-	m.agg.sessions.put(k, id)
-	return id, nil
+	_ = json.Unmarshal(res, &init)
+	protocol = init.ProtocolVersion
+	if !slices.Contains(mcpVersions, protocol) {
+		protocol = sess.Protocol
+	}
+	if _, _, err := m.rawCall(ctx, sv.up, id, protocol, "notifications/initialized", nil); err != nil {
+		return "", "", fmt.Errorf("initialized: %w", err)
+	}
+	m.agg.sessions.put(k, protocol+"\x00"+id)
+	return id, protocol, nil
 }
 
 // rawCall sends one JSON-RPC request (or notification, when method
@@ -579,7 +613,9 @@ func (m *MCP) rawCall(ctx context.Context, up *deployv1.Upstream, sessID, protoc
 	if notify {
 		msg = &jsonrpc.Request{Method: method, Params: rawParams}
 	} else {
-		id, _ = jsonrpc.MakeID(float64(m.agg.next.Add(1)))
+		// Its own ids are strings no client id of a forwarded request
+		// shares in the upstream session.
+		id, _ = jsonrpc.MakeID(fmt.Sprintf("pylee-%d", m.agg.next.Add(1)))
 		msg = &jsonrpc.Request{ID: id, Method: method, Params: rawParams}
 	}
 	body, err := jsonrpc.EncodeMessage(msg)
@@ -650,12 +686,16 @@ func (m *MCP) rawCall(ctx context.Context, up *deployv1.Upstream, sessID, protoc
 func readAnswer(body io.Reader, id jsonrpc.ID) ([]byte, error) {
 	br := bufio.NewReaderSize(body, 16<<10)
 	var data []string
+	size := 0
 	for {
 		line, err := readLine(br, maxResponseBytes)
+		if size += len(line); size > maxResponseBytes {
+			return nil, errors.New("the stream's events exceed the size bound")
+		}
 		trimmed := strings.TrimRight(line, "\r\n")
 		if trimmed == "" && len(data) > 0 {
 			msg := []byte(strings.Join(data, "\n"))
-			data = data[:0]
+			data, size = data[:0], 0
 			if d, derr := jsonrpc.DecodeMessage(msg); derr == nil {
 				if r, ok := d.(*jsonrpc.Response); ok && r.ID == id {
 					return msg, nil
@@ -674,17 +714,20 @@ func readAnswer(body io.Reader, id jsonrpc.ID) ([]byte, error) {
 // replica has not seen it yet.
 func (m *MCP) lookup(ctx context.Context, reg target, p auth.Principal, sess *aggSession, key, kind, exposed string) (ref, bool) {
 	tkey := reg.registryName() + "\x00" + kind + "\x00" + exposed
-	if v, ok := m.agg.names.Load(tkey); ok {
-		return v.(ref), true
+	if v, ok := m.agg.names.get(tkey); ok {
+		return v, true
+	}
+	if _, missed := m.agg.misses.get(tkey); missed {
+		return ref{}, false
 	}
 	if _, err := m.aggregateItems(ctx, reg, p, sess, key, kind); err != nil {
 		return ref{}, false
 	}
-	v, ok := m.agg.names.Load(tkey)
+	v, ok := m.agg.names.get(tkey)
 	if !ok {
-		return ref{}, false
+		m.agg.misses.put(tkey, true)
 	}
-	return v.(ref), true
+	return v, ok
 }
 
 // aggregateRoute sends a request for one tool, prompt or resource to the
@@ -733,7 +776,9 @@ func (m *MCP) aggregateRoute(ctx context.Context, w http.ResponseWriter, r *http
 		rpcError(w, req.ID, jsonrpc.CodeInvalidParams, "the request could not be rewritten")
 		return
 	}
-	call := &callInfo{id: req.ID, method: req.Method, start: time.Now(), reqBytes: len(body)}
+	// The client's stream resumption (Last-Event-ID) would reach the
+	// aggregated endpoint, not this server: the events go without ids.
+	call := &callInfo{id: req.ID, method: req.Method, start: time.Now(), reqBytes: len(body), noEventIDs: true}
 	if refusal := m.authorizeCall(ctx, t, p, fwd, call); refusal != "" {
 		rpcError(w, req.ID, codeForbidden, refusal)
 		m.outcomes.refused()
@@ -758,14 +803,14 @@ func (m *MCP) aggregateRoute(ctx context.Context, w http.ResponseWriter, r *http
 			return
 		}
 	}
-	upSess, err := m.upstreamSession(ctx, sv, sess, key)
+	upSess, upProtocol, err := m.upstreamSession(ctx, sv, sess, key)
 	if err != nil {
 		m.outcomes.add(t.deployment(), call.version, outcomeTransport, call)
 		m.recordCall(ctx, t, p, call, outcomeTransport, 0, err.Error())
 		rpcError(w, req.ID, codeUnavailable, "the server could not be reached; retry")
 		return
 	}
-	inflight := key + "\x00" + fmt.Sprint(req.ID.Raw())
+	inflight := key + "\x00" + fmt.Sprintf("%T:%v", req.ID.Raw(), req.ID.Raw())
 	m.agg.inflight.Store(inflight, sv)
 	defer m.agg.inflight.Delete(inflight)
 	out, err := http.NewRequestWithContext(ctx, http.MethodPost, up.GetUrl(), bytes.NewReader(body))
@@ -774,7 +819,7 @@ func (m *MCP) aggregateRoute(ctx context.Context, w http.ResponseWriter, r *http
 		return
 	}
 	in := r.Clone(ctx)
-	in.Header.Set("MCP-Protocol-Version", sess.Protocol)
+	in.Header.Set("MCP-Protocol-Version", upProtocol)
 	// The request was rewritten (the original name): the 2026-07-28
 	// headers of the client's request name the exposed one.
 	in.Header.Del("Mcp-Name")
@@ -808,22 +853,21 @@ func (m *MCP) templateOwner(ctx context.Context, reg target, p auth.Principal, s
 		return ref{}, false
 	}
 	best, bestLen, ties := ref{}, 0, 0
-	m.agg.names.Range(func(k, v any) bool {
-		parts := strings.SplitN(k.(string), "\x00", 3)
+	m.agg.names.each(func(k string, v ref) {
+		parts := strings.SplitN(k, "\x00", 3)
 		if len(parts) != 3 || parts[0] != reg.registryName() || parts[1] != "resourceTemplates" {
-			return true
+			return
 		}
 		prefix, _, _ := strings.Cut(parts[2], "{")
 		if prefix == "" || !strings.HasPrefix(uri, prefix) {
-			return true
+			return
 		}
 		switch {
 		case len(prefix) > bestLen:
-			best, bestLen, ties = v.(ref), len(prefix), 1
-		case len(prefix) == bestLen && v.(ref).server != best.server:
+			best, bestLen, ties = v, len(prefix), 1
+		case len(prefix) == bestLen && v.server != best.server:
 			ties++
 		}
-		return true
 	})
 	if ties != 1 || best.collision != "" {
 		return ref{}, false
@@ -840,18 +884,22 @@ func (m *MCP) aggregateCancel(ctx context.Context, reg target, p auth.Principal,
 	if json.Unmarshal(req.Params, &params) != nil || params.RequestID == nil {
 		return
 	}
-	v, ok := m.agg.inflight.Load(key + "\x00" + fmt.Sprint(params.RequestID))
+	rid, err := jsonrpc.MakeID(params.RequestID)
+	if err != nil {
+		return
+	}
+	v, ok := m.agg.inflight.Load(key + "\x00" + fmt.Sprintf("%T:%v", rid.Raw(), rid.Raw()))
 	if !ok {
 		return
 	}
 	sv := v.(aggServer)
-	id, err := m.upstreamSession(ctx, sv, sess, key)
+	id, protocol, err := m.upstreamSession(ctx, sv, sess, key)
 	if err != nil {
 		return
 	}
 	var raw map[string]any
 	_ = json.Unmarshal(req.Params, &raw)
-	_, _, _ = m.rawCall(ctx, sv.up, id, sess.Protocol, "notifications/cancelled", raw)
+	_, _, _ = m.rawCall(ctx, sv.up, id, protocol, "notifications/cancelled", raw)
 }
 
 // aggregateStream is the session's GET stream: list_changed
@@ -931,7 +979,7 @@ func (s *sealer) sealAggregate(v aggSession) (string, error) {
 }
 
 func (s *sealer) openAggregate(id string, maxAge time.Duration) (aggSession, error) {
-	plain, err := s.openBytes(id)
+	plain, err := s.openBytes(id, maxAggregateSessionID)
 	if err != nil {
 		return aggSession{}, err
 	}
@@ -943,4 +991,29 @@ func (s *sealer) openAggregate(id string, maxAge time.Duration) (aggSession, err
 		return aggSession{}, errBadSession
 	}
 	return v, nil
+}
+
+// endUpstreamSession ends an upstream session the gateway opened for
+// itself (DELETE, as the transport says).
+func (m *MCP) endUpstreamSession(ctx context.Context, up *deployv1.Upstream, sid string) {
+	if sid == "" {
+		return
+	}
+	ctx, cancel := context.WithTimeout(ctx, 5*time.Second)
+	defer cancel()
+	req, err := http.NewRequestWithContext(ctx, http.MethodDelete, up.GetUrl(), nil)
+	if err != nil {
+		return
+	}
+	req.Header.Set("Mcp-Session-Id", sid)
+	if up.GetInstance() != "" {
+		req.Header.Set("Authorization", "Bearer "+m.cfg.Token.Reveal())
+	}
+	for k, v := range up.GetHeaders() {
+		req.Header.Set(k, v)
+	}
+	if resp, err := m.client.Do(req); err == nil {
+		_, _ = io.Copy(io.Discard, io.LimitReader(resp.Body, 64<<10))
+		_ = resp.Body.Close()
+	}
 }

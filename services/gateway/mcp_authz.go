@@ -23,6 +23,9 @@ type callInfo struct {
 	start   time.Time
 	// reqBytes is the size of the client's message.
 	reqBytes int
+	// noEventIDs drops the upstream's event ids and retry hints from the
+	// relayed stream (a resumption could not reach the same upstream).
+	noEventIDs bool
 }
 
 // Permissions of MCP methods beyond tools: resources, prompts and
@@ -300,7 +303,8 @@ func (m *MCP) observedTools(ctx context.Context, t target, p auth.Principal, ver
 	if names, ok := m.observed.get(key); ok {
 		return names
 	}
-	up, err := m.upstream(ctx, t, p, version)
+	// Asked as no one: a per-user instance is not started to learn names.
+	up, err := m.upstream(ctx, t, auth.Principal{}, version)
 	if err != nil || !up.GetServing() {
 		return nil
 	}
@@ -314,6 +318,7 @@ func (m *MCP) observedTools(ctx context.Context, t target, p auth.Principal, ver
 		return nil
 	}
 	res, _, err := m.rawCall(ctx, up, sid, protocol, "tools/list", map[string]any{})
+	m.endUpstreamSession(ctx, up, sid)
 	if err != nil {
 		return nil
 	}

@@ -98,6 +98,8 @@ func (m *MCP) relayEvents(ctx context.Context, w io.Writer, f http.Flusher, body
 				}
 				ev.Reset()
 				data = data[:0]
+			} else if call != nil && call.noEventIDs && (strings.HasPrefix(trimmed, "id:") || strings.HasPrefix(trimmed, "retry:")) {
+				// Dropped: see callInfo.noEventIDs.
 			} else {
 				ev.WriteString(line)
 				if d, ok := strings.CutPrefix(trimmed, "data:"); ok {

@@ -48,8 +48,13 @@ func newSealer(key []byte) (*sealer, error) {
 // sessionAD binds a sealed id to its use.
 var sessionAD = []byte("pylee.mcp.session.v1")
 
-// maxSessionID bounds what is opened: a longer header is not ours.
-const maxSessionID = 2048
+// maxSessionID bounds what is opened: a longer header is not ours. An
+// aggregated session carries a version per server (up to
+// maxAggregateServers), so its bound is larger.
+const (
+	maxSessionID          = 2048
+	maxAggregateSessionID = 32 << 10
+)
 
 func (s *sealer) seal(v session) (string, error) {
 	plain, err := json.Marshal(v)
@@ -73,7 +78,7 @@ var errBadSession = errors.New("unknown or expired session")
 // open returns the session of id, refusing anything not sealed by this
 // installation or older than maxAge.
 func (s *sealer) open(id string, maxAge time.Duration) (session, error) {
-	plain, err := s.openBytes(id)
+	plain, err := s.openBytes(id, maxSessionID)
 	if err != nil {
 		return session{}, err
 	}
@@ -87,8 +92,8 @@ func (s *sealer) open(id string, maxAge time.Duration) (session, error) {
 	return v, nil
 }
 
-func (s *sealer) openBytes(id string) ([]byte, error) {
-	if len(id) > maxSessionID {
+func (s *sealer) openBytes(id string, maxLen int) ([]byte, error) {
+	if len(id) > maxLen {
 		return nil, errBadSession
 	}
 	raw, err := base64.RawURLEncoding.DecodeString(id)

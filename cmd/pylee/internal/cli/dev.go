@@ -302,7 +302,7 @@ func (d *devRun) watch(ctx context.Context, dirs []string) error {
 	if err != nil {
 		return err
 	}
-	defer w.Close()
+	defer func() { _ = w.Close() }()
 	for _, dir := range dirs {
 		if err := w.Add(dir); err != nil {
 			return fmt.Errorf("watch %s: %w", dir, err)
