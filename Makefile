@@ -154,9 +154,10 @@ bench-deploy:
 	$(GO) test -run '^$$' -bench IdleInstanceMemory -benchtime 1x -count 1 ./services/deploy/internal/instance/ | tee -a bench-deploy.txt
 
 ## bench-mcp: tools/call through the MCP gateway against the same upstream called directly, in one
-## run: p50/p99 at 1,000 calls/s and throughput at 32 sessions, with the ratios.
+## run: p50/p99 at 1,000 calls/s and throughput at 32 sessions, with the ratios; the delay added to a
+## tool stream's first event; throughput with the audit of calls on and off.
 bench-mcp:
-	$(GO) test -run '^$$' -bench BenchmarkMCPToolCall -benchtime 1x -count 1 ./cmd/pylee/ | tee bench-mcp.txt
+	$(GO) test -run '^$$' -bench 'BenchmarkMCPToolCall|BenchmarkMCPOverhead' -benchtime 1x -count 1 ./cmd/pylee/ | tee bench-mcp.txt
 
 clean:
 	rm -rf bin third_party bench.txt bench-deploy.txt bench-mcp.txt

@@ -418,13 +418,14 @@ func TestDeployPerUserInstances(t *testing.T) {
 	defer jwks.Close()
 	const issuer = "https://idp.acme.test"
 	signer, _ := jose.NewSigner(jose.SigningKey{Algorithm: jose.RS256, Key: key}, (&jose.SignerOptions{}).WithHeader("kid", "k1"))
-	jwt := func(iss string, aud any, exp time.Duration) string {
-		payload, _ := json.Marshal(map[string]any{"iss": iss, "aud": aud, "sub": "7", "email": "alice@acme.test",
+	jwtOf := func(email, iss string, aud any, exp time.Duration) string {
+		payload, _ := json.Marshal(map[string]any{"iss": iss, "aud": aud, "sub": email, "email": email,
 			"groups": []string{"acme/dev"}, "exp": time.Now().Add(exp).Unix(), "iat": time.Now().Unix()})
 		obj, _ := signer.Sign(payload)
 		s, _ := obj.CompactSerialize()
 		return s
 	}
+	jwt := func(iss string, aud any, exp time.Duration) string { return jwtOf("alice@acme.test", iss, aud, exp) }
 	alice := jwt(issuer, "pylee", time.Hour)
 
 	u := startUp(t, "--deploy-allow-command", "--deploy-discover-interval", "100ms", "--deploy-health-interval", "100ms",
@@ -513,6 +514,29 @@ func TestDeployPerUserInstances(t *testing.T) {
 		}
 	}
 	http.DefaultClient.CloseIdleConnections()
+
+	// Carol's first contact with Pylee is an MCP client's OAuth token: she
+	// becomes a user like one who signed in to the API (orgs.user.create).
+	created := func() bool {
+		out, _, _ := u.cli("audit", "list", "--org", "-", "--action", "orgs.user.create", "-o", "json")
+		return strings.Contains(out, "users/carol@acme.test")
+	}
+	if created() {
+		t.Fatal("carol exists before her first sign-in")
+	}
+	// (She has no API_KEY of her own: the gateway accepts her, the server
+	// cannot start for her.)
+	if _, err := gatewaySession(t, mcpURL, jwtOf("carol@acme.test", issuer, []string{mcpURL}, time.Hour), nil); err == nil ||
+		!strings.Contains(err.Error(), "API_KEY") {
+		t.Fatalf("carol with a token for %s: %v", mcpURL, err)
+	}
+	deadline := time.Now().Add(10 * time.Second)
+	for !created() {
+		if time.Now().After(deadline) {
+			t.Fatal("carol's first sign-in through the MCP gateway did not create her user (orgs.user.create)")
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
 }
 
 // TestDeployKilledMidRolloutResumes: the deploy target killed with -9 in

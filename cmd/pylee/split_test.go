@@ -28,7 +28,7 @@ var (
 	buildErr  error
 )
 
-func pyleeBinary(t *testing.T) string {
+func pyleeBinary(t testing.TB) string {
 	t.Helper()
 	buildOnce.Do(func() {
 		dir, err := os.MkdirTemp("", "pylee-bin-")
@@ -53,7 +53,7 @@ func pyleeBinary(t *testing.T) string {
 // the same.
 var handedOut sync.Map
 
-func freeAddr(t *testing.T) string {
+func freeAddr(t testing.TB) string {
 	t.Helper()
 	for {
 		l, err := net.Listen("tcp", "127.0.0.1:0")
@@ -70,7 +70,7 @@ func freeAddr(t *testing.T) string {
 
 // proc is a `pylee serve` child process.
 type proc struct {
-	t        *testing.T
+	t        testing.TB
 	args     []string
 	httpAddr string
 	logFile  string
@@ -81,7 +81,7 @@ type proc struct {
 	client *http.Client
 }
 
-func startProc(t *testing.T, httpAddr, logFile string, args ...string) *proc {
+func startProc(t testing.TB, httpAddr, logFile string, args ...string) *proc {
 	t.Helper()
 	p := &proc{t: t, args: args, httpAddr: httpAddr, logFile: logFile}
 	p.start()

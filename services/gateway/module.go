@@ -67,6 +67,16 @@ func initMCP(p module.Process) error {
 	if o, ok := p.Settings().InstallationOIDC.(ResourceAuthenticator); ok {
 		cfg.ResourceTokens = o
 		cfg.Issuer = p.Settings().OIDC.Issuer
+		// Where the orgs target runs here, it wrapped the installation's
+		// authenticator so first sign-ins create users: tokens for an MCP
+		// URL go through the same wrapper.
+		for _, a := range *p.Authenticators() {
+			w, ok := a.(interface{ Unwrap() auth.Authenticator })
+			if ra, isRA := a.(ResourceAuthenticator); ok && isRA && w.Unwrap() == p.Settings().InstallationOIDC {
+				cfg.ResourceTokens = ra
+				break
+			}
+		}
 	}
 	m, err := NewMCP(cfg,
 		p.Authenticators(), p.Authorizer(), deployv1.NewDeployServiceClient(dc), registryv1.NewRegistryServiceClient(rc),
