@@ -152,8 +152,16 @@ func TestConnectConfigs(t *testing.T) {
 		t.Fatalf("pylee connect vscode:\n%s", out)
 	}
 
+	// The HTTP entry: the MCP URL itself, no proxy, no token.
+	r := u.expect(t, "GET", "/v1/orgs/acme/registries/dev:connect?client=vscode&mode=http&server=", u.token, "", 200)
+	var httpEntry map[string]any
+	if err := json.Unmarshal([]byte(r.body["configJson"].(string)), &httpEntry); err != nil || httpEntry["type"] != "http" ||
+		httpEntry["url"] != u.rest+"/mcp/acme/dev" {
+		t.Fatalf("the HTTP entry: %v (%v)", r.body, err)
+	}
+
 	// Hostile and wrong requests: 4xx naming the field, nothing else.
-	r := u.expect(t, "GET", "/v1/orgs/acme/registries/dev:connect?client=evil", u.token, "", 400)
+	r = u.expect(t, "GET", "/v1/orgs/acme/registries/dev:connect?client=evil", u.token, "", 400)
 	if !strings.Contains(fmt.Sprint(r.body), "client") {
 		t.Fatalf("unknown client: %v", r.body)
 	}

@@ -517,6 +517,13 @@ func TestDeployPerUserInstances(t *testing.T) {
 
 	// Carol's first contact with Pylee is an MCP client's OAuth token: she
 	// becomes a user like one who signed in to the API (orgs.user.create).
+	// With an identity provider, an editor's entry is the MCP URL itself
+	// (the client signs in through the OAuth metadata), not the proxy.
+	conn := u.expect(t, "GET", "/v1/orgs/acme/registries/prod:connect?client=cursor", u.token, "", 200)
+	if !strings.Contains(fmt.Sprint(conn.body["configJson"]), `"url":"`+u.rest+`/mcp/acme/prod"`) || strings.Contains(fmt.Sprint(conn.body), "proxy") {
+		t.Fatalf("connect with an identity provider: %v", conn.body)
+	}
+
 	created := func() bool {
 		out, _, _ := u.cli("audit", "list", "--org", "-", "--action", "orgs.user.create", "-o", "json")
 		return strings.Contains(out, "users/carol@acme.test")

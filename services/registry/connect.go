@@ -39,7 +39,7 @@ func (s *Service) GetConnectConfig(ctx context.Context, req *registryv1.GetConne
 		return nil, err
 	}
 	c, err := connect.Build(req.GetClient(), connect.Target{Org: reg.Org, Registry: reg.Registry, Server: req.GetServer(),
-		BaseURL: base, HTTP: req.GetMode() == "http"})
+		BaseURL: base, HTTP: req.GetMode() == "http" || (req.GetMode() == "" && s.identityProvider)})
 	if err != nil {
 		return nil, fmt.Errorf("client: %v: %w", err, errs.ErrInvalidArgument)
 	}

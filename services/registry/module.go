@@ -39,6 +39,7 @@ func initModule(ctx context.Context, p module.Process) error {
 	// Every committed change wrote its audit event: the commit wakes the relay.
 	st.AfterCommit(relay.Notify)
 	svc := New(st, p.PageTokens(), p.Authorizer())
+	svc.UseIdentityProvider(p.Settings().OIDC.Issuer != "")
 	if conn, err := p.Conn(orgsTarget); err == nil {
 		svc.UseOrgs(orgsDirectory{client: orgsv1.NewAccessServiceClient(conn), token: p.ServiceToken()})
 	} else {

@@ -71,6 +71,10 @@ type Service struct {
 	// official serves the official MCP Registry API from memory.
 	official *officialCache
 	values   Values
+	// identityProvider is true when the installation has one: an MCP
+	// client then signs in through the gateway's OAuth metadata, and
+	// GetConnectConfig's default entry is the HTTP one.
+	identityProvider bool
 }
 
 // AfterPurge sets what runs after an organization's data is purged: a
@@ -136,6 +140,10 @@ func (s *Service) purgeBindings(ctx context.Context, resource string) error {
 	}
 	return nil
 }
+
+// UseIdentityProvider says the installation has an identity provider
+// (GetConnectConfig's default is then the HTTP entry).
+func (s *Service) UseIdentityProvider(has bool) { s.identityProvider = has }
 
 // New returns the service. authz decides, item by item, what filtered
 // lists show. Each commit of the store wakes the entry watchers (and, as

@@ -9,6 +9,7 @@ import (
 	"os"
 	"path/filepath"
 	"runtime"
+	"slices"
 	"strings"
 
 	"github.com/spf13/cobra"
@@ -29,12 +30,15 @@ file, the deep link that installs it (VS Code, Cursor) and the command line that
 Claude Code). With --write it adds the entry to the client's configuration file.
 
 No credential is written anywhere: the entry runs "pylee proxy", which takes the credential from
-your Pylee login when the editor starts it. With --mode http (an installation with an identity
-provider) the client connects to the MCP URL itself and signs in through the gateway's OAuth
+your Pylee login when the editor starts it. Where the installation has an identity provider (and
+with --mode http) the entry is the MCP URL itself: the client signs in through the gateway's OAuth
 metadata.`,
 		Args:      cobra.ExactArgs(1),
 		ValidArgs: connect.Clients,
 		RunE: func(cmd *cobra.Command, args []string) error {
+			if !slices.Contains(connect.Clients, args[0]) {
+				return fmt.Errorf("unknown client %q (want %s)", args[0], strings.Join(connect.Clients, ", "))
+			}
 			o, err := g.orgOf(org)
 			if err != nil {
 				return err
@@ -54,23 +58,38 @@ metadata.`,
 				}
 				registry = list.GetRegistries()[0].GetName()[strings.LastIndex(list.GetRegistries()[0].GetName(), "/")+1:]
 			}
-			// The registry (and the server's entry) must exist and be
-			// visible to you.
-			path := "/v1/orgs/" + url.PathEscape(o) + "/registries/" + url.PathEscape(registry)
+			switch mode {
+			case "auto", "proxy", "http":
+			default:
+				return fmt.Errorf("--mode %q: want auto, proxy or http", mode)
+			}
+			// The server's answer (GET …:connect): the registry and the
+			// server's entry exist and are visible to you, and "auto" is
+			// decided where the installation's identity provider is known.
+			q := url.Values{"client": {args[0]}}
 			if server != "" {
-				if err := c.Do(cmd.Context(), http.MethodGet, path+"/entries/"+url.PathEscape(server), nil, nil, &registryv1.Entry{}); err != nil {
+				q.Set("server", server)
+			}
+			if mode != "auto" {
+				q.Set("mode", mode)
+			}
+			resp := &registryv1.ConnectConfig{}
+			if err := c.Do(cmd.Context(), http.MethodGet, "/v1/orgs/"+url.PathEscape(o)+"/registries/"+url.PathEscape(registry)+":connect", q, nil, resp); err != nil {
+				return err
+			}
+			cfg := connect.Config{Client: resp.GetClient(), URL: resp.GetUrl(), EntryName: resp.GetEntryName(), Entry: json.RawMessage(resp.GetConfigJson()),
+				DeepLink: resp.GetDeepLink(), Command: resp.GetCommand(), File: resp.GetConfigFile(), Key: resp.GetConfigKey()}
+			var entry map[string]any
+			if err := json.Unmarshal(cfg.Entry, &entry); err != nil {
+				return fmt.Errorf("the server's entry is not JSON: %w", err)
+			}
+			if _, isHTTP := entry["url"]; !isHTTP && contextName != "" {
+				// The proxy of a named login context: the same entry, with
+				// --context.
+				if cfg, err = connect.Build(args[0], connect.Target{Org: o, Registry: registry, Server: server, BaseURL: g.apiURL,
+					Context: contextName}); err != nil {
 					return err
 				}
-			} else if err := c.Do(cmd.Context(), http.MethodGet, path, nil, nil, &registryv1.Registry{}); err != nil {
-				return err
-			}
-			if mode != "proxy" && mode != "http" {
-				return fmt.Errorf("--mode %q: want proxy or http", mode)
-			}
-			cfg, err := connect.Build(args[0], connect.Target{Org: o, Registry: registry, Server: server, BaseURL: g.apiURL,
-				HTTP: mode == "http", Context: contextName})
-			if err != nil {
-				return err
 			}
 			if g.output == "json" {
 				enc := json.NewEncoder(g.stdout)
@@ -109,7 +128,7 @@ metadata.`,
 	f.StringVar(&org, "org", "", "organization (default: the login context's)")
 	f.StringVar(&registry, "registry", "", "registry (default: the organization's only one)")
 	f.StringVar(&server, "server", "", "one server of the registry instead of the aggregated endpoint")
-	f.StringVar(&mode, "mode", "proxy", "proxy (the entry runs pylee proxy) or http (the client signs in through the gateway's OAuth metadata)")
+	f.StringVar(&mode, "mode", "auto", "proxy (the entry runs pylee proxy), http (the client signs in through the gateway's OAuth metadata), or auto (http where the installation has an identity provider)")
 	f.BoolVar(&write, "write", false, "add the entry to the client's configuration file")
 	f.StringVar(&file, "file", "", "the configuration file --write changes (default: the client's own)")
 	f.StringVar(&contextName, "context", "", "login context the proxy uses (default: the current one when it runs)")

@@ -1259,9 +1259,10 @@ type GetConnectConfigRequest struct {
 	Client string `protobuf:"bytes,2,opt,name=client,proto3" json:"client,omitempty"`
 	// One server of the registry instead of the aggregated endpoint.
 	Server string `protobuf:"bytes,3,opt,name=server,proto3" json:"server,omitempty"`
-	// `proxy` (default: the entry runs `pylee proxy`) or `http` (the
-	// client connects to the MCP URL itself and signs in through the
-	// gateway's OAuth metadata; needs an identity provider).
+	// `proxy` (the entry runs `pylee proxy`) or `http` (the client
+	// connects to the MCP URL itself and signs in through the gateway's
+	// OAuth metadata; needs an identity provider). Empty: `http` when the
+	// installation has an identity provider, else `proxy`.
 	Mode          string `protobuf:"bytes,4,opt,name=mode,proto3" json:"mode,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
