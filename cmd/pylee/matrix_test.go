@@ -161,7 +161,11 @@ var matrixTargets = map[string]func(org string, m protoreflect.Message){
 		set(m, "registry_id", "made")
 		set(m.Mutable(m.Descriptor().Fields().ByName("registry")).Message(), "parent", "orgs/"+org+"/registries/nope")
 	},
-	"pylee.registry.v1.RegistryService/GetRegistry":    func(org string, m protoreflect.Message) { set(m, "name", "orgs/"+org+"/registries/nope") },
+	"pylee.registry.v1.RegistryService/GetRegistry": func(org string, m protoreflect.Message) { set(m, "name", "orgs/"+org+"/registries/nope") },
+	"pylee.registry.v1.RegistryService/GetConnectConfig": func(org string, m protoreflect.Message) {
+		set(m, "name", "orgs/"+org+"/registries/nope")
+		set(m, "client", "vscode")
+	},
 	"pylee.registry.v1.RegistryService/ListRegistries": func(org string, m protoreflect.Message) { set(m, "parent", "orgs/"+org) },
 	"pylee.registry.v1.RegistryService/UpdateRegistry": func(org string, m protoreflect.Message) {
 		r := m.Mutable(m.Descriptor().Fields().ByName("registry")).Message()
