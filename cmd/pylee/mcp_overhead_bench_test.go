@@ -181,6 +181,16 @@ func firstByte(b *testing.B, url, token string) []time.Duration {
 			out = append(out, first)
 		}
 	}
+	// The session ends, upstream too (the gateway forwards the DELETE).
+	del, _ := http.NewRequest(http.MethodDelete, url, nil)
+	del.Header.Set("Mcp-Session-Id", sid)
+	if token != "" {
+		del.Header.Set("Authorization", "Bearer "+token)
+	}
+	if resp, err := hc.Do(del); err == nil {
+		_ = resp.Body.Close()
+	}
+	hc.CloseIdleConnections()
 	sort.Slice(out, func(i, j int) bool { return out[i] < out[j] })
 	return out
 }
