@@ -52,6 +52,13 @@ type aggSession struct {
 	Versions map[string]string `json:"vs,omitempty"`
 }
 
+// upstreamSession is a replica's session with an upstream on behalf of
+// an aggregated session.
+type upstreamSession struct {
+	id, protocol string
+	up           *deployv1.Upstream
+}
+
 // ref is what an exposed name stands for.
 type ref struct {
 	server, name string
@@ -69,9 +76,9 @@ type aggregator struct {
 	misses cache[string, bool]
 	// reported remembers collisions already reported.
 	reported cache[string, bool]
-	// upstream sessions: session key \x00 server \x00 version -> the
-	// protocol the upstream negotiated \x00 its session id.
-	sessions cache[string, string]
+	// upstream sessions: session key \x00 server \x00 version -> this
+	// replica's session with the upstream.
+	sessions cache[string, upstreamSession]
 	// entries are the registry's entries (brief cache).
 	entries cache[string, []*registryv1.Entry]
 	// inflight maps session key \x00 request id to the server answering
@@ -81,7 +88,7 @@ type aggregator struct {
 }
 
 func newAggregator() *aggregator {
-	return &aggregator{sessions: newCache[string, string](time.Hour, 100000),
+	return &aggregator{sessions: newCache[string, upstreamSession](time.Hour, 100000),
 		names:    newCache[string, ref](10*time.Minute, 200000),
 		misses:   newCache[string, bool](5*time.Second, 100000),
 		reported: newCache[string, bool](time.Hour, 100000),
@@ -166,6 +173,18 @@ func (m *MCP) serveAggregate(w http.ResponseWriter, r *http.Request, reg target)
 		if sess == nil {
 			http.Error(w, "Mcp-Session-Id is required", http.StatusBadRequest)
 			return
+		}
+		// The upstream sessions this replica opened for it end too.
+		var ended []upstreamSession
+		var keys []string
+		m.agg.sessions.each(func(k string, v upstreamSession) {
+			if strings.HasPrefix(k, key+"\x00") {
+				keys, ended = append(keys, k), append(ended, v)
+			}
+		})
+		for i, k := range keys {
+			m.agg.sessions.drop(k)
+			m.endUpstreamSession(ctx, ended[i].up, ended[i].id)
 		}
 		w.WriteHeader(http.StatusNoContent)
 	default:
@@ -569,8 +588,7 @@ func (m *MCP) upstreamCall(ctx context.Context, sv aggServer, sess *aggSession, 
 func (m *MCP) upstreamSession(ctx context.Context, sv aggServer, sess *aggSession, key string) (id, protocol string, err error) {
 	k := key + "\x00" + sv.t.server + "\x00" + sv.version
 	if v, ok := m.agg.sessions.get(k); ok {
-		protocol, id, _ = strings.Cut(v, "\x00")
-		return id, protocol, nil
+		return v.id, v.protocol, nil
 	}
 	res, id, err := m.rawCall(ctx, sv.up, "", sess.Protocol, "initialize", map[string]any{
 		"protocolVersion": sess.Protocol, "capabilities": map[string]any{},
@@ -590,7 +608,7 @@ func (m *MCP) upstreamSession(ctx context.Context, sv aggServer, sess *aggSessio
 	if _, _, err := m.rawCall(ctx, sv.up, id, protocol, "notifications/initialized", nil); err != nil {
 		return "", "", fmt.Errorf("initialized: %w", err)
 	}
-	m.agg.sessions.put(k, protocol+"\x00"+id)
+	m.agg.sessions.put(k, upstreamSession{id: id, protocol: protocol, up: sv.up})
 	return id, protocol, nil
 }
 
