@@ -45,7 +45,16 @@ func TestConnectConfigs(t *testing.T) {
 	u := startUp(t, "--deploy-allow-command", "--deploy-discover-interval", "100ms")
 	u.expect(t, "POST", "/v1/orgs?organization_id=acme", u.token, `{}`, 200)
 	u.expect(t, "POST", "/v1/orgs/acme/registries?registry_id=dev", u.token, `{}`, 200)
+	// As an outside check runs it: no --org, no login; the only
+	// organization is the one.
+	t.Setenv("PYLEE_CONFIG_DIR", t.TempDir())
+	if out, errOut, code := u.cli("connect", "vscode", "--registry", "dev"); code != 0 || !strings.Contains(out, "vscode:mcp/install?") {
+		t.Fatalf("pylee connect vscode --registry dev (exit %d):\n%s%s", code, out, errOut)
+	}
 	u.expect(t, "POST", "/v1/orgs?organization_id=globex", u.token, `{}`, 200)
+	if _, errOut, code := u.cli("connect", "vscode", "--registry", "dev"); code == 0 || !strings.Contains(errOut, "--org") {
+		t.Fatalf("with two organizations and no --org: %s", errOut)
+	}
 	u.expect(t, "POST", "/v1/orgs/globex/registries?registry_id=dev", u.token, `{}`, 200)
 	wantArgs := []any{"proxy", "--api-url", u.rest, "--org", "acme", "--registry", "dev"}
 	for _, client := range []string{"vscode", "cursor", "claude", "claude-code"} {
@@ -237,6 +246,21 @@ func TestProxy(t *testing.T) {
 	} else {
 		t.Logf("SKIPPED the MCP Inspector part outside CI: no %s", inspector)
 	}
+
+	// No login, no --org, no token: a local pylee up's admin token and
+	// its only organization, as every command falls back to.
+	bare := exec.Command(bin, "proxy", "--api-url", u.rest, "--registry", "dev")
+	bare.Env = append(os.Environ(), "PYLEE_CONFIG_DIR="+t.TempDir(), "PYLEE_DATA_DIR="+u.dataDir, "PYLEE_TOKEN=")
+	var bareErr strings.Builder
+	bare.Stderr = &bareErr
+	bcs, err := mcp.NewClient(&mcp.Implementation{Name: "editor"}, nil).Connect(ctx, &mcp.CommandTransport{Command: bare}, nil)
+	if err != nil {
+		t.Fatalf("pylee proxy --registry dev without a login: %v\n%s", err, bareErr.String())
+	}
+	if got := callText(t, bcs, "echo_echo", map[string]any{"text": "bare"}); got != "1.0.0:bare" {
+		t.Fatalf("echo_echo through a bare proxy = %q", got)
+	}
+	_ = bcs.Close()
 
 	// The login revoked: a clear error, no token in it.
 	u.expect(t, "DELETE", "/v1/"+tokenName, u.token, "", 200)

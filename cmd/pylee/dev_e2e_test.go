@@ -26,7 +26,8 @@ var deniedRe = regexp.MustCompile(`"outcome":\s+"denied"`)
 // reaches the new process.
 func TestDev(t *testing.T) {
 	bin := buildTestServer(t)
-	u := startUp(t, "--deploy-allow-command", "--deploy-discover-interval", "100ms", "--deploy-health-interval", "200ms")
+	// pylee up allows the command runtime by default: no flag.
+	u := startUp(t, "--deploy-discover-interval", "100ms", "--deploy-health-interval", "200ms")
 	u.expect(t, "POST", "/v1/orgs?organization_id=acme", u.token, `{}`, 200)
 	u.expect(t, "POST", "/v1/orgs/acme/secrets?secret_id=API_KEY", u.token, `{"value":"dev-api-key-51"}`, 200)
 	cfgDir := t.TempDir()

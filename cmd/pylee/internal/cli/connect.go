@@ -39,11 +39,11 @@ metadata.`,
 			if !slices.Contains(connect.Clients, args[0]) {
 				return fmt.Errorf("unknown client %q (want %s)", args[0], strings.Join(connect.Clients, ", "))
 			}
-			o, err := g.orgOf(org)
+			c, err := g.client()
 			if err != nil {
 				return err
 			}
-			c, err := g.client()
+			o, err := g.soleOrg(cmd.Context(), c, org)
 			if err != nil {
 				return err
 			}

@@ -39,14 +39,14 @@ registry's, the organization's), drift guard and audit as in production. When a 
 server is restarted and the next call reaches the new process.
 
 Values the server needs are declared with --secret NAME and --variable NAME (or in --file); set
-them with pylee secret set NAME --me. The Pylee you are logged in to must run on this machine with
---deploy-allow-command (pylee up --deploy-allow-command), since it runs your command.`,
+them with pylee secret set NAME --me. The Pylee you are logged in to must run on this machine and
+allow the command runtime (pylee up does; pylee serve needs --deploy-allow-command).`,
 		RunE: func(cmd *cobra.Command, args []string) error {
-			o, err := g.orgOf(org)
+			c, err := g.client()
 			if err != nil {
 				return err
 			}
-			c, err := g.client()
+			o, err := g.soleOrg(cmd.Context(), c, org)
 			if err != nil {
 				return err
 			}

@@ -11,6 +11,7 @@ import (
 	"github.com/modelcontextprotocol/go-sdk/mcp"
 	"github.com/spf13/cobra"
 
+	"github.com/pyleeai/pylee/cmd/pylee/internal/client"
 	"github.com/pyleeai/pylee/kit/config"
 	"github.com/pyleeai/pylee/kit/connect"
 	"github.com/pyleeai/pylee/kit/mcpbridge"
@@ -29,16 +30,22 @@ configuration holds none. A broken connection is made again, and the request sen
 Nothing is written to standard output but MCP; the log on standard error never shows the token.`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
-			o, err := g.orgOf(org)
-			if err != nil {
-				return err
-			}
 			if registry == "" {
 				return errors.New("give the registry with --registry")
 			}
 			creds := &loginCredential{g: g, context: contextName, explicit: cmd.Flags().Changed("token")}
 			if err := creds.load(); err != nil {
 				return err
+			}
+			o, err := g.orgOf(org)
+			if err != nil {
+				c, cerr := client.New(g.apiURL, creds.current())
+				if cerr != nil {
+					return cerr
+				}
+				if o, err = g.soleOrg(cmd.Context(), c, org); err != nil {
+					return err
+				}
 			}
 			target := connect.Target{Org: o, Registry: registry, Server: server, BaseURL: g.apiURL}
 			return runProxy(cmd.Context(), g, target.URL(), creds)
@@ -66,7 +73,7 @@ type loginCredential struct {
 func (c *loginCredential) load() error {
 	c.mu.Lock()
 	defer c.mu.Unlock()
-	if c.explicit {
+	if c.explicit && !c.g.token.IsZero() {
 		c.token = c.g.token
 		return nil
 	}
@@ -84,9 +91,15 @@ func (c *loginCredential) load() error {
 		c.token = config.NewSecret(ctx.Token)
 	case !c.g.token.IsZero():
 		c.token = c.g.token
-	case ok:
-		return fmt.Errorf("login context %q is for %s, not %s: run pylee login --api-url %s", name, printable(ctx.APIURL), printable(c.g.apiURL), printable(c.g.apiURL))
 	default:
+		// A local pylee up's admin token, as every command falls back to.
+		if local, err := c.g.client(); err == nil && !local.Token().IsZero() {
+			c.token = local.Token()
+			return nil
+		}
+		if ok {
+			return fmt.Errorf("login context %q is for %s, not %s: run pylee login --api-url %s", name, printable(ctx.APIURL), printable(c.g.apiURL), printable(c.g.apiURL))
+		}
 		return errors.New("no Pylee login: run pylee login --api-url URL --token TOKEN first (the proxy takes its credential from it)")
 	}
 	return nil

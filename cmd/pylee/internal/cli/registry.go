@@ -1,6 +1,7 @@
 package cli
 
 import (
+	"context"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -16,6 +17,8 @@ import (
 	"google.golang.org/protobuf/encoding/protojson"
 	"google.golang.org/protobuf/types/known/durationpb"
 
+	"github.com/pyleeai/pylee/cmd/pylee/internal/client"
+	orgsv1 "github.com/pyleeai/pylee/gen/go/pylee/orgs/v1"
 	registryv1 "github.com/pyleeai/pylee/gen/go/pylee/registry/v1"
 	"github.com/pyleeai/pylee/kit/aip"
 	"github.com/pyleeai/pylee/kit/names"
@@ -40,6 +43,22 @@ func (g *globals) orgOf(flag string) (string, error) {
 		return "", errors.New("give the organization with --org (or save one with pylee login --org)")
 	}
 	return org, nil
+}
+
+// soleOrg returns --org, the context's, or else the caller's only
+// organization (a fresh pylee up with one organization needs no --org).
+func (g *globals) soleOrg(ctx context.Context, c *client.Client, flag string) (string, error) {
+	if o, err := g.orgOf(flag); err == nil {
+		return o, nil
+	}
+	list := &orgsv1.ListOrganizationsResponse{}
+	if err := c.Do(ctx, http.MethodGet, "/v1/orgs", nil, nil, list); err != nil {
+		return "", err
+	}
+	if len(list.GetOrganizations()) != 1 {
+		return "", fmt.Errorf("give the organization with --org (or save one with pylee login --org): you see %d", len(list.GetOrganizations()))
+	}
+	return strings.TrimPrefix(list.GetOrganizations()[0].GetName(), "orgs/"), nil
 }
 
 // kind is a collection of an organization's resources that commands take

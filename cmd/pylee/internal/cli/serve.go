@@ -70,7 +70,9 @@ func (f *serveFlags) register(cmd *cobra.Command, logFormat, host string) {
 	fs.StringVar(&f.cfg.Secrets.VaultNamespace, "vault-namespace", "", "Vault namespace (Vault Enterprise)")
 	fs.StringVar(&f.cfg.Secrets.VaultMount, "vault-mount", "secret", "mount of the KV v2 secrets engine")
 	fs.StringVar(&f.cfg.Secrets.VaultPrefix, "vault-prefix", "pylee", "path prefix under the mount")
-	fs.BoolVar(&f.cfg.Deploy.AllowCommand, "deploy-allow-command", false, "let versions whose server.json names a command in _meta (ai.pylee/command) run it on this host: for development and tests only")
+	// On for pylee up (a laptop, on loopback: pylee dev runs your command
+	// through it), off for pylee serve.
+	fs.BoolVar(&f.cfg.Deploy.AllowCommand, "deploy-allow-command", host == "127.0.0.1", "let versions whose server.json names a command in _meta (ai.pylee/command) run it on this host: for development and tests only (default on for pylee up, off for pylee serve)")
 	fs.StringVar(&f.cfg.Deploy.DockerHost, "deploy-docker-host", "", "Docker engine for oci packages (default DOCKER_HOST or unix:///var/run/docker.sock)")
 	fs.DurationVar(&f.cfg.Deploy.WarmFor, "deploy-warm-for", 10*time.Minute, "how long a replaced version keeps running, so rolling back to it is instant")
 	fs.DurationVar(&f.cfg.Deploy.UserIdle, "deploy-user-idle", 15*time.Minute, "per-user instances unused this long are stopped")

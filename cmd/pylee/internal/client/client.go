@@ -28,6 +28,9 @@ type Client struct {
 	http  *http.Client
 }
 
+// Token is the credential the client sends.
+func (c *Client) Token() config.Secret { return c.token }
+
 // New returns a client of the API at baseURL (e.g. http://localhost:8080).
 func New(baseURL string, token config.Secret) (*Client, error) {
 	u, err := url.Parse(baseURL)
