@@ -3,6 +3,7 @@ package main
 import (
 	"context"
 	"fmt"
+	"net/http"
 	"os"
 	"os/exec"
 	"slices"
@@ -148,6 +149,35 @@ func TestMCPAggregatedEndpoint(t *testing.T) {
 	}
 	if got := callText(t, cs, "every-b_echo", map[string]any{"message": "b"}); !strings.Contains(got, "b") {
 		t.Fatalf("every-b_echo = %q", got)
+	}
+
+	// A caller's open streams are bounded (each polls every server): the
+	// client holds one; seven more open, the ninth is refused with 429.
+	var streams []*http.Response
+	streamTr := &http.Transport{}
+	defer func() {
+		for _, r := range streams {
+			_ = r.Body.Close()
+		}
+		streamTr.CloseIdleConnections()
+	}()
+	for i := 0; i < 8; i++ {
+		req, _ := http.NewRequest(http.MethodGet, url, nil)
+		req.Header.Set("Authorization", "Bearer "+agent)
+		req.Header.Set("Mcp-Session-Id", cs.ID())
+		req.Header.Set("Accept", "text/event-stream")
+		resp, err := (&http.Client{Transport: streamTr}).Do(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		streams = append(streams, resp)
+		want := http.StatusOK
+		if i == 7 {
+			want = http.StatusTooManyRequests
+		}
+		if resp.StatusCode != want || (want == http.StatusTooManyRequests && resp.Header.Get("Retry-After") == "") {
+			t.Fatalf("stream %d: HTTP %d, want %d", i+2, resp.StatusCode, want)
+		}
 	}
 
 	// Audit: the call as the single-server path records it, and the

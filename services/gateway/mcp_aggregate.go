@@ -85,10 +85,37 @@ type aggregator struct {
 	// it (for cancellation).
 	inflight sync.Map
 	next     atomic.Int64
+
+	// streams counts each caller's open GET streams (each polls every
+	// server): at most maxStreamsPerCaller at once on a replica.
+	streamsMu sync.Mutex
+	streams   map[string]int
+}
+
+// maxStreamsPerCaller bounds a caller's open aggregated streams on one
+// replica.
+const maxStreamsPerCaller = 8
+
+func (a *aggregator) openStream(principal string) bool {
+	a.streamsMu.Lock()
+	defer a.streamsMu.Unlock()
+	if a.streams[principal] >= maxStreamsPerCaller {
+		return false
+	}
+	a.streams[principal]++
+	return true
+}
+
+func (a *aggregator) closeStream(principal string) {
+	a.streamsMu.Lock()
+	defer a.streamsMu.Unlock()
+	if a.streams[principal]--; a.streams[principal] <= 0 {
+		delete(a.streams, principal)
+	}
 }
 
 func newAggregator() *aggregator {
-	return &aggregator{sessions: newCache[string, upstreamSession](time.Hour, 100000),
+	return &aggregator{streams: map[string]int{}, sessions: newCache[string, upstreamSession](time.Hour, 100000),
 		names:    newCache[string, ref](10*time.Minute, 200000),
 		misses:   newCache[string, bool](5*time.Second, 100000),
 		reported: newCache[string, bool](time.Hour, 100000),
@@ -168,6 +195,12 @@ func (m *MCP) serveAggregate(w http.ResponseWriter, r *http.Request, reg target)
 			http.Error(w, "Mcp-Session-Id is required", http.StatusBadRequest)
 			return
 		}
+		if !m.agg.openStream(p.Name) {
+			w.Header().Set("Retry-After", "5")
+			http.Error(w, fmt.Sprintf("too many open streams: at most %d per caller", maxStreamsPerCaller), http.StatusTooManyRequests)
+			return
+		}
+		defer m.agg.closeStream(p.Name)
 		m.aggregateStream(ctx, w, reg, p, sess, key)
 	case http.MethodDelete:
 		if sess == nil {
