@@ -155,6 +155,15 @@ func (t target) toolResource(tool string) string {
 	return t.registryName() + "/servers/" + t.server + "/tools/" + tool
 }
 
+// path is {org}/{registry}[/{server}]: the MCP URL's, and its
+// protected-resource metadata's, after their prefixes.
+func (t target) path() string {
+	if t.server == "" {
+		return t.org + "/" + t.registry
+	}
+	return t.org + "/" + t.registry + "/" + t.server
+}
+
 func parseTarget(path, prefix string) (target, bool) {
 	rest, ok := strings.CutPrefix(path, prefix)
 	if !ok {
@@ -202,9 +211,9 @@ func (m *MCP) ServeMetadata(w http.ResponseWriter, r *http.Request) {
 	}
 	w.Header().Set("Content-Type", "application/json")
 	w.Header().Set("Cache-Control", "public, max-age=300")
-	resource, name := baseURL(r)+MCPPrefix+t.org+"/"+t.registry+"/"+t.server, t.server+" in "+t.registry
+	resource, name := baseURL(r)+MCPPrefix+t.path(), t.server+" in "+t.registry
 	if t.server == "" {
-		resource, name = t.aggregateURL(baseURL(r)), "every server of "+t.registry
+		name = "every server of " + t.registry
 	}
 	_ = json.NewEncoder(w).Encode(map[string]any{
 		"resource":                 resource,
@@ -241,13 +250,9 @@ func (m *MCP) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		http.Error(w, fmt.Sprintf("unsupported MCP-Protocol-Version %q; supported: %s", v, strings.Join(mcpVersions, ", ")), http.StatusBadRequest)
 		return
 	}
-	if aggregate {
-		m.serveAggregate(w, r, t)
-		return
-	}
-	p, err := m.authenticate(r, baseURL(r)+MCPPrefix+t.org+"/"+t.registry+"/"+t.server)
+	p, err := m.authenticate(r, baseURL(r)+MCPPrefix+t.path())
 	if err != nil {
-		w.Header().Set("WWW-Authenticate", fmt.Sprintf(`Bearer resource_metadata="%s%s%s/%s/%s"`, baseURL(r), ProtectedResourcePrefix, t.org, t.registry, t.server))
+		w.Header().Set("WWW-Authenticate", fmt.Sprintf(`Bearer resource_metadata="%s%s%s"`, baseURL(r), ProtectedResourcePrefix, t.path()))
 		http.Error(w, err.Error(), http.StatusUnauthorized)
 		return
 	}
@@ -255,6 +260,10 @@ func (m *MCP) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	// Another tenant's server does not even exist for the caller.
 	if p.OutsideOrg("orgs/" + t.org) {
 		http.Error(w, "not found", http.StatusNotFound)
+		return
+	}
+	if aggregate {
+		m.serveAggregate(ctx, w, r, t, p)
 		return
 	}
 	var sess *session

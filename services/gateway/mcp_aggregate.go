@@ -155,22 +155,9 @@ func parseRegistryTarget(path, prefix string) (target, bool) {
 	return t, true
 }
 
-func (t target) aggregateURL(base string) string { return base + MCPPrefix + t.org + "/" + t.registry }
-
-// serveAggregate serves /mcp/{org}/{registry}; method, origin and
-// protocol version are checked.
-func (m *MCP) serveAggregate(w http.ResponseWriter, r *http.Request, reg target) {
-	p, err := m.authenticate(r, reg.aggregateURL(baseURL(r)))
-	if err != nil {
-		w.Header().Set("WWW-Authenticate", fmt.Sprintf(`Bearer resource_metadata="%s%s%s/%s"`, baseURL(r), ProtectedResourcePrefix, reg.org, reg.registry))
-		http.Error(w, err.Error(), http.StatusUnauthorized)
-		return
-	}
-	ctx := auth.WithPrincipal(r.Context(), p)
-	if p.OutsideOrg("orgs/" + reg.org) {
-		http.Error(w, "not found", http.StatusNotFound)
-		return
-	}
+// serveAggregate serves /mcp/{org}/{registry} to p, whom ServeHTTP
+// authenticated (method, origin and protocol version checked).
+func (m *MCP) serveAggregate(ctx context.Context, w http.ResponseWriter, r *http.Request, reg target, p auth.Principal) {
 	var sess *aggSession
 	if id := r.Header.Get("Mcp-Session-Id"); id != "" {
 		s, err := m.sealer.openAggregate(id, m.cfg.MaxSessionAge)
