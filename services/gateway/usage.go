@@ -143,6 +143,12 @@ func (u *usage) spool(events []*auditv1.Event) error {
 func (u *usage) deliverLoop(ctx context.Context) {
 	backoff := 100 * time.Millisecond
 	for {
+		if ctx.Err() != nil {
+			// Stopped while waiting: a later run (a restarted gateway)
+			// delivers from the spool; two delivering at once would send
+			// events twice.
+			return
+		}
 		err := u.deliver(ctx)
 		wait := 200 * time.Millisecond
 		if err != nil {
