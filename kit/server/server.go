@@ -22,6 +22,7 @@ import (
 	"google.golang.org/grpc/reflection"
 
 	"github.com/pyleeai/pylee/kit/auth"
+	"github.com/pyleeai/pylee/kit/frozen"
 )
 
 // Config configures the listeners and the shutdown of a process.
@@ -126,6 +127,9 @@ func New(cfg Config, log *zap.Logger) *Server {
 		grpc.ChainUnaryInterceptor(unary...),
 		grpc.ChainStreamInterceptor(stream...),
 		grpc.MaxRecvMsgSize(cfg.MaxRecvBytes),
+		// Replies built of shared messages that never change (a registry's
+		// rendered entries) are sent from their encoding, made once.
+		grpc.ForceServerCodecV2(frozen.Codec()),
 	}
 	if cfg.GRPCTLS != nil {
 		opts = append(opts, grpc.Creds(credentials.NewTLS(cfg.GRPCTLS)))

@@ -2,10 +2,10 @@ package gateway
 
 import (
 	"bytes"
+	"encoding/binary"
 	"encoding/json"
 	"fmt"
 	"io"
-	"strconv"
 	"sync"
 	"unicode/utf8"
 
@@ -58,25 +58,41 @@ var entryJSON = struct {
 	bytes int
 }{m: map[string][]byte{}}
 
-// Bounds of the kept entry JSON; beyond either, all of it is dropped.
+// pageJSON keeps whole lists by the keys of their entries and their next
+// page token: a page read again (the usual case: every client reads the
+// first page) is written from memory without being joined again.
+var pageJSON = struct {
+	sync.Mutex
+	m     map[string][]byte
+	bytes int
+}{m: map[string][]byte{}}
+
+// Bounds of the kept entry and page JSON; beyond either, all of it is
+// dropped.
 const (
 	maxEntryJSON      = 20_000
 	maxEntryJSONBytes = 64 << 20
+	maxPageJSON       = 1_000
+	maxPageJSONBytes  = 32 << 20
 )
 
 // appendEntryKey appends what an entry's JSON depends on: the entry's
 // name, revision and times (a re-created entry has another creation
-// time), and its version's state.
+// time), and its version's state. Names, versions and digests hold no NUL;
+// the numbers are varints, which delimit themselves.
 func appendEntryKey(b []byte, e *registryv1.Entry) []byte {
 	d := e.GetVersionDetail()
 	b = append(b, e.GetName()...)
-	for _, n := range []int64{e.GetRevision(), e.GetCreateTime().GetSeconds(), int64(e.GetCreateTime().GetNanos()),
-		e.GetUpdateTime().GetSeconds(), int64(e.GetUpdateTime().GetNanos()), int64(e.GetVersionStatus()),
-		d.GetUpdateTime().GetSeconds(), int64(d.GetUpdateTime().GetNanos())} {
-		b = append(b, 0)
-		b = strconv.AppendInt(b, n, 10)
-	}
 	b = append(b, 0)
+	b = binary.AppendVarint(b, e.GetRevision())
+	ct, ut, dt := e.GetCreateTime(), e.GetUpdateTime(), d.GetUpdateTime()
+	b = binary.AppendVarint(b, ct.GetSeconds())
+	b = binary.AppendVarint(b, int64(ct.GetNanos()))
+	b = binary.AppendVarint(b, ut.GetSeconds())
+	b = binary.AppendVarint(b, int64(ut.GetNanos()))
+	b = binary.AppendVarint(b, int64(e.GetVersionStatus()))
+	b = binary.AppendVarint(b, dt.GetSeconds())
+	b = binary.AppendVarint(b, int64(dt.GetNanos()))
 	b = append(b, e.GetVersion()...)
 	b = append(b, 0)
 	b = append(b, d.GetDigest()...)
@@ -86,10 +102,20 @@ func appendEntryKey(b []byte, e *registryv1.Entry) []byte {
 	return b
 }
 
+// keyBuffers are the buffers marshalEntries builds keys in.
+var keyBuffers = sync.Pool{New: func() any { b := make([]byte, 0, 32<<10); return &b }}
+
 func (m strictJSON) marshalEntries(l *registryv1.ListEntriesResponse) ([]byte, error) {
 	entries := l.GetEntries()
 	parts := make([][]byte, len(entries))
-	keys := make([]byte, 0, 160*len(entries))
+	buf := keyBuffers.Get().(*[]byte)
+	keys := (*buf)[:0]
+	defer func() {
+		if cap(keys) <= 1<<20 {
+			*buf = keys
+			keyBuffers.Put(buf)
+		}
+	}()
 	ends := make([]int, len(entries))
 	for i, e := range entries {
 		keys = appendEntryKey(keys, e)
@@ -101,6 +127,17 @@ func (m strictJSON) marshalEntries(l *registryv1.ListEntriesResponse) ([]byte, e
 			start = ends[i-1]
 		}
 		return keys[start:ends[i]]
+	}
+	// The page's key: its entries' keys and its next page token (a token
+	// is bound to its caller, so a page kept for one caller is found by
+	// another only when both would be given the very same bytes).
+	keys = append(keys, 1)
+	keys = append(keys, l.GetNextPageToken()...)
+	pageJSON.Lock()
+	page, ok := pageJSON.m[string(keys)]
+	pageJSON.Unlock()
+	if ok {
+		return page, nil
 	}
 	entryJSON.Lock()
 	for i := range entries {
@@ -139,7 +176,15 @@ func (m strictJSON) marshalEntries(l *registryv1.ListEntriesResponse) ([]byte, e
 	}
 	out = append(out, `],"nextPageToken":`...)
 	out = append(out, token...)
-	return append(out, '}'), nil
+	out = append(out, '}')
+	pageJSON.Lock()
+	if len(pageJSON.m) >= maxPageJSON || pageJSON.bytes+len(out)+len(keys) > maxPageJSONBytes {
+		pageJSON.m, pageJSON.bytes = map[string][]byte{}, 0
+	}
+	pageJSON.m[string(keys)] = out
+	pageJSON.bytes += len(out) + len(keys)
+	pageJSON.Unlock()
+	return out, nil
 }
 
 // CheckJSON reports a body that is not exactly one JSON value of valid

@@ -57,4 +57,11 @@ func TestMarshalEntries(t *testing.T) {
 	yanked.VersionDetail.UpdateTime = timestamppb.New(now.AsTime().Add(time.Second))
 	check(&registryv1.ListEntriesResponse{Entries: []*registryv1.Entry{yanked}})
 	check(&registryv1.ListEntriesResponse{Entries: []*registryv1.Entry{entry(2, registryv1.ServerVersion_STATUS_ACTIVE)}})
+	// The same entries with another next page token (another caller's, or
+	// another page size): the page kept for the first token is not served.
+	for range 2 { // the second round is served from the kept pages
+		check(&registryv1.ListEntriesResponse{Entries: []*registryv1.Entry{entry(3, registryv1.ServerVersion_STATUS_ACTIVE)}, NextPageToken: "a"})
+		check(&registryv1.ListEntriesResponse{Entries: []*registryv1.Entry{entry(3, registryv1.ServerVersion_STATUS_ACTIVE)}, NextPageToken: "b"})
+		check(&registryv1.ListEntriesResponse{Entries: []*registryv1.Entry{entry(3, registryv1.ServerVersion_STATUS_ACTIVE)}})
+	}
 }

@@ -25,6 +25,7 @@ import (
 	"github.com/pyleeai/pylee/kit/aip"
 	"github.com/pyleeai/pylee/kit/auth"
 	"github.com/pyleeai/pylee/kit/errs"
+	"github.com/pyleeai/pylee/kit/frozen"
 	"github.com/pyleeai/pylee/services/registry/internal/store"
 )
 
@@ -86,6 +87,10 @@ func (it *officialItem) proto(full bool) (*registryv1.Entry, error) {
 	}
 	e, err := entryToProto(it.entry, it.version, full)
 	if err != nil {
+		return nil, err
+	}
+	// Shared and never changed: a gRPC reply sends it as encoded once.
+	if err := frozen.Keep(e); err != nil {
 		return nil, err
 	}
 	p.Store(e)

@@ -13,6 +13,7 @@ import (
 	"flag"
 	"fmt"
 	"io"
+	"net"
 	"net/http"
 	"net/url"
 	"os"
@@ -21,6 +22,7 @@ import (
 	"path/filepath"
 	"regexp"
 	"runtime"
+	"slices"
 	"strconv"
 	"strings"
 	"sync"
@@ -30,7 +32,9 @@ import (
 	_ "github.com/jackc/pgx/v5/stdlib" // database/sql driver "pgx"
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/credentials/insecure"
+	"google.golang.org/grpc/mem"
 	"google.golang.org/grpc/metadata"
+	"google.golang.org/protobuf/proto"
 
 	orgsv1 "github.com/pyleeai/pylee/gen/go/pylee/orgs/v1"
 	registryv1 "github.com/pyleeai/pylee/gen/go/pylee/registry/v1"
@@ -51,6 +55,8 @@ type options struct {
 	warmup   time.Duration
 	postgres string
 	conns    int
+	profile  string // directory for CPU profiles of the measured runs, or ""
+	only     *regexp.Regexp
 }
 
 func main() {
@@ -73,6 +79,8 @@ func run(ctx context.Context) error {
 	flag.DurationVar(&o.duration, "duration", 10*time.Second, "length of each measured wrk run")
 	flag.IntVar(&o.conns, "connections", 32, "wrk's open connections (-c)")
 	flag.DurationVar(&o.warmup, "warmup", 2*time.Second, "length of the wrk run before each measured one")
+	only := flag.String("only", "", "measure only the rows whose \"caller endpoint\" matches this regular expression")
+	flag.StringVar(&o.profile, "profile", "", "write a CPU profile of pylee during each measured run into this directory (go tool pprof reads them)")
 	flag.StringVar(&o.postgres, "postgres", envOr("PYLEE_TEST_POSTGRES_URL", "postgres://postgres@127.0.0.1:5432/postgres?sslmode=disable"),
 		"PostgreSQL server (admin URL) in which a scratch database is created and dropped")
 	flag.Parse()
@@ -80,6 +88,10 @@ func run(ctx context.Context) error {
 		o.servers, o.duration = 50, 3*time.Second
 	}
 	o.backends = strings.Split(backends, ",")
+	var err error
+	if o.only, err = regexp.Compile(*only); err != nil {
+		return fmt.Errorf("-only: %w", err)
+	}
 	if _, err := exec.LookPath("wrk"); err != nil {
 		return errors.New("wrk not found: install it with `apt-get install -y wrk` (Debian/Ubuntu) or `brew install wrk` (macOS)")
 	}
@@ -137,7 +149,18 @@ func benchBackend(ctx context.Context, o options, backend string) error {
 	default:
 		return fmt.Errorf("unknown backend %q (sqlite or postgres)", backend)
 	}
-	p, err := startPylee(ctx, o.pylee, dataDir, args)
+	var env []string
+	pprofAddr := ""
+	if o.profile != "" {
+		if err := os.MkdirAll(o.profile, 0o755); err != nil {
+			return err
+		}
+		if pprofAddr, err = freeLoopback(); err != nil {
+			return err
+		}
+		env = append(env, "PYLEE_PPROF_ADDR="+pprofAddr)
+	}
+	p, err := startPylee(ctx, o.pylee, dataDir, args, env)
 	if err != nil {
 		return err
 	}
@@ -159,6 +182,9 @@ func benchBackend(ctx context.Context, o options, backend string) error {
 	callers := []struct{ name, token string }{{"admin", p.token}, {"service account", saToken}}
 	for _, cl := range callers {
 		for _, e := range endpoints {
+			if !o.only.MatchString(cl.name + " " + e.name) {
+				continue
+			}
 			target := p.http + e.path
 			size, err := getOnce(ctx, target, cl.token)
 			if err != nil {
@@ -167,18 +193,191 @@ func benchBackend(ctx context.Context, o options, backend string) error {
 			if _, err := runWrk(ctx, target, cl.token, o.conns, o.warmup); err != nil {
 				return err
 			}
+			stopProfile := profile(ctx, pprofAddr, o.duration, filepath.Join(o.profile, profileName(backend, cl.name, e.name)))
 			r, err := runWrk(ctx, target, cl.token, o.conns, o.duration)
+			stopProfile()
 			if err != nil {
 				return err
 			}
-			fmt.Printf(rowFormat, backend, cl.name, e.name, fmt.Sprintf("%.0f", r.rps), ms(r.p50), ms(r.p99), size, r.errors)
-			if r.errors > 0 {
-				fmt.Fprintf(os.Stderr, "warning: %s, %s, %s: %d failed requests (%s); the end of pylee's log:\n%s\n",
-					backend, cl.name, e.name, r.errors, strings.TrimSuffix(r.problems, "; "), tail(p.logFile, 10))
-			}
+			report(backend, cl.name, e.name, r, size, p.logFile)
 		}
+		if !o.only.MatchString(cl.name + " gRPC ListEntries") {
+			continue
+		}
+		// gRPC ListEntries, the same page as the REST list.
+		req := &registryv1.ListEntriesRequest{Parent: "orgs/" + org + "/registries/" + registry, PageSize: 100,
+			View: registryv1.EntryView_ENTRY_VIEW_FULL}
+		if _, err := runGRPC(ctx, p.grpc, cl.token, req, o.conns, o.warmup); err != nil {
+			return fmt.Errorf("%s, gRPC ListEntries: %w", cl.name, err)
+		}
+		stopProfile := profile(ctx, pprofAddr, o.duration, filepath.Join(o.profile, profileName(backend, cl.name, "grpc list")))
+		r, err := runGRPC(ctx, p.grpc, cl.token, req, o.conns, o.duration)
+		stopProfile()
+		if err != nil {
+			return fmt.Errorf("%s, gRPC ListEntries: %w", cl.name, err)
+		}
+		report(backend, cl.name, "gRPC ListEntries", r, r.size, p.logFile)
 	}
 	return nil
+}
+
+func report(backend, caller, endpoint string, r wrkResult, size int, logFile string) {
+	fmt.Printf(rowFormat, backend, caller, endpoint, fmt.Sprintf("%.0f", r.rps), ms(r.p50), ms(r.p99), size, r.errors)
+	if r.errors > 0 {
+		fmt.Fprintf(os.Stderr, "warning: %s, %s, %s: %d failed requests (%s); the end of pylee's log:\n%s\n",
+			backend, caller, endpoint, r.errors, strings.TrimSuffix(r.problems, "; "), tail(logFile, 10))
+	}
+}
+
+// runGRPC calls ListEntries as wrk calls an HTTP endpoint: conns callers,
+// each on its own connection, each sending its next request when the last
+// is answered, for d. size is the bytes of one reply's message.
+func runGRPC(ctx context.Context, addr, token string, req *registryv1.ListEntriesRequest, conns int, d time.Duration) (wrkResult, error) {
+	ctx = metadata.AppendToOutgoingContext(ctx, "authorization", "Bearer "+token)
+	clients := make([]*grpc.ClientConn, conns)
+	for i := range clients {
+		// Replies are counted, not decoded, as wrk counts HTTP bodies: the
+		// figures are the server's, not this client's decoder's.
+		conn, err := grpc.NewClient(addr, grpc.WithTransportCredentials(insecure.NewCredentials()),
+			grpc.WithDefaultCallOptions(grpc.MaxCallRecvMsgSize(64<<20), grpc.ForceCodecV2(rawCodec{})))
+		if err != nil {
+			return wrkResult{}, err
+		}
+		defer conn.Close()
+		clients[i] = conn
+		// Decoded once, so a wrong answer fails here; connected before the clock starts.
+		resp, err := registryv1.NewRegistryServiceClient(conn).ListEntries(ctx, req, grpc.ForceCodecV2(protoCodec{}))
+		if err != nil {
+			return wrkResult{}, err
+		}
+		if len(resp.GetEntries()) != int(req.GetPageSize()) && resp.GetNextPageToken() != "" {
+			return wrkResult{}, fmt.Errorf("ListEntries gave %d entries and a next page, want %d", len(resp.GetEntries()), req.GetPageSize())
+		}
+	}
+	var (
+		mu        sync.Mutex
+		latencies []time.Duration
+		r         wrkResult
+		wg        sync.WaitGroup
+	)
+	deadline := time.Now().Add(d)
+	start := time.Now()
+	for _, c := range clients {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			var mine []time.Duration
+			failed, size := 0, 0
+			for time.Now().Before(deadline) {
+				t := time.Now()
+				var reply rawReply
+				err := c.Invoke(ctx, registryv1.RegistryService_ListEntries_FullMethodName, req, &reply)
+				if err != nil {
+					failed++
+					continue
+				}
+				mine = append(mine, time.Since(t))
+				size = reply.size
+			}
+			mu.Lock()
+			latencies = append(latencies, mine...)
+			r.errors += failed
+			r.size = max(r.size, size)
+			mu.Unlock()
+		}()
+	}
+	wg.Wait()
+	elapsed := time.Since(start)
+	if len(latencies) == 0 {
+		return r, errors.New("no call succeeded")
+	}
+	slices.Sort(latencies)
+	r.rps = float64(len(latencies)) / elapsed.Seconds()
+	r.p50, r.p99 = latencies[len(latencies)/2], latencies[len(latencies)*99/100]
+	if r.errors > 0 {
+		r.problems = fmt.Sprintf("%d failed calls", r.errors)
+	}
+	return r, nil
+}
+
+// rawCodec sends requests as protobuf and keeps replies as the bytes received.
+type rawCodec struct{}
+
+type rawReply struct{ size int }
+
+func (rawCodec) Marshal(v any) (mem.BufferSlice, error) {
+	b, err := proto.Marshal(v.(proto.Message))
+	return mem.BufferSlice{mem.SliceBuffer(b)}, err
+}
+
+func (rawCodec) Unmarshal(data mem.BufferSlice, v any) error {
+	v.(*rawReply).size = data.Len()
+	return nil
+}
+
+func (rawCodec) Name() string { return "proto" }
+
+// protoCodec is protobuf both ways.
+type protoCodec struct{}
+
+func (protoCodec) Marshal(v any) (mem.BufferSlice, error) {
+	b, err := proto.Marshal(v.(proto.Message))
+	return mem.BufferSlice{mem.SliceBuffer(b)}, err
+}
+
+func (protoCodec) Unmarshal(data mem.BufferSlice, v any) error {
+	return proto.Unmarshal(data.Materialize(), v.(proto.Message))
+}
+
+func (protoCodec) Name() string { return "proto" }
+
+// profile takes a CPU profile of pylee for d into file, from now; the
+// function it returns waits for it. Nothing when addr is "".
+func profile(ctx context.Context, addr string, d time.Duration, file string) func() {
+	if addr == "" {
+		return func() {}
+	}
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		secs := max(1, int(d/time.Second)-1)
+		resp, err := http.Get(fmt.Sprintf("http://%s/debug/pprof/profile?seconds=%d", addr, secs))
+		if err != nil {
+			fmt.Fprintln(os.Stderr, "profile:", err)
+			return
+		}
+		defer resp.Body.Close()
+		f, err := os.Create(file)
+		if err == nil {
+			_, err = io.Copy(f, resp.Body)
+			if cerr := f.Close(); err == nil {
+				err = cerr
+			}
+		}
+		if err != nil {
+			fmt.Fprintln(os.Stderr, "profile:", err)
+		}
+	}()
+	return func() {
+		select {
+		case <-done:
+		case <-ctx.Done():
+		}
+	}
+}
+
+func profileName(parts ...string) string {
+	return strings.ReplaceAll(strings.Join(parts, "-"), " ", "_") + ".pprof"
+}
+
+// freeLoopback returns a loopback address no listener holds now.
+func freeLoopback() (string, error) {
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		return "", err
+	}
+	defer ln.Close()
+	return ln.Addr().String(), nil
 }
 
 // pylee is a running `pylee up`.
@@ -198,8 +397,9 @@ var (
 
 // startPylee runs `pylee up`, reads its addresses from the banner and the
 // bootstrap admin token from the data directory, and waits for /readyz.
-func startPylee(ctx context.Context, bin, dataDir string, args []string) (*pylee, error) {
+func startPylee(ctx context.Context, bin, dataDir string, args, env []string) (*pylee, error) {
 	p := &pylee{cmd: exec.Command(bin, args...), done: make(chan error, 1), logFile: filepath.Join(dataDir, "pylee.log")}
+	p.cmd.Env = append(os.Environ(), env...)
 	logs, err := os.Create(p.logFile)
 	if err != nil {
 		return nil, err
@@ -484,6 +684,7 @@ type wrkResult struct {
 	p50, p99 time.Duration
 	errors   int    // non-2xx/3xx responses and socket errors
 	problems string // wrk's lines that count them
+	size     int    // gRPC: bytes of a reply's message
 }
 
 var (
