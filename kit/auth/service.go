@@ -77,7 +77,7 @@ func (s ServiceTokens) Authenticate(_ context.Context, cred config.Secret) (Prin
 	rest, ok := strings.CutPrefix(v, serviceTokenPrefix)
 	target, _, found := strings.Cut(rest, ".")
 	if !ok || !found || target == "" || s.Secret.IsZero() {
-		return Principal{}, fmt.Errorf("not a service credential: %w", errs.ErrUnauthenticated)
+		return Principal{}, errNotServiceCredential
 	}
 	if subtle.ConstantTimeCompare([]byte(v), []byte(ServiceTokenFor(s.Secret, target).Reveal())) != 1 {
 		return Principal{}, fmt.Errorf("not a valid service credential: %w", errs.ErrUnauthenticated)
@@ -102,7 +102,7 @@ type Multi []Authenticator
 
 // Authenticate implements Authenticator.
 func (m Multi) Authenticate(ctx context.Context, cred config.Secret) (Principal, error) {
-	err := fmt.Errorf("the token is not valid: %w", errs.ErrUnauthenticated)
+	err := errTokenNotValid
 	for _, a := range m {
 		p, e := a.Authenticate(ctx, cred)
 		if e == nil {
@@ -115,6 +115,13 @@ func (m Multi) Authenticate(ctx context.Context, cred config.Secret) (Principal,
 	}
 	return Principal{}, err
 }
+
+// The refusals every request that is not of their kind meets: made once,
+// not per request.
+var (
+	errTokenNotValid        = fmt.Errorf("the token is not valid: %w", errs.ErrUnauthenticated)
+	errNotServiceCredential = fmt.Errorf("not a service credential: %w", errs.ErrUnauthenticated)
+)
 
 // ServiceOnlyPermissions are the permissions only services hold.
 var ServiceOnlyPermissions = map[string]bool{"audit.append": true, "tokens.verify": true, "registry.purge": true, "bindings.purge": true, "secrets.purge": true,

@@ -47,7 +47,7 @@ func (o *OrgOIDC) verifier(org store.Organization) *auth.OIDC {
 // Authenticate implements auth.Authenticator.
 func (o *OrgOIDC) Authenticate(ctx context.Context, cred config.Secret) (auth.Principal, error) {
 	raw := cred.Reveal()
-	unknown := fmt.Errorf("the token is not valid: %w", errs.ErrUnauthenticated)
+	unknown := errTokenNotValid
 	if !auth.LooksLikeJWT(raw) {
 		return auth.Principal{}, unknown
 	}
@@ -66,3 +66,7 @@ func (o *OrgOIDC) Authenticate(ctx context.Context, cred config.Secret) (auth.Pr
 	}
 	return auth.Principal{}, unknown
 }
+
+// errTokenNotValid refuses a token no organization's identity provider
+// issued; made once, not per request.
+var errTokenNotValid = fmt.Errorf("the token is not valid: %w", errs.ErrUnauthenticated)
