@@ -16,7 +16,7 @@ import (
 
 func main() {
 	if addr := os.Getenv("PYLEE_PPROF_ADDR"); addr != "" {
-		if err := servePprof(addr); err != nil {
+		if _, err := servePprof(addr); err != nil {
 			fmt.Fprintln(os.Stderr, "pylee: PYLEE_PPROF_ADDR:", err)
 			os.Exit(2)
 		}
@@ -28,17 +28,17 @@ func main() {
 // address only: profiles show what the process does, so they are for the
 // operator on the machine, never on a service's own listeners.
 // `make bench-official -profile DIR` uses it.
-func servePprof(addr string) error {
+func servePprof(addr string) (*http.Server, error) {
 	host, _, err := net.SplitHostPort(addr)
 	if err != nil {
-		return err
+		return nil, err
 	}
 	if ip := net.ParseIP(host); ip == nil || !ip.IsLoopback() {
-		return fmt.Errorf("%q is not a loopback address (127.0.0.1:PORT or [::1]:PORT)", addr)
+		return nil, fmt.Errorf("%q is not a loopback address (127.0.0.1:PORT or [::1]:PORT)", addr)
 	}
 	ln, err := net.Listen("tcp", addr)
 	if err != nil {
-		return err
+		return nil, err
 	}
 	mux := http.NewServeMux()
 	mux.HandleFunc("/debug/pprof/", pprof.Index)
@@ -48,5 +48,5 @@ func servePprof(addr string) error {
 	mux.HandleFunc("/debug/pprof/cmdline", pprof.Cmdline)
 	srv := &http.Server{Handler: mux, ReadHeaderTimeout: 10 * time.Second}
 	go func() { _ = srv.Serve(ln) }()
-	return nil
+	return srv, nil
 }

@@ -12,7 +12,7 @@ import (
 // address and refuses any other.
 func TestPprofLoopbackOnly(t *testing.T) {
 	for _, addr := range []string{"0.0.0.0:0", ":0", "10.1.2.3:6060", "example.com:6060", "nonsense"} {
-		if err := servePprof(addr); err == nil {
+		if _, err := servePprof(addr); err == nil {
 			t.Errorf("servePprof(%q) accepted a non-loopback address", addr)
 		}
 	}
@@ -22,9 +22,11 @@ func TestPprofLoopbackOnly(t *testing.T) {
 	}
 	addr := ln.Addr().String()
 	ln.Close()
-	if err := servePprof(addr); err != nil {
+	srv, err := servePprof(addr)
+	if err != nil {
 		t.Fatal(err)
 	}
+	defer srv.Close()
 	resp, err := http.Get("http://" + addr + "/debug/pprof/cmdline")
 	if err != nil {
 		t.Fatal(err)
