@@ -144,6 +144,9 @@ var matrixTargets = map[string]func(org string, m protoreflect.Message){
 		set(m, "name", "orgs/"+org+"/servers/nope/versions/1.0.0")
 		m.Set(m.Descriptor().Fields().ByName("status"), protoreflect.ValueOfEnum(3))
 	},
+	"pylee.registry.v1.RegistryService/RecordObservedTools": func(org string, m protoreflect.Message) {
+		set(m, "name", "orgs/"+org+"/servers/nope/versions/1.0.0")
+	},
 	"pylee.registry.v1.RegistryService/SuggestNextVersion": func(org string, m protoreflect.Message) {
 		set(m, "parent", "orgs/"+org+"/servers/nope")
 		set(m, "bump", "minor")

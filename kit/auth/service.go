@@ -125,7 +125,7 @@ var (
 
 // ServiceOnlyPermissions are the permissions only services hold.
 var ServiceOnlyPermissions = map[string]bool{"audit.append": true, "tokens.verify": true, "registry.purge": true, "bindings.purge": true, "secrets.purge": true,
-	"secrets.resolve": true, "deployments.resolve": true, "deployments.report": true}
+	"secrets.resolve": true, "deployments.resolve": true, "deployments.report": true, "versions.record_tools": true}
 
 // Outgoing returns ctx carrying token as the bearer credential of the gRPC
 // calls made with it. A zero token adds none: targets that authenticate

@@ -88,12 +88,12 @@ type MCP struct {
 	client   *http.Client
 	log      *zap.Logger
 
-	upstreams cache[upstreamKey, *deployv1.Upstream]
-	versions  cache[string, *registryv1.ServerVersion]
-	policies  cache[string, registryv1.ToolPolicy]
-	// observed are the tools upstreams of versions without recorded
-	// tools list (for per-tool bindings' right to connect).
-	observed cache[string, []string]
+	upstreams        cache[upstreamKey, *deployv1.Upstream]
+	versions         cache[string, *registryv1.ServerVersion]
+	registrySettings cache[string, *registryv1.RegistrySettings]
+	// observed remembers, briefly, versions without tools whose upstream
+	// could not be listed or whose listing could not be recorded.
+	observed cache[string, struct{}]
 	outcomes *outcomes
 	guard    guard
 	metrics  *mcpMetrics
@@ -124,12 +124,12 @@ func NewMCP(cfg MCPConfig, authn auth.Authenticator, authz auth.Authorizer, depl
 	tr := http.DefaultTransport.(*http.Transport).Clone()
 	tr.MaxIdleConns, tr.MaxIdleConnsPerHost = 1024, 256
 	m := &MCP{cfg: cfg, authn: authn, authz: authz, deploy: deploy, registry: registry, sealer: s, log: log,
-		client:    &http.Client{Transport: tr},
-		upstreams: newCache[upstreamKey, *deployv1.Upstream](5*time.Second, 10000),
-		versions:  newCache[string, *registryv1.ServerVersion](time.Hour, 10000),
-		policies:  newCache[string, registryv1.ToolPolicy](2*time.Second, 10000),
-		agg:       newAggregator(),
-		observed:  newCache[string, []string](10*time.Second, 10000),
+		client:           &http.Client{Transport: tr},
+		upstreams:        newCache[upstreamKey, *deployv1.Upstream](5*time.Second, 10000),
+		versions:         newCache[string, *registryv1.ServerVersion](time.Hour, 10000),
+		registrySettings: newCache[string, *registryv1.RegistrySettings](2*time.Second, 10000),
+		agg:              newAggregator(),
+		observed:         newCache[string, struct{}](10*time.Second, 10000),
 	}
 	m.outcomes = newOutcomes(m)
 	if m.metrics, err = newMCPMetrics(reg); err != nil {

@@ -9,6 +9,9 @@ import (
 	"time"
 
 	"github.com/modelcontextprotocol/go-sdk/jsonrpc"
+	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/status"
+	"google.golang.org/protobuf/types/known/structpb"
 
 	registryv1 "github.com/pyleeai/pylee/gen/go/pylee/registry/v1"
 	"github.com/pyleeai/pylee/kit/auth"
@@ -63,42 +66,143 @@ type guard struct {
 	drift map[string]map[string]string // version key -> tool -> what changed
 }
 
-// policy is the registry's tool policy in force; an error when it cannot
-// be read (the caller refuses: no policy is not "every tool").
-func (m *MCP) policy(ctx context.Context, t target) (registryv1.ToolPolicy, error) {
-	if p, ok := m.policies.get(t.registryName()); ok {
-		return p, nil
+// settings are the registry's settings in force (the tool policy and
+// whether tools must be recorded); an error when they cannot be read (the
+// caller refuses: no policy is not "every tool").
+func (m *MCP) settings(ctx context.Context, t target) (*registryv1.RegistrySettings, error) {
+	if s, ok := m.registrySettings.get(t.registryName()); ok {
+		return s, nil
 	}
 	r, err := m.registry.GetRegistry(auth.Outgoing(ctx, m.cfg.Token), &registryv1.GetRegistryRequest{Name: t.registryName()})
 	if err != nil {
-		return 0, fmt.Errorf("the registry's tool policy could not be read: %w", err)
+		return nil, fmt.Errorf("the registry's tool policy could not be read: %w", err)
 	}
-	p := r.GetEffective().GetToolPolicy()
-	m.policies.put(t.registryName(), p)
-	return p, nil
+	s := r.GetEffective()
+	m.registrySettings.put(t.registryName(), s)
+	return s, nil
 }
 
-// recorded is the pinned version's recorded tools by name (nil when the
-// version records none); an error when the version cannot be read.
-func (m *MCP) recorded(ctx context.Context, t target, version string) (map[string]*registryv1.Tool, error) {
+// version is the pinned version as the registry has it (cached).
+func (m *MCP) version(ctx context.Context, t target, version string) (*registryv1.ServerVersion, error) {
 	key := t.serverName() + "/versions/" + version
-	v, ok := m.versions.get(key)
-	if !ok {
-		var err error
-		v, err = m.registry.GetVersion(auth.Outgoing(ctx, m.cfg.Token), &registryv1.GetVersionRequest{Name: key})
-		if err != nil {
-			return nil, fmt.Errorf("version %s could not be read: %w", version, err)
+	if v, ok := m.versions.get(key); ok {
+		return v, nil
+	}
+	v, err := m.registry.GetVersion(auth.Outgoing(ctx, m.cfg.Token), &registryv1.GetVersionRequest{Name: key})
+	if err != nil {
+		return nil, fmt.Errorf("version %s could not be read: %w", version, err)
+	}
+	m.versions.put(key, v)
+	return v, nil
+}
+
+// recorded is the pinned version's tools by name: those it was published
+// with or, for a version published without, those its server first listed
+// (recorded by RecordObservedTools; an empty map when it listed none). Nil
+// when the version records no tools at all; an error when it cannot be
+// read.
+func (m *MCP) recorded(ctx context.Context, t target, version string) (map[string]*registryv1.Tool, error) {
+	v, err := m.version(ctx, t, version)
+	if err != nil {
+		return nil, err
+	}
+	return toolsOf(v), nil
+}
+
+// published reports whether the version was published with its tools
+// (false when it cannot be read).
+func (m *MCP) published(ctx context.Context, t target, version string) bool {
+	v, err := m.version(ctx, t, version)
+	return err == nil && len(v.GetTools()) > 0
+}
+
+func toolsOf(v *registryv1.ServerVersion) map[string]*registryv1.Tool {
+	tools := v.GetTools()
+	if len(tools) == 0 {
+		if v.GetToolsObservedTime() == nil {
+			return nil
 		}
-		m.versions.put(key, v)
+		tools = v.GetObservedTools()
 	}
-	if len(v.GetTools()) == 0 {
-		return nil, nil
-	}
-	out := make(map[string]*registryv1.Tool, len(v.GetTools()))
-	for _, tl := range v.GetTools() {
+	out := make(map[string]*registryv1.Tool, len(tools))
+	for _, tl := range tools {
 		out[tl.GetName()] = tl
 	}
-	return out, nil
+	return out
+}
+
+// recordObserved records listing as what version's server first listed,
+// for a version published without tools, and returns the version's tools
+// as recorded then (by this call or, when another replica was first, by
+// that one). Nil when they could not be recorded: the listing is then
+// served unguarded, as before any recording, and the next one tries again.
+func (m *MCP) recordObserved(ctx context.Context, t target, version string, listing []json.RawMessage) map[string]*registryv1.Tool {
+	tools := make([]*registryv1.Tool, 0, len(listing))
+	for _, raw := range listing {
+		tl, err := toolFromListing(raw)
+		if err != nil {
+			m.log.Sugar().Warnw("a listed tool cannot be recorded", "deployment", t.deployment(), "version", version, "error", err)
+			return nil
+		}
+		tools = append(tools, tl)
+	}
+	name := t.serverName() + "/versions/" + version
+	v, err := m.registry.RecordObservedTools(auth.Outgoing(ctx, m.cfg.Token), &registryv1.RecordObservedToolsRequest{Name: name, Tools: tools})
+	if status.Code(err) == codes.FailedPrecondition {
+		// Recorded meanwhile (another replica's listing): read it.
+		m.versions.drop(name)
+		if v, err = m.version(ctx, t, version); err == nil {
+			return toolsOf(v)
+		}
+	}
+	if err != nil {
+		m.log.Sugar().Warnw("the first listing of a version without tools could not be recorded; served without the drift guard",
+			"deployment", t.deployment(), "version", version, "error", err)
+		return nil
+	}
+	m.versions.put(name, v)
+	m.log.Sugar().Infow("recorded the tools a version without published tools first listed", "deployment", t.deployment(),
+		"version", version, "tools", len(tools))
+	return toolsOf(v)
+}
+
+// toolFromListing is a tool of a tools/list result as the registry records
+// it.
+func toolFromListing(raw json.RawMessage) (*registryv1.Tool, error) {
+	var in struct {
+		Name         string         `json:"name"`
+		Title        string         `json:"title"`
+		Description  string         `json:"description"`
+		InputSchema  map[string]any `json:"inputSchema"`
+		OutputSchema map[string]any `json:"outputSchema"`
+		Annotations  *struct {
+			Title           string `json:"title"`
+			ReadOnlyHint    *bool  `json:"readOnlyHint"`
+			DestructiveHint *bool  `json:"destructiveHint"`
+			IdempotentHint  *bool  `json:"idempotentHint"`
+			OpenWorldHint   *bool  `json:"openWorldHint"`
+		} `json:"annotations"`
+	}
+	if err := json.Unmarshal(raw, &in); err != nil {
+		return nil, err
+	}
+	tl := &registryv1.Tool{Name: in.Name, Title: in.Title, Description: in.Description}
+	var err error
+	if in.InputSchema != nil {
+		if tl.InputSchema, err = structpb.NewStruct(in.InputSchema); err != nil {
+			return nil, fmt.Errorf("tool %q: inputSchema: %w", in.Name, err)
+		}
+	}
+	if in.OutputSchema != nil {
+		if tl.OutputSchema, err = structpb.NewStruct(in.OutputSchema); err != nil {
+			return nil, fmt.Errorf("tool %q: outputSchema: %w", in.Name, err)
+		}
+	}
+	if a := in.Annotations; a != nil {
+		tl.Annotations = &registryv1.ToolAnnotations{Title: a.Title, ReadOnlyHint: a.ReadOnlyHint, DestructiveHint: a.DestructiveHint,
+			IdempotentHint: a.IdempotentHint, OpenWorldHint: a.OpenWorldHint}
+	}
+	return tl, nil
 }
 
 // listedTool is a tool as an upstream lists it.
@@ -168,9 +272,18 @@ func (m *MCP) filterTools(ctx context.Context, t target, p auth.Principal, versi
 	if err != nil {
 		return nil, err
 	}
-	policy, err := m.policy(ctx, t)
+	settings, err := m.settings(ctx, t)
 	if err != nil {
 		return nil, err
+	}
+	policy := settings.GetToolPolicy()
+	if settings.GetRequireRecordedTools() && !m.published(ctx, t, version) {
+		// Nothing of a version without published tools is served.
+		res["tools"] = json.RawMessage("[]")
+		return json.Marshal(res)
+	}
+	if rec == nil {
+		rec = m.recordObserved(ctx, t, version, raw)
 	}
 	tools := make([]listedTool, len(raw))
 	resources := make([]string, len(raw))
@@ -210,9 +323,18 @@ func (m *MCP) checkTool(ctx context.Context, t target, version, tool string) str
 	if err != nil {
 		return err.Error()
 	}
-	policy, err := m.policy(ctx, t)
+	settings, err := m.settings(ctx, t)
 	if err != nil {
 		return err.Error()
+	}
+	policy := settings.GetToolPolicy()
+	if settings.GetRequireRecordedTools() && !m.published(ctx, t, version) {
+		return "this registry requires recorded tools, and version " + version + " was published without tools"
+	}
+	if rec == nil {
+		// Called before any listing: the server's first listing is
+		// recorded now, so the call is checked against it.
+		rec = m.observe(ctx, t, version)
 	}
 	if why := m.driftOf(t, version, tool); why != "" {
 		return fmt.Sprintf("the tool %q is not callable: it drifted from version %s (%s)", tool, version, why)
@@ -274,11 +396,14 @@ func (m *MCP) mayConnect(ctx context.Context, t target, p auth.Principal, versio
 	for name := range rec {
 		names = append(names, name)
 	}
-	if len(rec) == 0 {
-		// A version recorded without tools: the tools its upstream lists.
-		if names = m.observedTools(ctx, t, p, version); len(names) == 0 {
-			return err
+	if rec == nil {
+		// A version that records no tools yet: its server's first listing.
+		for name := range m.observe(ctx, t, version) {
+			names = append(names, name)
 		}
+	}
+	if len(names) == 0 {
+		return err
 	}
 	resources := make([]string, 0, len(names))
 	for _, name := range names {
@@ -296,13 +421,23 @@ func (m *MCP) mayConnect(ctx context.Context, t target, p auth.Principal, versio
 	return err
 }
 
-// observedTools are the tool names the upstream of a version recorded
-// without tools lists (cached briefly); nil when it cannot be asked.
-func (m *MCP) observedTools(ctx context.Context, t target, p auth.Principal, version string) []string {
+// observe lists the tools of the upstream of a version that records none
+// and records them (recordObserved); nil when the upstream cannot be
+// asked or the listing cannot be recorded. A failure is remembered
+// briefly, so callers do not each ask the upstream again.
+func (m *MCP) observe(ctx context.Context, t target, version string) map[string]*registryv1.Tool {
 	key := t.deployment() + "@" + version
-	if names, ok := m.observed.get(key); ok {
-		return names
+	if _, failed := m.observed.get(key); failed {
+		return nil
 	}
+	rec := m.listAndRecord(ctx, t, version)
+	if rec == nil {
+		m.observed.put(key, struct{}{})
+	}
+	return rec
+}
+
+func (m *MCP) listAndRecord(ctx context.Context, t target, version string) map[string]*registryv1.Tool {
 	// Asked as no one: a per-user instance is not started to learn names.
 	up, err := m.upstream(ctx, t, auth.Principal{}, version)
 	if err != nil || !up.GetServing() {
@@ -323,15 +458,10 @@ func (m *MCP) observedTools(ctx context.Context, t target, p auth.Principal, ver
 		return nil
 	}
 	var list struct {
-		Tools []listedTool `json:"tools"`
+		Tools []json.RawMessage `json:"tools"`
 	}
 	if json.Unmarshal(res, &list) != nil {
 		return nil
 	}
-	names := make([]string, 0, len(list.Tools))
-	for _, tl := range list.Tools {
-		names = append(names, tl.Name)
-	}
-	m.observed.put(key, names)
-	return names
+	return m.recordObserved(ctx, t, version, list.Tools)
 }

@@ -115,9 +115,13 @@ func resolvePin(ctx context.Context, tx *store.Tx, eff *registryv1.RegistrySetti
 		if err != nil {
 			return pinTarget{}, errs.Field("version_range", "%v", err)
 		}
-		v, ok := vs.highestActive(r)
+		v, ok := vs.highestActive(r, eff)
 		if !ok {
-			return pinTarget{}, fmt.Errorf("no active version of %q matches %q: %w", srv.Name, rng, errs.ErrFailedPrecondition)
+			what := "active version"
+			if eff.GetRequireRecordedTools() {
+				what = "active version with published tools (the registry requires recorded tools)"
+			}
+			return pinTarget{}, fmt.Errorf("no %s of %q matches %q: %w", what, srv.Name, rng, errs.ErrFailedPrecondition)
 		}
 		t.version = v
 		return t, nil
@@ -129,8 +133,21 @@ func resolvePin(ctx context.Context, tx *store.Tx, eff *registryv1.RegistrySetti
 	if v.Status == statusYanked {
 		return pinTarget{}, fmt.Errorf("version %s of %q is yanked (%s) and cannot be pinned: %w", version, srv.Name, v.StatusMessage, errs.ErrFailedPrecondition)
 	}
+	if err := checkRecordedTools(eff, entry, v); err != nil {
+		return pinTarget{}, err
+	}
 	t.version = v
 	return t, nil
+}
+
+// checkRecordedTools refuses pinning a version published without tools in
+// a registry that requires them.
+func checkRecordedTools(eff *registryv1.RegistrySettings, entry string, v store.Version) error {
+	if eff.GetRequireRecordedTools() && !hasTools(v) {
+		return fmt.Errorf("version %s of %q was published without tools, and registry %q requires recorded tools: publish a version with its tools: %w",
+			v.Version, v.Server, registryOfEntry(entry), errs.ErrFailedPrecondition)
+	}
+	return nil
 }
 
 // saveEntry writes e, pinning version v, at the registry's next revision
@@ -246,7 +263,7 @@ func (s *Service) followRanges(ctx context.Context, tx *store.Tx, server string,
 		if err != nil || !eff.GetAutoUpgrade() {
 			continue
 		}
-		best, ok := vs.highestActive(r)
+		best, ok := vs.highestActive(r, eff)
 		if !ok || best.Version == e.Version {
 			continue
 		}

@@ -32,7 +32,7 @@ var (
 
 // registryFields are the updatable fields of a registry.
 var registryFields = []string{"description", "parent", "auto_upgrade", "approval_required", "min_approvals", "owner_teams",
-	"namespaces", "tool_policy", "rollout_policy", "deployments_enabled"}
+	"namespaces", "tool_policy", "rollout_policy", "deployments_enabled", "require_recorded_tools"}
 
 // maxDepth bounds a chain of parent registries.
 const maxDepth = 8
@@ -42,7 +42,7 @@ const maxDepth = 8
 func ownSettings(r *registryv1.Registry) []byte {
 	own := &registryv1.Registry{AutoUpgrade: r.AutoUpgrade, ApprovalRequired: r.ApprovalRequired, MinApprovals: r.MinApprovals,
 		OwnerTeams: r.GetOwnerTeams(), Namespaces: r.GetNamespaces(), ToolPolicy: r.GetToolPolicy(), RolloutPolicy: r.GetRolloutPolicy(),
-		DeploymentsEnabled: r.DeploymentsEnabled}
+		DeploymentsEnabled: r.DeploymentsEnabled, RequireRecordedTools: r.RequireRecordedTools}
 	b, _ := protojson.Marshal(own)
 	return b
 }
@@ -62,7 +62,7 @@ func registryToProto(row store.Registry, eff *registryv1.RegistrySettings) (*reg
 // effective resolves the settings of registry row through its parents.
 func effective(ctx context.Context, tx *store.Tx, row store.Registry) (*registryv1.RegistrySettings, error) {
 	eff := &registryv1.RegistrySettings{}
-	var haveAuto, haveApproval, haveMin, haveDeploy bool
+	var haveAuto, haveApproval, haveMin, haveDeploy, haveRequire bool
 	cur := row
 	for depth := 0; ; depth++ {
 		r := &registryv1.Registry{}
@@ -77,6 +77,9 @@ func effective(ctx context.Context, tx *store.Tx, row store.Registry) (*registry
 		}
 		if !haveDeploy && r.DeploymentsEnabled != nil {
 			eff.DeploymentsEnabled, haveDeploy = r.GetDeploymentsEnabled(), true
+		}
+		if !haveRequire && r.RequireRecordedTools != nil {
+			eff.RequireRecordedTools, haveRequire = r.GetRequireRecordedTools(), true
 		}
 		if !haveMin && r.MinApprovals != nil {
 			eff.MinApprovals, haveMin = r.GetMinApprovals(), true
@@ -404,6 +407,8 @@ func (s *Service) applyRegistryUpdate(ctx context.Context, tx *store.Tx, cur sto
 			next.RolloutPolicy = in.GetRolloutPolicy()
 		case "deployments_enabled":
 			next.DeploymentsEnabled = in.DeploymentsEnabled
+		case "require_recorded_tools":
+			next.RequireRecordedTools = in.RequireRecordedTools
 		default:
 			return nil, errs.Field("update_mask", "%q is not an updatable field", p)
 		}

@@ -62,6 +62,9 @@ func (z *testAuthz) remove(principal string) {
 }
 
 func (z *testAuthz) Authorize(_ context.Context, p auth.Principal, permission, resource string) error {
+	if auth.ServiceOnlyPermissions[permission] { // as the orgs engine: no grant reaches them
+		return errs.ErrPermissionDenied
+	}
 	z.mu.Lock()
 	defer z.mu.Unlock()
 	for _, g := range z.grants {
@@ -73,10 +76,14 @@ func (z *testAuthz) Authorize(_ context.Context, p auth.Principal, permission, r
 	return errs.ErrPermissionDenied
 }
 
-// tokens: "pyl_<id>" is users/<id>.
+// tokens: "pyl_<id>" is users/<id>; "svc_<target>" the service identity
+// of target.
 type tokens struct{}
 
 func (tokens) Authenticate(_ context.Context, c config.Secret) (auth.Principal, error) {
+	if target, ok := strings.CutPrefix(c.Reveal(), "svc_"); ok {
+		return auth.ServiceIdentity(target), nil
+	}
 	id, ok := strings.CutPrefix(c.Reveal(), "pyl_")
 	if !ok {
 		return auth.Principal{}, errs.ErrUnauthenticated
@@ -721,5 +728,115 @@ func TestListEntriesFullOverTheWire(t *testing.T) {
 		check(map[string]string{"com.acme/a": "1.0.0", "com.acme/b": "1.0.0", "com.acme/c": "1.0.0"})
 		pin(t, e, "admin", "production", "b", "1.1.0")
 		check(map[string]string{"com.acme/a": "1.0.0", "com.acme/b": "1.1.0", "com.acme/c": "1.0.0"})
+	})
+}
+
+// TestRecordObservedTools: the gateway's identity records what a version
+// published without tools first listed, once; nobody else may; GetVersion
+// shows it; bad listings are refused naming the field.
+func TestRecordObservedTools(t *testing.T) {
+	each(t, func(t *testing.T, e *env) {
+		e.server(t, "github", "com.acme/github")
+		e.publish(t, "github", "1.0.0")
+		e.publish(t, "github", "2.0.0", &registryv1.Tool{Name: "search", Description: "Searches."})
+		gateway := metadata.AppendToOutgoingContext(context.Background(), "authorization", "Bearer svc_gateway")
+		deploy := metadata.AppendToOutgoingContext(context.Background(), "authorization", "Bearer svc_deploy")
+		name := "orgs/acme/servers/github/versions/1.0.0"
+		schema, _ := structpb.NewStruct(map[string]any{"type": "object", "properties": map[string]any{"q": map[string]any{"type": "string"}}})
+		listing := []*registryv1.Tool{{Name: "get data", Description: "Reads.", InputSchema: schema,
+			Annotations: &registryv1.ToolAnnotations{ReadOnlyHint: proto.Bool(true)}}, {Name: "write", InputSchema: schema}}
+
+		_, err := e.client.RecordObservedTools(e.as("admin"), &registryv1.RecordObservedToolsRequest{Name: name, Tools: listing})
+		wantCode(t, err, codes.PermissionDenied, "an organization admin recording tools")
+		_, err = e.client.RecordObservedTools(deploy, &registryv1.RecordObservedToolsRequest{Name: name, Tools: listing})
+		wantCode(t, err, codes.PermissionDenied, "the deploy identity recording tools")
+		for _, bad := range []struct {
+			field string
+			tools []*registryv1.Tool
+		}{
+			{"tools[0].name", []*registryv1.Tool{{Name: ""}}},
+			{"tools[0].name", []*registryv1.Tool{{Name: "bell\a"}}},
+			{"tools[0].name", []*registryv1.Tool{{Name: strings.Repeat("x", 129)}}},
+			{"tools[1].name", []*registryv1.Tool{{Name: "a"}, {Name: "a"}}},
+			{"tools[0].description", []*registryv1.Tool{{Name: "a", Description: strings.Repeat("d", 10001)}}},
+			{"tools[0].input_schema", []*registryv1.Tool{{Name: "a", InputSchema: &structpb.Struct{}}}},
+			{"tools", make([]*registryv1.Tool, 1001)},
+		} {
+			_, err := e.client.RecordObservedTools(gateway, &registryv1.RecordObservedToolsRequest{Name: name, Tools: bad.tools})
+			wantCode(t, err, codes.InvalidArgument, bad.field)
+			if f := badField(err); len(f) == 0 || f[0] != bad.field {
+				t.Fatalf("refusal names %v, want %s", f, bad.field)
+			}
+		}
+		v := must[*registryv1.ServerVersion](t)(e.client.GetVersion(e.as("admin"), &registryv1.GetVersionRequest{Name: name}))
+		if v.ToolsObservedTime != nil || len(v.ObservedTools) != 0 {
+			t.Fatalf("refused recordings changed the version: %v", v)
+		}
+
+		got := must[*registryv1.ServerVersion](t)(e.client.RecordObservedTools(gateway, &registryv1.RecordObservedToolsRequest{Name: name, Tools: listing}))
+		if got.ToolsObservedTime == nil || len(got.ObservedTools) != 2 || len(got.Tools) != 0 {
+			t.Fatalf("recorded = %v", got)
+		}
+		v = must[*registryv1.ServerVersion](t)(e.client.GetVersion(e.as("admin"), &registryv1.GetVersionRequest{Name: name}))
+		if !proto.Equal(v.ObservedTools[0], listing[0]) || !proto.Equal(v.ObservedTools[1], listing[1]) || v.Digest != got.Digest {
+			t.Fatalf("GetVersion shows %v", v)
+		}
+		// Once: neither a second listing nor a version with published tools.
+		_, err = e.client.RecordObservedTools(gateway, &registryv1.RecordObservedToolsRequest{Name: name, Tools: listing[:1]})
+		wantCode(t, err, codes.FailedPrecondition, "a second recording")
+		_, err = e.client.RecordObservedTools(gateway, &registryv1.RecordObservedToolsRequest{Name: "orgs/acme/servers/github/versions/2.0.0", Tools: listing})
+		wantCode(t, err, codes.FailedPrecondition, "a version with published tools")
+		_, err = e.client.RecordObservedTools(gateway, &registryv1.RecordObservedToolsRequest{Name: "orgs/acme/servers/github/versions/9.0.0", Tools: listing})
+		wantCode(t, err, codes.NotFound, "an absent version")
+		v = must[*registryv1.ServerVersion](t)(e.client.GetVersion(e.as("admin"), &registryv1.GetVersionRequest{Name: name}))
+		if len(v.ObservedTools) != 2 {
+			t.Fatalf("a refused second recording changed the first: %v", v.ObservedTools)
+		}
+		// A server that lists nothing is recorded as listing nothing.
+		e.publish(t, "github", "3.0.0")
+		empty := must[*registryv1.ServerVersion](t)(e.client.RecordObservedTools(gateway, &registryv1.RecordObservedToolsRequest{
+			Name: "orgs/acme/servers/github/versions/3.0.0"}))
+		if empty.ToolsObservedTime == nil || len(empty.ObservedTools) != 0 {
+			t.Fatalf("empty listing recorded as %v", empty)
+		}
+	})
+}
+
+// TestRequireRecordedTools: a registry requiring recorded tools (its own
+// setting or inherited) refuses pinning a version published without tools,
+// and an auto-upgrading range does not move to one.
+func TestRequireRecordedTools(t *testing.T) {
+	each(t, func(t *testing.T, e *env) {
+		e.server(t, "github", "com.acme/github")
+		e.publish(t, "github", "1.0.0", &registryv1.Tool{Name: "search"})
+		e.publish(t, "github", "1.1.0")
+		e.registry(t, "strict", &registryv1.Registry{RequireRecordedTools: proto.Bool(true), AutoUpgrade: proto.Bool(true)})
+		e.registry(t, "child", &registryv1.Registry{Parent: "orgs/acme/registries/strict"})
+		e.registry(t, "open", &registryv1.Registry{})
+		reg := must[*registryv1.Registry](t)(e.client.GetRegistry(e.as("admin"), &registryv1.GetRegistryRequest{Name: "orgs/acme/registries/child"}))
+		if !reg.GetEffective().GetRequireRecordedTools() {
+			t.Fatalf("child's effective settings: %v", reg.GetEffective())
+		}
+		for _, r := range []string{"strict", "child"} {
+			_, err := e.client.PinEntry(e.as("admin"), &registryv1.PinEntryRequest{Name: "orgs/acme/registries/" + r + "/entries/github", Version: "1.1.0"})
+			wantCode(t, err, codes.FailedPrecondition, "pinning a version without tools in "+r)
+			if !strings.Contains(status.Convert(err).Message(), "requires recorded tools") {
+				t.Fatalf("refusal says %q", status.Convert(err).Message())
+			}
+		}
+		pin(t, e, "admin", "open", "github", "1.1.0")
+		pin(t, e, "admin", "strict", "github", "1.0.0")
+		// A range follows only versions with tools.
+		must[*registryv1.PinEntryResponse](t)(e.client.PinEntry(e.as("admin"), &registryv1.PinEntryRequest{
+			Name: "orgs/acme/registries/strict/entries/github", VersionRange: "^1.0.0"}))
+		en := must[*registryv1.Entry](t)(e.client.GetEntry(e.as("admin"), &registryv1.GetEntryRequest{Name: "orgs/acme/registries/strict/entries/github"}))
+		if en.Version != "1.0.0" {
+			t.Fatalf("range pinned %s, want 1.0.0 (1.1.0 has no tools)", en.Version)
+		}
+		e.publish(t, "github", "1.2.0", &registryv1.Tool{Name: "search"})
+		en = must[*registryv1.Entry](t)(e.client.GetEntry(e.as("admin"), &registryv1.GetEntryRequest{Name: "orgs/acme/registries/strict/entries/github"}))
+		if en.Version != "1.2.0" {
+			t.Fatalf("range follows to %s, want 1.2.0", en.Version)
+		}
 	})
 }

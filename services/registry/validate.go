@@ -27,38 +27,39 @@ import (
 // method name; the server refuses to start without one per RPC.
 func Validators() map[string]server.Validator {
 	return map[string]server.Validator{
-		registryv1.RegistryService_PurgeOrganization_FullMethodName:  server.NameOnly("name", orgName, (*registryv1.PurgeOrganizationRequest).GetName),
-		registryv1.RegistryService_CreateServer_FullMethodName:       server.ValidatorOf(validateCreateServer),
-		registryv1.RegistryService_GetServer_FullMethodName:          server.NameOnly("name", serverName, (*registryv1.GetServerRequest).GetName),
-		registryv1.RegistryService_ListServers_FullMethodName:        server.NameOnly("parent", orgName, (*registryv1.ListServersRequest).GetParent),
-		registryv1.RegistryService_UpdateServer_FullMethodName:       server.ValidatorOf(validateUpdateServer),
-		registryv1.RegistryService_DeleteServer_FullMethodName:       server.NameOnly("name", serverName, (*registryv1.DeleteServerRequest).GetName),
-		registryv1.RegistryService_CreateVersion_FullMethodName:      server.ValidatorOf(validateCreateVersion),
-		registryv1.RegistryService_ImportServerJson_FullMethodName:   server.ValidatorOf(validateImportServerJSON),
-		registryv1.RegistryService_GetVersion_FullMethodName:         server.ValidatorOf(validateGetVersion),
-		registryv1.RegistryService_ListVersions_FullMethodName:       server.NameOnly("parent", serverName, (*registryv1.ListVersionsRequest).GetParent),
-		registryv1.RegistryService_SetVersionStatus_FullMethodName:   server.ValidatorOf(validateSetVersionStatus),
-		registryv1.RegistryService_SuggestNextVersion_FullMethodName: server.NameOnly("parent", serverName, (*registryv1.SuggestNextVersionRequest).GetParent),
-		registryv1.RegistryService_DiffVersions_FullMethodName:       server.ValidatorOf(validateDiffVersions),
-		registryv1.RegistryService_ExportServerJson_FullMethodName:   server.ValidatorOf(validateExportServerJSON),
-		registryv1.RegistryService_CreateRegistry_FullMethodName:     server.ValidatorOf(validateCreateRegistry),
-		registryv1.RegistryService_GetConnectConfig_FullMethodName:   server.ValidatorOf(validateGetConnectConfig),
-		registryv1.RegistryService_GetRegistry_FullMethodName:        server.NameOnly("name", registryName, (*registryv1.GetRegistryRequest).GetName),
-		registryv1.RegistryService_ListRegistries_FullMethodName:     server.NameOnly("parent", orgName, (*registryv1.ListRegistriesRequest).GetParent),
-		registryv1.RegistryService_UpdateRegistry_FullMethodName:     server.ValidatorOf(validateUpdateRegistry),
-		registryv1.RegistryService_DeleteRegistry_FullMethodName:     server.NameOnly("name", registryName, (*registryv1.DeleteRegistryRequest).GetName),
-		registryv1.RegistryService_PinEntry_FullMethodName:           server.ValidatorOf(validatePinEntry),
-		registryv1.RegistryService_UnpinEntry_FullMethodName:         server.NameOnly("name", entryName, (*registryv1.UnpinEntryRequest).GetName),
-		registryv1.RegistryService_PromoteEntry_FullMethodName:       server.ValidatorOf(validatePromoteEntry),
-		registryv1.RegistryService_GetEntry_FullMethodName:           server.NameOnly("name", entryName, (*registryv1.GetEntryRequest).GetName),
-		registryv1.RegistryService_ListEntries_FullMethodName:        server.ValidatorOf(validateListEntries),
-		registryv1.RegistryService_RenderOfficial_FullMethodName:     server.ValidatorOf(validateRenderOfficial),
-		registryv1.RegistryService_WatchEntries_FullMethodName:       server.NameOnly("parent", registryName, (*registryv1.WatchEntriesRequest).GetParent),
-		registryv1.RegistryService_ListApprovals_FullMethodName:      server.NameOnly("parent", registryName, (*registryv1.ListApprovalsRequest).GetParent),
-		registryv1.RegistryService_GetApproval_FullMethodName:        looseNameOnly("name", approvalName, (*registryv1.GetApprovalRequest).GetName),
-		registryv1.RegistryService_Approve_FullMethodName:            looseNameOnly("name", approvalName, (*registryv1.ApproveRequest).GetName),
-		registryv1.RegistryService_Reject_FullMethodName:             looseNameOnly("name", approvalName, (*registryv1.RejectRequest).GetName),
-		registryv1.RegistryService_CancelApproval_FullMethodName:     looseNameOnly("name", approvalName, (*registryv1.CancelApprovalRequest).GetName),
+		registryv1.RegistryService_PurgeOrganization_FullMethodName:   server.NameOnly("name", orgName, (*registryv1.PurgeOrganizationRequest).GetName),
+		registryv1.RegistryService_CreateServer_FullMethodName:        server.ValidatorOf(validateCreateServer),
+		registryv1.RegistryService_GetServer_FullMethodName:           server.NameOnly("name", serverName, (*registryv1.GetServerRequest).GetName),
+		registryv1.RegistryService_ListServers_FullMethodName:         server.NameOnly("parent", orgName, (*registryv1.ListServersRequest).GetParent),
+		registryv1.RegistryService_UpdateServer_FullMethodName:        server.ValidatorOf(validateUpdateServer),
+		registryv1.RegistryService_DeleteServer_FullMethodName:        server.NameOnly("name", serverName, (*registryv1.DeleteServerRequest).GetName),
+		registryv1.RegistryService_CreateVersion_FullMethodName:       server.ValidatorOf(validateCreateVersion),
+		registryv1.RegistryService_ImportServerJson_FullMethodName:    server.ValidatorOf(validateImportServerJSON),
+		registryv1.RegistryService_GetVersion_FullMethodName:          server.ValidatorOf(validateGetVersion),
+		registryv1.RegistryService_ListVersions_FullMethodName:        server.NameOnly("parent", serverName, (*registryv1.ListVersionsRequest).GetParent),
+		registryv1.RegistryService_SetVersionStatus_FullMethodName:    server.ValidatorOf(validateSetVersionStatus),
+		registryv1.RegistryService_RecordObservedTools_FullMethodName: server.ValidatorOf(validateRecordObservedTools),
+		registryv1.RegistryService_SuggestNextVersion_FullMethodName:  server.NameOnly("parent", serverName, (*registryv1.SuggestNextVersionRequest).GetParent),
+		registryv1.RegistryService_DiffVersions_FullMethodName:        server.ValidatorOf(validateDiffVersions),
+		registryv1.RegistryService_ExportServerJson_FullMethodName:    server.ValidatorOf(validateExportServerJSON),
+		registryv1.RegistryService_CreateRegistry_FullMethodName:      server.ValidatorOf(validateCreateRegistry),
+		registryv1.RegistryService_GetConnectConfig_FullMethodName:    server.ValidatorOf(validateGetConnectConfig),
+		registryv1.RegistryService_GetRegistry_FullMethodName:         server.NameOnly("name", registryName, (*registryv1.GetRegistryRequest).GetName),
+		registryv1.RegistryService_ListRegistries_FullMethodName:      server.NameOnly("parent", orgName, (*registryv1.ListRegistriesRequest).GetParent),
+		registryv1.RegistryService_UpdateRegistry_FullMethodName:      server.ValidatorOf(validateUpdateRegistry),
+		registryv1.RegistryService_DeleteRegistry_FullMethodName:      server.NameOnly("name", registryName, (*registryv1.DeleteRegistryRequest).GetName),
+		registryv1.RegistryService_PinEntry_FullMethodName:            server.ValidatorOf(validatePinEntry),
+		registryv1.RegistryService_UnpinEntry_FullMethodName:          server.NameOnly("name", entryName, (*registryv1.UnpinEntryRequest).GetName),
+		registryv1.RegistryService_PromoteEntry_FullMethodName:        server.ValidatorOf(validatePromoteEntry),
+		registryv1.RegistryService_GetEntry_FullMethodName:            server.NameOnly("name", entryName, (*registryv1.GetEntryRequest).GetName),
+		registryv1.RegistryService_ListEntries_FullMethodName:         server.ValidatorOf(validateListEntries),
+		registryv1.RegistryService_RenderOfficial_FullMethodName:      server.ValidatorOf(validateRenderOfficial),
+		registryv1.RegistryService_WatchEntries_FullMethodName:        server.NameOnly("parent", registryName, (*registryv1.WatchEntriesRequest).GetParent),
+		registryv1.RegistryService_ListApprovals_FullMethodName:       server.NameOnly("parent", registryName, (*registryv1.ListApprovalsRequest).GetParent),
+		registryv1.RegistryService_GetApproval_FullMethodName:         looseNameOnly("name", approvalName, (*registryv1.GetApprovalRequest).GetName),
+		registryv1.RegistryService_Approve_FullMethodName:             looseNameOnly("name", approvalName, (*registryv1.ApproveRequest).GetName),
+		registryv1.RegistryService_Reject_FullMethodName:              looseNameOnly("name", approvalName, (*registryv1.RejectRequest).GetName),
+		registryv1.RegistryService_CancelApproval_FullMethodName:      looseNameOnly("name", approvalName, (*registryv1.CancelApprovalRequest).GetName),
 	}
 }
 
@@ -163,6 +164,42 @@ func validateGetVersion(r *registryv1.GetVersionRequest) error {
 func validateSetVersionStatus(r *registryv1.SetVersionStatusRequest) error {
 	var v errs.Violations
 	checkVersionName(&v, "name", r.GetName(), false)
+	return v.Err()
+}
+
+// maxObservedTools bounds an observed listing, as a published one.
+const maxObservedTools = 1000
+
+func validateRecordObservedTools(r *registryv1.RecordObservedToolsRequest) error {
+	var v errs.Violations
+	checkVersionName(&v, "name", r.GetName(), false)
+	if len(r.GetTools()) > maxObservedTools {
+		v.Add("tools", "must list at most %d tools", maxObservedTools)
+		return v.Err()
+	}
+	// A server names its tools itself: any printable name up to the
+	// length a published tool may have. The rest as for published tools.
+	for i, t := range r.GetTools() {
+		p := fmt.Sprintf("tools[%d]", i)
+		if n := t.GetName(); n == "" || len(n) > 128 {
+			v.Add(p+".name", "must be 1 to 128 bytes")
+		} else {
+			v.Check(p+".name", aip.CheckPrintable(n, false))
+		}
+		if len(t.GetTitle()) > 200 {
+			v.Add(p+".title", "must be at most 200 bytes")
+		}
+		if len(t.GetDescription()) > 10000 {
+			v.Add(p+".description", "must be at most 10000 bytes")
+		}
+		a := t.GetAnnotations().GetTitle()
+		if len(a) > 200 {
+			v.Add(p+".annotations.title", "must be at most 200 bytes")
+		} else {
+			v.Check(p+".annotations.title", aip.CheckPrintable(a, false))
+		}
+	}
+	checkTools(&v, "tools", r.GetTools())
 	return v.Err()
 }
 

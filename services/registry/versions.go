@@ -1,6 +1,7 @@
 package registry
 
 import (
+	"bytes"
 	"context"
 	"crypto/sha256"
 	"encoding/hex"
@@ -103,9 +104,12 @@ func (vs versionSet) latest() (store.Version, bool) {
 	return vs.highest(func(i int) bool { return vs.parsed[i].Prerelease() == "" && vs.rows[i].Status != statusYanked })
 }
 
-// highestActive is the highest active version in r.
-func (vs versionSet) highestActive(r semvers.Range) (store.Version, bool) {
-	return vs.highest(func(i int) bool { return vs.rows[i].Status == statusActive && r.Matches(vs.parsed[i]) })
+// highestActive is the highest active version in r (with published
+// tools, where the registry's settings eff require them).
+func (vs versionSet) highestActive(r semvers.Range, eff *registryv1.RegistrySettings) (store.Version, bool) {
+	return vs.highest(func(i int) bool {
+		return vs.rows[i].Status == statusActive && r.Matches(vs.parsed[i]) && (!eff.GetRequireRecordedTools() || hasTools(vs.rows[i]))
+	})
 }
 
 func (vs versionSet) byVersion(version string) (store.Version, bool) {
@@ -144,9 +148,63 @@ func versionToProto(v store.Version, latest bool) (*registryv1.ServerVersion, er
 	if err != nil {
 		return nil, fmt.Errorf("stored tools of %q: %w", v.Name, err)
 	}
-	return &registryv1.ServerVersion{Name: v.Name, Version: v.Version, ServerJson: st, ReleaseNotes: v.ReleaseNotes, Tools: tools,
+	out := &registryv1.ServerVersion{Name: v.Name, Version: v.Version, ServerJson: st, ReleaseNotes: v.ReleaseNotes, Tools: tools,
 		Status: statusToProto[v.Status], StatusMessage: v.StatusMessage, IsLatest: latest, Creator: v.Creator,
-		CreateTime: timestamppb.New(v.CreateTime), UpdateTime: timestamppb.New(v.UpdateTime), Digest: v.Digest}, nil
+		CreateTime: timestamppb.New(v.CreateTime), UpdateTime: timestamppb.New(v.UpdateTime), Digest: v.Digest}
+	if v.ToolsObserved != nil {
+		out.ToolsObservedTime = timestamppb.New(*v.ToolsObserved)
+		if out.ObservedTools, err = decodeTools(v.ObservedTools); err != nil {
+			return nil, fmt.Errorf("stored observed tools of %q: %w", v.Name, err)
+		}
+	}
+	return out, nil
+}
+
+// maxListedNames bounds the tool names an audit event lists.
+const maxListedNames = 2000
+
+// hasTools reports whether v was published with tools.
+func hasTools(v store.Version) bool {
+	t := bytes.TrimSpace(v.Tools)
+	return len(t) > 0 && !bytes.Equal(t, []byte("[]"))
+}
+
+// RecordObservedTools implements RegistryService: the gateway records
+// what a version published without tools first listed, once.
+func (s *Service) RecordObservedTools(ctx context.Context, req *registryv1.RecordObservedToolsRequest) (*registryv1.ServerVersion, error) {
+	encoded, err := encodeTools(req.GetTools())
+	if err != nil {
+		return nil, err
+	}
+	var out store.Version
+	var latest bool
+	err = s.store.Tx(ctx, func(tx *store.Tx) error {
+		if out, err = tx.RecordObservedTools(ctx, req.GetName(), encoded); err != nil {
+			return err
+		}
+		names := make([]string, len(req.GetTools()))
+		for i, t := range req.GetTools() {
+			names[i] = t.GetName()
+		}
+		ev := outbox.NewEvent(ctx, orgOf(req.GetName()), server.ActionFor(registryv1.RegistryService_RecordObservedTools_FullMethodName), req.GetName())
+		listed := strings.Join(names, ",")
+		if len(listed) > maxListedNames {
+			listed = strings.ToValidUTF8(listed[:maxListedNames], "") + "…"
+		}
+		ev.Metadata = map[string]string{"tools": fmt.Sprint(len(names)), "names": listed}
+		tx.Audit(ev)
+		vs, err := loadVersions(ctx, tx, out.Server)
+		if err != nil {
+			return err
+		}
+		l, ok := vs.latest()
+		latest = ok && l.Name == out.Name
+		return nil
+	})
+	if err != nil {
+		return nil, err
+	}
+	return versionToProto(out, latest)
 }
 
 // CreateVersion implements RegistryService.

@@ -35,8 +35,10 @@ func newDevCmd(g *globals) *cobra.Command {
 missing), pins it, and the deploy service runs it. Calls reach it through the MCP gateway with
 the same authentication, per-tool authorization, secret resolution (your own scope, the
 registry's, the organization's), drift guard and audit as in production. When a file under
---watch changes (default: the directory of the command's script, or the current one), the
-server is restarted and the next call reaches the new process.
+--watch changes (default: the directory of the command's script, or the current one), a new
+development version is published and pinned, and the next session reaches the new process. Each
+change being a version of its own, the gateway's drift guard compares the changed server's tools
+with its own first listing (recorded once per version), not with the previous one's.
 
 Values the server needs are declared with --secret NAME and --variable NAME (or in --file); set
 them with pylee secret set NAME --me. The Pylee you are logged in to must run on this machine and
@@ -191,8 +193,25 @@ func (d *devRun) run(ctx context.Context, doc map[string]any, dirs []string) err
 	if err := d.ensure(ctx, doc); err != nil {
 		return err
 	}
-	d.versionTag = fmt.Sprintf("0.0.0-dev.%d", time.Now().UnixMilli())
-	doc["name"], doc["version"] = d.serverName, d.versionTag
+	if err := d.release(ctx, doc, nil); err != nil {
+		return err
+	}
+	t := connect.Target{Org: d.org, Registry: d.registry, Server: d.server, BaseURL: d.g.apiURL}
+	d.printf("pylee dev: %s %s serves\n  MCP URL: %s\n  connect: pylee connect vscode --org %s --registry %s --server %s\n",
+		d.server, d.versionTag, t.URL(), d.org, d.registry, d.server)
+	return d.watch(ctx, dirs, doc)
+}
+
+// release publishes a new development version (0.0.0-dev.<ms>) of doc,
+// pins it and waits until it serves from instances not in before. Each
+// change is a version of its own, so the gateway's drift guard compares a
+// changed server's tools with its own first listing, not the last one's.
+func (d *devRun) release(ctx context.Context, doc map[string]any, before map[string]bool) error {
+	tag := fmt.Sprintf("0.0.0-dev.%d", time.Now().UnixMilli())
+	if tag <= d.versionTag { // two changes in one millisecond
+		tag = d.versionTag + "1"
+	}
+	doc["name"], doc["version"] = d.serverName, tag
 	raw, err := json.Marshal(doc)
 	if err != nil {
 		return err
@@ -202,19 +221,14 @@ func (d *devRun) run(ctx context.Context, doc map[string]any, dirs []string) err
 		return fmt.Errorf("publish the development version: %w", err)
 	}
 	pin := &registryv1.PinEntryResponse{}
-	if err := d.c.Do(ctx, http.MethodPut, d.entryPath, nil, &registryv1.PinEntryRequest{Version: d.versionTag, Reason: "pylee dev"}, pin); err != nil {
+	if err := d.c.Do(ctx, http.MethodPut, d.entryPath, nil, &registryv1.PinEntryRequest{Version: tag, Reason: "pylee dev"}, pin); err != nil {
 		return fmt.Errorf("pin the development version: %w", err)
 	}
 	if pin.GetApproval() != nil {
 		return fmt.Errorf("registry %s needs approvals for pins: use a development registry (--registry)", d.registry)
 	}
-	if err := d.waitServing(ctx, nil); err != nil {
-		return err
-	}
-	t := connect.Target{Org: d.org, Registry: d.registry, Server: d.server, BaseURL: d.g.apiURL}
-	d.printf("pylee dev: %s %s serves\n  MCP URL: %s\n  connect: pylee connect vscode --org %s --registry %s --server %s\n",
-		d.server, d.versionTag, t.URL(), d.org, d.registry, d.server)
-	return d.watch(ctx, dirs)
+	d.versionTag = tag
+	return d.waitServing(ctx, before)
 }
 
 // ensure creates the registry and the server when they are missing.
@@ -295,9 +309,9 @@ func (d *devRun) waitServing(ctx context.Context, before map[string]bool) error 
 	}
 }
 
-// watch restarts the server when a file under dirs changes, until ctx
+// watch releases a new version when a file under dirs changes, until ctx
 // ends.
-func (d *devRun) watch(ctx context.Context, dirs []string) error {
+func (d *devRun) watch(ctx context.Context, dirs []string, doc map[string]any) error {
 	w, err := fsnotify.NewWatcher()
 	if err != nil {
 		return err
@@ -323,16 +337,11 @@ func (d *devRun) watch(ctx context.Context, dirs []string) error {
 		case <-debounce:
 			debounce = nil
 			d.printf("%s changed: restarting\n", time.Now().Format("15:04:05"))
-			if err := d.c.Do(ctx, http.MethodPost, "/v1/orgs/"+url.PathEscape(d.org)+"/registries/"+url.PathEscape(d.registry)+"/deployments/"+
-				url.PathEscape(d.server)+":restart", nil, &deployv1.RestartDeploymentRequest{}, &deployv1.Deployment{}); err != nil {
+			if err := d.release(ctx, doc, d.lastInstances); err != nil {
 				d.printf("restart failed: %v\n", err)
 				continue
 			}
-			if err := d.waitServing(ctx, d.lastInstances); err != nil {
-				d.printf("restart failed: %v\n", err)
-				continue
-			}
-			d.printf("%s restarted\n", time.Now().Format("15:04:05"))
+			d.printf("%s %s restarted\n", time.Now().Format("15:04:05"), d.versionTag)
 		}
 	}
 }

@@ -51,6 +51,7 @@ var Permissions = []Permission{
 	{"versions.get", "see server versions"},
 	{"versions.publish", "publish server versions"},
 	{"versions.deprecate", "deprecate or yank server versions"},
+	{"versions.record_tools", "record the tools a version's server first listed (gateway identity)"},
 	{"entries.get", "see registry entries (pins)"},
 	{"entries.pin", "pin and unpin servers in registries"},
 	{"approvals.get", "see approval requests"},
@@ -97,8 +98,13 @@ func set(names ...string) map[string]bool {
 	return m
 }
 
+// serviceOnly are the permissions of the catalog only the services'
+// identities hold: no role grants them.
+var serviceOnly = []string{"secrets.resolve", "deployments.resolve", "deployments.report", "versions.record_tools"}
+
+// allExcept is every permission but except and the service-only ones.
 func allExcept(except ...string) map[string]bool {
-	ex := set(except...)
+	ex := set(append(except, serviceOnly...)...)
 	m := map[string]bool{}
 	for _, p := range Permissions {
 		if !ex[p.Name] {
@@ -115,10 +121,10 @@ var readOnly = []string{"orgs.get", "teams.get", "roles.get", "registries.get", 
 var (
 	RoleOwner = Role{Name: "roles/owner", Title: "Owner",
 		Description: "Everything, including deleting the organization and granting owner.",
-		Permissions: allExcept("orgs.create", "secrets.resolve", "deployments.resolve", "deployments.report")}
+		Permissions: allExcept("orgs.create")}
 	RoleAdmin = Role{Name: "roles/admin", Title: "Admin",
 		Description: "Everything but deleting the organization; cannot grant owner.",
-		Permissions: allExcept("orgs.create", "secrets.resolve", "deployments.resolve", "deployments.report", "orgs.delete")}
+		Permissions: allExcept("orgs.create", "orgs.delete")}
 	RoleDeveloper = Role{Name: "roles/developer", Title: "Developer",
 		Description: "Builds and ships servers: publishes versions, pins in registries that allow it, deploys, sets secrets.",
 		Permissions: set(append([]string{"members.list", "servers.create", "servers.update", "versions.publish",
@@ -135,7 +141,7 @@ var (
 	// admin: every permission everywhere, including creating organizations.
 	RoleInstallationOwner = Role{Name: "roles/installationOwner", Title: "Installation owner",
 		Description: "The bootstrap admin: everything on every organization, and creating organizations.",
-		Permissions: allExcept("secrets.resolve", "deployments.resolve", "deployments.report")}
+		Permissions: allExcept()}
 )
 
 // BuiltinRoles are the roles every organization has.

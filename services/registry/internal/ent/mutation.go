@@ -4432,27 +4432,29 @@ func (m *ServerMutation) ResetEdge(name string) error {
 // VersionMutation represents an operation that mutates the Version nodes in the graph.
 type VersionMutation struct {
 	config
-	op             Op
-	typ            string
-	id             *string
-	organization   *string
-	server         *string
-	version        *string
-	precedence     *string
-	prerelease     *bool
-	server_json    *string
-	release_notes  *string
-	tools          *string
-	digest         *string
-	creator        *string
-	status         *string
-	status_message *string
-	create_time    *time.Time
-	update_time    *time.Time
-	clearedFields  map[string]struct{}
-	done           bool
-	oldValue       func(context.Context) (*Version, error)
-	predicates     []predicate.Version
+	op                  Op
+	typ                 string
+	id                  *string
+	organization        *string
+	server              *string
+	version             *string
+	precedence          *string
+	prerelease          *bool
+	server_json         *string
+	release_notes       *string
+	tools               *string
+	digest              *string
+	creator             *string
+	status              *string
+	status_message      *string
+	create_time         *time.Time
+	update_time         *time.Time
+	observed_tools      *string
+	tools_observed_time *time.Time
+	clearedFields       map[string]struct{}
+	done                bool
+	oldValue            func(context.Context) (*Version, error)
+	predicates          []predicate.Version
 }
 
 var _ ent.Mutation = (*VersionMutation)(nil)
@@ -5063,6 +5065,91 @@ func (m *VersionMutation) ResetUpdateTime() {
 	m.update_time = nil
 }
 
+// SetObservedTools sets the "observed_tools" field.
+func (m *VersionMutation) SetObservedTools(s string) {
+	m.observed_tools = &s
+}
+
+// ObservedTools returns the value of the "observed_tools" field in the mutation.
+func (m *VersionMutation) ObservedTools() (r string, exists bool) {
+	v := m.observed_tools
+	if v == nil {
+		return
+	}
+	return *v, true
+}
+
+// OldObservedTools returns the old "observed_tools" field's value of the Version entity.
+// If the Version object wasn't provided to the builder, the object is fetched from the database.
+// An error is returned if the mutation operation is not UpdateOne, or the database query fails.
+func (m *VersionMutation) OldObservedTools(ctx context.Context) (v string, err error) {
+	if !m.op.Is(OpUpdateOne) {
+		return v, errors.New("OldObservedTools is only allowed on UpdateOne operations")
+	}
+	if m.id == nil || m.oldValue == nil {
+		return v, errors.New("OldObservedTools requires an ID field in the mutation")
+	}
+	oldValue, err := m.oldValue(ctx)
+	if err != nil {
+		return v, fmt.Errorf("querying old value for OldObservedTools: %w", err)
+	}
+	return oldValue.ObservedTools, nil
+}
+
+// ResetObservedTools resets all changes to the "observed_tools" field.
+func (m *VersionMutation) ResetObservedTools() {
+	m.observed_tools = nil
+}
+
+// SetToolsObservedTime sets the "tools_observed_time" field.
+func (m *VersionMutation) SetToolsObservedTime(t time.Time) {
+	m.tools_observed_time = &t
+}
+
+// ToolsObservedTime returns the value of the "tools_observed_time" field in the mutation.
+func (m *VersionMutation) ToolsObservedTime() (r time.Time, exists bool) {
+	v := m.tools_observed_time
+	if v == nil {
+		return
+	}
+	return *v, true
+}
+
+// OldToolsObservedTime returns the old "tools_observed_time" field's value of the Version entity.
+// If the Version object wasn't provided to the builder, the object is fetched from the database.
+// An error is returned if the mutation operation is not UpdateOne, or the database query fails.
+func (m *VersionMutation) OldToolsObservedTime(ctx context.Context) (v *time.Time, err error) {
+	if !m.op.Is(OpUpdateOne) {
+		return v, errors.New("OldToolsObservedTime is only allowed on UpdateOne operations")
+	}
+	if m.id == nil || m.oldValue == nil {
+		return v, errors.New("OldToolsObservedTime requires an ID field in the mutation")
+	}
+	oldValue, err := m.oldValue(ctx)
+	if err != nil {
+		return v, fmt.Errorf("querying old value for OldToolsObservedTime: %w", err)
+	}
+	return oldValue.ToolsObservedTime, nil
+}
+
+// ClearToolsObservedTime clears the value of the "tools_observed_time" field.
+func (m *VersionMutation) ClearToolsObservedTime() {
+	m.tools_observed_time = nil
+	m.clearedFields[version.FieldToolsObservedTime] = struct{}{}
+}
+
+// ToolsObservedTimeCleared returns if the "tools_observed_time" field was cleared in this mutation.
+func (m *VersionMutation) ToolsObservedTimeCleared() bool {
+	_, ok := m.clearedFields[version.FieldToolsObservedTime]
+	return ok
+}
+
+// ResetToolsObservedTime resets all changes to the "tools_observed_time" field.
+func (m *VersionMutation) ResetToolsObservedTime() {
+	m.tools_observed_time = nil
+	delete(m.clearedFields, version.FieldToolsObservedTime)
+}
+
 // Where appends a list predicates to the VersionMutation builder.
 func (m *VersionMutation) Where(ps ...predicate.Version) {
 	m.predicates = append(m.predicates, ps...)
@@ -5097,7 +5184,7 @@ func (m *VersionMutation) Type() string {
 // order to get all numeric fields that were incremented/decremented, call
 // AddedFields().
 func (m *VersionMutation) Fields() []string {
-	fields := make([]string, 0, 14)
+	fields := make([]string, 0, 16)
 	if m.organization != nil {
 		fields = append(fields, version.FieldOrganization)
 	}
@@ -5140,6 +5227,12 @@ func (m *VersionMutation) Fields() []string {
 	if m.update_time != nil {
 		fields = append(fields, version.FieldUpdateTime)
 	}
+	if m.observed_tools != nil {
+		fields = append(fields, version.FieldObservedTools)
+	}
+	if m.tools_observed_time != nil {
+		fields = append(fields, version.FieldToolsObservedTime)
+	}
 	return fields
 }
 
@@ -5176,6 +5269,10 @@ func (m *VersionMutation) Field(name string) (ent.Value, bool) {
 		return m.CreateTime()
 	case version.FieldUpdateTime:
 		return m.UpdateTime()
+	case version.FieldObservedTools:
+		return m.ObservedTools()
+	case version.FieldToolsObservedTime:
+		return m.ToolsObservedTime()
 	}
 	return nil, false
 }
@@ -5213,6 +5310,10 @@ func (m *VersionMutation) OldField(ctx context.Context, name string) (ent.Value,
 		return m.OldCreateTime(ctx)
 	case version.FieldUpdateTime:
 		return m.OldUpdateTime(ctx)
+	case version.FieldObservedTools:
+		return m.OldObservedTools(ctx)
+	case version.FieldToolsObservedTime:
+		return m.OldToolsObservedTime(ctx)
 	}
 	return nil, fmt.Errorf("unknown Version field %s", name)
 }
@@ -5320,6 +5421,20 @@ func (m *VersionMutation) SetField(name string, value ent.Value) error {
 		}
 		m.SetUpdateTime(v)
 		return nil
+	case version.FieldObservedTools:
+		v, ok := value.(string)
+		if !ok {
+			return fmt.Errorf("unexpected type %T for field %s", value, name)
+		}
+		m.SetObservedTools(v)
+		return nil
+	case version.FieldToolsObservedTime:
+		v, ok := value.(time.Time)
+		if !ok {
+			return fmt.Errorf("unexpected type %T for field %s", value, name)
+		}
+		m.SetToolsObservedTime(v)
+		return nil
 	}
 	return fmt.Errorf("unknown Version field %s", name)
 }
@@ -5349,7 +5464,11 @@ func (m *VersionMutation) AddField(name string, value ent.Value) error {
 // ClearedFields returns all nullable fields that were cleared during this
 // mutation.
 func (m *VersionMutation) ClearedFields() []string {
-	return nil
+	var fields []string
+	if m.FieldCleared(version.FieldToolsObservedTime) {
+		fields = append(fields, version.FieldToolsObservedTime)
+	}
+	return fields
 }
 
 // FieldCleared returns a boolean indicating if a field with the given name was
@@ -5362,6 +5481,11 @@ func (m *VersionMutation) FieldCleared(name string) bool {
 // ClearField clears the value of the field with the given name. It returns an
 // error if the field is not defined in the schema.
 func (m *VersionMutation) ClearField(name string) error {
+	switch name {
+	case version.FieldToolsObservedTime:
+		m.ClearToolsObservedTime()
+		return nil
+	}
 	return fmt.Errorf("unknown Version nullable field %s", name)
 }
 
@@ -5410,6 +5534,12 @@ func (m *VersionMutation) ResetField(name string) error {
 		return nil
 	case version.FieldUpdateTime:
 		m.ResetUpdateTime()
+		return nil
+	case version.FieldObservedTools:
+		m.ResetObservedTools()
+		return nil
+	case version.FieldToolsObservedTime:
+		m.ResetToolsObservedTime()
 		return nil
 	}
 	return fmt.Errorf("unknown Version field %s", name)

@@ -78,4 +78,8 @@ func init() {
 	versionDescStatusMessage := versionFields[12].Descriptor()
 	// version.DefaultStatusMessage holds the default value on creation for the status_message field.
 	version.DefaultStatusMessage = versionDescStatusMessage.Default.(string)
+	// versionDescObservedTools is the schema descriptor for observed_tools field.
+	versionDescObservedTools := versionFields[15].Descriptor()
+	// version.DefaultObservedTools holds the default value on creation for the observed_tools field.
+	version.DefaultObservedTools = versionDescObservedTools.Default.(string)
 }

@@ -44,8 +44,12 @@ type Version struct {
 	// CreateTime holds the value of the "create_time" field.
 	CreateTime time.Time `json:"create_time,omitempty"`
 	// UpdateTime holds the value of the "update_time" field.
-	UpdateTime   time.Time `json:"update_time,omitempty"`
-	selectValues sql.SelectValues
+	UpdateTime time.Time `json:"update_time,omitempty"`
+	// ObservedTools holds the value of the "observed_tools" field.
+	ObservedTools string `json:"observed_tools,omitempty"`
+	// ToolsObservedTime holds the value of the "tools_observed_time" field.
+	ToolsObservedTime *time.Time `json:"tools_observed_time,omitempty"`
+	selectValues      sql.SelectValues
 }
 
 // scanValues returns the types for scanning values from sql.Rows.
@@ -55,9 +59,9 @@ func (*Version) scanValues(columns []string) ([]any, error) {
 		switch columns[i] {
 		case version.FieldPrerelease:
 			values[i] = new(sql.NullBool)
-		case version.FieldID, version.FieldOrganization, version.FieldServer, version.FieldVersion, version.FieldPrecedence, version.FieldServerJSON, version.FieldReleaseNotes, version.FieldTools, version.FieldDigest, version.FieldCreator, version.FieldStatus, version.FieldStatusMessage:
+		case version.FieldID, version.FieldOrganization, version.FieldServer, version.FieldVersion, version.FieldPrecedence, version.FieldServerJSON, version.FieldReleaseNotes, version.FieldTools, version.FieldDigest, version.FieldCreator, version.FieldStatus, version.FieldStatusMessage, version.FieldObservedTools:
 			values[i] = new(sql.NullString)
-		case version.FieldCreateTime, version.FieldUpdateTime:
+		case version.FieldCreateTime, version.FieldUpdateTime, version.FieldToolsObservedTime:
 			values[i] = new(sql.NullTime)
 		default:
 			values[i] = new(sql.UnknownType)
@@ -164,6 +168,19 @@ func (_m *Version) assignValues(columns []string, values []any) error {
 			} else if value.Valid {
 				_m.UpdateTime = value.Time
 			}
+		case version.FieldObservedTools:
+			if value, ok := values[i].(*sql.NullString); !ok {
+				return fmt.Errorf("unexpected type %T for field observed_tools", values[i])
+			} else if value.Valid {
+				_m.ObservedTools = value.String
+			}
+		case version.FieldToolsObservedTime:
+			if value, ok := values[i].(*sql.NullTime); !ok {
+				return fmt.Errorf("unexpected type %T for field tools_observed_time", values[i])
+			} else if value.Valid {
+				_m.ToolsObservedTime = new(time.Time)
+				*_m.ToolsObservedTime = value.Time
+			}
 		default:
 			_m.selectValues.Set(columns[i], values[i])
 		}
@@ -241,6 +258,14 @@ func (_m *Version) String() string {
 	builder.WriteString(", ")
 	builder.WriteString("update_time=")
 	builder.WriteString(_m.UpdateTime.Format(time.ANSIC))
+	builder.WriteString(", ")
+	builder.WriteString("observed_tools=")
+	builder.WriteString(_m.ObservedTools)
+	builder.WriteString(", ")
+	if v := _m.ToolsObservedTime; v != nil {
+		builder.WriteString("tools_observed_time=")
+		builder.WriteString(v.Format(time.ANSIC))
+	}
 	builder.WriteByte(')')
 	return builder.String()
 }

@@ -136,6 +136,34 @@ func (_c *VersionCreate) SetUpdateTime(v time.Time) *VersionCreate {
 	return _c
 }
 
+// SetObservedTools sets the "observed_tools" field.
+func (_c *VersionCreate) SetObservedTools(v string) *VersionCreate {
+	_c.mutation.SetObservedTools(v)
+	return _c
+}
+
+// SetNillableObservedTools sets the "observed_tools" field if the given value is not nil.
+func (_c *VersionCreate) SetNillableObservedTools(v *string) *VersionCreate {
+	if v != nil {
+		_c.SetObservedTools(*v)
+	}
+	return _c
+}
+
+// SetToolsObservedTime sets the "tools_observed_time" field.
+func (_c *VersionCreate) SetToolsObservedTime(v time.Time) *VersionCreate {
+	_c.mutation.SetToolsObservedTime(v)
+	return _c
+}
+
+// SetNillableToolsObservedTime sets the "tools_observed_time" field if the given value is not nil.
+func (_c *VersionCreate) SetNillableToolsObservedTime(v *time.Time) *VersionCreate {
+	if v != nil {
+		_c.SetToolsObservedTime(*v)
+	}
+	return _c
+}
+
 // SetID sets the "id" field.
 func (_c *VersionCreate) SetID(v string) *VersionCreate {
 	_c.mutation.SetID(v)
@@ -193,6 +221,10 @@ func (_c *VersionCreate) defaults() {
 		v := version.DefaultStatusMessage
 		_c.mutation.SetStatusMessage(v)
 	}
+	if _, ok := _c.mutation.ObservedTools(); !ok {
+		v := version.DefaultObservedTools
+		_c.mutation.SetObservedTools(v)
+	}
 }
 
 // check runs all checks and user-defined validators on the builder.
@@ -238,6 +270,9 @@ func (_c *VersionCreate) check() error {
 	}
 	if _, ok := _c.mutation.UpdateTime(); !ok {
 		return &ValidationError{Name: "update_time", err: errors.New(`ent: missing required field "Version.update_time"`)}
+	}
+	if _, ok := _c.mutation.ObservedTools(); !ok {
+		return &ValidationError{Name: "observed_tools", err: errors.New(`ent: missing required field "Version.observed_tools"`)}
 	}
 	return nil
 }
@@ -329,6 +364,14 @@ func (_c *VersionCreate) createSpec() (*Version, *sqlgraph.CreateSpec) {
 	if value, ok := _c.mutation.UpdateTime(); ok {
 		_spec.SetField(version.FieldUpdateTime, field.TypeTime, value)
 		_node.UpdateTime = value
+	}
+	if value, ok := _c.mutation.ObservedTools(); ok {
+		_spec.SetField(version.FieldObservedTools, field.TypeString, value)
+		_node.ObservedTools = value
+	}
+	if value, ok := _c.mutation.ToolsObservedTime(); ok {
+		_spec.SetField(version.FieldToolsObservedTime, field.TypeTime, value)
+		_node.ToolsObservedTime = &value
 	}
 	return _node, _spec
 }

@@ -70,6 +70,40 @@ func (_u *VersionUpdate) SetNillableUpdateTime(v *time.Time) *VersionUpdate {
 	return _u
 }
 
+// SetObservedTools sets the "observed_tools" field.
+func (_u *VersionUpdate) SetObservedTools(v string) *VersionUpdate {
+	_u.mutation.SetObservedTools(v)
+	return _u
+}
+
+// SetNillableObservedTools sets the "observed_tools" field if the given value is not nil.
+func (_u *VersionUpdate) SetNillableObservedTools(v *string) *VersionUpdate {
+	if v != nil {
+		_u.SetObservedTools(*v)
+	}
+	return _u
+}
+
+// SetToolsObservedTime sets the "tools_observed_time" field.
+func (_u *VersionUpdate) SetToolsObservedTime(v time.Time) *VersionUpdate {
+	_u.mutation.SetToolsObservedTime(v)
+	return _u
+}
+
+// SetNillableToolsObservedTime sets the "tools_observed_time" field if the given value is not nil.
+func (_u *VersionUpdate) SetNillableToolsObservedTime(v *time.Time) *VersionUpdate {
+	if v != nil {
+		_u.SetToolsObservedTime(*v)
+	}
+	return _u
+}
+
+// ClearToolsObservedTime clears the value of the "tools_observed_time" field.
+func (_u *VersionUpdate) ClearToolsObservedTime() *VersionUpdate {
+	_u.mutation.ClearToolsObservedTime()
+	return _u
+}
+
 // Mutation returns the VersionMutation object of the builder.
 func (_u *VersionUpdate) Mutation() *VersionMutation {
 	return _u.mutation
@@ -119,6 +153,15 @@ func (_u *VersionUpdate) sqlSave(ctx context.Context) (_node int, err error) {
 	}
 	if value, ok := _u.mutation.UpdateTime(); ok {
 		_spec.SetField(version.FieldUpdateTime, field.TypeTime, value)
+	}
+	if value, ok := _u.mutation.ObservedTools(); ok {
+		_spec.SetField(version.FieldObservedTools, field.TypeString, value)
+	}
+	if value, ok := _u.mutation.ToolsObservedTime(); ok {
+		_spec.SetField(version.FieldToolsObservedTime, field.TypeTime, value)
+	}
+	if _u.mutation.ToolsObservedTimeCleared() {
+		_spec.ClearField(version.FieldToolsObservedTime, field.TypeTime)
 	}
 	if _node, err = sqlgraph.UpdateNodes(ctx, _u.driver, _spec); err != nil {
 		if _, ok := err.(*sqlgraph.NotFoundError); ok {
@@ -179,6 +222,40 @@ func (_u *VersionUpdateOne) SetNillableUpdateTime(v *time.Time) *VersionUpdateOn
 	if v != nil {
 		_u.SetUpdateTime(*v)
 	}
+	return _u
+}
+
+// SetObservedTools sets the "observed_tools" field.
+func (_u *VersionUpdateOne) SetObservedTools(v string) *VersionUpdateOne {
+	_u.mutation.SetObservedTools(v)
+	return _u
+}
+
+// SetNillableObservedTools sets the "observed_tools" field if the given value is not nil.
+func (_u *VersionUpdateOne) SetNillableObservedTools(v *string) *VersionUpdateOne {
+	if v != nil {
+		_u.SetObservedTools(*v)
+	}
+	return _u
+}
+
+// SetToolsObservedTime sets the "tools_observed_time" field.
+func (_u *VersionUpdateOne) SetToolsObservedTime(v time.Time) *VersionUpdateOne {
+	_u.mutation.SetToolsObservedTime(v)
+	return _u
+}
+
+// SetNillableToolsObservedTime sets the "tools_observed_time" field if the given value is not nil.
+func (_u *VersionUpdateOne) SetNillableToolsObservedTime(v *time.Time) *VersionUpdateOne {
+	if v != nil {
+		_u.SetToolsObservedTime(*v)
+	}
+	return _u
+}
+
+// ClearToolsObservedTime clears the value of the "tools_observed_time" field.
+func (_u *VersionUpdateOne) ClearToolsObservedTime() *VersionUpdateOne {
+	_u.mutation.ClearToolsObservedTime()
 	return _u
 }
 
@@ -261,6 +338,15 @@ func (_u *VersionUpdateOne) sqlSave(ctx context.Context) (_node *Version, err er
 	}
 	if value, ok := _u.mutation.UpdateTime(); ok {
 		_spec.SetField(version.FieldUpdateTime, field.TypeTime, value)
+	}
+	if value, ok := _u.mutation.ObservedTools(); ok {
+		_spec.SetField(version.FieldObservedTools, field.TypeString, value)
+	}
+	if value, ok := _u.mutation.ToolsObservedTime(); ok {
+		_spec.SetField(version.FieldToolsObservedTime, field.TypeTime, value)
+	}
+	if _u.mutation.ToolsObservedTimeCleared() {
+		_spec.ClearField(version.FieldToolsObservedTime, field.TypeTime)
 	}
 	_node = &Version{config: _u.config}
 	_spec.Assign = _node.assignValues

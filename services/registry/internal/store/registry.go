@@ -19,7 +19,8 @@ import (
 )
 
 // Version is a stored server version. Everything but Status,
-// StatusMessage and UpdateTime is immutable.
+// StatusMessage and UpdateTime is immutable, but for ObservedTools, which
+// a version without Tools records once (ToolsObserved set).
 type Version struct {
 	Name, Organization, Server, Version, Precedence string
 	Prerelease                                      bool
@@ -28,6 +29,8 @@ type Version struct {
 	Tools                                           []byte
 	Digest, Creator, Status, StatusMessage          string
 	CreateTime, UpdateTime                          time.Time
+	ObservedTools                                   []byte
+	ToolsObserved                                   *time.Time
 }
 
 // Registry is a stored registry; Settings is the protojson of its own
@@ -127,10 +130,15 @@ func (t *Tx) ServerByName(ctx context.Context, org, serverName string) (Server, 
 }
 
 func toVersion(e *ent.Version) Version {
-	return Version{Name: e.ID, Organization: e.Organization, Server: e.Server, Version: e.Version, Precedence: e.Precedence,
+	v := Version{Name: e.ID, Organization: e.Organization, Server: e.Server, Version: e.Version, Precedence: e.Precedence,
 		Prerelease: e.Prerelease, ServerJSON: []byte(e.ServerJSON), ReleaseNotes: e.ReleaseNotes, Tools: []byte(e.Tools),
 		Digest: e.Digest, Creator: e.Creator, Status: e.Status, StatusMessage: e.StatusMessage,
-		CreateTime: e.CreateTime.UTC(), UpdateTime: e.UpdateTime.UTC()}
+		CreateTime: e.CreateTime.UTC(), UpdateTime: e.UpdateTime.UTC(), ObservedTools: []byte(e.ObservedTools)}
+	if e.ToolsObservedTime != nil {
+		t := e.ToolsObservedTime.UTC()
+		v.ToolsObserved = &t
+	}
+	return v
 }
 
 // Versions returns every version of server, in no particular order.
@@ -199,6 +207,30 @@ func (t *Tx) SetVersionStatus(ctx context.Context, name, status, message string)
 		return Version{}, err
 	}
 	return toVersion(e), nil
+}
+
+// RecordObservedTools records tools (their stored form) as what version
+// name's server first listed, and bumps its update time (so the registry
+// snapshots that show it are rendered again). ErrFailedPrecondition when
+// the version has published tools or recorded observed ones already.
+func (t *Tx) RecordObservedTools(ctx context.Context, name string, tools []byte) (Version, error) {
+	n, err := t.c.Version.Update().Where(entversion.ID(name), entversion.Tools("[]"), entversion.ToolsObservedTimeIsNil()).
+		SetObservedTools(string(tools)).SetToolsObservedTime(t.Now()).SetUpdateTime(t.Now()).Save(ctx)
+	if err != nil {
+		return Version{}, err
+	}
+	if n == 0 {
+		v, err := t.Version(ctx, name)
+		if err != nil {
+			return Version{}, err
+		}
+		what := "published tools"
+		if v.ToolsObserved != nil {
+			what = "tools observed at " + v.ToolsObserved.Format(time.RFC3339)
+		}
+		return Version{}, fmt.Errorf("version %q has %s already: %w", name, what, errs.ErrFailedPrecondition)
+	}
+	return t.Version(ctx, name)
 }
 
 func toRegistry(e *ent.Registry) Registry {

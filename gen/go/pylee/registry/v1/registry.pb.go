@@ -348,8 +348,13 @@ type Registry struct {
 	// The deploy service runs the registry's pinned versions (true when
 	// unset at the top of the chain).
 	DeploymentsEnabled *bool `protobuf:"varint,15,opt,name=deployments_enabled,json=deploymentsEnabled,proto3,oneof" json:"deployments_enabled,omitempty"`
-	unknownFields      protoimpl.UnknownFields
-	sizeCache          protoimpl.SizeCache
+	// Only versions published with their tools may be pinned, and the MCP
+	// gateway serves no tool of a version without published tools (false
+	// when unset at the top of the chain: the first listing is recorded
+	// instead, see ServerVersion.observed_tools).
+	RequireRecordedTools *bool `protobuf:"varint,16,opt,name=require_recorded_tools,json=requireRecordedTools,proto3,oneof" json:"require_recorded_tools,omitempty"`
+	unknownFields        protoimpl.UnknownFields
+	sizeCache            protoimpl.SizeCache
 }
 
 func (x *Registry) Reset() {
@@ -483,6 +488,13 @@ func (x *Registry) GetEtag() string {
 func (x *Registry) GetDeploymentsEnabled() bool {
 	if x != nil && x.DeploymentsEnabled != nil {
 		return *x.DeploymentsEnabled
+	}
+	return false
+}
+
+func (x *Registry) GetRequireRecordedTools() bool {
+	if x != nil && x.RequireRecordedTools != nil {
+		return *x.RequireRecordedTools
 	}
 	return false
 }
@@ -626,8 +638,10 @@ type RegistrySettings struct {
 	RolloutPolicy *RolloutPolicy `protobuf:"bytes,7,opt,name=rollout_policy,json=rolloutPolicy,proto3" json:"rollout_policy,omitempty"`
 	// See Registry.
 	DeploymentsEnabled bool `protobuf:"varint,8,opt,name=deployments_enabled,json=deploymentsEnabled,proto3" json:"deployments_enabled,omitempty"`
-	unknownFields      protoimpl.UnknownFields
-	sizeCache          protoimpl.SizeCache
+	// See Registry.
+	RequireRecordedTools bool `protobuf:"varint,9,opt,name=require_recorded_tools,json=requireRecordedTools,proto3" json:"require_recorded_tools,omitempty"`
+	unknownFields        protoimpl.UnknownFields
+	sizeCache            protoimpl.SizeCache
 }
 
 func (x *RegistrySettings) Reset() {
@@ -712,6 +726,13 @@ func (x *RegistrySettings) GetRolloutPolicy() *RolloutPolicy {
 func (x *RegistrySettings) GetDeploymentsEnabled() bool {
 	if x != nil {
 		return x.DeploymentsEnabled
+	}
+	return false
+}
+
+func (x *RegistrySettings) GetRequireRecordedTools() bool {
+	if x != nil {
+		return x.RequireRecordedTools
 	}
 	return false
 }
@@ -1203,7 +1224,7 @@ var File_pylee_registry_v1_registry_proto protoreflect.FileDescriptor
 
 const file_pylee_registry_v1_registry_proto_rawDesc = "" +
 	"\n" +
-	" pylee/registry/v1/registry.proto\x12\x11pylee.registry.v1\x1a\x1bbuf/validate/validate.proto\x1a\x1fgoogle/api/field_behavior.proto\x1a\x19google/api/resource.proto\x1a\x1egoogle/protobuf/duration.proto\x1a google/protobuf/field_mask.proto\x1a\x1fgoogle/protobuf/timestamp.proto\x1a\x1fpylee/registry/v1/version.proto\"\x95\a\n" +
+	" pylee/registry/v1/registry.proto\x12\x11pylee.registry.v1\x1a\x1bbuf/validate/validate.proto\x1a\x1fgoogle/api/field_behavior.proto\x1a\x19google/api/resource.proto\x1a\x1egoogle/protobuf/duration.proto\x1a google/protobuf/field_mask.proto\x1a\x1fgoogle/protobuf/timestamp.proto\x1a\x1fpylee/registry/v1/version.proto\"\xeb\a\n" +
 	"\bRegistry\x12\x17\n" +
 	"\x04name\x18\x01 \x01(\tB\x03\xe0A\bR\x04name\x12*\n" +
 	"\vdescription\x18\x02 \x01(\tB\b\xbaH\x05r\x03\x18\xd0\x0fR\vdescription\x12\x16\n" +
@@ -1227,13 +1248,15 @@ const file_pylee_registry_v1_registry_proto_rawDesc = "" +
 	"\vupdate_time\x18\r \x01(\v2\x1a.google.protobuf.TimestampB\x03\xe0A\x03R\n" +
 	"updateTime\x12\x12\n" +
 	"\x04etag\x18\x0e \x01(\tR\x04etag\x124\n" +
-	"\x13deployments_enabled\x18\x0f \x01(\bH\x03R\x12deploymentsEnabled\x88\x01\x01:N\xeaAK\n" +
+	"\x13deployments_enabled\x18\x0f \x01(\bH\x03R\x12deploymentsEnabled\x88\x01\x01\x129\n" +
+	"\x16require_recorded_tools\x18\x10 \x01(\bH\x04R\x14requireRecordedTools\x88\x01\x01:N\xeaAK\n" +
 	"\x11pylee.ai/Registry\x12 orgs/{org}/registries/{registry}*\n" +
 	"registries2\bregistryB\x0f\n" +
 	"\r_auto_upgradeB\x14\n" +
 	"\x12_approval_requiredB\x10\n" +
 	"\x0e_min_approvalsB\x16\n" +
-	"\x14_deployments_enabled\"\xa4\x02\n" +
+	"\x14_deployments_enabledB\x19\n" +
+	"\x17_require_recorded_tools\"\xa4\x02\n" +
 	"\rRolloutPolicy\x12O\n" +
 	"\bstrategy\x18\x01 \x01(\x0e2).pylee.registry.v1.RolloutPolicy.StrategyB\b\xbaH\x05\x82\x01\x02\x10\x01R\bstrategy\x123\n" +
 	"\x05steps\x18\x02 \x03(\v2\x1d.pylee.registry.v1.CanaryStepR\x05steps\x12=\n" +
@@ -1245,7 +1268,7 @@ const file_pylee_registry_v1_registry_proto_rawDesc = "" +
 	"\n" +
 	"CanaryStep\x12%\n" +
 	"\x0eweight_percent\x18\x01 \x01(\x05R\rweightPercent\x12/\n" +
-	"\x05pause\x18\x02 \x01(\v2\x19.google.protobuf.DurationR\x05pause\"\x82\x03\n" +
+	"\x05pause\x18\x02 \x01(\v2\x19.google.protobuf.DurationR\x05pause\"\xb8\x03\n" +
 	"\x10RegistrySettings\x12!\n" +
 	"\fauto_upgrade\x18\x01 \x01(\bR\vautoUpgrade\x12+\n" +
 	"\x11approval_required\x18\x02 \x01(\bR\x10approvalRequired\x12#\n" +
@@ -1258,7 +1281,8 @@ const file_pylee_registry_v1_registry_proto_rawDesc = "" +
 	"\vtool_policy\x18\x06 \x01(\x0e2\x1d.pylee.registry.v1.ToolPolicyR\n" +
 	"toolPolicy\x12G\n" +
 	"\x0erollout_policy\x18\a \x01(\v2 .pylee.registry.v1.RolloutPolicyR\rrolloutPolicy\x12/\n" +
-	"\x13deployments_enabled\x18\b \x01(\bR\x12deploymentsEnabled\"\xbf\x05\n" +
+	"\x13deployments_enabled\x18\b \x01(\bR\x12deploymentsEnabled\x124\n" +
+	"\x16require_recorded_tools\x18\t \x01(\bR\x14requireRecordedTools\"\xbf\x05\n" +
 	"\x05Entry\x12\x17\n" +
 	"\x04name\x18\x01 \x01(\tB\x03\xe0A\bR\x04name\x12\x1b\n" +
 	"\x06server\x18\x02 \x01(\tB\x03\xe0A\x03R\x06server\x12$\n" +

@@ -836,6 +836,64 @@ func (x *ListVersionsResponse) GetNextPageToken() string {
 	return ""
 }
 
+// The request of RecordObservedTools.
+type RecordObservedToolsRequest struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// `orgs/{org}/servers/{server}/versions/{version}`.
+	Name string `protobuf:"bytes,1,opt,name=name,proto3" json:"name,omitempty"`
+	// The tools as the server listed them. A server's names need not follow
+	// the pattern published tools do (it names its tools itself), so the
+	// Tool rules are not applied; the service checks sizes, text and
+	// schemas.
+	Tools         []*Tool `protobuf:"bytes,2,rep,name=tools,proto3" json:"tools,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *RecordObservedToolsRequest) Reset() {
+	*x = RecordObservedToolsRequest{}
+	mi := &file_pylee_registry_v1_registry_service_proto_msgTypes[13]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *RecordObservedToolsRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*RecordObservedToolsRequest) ProtoMessage() {}
+
+func (x *RecordObservedToolsRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_pylee_registry_v1_registry_service_proto_msgTypes[13]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use RecordObservedToolsRequest.ProtoReflect.Descriptor instead.
+func (*RecordObservedToolsRequest) Descriptor() ([]byte, []int) {
+	return file_pylee_registry_v1_registry_service_proto_rawDescGZIP(), []int{13}
+}
+
+func (x *RecordObservedToolsRequest) GetName() string {
+	if x != nil {
+		return x.Name
+	}
+	return ""
+}
+
+func (x *RecordObservedToolsRequest) GetTools() []*Tool {
+	if x != nil {
+		return x.Tools
+	}
+	return nil
+}
+
 // The request of SetVersionStatus.
 type SetVersionStatusRequest struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
@@ -851,7 +909,7 @@ type SetVersionStatusRequest struct {
 
 func (x *SetVersionStatusRequest) Reset() {
 	*x = SetVersionStatusRequest{}
-	mi := &file_pylee_registry_v1_registry_service_proto_msgTypes[13]
+	mi := &file_pylee_registry_v1_registry_service_proto_msgTypes[14]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -863,7 +921,7 @@ func (x *SetVersionStatusRequest) String() string {
 func (*SetVersionStatusRequest) ProtoMessage() {}
 
 func (x *SetVersionStatusRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_pylee_registry_v1_registry_service_proto_msgTypes[13]
+	mi := &file_pylee_registry_v1_registry_service_proto_msgTypes[14]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -876,7 +934,7 @@ func (x *SetVersionStatusRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use SetVersionStatusRequest.ProtoReflect.Descriptor instead.
 func (*SetVersionStatusRequest) Descriptor() ([]byte, []int) {
-	return file_pylee_registry_v1_registry_service_proto_rawDescGZIP(), []int{13}
+	return file_pylee_registry_v1_registry_service_proto_rawDescGZIP(), []int{14}
 }
 
 func (x *SetVersionStatusRequest) GetName() string {
@@ -916,7 +974,7 @@ type SuggestNextVersionRequest struct {
 
 func (x *SuggestNextVersionRequest) Reset() {
 	*x = SuggestNextVersionRequest{}
-	mi := &file_pylee_registry_v1_registry_service_proto_msgTypes[14]
+	mi := &file_pylee_registry_v1_registry_service_proto_msgTypes[15]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -928,7 +986,7 @@ func (x *SuggestNextVersionRequest) String() string {
 func (*SuggestNextVersionRequest) ProtoMessage() {}
 
 func (x *SuggestNextVersionRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_pylee_registry_v1_registry_service_proto_msgTypes[14]
+	mi := &file_pylee_registry_v1_registry_service_proto_msgTypes[15]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -941,7 +999,7 @@ func (x *SuggestNextVersionRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use SuggestNextVersionRequest.ProtoReflect.Descriptor instead.
 func (*SuggestNextVersionRequest) Descriptor() ([]byte, []int) {
-	return file_pylee_registry_v1_registry_service_proto_rawDescGZIP(), []int{14}
+	return file_pylee_registry_v1_registry_service_proto_rawDescGZIP(), []int{15}
 }
 
 func (x *SuggestNextVersionRequest) GetParent() string {
@@ -978,7 +1036,7 @@ type SuggestNextVersionResponse struct {
 
 func (x *SuggestNextVersionResponse) Reset() {
 	*x = SuggestNextVersionResponse{}
-	mi := &file_pylee_registry_v1_registry_service_proto_msgTypes[15]
+	mi := &file_pylee_registry_v1_registry_service_proto_msgTypes[16]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -990,7 +1048,7 @@ func (x *SuggestNextVersionResponse) String() string {
 func (*SuggestNextVersionResponse) ProtoMessage() {}
 
 func (x *SuggestNextVersionResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_pylee_registry_v1_registry_service_proto_msgTypes[15]
+	mi := &file_pylee_registry_v1_registry_service_proto_msgTypes[16]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1003,7 +1061,7 @@ func (x *SuggestNextVersionResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use SuggestNextVersionResponse.ProtoReflect.Descriptor instead.
 func (*SuggestNextVersionResponse) Descriptor() ([]byte, []int) {
-	return file_pylee_registry_v1_registry_service_proto_rawDescGZIP(), []int{15}
+	return file_pylee_registry_v1_registry_service_proto_rawDescGZIP(), []int{16}
 }
 
 func (x *SuggestNextVersionResponse) GetVersion() string {
@@ -1035,7 +1093,7 @@ type DiffVersionsRequest struct {
 
 func (x *DiffVersionsRequest) Reset() {
 	*x = DiffVersionsRequest{}
-	mi := &file_pylee_registry_v1_registry_service_proto_msgTypes[16]
+	mi := &file_pylee_registry_v1_registry_service_proto_msgTypes[17]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1047,7 +1105,7 @@ func (x *DiffVersionsRequest) String() string {
 func (*DiffVersionsRequest) ProtoMessage() {}
 
 func (x *DiffVersionsRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_pylee_registry_v1_registry_service_proto_msgTypes[16]
+	mi := &file_pylee_registry_v1_registry_service_proto_msgTypes[17]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1060,7 +1118,7 @@ func (x *DiffVersionsRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use DiffVersionsRequest.ProtoReflect.Descriptor instead.
 func (*DiffVersionsRequest) Descriptor() ([]byte, []int) {
-	return file_pylee_registry_v1_registry_service_proto_rawDescGZIP(), []int{16}
+	return file_pylee_registry_v1_registry_service_proto_rawDescGZIP(), []int{17}
 }
 
 func (x *DiffVersionsRequest) GetParent() string {
@@ -1095,7 +1153,7 @@ type ExportServerJsonRequest struct {
 
 func (x *ExportServerJsonRequest) Reset() {
 	*x = ExportServerJsonRequest{}
-	mi := &file_pylee_registry_v1_registry_service_proto_msgTypes[17]
+	mi := &file_pylee_registry_v1_registry_service_proto_msgTypes[18]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1107,7 +1165,7 @@ func (x *ExportServerJsonRequest) String() string {
 func (*ExportServerJsonRequest) ProtoMessage() {}
 
 func (x *ExportServerJsonRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_pylee_registry_v1_registry_service_proto_msgTypes[17]
+	mi := &file_pylee_registry_v1_registry_service_proto_msgTypes[18]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1120,7 +1178,7 @@ func (x *ExportServerJsonRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ExportServerJsonRequest.ProtoReflect.Descriptor instead.
 func (*ExportServerJsonRequest) Descriptor() ([]byte, []int) {
-	return file_pylee_registry_v1_registry_service_proto_rawDescGZIP(), []int{17}
+	return file_pylee_registry_v1_registry_service_proto_rawDescGZIP(), []int{18}
 }
 
 func (x *ExportServerJsonRequest) GetName() string {
@@ -1141,7 +1199,7 @@ type ExportServerJsonResponse struct {
 
 func (x *ExportServerJsonResponse) Reset() {
 	*x = ExportServerJsonResponse{}
-	mi := &file_pylee_registry_v1_registry_service_proto_msgTypes[18]
+	mi := &file_pylee_registry_v1_registry_service_proto_msgTypes[19]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1153,7 +1211,7 @@ func (x *ExportServerJsonResponse) String() string {
 func (*ExportServerJsonResponse) ProtoMessage() {}
 
 func (x *ExportServerJsonResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_pylee_registry_v1_registry_service_proto_msgTypes[18]
+	mi := &file_pylee_registry_v1_registry_service_proto_msgTypes[19]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1166,7 +1224,7 @@ func (x *ExportServerJsonResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ExportServerJsonResponse.ProtoReflect.Descriptor instead.
 func (*ExportServerJsonResponse) Descriptor() ([]byte, []int) {
-	return file_pylee_registry_v1_registry_service_proto_rawDescGZIP(), []int{18}
+	return file_pylee_registry_v1_registry_service_proto_rawDescGZIP(), []int{19}
 }
 
 func (x *ExportServerJsonResponse) GetServerJson() string {
@@ -1193,7 +1251,7 @@ type CreateRegistryRequest struct {
 
 func (x *CreateRegistryRequest) Reset() {
 	*x = CreateRegistryRequest{}
-	mi := &file_pylee_registry_v1_registry_service_proto_msgTypes[19]
+	mi := &file_pylee_registry_v1_registry_service_proto_msgTypes[20]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1205,7 +1263,7 @@ func (x *CreateRegistryRequest) String() string {
 func (*CreateRegistryRequest) ProtoMessage() {}
 
 func (x *CreateRegistryRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_pylee_registry_v1_registry_service_proto_msgTypes[19]
+	mi := &file_pylee_registry_v1_registry_service_proto_msgTypes[20]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1218,7 +1276,7 @@ func (x *CreateRegistryRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use CreateRegistryRequest.ProtoReflect.Descriptor instead.
 func (*CreateRegistryRequest) Descriptor() ([]byte, []int) {
-	return file_pylee_registry_v1_registry_service_proto_rawDescGZIP(), []int{19}
+	return file_pylee_registry_v1_registry_service_proto_rawDescGZIP(), []int{20}
 }
 
 func (x *CreateRegistryRequest) GetParent() string {
@@ -1270,7 +1328,7 @@ type GetConnectConfigRequest struct {
 
 func (x *GetConnectConfigRequest) Reset() {
 	*x = GetConnectConfigRequest{}
-	mi := &file_pylee_registry_v1_registry_service_proto_msgTypes[20]
+	mi := &file_pylee_registry_v1_registry_service_proto_msgTypes[21]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1282,7 +1340,7 @@ func (x *GetConnectConfigRequest) String() string {
 func (*GetConnectConfigRequest) ProtoMessage() {}
 
 func (x *GetConnectConfigRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_pylee_registry_v1_registry_service_proto_msgTypes[20]
+	mi := &file_pylee_registry_v1_registry_service_proto_msgTypes[21]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1295,7 +1353,7 @@ func (x *GetConnectConfigRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use GetConnectConfigRequest.ProtoReflect.Descriptor instead.
 func (*GetConnectConfigRequest) Descriptor() ([]byte, []int) {
-	return file_pylee_registry_v1_registry_service_proto_rawDescGZIP(), []int{20}
+	return file_pylee_registry_v1_registry_service_proto_rawDescGZIP(), []int{21}
 }
 
 func (x *GetConnectConfigRequest) GetName() string {
@@ -1350,7 +1408,7 @@ type ConnectConfig struct {
 
 func (x *ConnectConfig) Reset() {
 	*x = ConnectConfig{}
-	mi := &file_pylee_registry_v1_registry_service_proto_msgTypes[21]
+	mi := &file_pylee_registry_v1_registry_service_proto_msgTypes[22]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1362,7 +1420,7 @@ func (x *ConnectConfig) String() string {
 func (*ConnectConfig) ProtoMessage() {}
 
 func (x *ConnectConfig) ProtoReflect() protoreflect.Message {
-	mi := &file_pylee_registry_v1_registry_service_proto_msgTypes[21]
+	mi := &file_pylee_registry_v1_registry_service_proto_msgTypes[22]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1375,7 +1433,7 @@ func (x *ConnectConfig) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ConnectConfig.ProtoReflect.Descriptor instead.
 func (*ConnectConfig) Descriptor() ([]byte, []int) {
-	return file_pylee_registry_v1_registry_service_proto_rawDescGZIP(), []int{21}
+	return file_pylee_registry_v1_registry_service_proto_rawDescGZIP(), []int{22}
 }
 
 func (x *ConnectConfig) GetClient() string {
@@ -1445,7 +1503,7 @@ type GetRegistryRequest struct {
 
 func (x *GetRegistryRequest) Reset() {
 	*x = GetRegistryRequest{}
-	mi := &file_pylee_registry_v1_registry_service_proto_msgTypes[22]
+	mi := &file_pylee_registry_v1_registry_service_proto_msgTypes[23]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1457,7 +1515,7 @@ func (x *GetRegistryRequest) String() string {
 func (*GetRegistryRequest) ProtoMessage() {}
 
 func (x *GetRegistryRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_pylee_registry_v1_registry_service_proto_msgTypes[22]
+	mi := &file_pylee_registry_v1_registry_service_proto_msgTypes[23]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1470,7 +1528,7 @@ func (x *GetRegistryRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use GetRegistryRequest.ProtoReflect.Descriptor instead.
 func (*GetRegistryRequest) Descriptor() ([]byte, []int) {
-	return file_pylee_registry_v1_registry_service_proto_rawDescGZIP(), []int{22}
+	return file_pylee_registry_v1_registry_service_proto_rawDescGZIP(), []int{23}
 }
 
 func (x *GetRegistryRequest) GetName() string {
@@ -1495,7 +1553,7 @@ type ListRegistriesRequest struct {
 
 func (x *ListRegistriesRequest) Reset() {
 	*x = ListRegistriesRequest{}
-	mi := &file_pylee_registry_v1_registry_service_proto_msgTypes[23]
+	mi := &file_pylee_registry_v1_registry_service_proto_msgTypes[24]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1507,7 +1565,7 @@ func (x *ListRegistriesRequest) String() string {
 func (*ListRegistriesRequest) ProtoMessage() {}
 
 func (x *ListRegistriesRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_pylee_registry_v1_registry_service_proto_msgTypes[23]
+	mi := &file_pylee_registry_v1_registry_service_proto_msgTypes[24]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1520,7 +1578,7 @@ func (x *ListRegistriesRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListRegistriesRequest.ProtoReflect.Descriptor instead.
 func (*ListRegistriesRequest) Descriptor() ([]byte, []int) {
-	return file_pylee_registry_v1_registry_service_proto_rawDescGZIP(), []int{23}
+	return file_pylee_registry_v1_registry_service_proto_rawDescGZIP(), []int{24}
 }
 
 func (x *ListRegistriesRequest) GetParent() string {
@@ -1557,7 +1615,7 @@ type ListRegistriesResponse struct {
 
 func (x *ListRegistriesResponse) Reset() {
 	*x = ListRegistriesResponse{}
-	mi := &file_pylee_registry_v1_registry_service_proto_msgTypes[24]
+	mi := &file_pylee_registry_v1_registry_service_proto_msgTypes[25]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1569,7 +1627,7 @@ func (x *ListRegistriesResponse) String() string {
 func (*ListRegistriesResponse) ProtoMessage() {}
 
 func (x *ListRegistriesResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_pylee_registry_v1_registry_service_proto_msgTypes[24]
+	mi := &file_pylee_registry_v1_registry_service_proto_msgTypes[25]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1582,7 +1640,7 @@ func (x *ListRegistriesResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListRegistriesResponse.ProtoReflect.Descriptor instead.
 func (*ListRegistriesResponse) Descriptor() ([]byte, []int) {
-	return file_pylee_registry_v1_registry_service_proto_rawDescGZIP(), []int{24}
+	return file_pylee_registry_v1_registry_service_proto_rawDescGZIP(), []int{25}
 }
 
 func (x *ListRegistriesResponse) GetRegistries() []*Registry {
@@ -1616,7 +1674,7 @@ type UpdateRegistryRequest struct {
 
 func (x *UpdateRegistryRequest) Reset() {
 	*x = UpdateRegistryRequest{}
-	mi := &file_pylee_registry_v1_registry_service_proto_msgTypes[25]
+	mi := &file_pylee_registry_v1_registry_service_proto_msgTypes[26]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1628,7 +1686,7 @@ func (x *UpdateRegistryRequest) String() string {
 func (*UpdateRegistryRequest) ProtoMessage() {}
 
 func (x *UpdateRegistryRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_pylee_registry_v1_registry_service_proto_msgTypes[25]
+	mi := &file_pylee_registry_v1_registry_service_proto_msgTypes[26]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1641,7 +1699,7 @@ func (x *UpdateRegistryRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use UpdateRegistryRequest.ProtoReflect.Descriptor instead.
 func (*UpdateRegistryRequest) Descriptor() ([]byte, []int) {
-	return file_pylee_registry_v1_registry_service_proto_rawDescGZIP(), []int{25}
+	return file_pylee_registry_v1_registry_service_proto_rawDescGZIP(), []int{26}
 }
 
 func (x *UpdateRegistryRequest) GetRegistry() *Registry {
@@ -1682,7 +1740,7 @@ type UpdateRegistryResponse struct {
 
 func (x *UpdateRegistryResponse) Reset() {
 	*x = UpdateRegistryResponse{}
-	mi := &file_pylee_registry_v1_registry_service_proto_msgTypes[26]
+	mi := &file_pylee_registry_v1_registry_service_proto_msgTypes[27]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1694,7 +1752,7 @@ func (x *UpdateRegistryResponse) String() string {
 func (*UpdateRegistryResponse) ProtoMessage() {}
 
 func (x *UpdateRegistryResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_pylee_registry_v1_registry_service_proto_msgTypes[26]
+	mi := &file_pylee_registry_v1_registry_service_proto_msgTypes[27]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1707,7 +1765,7 @@ func (x *UpdateRegistryResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use UpdateRegistryResponse.ProtoReflect.Descriptor instead.
 func (*UpdateRegistryResponse) Descriptor() ([]byte, []int) {
-	return file_pylee_registry_v1_registry_service_proto_rawDescGZIP(), []int{26}
+	return file_pylee_registry_v1_registry_service_proto_rawDescGZIP(), []int{27}
 }
 
 func (x *UpdateRegistryResponse) GetResult() isUpdateRegistryResponse_Result {
@@ -1766,7 +1824,7 @@ type DeleteRegistryRequest struct {
 
 func (x *DeleteRegistryRequest) Reset() {
 	*x = DeleteRegistryRequest{}
-	mi := &file_pylee_registry_v1_registry_service_proto_msgTypes[27]
+	mi := &file_pylee_registry_v1_registry_service_proto_msgTypes[28]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1778,7 +1836,7 @@ func (x *DeleteRegistryRequest) String() string {
 func (*DeleteRegistryRequest) ProtoMessage() {}
 
 func (x *DeleteRegistryRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_pylee_registry_v1_registry_service_proto_msgTypes[27]
+	mi := &file_pylee_registry_v1_registry_service_proto_msgTypes[28]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1791,7 +1849,7 @@ func (x *DeleteRegistryRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use DeleteRegistryRequest.ProtoReflect.Descriptor instead.
 func (*DeleteRegistryRequest) Descriptor() ([]byte, []int) {
-	return file_pylee_registry_v1_registry_service_proto_rawDescGZIP(), []int{27}
+	return file_pylee_registry_v1_registry_service_proto_rawDescGZIP(), []int{28}
 }
 
 func (x *DeleteRegistryRequest) GetName() string {
@@ -1827,7 +1885,7 @@ type PinEntryRequest struct {
 
 func (x *PinEntryRequest) Reset() {
 	*x = PinEntryRequest{}
-	mi := &file_pylee_registry_v1_registry_service_proto_msgTypes[28]
+	mi := &file_pylee_registry_v1_registry_service_proto_msgTypes[29]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1839,7 +1897,7 @@ func (x *PinEntryRequest) String() string {
 func (*PinEntryRequest) ProtoMessage() {}
 
 func (x *PinEntryRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_pylee_registry_v1_registry_service_proto_msgTypes[28]
+	mi := &file_pylee_registry_v1_registry_service_proto_msgTypes[29]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1852,7 +1910,7 @@ func (x *PinEntryRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use PinEntryRequest.ProtoReflect.Descriptor instead.
 func (*PinEntryRequest) Descriptor() ([]byte, []int) {
-	return file_pylee_registry_v1_registry_service_proto_rawDescGZIP(), []int{28}
+	return file_pylee_registry_v1_registry_service_proto_rawDescGZIP(), []int{29}
 }
 
 func (x *PinEntryRequest) GetName() string {
@@ -1899,7 +1957,7 @@ type PinEntryResponse struct {
 
 func (x *PinEntryResponse) Reset() {
 	*x = PinEntryResponse{}
-	mi := &file_pylee_registry_v1_registry_service_proto_msgTypes[29]
+	mi := &file_pylee_registry_v1_registry_service_proto_msgTypes[30]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1911,7 +1969,7 @@ func (x *PinEntryResponse) String() string {
 func (*PinEntryResponse) ProtoMessage() {}
 
 func (x *PinEntryResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_pylee_registry_v1_registry_service_proto_msgTypes[29]
+	mi := &file_pylee_registry_v1_registry_service_proto_msgTypes[30]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1924,7 +1982,7 @@ func (x *PinEntryResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use PinEntryResponse.ProtoReflect.Descriptor instead.
 func (*PinEntryResponse) Descriptor() ([]byte, []int) {
-	return file_pylee_registry_v1_registry_service_proto_rawDescGZIP(), []int{29}
+	return file_pylee_registry_v1_registry_service_proto_rawDescGZIP(), []int{30}
 }
 
 func (x *PinEntryResponse) GetResult() isPinEntryResponse_Result {
@@ -1983,7 +2041,7 @@ type UnpinEntryRequest struct {
 
 func (x *UnpinEntryRequest) Reset() {
 	*x = UnpinEntryRequest{}
-	mi := &file_pylee_registry_v1_registry_service_proto_msgTypes[30]
+	mi := &file_pylee_registry_v1_registry_service_proto_msgTypes[31]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1995,7 +2053,7 @@ func (x *UnpinEntryRequest) String() string {
 func (*UnpinEntryRequest) ProtoMessage() {}
 
 func (x *UnpinEntryRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_pylee_registry_v1_registry_service_proto_msgTypes[30]
+	mi := &file_pylee_registry_v1_registry_service_proto_msgTypes[31]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2008,7 +2066,7 @@ func (x *UnpinEntryRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use UnpinEntryRequest.ProtoReflect.Descriptor instead.
 func (*UnpinEntryRequest) Descriptor() ([]byte, []int) {
-	return file_pylee_registry_v1_registry_service_proto_rawDescGZIP(), []int{30}
+	return file_pylee_registry_v1_registry_service_proto_rawDescGZIP(), []int{31}
 }
 
 func (x *UnpinEntryRequest) GetName() string {
@@ -2037,7 +2095,7 @@ type UnpinEntryResponse struct {
 
 func (x *UnpinEntryResponse) Reset() {
 	*x = UnpinEntryResponse{}
-	mi := &file_pylee_registry_v1_registry_service_proto_msgTypes[31]
+	mi := &file_pylee_registry_v1_registry_service_proto_msgTypes[32]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2049,7 +2107,7 @@ func (x *UnpinEntryResponse) String() string {
 func (*UnpinEntryResponse) ProtoMessage() {}
 
 func (x *UnpinEntryResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_pylee_registry_v1_registry_service_proto_msgTypes[31]
+	mi := &file_pylee_registry_v1_registry_service_proto_msgTypes[32]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2062,7 +2120,7 @@ func (x *UnpinEntryResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use UnpinEntryResponse.ProtoReflect.Descriptor instead.
 func (*UnpinEntryResponse) Descriptor() ([]byte, []int) {
-	return file_pylee_registry_v1_registry_service_proto_rawDescGZIP(), []int{31}
+	return file_pylee_registry_v1_registry_service_proto_rawDescGZIP(), []int{32}
 }
 
 func (x *UnpinEntryResponse) GetApproval() *Approval {
@@ -2087,7 +2145,7 @@ type PromoteEntryRequest struct {
 
 func (x *PromoteEntryRequest) Reset() {
 	*x = PromoteEntryRequest{}
-	mi := &file_pylee_registry_v1_registry_service_proto_msgTypes[32]
+	mi := &file_pylee_registry_v1_registry_service_proto_msgTypes[33]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2099,7 +2157,7 @@ func (x *PromoteEntryRequest) String() string {
 func (*PromoteEntryRequest) ProtoMessage() {}
 
 func (x *PromoteEntryRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_pylee_registry_v1_registry_service_proto_msgTypes[32]
+	mi := &file_pylee_registry_v1_registry_service_proto_msgTypes[33]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2112,7 +2170,7 @@ func (x *PromoteEntryRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use PromoteEntryRequest.ProtoReflect.Descriptor instead.
 func (*PromoteEntryRequest) Descriptor() ([]byte, []int) {
-	return file_pylee_registry_v1_registry_service_proto_rawDescGZIP(), []int{32}
+	return file_pylee_registry_v1_registry_service_proto_rawDescGZIP(), []int{33}
 }
 
 func (x *PromoteEntryRequest) GetName() string {
@@ -2149,7 +2207,7 @@ type GetEntryRequest struct {
 
 func (x *GetEntryRequest) Reset() {
 	*x = GetEntryRequest{}
-	mi := &file_pylee_registry_v1_registry_service_proto_msgTypes[33]
+	mi := &file_pylee_registry_v1_registry_service_proto_msgTypes[34]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2161,7 +2219,7 @@ func (x *GetEntryRequest) String() string {
 func (*GetEntryRequest) ProtoMessage() {}
 
 func (x *GetEntryRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_pylee_registry_v1_registry_service_proto_msgTypes[33]
+	mi := &file_pylee_registry_v1_registry_service_proto_msgTypes[34]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2174,7 +2232,7 @@ func (x *GetEntryRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use GetEntryRequest.ProtoReflect.Descriptor instead.
 func (*GetEntryRequest) Descriptor() ([]byte, []int) {
-	return file_pylee_registry_v1_registry_service_proto_rawDescGZIP(), []int{33}
+	return file_pylee_registry_v1_registry_service_proto_rawDescGZIP(), []int{34}
 }
 
 func (x *GetEntryRequest) GetName() string {
@@ -2216,7 +2274,7 @@ type ListEntriesRequest struct {
 
 func (x *ListEntriesRequest) Reset() {
 	*x = ListEntriesRequest{}
-	mi := &file_pylee_registry_v1_registry_service_proto_msgTypes[34]
+	mi := &file_pylee_registry_v1_registry_service_proto_msgTypes[35]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2228,7 +2286,7 @@ func (x *ListEntriesRequest) String() string {
 func (*ListEntriesRequest) ProtoMessage() {}
 
 func (x *ListEntriesRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_pylee_registry_v1_registry_service_proto_msgTypes[34]
+	mi := &file_pylee_registry_v1_registry_service_proto_msgTypes[35]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2241,7 +2299,7 @@ func (x *ListEntriesRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListEntriesRequest.ProtoReflect.Descriptor instead.
 func (*ListEntriesRequest) Descriptor() ([]byte, []int) {
-	return file_pylee_registry_v1_registry_service_proto_rawDescGZIP(), []int{34}
+	return file_pylee_registry_v1_registry_service_proto_rawDescGZIP(), []int{35}
 }
 
 func (x *ListEntriesRequest) GetParent() string {
@@ -2313,7 +2371,7 @@ type ListEntriesResponse struct {
 
 func (x *ListEntriesResponse) Reset() {
 	*x = ListEntriesResponse{}
-	mi := &file_pylee_registry_v1_registry_service_proto_msgTypes[35]
+	mi := &file_pylee_registry_v1_registry_service_proto_msgTypes[36]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2325,7 +2383,7 @@ func (x *ListEntriesResponse) String() string {
 func (*ListEntriesResponse) ProtoMessage() {}
 
 func (x *ListEntriesResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_pylee_registry_v1_registry_service_proto_msgTypes[35]
+	mi := &file_pylee_registry_v1_registry_service_proto_msgTypes[36]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2338,7 +2396,7 @@ func (x *ListEntriesResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListEntriesResponse.ProtoReflect.Descriptor instead.
 func (*ListEntriesResponse) Descriptor() ([]byte, []int) {
-	return file_pylee_registry_v1_registry_service_proto_rawDescGZIP(), []int{35}
+	return file_pylee_registry_v1_registry_service_proto_rawDescGZIP(), []int{36}
 }
 
 func (x *ListEntriesResponse) GetEntries() []*Entry {
@@ -2392,7 +2450,7 @@ type RenderOfficialRequest struct {
 
 func (x *RenderOfficialRequest) Reset() {
 	*x = RenderOfficialRequest{}
-	mi := &file_pylee_registry_v1_registry_service_proto_msgTypes[36]
+	mi := &file_pylee_registry_v1_registry_service_proto_msgTypes[37]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2404,7 +2462,7 @@ func (x *RenderOfficialRequest) String() string {
 func (*RenderOfficialRequest) ProtoMessage() {}
 
 func (x *RenderOfficialRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_pylee_registry_v1_registry_service_proto_msgTypes[36]
+	mi := &file_pylee_registry_v1_registry_service_proto_msgTypes[37]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2417,7 +2475,7 @@ func (x *RenderOfficialRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RenderOfficialRequest.ProtoReflect.Descriptor instead.
 func (*RenderOfficialRequest) Descriptor() ([]byte, []int) {
-	return file_pylee_registry_v1_registry_service_proto_rawDescGZIP(), []int{36}
+	return file_pylee_registry_v1_registry_service_proto_rawDescGZIP(), []int{37}
 }
 
 func (x *RenderOfficialRequest) GetParent() string {
@@ -2515,7 +2573,7 @@ type RenderOfficialResponse struct {
 
 func (x *RenderOfficialResponse) Reset() {
 	*x = RenderOfficialResponse{}
-	mi := &file_pylee_registry_v1_registry_service_proto_msgTypes[37]
+	mi := &file_pylee_registry_v1_registry_service_proto_msgTypes[38]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2527,7 +2585,7 @@ func (x *RenderOfficialResponse) String() string {
 func (*RenderOfficialResponse) ProtoMessage() {}
 
 func (x *RenderOfficialResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_pylee_registry_v1_registry_service_proto_msgTypes[37]
+	mi := &file_pylee_registry_v1_registry_service_proto_msgTypes[38]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2540,7 +2598,7 @@ func (x *RenderOfficialResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RenderOfficialResponse.ProtoReflect.Descriptor instead.
 func (*RenderOfficialResponse) Descriptor() ([]byte, []int) {
-	return file_pylee_registry_v1_registry_service_proto_rawDescGZIP(), []int{37}
+	return file_pylee_registry_v1_registry_service_proto_rawDescGZIP(), []int{38}
 }
 
 func (x *RenderOfficialResponse) GetBody() []byte {
@@ -2584,7 +2642,7 @@ type WatchEntriesRequest struct {
 
 func (x *WatchEntriesRequest) Reset() {
 	*x = WatchEntriesRequest{}
-	mi := &file_pylee_registry_v1_registry_service_proto_msgTypes[38]
+	mi := &file_pylee_registry_v1_registry_service_proto_msgTypes[39]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2596,7 +2654,7 @@ func (x *WatchEntriesRequest) String() string {
 func (*WatchEntriesRequest) ProtoMessage() {}
 
 func (x *WatchEntriesRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_pylee_registry_v1_registry_service_proto_msgTypes[38]
+	mi := &file_pylee_registry_v1_registry_service_proto_msgTypes[39]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2609,7 +2667,7 @@ func (x *WatchEntriesRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use WatchEntriesRequest.ProtoReflect.Descriptor instead.
 func (*WatchEntriesRequest) Descriptor() ([]byte, []int) {
-	return file_pylee_registry_v1_registry_service_proto_rawDescGZIP(), []int{38}
+	return file_pylee_registry_v1_registry_service_proto_rawDescGZIP(), []int{39}
 }
 
 func (x *WatchEntriesRequest) GetParent() string {
@@ -2643,7 +2701,7 @@ type ListApprovalsRequest struct {
 
 func (x *ListApprovalsRequest) Reset() {
 	*x = ListApprovalsRequest{}
-	mi := &file_pylee_registry_v1_registry_service_proto_msgTypes[39]
+	mi := &file_pylee_registry_v1_registry_service_proto_msgTypes[40]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2655,7 +2713,7 @@ func (x *ListApprovalsRequest) String() string {
 func (*ListApprovalsRequest) ProtoMessage() {}
 
 func (x *ListApprovalsRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_pylee_registry_v1_registry_service_proto_msgTypes[39]
+	mi := &file_pylee_registry_v1_registry_service_proto_msgTypes[40]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2668,7 +2726,7 @@ func (x *ListApprovalsRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListApprovalsRequest.ProtoReflect.Descriptor instead.
 func (*ListApprovalsRequest) Descriptor() ([]byte, []int) {
-	return file_pylee_registry_v1_registry_service_proto_rawDescGZIP(), []int{39}
+	return file_pylee_registry_v1_registry_service_proto_rawDescGZIP(), []int{40}
 }
 
 func (x *ListApprovalsRequest) GetParent() string {
@@ -2712,7 +2770,7 @@ type ListApprovalsResponse struct {
 
 func (x *ListApprovalsResponse) Reset() {
 	*x = ListApprovalsResponse{}
-	mi := &file_pylee_registry_v1_registry_service_proto_msgTypes[40]
+	mi := &file_pylee_registry_v1_registry_service_proto_msgTypes[41]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2724,7 +2782,7 @@ func (x *ListApprovalsResponse) String() string {
 func (*ListApprovalsResponse) ProtoMessage() {}
 
 func (x *ListApprovalsResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_pylee_registry_v1_registry_service_proto_msgTypes[40]
+	mi := &file_pylee_registry_v1_registry_service_proto_msgTypes[41]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2737,7 +2795,7 @@ func (x *ListApprovalsResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListApprovalsResponse.ProtoReflect.Descriptor instead.
 func (*ListApprovalsResponse) Descriptor() ([]byte, []int) {
-	return file_pylee_registry_v1_registry_service_proto_rawDescGZIP(), []int{40}
+	return file_pylee_registry_v1_registry_service_proto_rawDescGZIP(), []int{41}
 }
 
 func (x *ListApprovalsResponse) GetApprovals() []*Approval {
@@ -2765,7 +2823,7 @@ type GetApprovalRequest struct {
 
 func (x *GetApprovalRequest) Reset() {
 	*x = GetApprovalRequest{}
-	mi := &file_pylee_registry_v1_registry_service_proto_msgTypes[41]
+	mi := &file_pylee_registry_v1_registry_service_proto_msgTypes[42]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2777,7 +2835,7 @@ func (x *GetApprovalRequest) String() string {
 func (*GetApprovalRequest) ProtoMessage() {}
 
 func (x *GetApprovalRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_pylee_registry_v1_registry_service_proto_msgTypes[41]
+	mi := &file_pylee_registry_v1_registry_service_proto_msgTypes[42]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2790,7 +2848,7 @@ func (x *GetApprovalRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use GetApprovalRequest.ProtoReflect.Descriptor instead.
 func (*GetApprovalRequest) Descriptor() ([]byte, []int) {
-	return file_pylee_registry_v1_registry_service_proto_rawDescGZIP(), []int{41}
+	return file_pylee_registry_v1_registry_service_proto_rawDescGZIP(), []int{42}
 }
 
 func (x *GetApprovalRequest) GetName() string {
@@ -2813,7 +2871,7 @@ type ApproveRequest struct {
 
 func (x *ApproveRequest) Reset() {
 	*x = ApproveRequest{}
-	mi := &file_pylee_registry_v1_registry_service_proto_msgTypes[42]
+	mi := &file_pylee_registry_v1_registry_service_proto_msgTypes[43]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2825,7 +2883,7 @@ func (x *ApproveRequest) String() string {
 func (*ApproveRequest) ProtoMessage() {}
 
 func (x *ApproveRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_pylee_registry_v1_registry_service_proto_msgTypes[42]
+	mi := &file_pylee_registry_v1_registry_service_proto_msgTypes[43]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2838,7 +2896,7 @@ func (x *ApproveRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ApproveRequest.ProtoReflect.Descriptor instead.
 func (*ApproveRequest) Descriptor() ([]byte, []int) {
-	return file_pylee_registry_v1_registry_service_proto_rawDescGZIP(), []int{42}
+	return file_pylee_registry_v1_registry_service_proto_rawDescGZIP(), []int{43}
 }
 
 func (x *ApproveRequest) GetName() string {
@@ -2868,7 +2926,7 @@ type RejectRequest struct {
 
 func (x *RejectRequest) Reset() {
 	*x = RejectRequest{}
-	mi := &file_pylee_registry_v1_registry_service_proto_msgTypes[43]
+	mi := &file_pylee_registry_v1_registry_service_proto_msgTypes[44]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2880,7 +2938,7 @@ func (x *RejectRequest) String() string {
 func (*RejectRequest) ProtoMessage() {}
 
 func (x *RejectRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_pylee_registry_v1_registry_service_proto_msgTypes[43]
+	mi := &file_pylee_registry_v1_registry_service_proto_msgTypes[44]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2893,7 +2951,7 @@ func (x *RejectRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RejectRequest.ProtoReflect.Descriptor instead.
 func (*RejectRequest) Descriptor() ([]byte, []int) {
-	return file_pylee_registry_v1_registry_service_proto_rawDescGZIP(), []int{43}
+	return file_pylee_registry_v1_registry_service_proto_rawDescGZIP(), []int{44}
 }
 
 func (x *RejectRequest) GetName() string {
@@ -2923,7 +2981,7 @@ type CancelApprovalRequest struct {
 
 func (x *CancelApprovalRequest) Reset() {
 	*x = CancelApprovalRequest{}
-	mi := &file_pylee_registry_v1_registry_service_proto_msgTypes[44]
+	mi := &file_pylee_registry_v1_registry_service_proto_msgTypes[45]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2935,7 +2993,7 @@ func (x *CancelApprovalRequest) String() string {
 func (*CancelApprovalRequest) ProtoMessage() {}
 
 func (x *CancelApprovalRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_pylee_registry_v1_registry_service_proto_msgTypes[44]
+	mi := &file_pylee_registry_v1_registry_service_proto_msgTypes[45]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2948,7 +3006,7 @@ func (x *CancelApprovalRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use CancelApprovalRequest.ProtoReflect.Descriptor instead.
 func (*CancelApprovalRequest) Descriptor() ([]byte, []int) {
-	return file_pylee_registry_v1_registry_service_proto_rawDescGZIP(), []int{44}
+	return file_pylee_registry_v1_registry_service_proto_rawDescGZIP(), []int{45}
 }
 
 func (x *CancelApprovalRequest) GetName() string {
@@ -3017,7 +3075,10 @@ const file_pylee_registry_v1_registry_service_proto_rawDesc = "" +
 	"page_token\x18\x03 \x01(\tR\tpageToken\"|\n" +
 	"\x14ListVersionsResponse\x12<\n" +
 	"\bversions\x18\x01 \x03(\v2 .pylee.registry.v1.ServerVersionR\bversions\x12&\n" +
-	"\x0fnext_page_token\x18\x02 \x01(\tR\rnextPageToken\"\xad\x01\n" +
+	"\x0fnext_page_token\x18\x02 \x01(\tR\rnextPageToken\"r\n" +
+	"\x1aRecordObservedToolsRequest\x12\x1d\n" +
+	"\x04name\x18\x01 \x01(\tB\t\xe0A\x02\xbaH\x03\xc8\x01\x01R\x04name\x125\n" +
+	"\x05tools\x18\x02 \x03(\v2\x17.pylee.registry.v1.ToolB\x06\xbaH\x03\xd8\x01\x03R\x05tools\"\xad\x01\n" +
 	"\x17SetVersionStatusRequest\x12\x1d\n" +
 	"\x04name\x18\x01 \x01(\tB\t\xe0A\x02\xbaH\x03\xc8\x01\x01R\x04name\x12O\n" +
 	"\x06status\x18\x02 \x01(\x0e2'.pylee.registry.v1.ServerVersion.StatusB\x0e\xe0A\x02\xbaH\b\xc8\x01\x01\x82\x01\x02\x10\x01R\x06status\x12\"\n" +
@@ -3170,7 +3231,7 @@ const file_pylee_registry_v1_registry_service_proto_rawDesc = "" +
 	"\tEntryView\x12\x1a\n" +
 	"\x16ENTRY_VIEW_UNSPECIFIED\x10\x00\x12\x14\n" +
 	"\x10ENTRY_VIEW_BASIC\x10\x01\x12\x13\n" +
-	"\x0fENTRY_VIEW_FULL\x10\x022\xcd,\n" +
+	"\x0fENTRY_VIEW_FULL\x10\x022\x83.\n" +
 	"\x0fRegistryService\x12\x9a\x01\n" +
 	"\fCreateServer\x12&.pylee.registry.v1.CreateServerRequest\x1a\x19.pylee.registry.v1.Server\"G\xca\xf3\x18\x18\n" +
 	"\x0eservers.create\x12\x06parent\x82\xd3\xe4\x93\x02%:\x06server\"\x1b/v1/{parent=orgs/*}/servers\x12\x8d\x01\n" +
@@ -3192,7 +3253,9 @@ const file_pylee_registry_v1_registry_service_proto_rawDesc = "" +
 	"\fListVersions\x12&.pylee.registry.v1.ListVersionsRequest\x1a'.pylee.registry.v1.ListVersionsResponse\"H\xca\xf3\x18\x16\n" +
 	"\fversions.get\x12\x06parent\x82\xd3\xe4\x93\x02(\x12&/v1/{parent=orgs/*/servers/*}/versions\x12\xd4\x01\n" +
 	"\x10SetVersionStatus\x12*.pylee.registry.v1.SetVersionStatusRequest\x1a .pylee.registry.v1.ServerVersion\"r\xca\xf3\x183\n" +
-	"\x12versions.deprecate\x12\x04name2\x17registry.version.status\x82\xd3\xe4\x93\x025:\x01*\"0/v1/{name=orgs/*/servers/*/versions/*}:setStatus\x12\xc7\x01\n" +
+	"\x12versions.deprecate\x12\x04name2\x17registry.version.status\x82\xd3\xe4\x93\x025:\x01*\"0/v1/{name=orgs/*/servers/*/versions/*}:setStatus\x12\xb3\x01\n" +
+	"\x13RecordObservedTools\x12-.pylee.registry.v1.RecordObservedToolsRequest\x1a .pylee.registry.v1.ServerVersion\"K\xca\xf3\x18G\n" +
+	"\x15versions.record_tools\x12\x04name*\agateway2\x1fregistry.version.tools_observed\x12\xc7\x01\n" +
 	"\x12SuggestNextVersion\x12,.pylee.registry.v1.SuggestNextVersionRequest\x1a-.pylee.registry.v1.SuggestNextVersionResponse\"T\xca\xf3\x18\x16\n" +
 	"\fversions.get\x12\x06parent\x82\xd3\xe4\x93\x024\x122/v1/{parent=orgs/*/servers/*}/versions:suggestNext\x12\xa2\x01\n" +
 	"\fDiffVersions\x12&.pylee.registry.v1.DiffVersionsRequest\x1a\x1b.pylee.registry.v1.ToolDiff\"M\xca\xf3\x18\x16\n" +
@@ -3252,7 +3315,7 @@ func file_pylee_registry_v1_registry_service_proto_rawDescGZIP() []byte {
 }
 
 var file_pylee_registry_v1_registry_service_proto_enumTypes = make([]protoimpl.EnumInfo, 1)
-var file_pylee_registry_v1_registry_service_proto_msgTypes = make([]protoimpl.MessageInfo, 45)
+var file_pylee_registry_v1_registry_service_proto_msgTypes = make([]protoimpl.MessageInfo, 46)
 var file_pylee_registry_v1_registry_service_proto_goTypes = []any{
 	(EntryView)(0),                     // 0: pylee.registry.v1.EntryView
 	(*PurgeOrganizationRequest)(nil),   // 1: pylee.registry.v1.PurgeOrganizationRequest
@@ -3268,146 +3331,150 @@ var file_pylee_registry_v1_registry_service_proto_goTypes = []any{
 	(*GetVersionRequest)(nil),          // 11: pylee.registry.v1.GetVersionRequest
 	(*ListVersionsRequest)(nil),        // 12: pylee.registry.v1.ListVersionsRequest
 	(*ListVersionsResponse)(nil),       // 13: pylee.registry.v1.ListVersionsResponse
-	(*SetVersionStatusRequest)(nil),    // 14: pylee.registry.v1.SetVersionStatusRequest
-	(*SuggestNextVersionRequest)(nil),  // 15: pylee.registry.v1.SuggestNextVersionRequest
-	(*SuggestNextVersionResponse)(nil), // 16: pylee.registry.v1.SuggestNextVersionResponse
-	(*DiffVersionsRequest)(nil),        // 17: pylee.registry.v1.DiffVersionsRequest
-	(*ExportServerJsonRequest)(nil),    // 18: pylee.registry.v1.ExportServerJsonRequest
-	(*ExportServerJsonResponse)(nil),   // 19: pylee.registry.v1.ExportServerJsonResponse
-	(*CreateRegistryRequest)(nil),      // 20: pylee.registry.v1.CreateRegistryRequest
-	(*GetConnectConfigRequest)(nil),    // 21: pylee.registry.v1.GetConnectConfigRequest
-	(*ConnectConfig)(nil),              // 22: pylee.registry.v1.ConnectConfig
-	(*GetRegistryRequest)(nil),         // 23: pylee.registry.v1.GetRegistryRequest
-	(*ListRegistriesRequest)(nil),      // 24: pylee.registry.v1.ListRegistriesRequest
-	(*ListRegistriesResponse)(nil),     // 25: pylee.registry.v1.ListRegistriesResponse
-	(*UpdateRegistryRequest)(nil),      // 26: pylee.registry.v1.UpdateRegistryRequest
-	(*UpdateRegistryResponse)(nil),     // 27: pylee.registry.v1.UpdateRegistryResponse
-	(*DeleteRegistryRequest)(nil),      // 28: pylee.registry.v1.DeleteRegistryRequest
-	(*PinEntryRequest)(nil),            // 29: pylee.registry.v1.PinEntryRequest
-	(*PinEntryResponse)(nil),           // 30: pylee.registry.v1.PinEntryResponse
-	(*UnpinEntryRequest)(nil),          // 31: pylee.registry.v1.UnpinEntryRequest
-	(*UnpinEntryResponse)(nil),         // 32: pylee.registry.v1.UnpinEntryResponse
-	(*PromoteEntryRequest)(nil),        // 33: pylee.registry.v1.PromoteEntryRequest
-	(*GetEntryRequest)(nil),            // 34: pylee.registry.v1.GetEntryRequest
-	(*ListEntriesRequest)(nil),         // 35: pylee.registry.v1.ListEntriesRequest
-	(*ListEntriesResponse)(nil),        // 36: pylee.registry.v1.ListEntriesResponse
-	(*RenderOfficialRequest)(nil),      // 37: pylee.registry.v1.RenderOfficialRequest
-	(*RenderOfficialResponse)(nil),     // 38: pylee.registry.v1.RenderOfficialResponse
-	(*WatchEntriesRequest)(nil),        // 39: pylee.registry.v1.WatchEntriesRequest
-	(*ListApprovalsRequest)(nil),       // 40: pylee.registry.v1.ListApprovalsRequest
-	(*ListApprovalsResponse)(nil),      // 41: pylee.registry.v1.ListApprovalsResponse
-	(*GetApprovalRequest)(nil),         // 42: pylee.registry.v1.GetApprovalRequest
-	(*ApproveRequest)(nil),             // 43: pylee.registry.v1.ApproveRequest
-	(*RejectRequest)(nil),              // 44: pylee.registry.v1.RejectRequest
-	(*CancelApprovalRequest)(nil),      // 45: pylee.registry.v1.CancelApprovalRequest
-	(*Server)(nil),                     // 46: pylee.registry.v1.Server
-	(*fieldmaskpb.FieldMask)(nil),      // 47: google.protobuf.FieldMask
-	(*ServerVersion)(nil),              // 48: pylee.registry.v1.ServerVersion
-	(*Tool)(nil),                       // 49: pylee.registry.v1.Tool
-	(ServerVersion_Status)(0),          // 50: pylee.registry.v1.ServerVersion.Status
-	(*Registry)(nil),                   // 51: pylee.registry.v1.Registry
-	(*Approval)(nil),                   // 52: pylee.registry.v1.Approval
-	(*Entry)(nil),                      // 53: pylee.registry.v1.Entry
-	(*timestamppb.Timestamp)(nil),      // 54: google.protobuf.Timestamp
-	(Approval_State)(0),                // 55: pylee.registry.v1.Approval.State
-	(*emptypb.Empty)(nil),              // 56: google.protobuf.Empty
-	(*ToolDiff)(nil),                   // 57: pylee.registry.v1.ToolDiff
-	(*EntryEvent)(nil),                 // 58: pylee.registry.v1.EntryEvent
+	(*RecordObservedToolsRequest)(nil), // 14: pylee.registry.v1.RecordObservedToolsRequest
+	(*SetVersionStatusRequest)(nil),    // 15: pylee.registry.v1.SetVersionStatusRequest
+	(*SuggestNextVersionRequest)(nil),  // 16: pylee.registry.v1.SuggestNextVersionRequest
+	(*SuggestNextVersionResponse)(nil), // 17: pylee.registry.v1.SuggestNextVersionResponse
+	(*DiffVersionsRequest)(nil),        // 18: pylee.registry.v1.DiffVersionsRequest
+	(*ExportServerJsonRequest)(nil),    // 19: pylee.registry.v1.ExportServerJsonRequest
+	(*ExportServerJsonResponse)(nil),   // 20: pylee.registry.v1.ExportServerJsonResponse
+	(*CreateRegistryRequest)(nil),      // 21: pylee.registry.v1.CreateRegistryRequest
+	(*GetConnectConfigRequest)(nil),    // 22: pylee.registry.v1.GetConnectConfigRequest
+	(*ConnectConfig)(nil),              // 23: pylee.registry.v1.ConnectConfig
+	(*GetRegistryRequest)(nil),         // 24: pylee.registry.v1.GetRegistryRequest
+	(*ListRegistriesRequest)(nil),      // 25: pylee.registry.v1.ListRegistriesRequest
+	(*ListRegistriesResponse)(nil),     // 26: pylee.registry.v1.ListRegistriesResponse
+	(*UpdateRegistryRequest)(nil),      // 27: pylee.registry.v1.UpdateRegistryRequest
+	(*UpdateRegistryResponse)(nil),     // 28: pylee.registry.v1.UpdateRegistryResponse
+	(*DeleteRegistryRequest)(nil),      // 29: pylee.registry.v1.DeleteRegistryRequest
+	(*PinEntryRequest)(nil),            // 30: pylee.registry.v1.PinEntryRequest
+	(*PinEntryResponse)(nil),           // 31: pylee.registry.v1.PinEntryResponse
+	(*UnpinEntryRequest)(nil),          // 32: pylee.registry.v1.UnpinEntryRequest
+	(*UnpinEntryResponse)(nil),         // 33: pylee.registry.v1.UnpinEntryResponse
+	(*PromoteEntryRequest)(nil),        // 34: pylee.registry.v1.PromoteEntryRequest
+	(*GetEntryRequest)(nil),            // 35: pylee.registry.v1.GetEntryRequest
+	(*ListEntriesRequest)(nil),         // 36: pylee.registry.v1.ListEntriesRequest
+	(*ListEntriesResponse)(nil),        // 37: pylee.registry.v1.ListEntriesResponse
+	(*RenderOfficialRequest)(nil),      // 38: pylee.registry.v1.RenderOfficialRequest
+	(*RenderOfficialResponse)(nil),     // 39: pylee.registry.v1.RenderOfficialResponse
+	(*WatchEntriesRequest)(nil),        // 40: pylee.registry.v1.WatchEntriesRequest
+	(*ListApprovalsRequest)(nil),       // 41: pylee.registry.v1.ListApprovalsRequest
+	(*ListApprovalsResponse)(nil),      // 42: pylee.registry.v1.ListApprovalsResponse
+	(*GetApprovalRequest)(nil),         // 43: pylee.registry.v1.GetApprovalRequest
+	(*ApproveRequest)(nil),             // 44: pylee.registry.v1.ApproveRequest
+	(*RejectRequest)(nil),              // 45: pylee.registry.v1.RejectRequest
+	(*CancelApprovalRequest)(nil),      // 46: pylee.registry.v1.CancelApprovalRequest
+	(*Server)(nil),                     // 47: pylee.registry.v1.Server
+	(*fieldmaskpb.FieldMask)(nil),      // 48: google.protobuf.FieldMask
+	(*ServerVersion)(nil),              // 49: pylee.registry.v1.ServerVersion
+	(*Tool)(nil),                       // 50: pylee.registry.v1.Tool
+	(ServerVersion_Status)(0),          // 51: pylee.registry.v1.ServerVersion.Status
+	(*Registry)(nil),                   // 52: pylee.registry.v1.Registry
+	(*Approval)(nil),                   // 53: pylee.registry.v1.Approval
+	(*Entry)(nil),                      // 54: pylee.registry.v1.Entry
+	(*timestamppb.Timestamp)(nil),      // 55: google.protobuf.Timestamp
+	(Approval_State)(0),                // 56: pylee.registry.v1.Approval.State
+	(*emptypb.Empty)(nil),              // 57: google.protobuf.Empty
+	(*ToolDiff)(nil),                   // 58: pylee.registry.v1.ToolDiff
+	(*EntryEvent)(nil),                 // 59: pylee.registry.v1.EntryEvent
 }
 var file_pylee_registry_v1_registry_service_proto_depIdxs = []int32{
-	46, // 0: pylee.registry.v1.CreateServerRequest.server:type_name -> pylee.registry.v1.Server
-	46, // 1: pylee.registry.v1.ListServersResponse.servers:type_name -> pylee.registry.v1.Server
-	46, // 2: pylee.registry.v1.UpdateServerRequest.server:type_name -> pylee.registry.v1.Server
-	47, // 3: pylee.registry.v1.UpdateServerRequest.update_mask:type_name -> google.protobuf.FieldMask
-	48, // 4: pylee.registry.v1.CreateVersionRequest.version:type_name -> pylee.registry.v1.ServerVersion
-	49, // 5: pylee.registry.v1.ImportServerJsonRequest.tools:type_name -> pylee.registry.v1.Tool
-	48, // 6: pylee.registry.v1.ListVersionsResponse.versions:type_name -> pylee.registry.v1.ServerVersion
-	50, // 7: pylee.registry.v1.SetVersionStatusRequest.status:type_name -> pylee.registry.v1.ServerVersion.Status
-	51, // 8: pylee.registry.v1.CreateRegistryRequest.registry:type_name -> pylee.registry.v1.Registry
-	51, // 9: pylee.registry.v1.ListRegistriesResponse.registries:type_name -> pylee.registry.v1.Registry
-	51, // 10: pylee.registry.v1.UpdateRegistryRequest.registry:type_name -> pylee.registry.v1.Registry
-	47, // 11: pylee.registry.v1.UpdateRegistryRequest.update_mask:type_name -> google.protobuf.FieldMask
-	51, // 12: pylee.registry.v1.UpdateRegistryResponse.registry:type_name -> pylee.registry.v1.Registry
-	52, // 13: pylee.registry.v1.UpdateRegistryResponse.approval:type_name -> pylee.registry.v1.Approval
-	53, // 14: pylee.registry.v1.PinEntryResponse.entry:type_name -> pylee.registry.v1.Entry
-	52, // 15: pylee.registry.v1.PinEntryResponse.approval:type_name -> pylee.registry.v1.Approval
-	52, // 16: pylee.registry.v1.UnpinEntryResponse.approval:type_name -> pylee.registry.v1.Approval
-	0,  // 17: pylee.registry.v1.GetEntryRequest.view:type_name -> pylee.registry.v1.EntryView
-	54, // 18: pylee.registry.v1.ListEntriesRequest.updated_since:type_name -> google.protobuf.Timestamp
-	0,  // 19: pylee.registry.v1.ListEntriesRequest.view:type_name -> pylee.registry.v1.EntryView
-	53, // 20: pylee.registry.v1.ListEntriesResponse.entries:type_name -> pylee.registry.v1.Entry
-	54, // 21: pylee.registry.v1.RenderOfficialRequest.updated_since:type_name -> google.protobuf.Timestamp
-	55, // 22: pylee.registry.v1.ListApprovalsRequest.state:type_name -> pylee.registry.v1.Approval.State
-	52, // 23: pylee.registry.v1.ListApprovalsResponse.approvals:type_name -> pylee.registry.v1.Approval
-	3,  // 24: pylee.registry.v1.RegistryService.CreateServer:input_type -> pylee.registry.v1.CreateServerRequest
-	4,  // 25: pylee.registry.v1.RegistryService.GetServer:input_type -> pylee.registry.v1.GetServerRequest
-	5,  // 26: pylee.registry.v1.RegistryService.ListServers:input_type -> pylee.registry.v1.ListServersRequest
-	7,  // 27: pylee.registry.v1.RegistryService.UpdateServer:input_type -> pylee.registry.v1.UpdateServerRequest
-	8,  // 28: pylee.registry.v1.RegistryService.DeleteServer:input_type -> pylee.registry.v1.DeleteServerRequest
-	9,  // 29: pylee.registry.v1.RegistryService.CreateVersion:input_type -> pylee.registry.v1.CreateVersionRequest
-	10, // 30: pylee.registry.v1.RegistryService.ImportServerJson:input_type -> pylee.registry.v1.ImportServerJsonRequest
-	11, // 31: pylee.registry.v1.RegistryService.GetVersion:input_type -> pylee.registry.v1.GetVersionRequest
-	12, // 32: pylee.registry.v1.RegistryService.ListVersions:input_type -> pylee.registry.v1.ListVersionsRequest
-	14, // 33: pylee.registry.v1.RegistryService.SetVersionStatus:input_type -> pylee.registry.v1.SetVersionStatusRequest
-	15, // 34: pylee.registry.v1.RegistryService.SuggestNextVersion:input_type -> pylee.registry.v1.SuggestNextVersionRequest
-	17, // 35: pylee.registry.v1.RegistryService.DiffVersions:input_type -> pylee.registry.v1.DiffVersionsRequest
-	18, // 36: pylee.registry.v1.RegistryService.ExportServerJson:input_type -> pylee.registry.v1.ExportServerJsonRequest
-	20, // 37: pylee.registry.v1.RegistryService.CreateRegistry:input_type -> pylee.registry.v1.CreateRegistryRequest
-	23, // 38: pylee.registry.v1.RegistryService.GetRegistry:input_type -> pylee.registry.v1.GetRegistryRequest
-	21, // 39: pylee.registry.v1.RegistryService.GetConnectConfig:input_type -> pylee.registry.v1.GetConnectConfigRequest
-	24, // 40: pylee.registry.v1.RegistryService.ListRegistries:input_type -> pylee.registry.v1.ListRegistriesRequest
-	26, // 41: pylee.registry.v1.RegistryService.UpdateRegistry:input_type -> pylee.registry.v1.UpdateRegistryRequest
-	28, // 42: pylee.registry.v1.RegistryService.DeleteRegistry:input_type -> pylee.registry.v1.DeleteRegistryRequest
-	29, // 43: pylee.registry.v1.RegistryService.PinEntry:input_type -> pylee.registry.v1.PinEntryRequest
-	31, // 44: pylee.registry.v1.RegistryService.UnpinEntry:input_type -> pylee.registry.v1.UnpinEntryRequest
-	33, // 45: pylee.registry.v1.RegistryService.PromoteEntry:input_type -> pylee.registry.v1.PromoteEntryRequest
-	34, // 46: pylee.registry.v1.RegistryService.GetEntry:input_type -> pylee.registry.v1.GetEntryRequest
-	35, // 47: pylee.registry.v1.RegistryService.ListEntries:input_type -> pylee.registry.v1.ListEntriesRequest
-	39, // 48: pylee.registry.v1.RegistryService.WatchEntries:input_type -> pylee.registry.v1.WatchEntriesRequest
-	37, // 49: pylee.registry.v1.RegistryService.RenderOfficial:input_type -> pylee.registry.v1.RenderOfficialRequest
-	40, // 50: pylee.registry.v1.RegistryService.ListApprovals:input_type -> pylee.registry.v1.ListApprovalsRequest
-	42, // 51: pylee.registry.v1.RegistryService.GetApproval:input_type -> pylee.registry.v1.GetApprovalRequest
-	43, // 52: pylee.registry.v1.RegistryService.Approve:input_type -> pylee.registry.v1.ApproveRequest
-	44, // 53: pylee.registry.v1.RegistryService.Reject:input_type -> pylee.registry.v1.RejectRequest
-	45, // 54: pylee.registry.v1.RegistryService.CancelApproval:input_type -> pylee.registry.v1.CancelApprovalRequest
-	1,  // 55: pylee.registry.v1.RegistryService.PurgeOrganization:input_type -> pylee.registry.v1.PurgeOrganizationRequest
-	46, // 56: pylee.registry.v1.RegistryService.CreateServer:output_type -> pylee.registry.v1.Server
-	46, // 57: pylee.registry.v1.RegistryService.GetServer:output_type -> pylee.registry.v1.Server
-	6,  // 58: pylee.registry.v1.RegistryService.ListServers:output_type -> pylee.registry.v1.ListServersResponse
-	46, // 59: pylee.registry.v1.RegistryService.UpdateServer:output_type -> pylee.registry.v1.Server
-	56, // 60: pylee.registry.v1.RegistryService.DeleteServer:output_type -> google.protobuf.Empty
-	48, // 61: pylee.registry.v1.RegistryService.CreateVersion:output_type -> pylee.registry.v1.ServerVersion
-	48, // 62: pylee.registry.v1.RegistryService.ImportServerJson:output_type -> pylee.registry.v1.ServerVersion
-	48, // 63: pylee.registry.v1.RegistryService.GetVersion:output_type -> pylee.registry.v1.ServerVersion
-	13, // 64: pylee.registry.v1.RegistryService.ListVersions:output_type -> pylee.registry.v1.ListVersionsResponse
-	48, // 65: pylee.registry.v1.RegistryService.SetVersionStatus:output_type -> pylee.registry.v1.ServerVersion
-	16, // 66: pylee.registry.v1.RegistryService.SuggestNextVersion:output_type -> pylee.registry.v1.SuggestNextVersionResponse
-	57, // 67: pylee.registry.v1.RegistryService.DiffVersions:output_type -> pylee.registry.v1.ToolDiff
-	19, // 68: pylee.registry.v1.RegistryService.ExportServerJson:output_type -> pylee.registry.v1.ExportServerJsonResponse
-	51, // 69: pylee.registry.v1.RegistryService.CreateRegistry:output_type -> pylee.registry.v1.Registry
-	51, // 70: pylee.registry.v1.RegistryService.GetRegistry:output_type -> pylee.registry.v1.Registry
-	22, // 71: pylee.registry.v1.RegistryService.GetConnectConfig:output_type -> pylee.registry.v1.ConnectConfig
-	25, // 72: pylee.registry.v1.RegistryService.ListRegistries:output_type -> pylee.registry.v1.ListRegistriesResponse
-	27, // 73: pylee.registry.v1.RegistryService.UpdateRegistry:output_type -> pylee.registry.v1.UpdateRegistryResponse
-	56, // 74: pylee.registry.v1.RegistryService.DeleteRegistry:output_type -> google.protobuf.Empty
-	30, // 75: pylee.registry.v1.RegistryService.PinEntry:output_type -> pylee.registry.v1.PinEntryResponse
-	32, // 76: pylee.registry.v1.RegistryService.UnpinEntry:output_type -> pylee.registry.v1.UnpinEntryResponse
-	30, // 77: pylee.registry.v1.RegistryService.PromoteEntry:output_type -> pylee.registry.v1.PinEntryResponse
-	53, // 78: pylee.registry.v1.RegistryService.GetEntry:output_type -> pylee.registry.v1.Entry
-	36, // 79: pylee.registry.v1.RegistryService.ListEntries:output_type -> pylee.registry.v1.ListEntriesResponse
-	58, // 80: pylee.registry.v1.RegistryService.WatchEntries:output_type -> pylee.registry.v1.EntryEvent
-	38, // 81: pylee.registry.v1.RegistryService.RenderOfficial:output_type -> pylee.registry.v1.RenderOfficialResponse
-	41, // 82: pylee.registry.v1.RegistryService.ListApprovals:output_type -> pylee.registry.v1.ListApprovalsResponse
-	52, // 83: pylee.registry.v1.RegistryService.GetApproval:output_type -> pylee.registry.v1.Approval
-	52, // 84: pylee.registry.v1.RegistryService.Approve:output_type -> pylee.registry.v1.Approval
-	52, // 85: pylee.registry.v1.RegistryService.Reject:output_type -> pylee.registry.v1.Approval
-	52, // 86: pylee.registry.v1.RegistryService.CancelApproval:output_type -> pylee.registry.v1.Approval
-	2,  // 87: pylee.registry.v1.RegistryService.PurgeOrganization:output_type -> pylee.registry.v1.PurgeOrganizationResponse
-	56, // [56:88] is the sub-list for method output_type
-	24, // [24:56] is the sub-list for method input_type
-	24, // [24:24] is the sub-list for extension type_name
-	24, // [24:24] is the sub-list for extension extendee
-	0,  // [0:24] is the sub-list for field type_name
+	47, // 0: pylee.registry.v1.CreateServerRequest.server:type_name -> pylee.registry.v1.Server
+	47, // 1: pylee.registry.v1.ListServersResponse.servers:type_name -> pylee.registry.v1.Server
+	47, // 2: pylee.registry.v1.UpdateServerRequest.server:type_name -> pylee.registry.v1.Server
+	48, // 3: pylee.registry.v1.UpdateServerRequest.update_mask:type_name -> google.protobuf.FieldMask
+	49, // 4: pylee.registry.v1.CreateVersionRequest.version:type_name -> pylee.registry.v1.ServerVersion
+	50, // 5: pylee.registry.v1.ImportServerJsonRequest.tools:type_name -> pylee.registry.v1.Tool
+	49, // 6: pylee.registry.v1.ListVersionsResponse.versions:type_name -> pylee.registry.v1.ServerVersion
+	50, // 7: pylee.registry.v1.RecordObservedToolsRequest.tools:type_name -> pylee.registry.v1.Tool
+	51, // 8: pylee.registry.v1.SetVersionStatusRequest.status:type_name -> pylee.registry.v1.ServerVersion.Status
+	52, // 9: pylee.registry.v1.CreateRegistryRequest.registry:type_name -> pylee.registry.v1.Registry
+	52, // 10: pylee.registry.v1.ListRegistriesResponse.registries:type_name -> pylee.registry.v1.Registry
+	52, // 11: pylee.registry.v1.UpdateRegistryRequest.registry:type_name -> pylee.registry.v1.Registry
+	48, // 12: pylee.registry.v1.UpdateRegistryRequest.update_mask:type_name -> google.protobuf.FieldMask
+	52, // 13: pylee.registry.v1.UpdateRegistryResponse.registry:type_name -> pylee.registry.v1.Registry
+	53, // 14: pylee.registry.v1.UpdateRegistryResponse.approval:type_name -> pylee.registry.v1.Approval
+	54, // 15: pylee.registry.v1.PinEntryResponse.entry:type_name -> pylee.registry.v1.Entry
+	53, // 16: pylee.registry.v1.PinEntryResponse.approval:type_name -> pylee.registry.v1.Approval
+	53, // 17: pylee.registry.v1.UnpinEntryResponse.approval:type_name -> pylee.registry.v1.Approval
+	0,  // 18: pylee.registry.v1.GetEntryRequest.view:type_name -> pylee.registry.v1.EntryView
+	55, // 19: pylee.registry.v1.ListEntriesRequest.updated_since:type_name -> google.protobuf.Timestamp
+	0,  // 20: pylee.registry.v1.ListEntriesRequest.view:type_name -> pylee.registry.v1.EntryView
+	54, // 21: pylee.registry.v1.ListEntriesResponse.entries:type_name -> pylee.registry.v1.Entry
+	55, // 22: pylee.registry.v1.RenderOfficialRequest.updated_since:type_name -> google.protobuf.Timestamp
+	56, // 23: pylee.registry.v1.ListApprovalsRequest.state:type_name -> pylee.registry.v1.Approval.State
+	53, // 24: pylee.registry.v1.ListApprovalsResponse.approvals:type_name -> pylee.registry.v1.Approval
+	3,  // 25: pylee.registry.v1.RegistryService.CreateServer:input_type -> pylee.registry.v1.CreateServerRequest
+	4,  // 26: pylee.registry.v1.RegistryService.GetServer:input_type -> pylee.registry.v1.GetServerRequest
+	5,  // 27: pylee.registry.v1.RegistryService.ListServers:input_type -> pylee.registry.v1.ListServersRequest
+	7,  // 28: pylee.registry.v1.RegistryService.UpdateServer:input_type -> pylee.registry.v1.UpdateServerRequest
+	8,  // 29: pylee.registry.v1.RegistryService.DeleteServer:input_type -> pylee.registry.v1.DeleteServerRequest
+	9,  // 30: pylee.registry.v1.RegistryService.CreateVersion:input_type -> pylee.registry.v1.CreateVersionRequest
+	10, // 31: pylee.registry.v1.RegistryService.ImportServerJson:input_type -> pylee.registry.v1.ImportServerJsonRequest
+	11, // 32: pylee.registry.v1.RegistryService.GetVersion:input_type -> pylee.registry.v1.GetVersionRequest
+	12, // 33: pylee.registry.v1.RegistryService.ListVersions:input_type -> pylee.registry.v1.ListVersionsRequest
+	15, // 34: pylee.registry.v1.RegistryService.SetVersionStatus:input_type -> pylee.registry.v1.SetVersionStatusRequest
+	14, // 35: pylee.registry.v1.RegistryService.RecordObservedTools:input_type -> pylee.registry.v1.RecordObservedToolsRequest
+	16, // 36: pylee.registry.v1.RegistryService.SuggestNextVersion:input_type -> pylee.registry.v1.SuggestNextVersionRequest
+	18, // 37: pylee.registry.v1.RegistryService.DiffVersions:input_type -> pylee.registry.v1.DiffVersionsRequest
+	19, // 38: pylee.registry.v1.RegistryService.ExportServerJson:input_type -> pylee.registry.v1.ExportServerJsonRequest
+	21, // 39: pylee.registry.v1.RegistryService.CreateRegistry:input_type -> pylee.registry.v1.CreateRegistryRequest
+	24, // 40: pylee.registry.v1.RegistryService.GetRegistry:input_type -> pylee.registry.v1.GetRegistryRequest
+	22, // 41: pylee.registry.v1.RegistryService.GetConnectConfig:input_type -> pylee.registry.v1.GetConnectConfigRequest
+	25, // 42: pylee.registry.v1.RegistryService.ListRegistries:input_type -> pylee.registry.v1.ListRegistriesRequest
+	27, // 43: pylee.registry.v1.RegistryService.UpdateRegistry:input_type -> pylee.registry.v1.UpdateRegistryRequest
+	29, // 44: pylee.registry.v1.RegistryService.DeleteRegistry:input_type -> pylee.registry.v1.DeleteRegistryRequest
+	30, // 45: pylee.registry.v1.RegistryService.PinEntry:input_type -> pylee.registry.v1.PinEntryRequest
+	32, // 46: pylee.registry.v1.RegistryService.UnpinEntry:input_type -> pylee.registry.v1.UnpinEntryRequest
+	34, // 47: pylee.registry.v1.RegistryService.PromoteEntry:input_type -> pylee.registry.v1.PromoteEntryRequest
+	35, // 48: pylee.registry.v1.RegistryService.GetEntry:input_type -> pylee.registry.v1.GetEntryRequest
+	36, // 49: pylee.registry.v1.RegistryService.ListEntries:input_type -> pylee.registry.v1.ListEntriesRequest
+	40, // 50: pylee.registry.v1.RegistryService.WatchEntries:input_type -> pylee.registry.v1.WatchEntriesRequest
+	38, // 51: pylee.registry.v1.RegistryService.RenderOfficial:input_type -> pylee.registry.v1.RenderOfficialRequest
+	41, // 52: pylee.registry.v1.RegistryService.ListApprovals:input_type -> pylee.registry.v1.ListApprovalsRequest
+	43, // 53: pylee.registry.v1.RegistryService.GetApproval:input_type -> pylee.registry.v1.GetApprovalRequest
+	44, // 54: pylee.registry.v1.RegistryService.Approve:input_type -> pylee.registry.v1.ApproveRequest
+	45, // 55: pylee.registry.v1.RegistryService.Reject:input_type -> pylee.registry.v1.RejectRequest
+	46, // 56: pylee.registry.v1.RegistryService.CancelApproval:input_type -> pylee.registry.v1.CancelApprovalRequest
+	1,  // 57: pylee.registry.v1.RegistryService.PurgeOrganization:input_type -> pylee.registry.v1.PurgeOrganizationRequest
+	47, // 58: pylee.registry.v1.RegistryService.CreateServer:output_type -> pylee.registry.v1.Server
+	47, // 59: pylee.registry.v1.RegistryService.GetServer:output_type -> pylee.registry.v1.Server
+	6,  // 60: pylee.registry.v1.RegistryService.ListServers:output_type -> pylee.registry.v1.ListServersResponse
+	47, // 61: pylee.registry.v1.RegistryService.UpdateServer:output_type -> pylee.registry.v1.Server
+	57, // 62: pylee.registry.v1.RegistryService.DeleteServer:output_type -> google.protobuf.Empty
+	49, // 63: pylee.registry.v1.RegistryService.CreateVersion:output_type -> pylee.registry.v1.ServerVersion
+	49, // 64: pylee.registry.v1.RegistryService.ImportServerJson:output_type -> pylee.registry.v1.ServerVersion
+	49, // 65: pylee.registry.v1.RegistryService.GetVersion:output_type -> pylee.registry.v1.ServerVersion
+	13, // 66: pylee.registry.v1.RegistryService.ListVersions:output_type -> pylee.registry.v1.ListVersionsResponse
+	49, // 67: pylee.registry.v1.RegistryService.SetVersionStatus:output_type -> pylee.registry.v1.ServerVersion
+	49, // 68: pylee.registry.v1.RegistryService.RecordObservedTools:output_type -> pylee.registry.v1.ServerVersion
+	17, // 69: pylee.registry.v1.RegistryService.SuggestNextVersion:output_type -> pylee.registry.v1.SuggestNextVersionResponse
+	58, // 70: pylee.registry.v1.RegistryService.DiffVersions:output_type -> pylee.registry.v1.ToolDiff
+	20, // 71: pylee.registry.v1.RegistryService.ExportServerJson:output_type -> pylee.registry.v1.ExportServerJsonResponse
+	52, // 72: pylee.registry.v1.RegistryService.CreateRegistry:output_type -> pylee.registry.v1.Registry
+	52, // 73: pylee.registry.v1.RegistryService.GetRegistry:output_type -> pylee.registry.v1.Registry
+	23, // 74: pylee.registry.v1.RegistryService.GetConnectConfig:output_type -> pylee.registry.v1.ConnectConfig
+	26, // 75: pylee.registry.v1.RegistryService.ListRegistries:output_type -> pylee.registry.v1.ListRegistriesResponse
+	28, // 76: pylee.registry.v1.RegistryService.UpdateRegistry:output_type -> pylee.registry.v1.UpdateRegistryResponse
+	57, // 77: pylee.registry.v1.RegistryService.DeleteRegistry:output_type -> google.protobuf.Empty
+	31, // 78: pylee.registry.v1.RegistryService.PinEntry:output_type -> pylee.registry.v1.PinEntryResponse
+	33, // 79: pylee.registry.v1.RegistryService.UnpinEntry:output_type -> pylee.registry.v1.UnpinEntryResponse
+	31, // 80: pylee.registry.v1.RegistryService.PromoteEntry:output_type -> pylee.registry.v1.PinEntryResponse
+	54, // 81: pylee.registry.v1.RegistryService.GetEntry:output_type -> pylee.registry.v1.Entry
+	37, // 82: pylee.registry.v1.RegistryService.ListEntries:output_type -> pylee.registry.v1.ListEntriesResponse
+	59, // 83: pylee.registry.v1.RegistryService.WatchEntries:output_type -> pylee.registry.v1.EntryEvent
+	39, // 84: pylee.registry.v1.RegistryService.RenderOfficial:output_type -> pylee.registry.v1.RenderOfficialResponse
+	42, // 85: pylee.registry.v1.RegistryService.ListApprovals:output_type -> pylee.registry.v1.ListApprovalsResponse
+	53, // 86: pylee.registry.v1.RegistryService.GetApproval:output_type -> pylee.registry.v1.Approval
+	53, // 87: pylee.registry.v1.RegistryService.Approve:output_type -> pylee.registry.v1.Approval
+	53, // 88: pylee.registry.v1.RegistryService.Reject:output_type -> pylee.registry.v1.Approval
+	53, // 89: pylee.registry.v1.RegistryService.CancelApproval:output_type -> pylee.registry.v1.Approval
+	2,  // 90: pylee.registry.v1.RegistryService.PurgeOrganization:output_type -> pylee.registry.v1.PurgeOrganizationResponse
+	58, // [58:91] is the sub-list for method output_type
+	25, // [25:58] is the sub-list for method input_type
+	25, // [25:25] is the sub-list for extension type_name
+	25, // [25:25] is the sub-list for extension extendee
+	0,  // [0:25] is the sub-list for field type_name
 }
 
 func init() { file_pylee_registry_v1_registry_service_proto_init() }
@@ -3418,11 +3485,11 @@ func file_pylee_registry_v1_registry_service_proto_init() {
 	file_pylee_registry_v1_registry_proto_init()
 	file_pylee_registry_v1_server_proto_init()
 	file_pylee_registry_v1_version_proto_init()
-	file_pylee_registry_v1_registry_service_proto_msgTypes[26].OneofWrappers = []any{
+	file_pylee_registry_v1_registry_service_proto_msgTypes[27].OneofWrappers = []any{
 		(*UpdateRegistryResponse_Registry)(nil),
 		(*UpdateRegistryResponse_Approval)(nil),
 	}
-	file_pylee_registry_v1_registry_service_proto_msgTypes[29].OneofWrappers = []any{
+	file_pylee_registry_v1_registry_service_proto_msgTypes[30].OneofWrappers = []any{
 		(*PinEntryResponse_Entry)(nil),
 		(*PinEntryResponse_Approval)(nil),
 	}
@@ -3432,7 +3499,7 @@ func file_pylee_registry_v1_registry_service_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_pylee_registry_v1_registry_service_proto_rawDesc), len(file_pylee_registry_v1_registry_service_proto_rawDesc)),
 			NumEnums:      1,
-			NumMessages:   45,
+			NumMessages:   46,
 			NumExtensions: 0,
 			NumServices:   1,
 		},

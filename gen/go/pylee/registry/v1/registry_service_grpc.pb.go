@@ -20,38 +20,39 @@ import (
 const _ = grpc.SupportPackageIsVersion9
 
 const (
-	RegistryService_CreateServer_FullMethodName       = "/pylee.registry.v1.RegistryService/CreateServer"
-	RegistryService_GetServer_FullMethodName          = "/pylee.registry.v1.RegistryService/GetServer"
-	RegistryService_ListServers_FullMethodName        = "/pylee.registry.v1.RegistryService/ListServers"
-	RegistryService_UpdateServer_FullMethodName       = "/pylee.registry.v1.RegistryService/UpdateServer"
-	RegistryService_DeleteServer_FullMethodName       = "/pylee.registry.v1.RegistryService/DeleteServer"
-	RegistryService_CreateVersion_FullMethodName      = "/pylee.registry.v1.RegistryService/CreateVersion"
-	RegistryService_ImportServerJson_FullMethodName   = "/pylee.registry.v1.RegistryService/ImportServerJson"
-	RegistryService_GetVersion_FullMethodName         = "/pylee.registry.v1.RegistryService/GetVersion"
-	RegistryService_ListVersions_FullMethodName       = "/pylee.registry.v1.RegistryService/ListVersions"
-	RegistryService_SetVersionStatus_FullMethodName   = "/pylee.registry.v1.RegistryService/SetVersionStatus"
-	RegistryService_SuggestNextVersion_FullMethodName = "/pylee.registry.v1.RegistryService/SuggestNextVersion"
-	RegistryService_DiffVersions_FullMethodName       = "/pylee.registry.v1.RegistryService/DiffVersions"
-	RegistryService_ExportServerJson_FullMethodName   = "/pylee.registry.v1.RegistryService/ExportServerJson"
-	RegistryService_CreateRegistry_FullMethodName     = "/pylee.registry.v1.RegistryService/CreateRegistry"
-	RegistryService_GetRegistry_FullMethodName        = "/pylee.registry.v1.RegistryService/GetRegistry"
-	RegistryService_GetConnectConfig_FullMethodName   = "/pylee.registry.v1.RegistryService/GetConnectConfig"
-	RegistryService_ListRegistries_FullMethodName     = "/pylee.registry.v1.RegistryService/ListRegistries"
-	RegistryService_UpdateRegistry_FullMethodName     = "/pylee.registry.v1.RegistryService/UpdateRegistry"
-	RegistryService_DeleteRegistry_FullMethodName     = "/pylee.registry.v1.RegistryService/DeleteRegistry"
-	RegistryService_PinEntry_FullMethodName           = "/pylee.registry.v1.RegistryService/PinEntry"
-	RegistryService_UnpinEntry_FullMethodName         = "/pylee.registry.v1.RegistryService/UnpinEntry"
-	RegistryService_PromoteEntry_FullMethodName       = "/pylee.registry.v1.RegistryService/PromoteEntry"
-	RegistryService_GetEntry_FullMethodName           = "/pylee.registry.v1.RegistryService/GetEntry"
-	RegistryService_ListEntries_FullMethodName        = "/pylee.registry.v1.RegistryService/ListEntries"
-	RegistryService_WatchEntries_FullMethodName       = "/pylee.registry.v1.RegistryService/WatchEntries"
-	RegistryService_RenderOfficial_FullMethodName     = "/pylee.registry.v1.RegistryService/RenderOfficial"
-	RegistryService_ListApprovals_FullMethodName      = "/pylee.registry.v1.RegistryService/ListApprovals"
-	RegistryService_GetApproval_FullMethodName        = "/pylee.registry.v1.RegistryService/GetApproval"
-	RegistryService_Approve_FullMethodName            = "/pylee.registry.v1.RegistryService/Approve"
-	RegistryService_Reject_FullMethodName             = "/pylee.registry.v1.RegistryService/Reject"
-	RegistryService_CancelApproval_FullMethodName     = "/pylee.registry.v1.RegistryService/CancelApproval"
-	RegistryService_PurgeOrganization_FullMethodName  = "/pylee.registry.v1.RegistryService/PurgeOrganization"
+	RegistryService_CreateServer_FullMethodName        = "/pylee.registry.v1.RegistryService/CreateServer"
+	RegistryService_GetServer_FullMethodName           = "/pylee.registry.v1.RegistryService/GetServer"
+	RegistryService_ListServers_FullMethodName         = "/pylee.registry.v1.RegistryService/ListServers"
+	RegistryService_UpdateServer_FullMethodName        = "/pylee.registry.v1.RegistryService/UpdateServer"
+	RegistryService_DeleteServer_FullMethodName        = "/pylee.registry.v1.RegistryService/DeleteServer"
+	RegistryService_CreateVersion_FullMethodName       = "/pylee.registry.v1.RegistryService/CreateVersion"
+	RegistryService_ImportServerJson_FullMethodName    = "/pylee.registry.v1.RegistryService/ImportServerJson"
+	RegistryService_GetVersion_FullMethodName          = "/pylee.registry.v1.RegistryService/GetVersion"
+	RegistryService_ListVersions_FullMethodName        = "/pylee.registry.v1.RegistryService/ListVersions"
+	RegistryService_SetVersionStatus_FullMethodName    = "/pylee.registry.v1.RegistryService/SetVersionStatus"
+	RegistryService_RecordObservedTools_FullMethodName = "/pylee.registry.v1.RegistryService/RecordObservedTools"
+	RegistryService_SuggestNextVersion_FullMethodName  = "/pylee.registry.v1.RegistryService/SuggestNextVersion"
+	RegistryService_DiffVersions_FullMethodName        = "/pylee.registry.v1.RegistryService/DiffVersions"
+	RegistryService_ExportServerJson_FullMethodName    = "/pylee.registry.v1.RegistryService/ExportServerJson"
+	RegistryService_CreateRegistry_FullMethodName      = "/pylee.registry.v1.RegistryService/CreateRegistry"
+	RegistryService_GetRegistry_FullMethodName         = "/pylee.registry.v1.RegistryService/GetRegistry"
+	RegistryService_GetConnectConfig_FullMethodName    = "/pylee.registry.v1.RegistryService/GetConnectConfig"
+	RegistryService_ListRegistries_FullMethodName      = "/pylee.registry.v1.RegistryService/ListRegistries"
+	RegistryService_UpdateRegistry_FullMethodName      = "/pylee.registry.v1.RegistryService/UpdateRegistry"
+	RegistryService_DeleteRegistry_FullMethodName      = "/pylee.registry.v1.RegistryService/DeleteRegistry"
+	RegistryService_PinEntry_FullMethodName            = "/pylee.registry.v1.RegistryService/PinEntry"
+	RegistryService_UnpinEntry_FullMethodName          = "/pylee.registry.v1.RegistryService/UnpinEntry"
+	RegistryService_PromoteEntry_FullMethodName        = "/pylee.registry.v1.RegistryService/PromoteEntry"
+	RegistryService_GetEntry_FullMethodName            = "/pylee.registry.v1.RegistryService/GetEntry"
+	RegistryService_ListEntries_FullMethodName         = "/pylee.registry.v1.RegistryService/ListEntries"
+	RegistryService_WatchEntries_FullMethodName        = "/pylee.registry.v1.RegistryService/WatchEntries"
+	RegistryService_RenderOfficial_FullMethodName      = "/pylee.registry.v1.RegistryService/RenderOfficial"
+	RegistryService_ListApprovals_FullMethodName       = "/pylee.registry.v1.RegistryService/ListApprovals"
+	RegistryService_GetApproval_FullMethodName         = "/pylee.registry.v1.RegistryService/GetApproval"
+	RegistryService_Approve_FullMethodName             = "/pylee.registry.v1.RegistryService/Approve"
+	RegistryService_Reject_FullMethodName              = "/pylee.registry.v1.RegistryService/Reject"
+	RegistryService_CancelApproval_FullMethodName      = "/pylee.registry.v1.RegistryService/CancelApproval"
+	RegistryService_PurgeOrganization_FullMethodName   = "/pylee.registry.v1.RegistryService/PurgeOrganization"
 )
 
 // RegistryServiceClient is the client API for RegistryService service.
@@ -84,6 +85,13 @@ type RegistryServiceClient interface {
 	// Sets a version's status (active, deprecated, yanked) with a message.
 	// Nothing else of a version ever changes.
 	SetVersionStatus(ctx context.Context, in *SetVersionStatusRequest, opts ...grpc.CallOption) (*ServerVersion, error)
+	// Records the tools a version's server listed the first time the MCP
+	// gateway served it, for a version published without tools; the
+	// gateway's drift guard compares later listings with them. Recorded
+	// once: a version with published or observed tools is refused
+	// (FAILED_PRECONDITION). Only the gateway's service identity may call
+	// it. Not mapped to REST; GetVersion shows what was recorded.
+	RecordObservedTools(ctx context.Context, in *RecordObservedToolsRequest, opts ...grpc.CallOption) (*ServerVersion, error)
 	// Suggests the next version number from the existing ones.
 	SuggestNextVersion(ctx context.Context, in *SuggestNextVersionRequest, opts ...grpc.CallOption) (*SuggestNextVersionResponse, error)
 	// Lists the tools added, removed and changed between two versions.
@@ -246,6 +254,16 @@ func (c *registryServiceClient) SetVersionStatus(ctx context.Context, in *SetVer
 	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
 	out := new(ServerVersion)
 	err := c.cc.Invoke(ctx, RegistryService_SetVersionStatus_FullMethodName, in, out, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
+func (c *registryServiceClient) RecordObservedTools(ctx context.Context, in *RecordObservedToolsRequest, opts ...grpc.CallOption) (*ServerVersion, error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	out := new(ServerVersion)
+	err := c.cc.Invoke(ctx, RegistryService_RecordObservedTools_FullMethodName, in, out, cOpts...)
 	if err != nil {
 		return nil, err
 	}
@@ -511,6 +529,13 @@ type RegistryServiceServer interface {
 	// Sets a version's status (active, deprecated, yanked) with a message.
 	// Nothing else of a version ever changes.
 	SetVersionStatus(context.Context, *SetVersionStatusRequest) (*ServerVersion, error)
+	// Records the tools a version's server listed the first time the MCP
+	// gateway served it, for a version published without tools; the
+	// gateway's drift guard compares later listings with them. Recorded
+	// once: a version with published or observed tools is refused
+	// (FAILED_PRECONDITION). Only the gateway's service identity may call
+	// it. Not mapped to REST; GetVersion shows what was recorded.
+	RecordObservedTools(context.Context, *RecordObservedToolsRequest) (*ServerVersion, error)
 	// Suggests the next version number from the existing ones.
 	SuggestNextVersion(context.Context, *SuggestNextVersionRequest) (*SuggestNextVersionResponse, error)
 	// Lists the tools added, removed and changed between two versions.
@@ -608,6 +633,9 @@ func (UnimplementedRegistryServiceServer) ListVersions(context.Context, *ListVer
 }
 func (UnimplementedRegistryServiceServer) SetVersionStatus(context.Context, *SetVersionStatusRequest) (*ServerVersion, error) {
 	return nil, status.Error(codes.Unimplemented, "method SetVersionStatus not implemented")
+}
+func (UnimplementedRegistryServiceServer) RecordObservedTools(context.Context, *RecordObservedToolsRequest) (*ServerVersion, error) {
+	return nil, status.Error(codes.Unimplemented, "method RecordObservedTools not implemented")
 }
 func (UnimplementedRegistryServiceServer) SuggestNextVersion(context.Context, *SuggestNextVersionRequest) (*SuggestNextVersionResponse, error) {
 	return nil, status.Error(codes.Unimplemented, "method SuggestNextVersion not implemented")
@@ -872,6 +900,24 @@ func _RegistryService_SetVersionStatus_Handler(srv interface{}, ctx context.Cont
 	}
 	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
 		return srv.(RegistryServiceServer).SetVersionStatus(ctx, req.(*SetVersionStatusRequest))
+	}
+	return interceptor(ctx, in, info, handler)
+}
+
+func _RegistryService_RecordObservedTools_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
+	in := new(RecordObservedToolsRequest)
+	if err := dec(in); err != nil {
+		return nil, err
+	}
+	if interceptor == nil {
+		return srv.(RegistryServiceServer).RecordObservedTools(ctx, in)
+	}
+	info := &grpc.UnaryServerInfo{
+		Server:     srv,
+		FullMethod: RegistryService_RecordObservedTools_FullMethodName,
+	}
+	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
+		return srv.(RegistryServiceServer).RecordObservedTools(ctx, req.(*RecordObservedToolsRequest))
 	}
 	return interceptor(ctx, in, info, handler)
 }
@@ -1311,6 +1357,10 @@ var RegistryService_ServiceDesc = grpc.ServiceDesc{
 		{
 			MethodName: "SetVersionStatus",
 			Handler:    _RegistryService_SetVersionStatus_Handler,
+		},
+		{
+			MethodName: "RecordObservedTools",
+			Handler:    _RegistryService_RecordObservedTools_Handler,
 		},
 		{
 			MethodName: "SuggestNextVersion",

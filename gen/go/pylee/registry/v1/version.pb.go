@@ -108,13 +108,21 @@ type ServerVersion struct {
 	Creator string `protobuf:"bytes,9,opt,name=creator,proto3" json:"creator,omitempty"`
 	// When it was published.
 	CreateTime *timestamppb.Timestamp `protobuf:"bytes,10,opt,name=create_time,json=createTime,proto3" json:"create_time,omitempty"`
-	// When its status last changed.
+	// When its status, or its observed tools, last changed.
 	UpdateTime *timestamppb.Timestamp `protobuf:"bytes,11,opt,name=update_time,json=updateTime,proto3" json:"update_time,omitempty"`
 	// SHA-256 of the stored content (server.json, notes, tools); it never
 	// changes.
-	Digest        string `protobuf:"bytes,12,opt,name=digest,proto3" json:"digest,omitempty"`
-	unknownFields protoimpl.UnknownFields
-	sizeCache     protoimpl.SizeCache
+	Digest string `protobuf:"bytes,12,opt,name=digest,proto3" json:"digest,omitempty"`
+	// For a version published without tools: the tools its server listed
+	// the first time the MCP gateway served it, recorded once. The gateway's
+	// drift guard compares every later listing with them, as with published
+	// tools. Not part of the digest.
+	ObservedTools []*Tool `protobuf:"bytes,13,rep,name=observed_tools,json=observedTools,proto3" json:"observed_tools,omitempty"`
+	// When observed_tools were recorded; unset until then (a server that
+	// listed no tools has this set and no observed_tools).
+	ToolsObservedTime *timestamppb.Timestamp `protobuf:"bytes,14,opt,name=tools_observed_time,json=toolsObservedTime,proto3" json:"tools_observed_time,omitempty"`
+	unknownFields     protoimpl.UnknownFields
+	sizeCache         protoimpl.SizeCache
 }
 
 func (x *ServerVersion) Reset() {
@@ -229,6 +237,20 @@ func (x *ServerVersion) GetDigest() string {
 		return x.Digest
 	}
 	return ""
+}
+
+func (x *ServerVersion) GetObservedTools() []*Tool {
+	if x != nil {
+		return x.ObservedTools
+	}
+	return nil
+}
+
+func (x *ServerVersion) GetToolsObservedTime() *timestamppb.Timestamp {
+	if x != nil {
+		return x.ToolsObservedTime
+	}
+	return nil
 }
 
 // An MCP tool definition, as a server lists it (`tools/list`).
@@ -546,7 +568,7 @@ var File_pylee_registry_v1_version_proto protoreflect.FileDescriptor
 
 const file_pylee_registry_v1_version_proto_rawDesc = "" +
 	"\n" +
-	"\x1fpylee/registry/v1/version.proto\x12\x11pylee.registry.v1\x1a\x1bbuf/validate/validate.proto\x1a\x1fgoogle/api/field_behavior.proto\x1a\x19google/api/resource.proto\x1a\x1cgoogle/protobuf/struct.proto\x1a\x1fgoogle/protobuf/timestamp.proto\"\xfe\x05\n" +
+	"\x1fpylee/registry/v1/version.proto\x12\x11pylee.registry.v1\x1a\x1bbuf/validate/validate.proto\x1a\x1fgoogle/api/field_behavior.proto\x1a\x19google/api/resource.proto\x1a\x1cgoogle/protobuf/struct.proto\x1a\x1fgoogle/protobuf/timestamp.proto\"\x94\a\n" +
 	"\rServerVersion\x12\x17\n" +
 	"\x04name\x18\x01 \x01(\tB\x03\xe0A\bR\x04name\x12\x1d\n" +
 	"\aversion\x18\x02 \x01(\tB\x03\xe0A\x02R\aversion\x128\n" +
@@ -563,7 +585,9 @@ const file_pylee_registry_v1_version_proto_rawDesc = "" +
 	"createTime\x12@\n" +
 	"\vupdate_time\x18\v \x01(\v2\x1a.google.protobuf.TimestampB\x03\xe0A\x03R\n" +
 	"updateTime\x12\x1b\n" +
-	"\x06digest\x18\f \x01(\tB\x03\xe0A\x03R\x06digest\"]\n" +
+	"\x06digest\x18\f \x01(\tB\x03\xe0A\x03R\x06digest\x12C\n" +
+	"\x0eobserved_tools\x18\r \x03(\v2\x17.pylee.registry.v1.ToolB\x03\xe0A\x03R\robservedTools\x12O\n" +
+	"\x13tools_observed_time\x18\x0e \x01(\v2\x1a.google.protobuf.TimestampB\x03\xe0A\x03R\x11toolsObservedTime\"]\n" +
 	"\x06Status\x12\x16\n" +
 	"\x12STATUS_UNSPECIFIED\x10\x00\x12\x11\n" +
 	"\rSTATUS_ACTIVE\x10\x01\x12\x15\n" +
@@ -628,19 +652,21 @@ var file_pylee_registry_v1_version_proto_depIdxs = []int32{
 	0,  // 2: pylee.registry.v1.ServerVersion.status:type_name -> pylee.registry.v1.ServerVersion.Status
 	7,  // 3: pylee.registry.v1.ServerVersion.create_time:type_name -> google.protobuf.Timestamp
 	7,  // 4: pylee.registry.v1.ServerVersion.update_time:type_name -> google.protobuf.Timestamp
-	6,  // 5: pylee.registry.v1.Tool.input_schema:type_name -> google.protobuf.Struct
-	6,  // 6: pylee.registry.v1.Tool.output_schema:type_name -> google.protobuf.Struct
-	3,  // 7: pylee.registry.v1.Tool.annotations:type_name -> pylee.registry.v1.ToolAnnotations
-	2,  // 8: pylee.registry.v1.ToolDiff.added:type_name -> pylee.registry.v1.Tool
-	2,  // 9: pylee.registry.v1.ToolDiff.removed:type_name -> pylee.registry.v1.Tool
-	5,  // 10: pylee.registry.v1.ToolDiff.changed:type_name -> pylee.registry.v1.ToolChange
-	2,  // 11: pylee.registry.v1.ToolChange.base:type_name -> pylee.registry.v1.Tool
-	2,  // 12: pylee.registry.v1.ToolChange.target:type_name -> pylee.registry.v1.Tool
-	13, // [13:13] is the sub-list for method output_type
-	13, // [13:13] is the sub-list for method input_type
-	13, // [13:13] is the sub-list for extension type_name
-	13, // [13:13] is the sub-list for extension extendee
-	0,  // [0:13] is the sub-list for field type_name
+	2,  // 5: pylee.registry.v1.ServerVersion.observed_tools:type_name -> pylee.registry.v1.Tool
+	7,  // 6: pylee.registry.v1.ServerVersion.tools_observed_time:type_name -> google.protobuf.Timestamp
+	6,  // 7: pylee.registry.v1.Tool.input_schema:type_name -> google.protobuf.Struct
+	6,  // 8: pylee.registry.v1.Tool.output_schema:type_name -> google.protobuf.Struct
+	3,  // 9: pylee.registry.v1.Tool.annotations:type_name -> pylee.registry.v1.ToolAnnotations
+	2,  // 10: pylee.registry.v1.ToolDiff.added:type_name -> pylee.registry.v1.Tool
+	2,  // 11: pylee.registry.v1.ToolDiff.removed:type_name -> pylee.registry.v1.Tool
+	5,  // 12: pylee.registry.v1.ToolDiff.changed:type_name -> pylee.registry.v1.ToolChange
+	2,  // 13: pylee.registry.v1.ToolChange.base:type_name -> pylee.registry.v1.Tool
+	2,  // 14: pylee.registry.v1.ToolChange.target:type_name -> pylee.registry.v1.Tool
+	15, // [15:15] is the sub-list for method output_type
+	15, // [15:15] is the sub-list for method input_type
+	15, // [15:15] is the sub-list for extension type_name
+	15, // [15:15] is the sub-list for extension extendee
+	0,  // [0:15] is the sub-list for field type_name
 }
 
 func init() { file_pylee_registry_v1_version_proto_init() }

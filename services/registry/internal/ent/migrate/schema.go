@@ -196,6 +196,8 @@ var (
 		{Name: "status_message", Type: field.TypeString, Default: ""},
 		{Name: "create_time", Type: field.TypeTime},
 		{Name: "update_time", Type: field.TypeTime},
+		{Name: "observed_tools", Type: field.TypeString, Size: 2147483647, Default: "[]"},
+		{Name: "tools_observed_time", Type: field.TypeTime, Nullable: true},
 	}
 	// VersionsTable holds the schema information for the "versions" table.
 	VersionsTable = &schema.Table{

@@ -63,6 +63,11 @@ func (Version) Fields() []ent.Field {
 		field.String("status_message").Default(""),
 		field.Time("create_time").Immutable(),
 		field.Time("update_time"),
+		// observed_tools: for a version published without tools, the tools
+		// its server first listed through the gateway, recorded once
+		// (tools_observed_time set); not part of the digest.
+		field.Text("observed_tools").Default("[]"),
+		field.Time("tools_observed_time").Optional().Nillable(),
 	}
 }
 

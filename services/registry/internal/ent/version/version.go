@@ -39,6 +39,10 @@ const (
 	FieldCreateTime = "create_time"
 	// FieldUpdateTime holds the string denoting the update_time field in the database.
 	FieldUpdateTime = "update_time"
+	// FieldObservedTools holds the string denoting the observed_tools field in the database.
+	FieldObservedTools = "observed_tools"
+	// FieldToolsObservedTime holds the string denoting the tools_observed_time field in the database.
+	FieldToolsObservedTime = "tools_observed_time"
 	// Table holds the table name of the version in the database.
 	Table = "versions"
 )
@@ -60,6 +64,8 @@ var Columns = []string{
 	FieldStatusMessage,
 	FieldCreateTime,
 	FieldUpdateTime,
+	FieldObservedTools,
+	FieldToolsObservedTime,
 }
 
 // ValidColumn reports if the column name is valid (part of the table columns).
@@ -81,6 +87,8 @@ var (
 	DefaultStatus string
 	// DefaultStatusMessage holds the default value on creation for the "status_message" field.
 	DefaultStatusMessage string
+	// DefaultObservedTools holds the default value on creation for the "observed_tools" field.
+	DefaultObservedTools string
 )
 
 // OrderOption defines the ordering options for the Version queries.
@@ -159,4 +167,14 @@ func ByCreateTime(opts ...sql.OrderTermOption) OrderOption {
 // ByUpdateTime orders the results by the update_time field.
 func ByUpdateTime(opts ...sql.OrderTermOption) OrderOption {
 	return sql.OrderByField(FieldUpdateTime, opts...).ToFunc()
+}
+
+// ByObservedTools orders the results by the observed_tools field.
+func ByObservedTools(opts ...sql.OrderTermOption) OrderOption {
+	return sql.OrderByField(FieldObservedTools, opts...).ToFunc()
+}
+
+// ByToolsObservedTime orders the results by the tools_observed_time field.
+func ByToolsObservedTime(opts ...sql.OrderTermOption) OrderOption {
+	return sql.OrderByField(FieldToolsObservedTime, opts...).ToFunc()
 }

@@ -134,6 +134,16 @@ func UpdateTime(v time.Time) predicate.Version {
 	return predicate.Version(sql.FieldEQ(FieldUpdateTime, v))
 }
 
+// ObservedTools applies equality check predicate on the "observed_tools" field. It's identical to ObservedToolsEQ.
+func ObservedTools(v string) predicate.Version {
+	return predicate.Version(sql.FieldEQ(FieldObservedTools, v))
+}
+
+// ToolsObservedTime applies equality check predicate on the "tools_observed_time" field. It's identical to ToolsObservedTimeEQ.
+func ToolsObservedTime(v time.Time) predicate.Version {
+	return predicate.Version(sql.FieldEQ(FieldToolsObservedTime, v))
+}
+
 // OrganizationEQ applies the EQ predicate on the "organization" field.
 func OrganizationEQ(v string) predicate.Version {
 	return predicate.Version(sql.FieldEQ(FieldOrganization, v))
@@ -937,6 +947,121 @@ func UpdateTimeLT(v time.Time) predicate.Version {
 // UpdateTimeLTE applies the LTE predicate on the "update_time" field.
 func UpdateTimeLTE(v time.Time) predicate.Version {
 	return predicate.Version(sql.FieldLTE(FieldUpdateTime, v))
+}
+
+// ObservedToolsEQ applies the EQ predicate on the "observed_tools" field.
+func ObservedToolsEQ(v string) predicate.Version {
+	return predicate.Version(sql.FieldEQ(FieldObservedTools, v))
+}
+
+// ObservedToolsNEQ applies the NEQ predicate on the "observed_tools" field.
+func ObservedToolsNEQ(v string) predicate.Version {
+	return predicate.Version(sql.FieldNEQ(FieldObservedTools, v))
+}
+
+// ObservedToolsIn applies the In predicate on the "observed_tools" field.
+func ObservedToolsIn(vs ...string) predicate.Version {
+	return predicate.Version(sql.FieldIn(FieldObservedTools, vs...))
+}
+
+// ObservedToolsNotIn applies the NotIn predicate on the "observed_tools" field.
+func ObservedToolsNotIn(vs ...string) predicate.Version {
+	return predicate.Version(sql.FieldNotIn(FieldObservedTools, vs...))
+}
+
+// ObservedToolsGT applies the GT predicate on the "observed_tools" field.
+func ObservedToolsGT(v string) predicate.Version {
+	return predicate.Version(sql.FieldGT(FieldObservedTools, v))
+}
+
+// ObservedToolsGTE applies the GTE predicate on the "observed_tools" field.
+func ObservedToolsGTE(v string) predicate.Version {
+	return predicate.Version(sql.FieldGTE(FieldObservedTools, v))
+}
+
+// ObservedToolsLT applies the LT predicate on the "observed_tools" field.
+func ObservedToolsLT(v string) predicate.Version {
+	return predicate.Version(sql.FieldLT(FieldObservedTools, v))
+}
+
+// ObservedToolsLTE applies the LTE predicate on the "observed_tools" field.
+func ObservedToolsLTE(v string) predicate.Version {
+	return predicate.Version(sql.FieldLTE(FieldObservedTools, v))
+}
+
+// ObservedToolsContains applies the Contains predicate on the "observed_tools" field.
+func ObservedToolsContains(v string) predicate.Version {
+	return predicate.Version(sql.FieldContains(FieldObservedTools, v))
+}
+
+// ObservedToolsHasPrefix applies the HasPrefix predicate on the "observed_tools" field.
+func ObservedToolsHasPrefix(v string) predicate.Version {
+	return predicate.Version(sql.FieldHasPrefix(FieldObservedTools, v))
+}
+
+// ObservedToolsHasSuffix applies the HasSuffix predicate on the "observed_tools" field.
+func ObservedToolsHasSuffix(v string) predicate.Version {
+	return predicate.Version(sql.FieldHasSuffix(FieldObservedTools, v))
+}
+
+// ObservedToolsEqualFold applies the EqualFold predicate on the "observed_tools" field.
+func ObservedToolsEqualFold(v string) predicate.Version {
+	return predicate.Version(sql.FieldEqualFold(FieldObservedTools, v))
+}
+
+// ObservedToolsContainsFold applies the ContainsFold predicate on the "observed_tools" field.
+func ObservedToolsContainsFold(v string) predicate.Version {
+	return predicate.Version(sql.FieldContainsFold(FieldObservedTools, v))
+}
+
+// ToolsObservedTimeEQ applies the EQ predicate on the "tools_observed_time" field.
+func ToolsObservedTimeEQ(v time.Time) predicate.Version {
+	return predicate.Version(sql.FieldEQ(FieldToolsObservedTime, v))
+}
+
+// ToolsObservedTimeNEQ applies the NEQ predicate on the "tools_observed_time" field.
+func ToolsObservedTimeNEQ(v time.Time) predicate.Version {
+	return predicate.Version(sql.FieldNEQ(FieldToolsObservedTime, v))
+}
+
+// ToolsObservedTimeIn applies the In predicate on the "tools_observed_time" field.
+func ToolsObservedTimeIn(vs ...time.Time) predicate.Version {
+	return predicate.Version(sql.FieldIn(FieldToolsObservedTime, vs...))
+}
+
+// ToolsObservedTimeNotIn applies the NotIn predicate on the "tools_observed_time" field.
+func ToolsObservedTimeNotIn(vs ...time.Time) predicate.Version {
+	return predicate.Version(sql.FieldNotIn(FieldToolsObservedTime, vs...))
+}
+
+// ToolsObservedTimeGT applies the GT predicate on the "tools_observed_time" field.
+func ToolsObservedTimeGT(v time.Time) predicate.Version {
+	return predicate.Version(sql.FieldGT(FieldToolsObservedTime, v))
+}
+
+// ToolsObservedTimeGTE applies the GTE predicate on the "tools_observed_time" field.
+func ToolsObservedTimeGTE(v time.Time) predicate.Version {
+	return predicate.Version(sql.FieldGTE(FieldToolsObservedTime, v))
+}
+
+// ToolsObservedTimeLT applies the LT predicate on the "tools_observed_time" field.
+func ToolsObservedTimeLT(v time.Time) predicate.Version {
+	return predicate.Version(sql.FieldLT(FieldToolsObservedTime, v))
+}
+
+// ToolsObservedTimeLTE applies the LTE predicate on the "tools_observed_time" field.
+func ToolsObservedTimeLTE(v time.Time) predicate.Version {
+	return predicate.Version(sql.FieldLTE(FieldToolsObservedTime, v))
+}
+
+// ToolsObservedTimeIsNil applies the IsNil predicate on the "tools_observed_time" field.
+func ToolsObservedTimeIsNil() predicate.Version {
+	return predicate.Version(sql.FieldIsNull(FieldToolsObservedTime))
+}
+
+// ToolsObservedTimeNotNil applies the NotNil predicate on the "tools_observed_time" field.
+func ToolsObservedTimeNotNil() predicate.Version {
+	return predicate.Version(sql.FieldNotNull(FieldToolsObservedTime))
 }
 
 // And groups predicates with the AND operator between them.
