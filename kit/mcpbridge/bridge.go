@@ -18,6 +18,7 @@ import (
 	"strings"
 	"sync"
 	"sync/atomic"
+	"time"
 
 	"github.com/modelcontextprotocol/go-sdk/jsonrpc"
 	"github.com/modelcontextprotocol/go-sdk/mcp"
@@ -88,18 +89,23 @@ func (b *Bridge) replace(ctx context.Context, broken *mcp.ClientSession) (*mcp.C
 type progressTarget struct {
 	session *mcp.ServerSession
 	token   any
+	// ctx is the client request's: a notification sent with it goes on
+	// that request's own stream (as the spec asks), not the session's
+	// GET stream, which a client need not open.
+	ctx context.Context
 }
 
 // New returns a bridge whose HTTP endpoint serves only requests guard
-// accepts (nil: all). It serves ErrNoUpstream until Attach.
-func New(guard func(*http.Request) error) *Bridge {
+// accepts (nil: all), ending sessions unused for idle (0: never). It
+// serves ErrNoUpstream until Attach.
+func New(guard func(*http.Request) error, idle time.Duration) *Bridge {
 	b := &Bridge{guard: guard}
 	b.srv = b.newServer(nil)
 	b.handler = mcp.NewStreamableHTTPHandler(func(*http.Request) *mcp.Server {
 		b.mu.RLock()
 		defer b.mu.RUnlock()
 		return b.srv
-	}, &mcp.StreamableHTTPOptions{})
+	}, &mcp.StreamableHTTPOptions{SessionTimeout: idle})
 	return b
 }
 
@@ -300,7 +306,7 @@ func (b *Bridge) send(next mcp.MethodHandler) func(ctx context.Context, method s
 			}
 			if tok := p.GetProgressToken(); tok != nil {
 				id := strconv.FormatUint(b.next.Add(1), 10)
-				b.progress.Store(id, progressTarget{session: sessionOf(req), token: tok})
+				b.progress.Store(id, progressTarget{session: sessionOf(req), token: tok, ctx: ctx})
 				defer b.progress.Delete(id)
 				out.Meta = copyMeta(p.Meta)
 				out.SetProgressToken(id)
@@ -356,5 +362,5 @@ func (b *Bridge) onProgress(ctx context.Context, req *mcp.ProgressNotificationCl
 	}
 	p := *req.Params
 	p.ProgressToken = t.token
-	_ = t.session.NotifyProgress(ctx, &p)
+	_ = t.session.NotifyProgress(t.ctx, &p)
 }

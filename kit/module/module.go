@@ -132,6 +132,13 @@ type Settings struct {
 	// MCPListPoll is how often an aggregated MCP session's stream checks
 	// what its caller may use, to send list_changed (0: 5 s).
 	MCPListPoll time.Duration
+	// MCPWriteStall bounds how long a write to an MCP client may block
+	// before the client is cut off (0: 30 s).
+	MCPWriteStall time.Duration
+	// MCPSessionIdle ends MCP sessions unused this long, in the deploy
+	// service's bridges, and stops counting them against sessions per
+	// caller in the gateway (0: 30 min).
+	MCPSessionIdle time.Duration
 }
 
 // DeploySettings configure the deploy service.

@@ -57,7 +57,7 @@ func initModule(ctx context.Context, p module.Process) error {
 		grpcSecrets{client: secretsv1.NewSecretsServiceClient(secConn), token: token},
 		runtime.Local(set.AllowCommand, set.DockerHost, ownerID(p.DatabaseURL(Target))), st,
 		Options{WarmFor: set.WarmFor, UserIdle: set.UserIdle, Discover: set.Discover,
-			Instance: instance.Options{HealthInterval: set.HealthInterval}}, p.Log())
+			Instance: instance.Options{HealthInterval: set.HealthInterval, SessionIdle: p.Settings().MCPSessionIdle}}, p.Log())
 	c.GuardInstances(GatewayOnly(p.Authenticators()))
 	if err := c.RegisterMetrics(p.Server().Registry()); err != nil {
 		return err

@@ -69,6 +69,13 @@ type MCPConfig struct {
 	// AggregatePoll is how often an aggregated session's stream checks
 	// what the caller may use, for list_changed (default 5 s).
 	AggregatePoll time.Duration
+	// WriteStall bounds how long a write to a client may block: a client
+	// that stops reading its stream longer is cut off (0: 30 s).
+	WriteStall time.Duration
+	// SessionIdle is how long an unused session counts against its
+	// caller's sessions_per_caller (0: 30 min; the deploy service's
+	// bridges end such sessions after the same time).
+	SessionIdle time.Duration
 }
 
 // ResourceAuthenticator authenticates a JWT whose audience must include
@@ -94,6 +101,9 @@ type MCP struct {
 	// observed remembers, briefly, versions without tools whose upstream
 	// could not be listed or whose listing could not be recorded.
 	observed cache[string, struct{}]
+	// rates and sessions enforce the registries' McpLimits.
+	rates    limiters
+	sessions *sessionTable
 	outcomes *outcomes
 	guard    guard
 	metrics  *mcpMetrics
@@ -118,6 +128,12 @@ func NewMCP(cfg MCPConfig, authn auth.Authenticator, authz auth.Authorizer, depl
 	if cfg.MaxSessionAge <= 0 {
 		cfg.MaxSessionAge = 24 * time.Hour
 	}
+	if cfg.SessionIdle <= 0 {
+		cfg.SessionIdle = 30 * time.Minute
+	}
+	if cfg.WriteStall <= 0 {
+		cfg.WriteStall = 30 * time.Second
+	}
 	if cfg.AggregatePoll <= 0 {
 		cfg.AggregatePoll = 5 * time.Second
 	}
@@ -130,6 +146,7 @@ func NewMCP(cfg MCPConfig, authn auth.Authenticator, authz auth.Authorizer, depl
 		registrySettings: newCache[string, *registryv1.RegistrySettings](2*time.Second, 10000),
 		agg:              newAggregator(),
 		observed:         newCache[string, struct{}](10*time.Second, 10000),
+		sessions:         &sessionTable{idle: cfg.SessionIdle},
 	}
 	m.outcomes = newOutcomes(m)
 	if m.metrics, err = newMCPMetrics(reg); err != nil {
@@ -334,6 +351,11 @@ func (m *MCP) authenticate(r *http.Request, resource string) (auth.Principal, er
 
 // rpcError writes a JSON-RPC error answer with HTTP 200.
 func rpcError(w http.ResponseWriter, id jsonrpc.ID, code int64, msg string) {
+	writeRPCError(w, http.StatusOK, id, code, msg)
+}
+
+// writeRPCError writes a JSON-RPC error answer with an HTTP status.
+func writeRPCError(w http.ResponseWriter, status int, id jsonrpc.ID, code int64, msg string) {
 	resp := &jsonrpc.Response{ID: id, Error: &jsonrpc.Error{Code: code, Message: msg}}
 	b, err := jsonrpc.EncodeMessage(resp)
 	if err != nil {
@@ -341,6 +363,7 @@ func rpcError(w http.ResponseWriter, id jsonrpc.ID, code int64, msg string) {
 		return
 	}
 	w.Header().Set("Content-Type", "application/json")
+	w.WriteHeader(status)
 	_, _ = w.Write(b)
 }
 
@@ -349,9 +372,14 @@ const maxMessageBytes = 4 << 20
 
 // post handles one client message.
 func (m *MCP) post(ctx context.Context, w http.ResponseWriter, r *http.Request, t target, p auth.Principal, sess *session) {
-	body, err := io.ReadAll(http.MaxBytesReader(w, r.Body, maxMessageBytes))
+	lim := m.limits(ctx, t)
+	maxBytes := min(int64(lim.GetMaxRequestBytes()), maxMessageBytes)
+	if maxBytes <= 0 {
+		maxBytes = maxMessageBytes
+	}
+	body, err := io.ReadAll(http.MaxBytesReader(w, r.Body, maxBytes))
 	if err != nil {
-		http.Error(w, "the message is larger than 4 MiB", http.StatusRequestEntityTooLarge)
+		http.Error(w, fmt.Sprintf("the message is larger than the registry's max_request_bytes (%d)", maxBytes), http.StatusRequestEntityTooLarge)
 		return
 	}
 	if !utf8.Valid(body) {
@@ -390,6 +418,15 @@ func (m *MCP) post(ctx context.Context, w http.ResponseWriter, r *http.Request, 
 			m.recordCall(ctx, t, p, call, outcomeRefused, 0, refusal)
 			return
 		}
+		if m.overRate(ctx, w, t, p, lim, req.ID, call) {
+			return
+		}
+		if req.Method == "initialize" && m.tooManySessions(w, t, p, lim, req.ID) {
+			return
+		}
+	}
+	if sess != nil {
+		m.sessions.touch(t.deployment()+"\x00"+p.Name, r.Header.Get("Mcp-Session-Id"), time.Now())
 	}
 	version := ""
 	if sess != nil {
@@ -434,6 +471,9 @@ func (m *MCP) post(ctx context.Context, w http.ResponseWriter, r *http.Request, 
 		return
 	}
 	m.upstreamHeaders(out, r, up, sess)
+	if call != nil {
+		call.abandon = func() { m.cancelUpstream(out, call.id) }
+	}
 	resp, err := m.client.Do(out)
 	if err != nil {
 		m.upstreams.drop(upstreamKey{t.deployment(), userOf(p), version})
@@ -456,8 +496,45 @@ func (m *MCP) post(ctx context.Context, w http.ResponseWriter, r *http.Request, 
 			return
 		}
 		w.Header().Set("Mcp-Session-Id", id)
+		m.sessions.touch(t.deployment()+"\x00"+p.Name, id, time.Now())
 	}
 	m.relay(ctx, w, resp, t, p, call)
+}
+
+// cancelUpstream sends the upstream notifications/cancelled for request
+// id, which went out as sent: the gateway cut its client off (it stopped
+// reading), so nobody will take the answer, and a disconnection alone is
+// not a cancellation to an MCP server.
+func (m *MCP) cancelUpstream(sent *http.Request, id jsonrpc.ID) {
+	if !id.IsValid() {
+		return
+	}
+	params, err := json.Marshal(map[string]any{"requestId": id.Raw(), "reason": "the client stopped reading its stream"})
+	if err != nil {
+		return
+	}
+	b, err := jsonrpc.EncodeMessage(&jsonrpc.Request{Method: "notifications/cancelled", Params: params})
+	if err != nil {
+		return
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	out, err := http.NewRequestWithContext(ctx, http.MethodPost, sent.URL.String(), bytes.NewReader(b))
+	if err != nil {
+		return
+	}
+	out.Header = sent.Header.Clone()
+	out.Header.Del("Last-Event-ID")
+	out.Header.Del("Mcp-Name")
+	if out.Header.Get("Mcp-Method") != "" {
+		out.Header.Set("Mcp-Method", "notifications/cancelled")
+	}
+	resp, err := m.client.Do(out)
+	if err != nil {
+		return
+	}
+	_, _ = io.Copy(io.Discard, io.LimitReader(resp.Body, 1<<16))
+	resp.Body.Close()
 }
 
 // checkHeaders checks the 2026-07-28 headers against the body.
@@ -565,6 +642,12 @@ func (m *MCP) forwardStream(ctx context.Context, w http.ResponseWriter, r *http.
 		return
 	}
 	m.upstreamHeaders(out, r, up, sess)
+	owner := t.deployment() + "\x00" + p.Name
+	if r.Method == http.MethodDelete {
+		m.sessions.end(owner, r.Header.Get("Mcp-Session-Id"))
+	} else {
+		m.sessions.touch(owner, r.Header.Get("Mcp-Session-Id"), time.Now())
+	}
 	resp, err := m.client.Do(out)
 	if err != nil {
 		http.Error(w, "the server could not be reached", http.StatusBadGateway)

@@ -260,7 +260,7 @@ func (m *MCP) aggregatePost(ctx context.Context, w http.ResponseWriter, r *http.
 	}
 	switch req.Method {
 	case "ping", "logging/setLevel":
-		writeResult(w, req.ID, map[string]any{})
+		m.writeResult(w, req.ID, map[string]any{})
 	case "tools/list":
 		m.aggregateList(ctx, w, reg, p, sess, key, req, "tools")
 	case "prompts/list":
@@ -278,7 +278,7 @@ func (m *MCP) aggregatePost(ctx context.Context, w http.ResponseWriter, r *http.
 	}
 }
 
-func writeResult(w http.ResponseWriter, id jsonrpc.ID, result any) {
+func (m *MCP) writeResult(w http.ResponseWriter, id jsonrpc.ID, result any) {
 	raw, err := json.Marshal(result)
 	if err != nil {
 		http.Error(w, "internal error", http.StatusInternalServerError)
@@ -290,7 +290,9 @@ func writeResult(w http.ResponseWriter, id jsonrpc.ID, result any) {
 		return
 	}
 	w.Header().Set("Content-Type", "application/json")
-	_, _ = w.Write(b)
+	sw := m.streamTo(w) // a union of listings may be large
+	_, _ = sw.Write(b)
+	sw.done()
 }
 
 // aggregateInitialize answers initialize: the gateway is the server; the
@@ -323,7 +325,7 @@ func (m *MCP) aggregateInitialize(ctx context.Context, w http.ResponseWriter, re
 		return
 	}
 	w.Header().Set("Mcp-Session-Id", id)
-	writeResult(w, req.ID, map[string]any{
+	m.writeResult(w, req.ID, map[string]any{
 		"protocolVersion": protocol,
 		"capabilities": map[string]any{
 			"tools": map[string]any{"listChanged": true}, "prompts": map[string]any{"listChanged": true},
@@ -421,7 +423,7 @@ func (m *MCP) aggregateList(ctx context.Context, w http.ResponseWriter, reg targ
 		rpcError(w, req.ID, codeUnavailable, "the list could not be made; retry")
 		return
 	}
-	writeResult(w, req.ID, map[string]any{kind: items})
+	m.writeResult(w, req.ID, map[string]any{kind: items})
 }
 
 // aggregateItems lists kind across the caller's servers, renamed, with
@@ -841,6 +843,10 @@ func (m *MCP) aggregateRoute(ctx context.Context, w http.ResponseWriter, r *http
 			return
 		}
 	}
+	// The registry's rate limits, as on the server's own URL.
+	if m.overRate(ctx, w, t, p, m.limits(ctx, t), req.ID, call) {
+		return
+	}
 	upSess, upProtocol, err := m.upstreamSession(ctx, sv, sess, key)
 	if err != nil {
 		m.outcomes.add(t.deployment(), call.version, outcomeTransport, call)
@@ -863,6 +869,7 @@ func (m *MCP) aggregateRoute(ctx context.Context, w http.ResponseWriter, r *http
 	in.Header.Del("Mcp-Name")
 	in.Header.Del("Mcp-Method")
 	m.upstreamHeaders(out, in, up, &session{Upstream: upSess})
+	call.abandon = func() { m.cancelUpstream(out, call.id) }
 	resp, err := m.client.Do(out)
 	if err != nil {
 		m.upstreams.drop(upstreamKey{t.deployment(), userOf(p), sv.version})
@@ -944,14 +951,13 @@ func (m *MCP) aggregateCancel(ctx context.Context, reg target, p auth.Principal,
 // notifications when what the caller may use changes (an entry, a
 // binding, an upstream's tools), checked every AggregatePoll.
 func (m *MCP) aggregateStream(ctx context.Context, w http.ResponseWriter, reg target, p auth.Principal, sess *aggSession, key string) {
-	flusher, _ := w.(http.Flusher)
 	w.Header().Set("Content-Type", "text/event-stream")
 	w.Header().Set("Cache-Control", "no-cache")
 	w.Header().Set("X-Accel-Buffering", "no")
 	w.WriteHeader(http.StatusOK)
-	if flusher != nil {
-		flusher.Flush()
-	}
+	sw := m.streamTo(w)
+	defer sw.done()
+	sw.Flush()
 	kinds := []string{"tools", "prompts", "resources"}
 	notification := map[string]string{"tools": "notifications/tools/list_changed", "prompts": "notifications/prompts/list_changed",
 		"resources": "notifications/resources/list_changed"}
@@ -986,7 +992,7 @@ func (m *MCP) aggregateStream(ctx context.Context, w http.ResponseWriter, reg ta
 				last[k] = f
 				changed = true
 				b, _ := jsonrpc.EncodeMessage(&jsonrpc.Request{Method: notification[k]})
-				if _, err := fmt.Fprintf(w, "event: message\ndata: %s\n\n", b); err != nil {
+				if _, err := fmt.Fprintf(sw, "event: message\ndata: %s\n\n", b); err != nil {
 					return
 				}
 			}
@@ -994,13 +1000,13 @@ func (m *MCP) aggregateStream(ctx context.Context, w http.ResponseWriter, reg ta
 		idle++
 		if !changed && idle*int(m.cfg.AggregatePoll) >= int(15*time.Second) {
 			// A comment keeps proxies from closing an idle stream.
-			if _, err := io.WriteString(w, ": keep-alive\n\n"); err != nil {
+			if _, err := io.WriteString(sw, ": keep-alive\n\n"); err != nil {
 				return
 			}
 			idle = 0
 		}
-		if flusher != nil {
-			flusher.Flush()
+		if sw.Flush(); sw.err != nil {
+			return
 		}
 	}
 }

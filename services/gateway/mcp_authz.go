@@ -29,6 +29,9 @@ type callInfo struct {
 	// noEventIDs drops the upstream's event ids and retry hints from the
 	// relayed stream (a resumption could not reach the same upstream).
 	noEventIDs bool
+	// abandon tells the upstream nobody waits for the answer any more
+	// (set once the request went upstream).
+	abandon func()
 }
 
 // Permissions of MCP methods beyond tools: resources, prompts and

@@ -35,11 +35,10 @@ func (m *MCP) relay(ctx context.Context, w http.ResponseWriter, resp *http.Respo
 		w.Header().Set("Cache-Control", "no-cache")
 		w.Header().Set("X-Accel-Buffering", "no")
 		w.WriteHeader(resp.StatusCode)
-		flusher, _ := w.(http.Flusher)
-		if flusher != nil {
-			flusher.Flush()
-		}
-		m.relayEvents(ctx, w, flusher, resp.Body, t, p, call)
+		sw := m.streamTo(w)
+		defer sw.done()
+		sw.Flush()
+		m.relayEvents(ctx, sw, resp.Body, t, p, call)
 	case strings.HasPrefix(ct, "application/json"):
 		body, err := io.ReadAll(io.LimitReader(resp.Body, maxResponseBytes))
 		if err != nil {
@@ -54,7 +53,9 @@ func (m *MCP) relay(ctx context.Context, w http.ResponseWriter, resp *http.Respo
 		}
 		w.Header().Set("Content-Type", ct)
 		w.WriteHeader(resp.StatusCode)
-		_, _ = w.Write(body)
+		sw := m.streamTo(w)
+		_, _ = sw.Write(body)
+		sw.done()
 	default:
 		if ct != "" {
 			w.Header().Set("Content-Type", ct)
@@ -67,8 +68,9 @@ func (m *MCP) relay(ctx context.Context, w http.ResponseWriter, resp *http.Respo
 	}
 }
 
-// relayEvents copies server-sent events, flushing each.
-func (m *MCP) relayEvents(ctx context.Context, w io.Writer, f http.Flusher, body io.Reader, t target, p auth.Principal, call *callInfo) {
+// relayEvents copies server-sent events, flushing each, until the
+// upstream's stream ends or the client stops taking them.
+func (m *MCP) relayEvents(ctx context.Context, w *streamWriter, body io.Reader, t target, p auth.Principal, call *callInfo) {
 	br := readers.Get().(*bufio.Reader)
 	br.Reset(body)
 	defer func() { br.Reset(nil); readers.Put(br) }()
@@ -93,8 +95,19 @@ func (m *MCP) relayEvents(ctx context.Context, w io.Writer, f http.Flusher, body
 				}
 				_, _ = w.Write(out)
 				_, _ = w.Write([]byte("\n"))
-				if f != nil {
-					f.Flush()
+				w.Flush()
+				if w.err != nil {
+					// The client is gone or stopped reading (cut off after
+					// the write stall): the stream ends here. Not the
+					// server's failure, so not counted against its version.
+					m.log.Sugar().Debugw("client stream ended", "deployment", t.deployment(), "error", w.err)
+					if call != nil && !answered {
+						m.recordCall(ctx, t, p, call, outcomeTransport, 0, "the client stopped reading its stream")
+						if call.abandon != nil {
+							call.abandon()
+						}
+					}
+					return
 				}
 				ev.Reset()
 				data = data[:0]
@@ -119,9 +132,7 @@ func (m *MCP) relayEvents(ctx context.Context, w io.Writer, f http.Flusher, body
 		if err != nil {
 			if ev.Len() > 0 {
 				_, _ = w.Write(ev.Bytes())
-				if f != nil {
-					f.Flush()
-				}
+				w.Flush()
 			}
 			if call != nil && !answered {
 				m.outcomes.add(t.deployment(), call.version, outcomeTransport, call)
@@ -129,6 +140,56 @@ func (m *MCP) relayEvents(ctx context.Context, w io.Writer, f http.Flusher, body
 			}
 			return
 		}
+	}
+}
+
+// streamWriter writes to a client with each write and flush bounded by
+// the write stall (MCPConfig.WriteStall): a client that stops reading is
+// cut off by the deadline instead of holding its stream, the upstream's
+// and a goroutine for ever. After the first failure every write fails.
+type streamWriter struct {
+	w     http.ResponseWriter
+	rc    *http.ResponseController
+	stall time.Duration
+	err   error
+}
+
+func (m *MCP) streamTo(w http.ResponseWriter) *streamWriter {
+	return &streamWriter{w: w, rc: http.NewResponseController(w), stall: m.cfg.WriteStall}
+}
+
+func (s *streamWriter) arm() {
+	if s.stall > 0 {
+		_ = s.rc.SetWriteDeadline(time.Now().Add(s.stall))
+	}
+}
+
+func (s *streamWriter) Write(p []byte) (int, error) {
+	if s.err != nil {
+		return 0, s.err
+	}
+	s.arm()
+	n, err := s.w.Write(p)
+	s.err = err
+	return n, err
+}
+
+// Flush sends what is buffered.
+func (s *streamWriter) Flush() {
+	if s.err != nil {
+		return
+	}
+	s.arm()
+	if err := s.rc.Flush(); err != nil && !errors.Is(err, http.ErrNotSupported) {
+		s.err = err
+	}
+}
+
+// done lifts the deadline, so that the next request on a kept-alive
+// connection is not cut by this one's.
+func (s *streamWriter) done() {
+	if s.stall > 0 && s.err == nil {
+		_ = s.rc.SetWriteDeadline(time.Time{})
 	}
 }
 
@@ -300,6 +361,7 @@ type mcpMetrics struct {
 	calls   *prometheus.CounterVec
 	latency *prometheus.HistogramVec
 	drift   *prometheus.CounterVec
+	limited *prometheus.CounterVec
 }
 
 func newMCPMetrics(reg prometheus.Registerer) (*mcpMetrics, error) {
@@ -312,9 +374,11 @@ func newMCPMetrics(reg prometheus.Registerer) (*mcpMetrics, error) {
 			[]string{"method"}),
 		drift: prometheus.NewCounterVec(prometheus.CounterOpts{Name: "pylee_mcp_tool_drift_total",
 			Help: "Tools seen to differ from the pinned version (hidden, not callable), by registry and server."}, []string{"registry", "server"}),
+		limited: prometheus.NewCounterVec(prometheus.CounterOpts{Name: "pylee_mcp_limited_total",
+			Help: "MCP requests answered 429 by a registry's limits, by registry, server and limit."}, []string{"registry", "server", "limit"}),
 	}
 	if reg != nil {
-		for _, c := range []prometheus.Collector{m.calls, m.latency, m.drift} {
+		for _, c := range []prometheus.Collector{m.calls, m.latency, m.drift, m.limited} {
 			if err := reg.Register(c); err != nil {
 				return nil, err
 			}

@@ -63,7 +63,8 @@ func initMCP(p module.Process) error {
 	if err != nil {
 		return err
 	}
-	cfg := MCPConfig{SessionKey: p.PageTokens().DeriveKey("mcp session id"), Token: p.ServiceToken(), AggregatePoll: p.Settings().MCPListPoll}
+	cfg := MCPConfig{SessionKey: p.PageTokens().DeriveKey("mcp session id"), Token: p.ServiceToken(), AggregatePoll: p.Settings().MCPListPoll,
+		WriteStall: p.Settings().MCPWriteStall, SessionIdle: p.Settings().MCPSessionIdle}
 	if o, ok := p.Settings().InstallationOIDC.(ResourceAuthenticator); ok {
 		cfg.ResourceTokens = o
 		cfg.Issuer = p.Settings().OIDC.Issuer

@@ -32,7 +32,7 @@ var (
 
 // registryFields are the updatable fields of a registry.
 var registryFields = []string{"description", "parent", "auto_upgrade", "approval_required", "min_approvals", "owner_teams",
-	"namespaces", "tool_policy", "rollout_policy", "deployments_enabled", "require_recorded_tools"}
+	"namespaces", "tool_policy", "rollout_policy", "deployments_enabled", "require_recorded_tools", "mcp_limits"}
 
 // maxDepth bounds a chain of parent registries.
 const maxDepth = 8
@@ -42,7 +42,7 @@ const maxDepth = 8
 func ownSettings(r *registryv1.Registry) []byte {
 	own := &registryv1.Registry{AutoUpgrade: r.AutoUpgrade, ApprovalRequired: r.ApprovalRequired, MinApprovals: r.MinApprovals,
 		OwnerTeams: r.GetOwnerTeams(), Namespaces: r.GetNamespaces(), ToolPolicy: r.GetToolPolicy(), RolloutPolicy: r.GetRolloutPolicy(),
-		DeploymentsEnabled: r.DeploymentsEnabled, RequireRecordedTools: r.RequireRecordedTools}
+		DeploymentsEnabled: r.DeploymentsEnabled, RequireRecordedTools: r.RequireRecordedTools, McpLimits: r.GetMcpLimits()}
 	b, _ := protojson.Marshal(own)
 	return b
 }
@@ -61,7 +61,8 @@ func registryToProto(row store.Registry, eff *registryv1.RegistrySettings) (*reg
 
 // effective resolves the settings of registry row through its parents.
 func effective(ctx context.Context, tx *store.Tx, row store.Registry) (*registryv1.RegistrySettings, error) {
-	eff := &registryv1.RegistrySettings{}
+	limits := &registryv1.McpLimits{}
+	eff := &registryv1.RegistrySettings{McpLimits: limits}
 	var haveAuto, haveApproval, haveMin, haveDeploy, haveRequire bool
 	cur := row
 	for depth := 0; ; depth++ {
@@ -96,6 +97,7 @@ func effective(ctx context.Context, tx *store.Tx, row store.Registry) (*registry
 		if eff.RolloutPolicy.GetStrategy() == registryv1.RolloutPolicy_STRATEGY_UNSPECIFIED {
 			eff.RolloutPolicy = r.GetRolloutPolicy()
 		}
+		inheritLimits(limits, r.GetMcpLimits())
 		if cur.Parent == "" || depth >= maxDepth {
 			break
 		}
@@ -117,7 +119,36 @@ func effective(ctx context.Context, tx *store.Tx, row store.Registry) (*registry
 	if eff.RolloutPolicy.GetStrategy() == registryv1.RolloutPolicy_STRATEGY_UNSPECIFIED {
 		eff.RolloutPolicy = &registryv1.RolloutPolicy{Strategy: registryv1.RolloutPolicy_STRATEGY_DIRECT}
 	}
+	if limits.SessionsPerCaller == 0 {
+		limits.SessionsPerCaller = DefaultSessionsPerCaller
+	}
+	if limits.MaxRequestBytes == 0 {
+		limits.MaxRequestBytes = MaxRequestBytes
+	}
 	return eff, nil
+}
+
+// Defaults of the MCP gateway's limits (McpLimits): rates are unlimited
+// unless set.
+const (
+	DefaultSessionsPerCaller = 50
+	MaxRequestBytes          = 4 << 20
+)
+
+// inheritLimits fills each field of eff still 0 from own.
+func inheritLimits(eff, own *registryv1.McpLimits) {
+	if eff.RequestsPerMinutePerCaller == 0 {
+		eff.RequestsPerMinutePerCaller = own.GetRequestsPerMinutePerCaller()
+	}
+	if eff.RequestsPerMinutePerServer == 0 {
+		eff.RequestsPerMinutePerServer = own.GetRequestsPerMinutePerServer()
+	}
+	if eff.SessionsPerCaller == 0 {
+		eff.SessionsPerCaller = own.GetSessionsPerCaller()
+	}
+	if eff.MaxRequestBytes == 0 {
+		eff.MaxRequestBytes = own.GetMaxRequestBytes()
+	}
 }
 
 // checkParent refuses a parent outside the organization, missing, the
@@ -409,6 +440,8 @@ func (s *Service) applyRegistryUpdate(ctx context.Context, tx *store.Tx, cur sto
 			next.DeploymentsEnabled = in.DeploymentsEnabled
 		case "require_recorded_tools":
 			next.RequireRecordedTools = in.RequireRecordedTools
+		case "mcp_limits":
+			next.McpLimits = in.GetMcpLimits()
 		default:
 			return nil, errs.Field("update_mask", "%q is not an updatable field", p)
 		}

@@ -840,3 +840,36 @@ func TestRequireRecordedTools(t *testing.T) {
 		}
 	})
 }
+
+// TestMcpLimitsInherit: each limit left 0 comes from the parent registry,
+// then the default; out-of-range limits are refused naming the field.
+func TestMcpLimitsInherit(t *testing.T) {
+	each(t, func(t *testing.T, e *env) {
+		e.registry(t, "parent", &registryv1.Registry{McpLimits: &registryv1.McpLimits{RequestsPerMinutePerCaller: 60, SessionsPerCaller: 3}})
+		e.registry(t, "child", &registryv1.Registry{Parent: "orgs/acme/registries/parent",
+			McpLimits: &registryv1.McpLimits{SessionsPerCaller: 5, RequestsPerMinutePerServer: 1000}})
+		got := must[*registryv1.Registry](t)(e.client.GetRegistry(e.as("admin"), &registryv1.GetRegistryRequest{Name: "orgs/acme/registries/child"}))
+		want := &registryv1.McpLimits{RequestsPerMinutePerCaller: 60, RequestsPerMinutePerServer: 1000, SessionsPerCaller: 5,
+			MaxRequestBytes: registry.MaxRequestBytes}
+		if !proto.Equal(got.GetEffective().GetMcpLimits(), want) {
+			t.Fatalf("child's limits = %v, want %v", got.GetEffective().GetMcpLimits(), want)
+		}
+		plain := e.registry(t, "plain", &registryv1.Registry{})
+		if l := plain.GetEffective().GetMcpLimits(); l.GetSessionsPerCaller() != registry.DefaultSessionsPerCaller ||
+			l.GetRequestsPerMinutePerCaller() != 0 || l.GetMaxRequestBytes() != registry.MaxRequestBytes {
+			t.Fatalf("defaults = %v", l)
+		}
+		up := must[*registryv1.UpdateRegistryResponse](t)(e.client.UpdateRegistry(e.as("admin"), &registryv1.UpdateRegistryRequest{
+			Registry:   &registryv1.Registry{Name: "orgs/acme/registries/plain", McpLimits: &registryv1.McpLimits{MaxRequestBytes: 1024}},
+			UpdateMask: &fieldmaskpb.FieldMask{Paths: []string{"mcp_limits"}}})).GetRegistry()
+		if up.GetEffective().GetMcpLimits().GetMaxRequestBytes() != 1024 {
+			t.Fatalf("after update: %v", up.GetEffective().GetMcpLimits())
+		}
+		_, err := e.client.CreateRegistry(e.as("admin"), &registryv1.CreateRegistryRequest{Parent: "orgs/acme", RegistryId: "bad",
+			Registry: &registryv1.Registry{McpLimits: &registryv1.McpLimits{MaxRequestBytes: 5 << 20}}})
+		wantCode(t, err, codes.InvalidArgument, "max_request_bytes over 4 MiB")
+		if f := badField(err); len(f) == 0 || !strings.Contains(f[0], "max_request_bytes") {
+			t.Fatalf("refusal names %v", f)
+		}
+	})
+}

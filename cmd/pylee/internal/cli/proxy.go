@@ -150,7 +150,7 @@ func runProxy(ctx context.Context, g *globals, url string, creds *loginCredentia
 	tr := http.DefaultTransport.(*http.Transport).Clone()
 	defer tr.CloseIdleConnections()
 	hc := &http.Client{Transport: credentialTransport{creds: creds, base: tr}}
-	b := mcpbridge.New(nil)
+	b := mcpbridge.New(nil, 0)
 	dial := func(ctx context.Context) (*mcp.ClientSession, error) {
 		c := mcp.NewClient(&mcp.Implementation{Name: "pylee-proxy", Version: Version}, b.ClientOptions())
 		cs, err := c.Connect(ctx, &mcp.StreamableClientTransport{Endpoint: url, HTTPClient: hc}, nil)

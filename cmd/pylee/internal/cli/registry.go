@@ -450,10 +450,15 @@ func printDiff(w *tabwriter.Writer, d *registryv1.ToolDiff) {
 type registryFlags struct {
 	description, parent, toolPolicy, rollout string
 	autoUpgrade, approvalRequired            bool
+	requireRecordedTools                     bool
 	minApprovals                             int32
 	ownerTeams, namespaces, steps            []string
 	maxErrorRate                             float64
+	limits                                   registryv1.McpLimits
 }
+
+// limitFlags are the flags of the MCP gateway's limits (McpLimits).
+var limitFlags = []string{"rate-per-caller", "rate-per-server", "sessions-per-caller", "max-request-bytes"}
 
 func (f *registryFlags) register(c *cobra.Command) {
 	c.Flags().StringVar(&f.description, "description", "", "what the registry is for")
@@ -467,6 +472,12 @@ func (f *registryFlags) register(c *cobra.Command) {
 	c.Flags().StringVar(&f.rollout, "rollout", "", "direct or canary")
 	c.Flags().StringSliceVar(&f.steps, "canary-step", nil, "canary step WEIGHT:PAUSE, e.g. 10:5m (repeatable, in order)")
 	c.Flags().Float64Var(&f.maxErrorRate, "max-error-rate", 0, "canary error rate (0 to 1) above which it rolls back")
+	c.Flags().BoolVar(&f.requireRecordedTools, "require-recorded-tools", false,
+		"only versions published with their tools may be pinned; the MCP gateway serves no tool of one without")
+	c.Flags().Int32Var(&f.limits.RequestsPerMinutePerCaller, "rate-per-caller", 0, "MCP requests per minute one caller may send to the registry's servers (0: inherited; no limit at the top)")
+	c.Flags().Int32Var(&f.limits.RequestsPerMinutePerServer, "rate-per-server", 0, "MCP requests per minute all callers may send to one server (0: inherited; no limit at the top)")
+	c.Flags().Int32Var(&f.limits.SessionsPerCaller, "sessions-per-caller", 0, "MCP sessions one caller may hold open with one server (0: inherited; 50 at the top)")
+	c.Flags().Int32Var(&f.limits.MaxRequestBytes, "max-request-bytes", 0, "largest MCP message a client may send (0: inherited; 4 MiB at the top, the most)")
 }
 
 // build returns the registry and the fields the flags set.
@@ -518,6 +529,18 @@ func (f *registryFlags) build(g *globals, c *cobra.Command, org string) (*regist
 			r.ToolPolicy = registryv1.ToolPolicy(p)
 		}
 		mask = append(mask, "tool_policy")
+	}
+	if changed("require-recorded-tools") {
+		r.RequireRecordedTools, mask = &f.requireRecordedTools, append(mask, "require_recorded_tools")
+	}
+	for _, name := range limitFlags {
+		if changed(name) {
+			// The limits are set together: one not given is inherited.
+			r.McpLimits, mask = &registryv1.McpLimits{RequestsPerMinutePerCaller: f.limits.RequestsPerMinutePerCaller,
+				RequestsPerMinutePerServer: f.limits.RequestsPerMinutePerServer, SessionsPerCaller: f.limits.SessionsPerCaller,
+				MaxRequestBytes: f.limits.MaxRequestBytes}, append(mask, "mcp_limits")
+			break
+		}
 	}
 	if changed("rollout") || changed("canary-step") || changed("max-error-rate") {
 		p := &registryv1.RolloutPolicy{MaxErrorRate: f.maxErrorRate}

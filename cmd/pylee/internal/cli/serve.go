@@ -77,6 +77,8 @@ func (f *serveFlags) register(cmd *cobra.Command, logFormat, host string) {
 	fs.DurationVar(&f.cfg.Deploy.WarmFor, "deploy-warm-for", 10*time.Minute, "how long a replaced version keeps running, so rolling back to it is instant")
 	fs.DurationVar(&f.cfg.Deploy.UserIdle, "deploy-user-idle", 15*time.Minute, "per-user instances unused this long are stopped")
 	fs.DurationVar(&f.cfg.Deploy.Discover, "deploy-discover-interval", 5*time.Second, "how often the deploy service lists registries to find new ones")
+	fs.DurationVar(&f.cfg.MCPSessionIdle, "mcp-session-idle", 30*time.Minute, "how long an MCP session may stay unused before it ends (deployed servers' sessions) and stops counting against the caller's sessions_per_caller")
+	fs.DurationVar(&f.cfg.MCPWriteStall, "mcp-write-stall", 30*time.Second, "how long a write to an MCP client may block before the client, which stopped reading its stream, is cut off")
 	fs.DurationVar(&f.cfg.MCPListPoll, "mcp-list-poll", 5*time.Second, "how often an aggregated MCP endpoint's session stream checks for list changes (entries, bindings, upstream tools)")
 	fs.DurationVar(&f.cfg.Deploy.HealthInterval, "deploy-health-interval", 5*time.Second, "how often each instance is health-checked (MCP ping)")
 	fs.StringVar(&f.logFormat, "log-format", logFormat, "log format: console or json")

@@ -60,11 +60,16 @@ type Options struct {
 	// Guard admits requests to the instance's address (the gateway's
 	// identity).
 	Guard func(*http.Request) error
+	// SessionIdle ends MCP sessions unused this long (default 30 min).
+	SessionIdle time.Duration
 }
 
 func (o *Options) defaults() {
 	if o.HealthInterval <= 0 {
 		o.HealthInterval = 5 * time.Second
+	}
+	if o.SessionIdle <= 0 {
+		o.SessionIdle = 30 * time.Minute
 	}
 	if o.StartTimeout <= 0 {
 		o.StartTimeout = 2 * time.Minute
@@ -136,7 +141,7 @@ func Start(id, version, user string, p plan.Plan, rt runtime.Runtime, opts Optio
 		return nil, err
 	}
 	in := &Instance{id: id, version: version, user: user, plan: p, rt: rt, opts: opts, onChange: onChange,
-		bridge: bridge.New(opts.Guard), log: logbuf.New(1000, 4096), ln: ln, done: make(chan struct{})}
+		bridge: bridge.New(opts.Guard, opts.SessionIdle), log: logbuf.New(1000, 4096), ln: ln, done: make(chan struct{})}
 	in.log.SetSecrets(p.Secrets)
 	in.status = Status{ID: id, Version: version, User: user, State: Starting, Address: "http://" + ln.Addr().String() + "/mcp"}
 	in.srv = &http.Server{Handler: in.bridge, ReadHeaderTimeout: 10 * time.Second}

@@ -103,16 +103,20 @@ func main() {
 	s.AddTool(&mcp.Tool{Name: "count", Description: "Counts to n, with progress.", InputSchema: map[string]any{"type": "object",
 		"properties": map[string]any{"n": map[string]any{"type": "integer"}}}},
 		func(ctx context.Context, req *mcp.CallToolRequest) (*mcp.CallToolResult, error) {
-			var args struct {
-				N int `json:"n"`
-			}
+			args := struct {
+				N       int `json:"n"`
+				DelayMS int `json:"delay_ms"` // between steps (default 20)
+				Pad     int `json:"pad"`      // bytes of message per progress notification
+			}{DelayMS: 20}
 			_ = json.Unmarshal(req.Params.Arguments, &args)
+			pad := strings.Repeat("x", min(max(args.Pad, 0), 1<<20))
 			for i := 1; i <= args.N; i++ {
 				if tok := req.Params.GetProgressToken(); tok != nil {
-					_ = req.Session.NotifyProgress(ctx, &mcp.ProgressNotificationParams{ProgressToken: tok, Progress: float64(i), Total: float64(args.N)})
+					_ = req.Session.NotifyProgress(ctx, &mcp.ProgressNotificationParams{ProgressToken: tok, Progress: float64(i), Total: float64(args.N),
+						Message: pad})
 				}
 				select {
-				case <-time.After(20 * time.Millisecond):
+				case <-time.After(time.Duration(args.DelayMS) * time.Millisecond):
 				case <-ctx.Done():
 					fmt.Fprintf(os.Stderr, "count cancelled at %d of %d\n", i, args.N)
 					return nil, ctx.Err()

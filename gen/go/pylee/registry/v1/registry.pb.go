@@ -129,7 +129,7 @@ func (x RolloutPolicy_Strategy) Number() protoreflect.EnumNumber {
 
 // Deprecated: Use RolloutPolicy_Strategy.Descriptor instead.
 func (RolloutPolicy_Strategy) EnumDescriptor() ([]byte, []int) {
-	return file_pylee_registry_v1_registry_proto_rawDescGZIP(), []int{1, 0}
+	return file_pylee_registry_v1_registry_proto_rawDescGZIP(), []int{2, 0}
 }
 
 // What happened.
@@ -182,7 +182,7 @@ func (x EntryEvent_Type) Number() protoreflect.EnumNumber {
 
 // Deprecated: Use EntryEvent_Type.Descriptor instead.
 func (EntryEvent_Type) EnumDescriptor() ([]byte, []int) {
-	return file_pylee_registry_v1_registry_proto_rawDescGZIP(), []int{5, 0}
+	return file_pylee_registry_v1_registry_proto_rawDescGZIP(), []int{6, 0}
 }
 
 // Where the request stands.
@@ -247,7 +247,7 @@ func (x Approval_State) Number() protoreflect.EnumNumber {
 
 // Deprecated: Use Approval_State.Descriptor instead.
 func (Approval_State) EnumDescriptor() ([]byte, []int) {
-	return file_pylee_registry_v1_registry_proto_rawDescGZIP(), []int{6, 0}
+	return file_pylee_registry_v1_registry_proto_rawDescGZIP(), []int{7, 0}
 }
 
 // The change requested.
@@ -304,7 +304,7 @@ func (x Approval_Kind) Number() protoreflect.EnumNumber {
 
 // Deprecated: Use Approval_Kind.Descriptor instead.
 func (Approval_Kind) EnumDescriptor() ([]byte, []int) {
-	return file_pylee_registry_v1_registry_proto_rawDescGZIP(), []int{6, 1}
+	return file_pylee_registry_v1_registry_proto_rawDescGZIP(), []int{7, 1}
 }
 
 // A registry: a governance unit and an environment (development, staging,
@@ -353,8 +353,11 @@ type Registry struct {
 	// when unset at the top of the chain: the first listing is recorded
 	// instead, see ServerVersion.observed_tools).
 	RequireRecordedTools *bool `protobuf:"varint,16,opt,name=require_recorded_tools,json=requireRecordedTools,proto3,oneof" json:"require_recorded_tools,omitempty"`
-	unknownFields        protoimpl.UnknownFields
-	sizeCache            protoimpl.SizeCache
+	// Limits the MCP gateway applies to the registry's servers. Each field
+	// left 0 is inherited from the parent registry, then the default.
+	McpLimits     *McpLimits `protobuf:"bytes,17,opt,name=mcp_limits,json=mcpLimits,proto3" json:"mcp_limits,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
 }
 
 func (x *Registry) Reset() {
@@ -499,6 +502,94 @@ func (x *Registry) GetRequireRecordedTools() bool {
 	return false
 }
 
+func (x *Registry) GetMcpLimits() *McpLimits {
+	if x != nil {
+		return x.McpLimits
+	}
+	return nil
+}
+
+// Limits of the MCP gateway for a registry's servers. They are counted by
+// each gateway replica on its own: with N replicas behind a balancer, a
+// caller may reach up to N times a limit.
+type McpLimits struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// Requests (calls, lists, reads) one caller may send per minute to the
+	// registry's servers together; beyond, HTTP 429 with Retry-After and a
+	// JSON-RPC error. Default: no limit.
+	RequestsPerMinutePerCaller int32 `protobuf:"varint,1,opt,name=requests_per_minute_per_caller,json=requestsPerMinutePerCaller,proto3" json:"requests_per_minute_per_caller,omitempty"`
+	// Requests all callers together may send per minute to one server.
+	// Default: no limit.
+	RequestsPerMinutePerServer int32 `protobuf:"varint,2,opt,name=requests_per_minute_per_server,json=requestsPerMinutePerServer,proto3" json:"requests_per_minute_per_server,omitempty"`
+	// Sessions one caller may hold open at once with one server; a further
+	// initialize gets 429 until one ends (DELETE) or has been unused for
+	// the deploy service's session idle timeout. Default 50.
+	SessionsPerCaller int32 `protobuf:"varint,3,opt,name=sessions_per_caller,json=sessionsPerCaller,proto3" json:"sessions_per_caller,omitempty"`
+	// The largest message a client may send, in bytes. Default and most
+	// 4 MiB (4194304).
+	MaxRequestBytes int32 `protobuf:"varint,4,opt,name=max_request_bytes,json=maxRequestBytes,proto3" json:"max_request_bytes,omitempty"`
+	unknownFields   protoimpl.UnknownFields
+	sizeCache       protoimpl.SizeCache
+}
+
+func (x *McpLimits) Reset() {
+	*x = McpLimits{}
+	mi := &file_pylee_registry_v1_registry_proto_msgTypes[1]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *McpLimits) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*McpLimits) ProtoMessage() {}
+
+func (x *McpLimits) ProtoReflect() protoreflect.Message {
+	mi := &file_pylee_registry_v1_registry_proto_msgTypes[1]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use McpLimits.ProtoReflect.Descriptor instead.
+func (*McpLimits) Descriptor() ([]byte, []int) {
+	return file_pylee_registry_v1_registry_proto_rawDescGZIP(), []int{1}
+}
+
+func (x *McpLimits) GetRequestsPerMinutePerCaller() int32 {
+	if x != nil {
+		return x.RequestsPerMinutePerCaller
+	}
+	return 0
+}
+
+func (x *McpLimits) GetRequestsPerMinutePerServer() int32 {
+	if x != nil {
+		return x.RequestsPerMinutePerServer
+	}
+	return 0
+}
+
+func (x *McpLimits) GetSessionsPerCaller() int32 {
+	if x != nil {
+		return x.SessionsPerCaller
+	}
+	return 0
+}
+
+func (x *McpLimits) GetMaxRequestBytes() int32 {
+	if x != nil {
+		return x.MaxRequestBytes
+	}
+	return 0
+}
+
 // How a changed pin is rolled out.
 type RolloutPolicy struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
@@ -515,7 +606,7 @@ type RolloutPolicy struct {
 
 func (x *RolloutPolicy) Reset() {
 	*x = RolloutPolicy{}
-	mi := &file_pylee_registry_v1_registry_proto_msgTypes[1]
+	mi := &file_pylee_registry_v1_registry_proto_msgTypes[2]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -527,7 +618,7 @@ func (x *RolloutPolicy) String() string {
 func (*RolloutPolicy) ProtoMessage() {}
 
 func (x *RolloutPolicy) ProtoReflect() protoreflect.Message {
-	mi := &file_pylee_registry_v1_registry_proto_msgTypes[1]
+	mi := &file_pylee_registry_v1_registry_proto_msgTypes[2]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -540,7 +631,7 @@ func (x *RolloutPolicy) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RolloutPolicy.ProtoReflect.Descriptor instead.
 func (*RolloutPolicy) Descriptor() ([]byte, []int) {
-	return file_pylee_registry_v1_registry_proto_rawDescGZIP(), []int{1}
+	return file_pylee_registry_v1_registry_proto_rawDescGZIP(), []int{2}
 }
 
 func (x *RolloutPolicy) GetStrategy() RolloutPolicy_Strategy {
@@ -577,7 +668,7 @@ type CanaryStep struct {
 
 func (x *CanaryStep) Reset() {
 	*x = CanaryStep{}
-	mi := &file_pylee_registry_v1_registry_proto_msgTypes[2]
+	mi := &file_pylee_registry_v1_registry_proto_msgTypes[3]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -589,7 +680,7 @@ func (x *CanaryStep) String() string {
 func (*CanaryStep) ProtoMessage() {}
 
 func (x *CanaryStep) ProtoReflect() protoreflect.Message {
-	mi := &file_pylee_registry_v1_registry_proto_msgTypes[2]
+	mi := &file_pylee_registry_v1_registry_proto_msgTypes[3]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -602,7 +693,7 @@ func (x *CanaryStep) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use CanaryStep.ProtoReflect.Descriptor instead.
 func (*CanaryStep) Descriptor() ([]byte, []int) {
-	return file_pylee_registry_v1_registry_proto_rawDescGZIP(), []int{2}
+	return file_pylee_registry_v1_registry_proto_rawDescGZIP(), []int{3}
 }
 
 func (x *CanaryStep) GetWeightPercent() int32 {
@@ -640,13 +731,15 @@ type RegistrySettings struct {
 	DeploymentsEnabled bool `protobuf:"varint,8,opt,name=deployments_enabled,json=deploymentsEnabled,proto3" json:"deployments_enabled,omitempty"`
 	// See Registry.
 	RequireRecordedTools bool `protobuf:"varint,9,opt,name=require_recorded_tools,json=requireRecordedTools,proto3" json:"require_recorded_tools,omitempty"`
-	unknownFields        protoimpl.UnknownFields
-	sizeCache            protoimpl.SizeCache
+	// See Registry; every field filled in.
+	McpLimits     *McpLimits `protobuf:"bytes,10,opt,name=mcp_limits,json=mcpLimits,proto3" json:"mcp_limits,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
 }
 
 func (x *RegistrySettings) Reset() {
 	*x = RegistrySettings{}
-	mi := &file_pylee_registry_v1_registry_proto_msgTypes[3]
+	mi := &file_pylee_registry_v1_registry_proto_msgTypes[4]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -658,7 +751,7 @@ func (x *RegistrySettings) String() string {
 func (*RegistrySettings) ProtoMessage() {}
 
 func (x *RegistrySettings) ProtoReflect() protoreflect.Message {
-	mi := &file_pylee_registry_v1_registry_proto_msgTypes[3]
+	mi := &file_pylee_registry_v1_registry_proto_msgTypes[4]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -671,7 +764,7 @@ func (x *RegistrySettings) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RegistrySettings.ProtoReflect.Descriptor instead.
 func (*RegistrySettings) Descriptor() ([]byte, []int) {
-	return file_pylee_registry_v1_registry_proto_rawDescGZIP(), []int{3}
+	return file_pylee_registry_v1_registry_proto_rawDescGZIP(), []int{4}
 }
 
 func (x *RegistrySettings) GetAutoUpgrade() bool {
@@ -737,6 +830,13 @@ func (x *RegistrySettings) GetRequireRecordedTools() bool {
 	return false
 }
 
+func (x *RegistrySettings) GetMcpLimits() *McpLimits {
+	if x != nil {
+		return x.McpLimits
+	}
+	return nil
+}
+
 // A pin: which version of a server a registry runs.
 type Entry struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
@@ -771,7 +871,7 @@ type Entry struct {
 
 func (x *Entry) Reset() {
 	*x = Entry{}
-	mi := &file_pylee_registry_v1_registry_proto_msgTypes[4]
+	mi := &file_pylee_registry_v1_registry_proto_msgTypes[5]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -783,7 +883,7 @@ func (x *Entry) String() string {
 func (*Entry) ProtoMessage() {}
 
 func (x *Entry) ProtoReflect() protoreflect.Message {
-	mi := &file_pylee_registry_v1_registry_proto_msgTypes[4]
+	mi := &file_pylee_registry_v1_registry_proto_msgTypes[5]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -796,7 +896,7 @@ func (x *Entry) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Entry.ProtoReflect.Descriptor instead.
 func (*Entry) Descriptor() ([]byte, []int) {
-	return file_pylee_registry_v1_registry_proto_rawDescGZIP(), []int{4}
+	return file_pylee_registry_v1_registry_proto_rawDescGZIP(), []int{5}
 }
 
 func (x *Entry) GetName() string {
@@ -900,7 +1000,7 @@ type EntryEvent struct {
 
 func (x *EntryEvent) Reset() {
 	*x = EntryEvent{}
-	mi := &file_pylee_registry_v1_registry_proto_msgTypes[5]
+	mi := &file_pylee_registry_v1_registry_proto_msgTypes[6]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -912,7 +1012,7 @@ func (x *EntryEvent) String() string {
 func (*EntryEvent) ProtoMessage() {}
 
 func (x *EntryEvent) ProtoReflect() protoreflect.Message {
-	mi := &file_pylee_registry_v1_registry_proto_msgTypes[5]
+	mi := &file_pylee_registry_v1_registry_proto_msgTypes[6]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -925,7 +1025,7 @@ func (x *EntryEvent) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use EntryEvent.ProtoReflect.Descriptor instead.
 func (*EntryEvent) Descriptor() ([]byte, []int) {
-	return file_pylee_registry_v1_registry_proto_rawDescGZIP(), []int{5}
+	return file_pylee_registry_v1_registry_proto_rawDescGZIP(), []int{6}
 }
 
 func (x *EntryEvent) GetType() EntryEvent_Type {
@@ -1002,7 +1102,7 @@ type Approval struct {
 
 func (x *Approval) Reset() {
 	*x = Approval{}
-	mi := &file_pylee_registry_v1_registry_proto_msgTypes[6]
+	mi := &file_pylee_registry_v1_registry_proto_msgTypes[7]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1014,7 +1114,7 @@ func (x *Approval) String() string {
 func (*Approval) ProtoMessage() {}
 
 func (x *Approval) ProtoReflect() protoreflect.Message {
-	mi := &file_pylee_registry_v1_registry_proto_msgTypes[6]
+	mi := &file_pylee_registry_v1_registry_proto_msgTypes[7]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1027,7 +1127,7 @@ func (x *Approval) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Approval.ProtoReflect.Descriptor instead.
 func (*Approval) Descriptor() ([]byte, []int) {
-	return file_pylee_registry_v1_registry_proto_rawDescGZIP(), []int{6}
+	return file_pylee_registry_v1_registry_proto_rawDescGZIP(), []int{7}
 }
 
 func (x *Approval) GetName() string {
@@ -1171,7 +1271,7 @@ type Decision struct {
 
 func (x *Decision) Reset() {
 	*x = Decision{}
-	mi := &file_pylee_registry_v1_registry_proto_msgTypes[7]
+	mi := &file_pylee_registry_v1_registry_proto_msgTypes[8]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1183,7 +1283,7 @@ func (x *Decision) String() string {
 func (*Decision) ProtoMessage() {}
 
 func (x *Decision) ProtoReflect() protoreflect.Message {
-	mi := &file_pylee_registry_v1_registry_proto_msgTypes[7]
+	mi := &file_pylee_registry_v1_registry_proto_msgTypes[8]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1196,7 +1296,7 @@ func (x *Decision) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Decision.ProtoReflect.Descriptor instead.
 func (*Decision) Descriptor() ([]byte, []int) {
-	return file_pylee_registry_v1_registry_proto_rawDescGZIP(), []int{7}
+	return file_pylee_registry_v1_registry_proto_rawDescGZIP(), []int{8}
 }
 
 func (x *Decision) GetPrincipal() string {
@@ -1224,7 +1324,7 @@ var File_pylee_registry_v1_registry_proto protoreflect.FileDescriptor
 
 const file_pylee_registry_v1_registry_proto_rawDesc = "" +
 	"\n" +
-	" pylee/registry/v1/registry.proto\x12\x11pylee.registry.v1\x1a\x1bbuf/validate/validate.proto\x1a\x1fgoogle/api/field_behavior.proto\x1a\x19google/api/resource.proto\x1a\x1egoogle/protobuf/duration.proto\x1a google/protobuf/field_mask.proto\x1a\x1fgoogle/protobuf/timestamp.proto\x1a\x1fpylee/registry/v1/version.proto\"\xeb\a\n" +
+	" pylee/registry/v1/registry.proto\x12\x11pylee.registry.v1\x1a\x1bbuf/validate/validate.proto\x1a\x1fgoogle/api/field_behavior.proto\x1a\x19google/api/resource.proto\x1a\x1egoogle/protobuf/duration.proto\x1a google/protobuf/field_mask.proto\x1a\x1fgoogle/protobuf/timestamp.proto\x1a\x1fpylee/registry/v1/version.proto\"\xa8\b\n" +
 	"\bRegistry\x12\x17\n" +
 	"\x04name\x18\x01 \x01(\tB\x03\xe0A\bR\x04name\x12*\n" +
 	"\vdescription\x18\x02 \x01(\tB\b\xbaH\x05r\x03\x18\xd0\x0fR\vdescription\x12\x16\n" +
@@ -1249,7 +1349,9 @@ const file_pylee_registry_v1_registry_proto_rawDesc = "" +
 	"updateTime\x12\x12\n" +
 	"\x04etag\x18\x0e \x01(\tR\x04etag\x124\n" +
 	"\x13deployments_enabled\x18\x0f \x01(\bH\x03R\x12deploymentsEnabled\x88\x01\x01\x129\n" +
-	"\x16require_recorded_tools\x18\x10 \x01(\bH\x04R\x14requireRecordedTools\x88\x01\x01:N\xeaAK\n" +
+	"\x16require_recorded_tools\x18\x10 \x01(\bH\x04R\x14requireRecordedTools\x88\x01\x01\x12;\n" +
+	"\n" +
+	"mcp_limits\x18\x11 \x01(\v2\x1c.pylee.registry.v1.McpLimitsR\tmcpLimits:N\xeaAK\n" +
 	"\x11pylee.ai/Registry\x12 orgs/{org}/registries/{registry}*\n" +
 	"registries2\bregistryB\x0f\n" +
 	"\r_auto_upgradeB\x14\n" +
@@ -1257,6 +1359,12 @@ const file_pylee_registry_v1_registry_proto_rawDesc = "" +
 	"\x0e_min_approvalsB\x16\n" +
 	"\x14_deployments_enabledB\x19\n" +
 	"\x17_require_recorded_tools\"\xa4\x02\n" +
+	"\tMcpLimits\x12O\n" +
+	"\x1erequests_per_minute_per_caller\x18\x01 \x01(\x05B\v\xbaH\b\x1a\x06\x18\xc0\x84=(\x00R\x1arequestsPerMinutePerCaller\x12P\n" +
+	"\x1erequests_per_minute_per_server\x18\x02 \x01(\x05B\f\xbaH\t\x1a\a\x18\x80\xad\xe2\x04(\x00R\x1arequestsPerMinutePerServer\x12:\n" +
+	"\x13sessions_per_caller\x18\x03 \x01(\x05B\n" +
+	"\xbaH\a\x1a\x05\x18\x90N(\x00R\x11sessionsPerCaller\x128\n" +
+	"\x11max_request_bytes\x18\x04 \x01(\x05B\f\xbaH\t\x1a\a\x18\x80\x80\x80\x02(\x00R\x0fmaxRequestBytes\"\xa4\x02\n" +
 	"\rRolloutPolicy\x12O\n" +
 	"\bstrategy\x18\x01 \x01(\x0e2).pylee.registry.v1.RolloutPolicy.StrategyB\b\xbaH\x05\x82\x01\x02\x10\x01R\bstrategy\x123\n" +
 	"\x05steps\x18\x02 \x03(\v2\x1d.pylee.registry.v1.CanaryStepR\x05steps\x12=\n" +
@@ -1268,7 +1376,7 @@ const file_pylee_registry_v1_registry_proto_rawDesc = "" +
 	"\n" +
 	"CanaryStep\x12%\n" +
 	"\x0eweight_percent\x18\x01 \x01(\x05R\rweightPercent\x12/\n" +
-	"\x05pause\x18\x02 \x01(\v2\x19.google.protobuf.DurationR\x05pause\"\xb8\x03\n" +
+	"\x05pause\x18\x02 \x01(\v2\x19.google.protobuf.DurationR\x05pause\"\xf5\x03\n" +
 	"\x10RegistrySettings\x12!\n" +
 	"\fauto_upgrade\x18\x01 \x01(\bR\vautoUpgrade\x12+\n" +
 	"\x11approval_required\x18\x02 \x01(\bR\x10approvalRequired\x12#\n" +
@@ -1282,7 +1390,10 @@ const file_pylee_registry_v1_registry_proto_rawDesc = "" +
 	"toolPolicy\x12G\n" +
 	"\x0erollout_policy\x18\a \x01(\v2 .pylee.registry.v1.RolloutPolicyR\rrolloutPolicy\x12/\n" +
 	"\x13deployments_enabled\x18\b \x01(\bR\x12deploymentsEnabled\x124\n" +
-	"\x16require_recorded_tools\x18\t \x01(\bR\x14requireRecordedTools\"\xbf\x05\n" +
+	"\x16require_recorded_tools\x18\t \x01(\bR\x14requireRecordedTools\x12;\n" +
+	"\n" +
+	"mcp_limits\x18\n" +
+	" \x01(\v2\x1c.pylee.registry.v1.McpLimitsR\tmcpLimits\"\xbf\x05\n" +
 	"\x05Entry\x12\x17\n" +
 	"\x04name\x18\x01 \x01(\tB\x03\xe0A\bR\x04name\x12\x1b\n" +
 	"\x06server\x18\x02 \x01(\tB\x03\xe0A\x03R\x06server\x12$\n" +
@@ -1371,7 +1482,7 @@ func file_pylee_registry_v1_registry_proto_rawDescGZIP() []byte {
 }
 
 var file_pylee_registry_v1_registry_proto_enumTypes = make([]protoimpl.EnumInfo, 5)
-var file_pylee_registry_v1_registry_proto_msgTypes = make([]protoimpl.MessageInfo, 8)
+var file_pylee_registry_v1_registry_proto_msgTypes = make([]protoimpl.MessageInfo, 9)
 var file_pylee_registry_v1_registry_proto_goTypes = []any{
 	(ToolPolicy)(0),               // 0: pylee.registry.v1.ToolPolicy
 	(RolloutPolicy_Strategy)(0),   // 1: pylee.registry.v1.RolloutPolicy.Strategy
@@ -1379,54 +1490,57 @@ var file_pylee_registry_v1_registry_proto_goTypes = []any{
 	(Approval_State)(0),           // 3: pylee.registry.v1.Approval.State
 	(Approval_Kind)(0),            // 4: pylee.registry.v1.Approval.Kind
 	(*Registry)(nil),              // 5: pylee.registry.v1.Registry
-	(*RolloutPolicy)(nil),         // 6: pylee.registry.v1.RolloutPolicy
-	(*CanaryStep)(nil),            // 7: pylee.registry.v1.CanaryStep
-	(*RegistrySettings)(nil),      // 8: pylee.registry.v1.RegistrySettings
-	(*Entry)(nil),                 // 9: pylee.registry.v1.Entry
-	(*EntryEvent)(nil),            // 10: pylee.registry.v1.EntryEvent
-	(*Approval)(nil),              // 11: pylee.registry.v1.Approval
-	(*Decision)(nil),              // 12: pylee.registry.v1.Decision
-	(*timestamppb.Timestamp)(nil), // 13: google.protobuf.Timestamp
-	(*durationpb.Duration)(nil),   // 14: google.protobuf.Duration
-	(ServerVersion_Status)(0),     // 15: pylee.registry.v1.ServerVersion.Status
-	(*ServerVersion)(nil),         // 16: pylee.registry.v1.ServerVersion
-	(*fieldmaskpb.FieldMask)(nil), // 17: google.protobuf.FieldMask
-	(*ToolDiff)(nil),              // 18: pylee.registry.v1.ToolDiff
+	(*McpLimits)(nil),             // 6: pylee.registry.v1.McpLimits
+	(*RolloutPolicy)(nil),         // 7: pylee.registry.v1.RolloutPolicy
+	(*CanaryStep)(nil),            // 8: pylee.registry.v1.CanaryStep
+	(*RegistrySettings)(nil),      // 9: pylee.registry.v1.RegistrySettings
+	(*Entry)(nil),                 // 10: pylee.registry.v1.Entry
+	(*EntryEvent)(nil),            // 11: pylee.registry.v1.EntryEvent
+	(*Approval)(nil),              // 12: pylee.registry.v1.Approval
+	(*Decision)(nil),              // 13: pylee.registry.v1.Decision
+	(*timestamppb.Timestamp)(nil), // 14: google.protobuf.Timestamp
+	(*durationpb.Duration)(nil),   // 15: google.protobuf.Duration
+	(ServerVersion_Status)(0),     // 16: pylee.registry.v1.ServerVersion.Status
+	(*ServerVersion)(nil),         // 17: pylee.registry.v1.ServerVersion
+	(*fieldmaskpb.FieldMask)(nil), // 18: google.protobuf.FieldMask
+	(*ToolDiff)(nil),              // 19: pylee.registry.v1.ToolDiff
 }
 var file_pylee_registry_v1_registry_proto_depIdxs = []int32{
 	0,  // 0: pylee.registry.v1.Registry.tool_policy:type_name -> pylee.registry.v1.ToolPolicy
-	6,  // 1: pylee.registry.v1.Registry.rollout_policy:type_name -> pylee.registry.v1.RolloutPolicy
-	8,  // 2: pylee.registry.v1.Registry.effective:type_name -> pylee.registry.v1.RegistrySettings
-	13, // 3: pylee.registry.v1.Registry.create_time:type_name -> google.protobuf.Timestamp
-	13, // 4: pylee.registry.v1.Registry.update_time:type_name -> google.protobuf.Timestamp
-	1,  // 5: pylee.registry.v1.RolloutPolicy.strategy:type_name -> pylee.registry.v1.RolloutPolicy.Strategy
-	7,  // 6: pylee.registry.v1.RolloutPolicy.steps:type_name -> pylee.registry.v1.CanaryStep
-	14, // 7: pylee.registry.v1.CanaryStep.pause:type_name -> google.protobuf.Duration
-	0,  // 8: pylee.registry.v1.RegistrySettings.tool_policy:type_name -> pylee.registry.v1.ToolPolicy
-	6,  // 9: pylee.registry.v1.RegistrySettings.rollout_policy:type_name -> pylee.registry.v1.RolloutPolicy
-	15, // 10: pylee.registry.v1.Entry.version_status:type_name -> pylee.registry.v1.ServerVersion.Status
-	13, // 11: pylee.registry.v1.Entry.version_create_time:type_name -> google.protobuf.Timestamp
-	13, // 12: pylee.registry.v1.Entry.create_time:type_name -> google.protobuf.Timestamp
-	13, // 13: pylee.registry.v1.Entry.update_time:type_name -> google.protobuf.Timestamp
-	16, // 14: pylee.registry.v1.Entry.version_detail:type_name -> pylee.registry.v1.ServerVersion
-	2,  // 15: pylee.registry.v1.EntryEvent.type:type_name -> pylee.registry.v1.EntryEvent.Type
-	9,  // 16: pylee.registry.v1.EntryEvent.entry:type_name -> pylee.registry.v1.Entry
-	13, // 17: pylee.registry.v1.EntryEvent.time:type_name -> google.protobuf.Timestamp
-	4,  // 18: pylee.registry.v1.Approval.kind:type_name -> pylee.registry.v1.Approval.Kind
-	3,  // 19: pylee.registry.v1.Approval.state:type_name -> pylee.registry.v1.Approval.State
-	5,  // 20: pylee.registry.v1.Approval.registry:type_name -> pylee.registry.v1.Registry
-	17, // 21: pylee.registry.v1.Approval.update_mask:type_name -> google.protobuf.FieldMask
-	18, // 22: pylee.registry.v1.Approval.tool_diff:type_name -> pylee.registry.v1.ToolDiff
-	12, // 23: pylee.registry.v1.Approval.approvals:type_name -> pylee.registry.v1.Decision
-	12, // 24: pylee.registry.v1.Approval.decision:type_name -> pylee.registry.v1.Decision
-	13, // 25: pylee.registry.v1.Approval.create_time:type_name -> google.protobuf.Timestamp
-	13, // 26: pylee.registry.v1.Approval.update_time:type_name -> google.protobuf.Timestamp
-	13, // 27: pylee.registry.v1.Decision.time:type_name -> google.protobuf.Timestamp
-	28, // [28:28] is the sub-list for method output_type
-	28, // [28:28] is the sub-list for method input_type
-	28, // [28:28] is the sub-list for extension type_name
-	28, // [28:28] is the sub-list for extension extendee
-	0,  // [0:28] is the sub-list for field type_name
+	7,  // 1: pylee.registry.v1.Registry.rollout_policy:type_name -> pylee.registry.v1.RolloutPolicy
+	9,  // 2: pylee.registry.v1.Registry.effective:type_name -> pylee.registry.v1.RegistrySettings
+	14, // 3: pylee.registry.v1.Registry.create_time:type_name -> google.protobuf.Timestamp
+	14, // 4: pylee.registry.v1.Registry.update_time:type_name -> google.protobuf.Timestamp
+	6,  // 5: pylee.registry.v1.Registry.mcp_limits:type_name -> pylee.registry.v1.McpLimits
+	1,  // 6: pylee.registry.v1.RolloutPolicy.strategy:type_name -> pylee.registry.v1.RolloutPolicy.Strategy
+	8,  // 7: pylee.registry.v1.RolloutPolicy.steps:type_name -> pylee.registry.v1.CanaryStep
+	15, // 8: pylee.registry.v1.CanaryStep.pause:type_name -> google.protobuf.Duration
+	0,  // 9: pylee.registry.v1.RegistrySettings.tool_policy:type_name -> pylee.registry.v1.ToolPolicy
+	7,  // 10: pylee.registry.v1.RegistrySettings.rollout_policy:type_name -> pylee.registry.v1.RolloutPolicy
+	6,  // 11: pylee.registry.v1.RegistrySettings.mcp_limits:type_name -> pylee.registry.v1.McpLimits
+	16, // 12: pylee.registry.v1.Entry.version_status:type_name -> pylee.registry.v1.ServerVersion.Status
+	14, // 13: pylee.registry.v1.Entry.version_create_time:type_name -> google.protobuf.Timestamp
+	14, // 14: pylee.registry.v1.Entry.create_time:type_name -> google.protobuf.Timestamp
+	14, // 15: pylee.registry.v1.Entry.update_time:type_name -> google.protobuf.Timestamp
+	17, // 16: pylee.registry.v1.Entry.version_detail:type_name -> pylee.registry.v1.ServerVersion
+	2,  // 17: pylee.registry.v1.EntryEvent.type:type_name -> pylee.registry.v1.EntryEvent.Type
+	10, // 18: pylee.registry.v1.EntryEvent.entry:type_name -> pylee.registry.v1.Entry
+	14, // 19: pylee.registry.v1.EntryEvent.time:type_name -> google.protobuf.Timestamp
+	4,  // 20: pylee.registry.v1.Approval.kind:type_name -> pylee.registry.v1.Approval.Kind
+	3,  // 21: pylee.registry.v1.Approval.state:type_name -> pylee.registry.v1.Approval.State
+	5,  // 22: pylee.registry.v1.Approval.registry:type_name -> pylee.registry.v1.Registry
+	18, // 23: pylee.registry.v1.Approval.update_mask:type_name -> google.protobuf.FieldMask
+	19, // 24: pylee.registry.v1.Approval.tool_diff:type_name -> pylee.registry.v1.ToolDiff
+	13, // 25: pylee.registry.v1.Approval.approvals:type_name -> pylee.registry.v1.Decision
+	13, // 26: pylee.registry.v1.Approval.decision:type_name -> pylee.registry.v1.Decision
+	14, // 27: pylee.registry.v1.Approval.create_time:type_name -> google.protobuf.Timestamp
+	14, // 28: pylee.registry.v1.Approval.update_time:type_name -> google.protobuf.Timestamp
+	14, // 29: pylee.registry.v1.Decision.time:type_name -> google.protobuf.Timestamp
+	30, // [30:30] is the sub-list for method output_type
+	30, // [30:30] is the sub-list for method input_type
+	30, // [30:30] is the sub-list for extension type_name
+	30, // [30:30] is the sub-list for extension extendee
+	0,  // [0:30] is the sub-list for field type_name
 }
 
 func init() { file_pylee_registry_v1_registry_proto_init() }
@@ -1442,7 +1556,7 @@ func file_pylee_registry_v1_registry_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_pylee_registry_v1_registry_proto_rawDesc), len(file_pylee_registry_v1_registry_proto_rawDesc)),
 			NumEnums:      5,
-			NumMessages:   8,
+			NumMessages:   9,
 			NumExtensions: 0,
 			NumServices:   0,
 		},
