@@ -119,21 +119,15 @@ func effective(ctx context.Context, tx *store.Tx, row store.Registry) (*registry
 	if eff.RolloutPolicy.GetStrategy() == registryv1.RolloutPolicy_STRATEGY_UNSPECIFIED {
 		eff.RolloutPolicy = &registryv1.RolloutPolicy{Strategy: registryv1.RolloutPolicy_STRATEGY_DIRECT}
 	}
-	if limits.SessionsPerCaller == 0 {
-		limits.SessionsPerCaller = DefaultSessionsPerCaller
-	}
 	if limits.MaxRequestBytes == 0 {
 		limits.MaxRequestBytes = MaxRequestBytes
 	}
 	return eff, nil
 }
 
-// Defaults of the MCP gateway's limits (McpLimits): rates are unlimited
-// unless set.
-const (
-	DefaultSessionsPerCaller = 50
-	MaxRequestBytes          = 4 << 20
-)
+// MaxRequestBytes is the default and largest McpLimits.max_request_bytes;
+// the other limits are off unless set.
+const MaxRequestBytes = 4 << 20
 
 // inheritLimits fills each field of eff still 0 from own.
 func inheritLimits(eff, own *registryv1.McpLimits) {

@@ -855,7 +855,7 @@ func TestMcpLimitsInherit(t *testing.T) {
 			t.Fatalf("child's limits = %v, want %v", got.GetEffective().GetMcpLimits(), want)
 		}
 		plain := e.registry(t, "plain", &registryv1.Registry{})
-		if l := plain.GetEffective().GetMcpLimits(); l.GetSessionsPerCaller() != registry.DefaultSessionsPerCaller ||
+		if l := plain.GetEffective().GetMcpLimits(); l.GetSessionsPerCaller() != 0 ||
 			l.GetRequestsPerMinutePerCaller() != 0 || l.GetMaxRequestBytes() != registry.MaxRequestBytes {
 			t.Fatalf("defaults = %v", l)
 		}

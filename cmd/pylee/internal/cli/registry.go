@@ -476,7 +476,7 @@ func (f *registryFlags) register(c *cobra.Command) {
 		"only versions published with their tools may be pinned; the MCP gateway serves no tool of one without")
 	c.Flags().Int32Var(&f.limits.RequestsPerMinutePerCaller, "rate-per-caller", 0, "MCP requests per minute one caller may send to the registry's servers (0: inherited; no limit at the top)")
 	c.Flags().Int32Var(&f.limits.RequestsPerMinutePerServer, "rate-per-server", 0, "MCP requests per minute all callers may send to one server (0: inherited; no limit at the top)")
-	c.Flags().Int32Var(&f.limits.SessionsPerCaller, "sessions-per-caller", 0, "MCP sessions one caller may hold open with one server (0: inherited; 50 at the top)")
+	c.Flags().Int32Var(&f.limits.SessionsPerCaller, "sessions-per-caller", 0, "MCP sessions one caller may hold open with one server (0: inherited; no limit at the top)")
 	c.Flags().Int32Var(&f.limits.MaxRequestBytes, "max-request-bytes", 0, "largest MCP message a client may send (0: inherited; 4 MiB at the top, the most)")
 }
 

@@ -523,7 +523,9 @@ type McpLimits struct {
 	RequestsPerMinutePerServer int32 `protobuf:"varint,2,opt,name=requests_per_minute_per_server,json=requestsPerMinutePerServer,proto3" json:"requests_per_minute_per_server,omitempty"`
 	// Sessions one caller may hold open at once with one server; a further
 	// initialize gets 429 until one ends (DELETE) or has been unused for
-	// the deploy service's session idle timeout. Default 50.
+	// the session idle timeout. Default: no limit. A replica counts the
+	// sessions it has seen; behind a balancer, a DELETE reaches one replica
+	// and the others count the session until it idles out, so leave room.
 	SessionsPerCaller int32 `protobuf:"varint,3,opt,name=sessions_per_caller,json=sessionsPerCaller,proto3" json:"sessions_per_caller,omitempty"`
 	// The largest message a client may send, in bytes. Default and most
 	// 4 MiB (4194304).
